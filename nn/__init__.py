@@ -1,0 +1,1 @@
+"""tinygrad_tf.nn: layers, losses, optimizers and state I/O (to come)."""

@@ -1,0 +1,423 @@
+"""Every primitive op: forward and backward side by side, on numpy arrays.
+
+Everything else in `tensor.py` is composed from these. An op is primitive only where composing
+it would cost real time or memory in eager numpy (matmul, softmax, indexing), or where it is
+the atom others are built from (add, mul, exp, sum, reshape, ...).
+"""
+import numpy as np
+
+from . import kernels
+from .autograd import Function, unbroadcast
+
+
+# ---------------------------------------------------------------------------- elementwise, binary
+
+class Add(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        return a + b
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, grad
+
+
+class Sub(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        return a - b
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, -grad
+
+
+class Mul(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        ga, gb = ctx.needs_input_grad
+        return (grad * b if ga else None), (grad * a if gb else None)
+
+
+class Div(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a / b
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        grad_a = grad / b
+        return grad_a, (-grad_a * a / b if ctx.needs_input_grad[1] else None)
+
+
+class Maximum(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return np.maximum(a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        # Ties split the gradient evenly, as torch.maximum does.
+        share_a = (a > b) + 0.5 * (a == b)
+        return grad * share_a, grad * (1 - share_a)
+
+
+# ---------------------------------------------------------------------------- elementwise, unary
+
+class Neg(Function):
+    @staticmethod
+    def forward(ctx, x):
+        return -x
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -grad
+
+
+class Pow(Function):
+    """x ** exponent for a Python-number exponent."""
+    @staticmethod
+    def forward(ctx, x, exponent):
+        ctx.save_for_backward(x)
+        ctx.exponent = exponent
+        return x ** exponent
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        p = ctx.exponent
+        return grad * p * x ** (p - 1)
+
+
+class Exp(Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = np.exp(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad * out
+
+
+class Log(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.log(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad / x
+
+
+class Sqrt(Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = np.sqrt(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad / (2 * out)
+
+
+class Tanh(Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = np.tanh(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad * (1 - out * out)
+
+
+class Sigmoid(Function):
+    @staticmethod
+    def forward(ctx, x):
+        # 0.5 * (1 + tanh(x / 2)) is the logistic function without exp overflow for large |x|.
+        out = 0.5 * (1 + np.tanh(0.5 * x))
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad * out * (1 - out)
+
+
+class Relu(Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = np.maximum(x, 0)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad * (out > 0)
+
+
+class Abs(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.abs(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * np.sign(x)
+
+
+class Clip(Function):
+    """min(max(x, low), high); either bound may be None."""
+    @staticmethod
+    def forward(ctx, x, low, high):
+        ctx.save_for_backward(x)
+        ctx.low, ctx.high = low, high
+        return np.clip(x, low, high)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        inside = np.ones(x.shape, dtype=bool)
+        if ctx.low is not None:
+            inside &= x >= ctx.low
+        if ctx.high is not None:
+            inside &= x <= ctx.high
+        return grad * inside
+
+
+class Cast(Function):
+    """Change dtype; the gradient is cast back to the input's dtype by the engine."""
+    @staticmethod
+    def forward(ctx, x, dtype):
+        return x.astype(dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+# ---------------------------------------------------------------------------- reductions
+
+def _keepdim_shape(shape, axes):
+    return tuple(1 if i in axes else n for i, n in enumerate(shape))
+
+
+class Sum(Function):
+    """Sum over `axes` (a tuple of non-negative dims, or None for all)."""
+    @staticmethod
+    def forward(ctx, x, axes, keepdim):
+        ctx.input_shape, ctx.axes = x.shape, axes
+        return x.sum(axis=axes, keepdims=keepdim)
+
+    @staticmethod
+    def backward(ctx, grad):
+        axes = range(len(ctx.input_shape)) if ctx.axes is None else ctx.axes
+        grad = grad.reshape(_keepdim_shape(ctx.input_shape, axes))
+        return np.broadcast_to(grad, ctx.input_shape)
+
+
+class Max(Function):
+    """Max over `axes`; the gradient goes to one arg-max per reduced slice (as torch.max(dim))."""
+    @staticmethod
+    def forward(ctx, x, axes, keepdim):
+        axes = tuple(range(x.ndim)) if axes is None else axes
+        kept = tuple(i for i in range(x.ndim) if i not in axes)
+        # Reduced dims last and flattened, so one argmax finds each slice's winner.
+        folded = x.transpose(kept + axes).reshape([x.shape[i] for i in kept] + [-1])
+        winner = folded.argmax(axis=-1)[..., None]
+        ctx.input_shape, ctx.kept, ctx.axes, ctx.winner = x.shape, kept, axes, winner
+        out = np.take_along_axis(folded, winner, axis=-1)[..., 0]
+        return out.reshape(_keepdim_shape(x.shape, axes)) if keepdim else out
+
+    @staticmethod
+    def backward(ctx, grad):
+        shape, kept, axes = ctx.input_shape, ctx.kept, ctx.axes
+        folded = np.zeros([shape[i] for i in kept] + [int(np.prod([shape[i] for i in axes]))],
+                          dtype=grad.dtype)
+        np.put_along_axis(folded, ctx.winner, grad.reshape(folded.shape[:-1] + (1,)), axis=-1)
+        unfolded = folded.reshape([shape[i] for i in kept + axes])
+        return unfolded.transpose(np.argsort(kept + axes))
+
+
+# ---------------------------------------------------------------------------- movement (views)
+
+class Reshape(Function):
+    @staticmethod
+    def forward(ctx, x, shape):
+        ctx.input_shape = x.shape
+        return x.reshape(shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.reshape(ctx.input_shape)
+
+
+class Permute(Function):
+    @staticmethod
+    def forward(ctx, x, dims):
+        ctx.dims = dims
+        return x.transpose(dims)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.transpose(np.argsort(ctx.dims))
+
+
+class Expand(Function):
+    @staticmethod
+    def forward(ctx, x, shape):
+        return np.broadcast_to(x, shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad  # the engine sums it back to the input's shape
+
+
+class Contiguous(Function):
+    @staticmethod
+    def forward(ctx, x):
+        return np.ascontiguousarray(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+# ---------------------------------------------------------------------------- indexing and joining
+
+class GetItem(Function):
+    """x[index]; the gradient adds up over repeated integer-array indices."""
+    @staticmethod
+    def forward(ctx, x, index, advanced):
+        ctx.input_shape, ctx.input_dtype, ctx.index, ctx.advanced = x.shape, x.dtype, index, advanced
+        return x[index]
+
+    @staticmethod
+    def backward(ctx, grad):
+        out = np.zeros(ctx.input_shape, dtype=grad.dtype)
+        if ctx.advanced:
+            np.add.at(out, ctx.index, grad)  # a plain `out[index] = grad` would drop repeats
+        else:
+            out[ctx.index] = grad
+        return out
+
+
+class MaskedFill(Function):
+    """Where the boolean `mask` (broadcast against x) is True, take `value`; else x."""
+    @staticmethod
+    def forward(ctx, x, mask, value):
+        ctx.mask = mask
+        return np.where(mask, np.asarray(value, dtype=x.dtype), x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return np.where(ctx.mask, 0, grad)
+
+
+class Where(Function):
+    """cond ? a : b elementwise, `cond` a boolean array."""
+    @staticmethod
+    def forward(ctx, a, b, cond):
+        ctx.cond = cond
+        return np.where(cond, a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        zero = np.zeros((), dtype=grad.dtype)
+        return np.where(ctx.cond, grad, zero), np.where(ctx.cond, zero, grad)
+
+
+class Cat(Function):
+    @staticmethod
+    def forward(ctx, *xs, axis):
+        ctx.axis = axis
+        ctx.splits = np.cumsum([x.shape[axis] for x in xs])[:-1]
+        return np.concatenate(xs, axis=axis)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return tuple(np.split(grad, ctx.splits, axis=ctx.axis))
+
+
+# ---------------------------------------------------------------------------- matmul and softmax
+
+class MatMul(Function):
+    """a @ b with numpy's rules: batch dims broadcast; a 1-D operand is a row (a) or column (b)."""
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return kernels.matmul(a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        need_a, need_b = ctx.needs_input_grad
+        # Give 1-D operands (and the grad) their matrix shape back, so one formula serves all.
+        a2 = a[None, :] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
+        if a.ndim == 1:
+            grad = np.expand_dims(grad, -2)
+        if b.ndim == 1:
+            grad = grad[..., None]
+        # Batch dims that were broadcast are summed by the engine; the 1-D row/column dims below.
+        grad_a = kernels.matmul(grad, np.swapaxes(b2, -1, -2)) if need_a else None
+        grad_b = kernels.matmul(np.swapaxes(a2, -1, -2), grad) if need_b else None
+        if grad_b is not None and b.ndim == 1:
+            grad_b = grad_b[..., 0]
+        if grad_a is not None and a.ndim == 1:
+            grad_a = grad_a[..., 0, :]
+        return grad_a, grad_b
+
+
+class Softmax(Function):
+    @staticmethod
+    def forward(ctx, x, axis):
+        out = kernels.softmax(x, axis)
+        ctx.save_for_backward(out)
+        ctx.axis = axis
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return kernels.softmax_backward(out, grad, ctx.axis)
+
+
+class LogSoftmax(Function):
+    @staticmethod
+    def forward(ctx, x, axis):
+        out = kernels.log_softmax(x, axis)
+        ctx.save_for_backward(out)
+        ctx.axis = axis
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return kernels.log_softmax_backward(out, grad, ctx.axis)
+
+
+__all__ = ["Function", "unbroadcast"]

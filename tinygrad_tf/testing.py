@@ -1,0 +1,141 @@
+"""Hypothesis strategies for testing ops and models built on tinygrad_tf.
+
+    from hypothesis import given
+    from tinygrad_tf import gradcheck, testing as tt
+
+    @given(tt.tensors(shape=tt.shapes(max_dims=3)))
+    def test_tanh(x):
+        assert gradcheck(lambda t: t.tanh(), x)
+
+Importing this module imports Hypothesis; nothing else in tinygrad_tf does.
+"""
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from .tensor import Tensor
+
+
+def shapes(min_dims=0, max_dims=4, min_side=1, max_side=5):
+    """Array shapes; shrinks towards fewer, smaller dims."""
+    return hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=min_side,
+                            max_side=max_side)
+
+
+def broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=4, min_side=1, max_side=5):
+    """A tuple of `num_shapes` shapes that broadcast together (size-1 dims and missing leading
+    dims included), e.g. ((3, 1, 4), (5, 4))."""
+    return hnp.mutually_broadcastable_shapes(
+        num_shapes=num_shapes, min_dims=min_dims, max_dims=max_dims, min_side=min_side,
+        max_side=max_side).map(lambda result: result.input_shapes)
+
+
+def _away_from(values, kinks, margin):
+    # Push every value at least `margin` away from each kink, keeping its side of the kink.
+    for kink in kinks:
+        near = np.abs(values - kink) < margin
+        side = np.where(values >= kink, 1.0, -1.0)
+        values = np.where(near, kink + side * margin, values)
+    return values
+
+
+def _spread(values, gap):
+    # Replace values by ones in the same order but at least `gap` apart, so max/argmax/sort
+    # have no ties (ties are kinks: the gradient there is not unique).
+    order = np.argsort(values, axis=None, kind="stable")
+    spread = np.empty(values.size)
+    spread[order] = np.arange(values.size) * gap
+    return (spread - spread.mean()).reshape(values.shape)
+
+
+@st.composite
+def tensors(draw, shape=None, dtype=np.float64, min_value=-3.0, max_value=3.0,
+            avoid=(), margin=1e-2, distinct=False, noncontiguous=True, requires_grad=True):
+    """Float tensors with bounded elements.
+
+    shape: a shape, or a strategy of shapes (default: `shapes()`).
+    avoid: points where the op under test has a kink (e.g. (0.0,) for relu/abs); every element
+        stays at least `margin` away from each.
+    distinct: elements pairwise at least `margin` apart (for max, maximum and friends).
+    noncontiguous: sometimes store the data transposed, so ops meet non-contiguous arrays the way
+        they do after `transpose`/`permute`.
+    """
+    if shape is None:
+        shape = shapes()
+    if not isinstance(shape, tuple):
+        shape = draw(shape)
+    elements = st.floats(min_value, max_value, allow_nan=False, allow_infinity=False, width=64)
+    values = draw(hnp.arrays(np.float64, shape, elements=elements))
+    if avoid:
+        values = _away_from(values, avoid, margin)
+    if distinct and values.size > 1:
+        values = _spread(values, margin * 10)
+    values = values.astype(dtype)
+    if noncontiguous and len(shape) >= 2 and draw(st.booleans()):
+        # Store the data in a permuted layout and view it back in `shape`: same values, strides
+        # that are not C order.
+        perm = draw(st.permutations(range(len(shape))))
+        inverse = np.argsort(perm)
+        values = np.ascontiguousarray(values.transpose(perm)).transpose(inverse)
+    return Tensor(values, requires_grad=requires_grad)
+
+
+@st.composite
+def tensor_pairs(draw, max_dims=3, **kwargs):
+    """Two tensors whose shapes broadcast together."""
+    shape_a, shape_b = draw(broadcastable_shapes(max_dims=max_dims))
+    return draw(tensors(shape=shape_a, **kwargs)), draw(tensors(shape=shape_b, **kwargs))
+
+
+@st.composite
+def reduction_dims(draw, ndim):
+    """A valid `dim` argument for a tensor of `ndim` dims: None, an int (maybe negative), or a
+    tuple of distinct dims."""
+    if ndim == 0:
+        return None
+    kind = draw(st.sampled_from(["none", "int", "tuple"]))
+    if kind == "none":
+        return None
+    if kind == "int":
+        return draw(st.integers(-ndim, ndim - 1))
+    dims = draw(st.lists(st.integers(0, ndim - 1), min_size=1, max_size=ndim, unique=True))
+    return tuple(d - ndim if draw(st.booleans()) else d for d in dims)
+
+
+def index_arrays(size, shape=None, max_len=6):
+    """Integer index arrays into a dim of `size`, repeats and negative indices included."""
+    if shape is None:
+        shape = hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=max_len)
+    return hnp.arrays(np.int64, shape, elements=st.integers(-size, size - 1))
+
+
+@st.composite
+def attention_masks(draw, batch, q_len, k_len, kind=None):
+    """A boolean mask of shape (batch, q_len, k_len), True where a query must NOT attend.
+
+    kind: "none", "padding" (some trailing keys of each sequence masked, at least one open),
+    "causal" (needs q_len == k_len), "fully_masked" (some query rows see no key at all), or
+    "single_key" (each query row sees exactly one key). Default: any of them.
+    """
+    kinds = ["none", "padding", "fully_masked", "single_key"] + (["causal"] if q_len == k_len else [])
+    kind = kind or draw(st.sampled_from(kinds))
+    mask = np.zeros((batch, q_len, k_len), dtype=bool)
+    if kind == "padding":
+        for b in range(batch):
+            length = draw(st.integers(1, k_len))
+            mask[b, :, length:] = True
+    elif kind == "causal":
+        if q_len != k_len:
+            raise ValueError(f"attention_masks: a causal mask needs q_len == k_len, got {q_len} "
+                             f"and {k_len}")
+        mask[:] = np.triu(np.ones((q_len, k_len), dtype=bool), k=1)
+    elif kind == "fully_masked":
+        rows = draw(hnp.arrays(bool, (batch, q_len)))
+        mask[rows] = True
+    elif kind == "single_key":
+        keys = draw(hnp.arrays(np.int64, (batch, q_len), elements=st.integers(0, k_len - 1)))
+        mask[:] = True
+        np.put_along_axis(mask, keys[..., None], False, axis=-1)
+    elif kind != "none":
+        raise ValueError(f"attention_masks: unknown kind {kind!r}")
+    return mask
