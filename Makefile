@@ -1,24 +1,35 @@
-# Two commands on a fresh machine with Python 3.10+ and make: `make demo` and `make test`.
+# The quick start on a fresh machine with Python 3.10+ and make: `make demo`, `make test`.
+# Each target creates .venv when missing and installs the project (editable) with what it needs.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test bench clean
+.PHONY: demo test test-thorough bench clean
 
-$(VENV)/.installed-%: pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[$*]"
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Stamp files: reinstall only when pyproject.toml changes.
+$(VENV)/.test-deps: pyproject.toml | $(PY)
+	$(PIP) -e ".[test]"
 	touch $@
 
-demo: $(VENV)/.installed-test
-	$(PY) examples/quickstart.py
+$(VENV)/.demo-deps: pyproject.toml | $(PY)
+	$(PIP) -e ".[test,recipe]"
+	touch $@ $(VENV)/.test-deps
 
-test: $(VENV)/.installed-test
+demo: $(VENV)/.demo-deps
+	$(PY) examples/demo.py
+
+test: $(VENV)/.test-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: $(VENV)/.installed-test
-	$(PY) bench/overhead.py
+test-thorough: $(VENV)/.test-deps
+	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.test-deps
+	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
