@@ -1,0 +1,362 @@
+"""The Transformer of "Attention Is All You Need" (Vaswani et al., 2017), box by box.
+
+Read it beside the paper's Figure 1, bottom to top: the classes below are its boxes in that order.
+
+    Embeddings               "Input Embedding" / "Output Embedding"   (section 3.4)
+    PositionalEncoding       "Positional Encoding"                    (section 3.5)
+    MultiHeadAttention       "Multi-Head Attention", masked or not    (section 3.2)
+    AddNorm                  "Add & Norm"                             (sections 3.1, 5.4)
+    PositionwiseFeedForward  "Feed Forward"                           (section 3.3)
+    EncoderLayer, Encoder    the left stack, N = 6 times              (section 3.1)
+    DecoderLayer, Decoder    the right stack, N = 6 times             (section 3.1)
+    PreSoftmaxLinear         "Linear" (the "Softmax" is in the loss)  (section 3.4)
+    Transformer              the whole figure
+
+Shapes: B batch, S source length, T target length, h heads, d_k = d_model / h, V vocabulary.
+Every mask is built by `make_masks` and follows torch's boolean convention: True = may attend.
+"""
+import dataclasses
+import math
+
+import numpy as np
+
+from tinygrad_tf import Tensor, nn
+from tinygrad_tf.nn import functional as F
+
+
+# ---------------------------------------------------------------------------- configuration
+
+@dataclasses.dataclass
+class TransformerConfig:
+    """Sizes and switches of the model; defaults are the paper's base model (Table 3)."""
+    src_vocab_size: int
+    tgt_vocab_size: int
+    d_model: int = 512            # width of every sub-layer's input and output
+    n_heads: int = 8              # h; each head works in d_k = d_v = d_model / h
+    n_encoder_layers: int = 6     # N for the encoder stack
+    n_decoder_layers: int = 6     # N for the decoder stack
+    d_ff: int = 2048              # inner width of the position-wise feed-forward network
+    dropout: float = 0.1          # P_drop: sub-layer outputs and embedding sums (section 5.4)
+    max_len: int = 1024           # rows of the positional-encoding table: longest sequence
+    pad_id: int = 0               # token id of padding; never attended to
+    share_embeddings: bool = False  # one matrix for source, target and pre-softmax (needs one vocab)
+    norm_first: bool = False      # False: the paper's LayerNorm(x + Sublayer(x)); True: pre-norm
+
+    def __post_init__(self):
+        if self.d_model % self.n_heads:
+            raise ValueError(f"TransformerConfig: d_model={self.d_model} must be divisible by "
+                             f"n_heads={self.n_heads} (each head gets d_model / n_heads dims)")
+        if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
+            raise ValueError(f"TransformerConfig: share_embeddings needs one vocabulary, got "
+                             f"src_vocab_size={self.src_vocab_size} and "
+                             f"tgt_vocab_size={self.tgt_vocab_size}")
+        if not 0 <= self.pad_id < min(self.src_vocab_size, self.tgt_vocab_size):
+            raise ValueError(f"TransformerConfig: pad_id={self.pad_id} is not a token id of both "
+                             f"vocabularies ({self.src_vocab_size}, {self.tgt_vocab_size})")
+
+    @classmethod
+    def base(cls, vocab_size, **overrides):
+        """The paper's base model with one shared vocabulary (Table 3, row "base")."""
+        return cls(vocab_size, vocab_size, share_embeddings=True, **overrides)
+
+    @classmethod
+    def big(cls, vocab_size, **overrides):
+        """The paper's big model (Table 3, row "big"; P_drop 0.3 as for English-German)."""
+        settings = dict(d_model=1024, n_heads=16, d_ff=4096, dropout=0.3, share_embeddings=True)
+        return cls(vocab_size, vocab_size, **{**settings, **overrides})
+
+    @classmethod
+    def tiny(cls, vocab_size, **overrides):
+        """A model small enough to train in seconds on a CPU, for tests and demos."""
+        settings = dict(d_model=32, n_heads=4, n_encoder_layers=2, n_decoder_layers=2, d_ff=64,
+                        max_len=256, share_embeddings=True)
+        return cls(vocab_size, vocab_size, **{**settings, **overrides})
+
+
+# ---------------------------------------------------------------------------- masks
+
+def make_masks(src, tgt, pad_id, n_queries=None):
+    """The one place masks are built. True means "may attend", as in torch's boolean masks.
+
+    src: source ids (B, S) or None -> src_mask (B, 1, 1, S): every query sees the non-pad keys.
+    tgt: target ids (B, T) or None -> tgt_mask (B, 1, n_queries, T): the query at position i
+        sees the non-pad target keys j <= i (the causal mask of section 3.2.3). The queries are
+        the last `n_queries` positions (all T by default; 1 when decoding with a cache).
+    Masks broadcast over the head dim; the (1,) dims stand for "same for every query".
+    """
+    src_mask = tgt_mask = None
+    if src is not None:
+        src_mask = Tensor._wrap((_ids(src) != pad_id)[:, None, None, :])  # (B, 1, 1, S)
+    if tgt is not None:
+        tgt = _ids(tgt)
+        T = tgt.shape[1]
+        n_queries = T if n_queries is None else n_queries
+        causal = np.tril(np.ones((T, T), dtype=bool))[T - n_queries:]  # (n_queries, T)
+        tgt_mask = Tensor._wrap(causal & (tgt != pad_id)[:, None, None, :])  # (B, 1, n_queries, T)
+    return src_mask, tgt_mask
+
+
+def _ids(tokens):
+    ids = tokens.data if isinstance(tokens, Tensor) else np.asarray(tokens)
+    if ids.ndim != 2 or ids.dtype.kind not in "iu":
+        raise TypeError(f"Transformer: token ids must be an integer tensor of shape "
+                        f"(batch, length), got {ids.dtype} of shape {ids.shape}")
+    return ids
+
+
+# ---------------------------------------------------------------------------- Figure 1's boxes
+
+class Embeddings(nn.Module):
+    """Section 3.4: learned token embeddings, multiplied by sqrt(d_model)."""
+
+    def __init__(self, vocab_size, d_model, pad_id):
+        super().__init__()
+        self.scale = math.sqrt(d_model)
+        self.lookup = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
+        # N(0, d_model^-1/2): after the sqrt(d_model) scale the embedded tokens have unit size,
+        # like the positional encodings they are added to (the paper does not give an init).
+        nn.init.normal_(self.lookup.weight, std=d_model ** -0.5)
+        self.lookup.weight.data[pad_id] = 0
+
+    @property
+    def weight(self):
+        return self.lookup.weight
+
+    def forward(self, tokens):
+        return self.lookup(tokens) * self.scale  # (B, T, d_model)
+
+
+def sinusoid_table(max_len, d_model):
+    """PE(pos, 2i) = sin(pos / 10000^(2i/d_model)), PE(pos, 2i+1) = cos(same), section 3.5."""
+    position = np.arange(max_len)[:, None]                  # (max_len, 1)
+    inv_freq = 10000.0 ** (-np.arange(0, d_model, 2) / d_model)  # (d_model / 2,)
+    table = np.zeros((max_len, d_model))
+    table[:, 0::2] = np.sin(position * inv_freq)
+    table[:, 1::2] = np.cos(position * inv_freq[: d_model // 2])
+    return table
+
+
+class PositionalEncoding(nn.Module):
+    """Section 3.5: add the fixed sinusoid of each position, then dropout (section 5.4)."""
+
+    def __init__(self, d_model, max_len, dropout):
+        super().__init__()
+        # Rebuilt by the constructor, so not saved in checkpoints.
+        self.register_buffer("table", Tensor(sinusoid_table(max_len, d_model), dtype=np.float32),
+                             persistent=False)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x, start=0):
+        """x (B, T, d_model) holds positions start .. start + T - 1."""
+        end = start + x.shape[1]
+        if end > self.table.shape[0]:
+            raise ValueError(f"PositionalEncoding: position {end - 1} is past the table's "
+                             f"{self.table.shape[0]} rows; raise TransformerConfig.max_len")
+        return self.dropout(x + self.table[start:end])  # (B, T, d_model)
+
+
+class MultiHeadAttention(nn.Module):
+    """Section 3.2.2: h scaled dot-product attentions (3.2.1) over learned projections."""
+
+    def __init__(self, d_model, n_heads):
+        super().__init__()
+        self.n_heads, self.d_k = n_heads, d_model // n_heads
+        self.w_q = nn.Linear(d_model, d_model)  # the h matrices W_i^Q side by side
+        self.w_k = nn.Linear(d_model, d_model)  # W_i^K
+        self.w_v = nn.Linear(d_model, d_model)  # W_i^V
+        self.w_o = nn.Linear(d_model, d_model)  # W^O
+
+    def split_heads(self, x):
+        B, T, _ = x.shape
+        return x.reshape(B, T, self.n_heads, self.d_k).transpose(1, 2)  # (B, h, T, d_k)
+
+    def project_kv(self, key, value):
+        """The keys and values of every head, (B, h, S, d_k) each; a cache keeps these."""
+        return self.split_heads(self.w_k(key)), self.split_heads(self.w_v(value))
+
+    def forward(self, query, key, value, mask=None, kv=None):
+        """query (B, T, d_model), key/value (B, S, d_model) -> (B, T, d_model).
+
+        kv: the heads' keys and values when they are already projected (from a cache).
+        """
+        q = self.split_heads(self.w_q(query))  # (B, h, T, d_k)
+        k, v = self.project_kv(key, value) if kv is None else kv  # (B, h, S, d_k)
+        # softmax(q k^T / sqrt(d_k)) v: the 1/sqrt(d_k) scale is the function's default.
+        heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, h, T, d_k)
+        B, _, T, _ = heads.shape
+        concat = heads.transpose(1, 2).reshape(B, T, self.n_heads * self.d_k)  # (B, T, d_model)
+        return self.w_o(concat)
+
+
+class AddNorm(nn.Module):
+    """Sections 3.1 and 5.4: LayerNorm(x + Dropout(Sublayer(x))), or pre-norm if norm_first."""
+
+    def __init__(self, d_model, dropout, norm_first):
+        super().__init__()
+        self.norm = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.norm_first = norm_first
+
+    def forward(self, x, sublayer):
+        """`sublayer` maps (B, T, d_model) to the same shape."""
+        if self.norm_first:  # x + Dropout(Sublayer(LayerNorm(x))): the residual path stays clean
+            return x + self.dropout(sublayer(self.norm(x)))
+        return self.norm(x + self.dropout(sublayer(x)))
+
+
+class PositionwiseFeedForward(nn.Module):
+    """Section 3.3: FFN(x) = max(0, x W_1 + b_1) W_2 + b_2, the same at every position."""
+
+    def __init__(self, d_model, d_ff):
+        super().__init__()
+        self.linear_1 = nn.Linear(d_model, d_ff)
+        self.linear_2 = nn.Linear(d_ff, d_model)
+
+    def forward(self, x):
+        return self.linear_2(F.relu(self.linear_1(x)))  # (B, T, d_model)
+
+
+class EncoderLayer(nn.Module):
+    """Section 3.1: self-attention, then feed-forward, each wrapped in Add & Norm."""
+
+    def __init__(self, config):
+        super().__init__()
+        d, p, first = config.d_model, config.dropout, config.norm_first
+        self.self_attn = MultiHeadAttention(d, config.n_heads)
+        self.add_norm_1 = AddNorm(d, p, first)
+        self.feed_forward = PositionwiseFeedForward(d, config.d_ff)
+        self.add_norm_2 = AddNorm(d, p, first)
+
+    def forward(self, x, src_mask):
+        x = self.add_norm_1(x, lambda y: self.self_attn(y, y, y, src_mask))
+        return self.add_norm_2(x, self.feed_forward)
+
+
+class Encoder(nn.Module):
+    """Section 3.1: a stack of N identical encoder layers over the embedded source."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.layers = nn.ModuleList([EncoderLayer(config) for _ in range(config.n_encoder_layers)])
+        # Pre-norm leaves the last residual sum un-normalised; one final LayerNorm fixes that.
+        self.final_norm = nn.LayerNorm(config.d_model) if config.norm_first else None
+
+    def forward(self, x, src_mask):
+        """x (B, S, d_model) -> memory (B, S, d_model)."""
+        for layer in self.layers:
+            x = layer(x, src_mask)
+        return x if self.final_norm is None else self.final_norm(x)
+
+
+class DecoderLayer(nn.Module):
+    """Section 3.1: masked self-attention, attention over the encoder output, feed-forward."""
+
+    def __init__(self, config):
+        super().__init__()
+        d, p, first = config.d_model, config.dropout, config.norm_first
+        self.self_attn = MultiHeadAttention(d, config.n_heads)  # "Masked Multi-Head Attention"
+        self.add_norm_1 = AddNorm(d, p, first)
+        self.cross_attn = MultiHeadAttention(d, config.n_heads)  # queries here, K and V: memory
+        self.add_norm_2 = AddNorm(d, p, first)
+        self.feed_forward = PositionwiseFeedForward(d, config.d_ff)
+        self.add_norm_3 = AddNorm(d, p, first)
+
+    def forward(self, x, memory, src_mask, tgt_mask, cache=None):
+        """x (B, T, d_model), memory (B, S, d_model) -> (B, T, d_model).
+
+        cache: a `decoding.LayerCache` when decoding step by step; x holds only the new
+        positions, their keys and values are appended to the cache and the memory's are reused.
+        """
+        def self_attention(y):
+            kv = None if cache is None else cache.append(*self.self_attn.project_kv(y, y))
+            return self.self_attn(y, y, y, tgt_mask, kv=kv)
+
+        def cross_attention(y):
+            kv = None if cache is None else cache.memory_kv
+            return self.cross_attn(y, memory, memory, src_mask, kv=kv)
+
+        x = self.add_norm_1(x, self_attention)
+        x = self.add_norm_2(x, cross_attention)
+        return self.add_norm_3(x, self.feed_forward)
+
+
+class Decoder(nn.Module):
+    """Section 3.1: a stack of N identical decoder layers over the embedded target."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.layers = nn.ModuleList([DecoderLayer(config) for _ in range(config.n_decoder_layers)])
+        self.final_norm = nn.LayerNorm(config.d_model) if config.norm_first else None
+
+    def forward(self, x, memory, src_mask, tgt_mask, cache=None):
+        """x (B, T, d_model) -> (B, T, d_model); cache: a `decoding.DecoderCache` or None."""
+        for i, layer in enumerate(self.layers):
+            x = layer(x, memory, src_mask, tgt_mask, None if cache is None else cache.layers[i])
+        return x if self.final_norm is None else self.final_norm(x)
+
+
+class PreSoftmaxLinear(nn.Module):
+    """Section 3.4: the output projection to vocabulary logits, tied to the target embedding."""
+
+    def __init__(self, embeddings):
+        super().__init__()
+        # The same Parameter object as the embedding's: both uses add into one .grad, and
+        # parameters() lists it once.
+        self.weight = embeddings.weight
+
+    def forward(self, x):
+        return F.linear(x, self.weight)  # (B, T, V); softmax is applied by the loss / decoder
+
+
+class Transformer(nn.Module):
+    """Figure 1: encoder-decoder with attention, from source ids to target-vocabulary logits."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        d = config.d_model
+        self.tgt_embed = Embeddings(config.tgt_vocab_size, d, config.pad_id)
+        self.src_embed = (self.tgt_embed if config.share_embeddings
+                          else Embeddings(config.src_vocab_size, d, config.pad_id))
+        self.positional_encoding = PositionalEncoding(d, config.max_len, config.dropout)
+        self.encoder = Encoder(config)
+        self.decoder = Decoder(config)
+        self.generator = PreSoftmaxLinear(self.tgt_embed)
+        self._init_weights()
+
+    def _init_weights(self):
+        # Glorot-uniform matrices and zero biases (the paper gives no init; this is the common
+        # choice of its reference code). Embeddings initialise themselves.
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    def source_mask(self, src):
+        return make_masks(src, None, self.config.pad_id)[0]
+
+    def encode(self, src, src_mask=None):
+        """Source ids (B, S) -> memory (B, S, d_model), the encoder's output."""
+        if src_mask is None:
+            src_mask = self.source_mask(src)
+        return self.encoder(self.positional_encoding(self.src_embed(src)), src_mask)
+
+    def decode(self, memory, src_mask, tgt_in, cache=None):
+        """Target ids so far (B, T) -> next-token logits (B, T, V), attending to `memory`.
+
+        With a `decoding.DecoderCache`, tgt_in holds only the new positions (usually one).
+        """
+        if cache is None:
+            start = 0
+            _, tgt_mask = make_masks(None, tgt_in, self.config.pad_id)
+        else:
+            start, seen = cache.record(tgt_in)  # seen: every target id so far, (B, start + T)
+            _, tgt_mask = make_masks(None, seen, self.config.pad_id, n_queries=tgt_in.shape[1])
+        x = self.positional_encoding(self.tgt_embed(tgt_in), start)
+        return self.generator(self.decoder(x, memory, src_mask, tgt_mask, cache))
+
+    def forward(self, src, tgt_in):
+        """Source ids (B, S), shifted target ids (B, T) -> logits (B, T, tgt_vocab_size)."""
+        src_mask = self.source_mask(src)
+        return self.decode(self.encode(src, src_mask), src_mask, tgt_in)
