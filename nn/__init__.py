@@ -1,1 +1,12 @@
-"""tinygrad_tf.nn: layers, losses, optimizers and state I/O (to come)."""
+"""tinygrad_tf.nn: layers, losses, optimizers, schedules and state I/O with torch.nn's names.
+
+    from tinygrad_tf import nn
+    model = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 1))
+    optimizer = nn.optim.Adam(model.parameters(), lr=1e-2)
+"""
+from . import functional, init
+from .layers import GELU, Dropout, Embedding, Identity, LayerNorm, Linear, ReLU
+from .module import Module, ModuleDict, ModuleList, Parameter, Sequential
+
+__all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Linear",
+           "Embedding", "LayerNorm", "Dropout", "ReLU", "GELU", "Identity", "functional", "init"]

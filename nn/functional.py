@@ -1,0 +1,492 @@
+"""nn.functional: the stateless ops layers are made of, with torch.nn.functional's names.
+
+The ops a Transformer step spends its time in (linear, layer_norm, embedding, dropout,
+cross_entropy, scaled_dot_product_attention, gelu) are each ONE recorded node: a Function with
+a hand-written backward beside its forward. Composed from primitives, layer_norm alone would be
+about a dozen nodes, each allocating a full-size temporary in forward and again in backward; in
+eager numpy, with no compiler to fuse them, that is where the time would go.
+"""
+import math
+import numbers
+
+import numpy as np
+
+from tinygrad_tf import Tensor, kernels
+from tinygrad_tf.autograd import Function
+from tinygrad_tf.random import generator
+
+
+def _rows(array, width):
+    """`array` as a C-contiguous (rows, width) matrix (a view when it already is one)."""
+    return np.ascontiguousarray(array).reshape(-1, width)
+
+
+def _check_float(op, **tensors):
+    dtypes = {name: t.dtype for name, t in tensors.items() if t is not None}
+    for name, dtype in dtypes.items():
+        if dtype.kind != "f":
+            raise TypeError(f"{op}: {name} must be a float tensor, not {dtype}")
+    if len(set(dtypes.values())) > 1:
+        listed = ", ".join(f"{name} {dtype}" for name, dtype in dtypes.items())
+        raise TypeError(f"{op}: dtypes differ ({listed}); convert with .to(dtype) or "
+                        "model.double()/.float()")
+
+
+# ---------------------------------------------------------------------------- linear
+
+class FusedLinear(Function):
+    """y = x @ W^T + b, as one BLAS call on the (rows, in_features) view of x."""
+
+    @staticmethod
+    def forward(ctx, x, weight, *bias):
+        ctx.save_for_backward(x, weight)
+        rows = _rows(x, x.shape[-1])
+        out = kernels.matmul(rows, weight.T)
+        if bias:
+            out += bias[0]
+        return out.reshape(x.shape[:-1] + (weight.shape[0],))
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        grad_rows = _rows(grad, weight.shape[0])
+        needs = ctx.needs_input_grad
+        grad_x = kernels.matmul(grad_rows, weight).reshape(x.shape) if needs[0] else None
+        grad_w = kernels.matmul(grad_rows.T, _rows(x, x.shape[-1])) if needs[1] else None
+        if len(needs) == 2:
+            return grad_x, grad_w
+        return grad_x, grad_w, (grad_rows.sum(axis=0) if needs[2] else None)
+
+
+def linear(input, weight, bias=None):
+    """input @ weight.T + bias, for input of shape (..., in_features)."""
+    _check_float("linear", input=input, weight=weight, bias=bias)
+    if input.ndim == 0 or input.shape[-1] != weight.shape[-1]:
+        raise ValueError(f"linear: input of shape {input.shape} does not fit weight of shape "
+                         f"{weight.shape}: the last dim must be in_features={weight.shape[-1]}")
+    if bias is not None and bias.shape != weight.shape[:1]:
+        raise ValueError(f"linear: bias of shape {bias.shape} should be ({weight.shape[0]},)")
+    if bias is None:
+        return FusedLinear.apply(input, weight)
+    return FusedLinear.apply(input, weight, bias)
+
+
+# ---------------------------------------------------------------------------- activations
+
+def relu(input):
+    """max(x, 0)."""
+    return input.relu()
+
+
+_erf = None
+
+
+def _erf_ufunc():
+    # numpy has no erf; a Numba ufunc over math.erf gives the exact GELU torch uses. Built on
+    # first use so importing nn does not pay for a compile.
+    global _erf
+    if _erf is None:
+        from numba import vectorize
+
+        @vectorize(["float32(float32)", "float64(float64)"], cache=True)
+        def erf(x):
+            return math.erf(x)
+
+        _erf = erf
+    return _erf
+
+
+class Gelu(Function):
+    """x * Phi(x), Phi the standard normal CDF; 'tanh' uses the tanh approximation of Phi."""
+
+    @staticmethod
+    def forward(ctx, x, approximate):
+        if approximate == "tanh":
+            inner = math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)
+            cdf = 0.5 * (1 + np.tanh(inner))
+        else:
+            cdf = 0.5 * (1 + _erf_ufunc()(x * x.dtype.type(1 / math.sqrt(2))))
+        ctx.save_for_backward(x, cdf)
+        ctx.approximate = approximate
+        return x * cdf
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, cdf = ctx.saved_tensors
+        if ctx.approximate == "tanh":
+            tanh = 2 * cdf - 1
+            d_inner = math.sqrt(2 / math.pi) * (1 + 3 * 0.044715 * x * x)
+            return grad * (cdf + x * 0.5 * (1 - tanh * tanh) * d_inner)
+        pdf = np.exp(-0.5 * x * x) * x.dtype.type(1 / math.sqrt(2 * math.pi))
+        return grad * (cdf + x * pdf)
+
+
+def gelu(input, approximate="none"):
+    """x * Phi(x) (Gaussian error linear unit); approximate='tanh' for the tanh form."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', not {approximate!r}")
+    _check_float("gelu", input=input)
+    return Gelu.apply(input, approximate=approximate)
+
+
+def softmax(input, dim):
+    """exp(x) / sum(exp(x)) along dim."""
+    return input.softmax(dim)
+
+
+def log_softmax(input, dim):
+    """x - logsumexp(x) along dim."""
+    return input.log_softmax(dim)
+
+
+# ---------------------------------------------------------------------------- dropout
+
+def _keep_mask(shape, p):
+    # One float32 uniform per element and a compare: the cheapest unbiased mask numpy offers.
+    return generator().random(shape, dtype=np.float32) >= np.float32(p)
+
+
+class FusedDropout(Function):
+    """x * mask / (1 - p), mask ~ Bernoulli(1 - p), drawn once and reused by backward."""
+
+    @staticmethod
+    def forward(ctx, x, p):
+        mask = _keep_mask(x.shape, p)
+        ctx.mask, ctx.scale = mask, x.dtype.type(1 / (1 - p))
+        out = x * mask
+        out *= ctx.scale
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        out = grad * ctx.mask
+        out *= ctx.scale
+        return out
+
+
+def dropout(input, p=0.5, training=True):
+    """Zero each element with probability p and scale the rest by 1/(1-p); identity when
+    training is False or p == 0."""
+    if not isinstance(p, numbers.Real) or not 0 <= p <= 1:
+        raise ValueError(f"dropout: p must be a probability in [0, 1], got {p!r}")
+    if not training or p == 0:
+        return input
+    if p == 1:
+        return input * 0.0
+    _check_float("dropout", input=input)
+    return FusedDropout.apply(input, p=float(p))
+
+
+# ---------------------------------------------------------------------------- layer norm
+
+class FusedLayerNorm(Function):
+    """(x - mean) / sqrt(var + eps) * weight + bias over the trailing `normalized_shape` dims."""
+
+    @staticmethod
+    def forward(ctx, x, *affine, normalized_shape, eps, has_weight):
+        width = math.prod(normalized_shape)
+        rows = _rows(x, width)
+        mean = rows.mean(axis=1, keepdims=True)
+        centered = rows - mean
+        var = np.einsum("ij,ij->i", centered, centered)[:, None] / width
+        rstd = 1 / np.sqrt(var + eps)
+        normed = centered
+        normed *= rstd  # in place: `centered` is not needed again
+        weight = affine[0].reshape(1, width) if has_weight else None
+        out = normed * weight if has_weight else normed.copy()
+        if len(affine) > has_weight:
+            out += affine[-1].reshape(1, width)
+        ctx.save_for_backward(normed, rstd, weight)
+        ctx.input_shape, ctx.normalized_shape, ctx.has_weight = x.shape, normalized_shape, has_weight
+        return out.reshape(x.shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        normed, rstd, weight = ctx.saved_tensors
+        width = normed.shape[1]
+        grad_rows = _rows(grad, width)
+        needs = ctx.needs_input_grad
+        grads = [None]
+        if needs[0]:
+            # d/dx of the normalisation: rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * w.
+            g = grad_rows * weight if ctx.has_weight else grad_rows.copy()
+            mean_g = g.mean(axis=1, keepdims=True)
+            mean_gx = np.einsum("ij,ij->i", g, normed)[:, None] / width
+            g -= mean_g
+            g -= normed * mean_gx
+            g *= rstd
+            grads[0] = g.reshape(ctx.input_shape)
+        if ctx.has_weight:
+            grads.append(np.einsum("ij,ij->j", grad_rows, normed).reshape(ctx.normalized_shape)
+                         if needs[1] else None)
+        if len(needs) > 1 + ctx.has_weight:
+            grads.append(grad_rows.sum(axis=0).reshape(ctx.normalized_shape)
+                         if needs[-1] else None)
+        return tuple(grads)
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Normalise over the trailing dims `normalized_shape` to zero mean and unit variance (biased
+    variance, as torch), then scale by weight and shift by bias."""
+    if isinstance(normalized_shape, numbers.Integral):
+        normalized_shape = (normalized_shape,)
+    normalized_shape = tuple(int(n) for n in normalized_shape)
+    n = len(normalized_shape)
+    if n == 0 or input.ndim < n or input.shape[input.ndim - n:] != normalized_shape:
+        raise ValueError(f"layer_norm: normalized_shape {normalized_shape} must be the trailing "
+                         f"dims of the input's shape {input.shape}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t.shape != normalized_shape:
+            raise ValueError(f"layer_norm: {name} of shape {t.shape} should have shape "
+                             f"{normalized_shape}")
+    _check_float("layer_norm", input=input, weight=weight, bias=bias)
+    affine = [t for t in (weight, bias) if t is not None]
+    return FusedLayerNorm.apply(input, *affine, normalized_shape=normalized_shape,
+                                eps=float(eps), has_weight=weight is not None)
+
+
+# ---------------------------------------------------------------------------- embedding
+
+class Gather(Function):
+    """weight[ids]: forward is a row gather; backward scatters-adds rows of the gradient."""
+
+    @staticmethod
+    def forward(ctx, weight, ids, padding_idx):
+        ctx.ids, ctx.padding_idx, ctx.num_embeddings = ids, padding_idx, weight.shape[0]
+        return np.take(weight, ids, axis=0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        width = grad.shape[-1]
+        flat_ids = ctx.ids.reshape(-1)
+        grad_weight = np.zeros((ctx.num_embeddings, width), dtype=grad.dtype)
+        np.add.at(grad_weight, flat_ids, _rows(grad, width))  # repeats add up
+        if ctx.padding_idx is not None:
+            grad_weight[ctx.padding_idx] = 0  # the padding row is never trained
+        return grad_weight
+
+
+def _index_array(ids, op):
+    array = ids.data if isinstance(ids, Tensor) else np.asarray(ids)
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"{op}: indices must be an integer tensor, not {array.dtype}")
+    return array
+
+
+def _check_range(op, what, values, low, high, allowed=None):
+    bad = (values < low) | (values >= high)
+    if allowed is not None:
+        bad &= values != allowed
+    if bad.any():
+        value = int(values[bad].flat[0])
+        extra = f" (or ignore_index={allowed})" if allowed is not None else ""
+        raise IndexError(f"{op}: {what} {value} is outside the valid range [{low}, {high}){extra}")
+
+
+def embedding(input, weight, padding_idx=None):
+    """Rows of `weight` (num_embeddings, dim) picked by the integer ids in `input`; the output
+    has shape input.shape + (dim,). Rows at padding_idx get no gradient."""
+    ids = _index_array(input, "embedding")
+    if weight.ndim != 2:
+        raise ValueError(f"embedding: weight must be 2-D (num_embeddings, dim), got {weight.shape}")
+    num = weight.shape[0]
+    _check_range("embedding", "token id", ids, 0, num)
+    if padding_idx is not None:
+        if not -num <= padding_idx < num:
+            raise ValueError(f"embedding: padding_idx {padding_idx} is outside [-{num}, {num})")
+        padding_idx %= num
+    return Gather.apply(weight, ids=ids, padding_idx=padding_idx)
+
+
+# ---------------------------------------------------------------------------- losses
+
+class FusedCrossEntropy(Function):
+    """Per-row (1 - s) * -log p[target] + s * mean_c(-log p[c]), p = softmax(logits), rows with
+    target == ignore_index contributing 0; reduced by 'mean' (over counted rows), 'sum' or 'none'.
+    Log-softmax, the pick, the smoothing and the reduction are this one node."""
+
+    @staticmethod
+    def forward(ctx, logits, target, ignore_index, smoothing, reduction):
+        classes = logits.shape[-1]
+        rows = _rows(logits, classes)
+        flat_target = target.reshape(-1)
+        keep = flat_target != ignore_index
+        safe_target = np.where(keep, flat_target, 0)
+        logp = kernels.log_softmax(rows, 1)
+        picked = np.take_along_axis(logp, safe_target[:, None], axis=1)[:, 0]
+        loss = -(1 - smoothing) * picked
+        if smoothing:
+            loss -= (smoothing / classes) * logp.sum(axis=1)
+        loss *= keep
+        count = int(keep.sum())
+        ctx.save_for_backward(logp)
+        ctx.target, ctx.keep, ctx.smoothing, ctx.reduction = safe_target, keep, smoothing, reduction
+        ctx.count, ctx.input_shape = count, logits.shape
+        if reduction == "none":
+            return loss.reshape(target.shape)
+        total = loss.sum(dtype=logits.dtype)
+        # All targets ignored: torch gives nan for 'mean'; 0 keeps an all-padding batch harmless.
+        return total / count if reduction == "mean" and count else total
+
+    @staticmethod
+    def backward(ctx, grad):
+        (logp,) = ctx.saved_tensors
+        classes = logp.shape[1]
+        if ctx.reduction == "none":
+            row_scale = grad.reshape(-1) * ctx.keep
+        else:
+            upstream = grad / ctx.count if ctx.reduction == "mean" and ctx.count else grad
+            row_scale = ctx.keep * upstream
+        # d loss_i / d logits_i = softmax_i - (1 - s) * onehot(target_i) - s / C
+        out = np.exp(logp)
+        if ctx.smoothing:
+            out -= ctx.smoothing / classes
+        out[np.arange(len(out)), ctx.target] -= 1 - ctx.smoothing
+        out *= row_scale.astype(out.dtype)[:, None]
+        return out.reshape(ctx.input_shape)
+
+
+def cross_entropy(input, target, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    """Softmax cross-entropy between logits `input` and integer class targets.
+
+    Shapes: input (N, C) with target (N,), or (N, T, C) with target (N, T) -- the class dim is
+    LAST here (torch puts it at dim 1 for 3-D input). Targets equal to ignore_index count
+    neither in the loss nor in the 'mean' denominator.
+    """
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', not "
+                         f"{reduction!r}")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    _check_float("cross_entropy", input=input)
+    target = _index_array(target, "cross_entropy")
+    if input.ndim < 1 or target.shape != input.shape[:-1]:
+        raise ValueError(f"cross_entropy: logits of shape {input.shape} need targets of shape "
+                         f"{input.shape[:-1]} (classes on the last dim), got {target.shape}")
+    classes = input.shape[-1]
+    _check_range("cross_entropy", "target", target, 0, classes, allowed=ignore_index)
+    return FusedCrossEntropy.apply(input, target=target, ignore_index=ignore_index,
+                                   smoothing=float(label_smoothing), reduction=reduction)
+
+
+def mse_loss(input, target, reduction="mean"):
+    """Mean (or sum, or none) of (input - target)^2."""
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"mse_loss: reduction must be 'mean', 'sum' or 'none', not {reduction!r}")
+    if input.shape != target.shape:
+        raise ValueError(f"mse_loss: input {input.shape} and target {target.shape} must have the "
+                         "same shape")
+    diff = input - target
+    squared = diff * diff
+    return squared if reduction == "none" else squared.sum() if reduction == "sum" \
+        else squared.mean()
+
+
+# ---------------------------------------------------------------------------- attention
+
+class FusedAttention(Function):
+    """softmax(q @ k^T * scale + mask) @ v (with dropout on the weights), and its backward.
+
+    `fill` is a boolean array, True where a score is masked out (set to -inf); `additive` a
+    float array added to the scores. A query row with every key masked gets zero weights, so a
+    zero output and zero gradients (never NaN).
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, scale, fill, additive, dropout_p):
+        scores = kernels.matmul(q, np.swapaxes(k, -1, -2))  # (..., L, S)
+        scores *= scale
+        if additive is not None:
+            scores = scores + additive  # may broadcast scores up to the mask's batch dims
+        if fill is not None:
+            if np.broadcast_shapes(scores.shape, fill.shape) == scores.shape:
+                np.copyto(scores, -np.inf, where=fill)  # in place, no new (..., L, S) array
+            else:
+                scores = np.where(fill, -np.inf, scores)
+        weights = kernels.softmax(scores, -1)
+        ctx.keep = None
+        if dropout_p:
+            ctx.keep = _keep_mask(weights.shape, dropout_p)
+            ctx.drop_scale = weights.dtype.type(1 / (1 - dropout_p))
+            dropped = weights * ctx.keep
+            dropped *= ctx.drop_scale
+        else:
+            dropped = weights
+        ctx.save_for_backward(q, k, v, weights, dropped)
+        ctx.scale = scale
+        return kernels.matmul(dropped, v)
+
+    @staticmethod
+    def backward(ctx, grad):
+        q, k, v, weights, dropped = ctx.saved_tensors
+        need_q, need_k, need_v = ctx.needs_input_grad
+        grad_v = kernels.matmul(np.swapaxes(dropped, -1, -2), grad) if need_v else None
+        if not (need_q or need_k):
+            return None, None, grad_v
+        grad_weights = kernels.matmul(grad, np.swapaxes(v, -1, -2))  # (..., L, S)
+        if ctx.keep is not None:
+            grad_weights *= ctx.keep
+            grad_weights *= ctx.drop_scale
+        # Masked scores have weight 0, so softmax_backward gives them (and empty rows) 0 grad.
+        grad_scores = kernels.softmax_backward(weights, grad_weights, -1)
+        grad_scores *= ctx.scale
+        grad_q = kernels.matmul(grad_scores, k) if need_q else None
+        grad_k = kernels.matmul(np.swapaxes(grad_scores, -1, -2), q) if need_k else None
+        return grad_q, grad_k, grad_v
+
+
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
+                                 is_causal=False, scale=None):
+    """softmax(query @ key^T * scale + mask) @ value, with torch's semantics.
+
+    query (..., L, E), key (..., S, E), value (..., S, Ev) -> (..., L, Ev). scale defaults to
+    1/sqrt(E). attn_mask broadcasts to (..., L, S) and is either
+      - boolean: True means the position TAKES PART in attention (torch's convention; note it
+        is the opposite of masked_fill's), False positions are masked out; or
+      - float: added to the scores (use -inf to mask).
+    is_causal=True masks every key after the query's position (needs no attn_mask).
+    Rows where every key is masked give zeros, not NaN. dropout_p applies to the attention
+    weights; pass 0.0 in eval mode, as torch requires the caller to.
+    """
+    if query.ndim < 2 or key.ndim < 2 or value.ndim < 2:
+        raise ValueError(f"scaled_dot_product_attention: query, key and value need at least 2 "
+                         f"dims, got {query.shape}, {key.shape}, {value.shape}")
+    if query.shape[-1] != key.shape[-1] or key.shape[-2] != value.shape[-2]:
+        raise ValueError(f"scaled_dot_product_attention: shapes do not fit: query {query.shape}, "
+                         f"key {key.shape}, value {value.shape} (query/key share E, key/value "
+                         "share S)")
+    _check_float("scaled_dot_product_attention", query=query, key=key, value=value)
+    if not 0 <= dropout_p < 1:
+        raise ValueError(f"scaled_dot_product_attention: dropout_p must be in [0, 1), got "
+                         f"{dropout_p}")
+    length, source = query.shape[-2], key.shape[-2]
+    try:
+        batch = np.broadcast_shapes(query.shape[:-2], key.shape[:-2], value.shape[:-2])
+    except ValueError:
+        raise ValueError(f"scaled_dot_product_attention: batch dims of query {query.shape}, "
+                         f"key {key.shape} and value {value.shape} do not broadcast") from None
+    fill = additive = None
+    if is_causal:
+        if attn_mask is not None:
+            raise ValueError("scaled_dot_product_attention: pass either attn_mask or "
+                             "is_causal=True, not both (as torch)")
+        fill = np.triu(np.ones((length, source), dtype=bool), k=1)
+    elif attn_mask is not None:
+        mask = attn_mask.data if isinstance(attn_mask, Tensor) else np.asarray(attn_mask)
+        try:
+            np.broadcast_shapes(mask.shape, batch + (length, source))
+        except ValueError:
+            raise ValueError(f"scaled_dot_product_attention: attn_mask of shape {mask.shape} "
+                             f"does not broadcast to the scores' shape "
+                             f"{batch + (length, source)}") from None
+        if mask.dtype == np.bool_:
+            fill = ~mask
+        elif mask.dtype.kind == "f":
+            additive = mask.astype(query.dtype, copy=False)
+        else:
+            raise TypeError(f"scaled_dot_product_attention: attn_mask must be bool or float, "
+                            f"not {mask.dtype}")
+    if scale is None:
+        scale = 1 / math.sqrt(query.shape[-1])
+    return FusedAttention.apply(query, key, value, scale=query.dtype.type(scale), fill=fill,
+                                additive=additive, dropout_p=float(dropout_p))

@@ -1,0 +1,439 @@
+"""Module and Parameter: the tree that models are built from, with PyTorch's names and semantics.
+
+A Module's attributes that are Parameters or Modules register themselves, so
+
+    class MLP(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.hidden = nn.Linear(2, 8)
+            self.out = nn.Linear(8, 1)
+
+        def forward(self, x):
+            return self.out(self.hidden(x).relu())
+
+knows its parameters (`hidden.weight`, `hidden.bias`, ...) without being told.
+"""
+import collections
+import numbers
+
+import numpy as np
+
+from tinygrad_tf import Tensor
+
+
+class Parameter(Tensor):
+    """A Tensor that is a model's learnable weight: it requires grad and registers on a Module."""
+
+    __slots__ = ()
+
+    def __init__(self, data, requires_grad=True):
+        array = data.data if isinstance(data, Tensor) else data
+        if not isinstance(array, np.ndarray):
+            array = np.asarray(array, dtype=np.float32)
+        super().__init__(array, requires_grad=requires_grad)
+
+    def __repr__(self):
+        return "Parameter containing:\n" + super().__repr__()
+
+
+class IncompatibleKeys(collections.namedtuple("IncompatibleKeys", "missing_keys unexpected_keys")):
+    """What `load_state_dict(strict=False)` could not match, as torch returns it."""
+
+
+def _unwrap(value, key):
+    if isinstance(value, Tensor):
+        return value.data
+    if isinstance(value, np.ndarray):
+        return value
+    raise TypeError(f"load_state_dict: value for {key!r} is a {type(value).__name__}; expected a "
+                    "Tensor or a numpy array")
+
+
+class Module:
+    """Base class of every layer and model: subclass it, assign layers in __init__, write forward."""
+
+    def __init__(self):
+        # object.__setattr__: our own __setattr__ needs these dicts to exist already.
+        object.__setattr__(self, "_parameters", {})
+        object.__setattr__(self, "_modules", {})
+        object.__setattr__(self, "_buffers", {})
+        object.__setattr__(self, "_non_persistent", set())
+        object.__setattr__(self, "training", True)
+
+    # ------------------------------------------------------------------ registration
+
+    def _registries(self, name):
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(f"cannot assign {name!r} before Module.__init__() is called; "
+                                 f"call super().__init__() first in {type(self).__name__}.__init__")
+        return self._parameters, self._modules, self._buffers
+
+    def __setattr__(self, name, value):
+        params, modules, buffers = self._registries(name)
+        for registry in (params, modules, buffers):
+            if name in registry and not (registry is buffers and isinstance(value, Tensor)):
+                del registry[name]
+        if isinstance(value, Parameter):
+            self.__dict__.pop(name, None)
+            params[name] = value
+        elif isinstance(value, Module):
+            self.__dict__.pop(name, None)
+            modules[name] = value
+        elif name in buffers:
+            buffers[name] = value
+        else:
+            object.__setattr__(self, name, value)
+
+    def __getattr__(self, name):
+        # Called only when normal lookup fails: look in the registries, and never answer None
+        # for an unknown name (a typo must fail loudly).
+        for registry in ("_parameters", "_modules", "_buffers"):
+            found = self.__dict__.get(registry)
+            if found is not None and name in found:
+                return found[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __delattr__(self, name):
+        for registry in (self._parameters, self._modules, self._buffers):
+            if name in registry:
+                del registry[name]
+                self._non_persistent.discard(name)
+                return
+        object.__delattr__(self, name)
+
+    def register_parameter(self, name, param):
+        """Add a Parameter (or None, a declared-but-absent one such as a missing bias)."""
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(f"register_parameter: {name!r} must be a Parameter or None, not "
+                            f"{type(param).__name__}")
+        self._registries(name)
+        self.__dict__.pop(name, None)
+        self._parameters[name] = param
+
+    def register_buffer(self, name, tensor, persistent=True):
+        """Add a Tensor that is state but not learned (e.g. positional encodings). Persistent
+        buffers are saved in state_dict; non-persistent ones are rebuilt by the constructor."""
+        if tensor is not None and not isinstance(tensor, Tensor):
+            raise TypeError(f"register_buffer: {name!r} must be a Tensor or None, not "
+                            f"{type(tensor).__name__}")
+        self._registries(name)
+        self.__dict__.pop(name, None)
+        self._buffers[name] = tensor
+        if persistent:
+            self._non_persistent.discard(name)
+        else:
+            self._non_persistent.add(name)
+
+    def add_module(self, name, module):
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"add_module: {name!r} must be a Module, not {type(module).__name__}")
+        self._registries(name)
+        self.__dict__.pop(name, None)
+        self._modules[name] = module
+
+    # ------------------------------------------------------------------ calling
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} has no forward method")
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # ------------------------------------------------------------------ traversal
+
+    def named_modules(self, prefix=""):
+        """(dotted name, module) for this module and every descendant, each module once."""
+        seen, stack = set(), [(prefix, self)]
+        while stack:
+            name, module = stack.pop()
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
+            yield name, module
+            children = [(f"{name}.{child_name}" if name else child_name, child)
+                        for child_name, child in module._modules.items() if child is not None]
+            stack.extend(reversed(children))  # reversed: pop() then visits them in order
+
+    def modules(self):
+        return (module for _, module in self.named_modules())
+
+    def named_children(self):
+        return ((name, m) for name, m in self._modules.items() if m is not None)
+
+    def children(self):
+        return (m for _, m in self.named_children())
+
+    def _named_members(self, registry, prefix, recurse):
+        seen = set()
+        modules = self.named_modules(prefix) if recurse else [(prefix, self)]
+        for module_name, module in modules:
+            for name, value in getattr(module, registry).items():
+                if value is None or id(value) in seen:
+                    continue
+                seen.add(id(value))  # a shared (tied) parameter is listed once
+                yield (f"{module_name}.{name}" if module_name else name), value
+
+    def named_parameters(self, prefix="", recurse=True):
+        """(dotted name, Parameter) pairs, e.g. ("encoder.layers.0.linear.weight", p)."""
+        return self._named_members("_parameters", prefix, recurse)
+
+    def parameters(self, recurse=True):
+        return (p for _, p in self.named_parameters(recurse=recurse))
+
+    def named_buffers(self, prefix="", recurse=True):
+        return self._named_members("_buffers", prefix, recurse)
+
+    def buffers(self, recurse=True):
+        return (b for _, b in self.named_buffers(recurse=recurse))
+
+    def num_parameters(self, trainable_only=False):
+        """How many scalars the model learns (tied parameters counted once)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    def apply(self, fn):
+        """Call fn(module) on every submodule and then on self (as torch does); returns self."""
+        for child in self.children():
+            child.apply(fn)
+        fn(self)
+        return self
+
+    # ------------------------------------------------------------------ modes and grads
+
+    def train(self, mode=True):
+        """Training mode (dropout active) for this module and all below it; returns self."""
+        if not isinstance(mode, bool):
+            raise TypeError(f"train: mode must be a bool, not {type(mode).__name__}")
+        for module in self.modules():
+            object.__setattr__(module, "training", mode)
+        return self
+
+    def eval(self):
+        """Evaluation mode (dropout off) for this module and all below it; returns self."""
+        return self.train(False)
+
+    def requires_grad_(self, requires_grad=True):
+        for p in self.parameters():
+            p.requires_grad_(requires_grad)
+        return self
+
+    def zero_grad(self, set_to_none=True):
+        """Forget accumulated gradients: set .grad to None (default) or fill it with zeros."""
+        for p in self.parameters():
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.data.fill(0)
+
+    # ------------------------------------------------------------------ dtype
+
+    def to(self, dtype):
+        """Convert every floating parameter and buffer to `dtype` in place (the Parameter objects
+        stay the same, so an optimizer built earlier still holds them); returns self."""
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f":
+            raise TypeError(f"Module.to: only float dtypes are supported, not {dtype}")
+        for tensor in list(self.parameters()) + list(self.buffers()):
+            if tensor.dtype.kind == "f" and tensor.dtype != dtype:
+                tensor.data = tensor.data.astype(dtype)
+                if tensor.grad is not None:
+                    tensor.grad.data = tensor.grad.data.astype(dtype)
+        return self
+
+    def float(self):
+        return self.to(np.float32)
+
+    def double(self):
+        return self.to(np.float64)
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self):
+        """An ordered {dotted name: Tensor} of every parameter and persistent buffer. The Tensors
+        hold copies, so the dict is a snapshot that later training steps do not change."""
+        state = collections.OrderedDict()
+        for module_name, module in self.named_modules():
+            prefix = f"{module_name}." if module_name else ""
+            for name, p in module._parameters.items():
+                if p is not None:
+                    state[prefix + name] = Tensor(p.data.copy())
+            for name, b in module._buffers.items():
+                if b is not None and name not in module._non_persistent:
+                    state[prefix + name] = Tensor(b.data.copy())
+        return state
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy values into this module's parameters and buffers, in place.
+
+        strict=True raises on missing or unexpected keys; a shape mismatch always raises. The
+        error lists every offending key. Returns (missing_keys, unexpected_keys).
+        """
+        own = {}
+        for module_name, module in self.named_modules():
+            prefix = f"{module_name}." if module_name else ""
+            own.update({prefix + n: p for n, p in module._parameters.items() if p is not None})
+            own.update({prefix + n: b for n, b in module._buffers.items()
+                        if b is not None and n not in module._non_persistent})
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        mismatched = []
+        for key, target in own.items():
+            if key in state_dict:
+                value = _unwrap(state_dict[key], key)
+                if value.shape != target.shape:
+                    mismatched.append(f"{key}: checkpoint {tuple(value.shape)}, model "
+                                      f"{tuple(target.shape)}")
+        problems = []
+        if mismatched:
+            problems.append("shape mismatch for " + "; ".join(mismatched))
+        if strict and missing:
+            problems.append("missing keys " + ", ".join(map(repr, missing)))
+        if strict and unexpected:
+            problems.append("unexpected keys " + ", ".join(map(repr, unexpected)))
+        if problems:
+            raise KeyError(f"load_state_dict into {type(self).__name__}: " + "; ".join(problems))
+        for key, target in own.items():
+            if key in state_dict:
+                np.copyto(target.data, _unwrap(state_dict[key], key), casting="same_kind")
+        return IncompatibleKeys(missing, unexpected)
+
+    # ------------------------------------------------------------------ repr
+
+    def extra_repr(self):
+        """The text inside this module's parentheses in repr (e.g. 'in_features=2, ...')."""
+        return ""
+
+    def __repr__(self):
+        lines = [f"({name}): " + repr(module).replace("\n", "\n  ")
+                 for name, module in self._modules.items()]
+        extra = self.extra_repr()
+        if not lines:
+            return f"{type(self).__name__}({extra})"
+        body = ([extra] if extra else []) + lines
+        return f"{type(self).__name__}(\n  " + "\n  ".join(body) + "\n)"
+
+    def __dir__(self):
+        return sorted(set(super().__dir__()) | set(self._parameters) | set(self._modules)
+                      | set(self._buffers))
+
+
+# ---------------------------------------------------------------------------- containers
+
+class Sequential(Module):
+    """Modules applied in order: Sequential(Linear(2, 8), ReLU(), Linear(8, 1))."""
+
+    def __init__(self, *modules):
+        super().__init__()
+        if len(modules) == 1 and isinstance(modules[0], collections.OrderedDict):
+            for name, module in modules[0].items():
+                self.add_module(name, module)
+        else:
+            for index, module in enumerate(modules):
+                self.add_module(str(index), module)
+
+    def forward(self, x):
+        for module in self._modules.values():
+            x = module(x)
+        return x
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return Sequential(collections.OrderedDict(list(self._modules.items())[index]))
+        return list(self._modules.values())[_checked_index(index, len(self), "Sequential")]
+
+    def append(self, module):
+        self.add_module(str(len(self)), module)
+        return self
+
+
+class ModuleList(Module):
+    """A list of modules whose parameters register (a plain list would hide them)."""
+
+    def __init__(self, modules=None):
+        super().__init__()
+        if modules is not None:
+            self.extend(modules)
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return ModuleList(list(self._modules.values())[index])
+        return self._modules[str(_checked_index(index, len(self), "ModuleList"))]
+
+    def __setitem__(self, index, module):
+        self.add_module(str(_checked_index(index, len(self), "ModuleList")), module)
+
+    def append(self, module):
+        self.add_module(str(len(self)), module)
+        return self
+
+    def extend(self, modules):
+        for module in modules:
+            self.append(module)
+        return self
+
+    def insert(self, index, module):
+        items = list(self._modules.values())
+        items.insert(index, module)
+        self._modules.clear()
+        for i, m in enumerate(items):
+            self.add_module(str(i), m)
+
+
+class ModuleDict(Module):
+    """A dict of modules whose parameters register, keyed by name."""
+
+    def __init__(self, modules=None):
+        super().__init__()
+        if modules is not None:
+            self.update(modules)
+
+    def __getitem__(self, key):
+        return self._modules[key]
+
+    def __setitem__(self, key, module):
+        self.add_module(key, module)
+
+    def __delitem__(self, key):
+        del self._modules[key]
+
+    def __contains__(self, key):
+        return key in self._modules
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules)
+
+    def keys(self):
+        return self._modules.keys()
+
+    def values(self):
+        return self._modules.values()
+
+    def items(self):
+        return self._modules.items()
+
+    def update(self, modules):
+        items = modules.items() if hasattr(modules, "items") else modules
+        for key, module in items:
+            self.add_module(key, module)
+
+
+def _checked_index(index, length, container):
+    if not isinstance(index, numbers.Integral):
+        raise TypeError(f"{container} index must be an int or slice, not {type(index).__name__}")
+    if not -length <= index < length:
+        raise IndexError(f"{container} index {index} is out of range for length {length}")
+    return index % length

@@ -1,0 +1,359 @@
+"""nn.functional: values against float64 numpy references, gradcheck on Hypothesis shapes."""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import tinygrad_tf as tg
+from tinygrad_tf import Tensor, gradcheck
+from tinygrad_tf import testing as tt
+from tinygrad_tf.nn import functional as F
+
+
+def check(fn, reference, *inputs, **gradcheck_kwargs):
+    """fn's value matches the numpy reference (shape, dtype, values); then gradcheck fn."""
+    out = fn(*inputs)
+    expected = reference(*[x.data if isinstance(x, Tensor) else x for x in inputs])
+    assert out.shape == np.shape(expected)
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out.data, expected, rtol=1e-10, atol=1e-12)
+    assert gradcheck(fn, *inputs, **gradcheck_kwargs)
+
+
+def ref_log_softmax(x):
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+# ---------------------------------------------------------------------------- linear, activations
+
+@given(st.data(), tt.shapes(max_dims=2, max_side=3), st.integers(1, 4), st.integers(1, 4),
+       st.booleans())
+def test_linear(data, batch, in_features, out_features, with_bias):
+    x = data.draw(tt.tensors(shape=batch + (in_features,)))
+    w = data.draw(tt.tensors(shape=(out_features, in_features)))
+    b = data.draw(tt.tensors(shape=(out_features,))) if with_bias else None
+    if with_bias:
+        check(F.linear, lambda x, w, b: x @ w.T + b, x, w, b)
+    else:
+        check(F.linear, lambda x, w: x @ w.T, x, w)
+
+
+def test_linear_errors_name_op_and_shapes():
+    with pytest.raises(ValueError, match=r"linear: input of shape \(2, 3\).*in_features=4"):
+        F.linear(Tensor(np.zeros((2, 3))), Tensor(np.zeros((5, 4))))
+    with pytest.raises(TypeError, match="linear: dtypes differ"):
+        F.linear(Tensor(np.zeros((2, 4), np.float32)), Tensor(np.zeros((5, 4))))
+
+
+@given(tt.tensors(), st.sampled_from(["none", "tanh"]))
+def test_gelu(x, approximate):
+    def reference(x):
+        if approximate == "tanh":
+            return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+        return x * 0.5 * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
+    check(lambda t: F.gelu(t, approximate=approximate), reference, x)
+
+
+@given(tt.tensors(avoid=(0.0,)))
+def test_relu(x):
+    check(F.relu, lambda x: np.maximum(x, 0), x)
+
+
+@given(tt.tensors(shape=tt.shapes(min_dims=1)), st.data())
+def test_softmax_and_log_softmax(x, data):
+    dim = data.draw(st.integers(-x.ndim, x.ndim - 1))
+
+    def reference(x):
+        e = np.exp(x - x.max(axis=dim, keepdims=True))
+        return e / e.sum(axis=dim, keepdims=True)
+    check(lambda t: F.softmax(t, dim), reference, x)
+    check(lambda t: F.log_softmax(t, dim), lambda x: np.log(reference(x)), x)
+
+
+# ---------------------------------------------------------------------------- dropout
+
+@given(tt.tensors(), st.sampled_from([0.1, 0.5, 0.9]))
+def test_dropout_gradcheck_with_a_fixed_mask(x, p):
+    def fn(t):
+        tg.manual_seed(7)  # the same mask on every call gradcheck makes
+        return F.dropout(t, p)
+    out = fn(x).data
+    kept = out != 0
+    np.testing.assert_allclose(out[kept], x.data[kept] / (1 - p), rtol=1e-12)
+    assert gradcheck(fn, x)
+
+
+def test_dropout_statistics_and_modes():
+    tg.manual_seed(0)
+    x = Tensor(np.ones((200, 500), dtype=np.float32), requires_grad=True)
+    out = F.dropout(x, 0.3)
+    assert out.dtype == np.float32
+    kept = out.data != 0
+    assert abs(kept.mean() - 0.7) < 0.005  # 100k draws: std of the fraction is 0.0015
+    np.testing.assert_allclose(out.data[kept], 1 / 0.7, rtol=1e-6)
+    out.sum().backward()
+    np.testing.assert_array_equal(x.grad.data, out.data)  # grad flows exactly where kept
+    assert F.dropout(x, 0.3, training=False) is x
+    assert F.dropout(x, 0.0) is x
+    np.testing.assert_array_equal(F.dropout(x, 1.0).data, 0)
+    with pytest.raises(ValueError, match=r"dropout: p must be a probability in \[0, 1\]"):
+        F.dropout(x, 1.5)
+
+
+def test_dropout_follows_manual_seed():
+    x = Tensor(np.ones((50,)))
+    tg.manual_seed(3)
+    a = F.dropout(x, 0.5).data
+    tg.manual_seed(3)
+    np.testing.assert_array_equal(a, F.dropout(x, 0.5).data)
+
+
+# ---------------------------------------------------------------------------- layer norm
+
+@given(st.data(), tt.shapes(min_dims=1, max_dims=4, max_side=4), st.booleans(), st.booleans())
+def test_layer_norm(data, shape, with_weight, with_bias):
+    normalized_ndim = data.draw(st.integers(1, len(shape)))
+    normalized_shape = shape[len(shape) - normalized_ndim:]
+    # Rows of one distinct value have zero variance; keep them spread so the check is smooth.
+    x = data.draw(tt.tensors(shape=shape, distinct=True, margin=0.05))
+    w = data.draw(tt.tensors(shape=normalized_shape)) if with_weight else None
+    b = data.draw(tt.tensors(shape=normalized_shape)) if with_bias else None
+    axes = tuple(range(len(shape) - normalized_ndim, len(shape)))
+
+    def reference(x, *affine):
+        mean = x.mean(axis=axes, keepdims=True)
+        var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
+        out = (x - mean) / np.sqrt(var + 1e-5)
+        if with_weight:
+            out = out * affine[0]
+        if with_bias:
+            out = out + affine[-1]
+        return out
+
+    affine = [t for t in (w, b) if t is not None]
+
+    def fn(x, *affine):
+        it = iter(affine)
+        weight = next(it) if with_weight else None
+        bias = next(it) if with_bias else None
+        return F.layer_norm(x, normalized_shape, weight, bias)
+    if math.prod(normalized_shape) == 1:
+        np.testing.assert_allclose(fn(x, *affine).data, reference(x.data, *[a.data for a in affine]))
+        return  # a single element normalises to 0 for every x: nothing smooth to check
+    check(fn, reference, x, *affine)
+
+
+def test_layer_norm_shape_errors():
+    x = Tensor(np.zeros((2, 3, 4)))
+    with pytest.raises(ValueError, match=r"layer_norm: normalized_shape \(3,\) must be the trailing"):
+        F.layer_norm(x, (3,))
+    with pytest.raises(ValueError, match=r"layer_norm: weight of shape \(3,\) should have shape"):
+        F.layer_norm(x, 4, weight=Tensor(np.ones(3)))
+
+
+# ---------------------------------------------------------------------------- embedding
+
+@given(st.data(), st.integers(1, 6), st.integers(1, 4), st.booleans())
+def test_embedding(data, num, dim, with_padding):
+    weight = data.draw(tt.tensors(shape=(num, dim)))
+    ids = data.draw(tt.index_arrays(num)) % num  # repeats included
+    padding_idx = data.draw(st.integers(0, num - 1)) if with_padding else None
+    if padding_idx is None:
+        check(lambda w: F.embedding(ids, w), lambda w: w[ids], weight)
+        return
+    # The padding row's gradient is 0 by design (not the true derivative), so compare with the
+    # scatter-add reference instead of gradcheck.
+    out = F.embedding(Tensor(ids), weight, padding_idx)
+    np.testing.assert_array_equal(out.data, weight.data[ids])
+    upstream = np.random.default_rng(0).standard_normal(out.shape)
+    (out * Tensor(upstream)).sum().backward()
+    expected = np.zeros((num, dim))
+    np.add.at(expected, ids.reshape(-1), upstream.reshape(-1, dim))
+    expected[padding_idx] = 0
+    np.testing.assert_allclose(weight.grad.data, expected, rtol=1e-12)
+
+
+def test_embedding_rejects_ids_outside_the_vocabulary():
+    weight = Tensor(np.zeros((5, 2)), requires_grad=True)
+    with pytest.raises(IndexError, match=r"embedding: token id 7 is outside the valid range \[0, 5\)"):
+        F.embedding(np.array([1, 7]), weight)
+    with pytest.raises(IndexError, match=r"embedding: token id -1"):
+        F.embedding(np.array([-1]), weight)
+    with pytest.raises(TypeError, match="embedding: indices must be an integer tensor"):
+        F.embedding(np.array([1.0]), weight)
+
+
+# ---------------------------------------------------------------------------- cross entropy
+
+def ref_cross_entropy(logits, target, ignore_index, smoothing, reduction):
+    classes = logits.shape[-1]
+    logp = ref_log_softmax(logits).reshape(-1, classes)
+    flat = target.reshape(-1)
+    keep = flat != ignore_index
+    picked = logp[np.arange(len(flat)), np.where(keep, flat, 0)]
+    loss = (-(1 - smoothing) * picked - smoothing * logp.mean(axis=1)) * keep
+    if reduction == "none":
+        return loss.reshape(target.shape)
+    return loss.sum() / max(keep.sum(), 1) if reduction == "mean" else loss.sum()
+
+
+@st.composite
+def cross_entropy_cases(draw):
+    batch = draw(st.sampled_from([(), (3,), (2, 3)]))  # () -> (N, C); else (N, T, C)
+    rows = draw(st.integers(1, 4))
+    classes = draw(st.integers(1, 5))
+    logits = draw(tt.tensors(shape=(rows,) + batch[1:] + (classes,)))
+    target_shape = logits.shape[:-1]
+    target = draw(tt.index_arrays(classes, shape=st.just(target_shape))) % classes
+    ignore_index = draw(st.sampled_from([-100, 0]))
+    ignored = draw(tt.index_arrays(2, shape=st.just(target_shape))) == 1
+    target = np.where(ignored, ignore_index, target)
+    smoothing = draw(st.sampled_from([0.0, 0.1, 0.5]))
+    reduction = draw(st.sampled_from(["mean", "sum", "none"]))
+    return logits, target, ignore_index, smoothing, reduction
+
+
+@given(cross_entropy_cases())
+def test_cross_entropy(case):
+    logits, target, ignore_index, smoothing, reduction = case
+
+    def fn(x):
+        return F.cross_entropy(x, target, ignore_index=ignore_index, label_smoothing=smoothing,
+                               reduction=reduction)
+    check(fn, lambda x: ref_cross_entropy(x, target, ignore_index, smoothing, reduction), logits)
+
+
+def test_cross_entropy_all_ignored_is_zero_not_nan():
+    logits = Tensor(np.random.default_rng(0).standard_normal((3, 4)), requires_grad=True)
+    loss = F.cross_entropy(logits, np.full(3, -100))
+    assert loss.item() == 0.0
+    loss.backward()
+    np.testing.assert_array_equal(logits.grad.data, 0)
+
+
+def test_cross_entropy_errors():
+    logits = Tensor(np.zeros((2, 3, 4)))
+    with pytest.raises(IndexError, match=r"cross_entropy: target 4 is outside the valid range "
+                                         r"\[0, 4\) \(or ignore_index=-100\)"):
+        F.cross_entropy(logits, np.array([[0, 1, 4], [0, 0, 0]]))
+    with pytest.raises(ValueError, match=r"cross_entropy: logits of shape \(2, 3, 4\) need "
+                                         r"targets of shape \(2, 3\)"):
+        F.cross_entropy(logits, np.zeros((2, 4), dtype=np.int64))
+    with pytest.raises(ValueError, match="cross_entropy: reduction must be"):
+        F.cross_entropy(logits, np.zeros((2, 3), dtype=np.int64), reduction="avg")
+
+
+@given(tt.tensor_pairs(max_dims=3), st.sampled_from(["mean", "sum", "none"]))
+def test_mse_loss(pair, reduction):
+    a, b = pair
+    b = Tensor(np.broadcast_to(b.data, np.broadcast_shapes(a.shape, b.shape)).copy(),
+               requires_grad=True)
+    a = Tensor(np.broadcast_to(a.data, b.shape).copy(), requires_grad=True)
+
+    def reference(x, y):
+        squared = (x - y) ** 2
+        return squared if reduction == "none" else squared.sum() if reduction == "sum" \
+            else squared.mean()
+    check(lambda x, y: F.mse_loss(x, y, reduction=reduction), reference, a, b)
+
+
+# ---------------------------------------------------------------------------- attention
+
+def ref_attention(q, k, v, allowed=None, additive=None, dropout_keep=None, p=0.0):
+    scores = q @ np.swapaxes(k, -1, -2) / math.sqrt(q.shape[-1])
+    if additive is not None:
+        scores = scores + additive
+    if allowed is not None:
+        scores = np.where(allowed, scores, -np.inf)
+    row_max = scores.max(axis=-1, keepdims=True)
+    e = np.exp(scores - np.where(np.isfinite(row_max), row_max, 0))
+    total = e.sum(axis=-1, keepdims=True)
+    weights = e / np.where(total == 0, 1, total)
+    if dropout_keep is not None:
+        weights = weights * dropout_keep / (1 - p)
+    return weights @ v
+
+
+@st.composite
+def attention_cases(draw):
+    batch, heads = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    q_len, k_len = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    d_k, d_v = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    q = draw(tt.tensors(shape=(batch, heads, q_len, d_k)))
+    k = draw(tt.tensors(shape=(batch, heads, k_len, d_k)))
+    v = draw(tt.tensors(shape=(batch, heads, k_len, d_v)))
+    kind = draw(st.sampled_from(["none", "bool", "additive", "causal"]))
+    mask = None
+    if kind == "bool":
+        # testing.attention_masks marks positions NOT to attend; torch's bool mask is the
+        # opposite (True = take part), so invert. Broadcast over heads: (B, 1, L, S).
+        mask = ~draw(tt.attention_masks(batch, q_len, k_len))[:, None]
+    elif kind == "additive":
+        blocked = draw(tt.attention_masks(batch, q_len, k_len))[:, None]
+        offsets = draw(tt.tensors(shape=(q_len, k_len))).data
+        mask = np.where(blocked, -np.inf, offsets)
+    elif kind == "causal" and q_len != k_len:
+        kind = "none"
+    return q, k, v, kind, mask
+
+
+@given(attention_cases())
+def test_scaled_dot_product_attention(case):
+    q, k, v, kind, mask = case
+    causal = kind == "causal"
+
+    def fn(q, k, v):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+
+    def reference(q, k, v):
+        if causal:
+            allowed = np.tril(np.ones((q.shape[-2], k.shape[-2]), dtype=bool))
+            return ref_attention(q, k, v, allowed=allowed)
+        if kind == "bool":
+            return ref_attention(q, k, v, allowed=mask)
+        return ref_attention(q, k, v, additive=mask)
+    check(fn, reference, q, k, v)
+
+
+def test_attention_fully_masked_rows_give_zero_output_and_gradients():
+    rng = np.random.default_rng(0)
+    q, k, v = (Tensor(rng.standard_normal((2, 3, 4)), requires_grad=True) for _ in range(3))
+    allowed = np.ones((2, 3, 3), dtype=bool)
+    allowed[0, 1] = False  # query 1 of batch 0 may look at nothing
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+    np.testing.assert_array_equal(out.data[0, 1], 0)
+    out.sum().backward()
+    for t in (q, k, v):
+        assert np.isfinite(t.grad.data).all()
+    np.testing.assert_array_equal(q.grad.data[0, 1], 0)
+    additive = np.where(allowed, 0.0, -np.inf)
+    out2 = F.scaled_dot_product_attention(q, k, v, attn_mask=additive)
+    np.testing.assert_allclose(out2.data, out.data, rtol=1e-12)
+
+
+@given(st.sampled_from([0.2, 0.5]))
+def test_attention_dropout_gradcheck(p):
+    rng = np.random.default_rng(1)
+    q, k, v = (Tensor(rng.standard_normal((2, 3, 2)), requires_grad=True) for _ in range(3))
+
+    def fn(q, k, v):
+        tg.manual_seed(11)
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=p)
+    tg.manual_seed(11)
+    keep = tg.random.generator().random((2, 3, 3), dtype=np.float32) >= np.float32(p)
+    expected = ref_attention(q.data, k.data, v.data, dropout_keep=keep, p=p)
+    np.testing.assert_allclose(fn(q, k, v).data, expected, rtol=1e-12)
+    assert gradcheck(fn, q, k, v)
+
+
+def test_attention_errors():
+    q = Tensor(np.zeros((2, 3, 4)))
+    with pytest.raises(ValueError, match="either attn_mask or is_causal"):
+        F.scaled_dot_product_attention(q, q, q, attn_mask=np.ones((3, 3), bool), is_causal=True)
+    with pytest.raises(ValueError, match=r"attn_mask of shape \(2, 2\) does not broadcast"):
+        F.scaled_dot_product_attention(q, q, q, attn_mask=np.ones((2, 2), bool))
+    with pytest.raises(ValueError, match="shapes do not fit"):
+        F.scaled_dot_product_attention(q, Tensor(np.zeros((2, 3, 5))), q)
