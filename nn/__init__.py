@@ -3,10 +3,12 @@
     from tinygrad_tf import nn
     model = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 1))
     optimizer = nn.optim.Adam(model.parameters(), lr=1e-2)
+    nn.state.save("model.safetensors", model.state_dict())
 """
-from . import functional, init
+from . import functional, init, optim, schedules, state, utils
 from .layers import GELU, Dropout, Embedding, Identity, LayerNorm, Linear, ReLU
 from .module import Module, ModuleDict, ModuleList, Parameter, Sequential
 
 __all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Linear",
-           "Embedding", "LayerNorm", "Dropout", "ReLU", "GELU", "Identity", "functional", "init"]
+           "Embedding", "LayerNorm", "Dropout", "ReLU", "GELU", "Identity", "functional", "init",
+           "optim", "schedules", "state", "utils"]

@@ -141,14 +141,17 @@ class Module:
 
     # ------------------------------------------------------------------ traversal
 
-    def named_modules(self, prefix=""):
-        """(dotted name, module) for this module and every descendant, each module once."""
+    def named_modules(self, prefix="", remove_duplicate=True):
+        """(dotted name, module) for this module and every descendant, depth first in
+        registration order; a module reachable by two names is listed once unless
+        remove_duplicate=False (state_dict lists it under both, as torch does)."""
         seen, stack = set(), [(prefix, self)]
         while stack:
             name, module = stack.pop()
-            if id(module) in seen:
-                continue
-            seen.add(id(module))
+            if remove_duplicate:
+                if id(module) in seen:
+                    continue
+                seen.add(id(module))
             yield name, module
             children = [(f"{name}.{child_name}" if name else child_name, child)
                         for child_name, child in module._modules.items() if child is not None]
@@ -249,9 +252,10 @@ class Module:
 
     def state_dict(self):
         """An ordered {dotted name: Tensor} of every parameter and persistent buffer. The Tensors
-        hold copies, so the dict is a snapshot that later training steps do not change."""
+        hold copies, so the dict is a snapshot that later training steps do not change (torch
+        returns references instead). A tied parameter appears under each of its names."""
         state = collections.OrderedDict()
-        for module_name, module in self.named_modules():
+        for module_name, module in self.named_modules(remove_duplicate=False):
             prefix = f"{module_name}." if module_name else ""
             for name, p in module._parameters.items():
                 if p is not None:
@@ -268,7 +272,7 @@ class Module:
         error lists every offending key. Returns (missing_keys, unexpected_keys).
         """
         own = {}
-        for module_name, module in self.named_modules():
+        for module_name, module in self.named_modules(remove_duplicate=False):
             prefix = f"{module_name}." if module_name else ""
             own.update({prefix + n: p for n, p in module._parameters.items() if p is not None})
             own.update({prefix + n: b for n, b in module._buffers.items()

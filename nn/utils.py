@@ -1,0 +1,34 @@
+"""Gradient utilities."""
+import math
+
+import numpy as np
+
+from tinygrad_tf import Tensor
+
+
+def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False):
+    """Scale all gradients together, in place, so their joint norm is at most max_norm.
+
+    Returns the total norm before clipping (a 0-d Tensor, as torch). norm_type may be any p >= 1
+    or float('inf').
+    """
+    if isinstance(parameters, Tensor):
+        parameters = [parameters]
+    grads = [p.grad.data for p in parameters if p.grad is not None]
+    if not grads:
+        return Tensor(np.asarray(0.0, dtype=np.float32))
+    norm_type = float(norm_type)
+    if norm_type == math.inf:
+        total = max(float(np.abs(g).max()) if g.size else 0.0 for g in grads)
+    elif norm_type == 2.0:
+        total = math.sqrt(sum(float(np.vdot(g, g)) for g in grads))  # vdot: no temporaries
+    else:
+        total = sum(float((np.abs(g) ** norm_type).sum()) for g in grads) ** (1 / norm_type)
+    if error_if_nonfinite and not math.isfinite(total):
+        raise RuntimeError(f"clip_grad_norm_: the total norm of order {norm_type} of the "
+                           f"gradients is {total}; set error_if_nonfinite=False to clip anyway")
+    coefficient = max_norm / (total + 1e-6)
+    if coefficient < 1:
+        for g in grads:
+            g *= coefficient
+    return Tensor(np.asarray(total, dtype=grads[0].dtype))
