@@ -1,7 +1,7 @@
 """tinygrad_tf: a small autograd framework on numpy and Numba, with a Transformer built on it."""
 from . import kernels
 from .autograd import Function, enable_grad, is_grad_enabled, no_grad
-from .gradcheck import GradcheckError, gradcheck
+from .gradcheck import GradcheckError, GradcheckKinkError, gradcheck
 from .random import manual_seed
 from .tensor import Tensor, cat, ones_like, stack, where, zeros_like
 
@@ -12,5 +12,5 @@ import numpy as _np
 float32, float64, int64, bool_ = _np.float32, _np.float64, _np.int64, _np.bool_
 
 __all__ = ["Tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled", "gradcheck",
-           "GradcheckError", "manual_seed", "cat", "stack", "where", "zeros_like", "ones_like",
+           "GradcheckError", "GradcheckKinkError", "manual_seed", "cat", "stack", "where", "zeros_like", "ones_like",
            "kernels"]

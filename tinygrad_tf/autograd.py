@@ -5,6 +5,7 @@ op's input tensors (`parents`) and whatever arrays its backward needs. `backward
 recorded graph topologically, then calls each op's `backward` from the output towards the leaves.
 """
 import contextlib
+import numbers
 
 import numpy as np
 
@@ -17,8 +18,16 @@ class _GradMode:
 
 
 class _GradModeContext(contextlib.ContextDecorator):
-    """Base of `no_grad` and `enable_grad`: a context manager that is also a decorator."""
+    """Base of `no_grad` and `enable_grad`: a context manager that is also a decorator, with or
+    without parentheses (`@no_grad()` and `@no_grad`), as in torch."""
     mode = True
+
+    def __new__(cls, function=None):
+        self = super().__new__(cls)
+        return self if function is None else self(function)
+
+    def __init__(self, function=None):
+        pass
 
     def __enter__(self):
         self._previous = _GradMode.enabled
@@ -49,6 +58,11 @@ def is_grad_enabled():
 
 # ---------------------------------------------------------------------------- Function
 
+# Set by tensor.py (which imports this module): the class `apply` wraps results in.
+_Tensor = None
+_new_object = object.__new__
+
+
 class Function:
     """A differentiable op. Subclass it and write two static methods side by side:
 
@@ -66,12 +80,10 @@ class Function:
         y = Cube.apply(t)                        # t a Tensor; y a Tensor on the graph
 
     Non-tensor arguments go to `apply` as keyword arguments and reach `forward` the same way.
+    `ctx.needs_input_grad` says which inputs need a gradient (forward and backward may skip work).
     `backward` returns one array (or None) per tensor input; a gradient with the broadcast shape
-    of the output is summed back to its input's shape by the engine.
+    of the output is summed back to its input's shape, and cast to its dtype, by the engine.
     """
-
-    # Filled in by tensor.py: Function.apply builds Tensors, and tensor.py imports this module.
-    _tensor_class = None
 
     saved_tensors = ()
 
@@ -80,31 +92,56 @@ class Function:
 
     @staticmethod
     def forward(ctx, *arrays, **kwargs):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(ctx).__name__}.forward is not written")
 
     @staticmethod
     def backward(ctx, grad):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(ctx).__name__}.backward is not written")
 
     @classmethod
     def apply(cls, *inputs, **kwargs):
+        """Run forward on the inputs' arrays; record the op on the result if grad is enabled and
+        some input requires grad. This runs once per op, so it is kept short."""
+        try:
+            needs = tuple([t.requires_grad for t in inputs])
+        except AttributeError:
+            raise _not_tensors(cls, inputs) from None
         ctx = cls()
+        ctx.needs_input_grad = needs
         out = cls.forward(ctx, *[t.data for t in inputs], **kwargs)
-        if not isinstance(out, np.ndarray):  # numpy reductions return scalars, not 0-d arrays
-            out = np.asarray(out)
-        tensor = Function._tensor_class._wrap(out)
-        if _GradMode.enabled:
-            for t in inputs:
-                if t.requires_grad:
-                    ctx.parents = inputs
-                    ctx.needs_input_grad = tuple(p.requires_grad for p in inputs)
-                    tensor.requires_grad = True
-                    tensor._ctx = ctx
-                    break
+        if out.__class__ is not np.ndarray:
+            out = _as_output(cls, out)
+        tensor = _new_object(_Tensor)
+        tensor.data = out
+        tensor.grad = None
+        tensor._retains_grad = False
+        if True in needs and _GradMode.enabled:
+            ctx.parents = inputs
+            tensor.requires_grad = True
+            tensor._ctx = ctx
+        else:
+            tensor.requires_grad = False
+            tensor._ctx = None
         return tensor
 
     def __repr__(self):
         return f"<{type(self).__name__}>"
+
+
+def _not_tensors(cls, inputs):
+    kinds = ", ".join(type(t).__name__ for t in inputs)
+    return TypeError(f"{cls.__name__}.apply takes Tensors as positional arguments (got {kinds}); "
+                     "pass other arguments by keyword")
+
+
+def _as_output(cls, out):
+    # numpy reductions return numpy scalars, not 0-d arrays; anything else is a bug in forward.
+    if isinstance(out, (np.generic, numbers.Number)):
+        return np.asarray(out)
+    if isinstance(out, np.ndarray):  # an ndarray subclass
+        return np.asarray(out)
+    raise TypeError(f"{cls.__name__}.forward must return one numpy array, not "
+                    f"{type(out).__name__}")
 
 
 # ---------------------------------------------------------------------------- backward
@@ -114,7 +151,7 @@ def unbroadcast(grad, shape, op="op"):
     extra = grad.ndim - len(shape)
     if extra < 0:
         raise RuntimeError(f"{op}.backward returned a gradient of shape {grad.shape}, "
-                           f"fewer dims than its input's {shape}")
+                           f"fewer dims than its input's {tuple(shape)}")
     if extra:
         grad = grad.sum(axis=tuple(range(extra)))
     stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
@@ -152,6 +189,19 @@ def _topological_order(root):
     return order
 
 
+def _owned(grad, tensor):
+    # A gradient array may be shared (Add returns `grad` twice) or a read-only broadcast view:
+    # copy it before it is stored where a later backward adds into it in place.
+    return _wrap_array(np.array(grad, dtype=tensor.data.dtype))
+
+
+def _wrap_array(array):
+    tensor = _new_object(_Tensor)
+    tensor.data, tensor.grad, tensor._ctx = array, None, None
+    tensor.requires_grad = tensor._retains_grad = False
+    return tensor
+
+
 def backward(root, grad, retain_graph=False):
     """Accumulate d(root)/d(leaf) * grad into `.grad` of every leaf that requires grad."""
     order = _topological_order(root)
@@ -161,30 +211,31 @@ def backward(root, grad, retain_graph=False):
         if grad is None:
             continue
         ctx = tensor._ctx
-        if ctx is None:  # a leaf: accumulate across backward calls until zero_grad
+        if ctx is None:  # a leaf: accumulate across backward calls until the grad is reset
             if tensor.grad is None:
-                # Own the memory: `grad` may be shared with another input (Add returns g twice).
-                tensor.grad = Function._tensor_class._wrap(np.array(grad, dtype=tensor.dtype))
+                tensor.grad = _owned(grad, tensor)
             else:
                 tensor.grad.data += grad
             continue
         if tensor._retains_grad:
-            tensor.grad = Function._tensor_class._wrap(np.array(grad, dtype=tensor.dtype))
-        input_grads = type(ctx).backward(ctx, grad)
-        if not isinstance(input_grads, tuple):
+            tensor.grad = _owned(grad, tensor)
+        input_grads = ctx.backward(ctx, grad)
+        if input_grads.__class__ is not tuple:
             input_grads = (input_grads,)
-        op = type(ctx).__name__
-        if len(input_grads) != len(ctx.parents):
-            raise RuntimeError(f"{op}.backward returned {len(input_grads)} gradients for "
-                               f"{len(ctx.parents)} inputs")
-        for parent, parent_grad in zip(ctx.parents, input_grads):
+        parents = ctx.parents
+        if len(input_grads) != len(parents):
+            raise RuntimeError(f"{type(ctx).__name__}.backward returned {len(input_grads)} "
+                               f"gradients for {len(parents)} inputs")
+        for parent, parent_grad in zip(parents, input_grads):
             if parent_grad is None or not parent.requires_grad:
                 continue
-            parent_grad = np.asarray(parent_grad)
-            if parent_grad.shape != parent.data.shape:
-                parent_grad = unbroadcast(parent_grad, parent.data.shape, op)
-            if parent_grad.dtype != parent.data.dtype:
-                parent_grad = parent_grad.astype(parent.data.dtype)
+            data = parent.data
+            if parent_grad.__class__ is not np.ndarray:
+                parent_grad = np.asarray(parent_grad)
+            if parent_grad.shape != data.shape:
+                parent_grad = unbroadcast(parent_grad, data.shape, type(ctx).__name__)
+            if parent_grad.dtype != data.dtype:
+                parent_grad = parent_grad.astype(data.dtype)
             key = id(parent)
             grads[key] = grads[key] + parent_grad if key in grads else parent_grad
         if not retain_graph:  # free saved arrays now, so a training loop's memory stays flat

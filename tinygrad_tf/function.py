@@ -96,6 +96,8 @@ class Pow(Function):
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
         p = ctx.exponent
+        if p == 0:  # x ** 0 is constant; x ** -1 would turn 0 * inf at x = 0 into NaN
+            return np.zeros_like(grad)
         return grad * p * x ** (p - 1)
 
 
@@ -312,7 +314,7 @@ class GetItem(Function):
     """x[index]; the gradient adds up over repeated integer-array indices."""
     @staticmethod
     def forward(ctx, x, index, advanced):
-        ctx.input_shape, ctx.input_dtype, ctx.index, ctx.advanced = x.shape, x.dtype, index, advanced
+        ctx.input_shape, ctx.index, ctx.advanced = x.shape, index, advanced
         return x[index]
 
     @staticmethod
@@ -378,10 +380,10 @@ class MatMul(Function):
         # Give 1-D operands (and the grad) their matrix shape back, so one formula serves all.
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
+        if b.ndim == 1:  # b first: for vector @ vector the grad is 0-d
+            grad = grad[..., None]
         if a.ndim == 1:
             grad = np.expand_dims(grad, -2)
-        if b.ndim == 1:
-            grad = grad[..., None]
         # Batch dims that were broadcast are summed by the engine; the 1-D row/column dims below.
         grad_a = kernels.matmul(grad, np.swapaxes(b2, -1, -2)) if need_a else None
         grad_b = kernels.matmul(np.swapaxes(a2, -1, -2), grad) if need_b else None

@@ -18,10 +18,16 @@ def _as_tuple(out):
     return out if isinstance(out, (tuple, list)) else (out,)
 
 
-def _weighted_sum(outputs, weights):
-    """The scalar sum(out * w) over every output, as float64; `weights` make upstream grads
-    non-uniform, so a backward that mixes up elements cannot pass by symmetry."""
-    return sum(float(np.sum(o.data.astype(np.float64) * w)) for o, w in zip(outputs, weights))
+def _outputs(fn, values):
+    """fn at float64 `values`, without a graph, as a list of float64 arrays."""
+    with no_grad():
+        return [o.data.astype(np.float64) for o in _as_tuple(fn(*[Tensor(v) for v in values]))]
+
+
+def _change(after, before, weights):
+    # sum(w * (f(after) - f(before))), differenced per element before summing: a large constant
+    # in the output (a masked_fill with 1e9) then cancels exactly instead of swamping the slope.
+    return sum(float(np.sum(w * (a - b))) for a, b, w in zip(after, before, weights))
 
 
 def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
@@ -40,8 +46,9 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
                          "requires_grad=True")
     rng = np.random.default_rng(seed)
 
-    # Analytic: one backward of sum(out * w) with a random, non-uniform w.
-    leaves = [Tensor(t.data.copy(), requires_grad=t.requires_grad) for t in tensors]
+    # Analytic: one backward of sum(out * w) with a random, non-uniform w. Fresh leaves share
+    # the inputs' arrays (ops never write to inputs), so non-contiguous layouts are kept.
+    leaves = [Tensor(t.data, requires_grad=t.requires_grad) for t in tensors]
     outputs = _as_tuple(fn(*leaves))
     for o in outputs:
         if not isinstance(o, Tensor):
@@ -59,36 +66,31 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
     # Numeric: central differences in float64, every element of every checked input.
     points = [t.data.astype(np.float64) if t.dtype.kind == "f" else t.data for t in tensors]
 
-    def f(values):
-        with no_grad():
-            return _weighted_sum(_as_tuple(fn(*[Tensor(v) for v in values])), weights)
+    def slope(flat, j, low, high):
+        # d(sum(w * out)) / dx_j from evaluations at x_j + low and x_j + high.
+        orig = flat[j]
+        flat[j] = orig + high
+        after = _outputs(fn, points)
+        flat[j] = orig + low
+        before = _outputs(fn, points)
+        flat[j] = orig
+        return _change(after, before, weights) / (high - low)
 
     for i in checked:
         analytic = leaves[i].grad.data.astype(np.float64) if leaves[i].grad is not None \
             else np.zeros(tensors[i].shape)
-        numeric = np.zeros(tensors[i].shape)
-        x = points[i] = points[i].copy()  # contiguous and ours to perturb
-        flat = x.reshape(-1)
-        for j in range(flat.size):
-            orig = flat[j]
-            flat[j] = orig + eps
-            plus = f(points)
-            flat[j] = orig - eps
-            minus = f(points)
-            flat[j] = orig
-            numeric.flat[j] = (plus - minus) / (2 * eps)
-        bad = np.abs(analytic - numeric) > atol + rtol * np.abs(numeric)
+        points[i] = points[i].copy()  # contiguous and ours to perturb
+        flat = points[i].reshape(-1)
+        numeric = np.array([slope(flat, j, -eps, eps) for j in range(flat.size)])
+        numeric = numeric.reshape(tensors[i].shape)
+        # Written as "not within tolerance" so a NaN on either side counts as a failure.
+        bad = ~(np.abs(analytic - numeric) <= atol + rtol * np.abs(numeric))
         if bad.any():
-            error = np.where(bad, np.abs(analytic - numeric), -1)
+            error = np.where(bad, np.nan_to_num(np.abs(analytic - numeric), nan=np.inf), -1)
             worst = np.unravel_index(int(np.argmax(error)), error.shape)
             j = int(np.ravel_multi_index(worst, error.shape)) if error.ndim else 0
             orig = flat[j]
-            f0 = f(points)
-            flat[j] = orig + eps
-            right = (f(points) - f0) / eps
-            flat[j] = orig - eps
-            left = (f0 - f(points)) / eps
-            flat[j] = orig
+            left, right = slope(flat, j, -eps, 0.0), slope(flat, j, 0.0, eps)
             where = (f"input {i} (shape {tensors[i].shape}, {tensors[i].dtype}), element "
                      f"{tuple(int(k) for k in worst)} = {float(orig):.6g}")
             counts = f"{int(bad.sum())} of {bad.size} elements disagree"

@@ -7,9 +7,10 @@ import numbers
 
 import numpy as np
 
+from . import autograd as _autograd
 from . import function as F
 from . import random as _random
-from .autograd import Function, backward as _run_backward
+from .autograd import backward as _run_backward
 
 _DEFAULT_FLOAT = np.dtype(np.float32)
 _INDEX = np.dtype(np.int64)
@@ -26,11 +27,26 @@ def _scalar_category(value):
     return 0 if isinstance(value, (bool, np.bool_)) else 1 if isinstance(value, numbers.Integral) else 2
 
 
+def _promote(a, b):
+    """The dtype of an op on Tensors `a` and `b`, by PyTorch's rules: the higher category
+    (bool < int < float) wins; within a category the wider type, except that a 0-d tensor never
+    widens a tensor with dims (float32 tensor * float64 0-d tensor is float32)."""
+    da, db = a.data.dtype, b.data.dtype
+    if _category(da) == _category(db) and (a.data.ndim == 0) != (b.data.ndim == 0):
+        return db if a.data.ndim == 0 else da
+    return _promote_dtypes(da, db)
+
+
+def _promote_dtypes(da, db):
+    ca, cb = _category(da), _category(db)
+    return np.promote_types(da, db) if ca == cb else da if ca > cb else db
+
+
 def _as_array(data, dtype=None):
     if isinstance(data, Tensor):
         array = data.data
-    elif isinstance(data, np.ndarray):
-        array = data
+    elif isinstance(data, (np.ndarray, np.generic)):  # numpy data keeps its dtype
+        array = np.asarray(data)
     else:
         array = np.asarray(data)
         if dtype is None and array.dtype.kind == "f":
@@ -77,16 +93,8 @@ class Tensor:
         if requires_grad:
             self.requires_grad_(True)
 
-    @classmethod
-    def _wrap(cls, array):
-        # The ops' fast path: the array is already a valid ndarray, so skip __init__'s checks.
-        tensor = object.__new__(Tensor)
-        tensor.data = array
-        tensor.grad = None
-        tensor.requires_grad = False
-        tensor._ctx = None
-        tensor._retains_grad = False
-        return tensor
+    # The ops' fast path: the array is already a valid ndarray, so skip __init__'s checks.
+    _wrap = staticmethod(_autograd._wrap_array)
 
     # ------------------------------------------------------------------ factories
 
@@ -164,7 +172,9 @@ class Tensor:
         return self.data.tolist()
 
     def __array__(self, dtype=None, copy=None):
-        return self.data if dtype is None else self.data.astype(dtype)
+        if dtype is not None and np.dtype(dtype) != self.dtype:
+            return self.data.astype(dtype)
+        return self.data.copy() if copy else self.data
 
     def __len__(self):
         if self.ndim == 0:
@@ -230,8 +240,14 @@ class Tensor:
     # ------------------------------------------------------------------ dtype
 
     def to(self, dtype):
+        """This tensor as `dtype` (itself if it already is). Only a float result keeps the graph:
+        an int or bool tensor has no gradient."""
         dtype = np.dtype(dtype)
-        return self if dtype == self.dtype else F.Cast.apply(self, dtype=dtype)
+        if dtype == self.dtype:
+            return self
+        if dtype.kind != "f":
+            return Tensor._wrap(self.data.astype(dtype))
+        return F.Cast.apply(self, dtype=dtype)
 
     astype = to
 
@@ -256,7 +272,7 @@ class Tensor:
                 return self, other
         elif isinstance(other, np.ndarray):
             other = Tensor(other)
-        elif isinstance(other, (numbers.Number, np.bool_)):
+        elif isinstance(other, (numbers.Real, np.bool_)):
             # A Python scalar never changes a tensor's dtype, unless it is of a higher category.
             dtype = self.dtype
             if _scalar_category(other) > _category(dtype):
@@ -264,14 +280,15 @@ class Tensor:
             return self.to(dtype), Tensor._wrap(np.asarray(other, dtype=dtype))
         else:
             raise TypeError(f"{op}: unsupported operand of type {type(other).__name__}; "
-                            "expected a Tensor, a numpy array or a number")
-        a, b = self.dtype, other.dtype
-        ca, cb = _category(a), _category(b)
-        dtype = np.promote_types(a, b) if ca == cb else (a if ca > cb else b)
+                            "expected a Tensor, a numpy array or a real number")
+        dtype = _promote(self, other)
         return self.to(dtype), other.to(dtype)
 
     def _binary(self, other, fn, op, reflected=False):
-        a, b = self._operands(other, op)
+        if other.__class__ is Tensor and other.data.dtype is self.data.dtype:
+            a, b = self, other  # the common case, kept cheap: same-dtype Tensors
+        else:
+            a, b = self._operands(other, op)
         if reflected:
             a, b = b, a
         try:
@@ -320,13 +337,23 @@ class Tensor:
         return F.Pow.apply(base, exponent=exponent)
 
     def __rpow__(self, base):
-        # base ** x == exp(x * log(base)), for a positive Python-number base.
+        """base ** self for a Python-number base: exp(self * log(base)) for float tensors."""
+        if not isinstance(base, numbers.Real):
+            raise TypeError(f"pow: a base of type {type(base).__name__} is not supported; "
+                            "expected a real number")
+        if self.dtype.kind != "f" and isinstance(base, numbers.Integral):
+            return Tensor._wrap(np.power(base, self.data))  # int ** int stays int, as in torch
+        if base <= 0:
+            raise ValueError(f"pow: base {base} ** tensor needs a positive base (computed as "
+                             "exp(x * log(base)))")
         return (self * float(np.log(base))).exp()
 
     def __matmul__(self, other):
         return self.matmul(other)
 
     def __rmatmul__(self, other):
+        if not isinstance(other, np.ndarray):
+            raise TypeError(f"matmul: unsupported operand of type {type(other).__name__}")
         return Tensor(other).matmul(self)
 
     pow = __pow__
@@ -402,11 +429,13 @@ class Tensor:
         return self._float_input().sum(axes, keepdim) * (1.0 / max(count, 1))
 
     def var(self, dim=None, keepdim=False, correction=1):
-        """Variance over `dim`, divided by (n - correction): correction=1 is the unbiased estimate."""
+        """sum((x - mean)^2) / (n - correction) over `dim`: correction=1 is the unbiased estimate.
+        As in torch, n <= correction gives NaN (there is no spread to estimate)."""
         axes = _normalize_dims(dim, self.ndim, "var")
         count = self.data.size if axes is None else int(np.prod([self.shape[a] for a in axes]))
         centered = self - self.mean(axes, keepdim=True)
-        return (centered * centered).sum(axes, keepdim) * (1.0 / max(count - correction, 1))
+        scale = 1.0 / (count - correction) if count > correction else float("nan")
+        return (centered * centered).sum(axes, keepdim) * scale
 
     def max(self, dim=None, keepdim=False):
         """Largest value over `dim`; the gradient flows to the arg-max."""
@@ -433,11 +462,17 @@ class Tensor:
 
     def softmax(self, dim):
         """exp(x) / sum(exp(x)) along `dim`; a row of all -inf gives zeros, never NaN."""
-        return F.Softmax.apply(self._float_input(), axis=_normalize_dim(dim, self.ndim, "softmax"))
+        axis = _normalize_dim(dim, self.ndim, "softmax")
+        if self.ndim == 0:  # the kernels work along a real axis
+            return self.reshape(1).softmax(0).reshape(())
+        return F.Softmax.apply(self._float_input(), axis=axis)
 
     def log_softmax(self, dim):
-        """x - log(sum(exp(x))) along `dim`, computed stably."""
+        """x - log(sum(exp(x))) along `dim`, computed stably; a row of all -inf gives -inf
+        (log of probability 0) and a finite gradient, never NaN."""
         axis = _normalize_dim(dim, self.ndim, "log_softmax")
+        if self.ndim == 0:
+            return self.reshape(1).log_softmax(0).reshape(())
         return F.LogSoftmax.apply(self._float_input(), axis=axis)
 
     # ------------------------------------------------------------------ movement (numpy views)
@@ -494,6 +529,9 @@ class Tensor:
         shape = _shape_arg(shape)
         # -1 keeps a dim's size, as in torch.
         lead = len(shape) - self.ndim
+        if lead < 0 or -1 in shape[:lead]:
+            raise ValueError(f"expand: cannot expand shape {self.shape} to {shape} (the target "
+                             "needs at least as many dims, and -1 only for existing dims)")
         full = tuple(self.shape[i - lead] if n == -1 else n for i, n in enumerate(shape))
         try:
             return F.Expand.apply(self, shape=full)
@@ -526,8 +564,15 @@ class Tensor:
     # ------------------------------------------------------------------ comparisons (no grad)
 
     def _compare(self, other, ufunc):
-        other = other.data if isinstance(other, Tensor) else other
-        return Tensor._wrap(np.asarray(ufunc(self.data, other)))
+        if isinstance(other, Tensor):
+            other = other.data
+        elif not isinstance(other, (np.ndarray, numbers.Real, np.bool_)):
+            return NotImplemented  # e.g. `t == None` is False, `t < "a"` a TypeError
+        try:
+            return Tensor._wrap(np.asarray(ufunc(self.data, other)))
+        except ValueError:
+            raise ValueError(f"{ufunc.__name__}: shapes {self.shape} and {np.shape(other)} do "
+                             "not broadcast") from None
 
     def __eq__(self, other):
         return self._compare(other, np.equal)
@@ -564,9 +609,12 @@ class Tensor:
 def where(condition, a, b):
     """Elementwise `a` where `condition` is True, else `b` (all three broadcast together)."""
     cond = _bool_mask(condition, "where")
-    if not isinstance(a, Tensor):
-        a = Tensor(a, dtype=b.dtype if isinstance(b, Tensor) else None)
-    a, b = a._operands(b, "where")
+    if isinstance(a, Tensor):
+        a, b = a._operands(b, "where")
+    elif isinstance(b, Tensor):
+        b, a = b._operands(a, "where")  # a scalar `a` follows b's dtype, as in torch
+    else:
+        a, b = Tensor(a)._operands(b, "where")
     try:
         np.broadcast_shapes(cond.shape, a.shape, b.shape)
     except ValueError:
@@ -581,14 +629,18 @@ def cat(tensors, dim=0):
     if not tensors:
         raise ValueError("cat: expected a non-empty list of tensors")
     first = tensors[0]
+    if first.ndim == 0:
+        raise ValueError("cat: 0-d tensors cannot be joined; use stack")
     axis = _normalize_dim(dim, first.ndim, "cat")
+    dtype = first.dtype
     for t in tensors[1:]:
-        first, t = first._operands(t, "cat")
+        if not isinstance(t, Tensor):
+            raise TypeError(f"cat: expected Tensors, got a {type(t).__name__}")
         if t.ndim != first.ndim or any(
                 a != b for i, (a, b) in enumerate(zip(t.shape, first.shape)) if i != axis):
             raise ValueError(f"cat: shapes {[tuple(x.shape) for x in tensors]} must match except "
                              f"in dim {dim}")
-    dtype = np.result_type(*[t.dtype for t in tensors])
+        dtype = _promote_dtypes(dtype, t.dtype)
     return F.Cat.apply(*[t.to(dtype) for t in tensors], axis=axis)
 
 
@@ -649,4 +701,4 @@ def _index_arg(index):
     return (tuple(unwrapped) if isinstance(index, tuple) else unwrapped[0]), advanced
 
 
-Function._tensor_class = Tensor
+_autograd._Tensor = Tensor

@@ -39,37 +39,55 @@ def _away_from(values, kinks, margin):
     return values
 
 
-def _spread(values, gap):
-    # Replace values by ones in the same order but at least `gap` apart, so max/argmax/sort
-    # have no ties (ties are kinks: the gradient there is not unique).
+def _spread(values, margin, low, high):
+    # Replace values by ones in the same order, evenly spaced over [low, high] (at least `margin`
+    # apart even if that overruns the bounds), so max/argmax have no ties: ties are kinks.
     order = np.argsort(values, axis=None, kind="stable")
+    gap = max(margin, (high - low) / max(values.size - 1, 1))
     spread = np.empty(values.size)
     spread[order] = np.arange(values.size) * gap
-    return (spread - spread.mean()).reshape(values.shape)
+    return (spread - spread.mean() + (low + high) / 2).reshape(values.shape)
+
+
+def _on_lattice(values, margin, odd):
+    # Snap to even (or odd) multiples of `margin`: an even-snapped and an odd-snapped tensor
+    # differ by at least `margin` everywhere, so maximum(a, b) never meets a tie.
+    step = 2 * margin
+    offset = margin if odd else 0.0
+    return np.round((values - offset) / step) * step + offset
 
 
 @st.composite
 def tensors(draw, shape=None, dtype=np.float64, min_value=-3.0, max_value=3.0,
-            avoid=(), margin=1e-2, distinct=False, noncontiguous=True, requires_grad=True):
+            avoid=(), margin=1e-2, distinct=False, lattice=None, noncontiguous=True,
+            requires_grad=True):
     """Float tensors with bounded elements.
 
     shape: a shape, or a strategy of shapes (default: `shapes()`).
     avoid: points where the op under test has a kink (e.g. (0.0,) for relu/abs); every element
         stays at least `margin` away from each.
-    distinct: elements pairwise at least `margin` apart (for max, maximum and friends).
+    distinct: elements pairwise at least `margin` apart, spread over [min_value, max_value]
+        (for max and argmax, where ties are kinks); applied after `avoid`, which it may undo.
+    lattice: "even" or "odd" snaps elements to even or odd multiples of `margin`, so an "even"
+        and an "odd" tensor never come closer than `margin` (for maximum(a, b)).
     noncontiguous: sometimes store the data transposed, so ops meet non-contiguous arrays the way
         they do after `transpose`/`permute`.
     """
     if shape is None:
         shape = shapes()
-    if not isinstance(shape, tuple):
+    if not isinstance(shape, (tuple, list)):
         shape = draw(shape)
+    shape = tuple(shape)
     elements = st.floats(min_value, max_value, allow_nan=False, allow_infinity=False, width=64)
     values = draw(hnp.arrays(np.float64, shape, elements=elements))
     if avoid:
         values = _away_from(values, avoid, margin)
     if distinct and values.size > 1:
-        values = _spread(values, margin * 10)
+        values = _spread(values, margin, min_value, max_value)
+    if lattice is not None:
+        if lattice not in ("even", "odd"):
+            raise ValueError(f"tensors: lattice must be 'even' or 'odd', not {lattice!r}")
+        values = _on_lattice(values, margin, lattice == "odd")
     values = values.astype(dtype)
     if noncontiguous and len(shape) >= 2 and draw(st.booleans()):
         # Store the data in a permuted layout and view it back in `shape`: same values, strides
@@ -81,9 +99,13 @@ def tensors(draw, shape=None, dtype=np.float64, min_value=-3.0, max_value=3.0,
 
 
 @st.composite
-def tensor_pairs(draw, max_dims=3, **kwargs):
-    """Two tensors whose shapes broadcast together."""
-    shape_a, shape_b = draw(broadcastable_shapes(max_dims=max_dims))
+def tensor_pairs(draw, max_dims=3, max_side=4, apart=False, **kwargs):
+    """Two tensors whose shapes broadcast together. apart=True keeps every pair of elements that
+    meet under broadcasting at least `margin` apart (no ties for maximum/comparisons)."""
+    shape_a, shape_b = draw(broadcastable_shapes(max_dims=max_dims, max_side=max_side))
+    if apart:
+        return (draw(tensors(shape=shape_a, lattice="even", **kwargs)),
+                draw(tensors(shape=shape_b, lattice="odd", **kwargs)))
     return draw(tensors(shape=shape_a, **kwargs)), draw(tensors(shape=shape_b, **kwargs))
 
 
@@ -118,6 +140,9 @@ def attention_masks(draw, batch, q_len, k_len, kind=None):
     "single_key" (each query row sees exactly one key). Default: any of them.
     """
     kinds = ["none", "padding", "fully_masked", "single_key"] + (["causal"] if q_len == k_len else [])
+    if kind is not None and kind not in kinds + ["causal"]:
+        raise ValueError(f"attention_masks: unknown kind {kind!r}; expected one of "
+                         f"{', '.join(kinds + ['causal'] * (q_len != k_len))}")
     kind = kind or draw(st.sampled_from(kinds))
     mask = np.zeros((batch, q_len, k_len), dtype=bool)
     if kind == "padding":
@@ -131,11 +156,10 @@ def attention_masks(draw, batch, q_len, k_len, kind=None):
         mask[:] = np.triu(np.ones((q_len, k_len), dtype=bool), k=1)
     elif kind == "fully_masked":
         rows = draw(hnp.arrays(bool, (batch, q_len)))
+        rows[draw(st.integers(0, batch - 1)), draw(st.integers(0, q_len - 1))] = True  # >= 1 row
         mask[rows] = True
     elif kind == "single_key":
         keys = draw(hnp.arrays(np.int64, (batch, q_len), elements=st.integers(0, k_len - 1)))
         mask[:] = True
         np.put_along_axis(mask, keys[..., None], False, axis=-1)
-    elif kind != "none":
-        raise ValueError(f"attention_masks: unknown kind {kind!r}")
     return mask
