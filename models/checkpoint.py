@@ -1,0 +1,118 @@
+"""Checkpoints of a training run: one safetensors file each, with its JSON state in the header.
+
+A checkpoint holds the model's parameters, the optimizer's moments, and as JSON the step, the
+schedule, the random generator's state and the position in the data, so that training resumes
+exactly. One file per checkpoint, written atomically by `nn.state.save` (temporary file +
+rename), means a save killed half-way leaves every earlier checkpoint intact. A small `.json`
+beside each file repeats the header's state for people and tools; loading never needs it.
+
+    RUN/checkpoints/step_00001200.safetensors   (+ .json)   every --save-every steps, last N kept
+    RUN/checkpoints/best.safetensors            (+ .json)   best validation score so far
+    RUN/checkpoints/average.safetensors         (+ .json)   `tinygrad-tf average`
+"""
+import json
+import os
+import re
+
+import numpy as np
+
+from tinygrad_tf import Tensor
+from tinygrad_tf.nn import state as nn_state
+
+FORMAT = "tinygrad_tf-seq2seq-checkpoint-1"
+_STEP_FILE = re.compile(r"^step_(\d+)\.safetensors$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read or used, with the file and the reason."""
+
+
+# ---------------------------------------------------------------------------- files
+
+def _write_json(path, value):
+    temporary = f"{path}.tmp{os.getpid()}"
+    with open(temporary, "w", encoding="utf-8") as file:
+        json.dump(value, file, indent=1)
+    os.replace(temporary, path)
+
+
+def save(path, model_state, optimizer_state=None, info=None):
+    """Write one checkpoint file (atomically) and its human-readable JSON beside it."""
+    tree = {"model": {name: (value.data if isinstance(value, Tensor) else value)
+                      for name, value in model_state.items()}}
+    if optimizer_state is not None:
+        tree["optimizer"] = optimizer_state
+    info = dict(info or {})
+    nn_state.save(path, tree, metadata={"format": FORMAT, "info": json.dumps(info)})
+    _write_json(os.path.splitext(path)[0] + ".json", info)
+
+
+def load(path):
+    """-> (model_state {name: array}, optimizer_state or None, info dict)."""
+    try:
+        metadata = nn_state.load_metadata(path)
+        tree = nn_state.load(path)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint") from None
+    except Exception as error:  # a truncated or foreign file: say which and why
+        raise CheckpointError(f"{path}: not a readable checkpoint ({error})") from None
+    if metadata.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a tinygrad_tf seq2seq checkpoint (format "
+                              f"{metadata.get('format')!r}, expected {FORMAT!r})")
+    model = {name: value.data for name, value in tree["model"].items()}
+    return model, tree.get("optimizer"), json.loads(metadata["info"])
+
+
+def step_path(directory, step):
+    return os.path.join(directory, f"step_{step:08d}.safetensors")
+
+
+def step_checkpoints(directory):
+    """[(step, path)] of the step checkpoints in `directory`, oldest first."""
+    if not os.path.isdir(directory):
+        return []
+    found = [(int(m.group(1)), os.path.join(directory, name))
+             for name in os.listdir(directory) if (m := _STEP_FILE.match(name))]
+    return sorted(found)
+
+
+def latest(directory, warn=print):
+    """The newest step checkpoint that loads, skipping (with a warning) any that do not."""
+    for step, path in reversed(step_checkpoints(directory)):
+        try:
+            return path, load(path)
+        except CheckpointError as error:
+            warn(f"warning: skipping {error}")
+    raise CheckpointError(f"{directory}: no readable step checkpoint to resume from")
+
+
+def prune(directory, keep):
+    """Delete all but the newest `keep` step checkpoints."""
+    for _, path in step_checkpoints(directory)[:-keep] if keep > 0 else []:
+        for file in (path, os.path.splitext(path)[0] + ".json"):
+            if os.path.exists(file):
+                os.remove(file)
+
+
+def average(directory, last, out_path):
+    """Average the parameters of the newest `last` step checkpoints (the paper averaged the last
+    5 for base models, 20 for big) into `out_path`; returns the steps averaged."""
+    found = step_checkpoints(directory)[-last:]
+    if not found:
+        raise CheckpointError(f"{directory}: no step checkpoints to average")
+    total, info = None, None
+    for _, path in found:
+        model, _, info = load(path)
+        if total is None:
+            total = {name: value.astype(np.float64) for name, value in model.items()}
+        elif set(model) != set(total):
+            raise CheckpointError(f"{path}: its parameters differ from the other checkpoints'")
+        else:
+            for name, value in model.items():
+                total[name] += value
+    reference = load(found[-1][1])[0]
+    averaged = {name: (value / len(found)).astype(reference[name].dtype)
+                for name, value in total.items()}
+    steps = [step for step, _ in found]
+    save(out_path, averaged, None, {**info, "averaged_steps": steps})
+    return steps

@@ -1,0 +1,510 @@
+"""The seq2seq training recipe of "Attention Is All You Need" (section 5), every part a setting.
+
+    summary = train(TrainConfig(run_dir="runs/rev", task="reverse", steps=2000))
+
+Defaults are the paper's: Adam(beta1=0.9, beta2=0.98, eps=1e-9), the warm-up learning rate
+lr = factor * d_model^-0.5 * min(step^-0.5, step * warmup^-1.5), label smoothing 0.1, dropout
+0.1; gradient clipping (not in the paper) is off unless --clip-norm is given. Batches hold about
+`max_tokens` padded tokens per side (the paper: 25,000).
+
+A run directory holds everything (see docs/recipe.md): config.json, vocab.json, metrics.jsonl,
+plot.png, samples.txt and checkpoints/. `train(config, resume=True)` continues the run from its
+newest readable checkpoint; the losses then match those of an uninterrupted run with the same seed,
+since the checkpoint restores the parameters, the optimizer, the schedule, the random generator
+and the position in the data.
+"""
+import dataclasses
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import tinygrad_tf
+from tinygrad_tf import Tensor, nn, no_grad
+from tinygrad_tf import random as tg_random
+from tinygrad_tf.nn import functional as F
+
+from . import checkpoint, data
+from .batching import Batcher, encode_pairs, make_batch
+from .decoding import beam_search, greedy_decode
+from .metrics import corpus_bleu, exact_match
+from .progress import Progress, write_plot
+from .tokenizers import Vocab, build_tokenizer, load_tokenizer
+from .transformer import Transformer, TransformerConfig
+
+SIZE_FIELDS = ("d_model", "n_heads", "n_encoder_layers", "n_decoder_layers", "d_ff")
+PRESETS = {"tiny": TransformerConfig.tiny, "base": TransformerConfig.base,
+           "big": TransformerConfig.big}
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a run; saved as RUN/config.json. None means "the preset's value"."""
+    run_dir: str = "runs/run"
+    seed: int = 0
+    # data: a built-in task, or TSV files (train_file set)
+    task: str = "reverse"
+    task_options: dict = field(default_factory=dict)  # vocab, min_len, max_len, max_digits, ...
+    n_train: int = 20000
+    n_valid: int = 500
+    n_test: int = 500
+    train_file: str = None
+    valid_file: str = None
+    test_file: str = None
+    tokenizer: str = "char"        # char, word or bpe
+    vocab_size: int = 8000         # bpe only
+    min_freq: int = 1
+    # model
+    preset: str = "tiny"           # tiny, base, big, or None for explicit sizes (base defaults)
+    d_model: int = None
+    n_heads: int = None
+    n_encoder_layers: int = None
+    n_decoder_layers: int = None
+    d_ff: int = None
+    dropout: float = 0.1           # P_drop (section 5.4)
+    max_len: int = None
+    norm_first: bool = False
+    # the recipe (section 5.3, 5.4)
+    beta1: float = 0.9
+    beta2: float = 0.98
+    eps: float = 1e-9
+    schedule: str = "warmup"       # "warmup" (the paper's) or "constant"
+    warmup_steps: int = 4000
+    lr_factor: float = 1.0         # multiplies the warm-up formula
+    lr: float = 1e-3               # the constant schedule's rate
+    label_smoothing: float = 0.1
+    clip_norm: float = None        # max global gradient norm; None: no clipping (as the paper)
+    # batches
+    batch_size: int = None         # sentences per batch (cap)
+    max_tokens: int = 4096         # padded tokens per side per batch (cap)
+    # budget: training stops at whichever comes first
+    steps: int = None
+    time_budget: float = None      # seconds of training (validation excluded)
+    target_exact_match: float = None  # stop once validation exact match reaches this
+    # validation, checkpoints, output
+    eval_every: int = 500
+    eval_decode: int = 500         # validation pairs decoded for exact match and BLEU
+    save_every: int = None         # default: eval_every
+    keep_checkpoints: int = 5
+    log_every: int = 50
+
+    def check(self):
+        if self.steps is None and self.time_budget is None:
+            raise ValueError("train: give a budget, --steps N and/or --time-budget SECONDS")
+        if self.preset is not None and self.preset not in PRESETS:
+            raise ValueError(f"train: unknown preset {self.preset!r}; expected one of "
+                             f"{', '.join(PRESETS)} (or none, with explicit sizes)")
+        if self.schedule not in ("warmup", "constant"):
+            raise ValueError(f"train: unknown schedule {self.schedule!r}; expected 'warmup' or "
+                             "'constant'")
+        if self.train_file is None and self.task not in data.TASKS:
+            raise ValueError(f"train: unknown task {self.task!r}; expected one of "
+                             f"{', '.join(data.TASKS)}, or --train FILE.tsv")
+        for name in ("eval_every", "log_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train: {name} must be at least 1")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
+
+
+# ---------------------------------------------------------------------------- data and model
+
+def load_splits(config):
+    """The run's pairs: the built-in task from its seed, or the TSV files."""
+    if config.train_file is None:
+        return data.make_task(config.task, seed=config.seed, n_train=config.n_train,
+                              n_valid=config.n_valid, n_test=config.n_test, **config.task_options)
+    train_pairs = data.load_tsv(config.train_file)
+    valid = data.load_tsv(config.valid_file) if config.valid_file else []
+    if not valid:
+        # No validation file: hold out a seeded 2% of the training pairs (at most 1000).
+        n_valid = min(1000, max(1, len(train_pairs) // 50))
+        order = np.random.default_rng(config.seed).permutation(len(train_pairs))
+        valid = [train_pairs[i] for i in sorted(order[:n_valid])]
+        train_pairs = [train_pairs[i] for i in sorted(order[n_valid:])]
+    test = data.load_tsv(config.test_file) if config.test_file else []
+    return data.Splits(train_pairs, valid, test)
+
+
+def model_config(config, vocab_size):
+    sizes = {name: getattr(config, name) for name in SIZE_FIELDS if getattr(config, name) is not None}
+    settings = dict(sizes, dropout=config.dropout, norm_first=config.norm_first, pad_id=Vocab.pad_id)
+    if config.max_len is not None:
+        settings["max_len"] = config.max_len
+    if config.preset is None:
+        return TransformerConfig(vocab_size, vocab_size, share_embeddings=True, **settings)
+    return PRESETS[config.preset](vocab_size, **settings)
+
+
+def _check_lengths(corpus, max_len, what):
+    longest = int(max(corpus.src_lengths.max(), corpus.tgt_lengths.max())) + 1
+    if longest > max_len:
+        raise ValueError(f"train: the {what} set has a sequence of {longest} tokens (with <eos>), "
+                         f"longer than the model's max_len={max_len}; pass --max-len {longest} "
+                         "or more")
+
+
+def make_optimizer(config, model):
+    lr = config.lr if config.schedule == "constant" else 0.0
+    return nn.optim.Adam(model.parameters(), lr=lr, betas=(config.beta1, config.beta2),
+                         eps=config.eps)
+
+
+def make_schedule(config, optimizer, d_model):
+    if config.schedule == "constant":
+        return None
+    return nn.schedules.TransformerLR(optimizer, d_model=d_model, warmup_steps=config.warmup_steps,
+                                      factor=config.lr_factor)
+
+
+def loss_of(model, batch, label_smoothing):
+    """Mean cross-entropy per target token of a batch (teacher forcing), and the logits."""
+    logits = model(Tensor(batch.src), Tensor(batch.tgt_in))   # (B, T, V)
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), Tensor(batch.tgt_out.reshape(-1)),
+                           ignore_index=Vocab.pad_id, label_smoothing=label_smoothing)
+    return loss, logits
+
+
+# ---------------------------------------------------------------------------- evaluation
+
+def _reference(tokenizer, text):
+    return " ".join(text.split()) if tokenizer.kind == "word" else text
+
+
+def decode_texts(model, tokenizer, sources, beam_size=1, alpha=0.6, use_cache=True,
+                 batch_size=64):
+    """Translate source strings, batched by length; returns the outputs in input order."""
+    if not sources:
+        return []
+    encoded = encode_pairs(tokenizer, [(s, "x") for s in sources])
+    outputs = [None] * len(sources)
+    was_training = model.training
+    model.eval()
+    try:
+        for indices in Batcher(encoded, batch_size=batch_size, shuffle=False).epoch_batches(0):
+            src = Tensor(make_batch(encoded, indices).src)
+            if beam_size > 1:
+                ids = beam_search(model, src, Vocab.bos_id, Vocab.eos_id, beam_size=beam_size,
+                                  alpha=alpha, use_cache=use_cache)
+            else:
+                ids = greedy_decode(model, src, Vocab.bos_id, Vocab.eos_id, use_cache=use_cache)
+            for row, index in zip(ids.data, indices):
+                outputs[index] = tokenizer.decode(row)
+    finally:
+        model.train(was_training)
+    return outputs
+
+
+def evaluate_pairs(model, tokenizer, pairs, max_tokens=4096, decode_limit=None, beam_size=1,
+                   alpha=0.6, n_samples=5):
+    """Teacher-forced loss and token accuracy on all pairs; exact match, BLEU and samples from
+    decoding the first `decode_limit` pairs (all by default)."""
+    corpus = encode_pairs(tokenizer, pairs)
+    total_loss = correct = counted = 0.0
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            for batch in Batcher(corpus, max_tokens=max_tokens, shuffle=False):
+                loss, logits = loss_of(model, batch, 0.0)
+                n = batch.n_tokens
+                total_loss += loss.item() * n
+                real = batch.tgt_out != Vocab.pad_id
+                correct += int((logits.data.argmax(-1) == batch.tgt_out)[real].sum())
+                counted += n
+    finally:
+        model.train(was_training)
+    decoded = pairs[:decode_limit] if decode_limit else pairs
+    hypotheses = decode_texts(model, tokenizer, [s for s, _ in decoded], beam_size, alpha)
+    references = [_reference(tokenizer, t) for _, t in decoded]
+    bleu, signature = corpus_bleu(hypotheses, references,
+                                  tokenize="char" if tokenizer.kind == "char" else "13a")
+    return {"loss": total_loss / counted, "token_accuracy": correct / counted,
+            "exact_match": exact_match(hypotheses, references), "bleu": bleu,
+            "bleu_signature": signature, "n_pairs": len(pairs), "n_decoded": len(decoded),
+            "samples": [{"source": s, "reference": r, "output": h}
+                        for (s, _), r, h in zip(decoded[:n_samples], references, hypotheses)]}
+
+
+# ---------------------------------------------------------------------------- Ctrl-C
+
+class _StopOnInterrupt:
+    """The first Ctrl-C asks training to stop after the current step (and save); a second one
+    stops at once. Only the main thread can own the SIGINT handler."""
+
+    def __init__(self, progress):
+        self.requested, self.progress, self.previous = False, progress, None
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.progress.note("interrupted: saving a checkpoint after this step "
+                           "(Ctrl-C again to quit without saving)")
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+# ---------------------------------------------------------------------------- training
+
+def _versions():
+    import numba
+    return {"tinygrad_tf": tinygrad_tf.__version__, "numpy": np.__version__,
+            "numba": numba.__version__, "python": sys.version.split()[0]}
+
+
+def _write_json(path, value):
+    temporary = f"{path}.tmp{os.getpid()}"
+    with open(temporary, "w", encoding="utf-8") as file:
+        json.dump(value, file, indent=2, ensure_ascii=False)
+    os.replace(temporary, path)
+
+
+def read_config(run_dir):
+    """The TrainConfig and TransformerConfig saved in RUN/config.json."""
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{run_dir}: not a run directory (no config.json)")
+    with open(path, encoding="utf-8") as file:
+        saved = json.load(file)
+    return TrainConfig(**saved["train"]), TransformerConfig(**saved["model"])
+
+
+class Trainer:
+    """One run: data, model, optimizer and the loop. `Trainer(config).run()` trains."""
+
+    def __init__(self, config, resume=False, out=None):
+        config.check()
+        self.config, self.out = config, out or sys.stdout
+        self.run_dir = config.run_dir
+        self.checkpoint_dir = os.path.join(self.run_dir, "checkpoints")
+        os.makedirs(self.checkpoint_dir, exist_ok=True)
+        tinygrad_tf.manual_seed(config.seed)
+        self.splits = load_splits(config)
+        vocab_path = os.path.join(self.run_dir, "vocab.json")
+        if resume:
+            self.tokenizer = load_tokenizer(vocab_path)
+        else:
+            texts = [text for pair in self.splits.train for text in pair]
+            self.tokenizer = build_tokenizer(config.tokenizer, texts, min_freq=config.min_freq,
+                                             max_size=config.vocab_size if config.tokenizer == "bpe"
+                                             else None)
+            self.tokenizer.save(vocab_path)
+        self.model_config = model_config(config, len(self.tokenizer.vocab))
+        self.corpus = encode_pairs(self.tokenizer, self.splits.train)
+        _check_lengths(self.corpus, self.model_config.max_len, "training")
+        self.batcher = Batcher(self.corpus, batch_size=config.batch_size,
+                               max_tokens=config.max_tokens, seed=config.seed)
+        self.model = Transformer(self.model_config)
+        self.optimizer = make_optimizer(config, self.model)
+        self.schedule = make_schedule(config, self.optimizer, self.model_config.d_model)
+        self.step, self.epoch, self.batch_index, self.elapsed = 0, 0, 0, 0.0
+        self.best = None
+        self.history = []
+        self.metrics_path = os.path.join(self.run_dir, "metrics.jsonl")
+        if resume:
+            self._restore()
+        else:
+            _write_json(os.path.join(self.run_dir, "config.json"),
+                        {"train": dataclasses.asdict(config),
+                         "model": dataclasses.asdict(self.model_config), "versions": _versions()})
+            open(self.metrics_path, "w").close()
+
+    # -- checkpoints
+
+    def _state(self):
+        return {"step": self.step, "epoch": self.epoch, "batch_index": self.batch_index,
+                "elapsed": self.elapsed, "best": self.best, "rng": tg_random.get_state(),
+                "schedule": self.schedule.state_dict() if self.schedule else None,
+                "seed": self.config.seed}
+
+    def _check_finite_parameters(self):
+        for name, parameter in self.model.named_parameters():
+            if not np.isfinite(parameter.data).all():
+                raise TrainingDiverged(f"parameter {name} holds NaN/inf at step {self.step}; not "
+                                       f"saving it. {self._last_good()}")
+
+    def save(self, path=None, extra=None):
+        self._check_finite_parameters()
+        path = path or checkpoint.step_path(self.checkpoint_dir, self.step)
+        checkpoint.save(path, self.model.state_dict(), self.optimizer.state_dict(),
+                        {**self._state(), **(extra or {})})
+        if path.startswith(os.path.join(self.checkpoint_dir, "step_")):
+            checkpoint.prune(self.checkpoint_dir, self.config.keep_checkpoints)
+        return path
+
+    def _last_good(self):
+        found = checkpoint.step_checkpoints(self.checkpoint_dir)
+        if not found:
+            return "No checkpoint was saved before it."
+        return f"The last good checkpoint is {found[-1][1]} (step {found[-1][0]})."
+
+    def _restore(self):
+        path, (model_state, optimizer_state, info) = checkpoint.latest(
+            self.checkpoint_dir, warn=lambda text: print(text, file=self.out))
+        self.model.load_state_dict({k: Tensor(v) for k, v in model_state.items()})
+        self.optimizer.load_state_dict(optimizer_state)
+        if self.schedule is not None:
+            self.schedule.load_state_dict(info["schedule"])
+        tg_random.set_state(info["rng"])
+        self.step, self.epoch, self.batch_index = info["step"], info["epoch"], info["batch_index"]
+        self.elapsed, self.best = info["elapsed"], info["best"]
+        # Forget what was logged after this checkpoint: those steps run again.
+        kept = []
+        if os.path.exists(self.metrics_path):
+            with open(self.metrics_path, encoding="utf-8") as file:
+                kept = [json.loads(line) for line in file if line.strip()]
+        self.history = [record for record in kept if record["step"] <= self.step]
+        with open(self.metrics_path, "w", encoding="utf-8") as file:
+            file.writelines(json.dumps(record) + "\n" for record in self.history)
+        print(f"resuming {self.run_dir} from {path} (step {self.step})", file=self.out)
+
+    # -- the loop
+
+    def _log(self, record):
+        self.history.append(record)
+        with open(self.metrics_path, "a", encoding="utf-8") as file:
+            file.write(json.dumps(record) + "\n")
+
+    def _budget_left(self):
+        config = self.config
+        if config.steps is not None and self.step >= config.steps:
+            return False
+        return config.time_budget is None or self.elapsed < config.time_budget
+
+    def validate(self, progress):
+        config = self.config
+        result = evaluate_pairs(self.model, self.tokenizer, self.splits.valid,
+                                max_tokens=config.max_tokens or 4096,
+                                decode_limit=config.eval_decode)
+        samples = result.pop("samples")
+        record = {"kind": "valid", "step": self.step, "elapsed": round(self.elapsed, 3), **result}
+        self._log(record)
+        progress.validation(record)
+        with open(os.path.join(self.run_dir, "samples.txt"), "w", encoding="utf-8") as file:
+            file.write(f"# step {self.step}: validation sources, references and model outputs\n")
+            for sample in samples:
+                mark = "ok " if sample["output"] == sample["reference"] else "ERR"
+                file.write(f"{mark} source:    {sample['source']}\n    reference: "
+                           f"{sample['reference']}\n    output:    {sample['output']}\n")
+        score = (result["exact_match"], -result["loss"])
+        if self.best is None or score > tuple(self.best["score"]):
+            self.best = {"score": list(score), "step": self.step, **{
+                key: result[key] for key in ("loss", "token_accuracy", "exact_match", "bleu")}}
+            self.save(os.path.join(self.checkpoint_dir, "best.safetensors"))
+        write_plot(self.run_dir, self.history)
+        return record
+
+    def run(self):
+        """Train until the budget is spent; returns a summary dict (status, step, best, paths)."""
+        config = self.config
+        save_every = config.save_every or config.eval_every
+        progress = Progress(self.out, total=config.steps, start=self.step)
+        status, last_valid = "finished", None
+        window_tokens, window_start = 0, time.perf_counter()
+        self.model.train()
+        stream = self.batcher.stream(self.epoch, self.batch_index)
+        try:
+            with _StopOnInterrupt(progress) as interrupt:
+                while self._budget_left():
+                    started = time.perf_counter()
+                    epoch, index, batch = next(stream)
+                    loss, _ = loss_of(self.model, batch, config.label_smoothing)
+                    loss_value = loss.item()
+                    if not math.isfinite(loss_value):
+                        raise TrainingDiverged(
+                            f"the training loss became {loss_value} at step {self.step + 1}; "
+                            f"stopping. {self._last_good()} Try a smaller --lr-factor/--lr, "
+                            "more --warmup-steps or --clip-norm 1.0")
+                    self.optimizer.zero_grad()
+                    loss.backward()
+                    if config.clip_norm is not None:
+                        nn.utils.clip_grad_norm_(self.model.parameters(), config.clip_norm)
+                    lr = self.optimizer.param_groups[0]["lr"]  # the rate of this update
+                    self.optimizer.step()
+                    if self.schedule is not None:
+                        self.schedule.step()  # sets the rate of the next update
+                    self.step += 1
+                    self.epoch, self.batch_index = epoch, index + 1
+                    self.elapsed += time.perf_counter() - started
+                    window_tokens += batch.n_tokens
+                    self._log({"kind": "train", "step": self.step, "loss": loss_value, "lr": lr,
+                               "tokens": batch.n_tokens})
+                    if self.step % config.log_every == 0 or not self._budget_left():
+                        now = time.perf_counter()
+                        progress.train(self.step, loss_value, window_tokens / (now - window_start),
+                                       lr, self.epoch)
+                        window_tokens, window_start = 0, now
+                    else:
+                        progress.tick(self.step)
+                    if self.step % config.eval_every == 0:
+                        last_valid = self.validate(progress)
+                        window_start = time.perf_counter()
+                        if (config.target_exact_match is not None
+                                and last_valid["exact_match"] >= config.target_exact_match):
+                            status = "reached target"
+                    if interrupt.requested:
+                        status = "interrupted"
+                    if self.step % save_every == 0 or status != "finished":
+                        self.save()
+                    if status != "finished":
+                        break
+        finally:
+            progress.close()
+        if status != "interrupted" and (last_valid is None or last_valid["step"] != self.step):
+            last_valid = self.validate(progress)
+        if not checkpoint.step_checkpoints(self.checkpoint_dir) or \
+                checkpoint.step_checkpoints(self.checkpoint_dir)[-1][0] != self.step:
+            self.save()
+        write_plot(self.run_dir, self.history)
+        summary = {"status": status, "step": self.step, "elapsed": self.elapsed,
+                   "last_valid": last_valid, "best": self.best, "run_dir": self.run_dir,
+                   "checkpoint": checkpoint.step_checkpoints(self.checkpoint_dir)[-1][1],
+                   "plot": os.path.join(self.run_dir, "plot.png")}
+        progress.done(summary)
+        return summary
+
+
+def train(config, resume=False, out=None):
+    """Train (or with resume=True continue) the run of `config`; returns the summary dict."""
+    return Trainer(config, resume=resume, out=out).run()
+
+
+# ---------------------------------------------------------------------------- using a run
+
+def load_run(run_dir, which="best"):
+    """A trained run's model (in eval mode) and tokenizer: -> (model, tokenizer, config, info).
+
+    which: "best" (best validation score), "last" (newest readable step checkpoint), "average"
+    (written by `tinygrad-tf average`), or a checkpoint file's path."""
+    config, transformer_config = read_config(run_dir)
+    tokenizer = load_tokenizer(os.path.join(run_dir, "vocab.json"))
+    directory = os.path.join(run_dir, "checkpoints")
+    if which == "last":
+        _, (model_state, _, info) = checkpoint.latest(directory, warn=lambda text: None)
+    else:
+        path = (os.path.join(directory, f"{which}.safetensors") if which in ("best", "average")
+                else which)
+        if which == "best" and not os.path.exists(path):
+            _, (model_state, _, info) = checkpoint.latest(directory, warn=lambda text: None)
+        else:
+            model_state, _, info = checkpoint.load(path)
+    model = Transformer(transformer_config)
+    model.load_state_dict({name: Tensor(value) for name, value in model_state.items()})
+    model.eval()
+    return model, tokenizer, config, info
