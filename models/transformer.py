@@ -141,9 +141,9 @@ class PositionalEncoding(nn.Module):
 
     def __init__(self, d_model, max_len, dropout):
         super().__init__()
-        # Rebuilt by the constructor, so not saved in checkpoints.
-        self.register_buffer("table", Tensor(sinusoid_table(max_len, d_model), dtype=np.float32),
-                             persistent=False)
+        # A fixed float64 array, not a parameter: cast to the input's dtype when used, so a
+        # float64 model gets the exact sines; rebuilt by the constructor, never checkpointed.
+        self.table = sinusoid_table(max_len, d_model)  # (max_len, d_model)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x, start=0):
@@ -152,7 +152,8 @@ class PositionalEncoding(nn.Module):
         if end > self.table.shape[0]:
             raise ValueError(f"PositionalEncoding: position {end - 1} is past the table's "
                              f"{self.table.shape[0]} rows; raise TransformerConfig.max_len")
-        return self.dropout(x + self.table[start:end])  # (B, T, d_model)
+        rows = Tensor._wrap(self.table[start:end].astype(x.dtype))  # (T, d_model)
+        return self.dropout(x + rows)  # (B, T, d_model)
 
 
 class MultiHeadAttention(nn.Module):
