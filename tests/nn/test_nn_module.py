@@ -1,0 +1,311 @@
+"""Module, containers and layers: registration, modes, state_dict, dtype, init, gradcheck."""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import tinygrad_tf as tg
+from tinygrad_tf import Tensor, gradcheck, nn
+from tinygrad_tf import testing as tt
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(3, 4)
+        self.norm = nn.LayerNorm(4)
+        self.drop = nn.Dropout(0.5)
+        self.register_buffer("scale", Tensor(np.ones(4, dtype=np.float32)))
+        self.register_buffer("cache", Tensor(np.zeros(2, dtype=np.float32)), persistent=False)
+
+    def forward(self, x):
+        return self.drop(self.norm(self.linear(x))) * self.scale
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.ModuleList([Block(), Block()])
+        self.heads = nn.ModuleDict({"a": nn.Linear(4, 2), "b": nn.Linear(4, 1, bias=False)})
+        self.embed = nn.Embedding(5, 3, padding_idx=0)
+
+    def forward(self, ids):
+        x = self.blocks[0](self.embed(ids))  # (B, T, 4)
+        return self.heads["a"](self.blocks[1](x[..., :3]))
+
+
+def test_registration_and_dotted_names():
+    net = Net()
+    names = [name for name, _ in net.named_parameters()]
+    assert names == ["blocks.0.linear.weight", "blocks.0.linear.bias", "blocks.0.norm.weight",
+                     "blocks.0.norm.bias", "blocks.1.linear.weight", "blocks.1.linear.bias",
+                     "blocks.1.norm.weight", "blocks.1.norm.bias", "heads.a.weight",
+                     "heads.a.bias", "heads.b.weight", "embed.weight"]
+    assert net.num_parameters() == 2 * (12 + 4 + 4 + 4) + 8 + 2 + 4 + 15
+    assert [name for name, _ in net.named_buffers()] == [
+        "blocks.0.scale", "blocks.0.cache", "blocks.1.scale", "blocks.1.cache"]
+    assert len(list(net.children())) == 3
+    assert isinstance(net.blocks[1].linear, nn.Linear)
+    with pytest.raises(AttributeError, match="'Net' object has no attribute 'blocsk'"):
+        net.blocsk  # a typo fails loudly instead of giving None
+
+
+def test_reassigning_an_attribute_moves_it_between_registries():
+    block = Block()
+    block.linear = None  # no longer a submodule
+    assert "linear" not in dict(block.named_children())
+    block.extra = nn.Parameter(np.zeros(2, dtype=np.float32))
+    assert "extra" in dict(block.named_parameters())
+    del block.extra
+    assert "extra" not in dict(block.named_parameters())
+
+
+def test_assigning_before_init_is_a_clear_error():
+    class Broken(nn.Module):
+        def __init__(self):
+            self.linear = nn.Linear(2, 2)
+    with pytest.raises(AttributeError, match=r"call super\(\).__init__\(\) first in Broken"):
+        Broken()
+
+
+def test_tied_parameters_are_listed_once_and_saved_under_each_name():
+    a = nn.Linear(2, 2)
+    seq = nn.Sequential(a, nn.ReLU(), a)
+    assert len(list(seq.parameters())) == 2
+    assert list(seq.state_dict()) == ["0.weight", "0.bias", "2.weight", "2.bias"]
+
+
+def test_train_eval_propagate_and_dropout_obeys():
+    net = Net()
+    x = np.array([[1, 2, 3]])
+    assert all(m.training for m in net.modules())
+    assert net.eval() is net
+    assert not any(m.training for m in net.modules())
+    np.testing.assert_array_equal(net(x).data, net(x).data)  # no dropout: deterministic
+    net.train()
+    assert all(m.training for m in net.modules())
+    tg.manual_seed(0)
+    first = net(x).data
+    assert not np.array_equal(first, net(x).data)  # dropout active: a new mask each call
+
+
+def test_zero_grad_set_to_none_and_in_place():
+    layer = nn.Linear(2, 3)
+    layer(Tensor(np.ones((1, 2), np.float32))).sum().backward()
+    grad = layer.weight.grad
+    layer.zero_grad(set_to_none=False)
+    assert layer.weight.grad is grad
+    np.testing.assert_array_equal(grad.data, 0)
+    layer.zero_grad()
+    assert layer.weight.grad is None and layer.bias.grad is None
+
+
+def test_repr_shows_the_tree():
+    text = repr(nn.Sequential(nn.Linear(2, 8), nn.GELU(), nn.ModuleList([nn.Dropout(0.1)])))
+    assert text == ("Sequential(\n"
+                    "  (0): Linear(in_features=2, out_features=8, bias=True)\n"
+                    "  (1): GELU(approximate='none')\n"
+                    "  (2): ModuleList(\n"
+                    "    (0): Dropout(p=0.1)\n"
+                    "  )\n"
+                    ")")
+    assert repr(nn.Embedding(10, 4, padding_idx=0)) == "Embedding(10, 4, padding_idx=0)"
+
+
+def test_containers():
+    seq = nn.Sequential(nn.Linear(2, 3), nn.ReLU())
+    seq.append(nn.Linear(3, 1))
+    assert len(seq) == 3 and isinstance(seq[-1], nn.Linear)
+    assert len(seq[1:]) == 2
+    assert seq(Tensor(np.ones((4, 2), np.float32))).shape == (4, 1)
+    with pytest.raises(IndexError, match="Sequential index 3 is out of range for length 3"):
+        seq[3]
+    layers = nn.ModuleList()
+    layers.append(nn.ReLU())
+    layers.insert(0, nn.Identity())
+    assert [type(m).__name__ for m in layers] == ["Identity", "ReLU"]
+    heads = nn.ModuleDict()
+    heads["x"] = nn.Linear(1, 1)
+    assert "x" in heads and list(heads) == ["x"]
+    assert [n for n, _ in heads.named_parameters()] == ["x.weight", "x.bias"]
+
+
+# ---------------------------------------------------------------------------- state_dict
+
+def test_state_dict_round_trip_and_snapshot():
+    tg.manual_seed(1)
+    source, target = Net(), Net()
+    state = source.state_dict()
+    assert "blocks.0.cache" not in state and "blocks.0.scale" in state
+    before = state["heads.a.weight"].data.copy()
+    source.heads["a"].weight.data += 1  # later training must not change the snapshot
+    np.testing.assert_array_equal(state["heads.a.weight"].data, before)
+    weight = target.heads["a"].weight
+    assert target.load_state_dict(state) == ([], [])
+    assert target.heads["a"].weight is weight  # loaded in place: optimizers still hold it
+    for (name, a), (_, b) in zip(Net.named_parameters(target), source.named_parameters()):
+        if name != "heads.a.weight":
+            np.testing.assert_array_equal(a.data, b.data)
+    np.testing.assert_array_equal(weight.data, before)
+
+
+def test_load_state_dict_strict_errors_name_keys():
+    net = Net()
+    state = net.state_dict()
+    del state["heads.a.bias"]
+    state["heads.c.weight"] = Tensor(np.zeros(2))
+    state["embed.weight"] = Tensor(np.zeros((6, 3)))
+    with pytest.raises(KeyError) as error:
+        net.load_state_dict(state)
+    message = str(error.value)
+    assert "shape mismatch for embed.weight: checkpoint (6, 3), model (5, 3)" in message
+    assert "missing keys 'heads.a.bias'" in message
+    assert "unexpected keys 'heads.c.weight'" in message
+    del state["embed.weight"]
+    result = net.load_state_dict(state, strict=False)
+    assert result.missing_keys == ["heads.a.bias", "embed.weight"]
+    assert result.unexpected_keys == ["heads.c.weight"]
+
+
+def test_to_double_keeps_parameter_identity():
+    net = Net()
+    params = list(net.parameters())
+    net.double()
+    assert all(a is b for a, b in zip(params, net.parameters()))
+    assert all(p.dtype == np.float64 for p in net.parameters())
+    assert all(b.dtype == np.float64 for b in net.buffers())
+    net.float()
+    assert all(p.dtype == np.float32 for p in net.parameters())
+
+
+# ---------------------------------------------------------------------------- layers
+
+def call_with(module, values, *args):
+    """module(*args) with its parameters replaced by `values` (name -> Tensor), so gradcheck can
+    differentiate a layer with respect to its own parameters."""
+    saved = []
+    for name, value in values.items():
+        *path, leaf = name.split(".")
+        owner = module
+        for part in path:
+            owner = owner._modules[part]
+        saved.append((owner, leaf, owner._parameters[leaf]))
+        owner._parameters[leaf] = value
+    try:
+        return module(*args)
+    finally:
+        for owner, leaf, original in saved:
+            owner._parameters[leaf] = original
+
+
+def gradcheck_layer(layer, *args):
+    """Gradcheck a float64 layer with respect to its tensor args and every parameter."""
+    names = [name for name, _ in layer.named_parameters()]
+    params = [Tensor(p.data.copy(), requires_grad=True) for p in layer.parameters()]
+    n_args = len(args)
+    out = call_with(layer, dict(zip(names, params)), *args)
+    np.testing.assert_array_equal(out.data, layer(*args).data)
+    tensor_args = [a for a in args if isinstance(a, Tensor)]
+    assert len(tensor_args) in (0, n_args)
+
+    def fn(*inputs):
+        layer_args = inputs[:len(tensor_args)] if tensor_args else args
+        return call_with(layer, dict(zip(names, inputs[len(tensor_args):])), *layer_args)
+    return gradcheck(fn, *tensor_args, *params)
+
+
+@given(st.data(), st.integers(1, 4), st.integers(1, 4), st.booleans())
+def test_linear_layer_gradcheck(data, in_features, out_features, bias):
+    layer = nn.Linear(in_features, out_features, bias=bias).double()
+    batch = data.draw(tt.shapes(max_dims=2, max_side=3))
+    assert gradcheck_layer(layer, data.draw(tt.tensors(shape=batch + (in_features,))))
+
+
+@given(st.data(), tt.shapes(min_dims=1, max_dims=3, max_side=4))
+def test_layer_norm_layer_gradcheck(data, shape):
+    normalized = shape[-1:] if len(shape) == 1 else shape[-2:]
+    if math.prod(normalized) == 1:
+        return  # a single normalised element is 0 for every input: nothing smooth to check
+    layer = nn.LayerNorm(normalized).double()
+    layer.weight.data[...] = data.draw(tt.tensors(shape=normalized)).data
+    layer.bias.data[...] = data.draw(tt.tensors(shape=normalized)).data
+    assert gradcheck_layer(layer, data.draw(tt.tensors(shape=shape, distinct=True, margin=0.05)))
+
+
+@given(st.data(), st.integers(1, 5), st.integers(1, 3))
+def test_embedding_layer_gradcheck(data, num, dim):
+    layer = nn.Embedding(num, dim).double()
+    assert gradcheck_layer(layer, data.draw(tt.index_arrays(num)) % num)
+
+
+@given(tt.tensors(avoid=(0.0,)))
+def test_activation_layers_gradcheck(x):
+    for module in (nn.ReLU(), nn.GELU(), nn.GELU("tanh"), nn.Identity()):
+        assert gradcheck(module, x)
+
+
+def test_sequential_gradcheck():
+    tg.manual_seed(3)
+    model = nn.Sequential(nn.Linear(3, 4), nn.GELU(), nn.LayerNorm(4), nn.Linear(4, 2)).double()
+    x = Tensor(np.random.default_rng(0).standard_normal((2, 3)), requires_grad=True)
+    assert gradcheck_layer(model, x)
+
+
+def test_dropout_layer_gradcheck_and_eval_identity():
+    layer = nn.Dropout(0.3)
+    x = Tensor(np.random.default_rng(0).standard_normal((3, 4)), requires_grad=True)
+
+    def fn(t):
+        tg.manual_seed(5)
+        return layer(t)
+    assert gradcheck(fn, x)
+    assert layer.eval()(x) is x
+
+
+def test_default_initialisations_match_torch_rules():
+    tg.manual_seed(0)
+    layer = nn.Linear(400, 300)
+    bound = 1 / math.sqrt(400)  # kaiming_uniform(a=sqrt(5)) reduces to U(-1/sqrt(in), 1/sqrt(in))
+    for p in (layer.weight, layer.bias):
+        assert p.dtype == np.float32
+        assert np.abs(p.data).max() <= bound
+        assert np.abs(p.data).max() > 0.98 * bound
+    # U(-b, b) has variance b^2 / 3; 120k draws put the sample variance within ~1% of it.
+    assert abs(layer.weight.data.var() / (bound ** 2 / 3) - 1) < 0.03
+    embed = nn.Embedding(1000, 64, padding_idx=3)
+    assert abs(embed.weight.data.std() - 1) < 0.02 and abs(embed.weight.data.mean()) < 0.02
+    np.testing.assert_array_equal(embed.weight.data[3], 0)
+    norm = nn.LayerNorm((2, 3))
+    np.testing.assert_array_equal(norm.weight.data, 1)
+    np.testing.assert_array_equal(norm.bias.data, 0)
+    assert nn.LayerNorm(3, elementwise_affine=False).num_parameters() == 0
+    assert nn.Linear(2, 2, bias=False).bias is None
+
+
+def test_initialisation_follows_manual_seed():
+    tg.manual_seed(42)
+    a = nn.Linear(5, 5).weight.data.copy()
+    tg.manual_seed(42)
+    np.testing.assert_array_equal(a, nn.Linear(5, 5).weight.data)
+
+
+def test_init_functions():
+    tg.manual_seed(0)
+    w = nn.Parameter(np.zeros((200, 300), dtype=np.float32))
+    nn.init.xavier_uniform_(w)
+    bound = math.sqrt(6 / 500)
+    assert np.abs(w.data).max() <= bound and abs(w.data.var() / (bound ** 2 / 3) - 1) < 0.03
+    nn.init.xavier_normal_(w, gain=2.0)
+    assert abs(w.data.std() / (2 * math.sqrt(2 / 500)) - 1) < 0.02
+    nn.init.kaiming_uniform_(w, nonlinearity="relu")
+    bound = math.sqrt(2) * math.sqrt(3 / 300)
+    assert np.abs(w.data).max() <= bound and abs(w.data.var() / (bound ** 2 / 3) - 1) < 0.03
+    nn.init.normal_(w, mean=1.0, std=0.5)
+    assert abs(w.data.mean() - 1) < 0.01 and abs(w.data.std() - 0.5) < 0.01
+    assert nn.init.zeros_(w) is w and not w.data.any()
+    nn.init.ones_(w)
+    assert (w.data == 1).all() and w.dtype == np.float32
+    with pytest.raises(ValueError, match="at least 2 dims"):
+        nn.init.xavier_uniform_(nn.Parameter(np.zeros(3)))

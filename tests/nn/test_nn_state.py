@@ -1,0 +1,99 @@
+"""nn.state: safetensors round trips, nested checkpoints, atomic writes, clear errors."""
+import os
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file, save_file
+
+import tinygrad_tf as tg
+from tinygrad_tf import Tensor, nn
+
+
+def make_model():
+    return nn.Sequential(nn.Embedding(7, 4, padding_idx=0), nn.LayerNorm(4), nn.Linear(4, 3))
+
+
+def test_state_dict_round_trip_through_a_file(tmp_path):
+    tg.manual_seed(0)
+    model = make_model()
+    path = tmp_path / "model.safetensors"
+    nn.state.save(path, model.state_dict(), metadata={"note": "xor run 3"})
+    tg.manual_seed(1)
+    other = make_model()
+    other.load_state_dict(nn.state.load(path))
+    for (name, a), (_, b) in zip(model.named_parameters(), other.named_parameters()):
+        assert a.dtype == b.dtype == np.float32, name
+        np.testing.assert_array_equal(a.data, b.data)
+    assert nn.state.load_metadata(path) == {"note": "xor run 3"}
+    # A plain safetensors file: other tools read the same names.
+    assert sorted(load_file(str(path))) == sorted(model.state_dict())
+
+
+def test_nested_checkpoint_keeps_structure_and_plain_values(tmp_path):
+    tree = {"model": {"w": Tensor(np.arange(6.0).reshape(2, 3))},
+            "optimizer": {"state": {0: {"step": 3, "exp_avg": np.ones(2, np.float32)}},
+                          "param_groups": [{"lr": 0.1, "betas": (0.9, 0.98), "params": [0]}]},
+            "step": 12, "name": "run", "flag": True, "nothing": None,
+            "ids": np.array([1, 2], dtype=np.int64)}
+    path = tmp_path / "tree.safetensors"
+    nn.state.save(path, tree)
+    back = nn.state.load(path)
+    assert back["step"] == 12 and back["name"] == "run" and back["flag"] is True
+    assert back["nothing"] is None
+    assert back["optimizer"]["state"][0]["step"] == 3  # int keys stay ints
+    assert back["optimizer"]["param_groups"][0]["betas"] == (0.9, 0.98)
+    np.testing.assert_array_equal(back["model"]["w"].data, tree["model"]["w"].data)
+    assert back["ids"].dtype == np.int64
+    assert back["optimizer"]["state"][0]["exp_avg"].dtype == np.float32
+
+
+def test_foreign_safetensors_file_loads_flat(tmp_path):
+    path = str(tmp_path / "foreign.safetensors")
+    save_file({"a.b": np.ones((2, 2), np.float32)}, path)
+    loaded = nn.state.load(path)
+    assert list(loaded) == ["a.b"] and isinstance(loaded["a.b"], Tensor)
+
+
+def test_truncated_and_foreign_files_are_refused_clearly(tmp_path):
+    path = tmp_path / "model.safetensors"
+    nn.state.save(path, make_model().state_dict())
+    blob = path.read_bytes()
+    for size in (0, 5, 20, len(blob) - 1):
+        cut = tmp_path / f"cut{size}.safetensors"
+        cut.write_bytes(blob[:size])
+        with pytest.raises(nn.state.CheckpointError, match=f"load: {cut}.*"
+                                                           "(truncated|not a safetensors)"):
+            nn.state.load(cut)
+    pickle_like = tmp_path / "model.pt"
+    pickle_like.write_bytes(b"\x80\x04\x95" + b"\x00" * 64)
+    with pytest.raises(nn.state.CheckpointError, match=f"load: {pickle_like}"):
+        nn.state.load(pickle_like)
+    text = tmp_path / "notes.txt"
+    text.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00hello, world!!!!")
+    with pytest.raises(nn.state.CheckpointError, match="its header is not JSON"):
+        nn.state.load(text)
+
+
+def test_interrupted_save_leaves_the_old_file_intact(tmp_path, monkeypatch):
+    path = tmp_path / "model.safetensors"
+    nn.state.save(path, {"w": np.zeros(3, np.float32)})
+    before = path.read_bytes()
+
+    def failing_fsync(fd):
+        raise OSError("disk full (simulated)")
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="disk full"):
+        nn.state.save(path, {"w": np.ones(1000, np.float32)})
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["model.safetensors"]  # no temporary file left behind
+    np.testing.assert_array_equal(nn.state.load(path)["w"].data, 0)
+
+
+def test_save_rejects_what_it_cannot_store(tmp_path):
+    with pytest.raises(TypeError, match="cannot store a object at x"):
+        nn.state.save(tmp_path / "a.safetensors", {"x": object()})
+    with pytest.raises(ValueError, match="both named 'a.b'"):
+        nn.state.save(tmp_path / "a.safetensors", {"a.b": np.zeros(1), "a": {"b": np.zeros(1)}})
+    with pytest.raises(TypeError, match="metadata must map str to str"):
+        nn.state.save(tmp_path / "a.safetensors", {}, metadata={"step": 3})
