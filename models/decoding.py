@@ -160,6 +160,8 @@ def beam_search(model, src, bos_id, eos_id, beam_size=4, alpha=0.6, max_extra_le
     A hypothesis Y scores log P(Y | X) / lp(Y) (see `length_penalty`; |Y| counts EOS). Returns
     ids (B, L) as `greedy_decode` does; return_scores: also the chosen hypotheses' scores (B,).
     """
+    if beam_size < 1:
+        raise ValueError(f"beam_search: beam_size must be at least 1, got {beam_size}")
     limits = _output_limits(src, model.config.pad_id, max_extra_len, model.config.max_len)
     next_logits = _NextTokenLogits(model, src, beam_size, int(limits.max()), use_cache)
 
@@ -184,8 +186,6 @@ def search_beams(next_log_probs, reorder, limits, bos_id, eos_id, pad_id, beam_s
     its live beams count as finished), so beam_size=1 is exactly greedy decoding.
     """
     B, K = len(limits), beam_size
-    if K < 1:
-        raise ValueError(f"beam_search: beam_size must be at least 1, got {beam_size}")
     steps = int(np.max(limits))
     tokens = np.full((B * K, steps + 1), pad_id, dtype=np.int64)
     tokens[:, 0] = bos_id
