@@ -1,0 +1,319 @@
+"""Autograd behaviour: accumulation, shared sub-expressions, grad mode, detach, deep graphs,
+user-defined Functions, error cases and freeing the graph."""
+import gc
+import sys
+import tracemalloc
+import weakref
+
+import numpy as np
+import pytest
+
+import tinygrad_tf as tg
+from tinygrad_tf import Function, Tensor, gradcheck
+
+
+def leaf(*values):
+    return Tensor(np.array(values, dtype=np.float64), requires_grad=True)
+
+
+def test_grad_accumulates_across_backward_calls_until_reset():
+    x = leaf(1.0, 2.0)
+    (x * x).sum().backward()
+    (x * 3).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * x.numpy() + 3)
+    x.grad = None
+    (x * 3).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [3.0, 3.0])
+
+
+def test_leaf_grad_owns_its_memory():
+    # Add returns one array for both inputs; the two leaves must not share (or alias) it.
+    a, b = leaf(1.0, 2.0), leaf(3.0, 4.0)
+    (a + b).sum().backward()
+    a.grad.data += 1
+    np.testing.assert_allclose(b.grad.numpy(), [1.0, 1.0])
+    # A broadcast (read-only) gradient is copied too, so a later backward can add into it.
+    c = leaf(5.0)
+    (c.expand(3) * 1).sum().backward()
+    (c.expand(3) * 1).sum().backward()
+    np.testing.assert_allclose(c.grad.numpy(), [6.0])
+
+
+def test_shared_subexpression_gets_both_contributions():
+    x = leaf(0.5, -1.5)
+    y = x.tanh()
+    z = (y * y + y * 3).sum()  # y feeds three uses
+    z.backward()
+    t = np.tanh(x.numpy())
+    np.testing.assert_allclose(x.grad.numpy(), (2 * t + 3) * (1 - t * t))
+    assert gradcheck(lambda v: (v * v + v.exp() * v).sum(), leaf(0.3, 0.7))
+
+
+def test_broadcast_gradient_is_summed_back():
+    bias = leaf(1.0, 2.0, 3.0)
+    x = Tensor(np.ones((4, 3)))
+    (x + bias).sum().backward()
+    np.testing.assert_allclose(bias.grad.numpy(), [4.0, 4.0, 4.0])
+    assert bias.grad.shape == bias.shape and bias.grad.dtype == bias.dtype
+
+
+def test_gradient_dtype_follows_the_input():
+    x = Tensor(np.array([1.0, 2.0], np.float32), requires_grad=True)
+    (x.double() * np.array([3.0, 4.0])).sum().backward()
+    assert x.grad.dtype == np.float32
+    np.testing.assert_allclose(x.grad.numpy(), [3.0, 4.0])
+
+
+def test_no_grad_and_enable_grad_as_context_managers():
+    x = leaf(1.0)
+    with tg.no_grad():
+        y = x * 2
+        assert not tg.is_grad_enabled()
+        with tg.enable_grad():
+            z = x * 2
+            assert tg.is_grad_enabled()
+        assert not tg.is_grad_enabled()
+    assert tg.is_grad_enabled()
+    assert not y.requires_grad and y._ctx is None
+    assert z.requires_grad
+
+
+def test_grad_mode_is_restored_after_an_exception():
+    with pytest.raises(ZeroDivisionError):
+        with tg.no_grad():
+            1 / 0
+    assert tg.is_grad_enabled()
+
+
+@pytest.mark.parametrize("parens", [True, False])
+def test_no_grad_and_enable_grad_as_decorators(parens):
+    no_grad = tg.no_grad() if parens else tg.no_grad
+    enable_grad = tg.enable_grad() if parens else tg.enable_grad
+
+    @no_grad
+    def infer(x, depth=0):
+        inner = infer(x, depth + 1) if depth < 2 else None  # nested / recursive calls
+        assert not tg.is_grad_enabled()
+        return x * 2, inner, train(x)
+
+    @enable_grad
+    def train(x):
+        return x * 2
+
+    y, _, z = infer(leaf(1.0))
+    assert not y.requires_grad and z.requires_grad
+    assert tg.is_grad_enabled()
+
+
+def test_nothing_is_recorded_under_no_grad():
+    x = leaf(1.0, 2.0)
+    with tg.no_grad():
+        y = (x * 2).exp().sum()
+    assert y._ctx is None and not y.requires_grad
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        y.backward()
+
+
+def test_detach_cuts_the_graph_and_shares_data():
+    x = leaf(1.0, 2.0)
+    d = (x * 2).detach()
+    assert not d.requires_grad and d._ctx is None
+    y = (x * d).sum()
+    y.backward()
+    np.testing.assert_allclose(x.grad.numpy(), d.numpy())
+    assert np.shares_memory(x.detach().numpy(), x.numpy())
+
+
+def test_requires_grad_rules():
+    with pytest.raises(TypeError, match="float"):
+        Tensor([1, 2], requires_grad=True)
+    x = leaf(1.0)
+    assert Tensor([1.0]).requires_grad_().requires_grad
+    with pytest.raises(RuntimeError, match="detach"):
+        (x * 2).requires_grad_(False)
+    assert not (x > 0).requires_grad and not x.long().requires_grad
+    assert not x.argmax().requires_grad
+
+
+def test_retain_grad_keeps_a_non_leaf_gradient():
+    x = leaf(1.0, 2.0)
+    y = (x * 3).retain_grad()
+    (y * y).sum().backward()
+    np.testing.assert_allclose(y.grad.numpy(), 2 * y.numpy())
+
+
+def test_deep_chain_has_no_recursion_limit():
+    x = leaf(0.5)
+    y = x
+    for _ in range(10_000):
+        y = y * 1.0001
+    assert 10_000 > sys.getrecursionlimit() // 2
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [1.0001 ** 10_000])
+
+
+def test_backward_on_non_scalar_needs_a_grad():
+    x = leaf(1.0, 2.0)
+    y = x * 2
+    with pytest.raises(RuntimeError, match=r"shape \(2,\) needs an explicit grad"):
+        y.backward()
+    with pytest.raises(ValueError, match=r"grad has shape \(3,\)"):
+        y.backward(np.ones(3))
+    y.backward(np.array([1.0, -1.0]))
+    np.testing.assert_allclose(x.grad.numpy(), [2.0, -2.0])
+
+
+def test_second_backward_needs_retain_graph():
+    x = leaf(1.0, 2.0)
+    y = (x.exp() * 2).sum()
+    y.backward(retain_graph=True)
+    y.backward()  # allowed: the first kept the graph
+    np.testing.assert_allclose(x.grad.numpy(), 4 * np.exp(x.numpy()))
+    with pytest.raises(RuntimeError, match="second time.*retain_graph=True"):
+        y.backward()
+
+
+class Cube(Function):
+    """A user-defined op, written the way the built-ins are."""
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x ** 3
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * 3 * x ** 2
+
+
+class ScaledSub(Function):
+    """Two inputs, a keyword argument, and `needs_input_grad` to skip unneeded work."""
+    @staticmethod
+    def forward(ctx, a, b, scale):
+        ctx.scale = scale
+        return scale * (a - b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        need_a, need_b = ctx.needs_input_grad
+        return (ctx.scale * grad if need_a else None), (-ctx.scale * grad if need_b else None)
+
+
+def test_custom_function_is_gradchecked():
+    x = leaf(0.5, -1.2, 2.0)
+    assert gradcheck(lambda t: Cube.apply(t), x)
+    b = Tensor(np.ones((2, 3)), requires_grad=True)  # broadcast: the engine sums the grad back
+    assert gradcheck(lambda s, t: ScaledSub.apply(s, t, scale=2.5), x, b)
+    y = ScaledSub.apply(x, Tensor(np.ones(3)), scale=2.0)
+    assert y._ctx.needs_input_grad == (True, False)
+
+
+def test_custom_function_errors_are_clear():
+    class WrongShape(Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.sum()
+
+        @staticmethod
+        def backward(ctx, grad):
+            return np.ones(7)
+
+    class TooMany(Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 1
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad, grad
+
+    class TwoOutputs(Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x, x
+
+    x = leaf(1.0, 2.0)
+    with pytest.raises(RuntimeError, match=r"WrongShape.backward .* shape \(7,\) .* \(2,\)"):
+        WrongShape.apply(x).backward()
+    with pytest.raises(RuntimeError, match="TooMany.backward returned 2 gradients for 1 inputs"):
+        TooMany.apply(x).sum().backward()
+    with pytest.raises(TypeError, match="TwoOutputs.forward must return one numpy array"):
+        TwoOutputs.apply(x)
+    with pytest.raises(TypeError, match="Cube.apply takes Tensors"):
+        Cube.apply(np.ones(2))
+
+
+@pytest.mark.parametrize("make_error, pattern", [
+    (lambda: Tensor.ones(2, 3) @ Tensor.ones(4, 5), r"matmul: shapes \(2, 3\) and \(4, 5\)"),
+    (lambda: Tensor.ones(2, 3, 4) @ Tensor.ones(5, 4, 2), r"matmul: batch dims of \(2, 3, 4\)"),
+    (lambda: Tensor.ones(()) @ Tensor.ones(3), r"matmul: both operands need at least 1 dim"),
+    (lambda: Tensor.ones(2, 3) + Tensor.ones(4), r"add: shapes \(2, 3\) and \(4,\) do not broadcast"),
+    (lambda: Tensor.ones(2, 3) * "a", r"mul: unsupported operand of type str"),
+    (lambda: Tensor.ones(2, 3).reshape(4, 2), r"reshape: .* shape \(2, 3\) .* as \(4, 2\)"),
+    (lambda: Tensor.ones(2, 3).sum(2), r"sum: dim 2 is out of range .* 2 dims"),
+    (lambda: Tensor.ones(2, 3).sum((0, -2)), r"sum: dim \(0, -2\) names the same dim twice"),
+    (lambda: Tensor.ones(2, 3).permute(0, 0), r"permute: \(0, 0\) is not a permutation"),
+    (lambda: Tensor.ones(2, 3).expand(4, 3), r"expand: cannot expand shape \(2, 3\) to \(4, 3\)"),
+    (lambda: Tensor.ones(2, 3).expand(-1, 2, 3), r"expand: .* -1 only for existing dims"),
+    (lambda: Tensor.ones(2, 3)[5], r"getitem: index 5 does not fit shape \(2, 3\)"),
+    (lambda: Tensor.ones(2, 3)[np.array([0.5])], r"getitem: index arrays must be integer or bool"),
+    (lambda: Tensor.ones(2, 3).masked_fill(np.ones(2), 0.0), r"masked_fill: the mask must be a bool"),
+    (lambda: Tensor.ones(2, 3).masked_fill(np.ones(4, bool), 0.0), r"masked_fill: mask of shape \(4,\)"),
+    (lambda: tg.cat([Tensor.ones(2, 3), Tensor.ones(2, 4)], 0), r"cat: shapes \[\(2, 3\), \(2, 4\)\]"),
+    (lambda: tg.stack([Tensor.ones(2), Tensor.ones(3)]), r"stack: all tensors need the same shape"),
+    (lambda: tg.where(np.ones(2, bool), Tensor.ones(3), 0.0), r"where: condition \(2,\), a \(3,\)"),
+    (lambda: Tensor.ones(2, 3).T.T.item(), r"item: only a one-element tensor .* \(2, 3\)"),
+    (lambda: Tensor.ones(2, 3, 4).T, r"\.T: only for 2-D tensors .* \(2, 3, 4\)"),
+    (lambda: Tensor.ones(3) ** Tensor.ones(3), r"pow: only a Python-number exponent"),
+    (lambda: (-2.0) ** Tensor.ones(3), r"pow: base -2.0 \*\* tensor needs a positive base"),
+    (lambda: Tensor.ones(3).clip(), r"clip: give at least one of min and max"),
+])
+def test_errors_name_the_op_and_shapes(make_error, pattern):
+    with pytest.raises((ValueError, TypeError, IndexError, RuntimeError), match=pattern):
+        make_error()
+
+
+def test_graph_is_freed_when_the_output_is_dropped():
+    x = leaf(1.0, 2.0)
+    middle = x * 2
+    alive = weakref.ref(middle)
+    out = (middle.exp() * 3).sum()
+    del middle
+    assert alive() is not None  # still held by the graph behind `out`
+    del out
+    gc.disable()  # freed by reference counting alone: the graph has no cycles
+    try:
+        assert alive() is None
+    finally:
+        gc.enable()
+
+
+def test_backward_releases_saved_arrays():
+    x = leaf(1.0, 2.0)
+    middle = x * 2
+    alive = weakref.ref(middle)
+    out = (middle.exp() * 3).sum()
+    del middle
+    out.backward()  # frees the recorded graph even while `out` lives
+    assert alive() is None
+
+
+def test_memory_stays_flat_over_a_training_loop():
+    w = Tensor(np.random.default_rng(0).standard_normal((64, 64)), requires_grad=True)
+    x = Tensor(np.ones((8, 64)))
+
+    def step():
+        loss = ((x @ w).tanh().softmax(-1) * 2).mean()
+        w.grad = None
+        loss.backward()
+
+    for _ in range(5):
+        step()
+    tracemalloc.start()
+    step()
+    first, _ = tracemalloc.get_traced_memory()
+    for _ in range(50):
+        step()
+    last, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert last - first < 64 * 64 * 8, f"memory grew by {last - first} bytes over 50 steps"
