@@ -34,11 +34,12 @@ class LayerCache:
         self.length = end
         return Tensor._wrap(self.keys[:, :, :end]), Tensor._wrap(self.values[:, :, :end])
 
-    def reorder(self, rows):
-        """Keep rows `rows` (beam search moves a sentence's beams; the memory rows of one
-        sentence's beams are equal, so memory_kv needs no reordering)."""
-        self.keys[:, :, :self.length] = self.keys[rows, :, :self.length]
-        self.values[:, :, :self.length] = self.values[rows, :, :self.length]
+    def reorder(self, moved, sources):
+        """Row moved[i] takes the contents of row sources[i] (beam search reshuffling a
+        sentence's beams; those share one source, so memory_kv needs no reordering)."""
+        # The right-hand side is gathered into a temporary first, so overlaps are safe.
+        self.keys[moved, :, :self.length] = self.keys[sources, :, :self.length]
+        self.values[moved, :, :self.length] = self.values[sources, :, :self.length]
 
 
 class DecoderCache:
@@ -70,9 +71,12 @@ class DecoderCache:
         return start, self.tokens[:, :end]
 
     def reorder(self, rows):
-        self.tokens[:, :self.length] = self.tokens[rows, :self.length]
-        for layer in self.layers:
-            layer.reorder(rows)
+        """Row i takes the contents of row rows[i]; only rows that change are copied."""
+        moved = np.nonzero(rows != np.arange(len(rows)))[0]
+        if moved.size:
+            self.tokens[moved, :self.length] = self.tokens[rows[moved], :self.length]
+            for layer in self.layers:
+                layer.reorder(moved, rows[moved])
 
 
 # ---------------------------------------------------------------------------- next-token scores

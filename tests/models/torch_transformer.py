@@ -49,13 +49,13 @@ class TorchTransformer(nn.Module):
         return self.encoder(self.embed(self.src_embed, src),
                             src_key_padding_mask=src == self.config.pad_id)
 
-    def decode(self, memory, src, tgt_in):
+    def decode(self, memory, src, tgt_in, last_only=False):
         T = tgt_in.shape[1]
         future = torch.triu(torch.ones(T, T, dtype=torch.bool, device=tgt_in.device), 1)
         x = self.decoder(self.embed(self.tgt_embed, tgt_in), memory, tgt_mask=future,
                          tgt_key_padding_mask=tgt_in == self.config.pad_id,
                          memory_key_padding_mask=src == self.config.pad_id)
-        return x @ self.tgt_embed.weight.T
+        return (x[:, -1:] if last_only else x) @ self.tgt_embed.weight.T
 
     def forward(self, src, tgt_in):
         return self.decode(self.encode(src), src, tgt_in)

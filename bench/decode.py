@@ -1,0 +1,135 @@
+"""Decoding speed: greedy (cached and uncached) and beam-4 vs PyTorch's plain greedy loop.
+
+A small Transformer (d_model 128, 4 heads, 2+2 layers, d_ff 512) decodes 32 source sequences of
+32 tokens into exactly 32 new tokens each (EOS never fires). Printed: milliseconds per token step
+(one step = one new token for the whole batch), how the step time grows along the output (four
+quarters), and ratios against PyTorch running the same weights in a plain uncached greedy loop
+(encode once, re-run the decoder over the whole prefix every step, project only the last
+position to the vocabulary), as most tutorials do.
+Each figure is the median over `--repeats` runs, so a busy machine disturbs it less.
+
+    flock /tmp/tgtf-cpu.lock env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
+        .venv/bin/python bench/decode.py
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+from tinygrad_tf import Tensor, manual_seed
+from tinygrad_tf.models import Transformer, TransformerConfig, beam_search, greedy_decode
+
+BOS, NEVER = 1, -1  # EOS = -1 is never produced, so every run makes exactly `new_tokens` steps
+
+
+def timed_steps(obj, name, run):
+    """Run `run()` with obj.<name> wrapped to record each call's duration; return them (s)."""
+    original = getattr(obj, name)
+    durations = []
+
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        out = original(*args, **kwargs)
+        durations.append(time.perf_counter() - start)
+        return out
+
+    setattr(obj, name, wrapper)
+    try:
+        result = run()
+    finally:
+        delattr(obj, name)  # back to the class's method
+    return np.array(durations), result
+
+
+def median_steps(runs):
+    return np.median(np.stack(runs), axis=0)
+
+
+def torch_greedy(reference, src, new_tokens):
+    import torch
+
+    with torch.inference_mode():
+        memory = reference.encode(src)
+        ys = torch.full((src.shape[0], 1), BOS, dtype=torch.long)
+        for _ in range(new_tokens):
+            next_token = reference.decode(memory, src, ys, last_only=True)[:, -1].argmax(-1)
+            ys = torch.cat([ys, next_token[:, None]], dim=1)
+    return ys[:, 1:].numpy()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--vocab", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    B, N = args.batch, args.new_tokens
+
+    manual_seed(0)
+    config = TransformerConfig(args.vocab, args.vocab, d_model=128, n_heads=4, n_encoder_layers=2,
+                               n_decoder_layers=2, d_ff=512, dropout=0.0, share_embeddings=True,
+                               max_len=max(256, 2 * N + 2))
+    model = Transformer(config).eval()
+    src_ids = np.random.default_rng(0).integers(3, args.vocab, size=(B, N))
+    src = Tensor(src_ids)  # no padding: the output limit is N + max_extra_len = N new tokens
+    kwargs = dict(bos_id=BOS, eos_id=NEVER, max_extra_len=0)
+
+    runs = {"ours greedy, cached": lambda: greedy_decode(model, src, **kwargs),
+            "ours greedy, uncached": lambda: greedy_decode(model, src, use_cache=False, **kwargs),
+            "ours beam 4, cached": lambda: beam_search(model, src, beam_size=4, **kwargs)}
+    steps, tokens = {}, {}
+    greedy_decode(model, src, **kwargs)  # warm up (first-call allocations, imports)
+    for name, run in runs.items():
+        results = [timed_steps(model, "decode", run) for _ in range(args.repeats)]
+        steps[name] = median_steps([r[0] for r in results])
+        tokens[name] = results[0][1].data
+
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if torch is not None:
+        sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "models"))
+        from torch_transformer import from_ours
+
+        reference = from_ours(model, dtype=torch.float32).eval()
+        torch_src = torch.from_numpy(src_ids)
+        torch_greedy(reference, torch_src, 2)  # warm up
+        results = [timed_steps(reference, "decode", lambda: torch_greedy(reference, torch_src, N))
+                   for _ in range(args.repeats)]
+        steps["torch greedy, uncached"] = median_steps([r[0] for r in results])
+        tokens["torch greedy, uncached"] = results[0][1]
+
+    print(f"decode bench: d_model 128, 4 heads, 2+2 layers, d_ff 512, vocab {args.vocab}, "
+          f"{B} sequences x {N} new tokens, float32, median of {args.repeats} runs")
+    print(f"numpy {np.__version__}; torch {torch.__version__ if torch else 'not installed'}"
+          f"{f' ({torch.get_num_threads()} threads)' if torch else ''}")
+    quarters = np.array_split(np.arange(N), 4)
+    header = (f"{'method':<24}{'ms/step':>9}" + "".join(
+        f"{f'steps {q[0] + 1}-{q[-1] + 1}':>13}" for q in quarters) + f"{'last/first':>12}"
+        + (f"{'vs torch':>10}" if torch else ""))
+    print(header)
+    print("-" * len(header))
+    base = steps.get("torch greedy, uncached")
+    for name, s in steps.items():
+        ms = s * 1e3
+        per_quarter = [ms[q].mean() for q in quarters]
+        line = f"{name:<24}{ms.mean():>9.2f}" + "".join(f"{v:>13.2f}" for v in per_quarter)
+        line += f"{per_quarter[-1] / per_quarter[0]:>12.2f}"
+        if base is not None:
+            line += f"{base.mean() / s.mean():>9.2f}x"
+        print(line)
+    if torch is not None:
+        agree = (tokens["ours greedy, cached"] == tokens["torch greedy, uncached"]).mean()
+        print(f"greedy tokens equal to torch's: {agree:.1%} (float32 ties may differ)")
+    same = (tokens["ours greedy, cached"] == tokens["ours greedy, uncached"]).mean()
+    print(f"cached vs uncached greedy tokens equal: {same:.1%}")
+    print("ms/step: mean time of one decoder call (one new token for all sequences); "
+          "'vs torch': torch's ms/step divided by this row's (higher is faster).")
+
+
+if __name__ == "__main__":
+    main()
