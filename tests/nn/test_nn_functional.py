@@ -343,7 +343,7 @@ def test_attention_dropout_gradcheck(p):
         tg.manual_seed(11)
         return F.scaled_dot_product_attention(q, k, v, dropout_p=p)
     tg.manual_seed(11)
-    keep = tg.random.generator().random((2, 3, 3), dtype=np.float32) >= np.float32(p)
+    keep = F._keep_mask((2, 3, 3), p)
     expected = ref_attention(q.data, k.data, v.data, dropout_keep=keep, p=p)
     np.testing.assert_allclose(fn(q, k, v).data, expected, rtol=1e-12)
     assert gradcheck(fn, q, k, v)
@@ -357,3 +357,11 @@ def test_attention_errors():
         F.scaled_dot_product_attention(q, q, q, attn_mask=np.ones((2, 2), bool))
     with pytest.raises(ValueError, match="shapes do not fit"):
         F.scaled_dot_product_attention(q, Tensor(np.zeros((2, 3, 5))), q)
+
+
+def test_embedding_of_no_ids_has_a_zero_gradient():
+    weight = Tensor(np.ones((4, 2)), requires_grad=True)
+    out = F.embedding(np.zeros((2, 0), dtype=np.int64), weight)
+    assert out.shape == (2, 0, 2)
+    out.sum().backward()
+    np.testing.assert_array_equal(weight.grad.data, 0)
