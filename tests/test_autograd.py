@@ -317,3 +317,11 @@ def test_memory_stays_flat_over_a_training_loop():
     last, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert last - first < 64 * 64 * 8, f"memory grew by {last - first} bytes over 50 steps"
+
+
+def test_the_custom_op_example_in_the_docs_runs():
+    from pathlib import Path
+    text = (Path(__file__).parents[1] / "docs" / "autograd.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```python\n")[1:]]
+    example = next(b for b in blocks if "ScaledSoftplus.apply" in b)
+    exec(compile(example, "docs/autograd.md", "exec"), {})  # asserts inside

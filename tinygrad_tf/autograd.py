@@ -102,13 +102,25 @@ class Function:
     def apply(cls, *inputs, **kwargs):
         """Run forward on the inputs' arrays; record the op on the result if grad is enabled and
         some input requires grad. This runs once per op, so it is kept short."""
-        try:
-            needs = tuple([t.requires_grad for t in inputs])
-        except AttributeError:
-            raise _not_tensors(cls, inputs) from None
         ctx = cls()
-        ctx.needs_input_grad = needs
-        out = cls.forward(ctx, *[t.data for t in inputs], **kwargs)
+        # Unrolled for the hot ops (one or two inputs, no keyword arguments): a tuple display and
+        # a plain call are much cheaper than comprehensions and a ** call. A non-Tensor input
+        # (it has no `requires_grad`) is reported clearly below.
+        try:
+            if len(inputs) == 2 and not kwargs:
+                a, b = inputs
+                ctx.needs_input_grad = needs = (a.requires_grad, b.requires_grad)
+                out = cls.forward(ctx, a.data, b.data)
+            elif len(inputs) == 1 and not kwargs:
+                ctx.needs_input_grad = needs = (inputs[0].requires_grad,)
+                out = cls.forward(ctx, inputs[0].data)
+            else:
+                ctx.needs_input_grad = needs = tuple([t.requires_grad for t in inputs])
+                out = cls.forward(ctx, *[t.data for t in inputs], **kwargs)
+        except AttributeError:
+            if all(isinstance(t, _Tensor) for t in inputs):
+                raise
+            raise _not_tensors(cls, inputs) from None
         if out.__class__ is not np.ndarray:
             out = _as_output(cls, out)
         tensor = _new_object(_Tensor)

@@ -333,6 +333,9 @@ class Tensor:
                             "exponent use (exponent * x.log()).exp()")
         if not isinstance(exponent, numbers.Real):
             raise TypeError(f"pow: exponent must be a number, not {type(exponent).__name__}")
+        if self.dtype.kind != "f" and isinstance(exponent, numbers.Integral) and exponent < 0:
+            raise ValueError(f"pow: an integer tensor to the negative power {exponent} is not an "
+                             "integer; convert with .float() first")
         base = self.float() if self.dtype.kind != "f" and not isinstance(exponent, numbers.Integral) else self
         return F.Pow.apply(base, exponent=exponent)
 
@@ -413,7 +416,12 @@ class Tensor:
     def clip(self, min=None, max=None):
         if min is None and max is None:
             raise ValueError("clip: give at least one of min and max")
-        return F.Clip.apply(self, low=min, high=max)
+        bounds = [b for b in (min, max) if b is not None]
+        if not all(isinstance(b, numbers.Real) for b in bounds):
+            raise TypeError(f"clip: bounds must be numbers, got {min!r} and {max!r}")
+        floats = any(_scalar_category(b) == 2 for b in bounds)
+        x = self._float_input() if floats else self  # an int tensor clipped at 0.5 is float32
+        return F.Clip.apply(x, low=min, high=max)
 
     clamp = clip
 
@@ -505,7 +513,8 @@ class Tensor:
     def transpose(self, dim0, dim1):
         dims = list(range(self.ndim))
         a, b = _normalize_dim(dim0, self.ndim, "transpose"), _normalize_dim(dim1, self.ndim, "transpose")
-        dims[a], dims[b] = dims[b], dims[a]
+        if a != b:  # (a 0-d tensor has no dims to swap)
+            dims[a], dims[b] = dims[b], dims[a]
         return F.Permute.apply(self, dims=tuple(dims))
 
     @property
