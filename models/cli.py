@@ -133,14 +133,15 @@ def _train_config(args):
                     if key.startswith("task_")}
     if given.get("preset") == "none":
         given["preset"] = None
-    if args.resume:
-        config, _ = read_config(args.resume)
+    resume = getattr(args, "resume", None)
+    if resume:
+        config, _ = read_config(resume)
         fixed = set(given) - {"steps", "time_budget", "target_exact_match", "eval_every",
                               "eval_decode", "save_every", "keep_checkpoints", "log_every"}
         if fixed or task_options:
             raise ValueError(f"--resume continues a run as configured; only the budget and "
                              f"logging can change, not {', '.join(sorted(fixed | set(task_options)))}")
-        return dataclasses.replace(config, **given, run_dir=args.resume)
+        return dataclasses.replace(config, **given, run_dir=resume)
     if task_options:
         given["task_options"] = task_options
     if "run_dir" not in given:
@@ -155,7 +156,7 @@ def _train_config(args):
 def _cmd_train(args):
     from .train import train
     config = _train_config(args)
-    summary = train(config, resume=bool(args.resume))
+    summary = train(config, resume=bool(getattr(args, "resume", None)))
     print(f"checkpoint: {summary['checkpoint']}")
     if os.path.exists(summary["plot"]):
         print(f"plot:       {summary['plot']}")

@@ -107,7 +107,8 @@ def write_plot(run_dir, history):
     right.set(xlabel="step", ylabel="fraction", title="validation accuracy", ylim=(0, 1.02))
     for axes in (left, right):
         axes.grid(alpha=0.3)
-        axes.legend(loc="best", fontsize=8)
+        if axes.get_legend_handles_labels()[0]:
+            axes.legend(loc="best", fontsize=8)
     figure.tight_layout()
     path = os.path.join(run_dir, "plot.png")
     temporary = os.path.join(run_dir, f".plot.tmp{os.getpid()}.png")

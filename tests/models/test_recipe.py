@@ -1,0 +1,236 @@
+"""The seq2seq recipe end to end: training, resume, checkpoints, the tinygrad-tf command."""
+import builtins
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from tinygrad_tf.models import checkpoint, cli
+from tinygrad_tf.models import train as recipe
+from tinygrad_tf.models.train import TrainConfig
+from tinygrad_tf.models.transformer import Transformer, TransformerConfig
+
+# A copy task small enough for the tiny preset to learn in a few hundred steps.
+COPY = dict(task="copy", task_options=dict(vocab=6, max_len=6), n_train=2000, n_valid=64,
+            n_test=64, warmup_steps=200, batch_size=64, max_tokens=None, log_every=50)
+
+
+def _quick(run_dir, **overrides):
+    """A very short run: a few steps of a tiny copy model, for plumbing tests."""
+    settings = dict(COPY, run_dir=str(run_dir), n_train=96, n_valid=8, n_test=8, batch_size=16,
+                    steps=6, eval_every=1000, eval_decode=8, log_every=2)
+    return TrainConfig(**{**settings, **overrides})
+
+
+def _losses(run_dir):
+    with open(os.path.join(run_dir, "metrics.jsonl")) as file:
+        records = [json.loads(line) for line in file]
+    return [(r["step"], r["loss"]) for r in records if r["kind"] == "train"]
+
+
+@pytest.fixture(scope="module")
+def copy_run(tmp_path_factory):
+    """The tiny preset trained on `copy` until validation exact match reaches 100%."""
+    run_dir = tmp_path_factory.mktemp("copy") / "run"
+    config = TrainConfig(**COPY, run_dir=str(run_dir), steps=1500, eval_every=100,
+                         target_exact_match=1.0)
+    with open(os.devnull, "w") as quiet:
+        summary = recipe.train(config, out=quiet)
+    return run_dir, summary
+
+
+@pytest.mark.slow
+def test_tiny_model_learns_copy_to_full_exact_match(copy_run, capsys):
+    run_dir, summary = copy_run
+    assert summary["status"] == "reached target", summary
+    assert summary["best"]["exact_match"] == 1.0
+    # Held out: the test split's sources never appear in training.
+    assert cli.main(["evaluate", str(run_dir), "--split", "test", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["exact_match"] >= 0.98 and result["n_pairs"] == 64
+    for name in ("config.json", "vocab.json", "metrics.jsonl", "plot.png", "samples.txt",
+                 "checkpoints/best.safetensors", "checkpoints/best.json"):
+        assert (run_dir / name).exists(), name
+
+
+@pytest.mark.slow
+def test_translate_round_trips_through_the_saved_run(copy_run, capsys, monkeypatch):
+    run_dir, _ = copy_run
+    assert cli.main(["translate", str(run_dir), "abcd", "fed"]) == 0
+    assert capsys.readouterr().out.split() == ["abcd", "fed"]
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO("cab\nbbf\n"))
+    assert cli.main(["translate", str(run_dir), "--beam", "3", "--checkpoint", "last"]) == 0
+    assert capsys.readouterr().out.split() == ["cab", "bbf"]
+    model, tokenizer, _, _ = recipe.load_run(str(run_dir))
+    cached = recipe.decode_texts(model, tokenizer, ["eacd", "a"], use_cache=True)
+    assert cached == recipe.decode_texts(model, tokenizer, ["eacd", "a"], use_cache=False)
+
+
+@pytest.mark.slow
+def test_average_of_checkpoints_is_usable(copy_run, capsys):
+    run_dir, _ = copy_run
+    assert cli.main(["average", str(run_dir), "--last", "3"]) == 0
+    assert "averaged 3 checkpoints" in capsys.readouterr().out
+    averaged, _, info = checkpoint.load(str(run_dir / "checkpoints" / "average.safetensors"))
+    found = checkpoint.step_checkpoints(str(run_dir / "checkpoints"))[-3:]
+    states = [checkpoint.load(path)[0] for _, path in found]
+    name = next(iter(averaged))
+    np.testing.assert_allclose(averaged[name], np.mean([s[name] for s in states], axis=0),
+                               rtol=1e-6, atol=1e-7)
+    assert info["averaged_steps"] == [step for step, _ in found]
+    assert cli.main(["evaluate", str(run_dir), "--checkpoint", "average", "--limit", "8"]) == 0
+    assert "exact match" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_resume_reproduces_the_uninterrupted_losses(tmp_path):
+    # 96 pairs in batches of 16: the 12 steps cross an epoch boundary; dropout draws every step.
+    whole = _quick(tmp_path / "whole", steps=12)
+    recipe.train(whole, out=open(os.devnull, "w"))
+    first = _quick(tmp_path / "parts", steps=5)
+    recipe.train(first, out=open(os.devnull, "w"))
+    recipe.train(_quick(tmp_path / "parts", steps=12), resume=True, out=open(os.devnull, "w"))
+    assert _losses(tmp_path / "parts") == _losses(tmp_path / "whole")
+    assert [step for step, _ in _losses(tmp_path / "whole")] == list(range(1, 13))
+
+
+@pytest.mark.slow
+def test_a_killed_save_leaves_the_last_checkpoint_readable(tmp_path, monkeypatch):
+    config = _quick(tmp_path / "run", steps=4, save_every=2)
+    trainer = recipe.Trainer(config, out=open(os.devnull, "w"))
+    trainer.run()
+    directory = str(tmp_path / "run" / "checkpoints")
+    assert [step for step, _ in checkpoint.step_checkpoints(directory)] == [2, 4]
+
+    # The process dies while writing step 5's file: the rename never happens.
+    def killed(*args):
+        raise KeyboardInterrupt("killed during save")
+
+    trainer.step = 5
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "replace", killed)
+        with pytest.raises(KeyboardInterrupt):
+            trainer.save()
+    # A torn file from a non-atomic writer (or a disk error) is skipped with a warning.
+    (tmp_path / "run" / "checkpoints" / "step_00000006.safetensors").write_bytes(b"\x10\x00\x00")
+    warnings = []
+    path, (model_state, optimizer_state, info) = checkpoint.latest(directory, warn=warnings.append)
+    assert info["step"] == 4 and path.endswith("step_00000004.safetensors")
+    assert "step_00000006" in warnings[0] and optimizer_state["state"]
+    assert not [name for name in os.listdir(directory) if name.startswith(".tmp")]
+    recipe.train(_quick(tmp_path / "run", steps=6), resume=True, out=open(os.devnull, "w"))
+    assert [step for step, _ in _losses(tmp_path / "run")] == list(range(1, 7))
+
+
+@pytest.mark.slow
+def test_nan_loss_stops_clearly_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    real_loss = recipe.loss_of
+    calls = []
+
+    def poisoned(model, batch, label_smoothing):
+        loss, logits = real_loss(model, batch, label_smoothing)
+        calls.append(1)
+        return (loss * float("nan") if len(calls) == 4 else loss), logits
+
+    monkeypatch.setattr(recipe, "loss_of", poisoned)
+    run_dir = str(tmp_path / "run")
+    status = cli.main(["train", "--task", "copy", "--run-dir", run_dir, "--steps", "6",
+                       "--save-every", "2", "--n-train", "64", "--n-valid", "4", "--n-test", "4",
+                       "--batch-size", "16"])
+    assert status == 1
+    error = capsys.readouterr().err
+    assert "loss became nan at step 4" in error and "step_00000002.safetensors" in error
+    assert checkpoint.load(os.path.join(run_dir, "checkpoints", "step_00000002.safetensors"))[2][
+        "step"] == 2
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint_then_exits(tmp_path, monkeypatch, capsys):
+    real_loss = recipe.loss_of
+    calls = []
+
+    def interrupting(model, batch, label_smoothing):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # as if the user pressed Ctrl-C mid-step
+        return real_loss(model, batch, label_smoothing)
+
+    monkeypatch.setattr(recipe, "loss_of", interrupting)
+    run_dir = str(tmp_path / "run")
+    status = cli.main(["train", "--task", "copy", "--run-dir", run_dir, "--steps", "50",
+                       "--n-train", "64", "--n-valid", "4", "--n-test", "4", "--batch-size", "16"])
+    assert status == 130
+    assert "--resume" in capsys.readouterr().out
+    found = checkpoint.step_checkpoints(os.path.join(run_dir, "checkpoints"))
+    assert [step for step, _ in found] == [3]
+
+
+def test_progress_is_json_lines_without_a_terminal(tmp_path, capsys):
+    summary = recipe.train(_quick(tmp_path / "run", steps=4, eval_every=2))
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+             if line.startswith("{")]
+    assert [line["step"] for line in lines if "tokens_per_s" in line] == [2, 4]
+    valid = [line for line in lines if line.get("kind") == "valid"]
+    assert [line["step"] for line in valid] == [2, 4]
+    assert {"loss", "token_accuracy", "exact_match", "bleu"} <= set(valid[0])
+    assert summary["step"] == 4 and summary["status"] == "finished"
+
+
+def test_training_works_without_the_optional_extras(tmp_path, monkeypatch, capsys):
+    real_import = builtins.__import__
+    missing = {"tqdm", "tqdm.auto", "sacrebleu", "matplotlib", "matplotlib.pyplot"}
+
+    def without_extras(name, *args, **kwargs):
+        if name in missing:
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_extras)
+    from tinygrad_tf.models import progress
+    monkeypatch.setattr(progress, "_plot_warned", [])
+    summary = recipe.train(_quick(tmp_path / "run", steps=2))
+    out = capsys.readouterr().out
+    assert "no plot: install matplotlib" in out
+    assert summary["last_valid"]["bleu"] is None
+    assert "install sacrebleu" in summary["last_valid"]["bleu_signature"]
+    assert not (tmp_path / "run" / "plot.png").exists()
+
+
+def test_cli_errors_name_the_problem(tmp_path, capsys):
+    assert cli.main(["train", "--task", "copy", "--run-dir", str(tmp_path / "a")]) == 1
+    assert "give a budget" in capsys.readouterr().err
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("one\tuno\ntwo dos\n", encoding="utf-8")
+    assert cli.main(["train", "--train-file", str(bad), "--steps", "1",
+                     "--run-dir", str(tmp_path / "b")]) == 1
+    assert "bad.tsv:2: no tab" in capsys.readouterr().err
+    assert cli.main(["translate", str(tmp_path), "x"]) == 1
+    assert "not a run directory" in capsys.readouterr().err
+    assert cli.main(["train", "--task", "copy", "--steps", "1", "--run-dir", str(tmp_path / "c"),
+                     "--max-len", "4", "--max-length", "8"]) == 1
+    assert "--max-len" in capsys.readouterr().err
+
+
+def test_train_from_tsv_files_with_word_tokens(tmp_path, capsys):
+    from tinygrad_tf.models import data
+    pairs = [(f"{a} plus {b}", f"{a + b}") for a in range(10) for b in range(10)]
+    data.save_tsv(tmp_path / "train.tsv", pairs)
+    data.save_tsv(tmp_path / "test.tsv", pairs[:5])
+    run_dir = str(tmp_path / "run")
+    assert cli.main(["train", "--train-file", str(tmp_path / "train.tsv"), "--test-file",
+                     str(tmp_path / "test.tsv"), "--tokenizer", "word", "--steps", "2",
+                     "--batch-size", "8", "--run-dir", run_dir]) == 0
+    capsys.readouterr()
+    with open(os.path.join(run_dir, "vocab.json")) as file:
+        assert json.load(file)["kind"] == "word"
+    assert cli.main(["evaluate", run_dir, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_pairs"] == 5
+
+
+def test_parameter_counts_match_the_built_models():
+    for config in (TransformerConfig.tiny(64), TransformerConfig.tiny(50, norm_first=True),
+                   TransformerConfig(40, 30, d_model=16, n_heads=2, n_encoder_layers=1,
+                                     n_decoder_layers=3, d_ff=24)):
+        assert cli.count_parameters(config) == Transformer(config).num_parameters()
