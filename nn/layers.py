@@ -48,6 +48,41 @@ class GELU(Module):
         return f"approximate={self.approximate!r}"
 
 
+class Tanh(Module):
+    """tanh(x)."""
+
+    def forward(self, x):
+        return x.tanh()
+
+
+class Sigmoid(Module):
+    """1 / (1 + exp(-x))."""
+
+    def forward(self, x):
+        return x.sigmoid()
+
+
+class Softmax(Module):
+    """softmax along `dim`."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x):
+        return F.softmax(x, self.dim)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+
+class LogSoftmax(Softmax):
+    """log_softmax along `dim`."""
+
+    def forward(self, x):
+        return F.log_softmax(x, self.dim)
+
+
 class Dropout(Module):
     """Zero each element with probability p in training mode (scaling the rest by 1/(1-p));
     identity in eval mode."""
@@ -154,3 +189,36 @@ class LayerNorm(Module):
     def extra_repr(self):
         return (f"{self.normalized_shape}, eps={self.eps}, "
                 f"elementwise_affine={self.elementwise_affine}")
+
+
+# ---------------------------------------------------------------------------- losses as modules
+
+class CrossEntropyLoss(Module):
+    """Module form of functional.cross_entropy (logits (N, C) or (N, T, C), class dim last)."""
+
+    def __init__(self, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+        super().__init__()
+        self.ignore_index, self.reduction = ignore_index, reduction
+        self.label_smoothing = label_smoothing
+
+    def forward(self, input, target):
+        return F.cross_entropy(input, target, ignore_index=self.ignore_index,
+                               reduction=self.reduction, label_smoothing=self.label_smoothing)
+
+    def extra_repr(self):
+        return (f"ignore_index={self.ignore_index}, reduction={self.reduction!r}, "
+                f"label_smoothing={self.label_smoothing}")
+
+
+class MSELoss(Module):
+    """Module form of functional.mse_loss."""
+
+    def __init__(self, reduction="mean"):
+        super().__init__()
+        self.reduction = reduction
+
+    def forward(self, input, target):
+        return F.mse_loss(input, target, reduction=self.reduction)
+
+    def extra_repr(self):
+        return f"reduction={self.reduction!r}"

@@ -240,10 +240,23 @@ def test_embedding_layer_gradcheck(data, num, dim):
     assert gradcheck_layer(layer, data.draw(tt.index_arrays(num)) % num)
 
 
-@given(tt.tensors(avoid=(0.0,)))
+@given(tt.tensors(shape=tt.shapes(min_dims=1), avoid=(0.0,)))
 def test_activation_layers_gradcheck(x):
-    for module in (nn.ReLU(), nn.GELU(), nn.GELU("tanh"), nn.Identity()):
+    for module in (nn.ReLU(), nn.GELU(), nn.GELU("tanh"), nn.Identity(), nn.Tanh(), nn.Sigmoid(),
+                   nn.Softmax(dim=-1), nn.LogSoftmax(dim=0)):
         assert gradcheck(module, x)
+
+
+def test_loss_modules_match_the_functionals():
+    rng = np.random.default_rng(0)
+    logits = Tensor(rng.standard_normal((2, 3, 4)))
+    target = np.array([[0, 1, -100], [3, 2, 1]])
+    loss = nn.CrossEntropyLoss(label_smoothing=0.1)
+    assert loss(logits, target).item() == \
+        nn.functional.cross_entropy(logits, target, label_smoothing=0.1).item()
+    assert repr(loss) == "CrossEntropyLoss(ignore_index=-100, reduction='mean', label_smoothing=0.1)"
+    a, b = Tensor(rng.standard_normal(5)), Tensor(rng.standard_normal(5))
+    assert nn.MSELoss(reduction="sum")(a, b).item() == pytest.approx(((a.data - b.data) ** 2).sum())
 
 
 def test_sequential_gradcheck():
