@@ -39,8 +39,9 @@ class FusedLinear(Function):
 
     @staticmethod
     def forward(ctx, x, weight, *bias):
-        ctx.save_for_backward(x, weight)
         rows = _rows(x, x.shape[-1])
+        ctx.save_for_backward(rows, weight)  # the contiguous rows: backward needs no new copy
+        ctx.input_shape = x.shape
         out = kernels.matmul(rows, weight.T)
         if bias:
             out += bias[0]
@@ -48,11 +49,11 @@ class FusedLinear(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        x, weight = ctx.saved_tensors
+        rows, weight = ctx.saved_tensors
         grad_rows = _rows(grad, weight.shape[0])
         needs = ctx.needs_input_grad
-        grad_x = kernels.matmul(grad_rows, weight).reshape(x.shape) if needs[0] else None
-        grad_w = kernels.matmul(grad_rows.T, _rows(x, x.shape[-1])) if needs[1] else None
+        grad_x = kernels.matmul(grad_rows, weight).reshape(ctx.input_shape) if needs[0] else None
+        grad_w = kernels.matmul(grad_rows.T, rows) if needs[1] else None
         if len(needs) == 2:
             return grad_x, grad_w
         return grad_x, grad_w, (grad_rows.sum(axis=0) if needs[2] else None)
@@ -144,8 +145,9 @@ def log_softmax(input, dim):
 def _keep_mask(shape, p):
     """A boolean mask, True with probability 1 - p, drawn from the seeded generator.
 
-    Raw 32-bit draws compared with p * 2^32 cost half of `random(dtype=float32)` (which spends
-    time turning bits into floats) and resolve p to 2^-32 rather than float32's 2^-24.
+    Raw 32-bit draws compared with p * 2^32 measured about 40% cheaper here than
+    `random(dtype=float32)` (which spends time turning bits into floats), and they resolve p to
+    2^-32 rather than float32's 2^-24.
     """
     size = math.prod(shape)
     bits = generator().bit_generator.random_raw((size + 1) // 2).view(np.uint32)[:size]
