@@ -9,30 +9,47 @@ position to the vocabulary), as most tutorials do.
 Each figure is the median over `--repeats` runs, so a busy machine disturbs it less.
 
     flock /tmp/tgtf-cpu.lock env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
-        .venv/bin/python bench/decode.py
+        .venv/bin/python bench/decode.py [--threads 1]
 """
 import argparse
 import os
 import sys
 import time
 
-import numpy as np
 
-from tinygrad_tf import Tensor, manual_seed
-from tinygrad_tf.models import Transformer, TransformerConfig, beam_search, greedy_decode
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--vocab", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="BLAS threads for numpy and torch alike (default: each library's own)")
+    return parser.parse_args()
+
+
+ARGS = parse_args()
+if ARGS.threads is not None:  # OpenBLAS reads this once, when numpy is first imported
+    os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(ARGS.threads)
+
+import numpy as np  # noqa: E402  (after the thread setting above)
+
+from tinygrad_tf import Tensor, manual_seed  # noqa: E402
+from tinygrad_tf.models import Transformer, TransformerConfig, beam_search, greedy_decode  # noqa: E402
 
 BOS, NEVER = 1, -1  # EOS = -1 is never produced, so every run makes exactly `new_tokens` steps
 
 
 def timed_steps(obj, name, run):
-    """Run `run()` with obj.<name> wrapped to record each call's duration; return them (s)."""
+    """Run `run()` with obj.<name> wrapped to record each call's wall and CPU time (s); return
+    them as an array (calls, 2) and run's result."""
     original = getattr(obj, name)
     durations = []
 
     def wrapper(*args, **kwargs):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         out = original(*args, **kwargs)
-        durations.append(time.perf_counter() - start)
+        durations.append((time.perf_counter() - start, time.process_time() - cpu_start))
         return out
 
     setattr(obj, name, wrapper)
@@ -60,12 +77,7 @@ def torch_greedy(reference, src, new_tokens):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--new-tokens", type=int, default=32)
-    parser.add_argument("--vocab", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
+    args = ARGS
     B, N = args.batch, args.new_tokens
 
     manual_seed(0)
@@ -92,6 +104,8 @@ def main():
     except ImportError:
         torch = None
     if torch is not None:
+        if args.threads is not None:
+            torch.set_num_threads(args.threads)
         sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "models"))
         from torch_transformer import from_ours
 
@@ -103,32 +117,35 @@ def main():
         steps["torch greedy, uncached"] = median_steps([r[0] for r in results])
         tokens["torch greedy, uncached"] = results[0][1]
 
+    threads = os.environ.get("OPENBLAS_NUM_THREADS", "OpenBLAS default")
     print(f"decode bench: d_model 128, 4 heads, 2+2 layers, d_ff 512, vocab {args.vocab}, "
           f"{B} sequences x {N} new tokens, float32, median of {args.repeats} runs")
-    print(f"numpy {np.__version__}; torch {torch.__version__ if torch else 'not installed'}"
-          f"{f' ({torch.get_num_threads()} threads)' if torch else ''}")
+    print(f"numpy {np.__version__} (BLAS threads: {threads}); torch "
+          f"{f'{torch.__version__} ({torch.get_num_threads()} threads)' if torch else 'not installed'}")
     quarters = np.array_split(np.arange(N), 4)
-    header = (f"{'method':<24}{'ms/step':>9}" + "".join(
+    header = (f"{'method':<24}{'ms/step':>9}{'cpu ms':>8}" + "".join(
         f"{f'steps {q[0] + 1}-{q[-1] + 1}':>13}" for q in quarters) + f"{'last/first':>12}"
         + (f"{'vs torch':>10}" if torch else ""))
     print(header)
     print("-" * len(header))
     base = steps.get("torch greedy, uncached")
     for name, s in steps.items():
-        ms = s * 1e3
+        ms, cpu_ms = s[:, 0] * 1e3, s[:, 1] * 1e3
         per_quarter = [ms[q].mean() for q in quarters]
-        line = f"{name:<24}{ms.mean():>9.2f}" + "".join(f"{v:>13.2f}" for v in per_quarter)
+        line = f"{name:<24}{ms.mean():>9.2f}{cpu_ms.mean():>8.2f}"
+        line += "".join(f"{v:>13.2f}" for v in per_quarter)
         line += f"{per_quarter[-1] / per_quarter[0]:>12.2f}"
         if base is not None:
-            line += f"{base.mean() / s.mean():>9.2f}x"
+            line += f"{base[:, 0].mean() / s[:, 0].mean():>9.2f}x"
         print(line)
     if torch is not None:
         agree = (tokens["ours greedy, cached"] == tokens["torch greedy, uncached"]).mean()
         print(f"greedy tokens equal to torch's: {agree:.1%} (float32 ties may differ)")
     same = (tokens["ours greedy, cached"] == tokens["ours greedy, uncached"]).mean()
     print(f"cached vs uncached greedy tokens equal: {same:.1%}")
-    print("ms/step: mean time of one decoder call (one new token for all sequences); "
-          "'vs torch': torch's ms/step divided by this row's (higher is faster).")
+    print("ms/step: mean wall time of one decoder call (one new token for all sequences); cpu ms:"
+          " the same in process CPU time; steps a-b: wall ms/step over that stretch of the "
+          "output; 'vs torch': torch's ms/step divided by this row's (higher is faster).")
 
 
 if __name__ == "__main__":
