@@ -39,9 +39,10 @@ class Optimizer:
         group["params"] = [params] if isinstance(params, Tensor) else list(params)
         seen = {id(p) for g in self.param_groups for p in g["params"]}
         for p in group["params"]:
-            if not isinstance(p, Tensor) or not p.requires_grad:
-                raise TypeError(f"{type(self).__name__}: can only optimize tensors that require "
-                                f"grad, got {type(p).__name__}")
+            if not isinstance(p, Tensor) or not p.is_leaf:
+                raise TypeError(f"{type(self).__name__}: can only optimize leaf Tensors (such as "
+                                f"Parameters), got {type(p).__name__}"
+                                f"{' computed by an op' if isinstance(p, Tensor) else ''}")
             if id(p) in seen:
                 raise ValueError(f"{type(self).__name__}: a parameter appears in more than one "
                                  "group (or twice in one)")

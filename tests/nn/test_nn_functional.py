@@ -365,3 +365,25 @@ def test_embedding_of_no_ids_has_a_zero_gradient():
     assert out.shape == (2, 0, 2)
     out.sum().backward()
     np.testing.assert_array_equal(weight.grad.data, 0)
+
+
+def test_fused_ops_record_one_node():
+    rng = np.random.default_rng(0)
+    x, w, b = (Tensor(rng.standard_normal(s), requires_grad=True) for s in [(2, 3, 4), (4,), (4,)])
+    q = Tensor(rng.standard_normal((2, 3, 4)), requires_grad=True)
+    weight = Tensor(rng.standard_normal((5, 4)), requires_grad=True)
+    cases = [
+        (F.layer_norm(x, 4, w, b), F.FusedLayerNorm, (x, w, b)),
+        (F.linear(x, weight),
+         F.FusedLinear, (x, weight)),
+        (F.cross_entropy(x, np.zeros((2, 3), dtype=np.int64), label_smoothing=0.1),
+         F.FusedCrossEntropy, (x,)),
+        (F.scaled_dot_product_attention(q, q, q, is_causal=True, dropout_p=0.1),
+         F.FusedAttention, (q, q, q)),
+        (F.dropout(x, 0.2), F.FusedDropout, (x,)),
+        (F.embedding(np.array([1, 2]), weight, padding_idx=0), F.Gather, (weight,)),
+    ]
+    for out, op, inputs in cases:
+        assert type(out._ctx) is op
+        assert all(a is b for a, b in zip(out._ctx.parents, inputs))
+        assert len(out._ctx.parents) == len(inputs)

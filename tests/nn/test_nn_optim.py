@@ -125,6 +125,8 @@ def test_parameter_groups_have_their_own_learning_rate():
     np.testing.assert_allclose(q.data, 0.5)
     with pytest.raises(ValueError, match="more than one group"):
         nn.optim.SGD([{"params": [p]}, {"params": [p]}])
+    with pytest.raises(TypeError, match="only optimize leaf Tensors.*computed by an op"):
+        nn.optim.SGD([p * 2])
     with pytest.raises(ValueError, match="2 parameter groups, this optimizer 1"):
         nn.optim.SGD([p]).load_state_dict(optimizer.state_dict())
 
