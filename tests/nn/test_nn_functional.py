@@ -374,8 +374,7 @@ def test_fused_ops_record_one_node():
     weight = Tensor(rng.standard_normal((5, 4)), requires_grad=True)
     cases = [
         (F.layer_norm(x, 4, w, b), F.FusedLayerNorm, (x, w, b)),
-        (F.linear(x, weight),
-         F.FusedLinear, (x, weight)),
+        (F.linear(x, weight), F.FusedLinear, (x, weight)),
         (F.cross_entropy(x, np.zeros((2, 3), dtype=np.int64), label_smoothing=0.1),
          F.FusedCrossEntropy, (x,)),
         (F.scaled_dot_product_attention(q, q, q, is_causal=True, dropout_p=0.1),
