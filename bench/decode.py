@@ -35,7 +35,8 @@ if ARGS.threads is not None:  # OpenBLAS reads this once, when numpy is first im
 import numpy as np  # noqa: E402  (after the thread setting above)
 
 from tinygrad_tf import Tensor, manual_seed  # noqa: E402
-from tinygrad_tf.models import Transformer, TransformerConfig, beam_search, greedy_decode  # noqa: E402
+from tinygrad_tf.models import (Transformer, TransformerConfig, beam_search,  # noqa: E402
+                                greedy_decode)
 
 BOS, NEVER = 1, -1  # EOS = -1 is never produced, so every run makes exactly `new_tokens` steps
 
@@ -120,8 +121,8 @@ def main():
     threads = os.environ.get("OPENBLAS_NUM_THREADS", "OpenBLAS default")
     print(f"decode bench: d_model 128, 4 heads, 2+2 layers, d_ff 512, vocab {args.vocab}, "
           f"{B} sequences x {N} new tokens, float32, median of {args.repeats} runs")
-    print(f"numpy {np.__version__} (BLAS threads: {threads}); torch "
-          f"{f'{torch.__version__} ({torch.get_num_threads()} threads)' if torch else 'not installed'}")
+    torch_info = f"{torch.__version__} ({torch.get_num_threads()} threads)" if torch else "absent"
+    print(f"numpy {np.__version__} (BLAS threads: {threads}); torch {torch_info}")
     quarters = np.array_split(np.arange(N), 4)
     header = (f"{'method':<24}{'ms/step':>9}{'cpu ms':>8}" + "".join(
         f"{f'steps {q[0] + 1}-{q[-1] + 1}':>13}" for q in quarters) + f"{'last/first':>12}"

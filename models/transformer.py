@@ -39,7 +39,7 @@ class TransformerConfig:
     dropout: float = 0.1          # P_drop: sub-layer outputs and embedding sums (section 5.4)
     max_len: int = 1024           # rows of the positional-encoding table: longest sequence
     pad_id: int = 0               # token id of padding; never attended to
-    share_embeddings: bool = False  # one matrix for source, target and pre-softmax (needs one vocab)
+    share_embeddings: bool = False  # one matrix: source, target and pre-softmax (one vocab)
     norm_first: bool = False      # False: the paper's LayerNorm(x + Sublayer(x)); True: pre-norm
 
     def __post_init__(self):

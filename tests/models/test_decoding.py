@@ -114,7 +114,8 @@ def test_decoding_a_sentence_does_not_depend_on_its_batch(src, seed):
     beams = _rows_until_eos(beam_search(model, src, BOS, EOS, beam_size=3, max_extra_len=5))
     for b in range(src.shape[0]):
         one = Tensor(src.data[b:b + 1])
-        assert _rows_until_eos(greedy_decode(model, one, BOS, EOS, max_extra_len=5)) == [together[b]]
+        alone = greedy_decode(model, one, BOS, EOS, max_extra_len=5)
+        assert _rows_until_eos(alone) == [together[b]]
         assert _rows_until_eos(beam_search(model, one, BOS, EOS, beam_size=3,
                                            max_extra_len=5)) == [beams[b]]
 

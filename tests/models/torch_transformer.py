@@ -42,7 +42,8 @@ class TorchTransformer(nn.Module):
         self.decoder = nn.TransformerDecoder(dec, c.n_decoder_layers, norm=final())
 
     def embed(self, embedding, ids):
-        x = embedding(ids) * math.sqrt(self.config.d_model) + self.pe[:ids.shape[1]].to(embedding.weight.dtype)
+        positions = self.pe[:ids.shape[1]].to(embedding.weight.dtype)
+        x = embedding(ids) * math.sqrt(self.config.d_model) + positions
         return self.dropout(x)
 
     def encode(self, src):
@@ -63,10 +64,11 @@ class TorchTransformer(nn.Module):
 
 def _attention_pairs(ours, theirs, read):
     """Our four projections -> torch's stacked in_proj (q, k, v rows) and out_proj."""
-    stacked_w = np.concatenate([read(ours.w_q.weight), read(ours.w_k.weight), read(ours.w_v.weight)])
-    stacked_b = np.concatenate([read(ours.w_q.bias), read(ours.w_k.bias), read(ours.w_v.bias)])
+    stacked_w = np.concatenate([read(w.weight) for w in (ours.w_q, ours.w_k, ours.w_v)])
+    stacked_b = np.concatenate([read(w.bias) for w in (ours.w_q, ours.w_k, ours.w_v)])
     return [(stacked_w, theirs.in_proj_weight), (stacked_b, theirs.in_proj_bias),
-            (read(ours.w_o.weight), theirs.out_proj.weight), (read(ours.w_o.bias), theirs.out_proj.bias)]
+            (read(ours.w_o.weight), theirs.out_proj.weight),
+            (read(ours.w_o.bias), theirs.out_proj.bias)]
 
 
 def _norm_pairs(ours, theirs, read):
