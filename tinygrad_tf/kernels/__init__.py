@@ -1,16 +1,52 @@
 """The kernel layer: the engine's hot loops behind one small interface.
 
-Each family module holds a plain-numpy function and (where it pays) a Numba kernel with the same
-signature. The engine calls the names below (`kernels.matmul(a, b)`, ...) through this module, so
-`use("numba" | "numpy")` switches every op at once.
+Each family module holds a plain-numpy function and a Numba kernel with the same signature and
+semantics. The engine calls the names in KERNEL_NAMES (`kernels.matmul(a, b)`, ...) through this
+module at call time, so `use(name)` switches every op at once. Three sets:
+
+- "numpy": the reference twins (numpy, OpenBLAS for matmul).
+- "numba": every op on its Numba kernel (float32/float64; other dtypes fall back to numpy).
+- "auto" (the default): per op and shape class, whichever measured faster in bench/kernels.py:
+  Numba for softmax/log-softmax and for batched float32 matmul of attention-sized matrices,
+  OpenBLAS for big 2-D matmul (the linear layers) and float64 matmul.
+
+Pick one with `use(...)` (also a context manager) or the TINYGRAD_TF_KERNELS environment variable.
+Importing compiles nothing: each Numba kernel compiles (or loads from Numba's disk cache) on its
+first call for a dtype; `warmup()` does that up front and reports the timings.
 """
 import contextlib
 import os
+import time
+
+import numpy as np
 
 from . import matmul as _matmul
 from . import softmax as _softmax
 
 KERNEL_NAMES = ("matmul", "softmax", "softmax_backward", "log_softmax", "log_softmax_backward")
+
+# Batched float32 products whose output matrices are at most this many elements go to Numba
+# under "auto": there OpenBLAS (tuned for big matrices) loses to the batch-parallel Numba GEMM.
+AUTO_NUMBA_MAX_MATRIX = 256 * 256
+
+
+def matmul_auto(a, b):
+    """a @ b on the faster path for its shape class (see AUTO_NUMBA_MAX_MATRIX)."""
+    if (a.ndim > 2 or b.ndim > 2) and a.dtype == b.dtype == np.float32:
+        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        rows = a.shape[-2] if a.ndim > 1 else 1
+        cols = b.shape[-1] if b.ndim > 1 else 1
+        if int(np.prod(batch)) > 1 and rows * cols <= AUTO_NUMBA_MAX_MATRIX:
+            return _matmul.matmul_numba(a, b)
+    return _matmul.matmul_numpy(a, b)
+
+
+_SOFTMAX_NUMBA = {
+    "softmax": _softmax.softmax_numba,
+    "softmax_backward": _softmax.softmax_backward_numba,
+    "log_softmax": _softmax.log_softmax_numba,
+    "log_softmax_backward": _softmax.log_softmax_backward_numba,
+}
 
 _IMPLEMENTATIONS = {
     "numpy": {
@@ -20,7 +56,14 @@ _IMPLEMENTATIONS = {
         "log_softmax": _softmax.log_softmax_numpy,
         "log_softmax_backward": _softmax.log_softmax_backward_numpy,
     },
+    "numba": {"matmul": _matmul.matmul_numba, **_SOFTMAX_NUMBA},
+    "auto": {"matmul": matmul_auto, **_SOFTMAX_NUMBA},
 }
+DEFAULT = "auto"
+
+# Every compiled kernel, for warmup() and info().
+_JIT_KERNELS = (_matmul.gemm, _softmax.softmax_rows, _softmax.log_softmax_rows,
+                _softmax.softmax_backward_rows, _softmax.log_softmax_backward_rows)
 
 _active = None
 
@@ -61,4 +104,58 @@ def use(name):
     return _restoring(_switch(name))
 
 
-_switch(os.environ.get("TINYGRAD_TF_KERNELS", "numpy"))
+def warmup(dtypes=("float32", "float64")):
+    """Compile (or load from Numba's cache) every Numba kernel for `dtypes` now.
+
+    Returns {"kernel/dtype": {"seconds": ..., "source": "compiled" | "cache" | "already loaded"}}
+    plus a "total_seconds" entry."""
+    start = time.perf_counter()
+    report = {}
+    for kernel in _JIT_KERNELS:
+        for dtype in dtypes:
+            done_before = dtype in kernel.report
+            entry = dict(kernel.compile(np.dtype(dtype).name))
+            if done_before:
+                entry = {"seconds": 0.0, "source": "already loaded"}
+            report[f"{kernel.name}/{np.dtype(dtype).name}"] = entry
+    report["total_seconds"] = time.perf_counter() - start
+    return report
+
+
+def _blas_threads():
+    # threadpoolctl is not a dependency; use it when installed, else report the env settings.
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        env = {k: os.environ[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+               if k in os.environ}
+        return {"source": "environment (install threadpoolctl for the live value)",
+                "settings": env or "unset: OpenBLAS uses every core"}
+    pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+    return {"source": "threadpoolctl",
+            "pools": [{k: p.get(k) for k in ("internal_api", "num_threads", "version",
+                                               "architecture")} for p in pools]}
+
+
+def info():
+    """What runs where: the active set, thread counts, threading layer, SLP vectorizer state."""
+    import numba
+
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel kernel has run yet in this process
+        layer = f"not started yet (configured: {numba.config.THREADING_LAYER!r})"
+    return {
+        "active": _active,
+        "available": available(),
+        "numba_version": numba.__version__,
+        "numba_threads": numba.get_num_threads(),
+        "threading_layer": layer,
+        "blas_threads": _blas_threads(),
+        "slp_vectorize": {"numba_config": bool(numba.config.SLP_VECTORIZE),
+                          "tinygrad_tf_kernels": True},
+        "compiled": {k.name: dict(k.report) for k in _JIT_KERNELS},
+    }
+
+
+_switch(os.environ.get("TINYGRAD_TF_KERNELS", DEFAULT))

@@ -1,0 +1,74 @@
+"""Lazy, cached Numba compilation for the kernel layer.
+
+`import tinygrad_tf` must not compile anything, and each kernel must exist in as few type
+specialisations as possible (a cold compile of a GEMM takes seconds). So a kernel is declared as
+a plain Python function with the exact signatures it supports; `LazyKernel` compiles (or loads
+from Numba's on-disk cache) those signatures on first call, then refuses any other type, so a
+C-contiguous and a strided array share one compiled 'A'-layout version instead of making two.
+
+LLVM's SLP vectorizer is off in Numba by default (`NUMBA_SLP_VECTORIZE=0`); without it the GEMM
+micro-kernel stays scalar (about 10x slower). We switch it on only while our own kernels compile
+and restore the user's setting afterwards, so other Numba code in the process is not affected.
+"""
+import contextlib
+import threading
+import time
+
+import numba
+
+_compile_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def slp_vectorize():
+    """Compile with LLVM's SLP vectorizer on (it is read when each function is compiled)."""
+    previous = numba.config.SLP_VECTORIZE
+    numba.config.SLP_VECTORIZE = 1
+    try:
+        yield
+    finally:
+        numba.config.SLP_VECTORIZE = previous
+
+
+class LazyKernel:
+    """A Numba kernel compiled on first use, one fixed signature per dtype.
+
+    `signatures` maps a dtype name ("float32", "float64") to a Numba signature string. Calling
+    `kernel(x, ...)` compiles (or loads from cache) the signature for x's dtype the first time
+    that dtype is seen, then runs it. `report` records what each compile did and how long it took.
+    """
+
+    def __init__(self, py_func, signatures, **options):
+        self.name = py_func.__name__
+        self.signatures = signatures
+        self.report = {}  # dtype name -> {"seconds": float, "source": "compiled" | "cache"}
+        self._dispatcher = numba.njit(cache=True, **options)(py_func)  # compiles nothing yet
+
+    def compile(self, dtype_name):
+        """Compile or load the `dtype_name` version now (once); returns its report entry."""
+        if dtype_name not in self.report:
+            with _compile_lock:
+                if dtype_name not in self.report:
+                    self.report[dtype_name] = self._compile(self.signatures[dtype_name])
+        return self.report[dtype_name]
+
+    def _compile(self, signature):
+        dispatcher = self._dispatcher
+        hits_before = sum(dispatcher.stats.cache_hits.values())
+        start = time.perf_counter()
+        dispatcher.disable_compile(False)
+        try:
+            with slp_vectorize():
+                dispatcher.compile(signature)
+        finally:
+            # From now on a call must match a compiled signature (a C-contiguous array is
+            # accepted as 'A' layout): no silent extra specialisation per layout.
+            dispatcher.disable_compile(True)
+        loaded = sum(dispatcher.stats.cache_hits.values()) > hits_before
+        return {"seconds": time.perf_counter() - start, "source": "cache" if loaded else "compiled"}
+
+    def __call__(self, *args):
+        dtype_name = args[0].dtype.name
+        if dtype_name not in self.report:
+            self.compile(dtype_name)
+        return self._dispatcher(*args)
