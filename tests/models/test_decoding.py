@@ -184,11 +184,12 @@ def test_beam_search_beats_greedy_where_the_best_first_step_leads_nowhere():
     assert beam_score[0] == pytest.approx(np.log(0.4) / length_penalty(2, 0.6), abs=1e-6)
 
 
-@settings(max_examples=5)
+@settings(max_examples=5, derandomize=True)  # fixed cases under every profile: see docstring
 @given(source_batches(), st.integers(0, 100))
 def test_wider_beams_never_score_below_greedy_on_these_models(src, seed):
-    """Not a theorem for beam search in general, but checked here on small random models: the
-    beam's best hypothesis scores at least as well as greedy's under the same length penalty."""
+    """Not a theorem for beam search in general (greedy's prefix can fall out of the beam), so
+    this checks fixed small random models: the beam's best hypothesis scores at least as well as
+    greedy's under the same length penalty."""
     model = model_for(seed)
     greedy = greedy_decode(model, src, BOS, EOS, max_extra_len=4)
     _, scores = beam_search(model, src, BOS, EOS, beam_size=4, alpha=0.6, max_extra_len=4,
