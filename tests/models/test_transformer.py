@@ -88,6 +88,25 @@ def test_embeddings_are_scaled_by_sqrt_d_model():
     assert np.all(out[0, 2] == 0), "the padding row starts at zero"
 
 
+def test_attention_is_softmax_of_dot_products_over_sqrt_d_k_per_head():
+    """Section 3.2: with identity projections, head i attends with its own d_k = d_model / h
+    slice of the features, weights softmax(q k^T / sqrt(d_k)), and the heads are concatenated."""
+    d_model, heads, d_k = 6, 2, 3
+    attention = MultiHeadAttention(d_model, heads).double()
+    for linear in (attention.w_q, attention.w_k, attention.w_v, attention.w_o):
+        linear.weight.data[...] = np.eye(d_model)
+        linear.bias.data[...] = 0
+    rng = np.random.default_rng(7)
+    x, memory = rng.standard_normal((1, 2, d_model)), rng.standard_normal((1, 4, d_model))
+    mask = np.array([True, True, True, False])  # the last memory position is padding
+    out = attention(Tensor(x), Tensor(memory), Tensor(memory), Tensor(mask[None, None, None])).data
+    for head in range(heads):
+        cols = slice(head * d_k, (head + 1) * d_k)
+        scores = x[0, :, cols] @ memory[0, :3, cols].T / math.sqrt(d_k)
+        weights = np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(out[0, :, cols], weights @ memory[0, :3, cols], atol=1e-12)
+
+
 @pytest.mark.parametrize("share", [False, True])
 def test_tied_weight_is_one_array_whose_gradient_adds_both_uses(share):
     model = tiny_model(share_embeddings=share, src_vocab_size=VOCAB + 2)
