@@ -1,0 +1,291 @@
+"""The kernel layer: every Numba kernel against its numpy twin, the switch, warmup/info, and the
+engine's gradient checks under each kernel set."""
+import importlib
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+from hypothesis.extra import numpy as hnp
+
+import tinygrad_tf as tg
+from tinygrad_tf import kernels
+
+# The family modules (kernels.matmul etc. are the switched functions, not the modules).
+mm = importlib.import_module("tinygrad_tf.kernels.matmul")
+sm = importlib.import_module("tinygrad_tf.kernels.softmax")
+
+DTYPES = (np.float32, np.float64)
+# Sizes around the 4 x 16 micro-tile (1, primes, multiples and non-multiples of 4 and 16).
+EDGE_SIZES = st.sampled_from([1, 2, 3, 4, 5, 7, 13, 16, 17, 31, 32, 33, 64])
+
+
+# ---------------------------------------------------------------------------- helpers
+
+@st.composite
+def laid_out(draw, values):
+    """`values` as a C-order array, a transposed view of a copy, or a strided slice of a bigger
+    array: the layouts attention and backward hand to the kernels."""
+    layout = draw(st.sampled_from(["c", "transposed", "sliced"]))
+    if layout == "transposed" and values.ndim >= 2:
+        return np.ascontiguousarray(np.swapaxes(values, -1, -2)).swapaxes(-1, -2)
+    if layout == "sliced" and values.ndim >= 1:
+        big = np.zeros(values.shape[:-1] + (2 * values.shape[-1] + 1,), values.dtype)
+        big[..., 1::2] = values
+        return big[..., 1::2]
+    return values
+
+
+def random_array(draw, shape, dtype, scale=1.0):
+    seed = draw(st.integers(0, 2**32 - 1))
+    return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(dtype)
+
+
+# ---------------------------------------------------------------------------- matmul
+
+@st.composite
+def matmul_operands(draw):
+    dtype = draw(st.sampled_from(DTYPES))
+    m, k, n = draw(EDGE_SIZES), draw(EDGE_SIZES), draw(EDGE_SIZES)
+    batch_a, batch_b = draw(hnp.mutually_broadcastable_shapes(num_shapes=2, max_dims=3,
+                                                              max_side=3)).input_shapes
+    a_shape = batch_a + (m, k) if draw(st.integers(0, 5)) else (k,)  # sometimes 1-D
+    b_shape = batch_b + (k, n) if draw(st.integers(0, 5)) else (k,)
+    a = draw(laid_out(random_array(draw, a_shape, dtype)))
+    b = draw(laid_out(random_array(draw, b_shape, dtype)))
+    return a, b
+
+
+def check_matmul(a, b):
+    got = mm.matmul_numba(a, b)
+    want = np.matmul(a.astype(np.float64), b.astype(np.float64))
+    assert got.shape == want.shape and got.dtype == np.result_type(a, b)
+    # Rounding error of a length-K dot product is bounded by ~K eps (|a| @ |b|).
+    k = a.shape[-1]
+    bound = np.matmul(np.abs(a).astype(np.float64), np.abs(b).astype(np.float64))
+    eps = np.finfo(got.dtype).eps
+    assert np.all(np.abs(got - want) <= 2 * k * eps * bound + np.finfo(got.dtype).tiny)
+
+
+@given(matmul_operands())
+def test_matmul_numba_matches_numpy(operands):
+    check_matmul(*operands)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape_a, shape_b", [
+    ((1, 1), (1, 1)), ((97, 61), (61, 89)), ((1024, 128), (128, 100)),
+    ((12, 33, 16), (12, 16, 33)), ((2, 3, 5, 7), (7, 11)), ((4, 1, 6, 5), (3, 5, 2)),
+    ((5, 2, 3, 4, 6), (6, 7)), ((7,), (7,)), ((7,), (3, 7, 2))])
+def test_matmul_numba_fixed_shapes(dtype, shape_a, shape_b):
+    rng = np.random.default_rng(0)
+    check_matmul(rng.standard_normal(shape_a).astype(dtype),
+                 rng.standard_normal(shape_b).astype(dtype))
+
+
+def test_matmul_numba_reads_attention_transposes():
+    # q @ k^T with q, k from a head split: (B, T, h, d) -> permute -> (B, h, T, d) views.
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 33, 4, 16)).astype(np.float32)
+    q = x.transpose(0, 2, 1, 3)
+    check_matmul(q, q.swapaxes(-1, -2))
+    check_matmul(q.swapaxes(-1, -2), q)
+
+
+def test_matmul_numba_falls_back_for_other_dtypes():
+    a, b = np.arange(6).reshape(2, 3), np.arange(12).reshape(3, 4)
+    np.testing.assert_array_equal(mm.matmul_numba(a, b), a @ b)
+    mixed = mm.matmul_numba(a.astype(np.float32), b.astype(np.float64))
+    assert mixed.dtype == np.float64
+    assert mm.matmul_numba(np.ones((0, 3)), np.ones((3, 2))).shape == (0, 2)
+    with pytest.raises(ValueError):
+        mm.matmul_numba(np.ones((2, 3)), np.ones((4, 2)))
+
+
+def test_matmul_auto_routes_by_shape_class(monkeypatch):
+    calls = []
+    monkeypatch.setattr(mm, "matmul_numba", lambda a, b: calls.append("numba") or a @ b)
+    monkeypatch.setattr(mm, "matmul_numpy", lambda a, b: calls.append("numpy") or a @ b)
+    f32 = np.float32
+    kernels.matmul_auto(np.ones((8, 64, 32), f32), np.ones((8, 32, 64), f32))
+    kernels.matmul_auto(np.ones((1024, 128), f32), np.ones((128, 512), f32))
+    kernels.matmul_auto(np.ones((8, 64, 32)), np.ones((8, 32, 64)))  # float64
+    assert calls == ["numba", "numpy", "numpy"]
+
+
+# ---------------------------------------------------------------------------- softmax family
+
+SOFTMAX_FAMILY = ["softmax", "log_softmax", "softmax_backward", "log_softmax_backward"]
+
+
+@st.composite
+def softmax_inputs(draw):
+    dtype = draw(st.sampled_from(DTYPES))
+    shape = tuple(draw(st.lists(EDGE_SIZES, min_size=1, max_size=3)))
+    axis = draw(st.integers(-len(shape), len(shape) - 1))
+    scale = draw(st.sampled_from([1.0, 30.0, 1e4]))  # 1e4: logits far beyond exp's range
+    x = random_array(draw, shape, dtype, scale)
+    if draw(st.booleans()) and x.ndim >= 2:  # masked rows: some all -inf, some partly
+        moved = np.moveaxis(x, axis, -1)
+        moved[..., 0, :] = -np.inf
+        moved[..., -1, : moved.shape[-1] // 2] = -np.inf
+    grad = random_array(draw, shape, dtype)
+    return draw(laid_out(x)), draw(laid_out(grad)), axis
+
+
+def run_family(name, x, grad, axis, impl):
+    fn = getattr(sm, f"{name}_{impl}")
+    if name.endswith("_backward"):
+        forward = getattr(sm, name.replace("_backward", "") + "_numpy")
+        return fn(forward(x, axis), grad, axis)
+    return fn(x, axis)
+
+
+@pytest.mark.parametrize("name", SOFTMAX_FAMILY)
+@given(inputs=softmax_inputs())
+def test_softmax_family_numba_matches_numpy(name, inputs):
+    x, grad, axis = inputs
+    with np.errstate(invalid="ignore"):  # the twins compute -inf - -inf in masked rows
+        want = run_family(name, x, grad, axis, "numpy")
+        got = run_family(name, x, grad, axis, "numba")
+    assert got.shape == want.shape and got.dtype == want.dtype
+    assert not np.isnan(got).any(), f"{name}: NaN in the Numba result"
+    np.testing.assert_array_equal(np.isneginf(got), np.isneginf(want))
+    finite = np.isfinite(want)
+    got, want = np.where(finite, got, 0), np.where(finite, want, 0)
+    tol = 2e-5 if x.dtype == np.float32 else 1e-12
+    # log-softmax of 1e4 logits reaches -2e4: compare relative to each row's magnitude.
+    scale = np.maximum(1.0, np.abs(want).max(axis=axis, keepdims=True))
+    assert np.all(np.abs(got - want) <= tol * scale), name
+
+
+def test_softmax_masked_rows_give_zeros_and_log_softmax_minus_inf():
+    x = np.full((3, 5), -np.inf, dtype=np.float32)
+    x[1] = np.arange(5)
+    y = sm.softmax_numba(x, -1)
+    assert np.all(y[[0, 2]] == 0) and np.isclose(y[1].sum(), 1)
+    ly = sm.log_softmax_numba(x, -1)
+    assert np.all(np.isneginf(ly[[0, 2]])) and not np.isnan(ly).any()
+    g = np.ones_like(x)
+    assert np.all(sm.softmax_backward_numba(y, g, -1)[[0, 2]] == 0)
+    np.testing.assert_array_equal(sm.log_softmax_backward_numba(ly, g, -1)[0], g[0])
+
+
+def test_softmax_falls_back_for_other_dtypes():
+    x = np.linspace(-3, 3, 12, dtype=np.float16).reshape(3, 4)
+    np.testing.assert_array_equal(sm.softmax_numba(x, 0), sm.softmax_numpy(x, 0))
+    assert sm.softmax_numba(np.ones((0, 4), np.float32), 1).shape == (0, 4)
+
+
+# The float32 polynomial exp: measured max relative error 1.75e-7 over [-87, 0] (about 1.5
+# float32 ulps); the bound below leaves little room, so a worse polynomial fails here.
+EXP_MAX_RELATIVE_ERROR = 2.5e-7
+
+
+def kernel_exp_float32(values):
+    """exp(values) as the Numba log_softmax backward computes it: with grad = [0, -1] per row,
+    grad - exp(y) * sum(grad) is exactly exp(y[:, 0])."""
+    y = np.stack([values, np.zeros_like(values)], axis=1).astype(np.float32)
+    grad = np.tile(np.array([0, -1], np.float32), (len(values), 1))
+    return sm.log_softmax_backward_numba(y, grad, 1)[:, 0]
+
+
+def test_fast_exp_relative_error_is_bounded():
+    x = np.linspace(-87, 0, 2_000_001, dtype=np.float32)
+    got = kernel_exp_float32(x).astype(np.float64)
+    want = np.exp(x.astype(np.float64))
+    assert np.max(np.abs(got - want) / want) <= EXP_MAX_RELATIVE_ERROR
+
+
+def test_fast_exp_underflow_and_minus_inf_are_exact_zeros():
+    got = kernel_exp_float32(np.array([-np.inf, -1e4, -88.0, -103.0], np.float32))
+    assert np.all(got == 0)
+    assert kernel_exp_float32(np.array([0.0], np.float32))[0] == 1
+
+
+# ---------------------------------------------------------------------------- the switch
+
+def test_use_switches_and_restores():
+    before = kernels.active()
+    with kernels.use("numpy"):
+        assert kernels.active() == "numpy" and kernels.matmul is mm.matmul_numpy
+        with kernels.use("numba"):
+            assert kernels.softmax is sm.softmax_numba
+        assert kernels.active() == "numpy"
+    assert kernels.active() == before
+    with pytest.raises(ValueError, match="unknown kernel set 'blas'"):
+        kernels.use("blas")
+
+
+def run_python(code, **env):
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**os.environ, **env}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_environment_variable_picks_the_set_and_import_compiles_nothing():
+    code = ("import tinygrad_tf.kernels as k\n"
+            "print(k.active(), sum(len(j._dispatcher.signatures) for j in k._JIT_KERNELS))")
+    assert run_python(code, TINYGRAD_TF_KERNELS="numpy") == "numpy 0"
+    assert run_python(code, TINYGRAD_TF_KERNELS="numba") == "numba 0"
+
+
+def test_warmup_and_info_report():
+    report = kernels.warmup(dtypes=("float32",))
+    assert report["total_seconds"] >= 0
+    assert {"_gemm/float32", "_softmax_rows/float32"} <= set(report)
+    assert all(entry["source"] in ("compiled", "cache", "already loaded")
+               for key, entry in report.items() if key != "total_seconds")
+    info = kernels.info()
+    assert info["active"] == kernels.active() and info["numba_threads"] >= 1
+    assert info["slp_vectorize"]["tinygrad_tf_kernels"] is True
+    assert "float32" in info["compiled"]["_gemm"]
+
+
+def test_slp_setting_is_restored_after_compiling():
+    import numba
+    assert kernels.warmup(dtypes=("float64",))
+    assert numba.config.SLP_VECTORIZE == int(os.environ.get("NUMBA_SLP_VECTORIZE", 0))
+
+
+# ---------------------------------------------------------------------------- gradchecks
+
+@pytest.fixture(params=["numba", "numpy"])
+def kernel_set(request):
+    with kernels.use(request.param):
+        yield request.param
+
+
+def leaf(shape, seed, transpose=False):
+    data = np.random.default_rng(seed).standard_normal(shape)
+    if transpose:  # a non-contiguous leaf, as attention's k^T
+        data = np.ascontiguousarray(data.swapaxes(-1, -2)).swapaxes(-1, -2)
+    return tg.Tensor(data, requires_grad=True)
+
+
+@pytest.mark.parametrize("shape_a, shape_b", [
+    ((3, 4), (4, 5)), ((2, 3, 4), (4, 5)), ((2, 1, 3, 4), (3, 4, 2)), ((4,), (4, 3)),
+    ((2, 3, 4), (4,)), ((4,), (4,)), ((17, 5), (5, 19))])
+def test_gradcheck_matmul(kernel_set, shape_a, shape_b):
+    a = leaf(shape_a, 0, transpose=len(shape_a) > 1)
+    b = leaf(shape_b, 1, transpose=len(shape_b) > 1)
+    assert tg.gradcheck(lambda x, y: x @ y, a, b)
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("shape, dim", [((5,), 0), ((3, 7), -1), ((3, 7), 0), ((2, 3, 17), 1)])
+def test_gradcheck_softmax(kernel_set, op, shape, dim):
+    x = leaf(shape, 2, transpose=len(shape) > 1)
+    assert tg.gradcheck(lambda t: getattr(t, op)(dim), x)
+
+
+def test_gradcheck_attention_block(kernel_set):
+    q, k, v = leaf((2, 5, 4), 3), leaf((2, 6, 4), 4), leaf((2, 6, 3), 5)
+    mask = np.zeros((2, 5, 6), dtype=bool)
+    mask[:, :, 4:] = True
+    assert tg.gradcheck(
+        lambda q, k, v: (q @ k.transpose(-1, -2)).masked_fill(mask, -np.inf).softmax(-1) @ v,
+        q, k, v)
