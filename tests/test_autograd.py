@@ -57,6 +57,16 @@ def test_broadcast_gradient_is_summed_back():
     assert bias.grad.shape == bias.shape and bias.grad.dtype == bias.dtype
 
 
+def test_maximum_and_max_ties_follow_torch():
+    # Ties are kinks (the test table avoids them); the convention there is torch's.
+    a, b = leaf(1.0, 2.0, 5.0), leaf(1.0, 3.0, 4.0)
+    a.maximum(b).backward(np.array([2.0, 1.0, 1.0]))
+    assert a.grad.tolist() == [1.0, 0.0, 1.0] and b.grad.tolist() == [1.0, 1.0, 0.0]
+    x = leaf(3.0, 1.0, 3.0)
+    x.max().backward()
+    assert x.grad.tolist() == [1.0, 0.0, 0.0]  # the first arg-max gets it all, as torch.max(dim)
+
+
 def test_gradient_dtype_follows_the_input():
     x = Tensor(np.array([1.0, 2.0], np.float32), requires_grad=True)
     (x.double() * np.array([3.0, 4.0])).sum().backward()

@@ -295,6 +295,11 @@ CASES = [
 ]
 
 
+# float64 central differences with eps=1e-6 are good to ~1e-9 on these bounded inputs, far
+# tighter than gradcheck's defaults (made for float32 functions): a 1e-4 relative error fails.
+TIGHT = {"atol": 1e-7, "rtol": 1e-6}
+
+
 def _float64(t):
     return t.data.astype(np.float64) if t.dtype.kind == "f" else t.data
 
@@ -313,11 +318,11 @@ def check_op(case, tensors, kwargs):
     assert out32.dtype == np.float32, f"{case.name}: float32 inputs gave {out32.dtype}"
     np.testing.assert_allclose(out32.data, expected, rtol=1e-4, atol=1e-4)
 
-    assert gradcheck(lambda *ts: case.ours(*ts, **kwargs), *tensors, **case.gradcheck)
+    tolerances = {**TIGHT, **case.gradcheck}
+    assert gradcheck(lambda *ts: case.ours(*ts, **kwargs), *tensors, **tolerances)
 
 
 @pytest.mark.parametrize("case", CASES, ids=repr)
-@settings(max_examples=20)
 @given(data=st.data())
 def test_op(case, data):
     tensors, kwargs = data.draw(case.inputs, label="inputs")
