@@ -24,17 +24,19 @@ def parse_args():
     parser.add_argument("--vocab", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None,
-                        help="BLAS threads for numpy and torch alike (default: each library's own)")
+                        help="threads for OpenBLAS, Numba and torch alike (default: each "
+                             "library's own)")
     return parser.parse_args()
 
 
 ARGS = parse_args()
-if ARGS.threads is not None:  # OpenBLAS reads this once, when numpy is first imported
-    os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(ARGS.threads)
+if ARGS.threads is not None:  # OpenBLAS and Numba read these once, when first imported
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ[variable] = str(ARGS.threads)
 
 import numpy as np  # noqa: E402  (after the thread setting above)
 
-from tinygrad_tf import Tensor, manual_seed  # noqa: E402
+from tinygrad_tf import Tensor, kernels, manual_seed  # noqa: E402
 from tinygrad_tf.models import (Transformer, TransformerConfig, beam_search,  # noqa: E402
                                 greedy_decode)
 
@@ -118,11 +120,12 @@ def main():
         steps["torch greedy, uncached"] = median_steps([r[0] for r in results])
         tokens["torch greedy, uncached"] = results[0][1]
 
-    threads = os.environ.get("OPENBLAS_NUM_THREADS", "OpenBLAS default")
+    threads = os.environ.get("OPENBLAS_NUM_THREADS", "library defaults")
     print(f"decode bench: d_model 128, 4 heads, 2+2 layers, d_ff 512, vocab {args.vocab}, "
           f"{B} sequences x {N} new tokens, float32, median of {args.repeats} runs")
     torch_info = f"{torch.__version__} ({torch.get_num_threads()} threads)" if torch else "absent"
-    print(f"numpy {np.__version__} (BLAS threads: {threads}); torch {torch_info}")
+    print(f"kernels {kernels.active()!r}; numpy {np.__version__} (BLAS/Numba threads: "
+          f"{threads}); torch {torch_info}")
     quarters = np.array_split(np.arange(N), 4)
     header = (f"{'method':<24}{'ms/step':>9}{'cpu ms':>8}" + "".join(
         f"{f'steps {q[0] + 1}-{q[-1] + 1}':>13}" for q in quarters) + f"{'last/first':>12}"
