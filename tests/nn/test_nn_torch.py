@@ -158,3 +158,27 @@ def test_state_file_opens_in_torch_safetensors(tmp_path):
     reference.load_state_dict(safetensors_torch.load_file(str(path)))
     x = RNG.standard_normal((4, 3)).astype(np.float32)
     assert_close(model(Tensor(x)), reference(torch.tensor(x)), rtol=1e-6, atol=1e-6)
+
+
+def test_a_torch_model_ports_with_its_state_dict():
+    def build(lib):
+        class Tagger(lib.Module):
+            def __init__(self):
+                super().__init__()
+                self.embed = lib.Embedding(11, 6, padding_idx=0)
+                self.body = lib.Sequential(lib.Linear(6, 8), lib.GELU(), lib.LayerNorm(8))
+                self.heads = lib.ModuleList([lib.Linear(8, 3), lib.Linear(8, 2, bias=False)])
+
+            def forward(self, ids):
+                x = self.body(self.embed(ids))
+                return self.heads[0](x), self.heads[1](x)
+        return Tagger()
+
+    theirs, ours = build(torch.nn).double(), build(nn).double()
+    state = {name: value.detach().numpy() for name, value in theirs.state_dict().items()}
+    assert list(state) == list(ours.state_dict())  # same names, same order
+    ours.load_state_dict(state)
+    ids = RNG.integers(0, 11, (2, 5))
+    for a, t in zip(ours(ids), theirs(torch.tensor(ids))):
+        assert_close(a, t)
+    assert ours.num_parameters() == sum(p.numel() for p in theirs.parameters())
