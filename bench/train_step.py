@@ -1,0 +1,176 @@
+"""One training step (forward, loss, backward, Adam) of three model sizes, ours vs PyTorch.
+
+Configurations (vocabulary 64, batch 32 sequences x 32 source and 32 target tokens, no padding):
+    tiny    the tiny preset (d_model 32, 4 heads, 2+2 layers, d_ff 64)
+    small   d_model 128, 4 heads, 2+2 layers, d_ff 512
+    medium  d_model 256, 8 heads, 3+3 layers, d_ff 1024
+each with dropout 0.1 and 0. A step is the recipe's: logits, cross-entropy with label smoothing
+0.1 (padding ignored), zero_grad, backward, Adam(0.9, 0.98, 1e-9). PyTorch runs the same
+weights (tests/models/torch_transformer.py, built from torch.nn layers) with torch.set_num_threads.
+
+Every row runs in its own subprocess, so the two libraries' thread pools never meet and memory is
+that row's alone. Memory: the peak resident set size (Linux VmHWM, reset through
+/proc/self/clear_refs once the model is built) over the warm-up and timed steps, minus the
+resident size at that point: what training adds to the model itself (gradients, Adam's moments,
+activations, temporaries, allocator caches).
+
+    flock /tmp/tgtf-cpu.lock env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
+        .venv/bin/python bench/train_step.py [--steps 20] [--threads 2]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+CONFIGS = {
+    "tiny": dict(d_model=32, n_heads=4, n_encoder_layers=2, n_decoder_layers=2, d_ff=64),
+    "small": dict(d_model=128, n_heads=4, n_encoder_layers=2, n_decoder_layers=2, d_ff=512),
+    "medium": dict(d_model=256, n_heads=8, n_encoder_layers=3, n_decoder_layers=3, d_ff=1024),
+}
+VOCAB, BATCH, LENGTH = 64, 32, 32
+
+
+def _status_bytes(field):
+    with open("/proc/self/status") as file:
+        for line in file:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024  # reported in kB
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def _reset_peak_rss():
+    """Start a new peak-RSS measurement (Linux >= 4.0: writing 5 to clear_refs resets VmHWM)."""
+    import gc
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as file:
+        file.write("5")
+    return _status_bytes("VmRSS")
+
+
+def run_row(framework, name, dropout, steps, threads):
+    """Time `steps` training steps in this process; print one JSON line."""
+    import numpy as np
+
+    from tinygrad_tf import Tensor, kernels, manual_seed, nn
+    from tinygrad_tf.models import Transformer, TransformerConfig
+    from tinygrad_tf.nn import functional as F
+
+    manual_seed(0)
+    config = TransformerConfig(VOCAB, VOCAB, dropout=dropout, share_embeddings=True, max_len=64,
+                               **CONFIGS[name])
+    model = Transformer(config)
+    rng = np.random.default_rng(0)
+    src_ids = rng.integers(4, VOCAB, (BATCH, LENGTH))
+    tgt_ids = rng.integers(4, VOCAB, (BATCH, LENGTH + 1))
+    tgt_in, tgt_out = tgt_ids[:, :-1], tgt_ids[:, 1:]
+
+    if framework == "ours":
+        optimizer = nn.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9)
+        src, tgt_in_t, tgt_out_t = Tensor(src_ids), Tensor(tgt_in), Tensor(tgt_out.reshape(-1))
+
+        def step():
+            logits = model(src, tgt_in_t)
+            loss = F.cross_entropy(logits.reshape(-1, VOCAB), tgt_out_t, ignore_index=0,
+                                   label_smoothing=0.1)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            return loss.item()
+        version = f"kernels {kernels.active()}"
+    else:
+        import torch
+        sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "models"))
+        from torch_transformer import from_ours
+        torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        reference = from_ours(model, dtype=torch.float32).train()
+        del model
+        optimizer = torch.optim.Adam(reference.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9)
+        src, tgt_in_t = torch.from_numpy(src_ids), torch.from_numpy(tgt_in)
+        tgt_out_t = torch.from_numpy(tgt_out.reshape(-1))
+
+        def step():
+            logits = reference(src, tgt_in_t)
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), tgt_out_t,
+                                                     ignore_index=0, label_smoothing=0.1)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            return loss.item()
+        version = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+    before = _reset_peak_rss()  # model built; gradients and Adam's moments not yet
+    for _ in range(3):  # warm-up: first-call allocations, kernel compiles, optimizer state
+        step()
+    times = []
+    for _ in range(steps):
+        started = time.perf_counter()
+        loss = step()
+        times.append(time.perf_counter() - started)
+    peak = _status_bytes("VmHWM")
+    print(json.dumps({"ms": 1e3 * float(np.median(times)), "ms_min": 1e3 * min(times),
+                      "mem_mb": max(0, peak - before) / 2**20, "loss": loss, "version": version}))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per row (median)")
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (2)")
+    parser.add_argument("--configs", default="tiny,small,medium")
+    parser.add_argument("--row", nargs=3, metavar=("FRAMEWORK", "CONFIG", "DROPOUT"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.row:
+        framework, name, dropout = args.row
+        return run_row(framework, name, float(dropout), args.steps, args.threads)
+
+    try:
+        import torch  # noqa: F401
+        frameworks = ["ours", "torch"]
+    except ImportError:
+        frameworks = ["ours"]
+    import numpy as np
+    rows, versions = {}, {}
+    for name in args.configs.split(","):
+        for dropout in (0.1, 0.0):
+            for framework in frameworks:
+                command = [sys.executable, __file__, "--row", framework, name, str(dropout),
+                           "--steps", str(args.steps), "--threads", str(args.threads)]
+                done = subprocess.run(command, capture_output=True, text=True)
+                if done.returncode:
+                    sys.exit(f"{framework} {name} dropout {dropout} failed:\n{done.stderr}")
+                rows[framework, name, dropout] = json.loads(done.stdout.strip().splitlines()[-1])
+                versions[framework] = rows[framework, name, dropout]["version"]
+
+    tokens = BATCH * LENGTH
+    print(f"training step: vocab {VOCAB}, batch {BATCH} x {LENGTH} source + {LENGTH} target "
+          f"tokens, float32, median of {args.steps} steps after 3 warm-up steps")
+    print(f"ours: numpy {np.__version__}, {versions['ours']}, OPENBLAS_NUM_THREADS="
+          f"{os.environ.get('OPENBLAS_NUM_THREADS', '(unset)')}; "
+          + (versions.get("torch", "torch not installed")))
+    header = (f"{'config':<8}{'dropout':>8}{'ours ms':>9}{'torch ms':>10}{'ours/torch':>11}"
+              f"{'ours tok/s':>12}{'torch tok/s':>12}{'ours MB':>9}{'torch MB':>10}")
+    print(header)
+    print("-" * len(header))
+    for name in args.configs.split(","):
+        for dropout in (0.1, 0.0):
+            ours = rows["ours", name, dropout]
+            line = f"{name:<8}{dropout:>8}{ours['ms']:>9.1f}"
+            theirs = rows.get(("torch", name, dropout))
+            if theirs:
+                line += f"{theirs['ms']:>10.1f}{ours['ms'] / theirs['ms']:>10.2f}x"
+            else:
+                line += f"{'-':>10}{'-':>11}"
+            line += f"{tokens / ours['ms'] * 1e3:>12,.0f}"
+            line += f"{tokens / theirs['ms'] * 1e3:>12,.0f}" if theirs else f"{'-':>12}"
+            line += f"{ours['mem_mb']:>9.1f}" + (f"{theirs['mem_mb']:>10.1f}" if theirs else "")
+            print(line)
+    print("ms: median wall time of one step; ours/torch < 1 means ours is faster; tok/s: target "
+          "tokens per second; MB: peak RSS during the steps minus RSS after building the model "
+          "(VmHWM reset via /proc/self/clear_refs; each row in its own subprocess)")
+
+
+if __name__ == "__main__":
+    main()
