@@ -30,14 +30,24 @@ KERNEL_NAMES = ("matmul", "softmax", "softmax_backward", "log_softmax", "log_sof
 AUTO_NUMBA_MAX_MATRIX = 256 * 256
 
 
-def matmul_auto(a, b):
-    """a @ b on the faster path for its shape class (see AUTO_NUMBA_MAX_MATRIX)."""
-    if (a.ndim > 2 or b.ndim > 2) and a.dtype == b.dtype == np.float32:
+def matmul_auto_path(a, b):
+    """Which matmul "auto" takes for these operands: "numba" or "numpy"."""
+    if b.ndim > 2 and a.dtype == b.dtype == np.float32:
         batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
         rows = a.shape[-2] if a.ndim > 1 else 1
         cols = b.shape[-1] if b.ndim > 1 else 1
         if int(np.prod(batch)) > 1 and rows * cols <= AUTO_NUMBA_MAX_MATRIX:
-            return _matmul.matmul_numba(a, b)
+            return "numba"
+    return "numpy"
+
+
+def matmul_auto(a, b):
+    """a @ b on the faster path for its shape class (see AUTO_NUMBA_MAX_MATRIX)."""
+    if matmul_auto_path(a, b) == "numba":
+        return _matmul.matmul_numba(a, b)
+    if b.ndim == 2 and a.ndim > 2:  # a linear layer: one big 2-D GEMM, not one per batch item
+        return _matmul.matmul_numpy(a.reshape(-1, a.shape[-1]), b).reshape(
+            a.shape[:-1] + (b.shape[-1],))
     return _matmul.matmul_numpy(a, b)
 
 

@@ -172,6 +172,8 @@ def matmul_numba(a, b):
     (m, kdim), (kdim_b, n) = a2.shape[-2:], b2.shape[-2:]
     if kdim != kdim_b or 0 in (m, n, kdim):
         return matmul_numpy(a, b)  # numpy raises its own error on a mismatch
+    if b.ndim == 2 and a.ndim > 2:  # a linear layer: fold a's batch into rows, one 2-D product
+        return matmul_numba(a.reshape(-1, kdim), b).reshape(a.shape[:-1] + (n,))
     batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
     a4, b4 = _as_4d(a2, batch, m, kdim), _as_4d(b2, batch, kdim, n)
     out = np.empty(a4.shape[:2] + (m, n), dtype=a.dtype)

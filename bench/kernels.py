@@ -1,0 +1,184 @@
+"""Kernel benchmark: numpy twin vs Numba kernel vs PyTorch (if installed), side by side, one run.
+
+Run it alone on the machine (other jobs on the cores make parallel kernels collapse), holding the
+shared CPU lock, and without the OpenBLAS overrides that slow a current numpy:
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE flock /tmp/tgtf-cpu.lock \
+        .venv/bin/python bench/kernels.py [--repeats 15] [--quick]
+
+Every case times the three implementations round-robin, `repeats` times, and reports medians,
+so a burst of load elsewhere hits all three alike. float32 throughout (the training dtype).
+Columns: times in ms; GFLOP/s (matmul) or GB/s (softmax: bytes read + written) of the Numba
+kernel; speedup = numpy time / Numba time; vs torch = torch time / Numba time (>1: Numba
+faster); `auto` = the path the default kernel set takes for that shape.
+"""
+import argparse
+import importlib
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+
+import tinygrad_tf
+from tinygrad_tf import kernels
+
+mm = importlib.import_module("tinygrad_tf.kernels.matmul")
+sm = importlib.import_module("tinygrad_tf.kernels.softmax")
+
+try:
+    import torch
+except ImportError:
+    torch = None
+
+TOKENS = 1024
+# Targets from the kernels issue: Numba time vs numpy / torch time for each table.
+TARGETS = {"linear": ("speedup", 0.9), "attention": ("speedup", 1.5),
+           "softmax": ("speedup", 5.0), "backward": ("speedup", 8.0)}
+
+
+def median_times(fns, repeats):
+    """Median seconds of each function, timed round-robin after one untimed call each."""
+    for fn in fns:
+        fn()
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, spent in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            spent.append(time.perf_counter() - start)
+    return [statistics.median(spent) for spent in times]
+
+
+def as_torch(*arrays):
+    return [torch.from_numpy(np.ascontiguousarray(a)) if not a.flags.writeable else
+            torch.from_numpy(a) for a in arrays]
+
+
+def matmul_case(a, b):
+    fns = [lambda: mm.matmul_numpy(a, b), lambda: mm.matmul_numba(a, b)]
+    if torch is not None:
+        ta, tb = as_torch(a, b)
+        fns.append(lambda: torch.matmul(ta, tb))
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    work = 2 * int(np.prod(batch)) * a.shape[-2] * a.shape[-1] * b.shape[-1]
+    return fns, work / 1e9, "GFLOP/s", kernels.matmul_auto_path(a, b)
+
+
+def softmax_case(name, x, grad):
+    numpy_fn, numba_fn = getattr(sm, name + "_numpy"), getattr(sm, name + "_numba")
+    if name.endswith("_backward"):
+        y = getattr(sm, name.replace("_backward", "") + "_numpy")(x, -1)
+        args, nbytes = (y, grad, -1), 3 * x.nbytes
+    else:
+        args, nbytes = (x, -1), 2 * x.nbytes
+    fns = [lambda: numpy_fn(*args), lambda: numba_fn(*args)]
+    if torch is not None:
+        tx, tg, ty = as_torch(x, grad, args[0])
+        torch_fn = {
+            "softmax": lambda: torch.softmax(tx, -1),
+            "log_softmax": lambda: torch.log_softmax(tx, -1),
+            "softmax_backward": lambda: torch._softmax_backward_data(tg, ty, -1, ty.dtype),
+            "log_softmax_backward":
+                lambda: torch._log_softmax_backward_data(tg, ty, -1, ty.dtype),
+        }[name]
+        fns.append(torch_fn)
+    return fns, nbytes / 1e9, "GB/s", "numba"
+
+
+def print_table(title, rows, target):
+    print(f"\n## {title}\n")
+    torch_cols = " torch ms | vs torch |" if torch is not None else ""
+    torch_rule = "---:|---:|" if torch is not None else ""
+    print(f"| case | numpy ms | numba ms |{torch_cols} numba rate | speedup | auto |")
+    print(f"|---|---:|---:|{torch_rule}---:|---:|---|")
+    for label, times, amount, unit, auto in rows:
+        t_numpy, t_numba = times[0], times[1]
+        cells = [label, f"{t_numpy * 1e3:.3f}", f"{t_numba * 1e3:.3f}"]
+        if torch is not None:
+            cells += [f"{times[2] * 1e3:.3f}", f"{times[2] / t_numba:.2f}x"]
+        cells += [f"{amount / t_numba:.1f} {unit}", f"{t_numpy / t_numba:.2f}x", auto]
+        print("| " + " | ".join(cells) + " |")
+    kind, bound = target
+    speedups = [times[0] / times[1] for _, times, *_ in rows]
+    verdict = "met" if min(speedups) >= bound else "NOT met"
+    print(f"\ntarget: numba >= {bound}x numpy on every row: {verdict} "
+          f"(min {min(speedups):.2f}x, max {max(speedups):.2f}x)")
+    if torch is not None and title.startswith("softmax"):
+        vs_torch = [times[2] / times[1] for _, times, *_ in rows]
+        within = "met" if min(vs_torch) >= 1 / 1.2 else "NOT met"
+        print(f"target: numba within 1.2x of torch's time: {within} "
+              f"(worst: numba takes {1 / min(vs_torch):.2f}x torch's time)")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--quick", action="store_true", help="fewer shapes, for a smoke run")
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+
+    def randn(*shape):
+        return rng.standard_normal(shape).astype(np.float32)
+
+    if torch is not None:
+        torch.set_num_threads(2)
+    warm = kernels.warmup(dtypes=("float32",))
+    print("# tinygrad_tf kernel benchmark\n")
+    print(f"- numpy {np.__version__}, tinygrad_tf {tinygrad_tf.__version__}, "
+          f"torch {torch.__version__ if torch is not None else 'not installed'}, "
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus")
+    info = kernels.info()
+    print(f"- numba {info['numba_version']}: {info['numba_threads']} threads, layer "
+          f"{info['threading_layer']}; BLAS threads: {info['blas_threads']}")
+    print("- OPENBLAS_CORETYPE=%s OPENBLAS_L2_SIZE=%s" % (
+        os.environ.get("OPENBLAS_CORETYPE", "unset"), os.environ.get("OPENBLAS_L2_SIZE", "unset")))
+    print(f"- kernel warmup (compile or cache load): {warm['total_seconds']:.2f} s; "
+          f"median of {args.repeats} round-robin repeats per cell")
+
+    d_models = (128,) if args.quick else (128, 256)
+    linear = []
+    for d in d_models:
+        for n in (d, 4 * d, 1000):
+            linear.append((f"({TOKENS}x{d}) @ ({d}x{n})", randn(TOKENS, d), randn(d, n)))
+        x, g = randn(TOKENS, d), randn(TOKENS, 4 * d)
+        w = randn(d, 4 * d)
+        linear.append((f"grad_x ({TOKENS}x{4 * d}) @ W^T view", g, w.T))
+        linear.append((f"grad_W x^T view @ ({TOKENS}x{4 * d})", x.T, g))
+    attention = []
+    for bh, t, dk in ((128, 32, 32), (64, 64, 32)) if args.quick else (
+            (128, 32, 32), (64, 64, 32), (32, 128, 32), (16, 128, 64)):
+        q, k, v, p = randn(bh, t, dk), randn(bh, t, dk), randn(bh, t, dk), randn(bh, t, t)
+        k_t = np.ascontiguousarray(k.swapaxes(-1, -2))
+        attention += [(f"({bh},{t},{dk}) @ ({bh},{dk},{t})", q, k_t),
+                      (f"({bh},{t},{dk}) @ k^T view", q, k.swapaxes(-1, -2)),
+                      (f"({bh},{t},{t}) @ ({bh},{t},{dk})", p, v)]
+    soft_shapes = [(64, 64, 64), (32, 128, 128), (TOKENS, 1000)]
+    if not args.quick:
+        soft_shapes += [(16, 256, 256), (256, 8000)]
+
+    rows = [(label, *_timed(matmul_case(a, b), args.repeats)) for label, a, b in linear]
+    print_table("matmul, 2-D (Transformer linears, forward and backward)", rows,
+                TARGETS["linear"])
+    rows = [(label, *_timed(matmul_case(a, b), args.repeats)) for label, a, b in attention]
+    print_table("matmul, batched attention shapes", rows, TARGETS["attention"])
+    for names, title, target in ((("softmax", "log_softmax"), "softmax forward", "softmax"),
+                                 (("softmax_backward", "log_softmax_backward"),
+                                  "softmax backward", "backward")):
+        rows = []
+        for shape in soft_shapes:
+            x, grad = randn(*shape) * 3, randn(*shape)
+            for name in names:
+                rows.append((f"{name} {shape}", *_timed(softmax_case(name, x, grad),
+                                                         args.repeats)))
+        print_table(title, rows, TARGETS[target])
+
+
+def _timed(case, repeats):
+    fns, amount, unit, auto = case
+    return median_times(fns, repeats), amount, unit, auto
+
+
+if __name__ == "__main__":
+    main()
