@@ -35,9 +35,12 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
 
     The analytic gradient comes from `backward` in the inputs' own dtype; the numeric one from
     central differences (f(x + eps) - f(x - eps)) / 2 eps in float64, on float64 copies of the
-    inputs, so float32 rounding cannot cause false failures. An element passes when
-    |analytic - numeric| <= atol + rtol * |numeric|. Returns True, or raises GradcheckError naming
-    the input, the worst element, both values and how many elements disagree.
+    inputs, so float32 rounding cannot cause false failures. Both differentiate sum(out * w) for
+    a random, non-uniform w (seeded by `seed`). An element passes when
+    |analytic - numeric| <= atol + rtol * |numeric| (NaN never passes). Returns True, or raises
+    GradcheckError naming the input, the worst element, both values, the tolerances and how many
+    elements disagree; GradcheckKinkError if the worst element sits on a kink (its left and right
+    slopes differ). `fn` must compute in its inputs' dtype for the float64 evaluation to be exact.
     """
     tensors = [x if isinstance(x, Tensor) else Tensor(x) for x in inputs]
     checked = [i for i, t in enumerate(tensors) if t.requires_grad]

@@ -8,56 +8,18 @@ import numbers
 import numpy as np
 
 from . import autograd as _autograd
+from . import dtypes as _dtypes
 from . import function as F
 from . import random as _random
 from .autograd import backward as _run_backward
 
-_DEFAULT_FLOAT = np.dtype(np.float32)
-_INDEX = np.dtype(np.int64)
-_BOOL = np.dtype(np.bool_)
-
-
-def _category(dtype):
-    # PyTorch promotes across categories (bool < int < float) to the higher one's dtype,
-    # and within a category to the wider type.
-    return 2 if dtype.kind in "fc" else 1 if dtype.kind in "iu" else 0
-
-
-def _scalar_category(value):
-    return 0 if isinstance(value, (bool, np.bool_)) else 1 if isinstance(value, numbers.Integral) else 2
-
-
-def _promote(a, b):
-    """The dtype of an op on Tensors `a` and `b`, by PyTorch's rules: the higher category
-    (bool < int < float) wins; within a category the wider type, except that a 0-d tensor never
-    widens a tensor with dims (float32 tensor * float64 0-d tensor is float32)."""
-    da, db = a.data.dtype, b.data.dtype
-    if _category(da) == _category(db) and (a.data.ndim == 0) != (b.data.ndim == 0):
-        return db if a.data.ndim == 0 else da
-    return _promote_dtypes(da, db)
-
-
-def _promote_dtypes(da, db):
-    ca, cb = _category(da), _category(db)
-    return np.promote_types(da, db) if ca == cb else da if ca > cb else db
+from .dtypes import BOOL as _BOOL, DEFAULT_FLOAT as _DEFAULT_FLOAT, INDEX as _INDEX
+from .dtypes import category as _category, promote_dtypes as _promote_dtypes
+from .dtypes import scalar_category as _scalar_category
 
 
 def _as_array(data, dtype=None):
-    if isinstance(data, Tensor):
-        array = data.data
-    elif isinstance(data, (np.ndarray, np.generic)):  # numpy data keeps its dtype
-        array = np.asarray(data)
-    else:
-        array = np.asarray(data)
-        if dtype is None and array.dtype.kind == "f":
-            array = array.astype(_DEFAULT_FLOAT)  # Python floats become float32, as in torch
-        elif dtype is None and array.dtype.kind in "iu":
-            array = array.astype(_INDEX)
-    if dtype is not None:
-        array = array.astype(dtype, copy=False)
-    if array.dtype.kind not in "fiub":
-        raise TypeError(f"Tensor: unsupported dtype {array.dtype}; expected a float, int or bool array")
-    return array
+    return _dtypes.as_array(data.data if isinstance(data, Tensor) else data, dtype)
 
 
 def _normalize_dim(dim, ndim, op):
@@ -281,11 +243,11 @@ class Tensor:
         else:
             raise TypeError(f"{op}: unsupported operand of type {type(other).__name__}; "
                             "expected a Tensor, a numpy array or a real number")
-        dtype = _promote(self, other)
+        dtype = _dtypes.promote(self.data, other.data)
         return self.to(dtype), other.to(dtype)
 
     def _binary(self, other, fn, op, reflected=False):
-        if other.__class__ is Tensor and other.data.dtype is self.data.dtype:
+        if isinstance(other, Tensor) and other.data.dtype is self.data.dtype:
             a, b = self, other  # the common case, kept cheap: same-dtype Tensors
         else:
             a, b = self._operands(other, op)

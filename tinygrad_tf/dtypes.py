@@ -1,0 +1,56 @@
+"""dtypes: what a Tensor's data may be, and PyTorch's rules for the dtype of a mixed op.
+
+    float32 tensor * 0.5                 -> float32   (a Python number never widens a tensor)
+    float32 tensor + float64 tensor      -> float64   (within a category, the wider type)
+    float32 tensor * float64 0-d tensor  -> float32   (a 0-d tensor never widens one with dims)
+    int64 tensor + 0.5                   -> float32   (a higher category wins; floats default
+                                                       to float32)
+    int64 tensor / int64 tensor          -> float32   (true division; handled in tensor.py)
+"""
+import numbers
+
+import numpy as np
+
+DEFAULT_FLOAT = np.dtype(np.float32)
+INDEX = np.dtype(np.int64)
+BOOL = np.dtype(np.bool_)
+
+
+def category(dtype):
+    """bool 0 < int 1 < float 2: across categories the higher one's dtype wins."""
+    return 2 if dtype.kind in "fc" else 1 if dtype.kind in "iu" else 0
+
+
+def scalar_category(value):
+    return 0 if isinstance(value, (bool, np.bool_)) else 1 if isinstance(value, numbers.Integral) else 2
+
+
+def promote_dtypes(da, db):
+    """The higher category's dtype; within a category the wider type."""
+    ca, cb = category(da), category(db)
+    return np.promote_types(da, db) if ca == cb else da if ca > cb else db
+
+
+def promote(a, b):
+    """The result dtype of an op on arrays `a` and `b` (the data of two Tensors)."""
+    if category(a.dtype) == category(b.dtype) and (a.ndim == 0) != (b.ndim == 0):
+        return b.dtype if a.ndim == 0 else a.dtype
+    return promote_dtypes(a.dtype, b.dtype)
+
+
+def as_array(data, dtype=None):
+    """`data` as a Tensor's array: numpy data keeps its dtype (shared, like torch.from_numpy);
+    Python floats and lists become float32, Python ints int64; `dtype` converts."""
+    if isinstance(data, (np.ndarray, np.generic)):
+        array = np.asarray(data)
+    else:
+        array = np.asarray(data)
+        if dtype is None and array.dtype.kind == "f":
+            array = array.astype(DEFAULT_FLOAT)
+        elif dtype is None and array.dtype.kind in "iu":
+            array = array.astype(INDEX)
+    if dtype is not None:
+        array = array.astype(dtype, copy=False)
+    if array.dtype.kind not in "fiub":
+        raise TypeError(f"Tensor: unsupported dtype {array.dtype}; expected a float, int or bool array")
+    return array
