@@ -113,8 +113,9 @@ class Embeddings(nn.Module):
         super().__init__()
         self.scale = math.sqrt(d_model)
         self.lookup = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
-        # N(0, d_model^-1/2): after the sqrt(d_model) scale the embedded tokens have unit size,
-        # like the positional encodings they are added to (the paper does not give an init).
+        # Entries ~ N(0, 1/d_model): rows of length about 1, right for the tied pre-softmax
+        # projection; after the sqrt(d_model) scale the entries have unit variance, the scale of
+        # the positional encodings they are added to. (The paper does not give an init.)
         nn.init.normal_(self.lookup.weight, std=d_model ** -0.5)
         self.lookup.weight.data[pad_id] = 0
 
