@@ -6,6 +6,6 @@ __all__ = ["Transformer", "TransformerConfig", "greedy_decode", "beam_search"]
 
 # The seq2seq recipe (data, tokenizers, training; the `tinygrad-tf` command is models/cli.py).
 from .data import load_tsv, make_task
-from .train import TrainConfig, load_run, train
+from .train import TrainConfig, load_run  # not `train`: that name is the module models/train.py
 
-__all__ += ["make_task", "load_tsv", "TrainConfig", "train", "load_run"]
+__all__ += ["make_task", "load_tsv", "TrainConfig", "load_run"]
