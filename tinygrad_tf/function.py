@@ -386,7 +386,13 @@ class MatMul(Function):
             grad = np.expand_dims(grad, -2)
         # Batch dims that were broadcast are summed by the engine; the 1-D row/column dims below.
         grad_a = kernels.matmul(grad, np.swapaxes(b2, -1, -2)) if need_a else None
-        grad_b = kernels.matmul(np.swapaxes(a2, -1, -2), grad) if need_b else None
+        if need_b and b2.ndim == 2 and a2.ndim > 2:
+            # A linear layer: sum over a's batch inside one 2-D GEMM, not per item and then
+            # by the engine. (a2's batch dims are grad's: b has none.)
+            rows_a, rows_grad = a2.reshape(-1, a2.shape[-1]), grad.reshape(-1, grad.shape[-1])
+            grad_b = kernels.matmul(rows_a.T, rows_grad)
+        else:
+            grad_b = kernels.matmul(np.swapaxes(a2, -1, -2), grad) if need_b else None
         if grad_b is not None and b.ndim == 1:
             grad_b = grad_b[..., 0]
         if grad_a is not None and a.ndim == 1:

@@ -18,6 +18,9 @@ import numba
 
 _compile_lock = threading.Lock()
 
+# Below this much work (elements, or multiply-adds for matmul) a kernel runs single-threaded.
+SERIAL_BELOW = 1 << 15
+
 
 @contextlib.contextmanager
 def slp_vectorize():
@@ -67,8 +70,17 @@ class LazyKernel:
         loaded = sum(dispatcher.stats.cache_hits.values()) > hits_before
         return {"seconds": time.perf_counter() - start, "source": "cache" if loaded else "compiled"}
 
-    def __call__(self, *args):
+    def __call__(self, *args, work):
+        """Run on args; `work` (elements or multiply-adds) below SERIAL_BELOW runs on the
+        calling thread alone: waking the other threads would cost more than it saves."""
         dtype_name = args[0].dtype.name
         if dtype_name not in self.report:
             self.compile(dtype_name)
-        return self._dispatcher(*args)
+        if work >= SERIAL_BELOW:
+            return self._dispatcher(*args)
+        threads = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            return self._dispatcher(*args)
+        finally:
+            numba.set_num_threads(threads)

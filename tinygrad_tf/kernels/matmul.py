@@ -177,7 +177,7 @@ def matmul_numba(a, b):
     batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
     a4, b4 = _as_4d(a2, batch, m, kdim), _as_4d(b2, batch, kdim, n)
     out = np.empty(a4.shape[:2] + (m, n), dtype=a.dtype)
-    gemm(a4, b4, out)
+    gemm(a4, b4, out, work=out.size * kdim)
     out = out.reshape(batch + (m, n))
     if a.ndim == 1:
         out = out[..., 0, :]

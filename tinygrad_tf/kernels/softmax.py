@@ -216,7 +216,7 @@ def _rows_call(kernel, twin, axis, first, *rest):
     # A copy only when the axis is not already last and contiguous (e.g. softmax over dim 0).
     rows = [np.ascontiguousarray(a).reshape(-1, shape[-1]) for a in moved]
     out = np.empty(rows[0].shape, dtype=first.dtype)
-    kernel(*rows, out)
+    kernel(*rows, out, work=out.size)
     return np.moveaxis(out.reshape(shape), -1, axis)
 
 
