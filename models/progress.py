@@ -55,6 +55,12 @@ class Progress:
                         "lr": lr, "epoch": epoch})
 
     def validation(self, record):
+        if self.bar is not None:  # a person is watching: one readable line
+            bleu = "" if record["bleu"] is None else f", BLEU {record['bleu']:.2f}"
+            self.note(f"step {record['step']}: validation loss {record['loss']:.4f}, token "
+                      f"accuracy {record['token_accuracy']:.2%}, exact match "
+                      f"{record['exact_match']:.2%}{bleu}")
+            return
         shown = {key: (round(value, 5) if isinstance(value, float) else value)
                  for key, value in record.items() if key != "bleu_signature"}
         self._line(shown)
