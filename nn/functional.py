@@ -15,6 +15,8 @@ from tinygrad_tf import Tensor, kernels
 from tinygrad_tf.autograd import Function
 from tinygrad_tf.random import generator
 
+from . import fused_kernels
+
 
 def _rows(array, width):
     """`array` as a C-contiguous (rows, width) matrix (a view when it already is one)."""
@@ -189,22 +191,19 @@ def dropout(input, p=0.5, training=True):
 # ---------------------------------------------------------------------------- layer norm
 
 class FusedLayerNorm(Function):
-    """(x - mean) / sqrt(var + eps) * weight + bias over the trailing `normalized_shape` dims."""
+    """(x - mean) / sqrt(var + eps) * weight + bias over the trailing `normalized_shape` dims.
+    The loops are in fused_kernels (one pass per row with Numba, a numpy twin beside it)."""
 
     @staticmethod
     def forward(ctx, x, *affine, normalized_shape, eps, has_weight):
         width = math.prod(normalized_shape)
         rows = _rows(x, width)
-        mean = rows.mean(axis=1, keepdims=True)
-        centered = rows - mean
-        var = np.einsum("ij,ij->i", centered, centered)[:, None] / width
-        rstd = 1 / np.sqrt(var + eps)
-        normed = centered
-        normed *= rstd  # in place: `centered` is not needed again
-        weight = affine[0].reshape(1, width) if has_weight else None
-        out = normed * weight if has_weight else normed.copy()
-        if len(affine) > has_weight:
-            out += affine[-1].reshape(1, width)
+        has_bias = len(affine) > has_weight
+        weight = np.ascontiguousarray(affine[0]).reshape(width) if has_weight \
+            else np.ones(width, x.dtype)
+        bias = np.ascontiguousarray(affine[-1]).reshape(width) if has_bias \
+            else np.zeros(width, x.dtype)
+        out, normed, rstd = fused_kernels.layer_norm_forward(rows, weight, bias, eps)
         ctx.save_for_backward(normed, rstd, weight)
         ctx.input_shape, ctx.normalized_shape, ctx.has_weight = x.shape, normalized_shape, has_weight
         return out.reshape(x.shape)
@@ -212,25 +211,13 @@ class FusedLayerNorm(Function):
     @staticmethod
     def backward(ctx, grad):
         normed, rstd, weight = ctx.saved_tensors
-        width = normed.shape[1]
-        grad_rows = _rows(grad, width)
-        needs = ctx.needs_input_grad
-        grads = [None]
-        if needs[0]:
-            # d/dx of the normalisation: rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * w.
-            g = grad_rows * weight if ctx.has_weight else grad_rows.copy()
-            mean_g = g.mean(axis=1, keepdims=True)
-            mean_gx = np.einsum("ij,ij->i", g, normed)[:, None] / width
-            g -= mean_g
-            g -= normed * mean_gx
-            g *= rstd
-            grads[0] = g.reshape(ctx.input_shape)
+        grad_rows = _rows(grad, normed.shape[1])
+        grad_x, grad_w, grad_b = fused_kernels.layer_norm_backward(grad_rows, normed, rstd, weight)
+        grads = [grad_x.reshape(ctx.input_shape)]
         if ctx.has_weight:
-            grads.append(np.einsum("ij,ij->j", grad_rows, normed).reshape(ctx.normalized_shape)
-                         if needs[1] else None)
-        if len(needs) > 1 + ctx.has_weight:
-            grads.append(grad_rows.sum(axis=0).reshape(ctx.normalized_shape)
-                         if needs[-1] else None)
+            grads.append(grad_w.reshape(ctx.normalized_shape))
+        if len(ctx.needs_input_grad) > 1 + ctx.has_weight:
+            grads.append(grad_b.reshape(ctx.normalized_shape))
         return tuple(grads)
 
 
@@ -268,15 +255,8 @@ class Gather(Function):
     def backward(ctx, grad):
         width = grad.shape[-1]
         flat_ids = ctx.ids.reshape(-1)
-        grad_weight = np.zeros((ctx.num_embeddings, width), dtype=grad.dtype)
-        if flat_ids.size:
-            # Rows of one id must add up. Sorting the ids and summing each run with reduceat
-            # measured faster here than np.add.at, and sums in a fixed order.
-            order = np.argsort(flat_ids, kind="stable")
-            sorted_ids = flat_ids[order]
-            starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
-            sums = np.add.reduceat(_rows(grad, width)[order], starts, axis=0)
-            grad_weight[sorted_ids[starts]] = sums
+        grad_weight = fused_kernels.scatter_add_rows(flat_ids, _rows(grad, width),
+                                                     ctx.num_embeddings)  # repeats add up
         if ctx.padding_idx is not None:
             grad_weight[ctx.padding_idx] = 0  # the padding row is never trained
         return grad_weight
@@ -353,13 +333,17 @@ class FusedCrossEntropy(Function):
         else:
             upstream = grad / ctx.count if ctx.reduction == "mean" and ctx.count else grad
             row_scale = ctx.keep * upstream
-        # d loss_i / d logits_i = softmax_i - (1 - s) * onehot(target_i) - s / C
-        out = np.exp(logp)
+        row_scale = row_scale.astype(logp.dtype)
+        # dloss/dlogp: -(1 - s) at the target and -s / C everywhere, per row times its scale;
+        # the kernel layer's log_softmax_backward takes it to dloss/dlogits in one fused pass
+        # (= softmax - (1 - s) * onehot - s / C, scaled).
         if ctx.smoothing:
-            out -= ctx.smoothing / classes
-        out[np.arange(len(out)), ctx.target] -= 1 - ctx.smoothing
-        out *= row_scale.astype(out.dtype)[:, None]
-        return out.reshape(ctx.input_shape)
+            grad_logp = np.empty_like(logp)
+            grad_logp[...] = (-ctx.smoothing / classes * row_scale)[:, None]
+        else:
+            grad_logp = np.zeros_like(logp)
+        grad_logp[np.arange(len(logp)), ctx.target] -= (1 - ctx.smoothing) * row_scale
+        return kernels.log_softmax_backward(logp, grad_logp, 1).reshape(ctx.input_shape)
 
 
 def cross_entropy(input, target, ignore_index=-100, reduction="mean", label_smoothing=0.0):
