@@ -57,7 +57,7 @@ def log_softmax_backward_numpy(y, grad, axis):
 _LOG2E = np.float32(1.4426950408889634)
 _LN2_HI = np.float32(0.693359375)        # ln 2 split in two (Cody-Waite) so n * ln2 is exact
 _LN2_LO = np.float32(-2.12194440e-4)
-_EXP_MIN = np.float32(-87.0)              # exp(-87) ~ 1.6e-38, near the smallest normal float32
+_EXP_MIN = np.float32(-88.0)              # round(-88 / ln 2) = -127: the exponent bits of 0.0
 _HALF, _ONE = np.float32(0.5), np.float32(1.0)
 _TAYLOR = tuple(np.float32(1.0 / math.factorial(k)) for k in range(8))  # 1/k!, k = 0..7
 
@@ -73,11 +73,12 @@ def _float32_from_bits(typingctx, bits):
 @numba.njit(cache=True, fastmath={"contract"}, inline="always")
 def _exp_f32(x):
     """exp(x) for float32 x <= 88, max relative error about 2e-7 (measured in the tests);
-    exactly 0 below -87, so masked (-inf) logits give exact zeros.
+    exactly 0 at and below -88, so masked (-inf) logits give exact zeros.
 
     exp(x) = 2^n * exp(r) with n = round(x / ln 2) and |r| <= ln2 / 2; exp(r) is a degree-7
     Taylor polynomial (error < 6e-9 on that interval), 2^n is built by writing n + 127 into
-    the exponent bits of a float32."""
+    the exponent bits of a float32. Inputs are clamped at -88, where n + 127 = 0 writes the
+    bit pattern of 0.0: the result is exactly 0 with no extra select."""
     xc = max(x, _EXP_MIN)
     n = np.floor(xc * _LOG2E + _HALF)
     r = xc - n * _LN2_HI - n * _LN2_LO
@@ -91,7 +92,7 @@ def _exp_f32(x):
     p = p * r + c[1]
     p = p * r + c[0]
     scale = _float32_from_bits((np.int32(n) + 127) << 23)
-    return p * scale if x >= _EXP_MIN else np.float32(0)
+    return p * scale
 
 
 def _exp(x):
@@ -114,11 +115,13 @@ def _row_max(x, i, scratch):
     end: LLVM does not vectorize a plain float max loop (NaN rules), but from those adjacent
     stores its SLP vectorizer builds one vector max per 8 elements."""
     n = x.shape[1]
+    n8 = n - n % 8
     row_max = x[i, 0]
-    if n >= 8:
+    if n8 > 0:
+        blocks = x[i, :n8].reshape((n8 // 8, 8))  # rows of 8: constant indices, vector loads
         m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = row_max
-        for j in range(0, n - 7, 8):
-            v = x[i, j:j + 8]  # constant indices into a view: one vector load
+        for b in range(n8 // 8):
+            v = blocks[b]
             m0 = v[0] if v[0] > m0 else m0
             m1 = v[1] if v[1] > m1 else m1
             m2 = v[2] if v[2] > m2 else m2
@@ -132,7 +135,7 @@ def _row_max(x, i, scratch):
         lanes[4], lanes[5], lanes[6], lanes[7] = m4, m5, m6, m7
         for k in range(8):
             row_max = lanes[k] if lanes[k] > row_max else row_max
-    for j in range(n - n % 8, n):
+    for j in range(n8, n):
         row_max = x[i, j] if x[i, j] > row_max else row_max
     return row_max
 
