@@ -110,11 +110,11 @@ class _NextTokenLogits:
 
 
 def _output_limits(src, pad_id, max_extra_len, max_len):
-    """Each sentence's longest output: source length + max_extra_len (section 6.1), within the
-    positional table (position 0 is BOS)."""
+    """Each sentence's longest output: source length + max_extra_len (section 6.1), at least one
+    token and within the positional table (position 0 is BOS)."""
     ids = src.data if isinstance(src, Tensor) else np.asarray(src)
     lengths = (ids != pad_id).sum(axis=1)
-    return np.minimum(lengths + max_extra_len, max_len - 1)
+    return np.clip(lengths + max_extra_len, 1, max_len - 1)
 
 
 # ---------------------------------------------------------------------------- greedy

@@ -104,6 +104,8 @@ def test_output_length_is_limited_to_source_length_plus_max_extra_len():
     assert [(row != PAD).sum() for row in tokens] == [12, 10, 8]
     beams = beam_search(model, src, BOS, eos_id=-1, beam_size=3, max_extra_len=7).data
     assert [(row != PAD).sum() for row in beams] == [12, 10, 8]
+    at_least_one = greedy_decode(model, src, BOS, eos_id=-1, max_extra_len=-5).data
+    assert [(row != PAD).sum() for row in at_least_one] == [1, 1, 1]
 
 
 @settings(max_examples=5)
