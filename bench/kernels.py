@@ -4,7 +4,10 @@ Run it alone on the machine (other jobs on the cores make parallel kernels colla
 shared CPU lock, and without the OpenBLAS overrides that slow a current numpy:
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE flock /tmp/tgtf-cpu.lock \
-        .venv/bin/python bench/kernels.py [--repeats 15] [--quick]
+        .venv/bin/python bench/kernels.py [--repeats 15] [--quick] [--threads N]
+
+--threads 1 compares the kernels themselves (one core each, robust when the machine is shared);
+the default (all cores) is what the targets are about.
 
 Every case times the three implementations round-robin, `repeats` times, and reports medians,
 so a burst of load elsewhere hits all three alike. float32 throughout (the training dtype).
@@ -19,16 +22,30 @@ import platform
 import statistics
 import time
 
-import numpy as np
 
-import tinygrad_tf
-from tinygrad_tf import kernels
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--quick", action="store_true", help="fewer shapes, for a smoke run")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for OpenBLAS, Numba and torch alike (default: all cores)")
+    return parser.parse_args()
+
+
+ARGS = parse_args()
+if ARGS.threads is not None:  # OpenBLAS reads this once, when numpy loads it
+    os.environ["OPENBLAS_NUM_THREADS"] = str(ARGS.threads)
+
+import numpy as np  # noqa: E402  (after the thread settings above)
+
+import tinygrad_tf  # noqa: E402
+from tinygrad_tf import kernels  # noqa: E402
 
 mm = importlib.import_module("tinygrad_tf.kernels.matmul")
 sm = importlib.import_module("tinygrad_tf.kernels.softmax")
 
 try:
-    import torch
+    import torch  # noqa: E402
 except ImportError:
     torch = None
 
@@ -113,17 +130,17 @@ def print_table(title, rows, target):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--quick", action="store_true", help="fewer shapes, for a smoke run")
-    args = parser.parse_args()
+    args = ARGS
     rng = np.random.default_rng(0)
 
     def randn(*shape):
         return rng.standard_normal(shape).astype(np.float32)
 
+    threads = args.threads or os.cpu_count()
     if torch is not None:
-        torch.set_num_threads(2)
+        torch.set_num_threads(threads)
+    import numba
+    numba.set_num_threads(threads)
     warm = kernels.warmup(dtypes=("float32",))
     print("# tinygrad_tf kernel benchmark\n")
     print(f"- numpy {np.__version__}, tinygrad_tf {tinygrad_tf.__version__}, "
