@@ -1,17 +1,17 @@
 """Matrix multiply: numpy's matmul (the reference; OpenBLAS underneath) and a Numba GEMM beside it.
 
-The Numba kernel is a small Goto-style GEMM. Both operands are first copied ("packed") into
-buffers laid out in the exact order the inner loop reads them: A in strips of MR rows, B in
-panels of NR columns, each zero-padded to whole tiles. Packing reads any strides, so a transposed
-view such as `k.transpose(-1, -2)` costs no separate copy, and edge tiles need no special code.
-The micro-kernel then computes one MR x NR tile of the output with MR * NR accumulators held in
-CPU registers: per step of k it loads NR values of B and MR values of A and does MR * NR
-multiply-adds. With LLVM's SLP vectorizer on (see `_jit.py`) the 16 accumulators of a row become
-two 8-wide AVX2 registers, and `fastmath={'contract'}` lets `c += a * b` become one fused
-multiply-add. (Full fastmath reassociates the k loop into gathers and is slower.)
+The Numba kernel is a small Goto-style GEMM. B is first copied ("packed") into panels of NR
+columns, each K x NR, contiguous and zero-padded past the last column, in the order the inner
+loop reads them. A is read in place. Both reads accept any strides, so a transposed view such as
+`k.transpose(-1, -2)` costs no separate copy. The micro-kernel computes one MR x NR tile of the
+output with MR * NR accumulators held in CPU registers: per step of k it loads NR values of B and
+MR of A and does MR * NR multiply-adds. With LLVM's SLP vectorizer on (see `_jit.py`) the 16
+accumulators of a row become two 8-wide AVX2 registers, and `fastmath={'contract'}` lets
+`c += a * b` become one fused multiply-add. (Full fastmath reassociates the k loop into gathers
+and is slower.)
 
-Parallelism: one `prange` over (batch item, column panel, chunk of row strips) jobs, so both a
-big 2-D product and a batch of small attention matrices keep every core busy.
+Parallelism: one `prange` over (batch item, B panel, chunk of row strips) jobs, so both a big 2-D
+product and a batch of small attention matrices keep every core busy.
 """
 import numba
 import numpy as np
@@ -19,8 +19,8 @@ from numba import prange
 
 from ._jit import LazyKernel
 
-MR, NR = 4, 16          # micro-tile rows x columns: 4 x 16 float32 = 8 AVX2 accumulator registers
-A_CHUNK_BYTES = 1 << 17  # row strips per job: keep a job's packed A (about 128 KiB) in L2
+MR, NR = 4, 16           # micro-tile: 4 x 16 float32 accumulators = 8 AVX2 registers
+A_CHUNK_BYTES = 1 << 17  # rows of A one job streams past its B panel: about 128 KiB, L2-sized
 
 
 def matmul_numpy(a, b):
