@@ -40,6 +40,25 @@ def _normalize_dims(dim, ndim, op):
     return axes if ndim else None
 
 
+def _binary_op(fn, op, reflected=False):
+    """The Tensor method `self <op> other` (`other <op> self` if reflected) for a two-input
+    primitive `fn`: promote dtypes as PyTorch does, then one `fn.apply`. A factory, so the common
+    case (two Tensors of one dtype) costs a single Python call on top of the primitive."""
+    def method(self, other):
+        if isinstance(other, Tensor) and other.data.dtype is self.data.dtype:
+            a, b = self, other
+        else:
+            a, b = self._operands(other, op)
+        if reflected:
+            a, b = b, a
+        try:
+            return fn.apply(a, b)
+        except ValueError as error:  # numpy's broadcast message does not name our op
+            raise ValueError(f"{op}: shapes {a.shape} and {b.shape} do not broadcast") from error
+    method.__name__ = method.__qualname__ = op
+    return method
+
+
 class Tensor:
     """An n-dimensional array that can record the ops applied to it and differentiate them."""
 
@@ -246,45 +265,25 @@ class Tensor:
         dtype = _dtypes.promote(self.data, other.data)
         return self.to(dtype), other.to(dtype)
 
-    def _binary(self, other, fn, op, reflected=False):
-        if isinstance(other, Tensor) and other.data.dtype is self.data.dtype:
-            a, b = self, other  # the common case, kept cheap: same-dtype Tensors
-        else:
-            a, b = self._operands(other, op)
-        if reflected:
-            a, b = b, a
-        try:
-            return fn.apply(a, b)
-        except ValueError as error:  # numpy's broadcast message does not name our op
-            raise ValueError(f"{op}: shapes {a.shape} and {b.shape} do not broadcast") from error
-
-    def __add__(self, other):
-        return self._binary(other, F.Add, "add")
-
-    def __radd__(self, other):
-        return self._binary(other, F.Add, "add", reflected=True)
-
-    def __sub__(self, other):
-        return self._binary(other, F.Sub, "sub")
-
-    def __rsub__(self, other):
-        return self._binary(other, F.Sub, "sub", reflected=True)
-
-    def __mul__(self, other):
-        return self._binary(other, F.Mul, "mul")
-
-    def __rmul__(self, other):
-        return self._binary(other, F.Mul, "mul", reflected=True)
+    # Each binary dunder is made by `_binary_op` (below the class): promotion, then one primitive.
+    __add__ = add = _binary_op(F.Add, "add")
+    __radd__ = _binary_op(F.Add, "add", reflected=True)
+    __sub__ = sub = _binary_op(F.Sub, "sub")
+    __rsub__ = _binary_op(F.Sub, "sub", reflected=True)
+    __mul__ = mul = _binary_op(F.Mul, "mul")
+    __rmul__ = _binary_op(F.Mul, "mul", reflected=True)
+    _div = _binary_op(F.Div, "div")
+    _rdiv = _binary_op(F.Div, "div", reflected=True)
 
     def __truediv__(self, other):
         if self.dtype.kind != "f" and not (isinstance(other, Tensor) and other.dtype.kind == "f"):
             self = self.float()  # true division of integers gives floats, as in torch
-        return self._binary(other, F.Div, "div")
+        return self._div(other)
 
     def __rtruediv__(self, other):
         if self.dtype.kind != "f":
             self = self.float()
-        return self._binary(other, F.Div, "div", reflected=True)
+        return self._rdiv(other)
 
     def __neg__(self):
         return F.Neg.apply(self)
@@ -322,9 +321,6 @@ class Tensor:
         return Tensor(other).matmul(self)
 
     pow = __pow__
-    add = __add__
-    sub = __sub__
-    mul = __mul__
     div = __truediv__
 
     def matmul(self, other):
@@ -372,8 +368,7 @@ class Tensor:
     def abs(self):
         return F.Abs.apply(self)
 
-    def maximum(self, other):
-        return self._binary(other, F.Maximum, "maximum")
+    maximum = _binary_op(F.Maximum, "maximum")
 
     def clip(self, min=None, max=None):
         if min is None and max is None:
