@@ -7,8 +7,8 @@ module at call time, so `use(name)` switches every op at once. Three sets:
 - "numpy": the reference twins (numpy, OpenBLAS for matmul).
 - "numba": every op on its Numba kernel (float32/float64; other dtypes fall back to numpy).
 - "auto" (the default): per op and shape class, whichever measured faster in bench/kernels.py:
-  Numba for softmax/log-softmax and for batched float32 matmul of attention-sized matrices,
-  OpenBLAS for big 2-D matmul (the linear layers) and float64 matmul.
+  Numba for softmax/log-softmax and for batched float32 matmul of small attention matrices,
+  OpenBLAS for 2-D matmul (the linear layers), bigger batched matrices and float64.
 
 Pick one with `use(...)` (also a context manager) or the TINYGRAD_TF_KERNELS environment variable.
 Importing compiles nothing: each Numba kernel compiles (or loads from Numba's disk cache) on its
@@ -25,9 +25,11 @@ from . import softmax as _softmax
 
 KERNEL_NAMES = ("matmul", "softmax", "softmax_backward", "log_softmax", "log_softmax_backward")
 
-# Batched float32 products whose output matrices are at most this many elements go to Numba
-# under "auto": there OpenBLAS (tuned for big matrices) loses to the batch-parallel Numba GEMM.
-AUTO_NUMBA_MAX_MATRIX = 256 * 256
+# Batched float32 products with small matrices (output at most AUTO_NUMBA_MAX_MATRIX elements,
+# inner dim at most AUTO_NUMBA_MAX_K) go to Numba under "auto": there bench/kernels.py measured
+# the batch-parallel Numba GEMM at 1.0-1.25x OpenBLAS; at T = 128 it lost (0.8x).
+AUTO_NUMBA_MAX_MATRIX = 64 * 64
+AUTO_NUMBA_MAX_K = 64
 
 
 def matmul_auto_path(a, b):
@@ -35,14 +37,15 @@ def matmul_auto_path(a, b):
     if b.ndim > 2 and a.dtype == b.dtype == np.float32:
         batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
         rows = a.shape[-2] if a.ndim > 1 else 1
-        cols = b.shape[-1] if b.ndim > 1 else 1
-        if int(np.prod(batch)) > 1 and rows * cols <= AUTO_NUMBA_MAX_MATRIX:
+        cols, inner = b.shape[-1], b.shape[-2]
+        if (int(np.prod(batch)) > 1 and rows * cols <= AUTO_NUMBA_MAX_MATRIX
+                and inner <= AUTO_NUMBA_MAX_K):
             return "numba"
     return "numpy"
 
 
 def matmul_auto(a, b):
-    """a @ b on the faster path for its shape class (see AUTO_NUMBA_MAX_MATRIX)."""
+    """a @ b on the faster path for its shape class (see matmul_auto_path)."""
     if matmul_auto_path(a, b) == "numba":
         return _matmul.matmul_numba(a, b)
     if b.ndim == 2 and a.ndim > 2:  # a linear layer: one big 2-D GEMM, not one per batch item
