@@ -72,11 +72,11 @@ def _float32_from_bits(typingctx, bits):
 
 @numba.njit(cache=True, fastmath={"contract"}, inline="always")
 def _exp_f32(x):
-    """exp(x) for float32 x <= 88, max relative error about 2e-7 (measured in the tests);
+    """exp(x) for float32 x <= 88, max relative error 7.9e-8 (measured in the tests);
     exactly 0 at and below -88, so masked (-inf) logits give exact zeros.
 
     exp(x) = 2^n * exp(r) with n = round(x / ln 2) and |r| <= ln2 / 2; exp(r) is a degree-7
-    Taylor polynomial (error < 6e-9 on that interval), 2^n is built by writing n + 127 into
+    Taylor polynomial (relative error < 8e-9 there), 2^n is built by writing n + 127 into
     the exponent bits of a float32. Inputs are clamped at -88, where n + 127 = 0 writes the
     bit pattern of 0.0: the result is exactly 0 with no extra select."""
     xc = max(x, _EXP_MIN)
@@ -158,7 +158,7 @@ def _softmax_rows(x, out):
     zero = np.zeros(1, out.dtype)[0]  # typed like the data: a float literal would be float64
     for i in prange(x.shape[0]):
         shift, total = _row_shift_and_total(x, i, out, zero)
-        scale = 1 / total if total != 0 else zero  # an all -inf row: zeros
+        scale = _ONE / total if total != 0 else zero  # float32 stays float32; -inf row: 0
         for j in range(x.shape[1]):
             out[i, j] *= scale
 
