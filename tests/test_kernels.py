@@ -245,6 +245,16 @@ def test_warmup_and_info_report():
     assert "float32" in info["compiled"]["_gemm"]
 
 
+def test_small_calls_run_serially_and_restore_the_thread_count():
+    import numba
+    from tinygrad_tf.kernels import _jit
+    threads = numba.get_num_threads()
+    small = np.ones((4, 4), np.float32)  # work 64 < SERIAL_BELOW: run on the calling thread
+    assert small.size * 4 < _jit.SERIAL_BELOW
+    np.testing.assert_array_equal(mm.matmul_numba(small, small), small @ small)
+    assert numba.get_num_threads() == threads
+
+
 def test_slp_setting_is_restored_after_compiling():
     import numba
     assert kernels.warmup(dtypes=("float64",))
