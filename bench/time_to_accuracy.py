@@ -157,7 +157,9 @@ def main():
     parser.add_argument("--n-valid", type=int, default=500)
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--max-steps", type=int, default=4000)
-    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (2)")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="threads for both: torch.set_num_threads, and OPENBLAS_NUM_THREADS / "
+                        "NUMBA_NUM_THREADS for ours (2, this machine's cores)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run", choices=["ours", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -165,7 +167,7 @@ def main():
         return run(args)
 
     results = {}
-    passed = [a for a in sys.argv[1:]]
+    passed = sys.argv[1:]
     for name in ("ours", "torch"):
         if name == "torch":
             try:
@@ -173,8 +175,10 @@ def main():
             except ImportError:
                 break
         started = time.perf_counter()
+        env = dict(os.environ, OPENBLAS_NUM_THREADS=str(args.threads),
+                   OMP_NUM_THREADS=str(args.threads), NUMBA_NUM_THREADS=str(args.threads))
         done = subprocess.run([sys.executable, __file__, *passed, "--run", name],
-                              stdout=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, text=True, env=env)
         if done.returncode:
             sys.exit(f"{name} failed")
         results[name] = json.loads(done.stdout.strip().splitlines()[-1])

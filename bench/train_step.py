@@ -6,7 +6,7 @@ Configurations (vocabulary 64, batch 32 sequences x 32 source and 32 target toke
     medium  d_model 256, 8 heads, 3+3 layers, d_ff 1024
 each with dropout 0.1 and 0. A step is the recipe's: logits, cross-entropy with label smoothing
 0.1 (padding ignored), zero_grad, backward, Adam(0.9, 0.98, 1e-9). PyTorch runs the same
-weights (tests/models/torch_transformer.py, built from torch.nn layers) with torch.set_num_threads.
+weights (tests/models/torch_transformer.py, built from torch.nn layers); both get --threads threads.
 
 Every row runs in its own subprocess, so the two libraries' thread pools never meet and memory is
 that row's alone. Memory: the peak resident set size (Linux VmHWM, reset through
@@ -117,7 +117,9 @@ def run_row(framework, name, dropout, steps, threads):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20, help="timed steps per row (median)")
-    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (2)")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="threads for both: torch.set_num_threads, and OPENBLAS_NUM_THREADS / "
+                        "NUMBA_NUM_THREADS for ours (2, this machine's cores)")
     parser.add_argument("--configs", default="tiny,small,medium")
     parser.add_argument("--row", nargs=3, metavar=("FRAMEWORK", "CONFIG", "DROPOUT"),
                         help=argparse.SUPPRESS)
@@ -138,7 +140,9 @@ def main():
             for framework in frameworks:
                 command = [sys.executable, __file__, "--row", framework, name, str(dropout),
                            "--steps", str(args.steps), "--threads", str(args.threads)]
-                done = subprocess.run(command, capture_output=True, text=True)
+                env = dict(os.environ, OPENBLAS_NUM_THREADS=str(args.threads),
+                           OMP_NUM_THREADS=str(args.threads), NUMBA_NUM_THREADS=str(args.threads))
+                done = subprocess.run(command, capture_output=True, text=True, env=env)
                 if done.returncode:
                     sys.exit(f"{framework} {name} dropout {dropout} failed:\n{done.stderr}")
                 rows[framework, name, dropout] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -147,10 +151,11 @@ def main():
     tokens = BATCH * LENGTH
     print(f"training step: vocab {VOCAB}, batch {BATCH} x {LENGTH} source + {LENGTH} target "
           f"tokens, float32, median of {args.steps} steps after 3 warm-up steps")
-    print(f"ours: numpy {np.__version__}, {versions['ours']}, OPENBLAS_NUM_THREADS="
-          f"{os.environ.get('OPENBLAS_NUM_THREADS', '(unset)')}; "
+    print(f"ours: numpy {np.__version__}, {versions['ours']}, OpenBLAS and Numba threads "
+          f"{args.threads}; "
           + (versions.get("torch", "torch not installed")))
     header = (f"{'config':<8}{'dropout':>8}{'ours ms':>9}{'torch ms':>10}{'ours/torch':>11}"
+              f"{'min ours':>10}{'min torch':>10}"
               f"{'ours tok/s':>12}{'torch tok/s':>12}{'ours MB':>9}{'torch MB':>10}")
     print(header)
     print("-" * len(header))
@@ -161,13 +166,15 @@ def main():
             theirs = rows.get(("torch", name, dropout))
             if theirs:
                 line += f"{theirs['ms']:>10.1f}{ours['ms'] / theirs['ms']:>10.2f}x"
+                line += f"{ours['ms_min']:>10.1f}{theirs['ms_min']:>10.1f}"
             else:
-                line += f"{'-':>10}{'-':>11}"
+                line += f"{'-':>10}{'-':>11}{ours['ms_min']:>10.1f}{'-':>10}"
             line += f"{tokens / ours['ms'] * 1e3:>12,.0f}"
             line += f"{tokens / theirs['ms'] * 1e3:>12,.0f}" if theirs else f"{'-':>12}"
             line += f"{ours['mem_mb']:>9.1f}" + (f"{theirs['mem_mb']:>10.1f}" if theirs else "")
             print(line)
-    print("ms: median wall time of one step; ours/torch < 1 means ours is faster; tok/s: target "
+    print("ms: median wall time of one step (min: the fastest step); ours/torch < 1 means ours "
+          "is faster; tok/s: target "
           "tokens per second; MB: peak RSS during the steps minus RSS after building the model "
           "(VmHWM reset via /proc/self/clear_refs; each row in its own subprocess)")
 
