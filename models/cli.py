@@ -266,7 +266,9 @@ def _cmd_doctor(args):
     print("kernels")
     print(f"  active {kernels.active()}; available {', '.join(kernels.available())}")
     if hasattr(kernels, "info"):
-        print(f"  info   {kernels.info()}")
+        for key, value in kernels.info().items():
+            if key not in ("active", "available", "compiled"):
+                print(f"  {key}: {value}")
     print("threads")
     print(f"  cpus {os.cpu_count()}; numba threads {numba.get_num_threads()}")
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
@@ -276,10 +278,14 @@ def _cmd_doctor(args):
     print(f"  numpy BLAS: {blas.get('name', '?')} {blas.get('version', '')}")
     print("timings")
     if hasattr(kernels, "warmup"):
-        started = time.perf_counter()
-        kernels.warmup()
-        print(f"  kernels.warmup(): {time.perf_counter() - started:.2f} s (compiles or loads the "
-              "Numba cache)")
+        report = kernels.warmup()
+        total = report.pop("total_seconds", None)
+        sources = {}
+        for entry in report.values():
+            if isinstance(entry, dict):
+                sources[entry.get("source", "?")] = sources.get(entry.get("source", "?"), 0) + 1
+        counts = ", ".join(f"{n} {source}" for source, n in sorted(sources.items()))
+        print(f"  kernels.warmup(): {total:.2f} s for {len(report)} kernels ({counts})")
     for label, seconds in _step_timings(tinygrad_tf, TransformerConfig):
         print(f"  {label}: {seconds * 1e3:.1f} ms")
     print("presets (parameters; shared vocabulary of 37000 for base/big, as the paper's BPE)")

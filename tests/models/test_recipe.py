@@ -234,3 +234,11 @@ def test_parameter_counts_match_the_built_models():
                    TransformerConfig(40, 30, d_model=16, n_heads=2, n_encoder_layers=1,
                                      n_decoder_layers=3, d_ff=24)):
         assert cli.count_parameters(config) == Transformer(config).num_parameters()
+
+
+def test_doctor_reports_versions_kernels_and_presets(capsys):
+    assert cli.main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    for expected in ("numpy", "numba", "kernels", "active", "threads", "first tiny training step",
+                     "63,082,496   paper: 65M", "214,245,376   paper: 213M"):
+        assert expected in out, expected
