@@ -242,3 +242,13 @@ def test_doctor_reports_versions_kernels_and_presets(capsys):
     for expected in ("numpy", "numba", "kernels", "active", "threads", "first tiny training step",
                      "63,082,496   paper: 65M", "214,245,376   paper: 213M"):
         assert expected in out, expected
+
+
+def test_engine_nn_and_models_import_no_optional_extra():
+    import subprocess
+    import sys
+    code = ("import sys, tinygrad_tf, tinygrad_tf.nn, tinygrad_tf.models, tinygrad_tf.models.cli; "
+            "print([m for m in ('tqdm', 'sacrebleu', 'matplotlib', 'tokenizers', 'torch') "
+            "if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
