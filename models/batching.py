@@ -109,7 +109,7 @@ class Batcher:
     def __init__(self, corpus, batch_size=None, max_tokens=None, shuffle=True, seed=0):
         if batch_size is None and max_tokens is None:
             raise ValueError("Batcher: give batch_size (sentences) or max_tokens (tokens), or both")
-        if (batch_size is not None and batch_size < 1) or (max_tokens is not None and max_tokens < 1):
+        if any(size is not None and size < 1 for size in (batch_size, max_tokens)):
             raise ValueError(f"Batcher: batch_size={batch_size} and max_tokens={max_tokens} must be "
                              "positive")
         if len(corpus) == 0:

@@ -1,7 +1,7 @@
 """The `tinygrad-tf` command: train, evaluate, translate, average, doctor.
 
     tinygrad-tf train --task reverse --run-dir runs/rev --steps 3000
-    tinygrad-tf train --train data/train.tsv --valid data/valid.tsv --tokenizer bpe --time-budget 600
+    tinygrad-tf train --train-file train.tsv --valid-file valid.tsv --tokenizer bpe --time-budget 600
     tinygrad-tf train --resume runs/rev --steps 5000
     tinygrad-tf evaluate runs/rev --split test --beam 4
     echo "abcdef" | tinygrad-tf translate runs/rev
@@ -139,8 +139,9 @@ def _train_config(args):
         fixed = set(given) - {"steps", "time_budget", "target_exact_match", "eval_every",
                               "eval_decode", "save_every", "keep_checkpoints", "log_every"}
         if fixed or task_options:
+            named = ", ".join(sorted(fixed | set(task_options)))
             raise ValueError(f"--resume continues a run as configured; only the budget and "
-                             f"logging can change, not {', '.join(sorted(fixed | set(task_options)))}")
+                             f"logging can change, not {named}")
         return dataclasses.replace(config, **given, run_dir=resume)
     if task_options:
         given["task_options"] = task_options

@@ -85,8 +85,8 @@ _DATE_FORMATS = [
 
 
 def _dates(rng, first_year=1900, last_year=2099):
-    start = datetime.date(first_year, 1, 1).toordinal()
-    day = datetime.date.fromordinal(rng.randint(start, datetime.date(last_year, 12, 31).toordinal()))
+    first = datetime.date(first_year, 1, 1).toordinal()
+    day = datetime.date.fromordinal(rng.randint(first, datetime.date(last_year, 12, 31).toordinal()))
     return rng.choice(_DATE_FORMATS)(day), day.isoformat()
 
 
@@ -134,7 +134,7 @@ def make_task(name, seed=0, n_train=10000, n_valid=500, n_test=500, **options):
 # ---------------------------------------------------------------------------- TSV files
 
 def load_tsv(path):
-    """Read `source<TAB>target` lines (UTF-8). A malformed line raises DataError naming file:line."""
+    """Read `source<TAB>target` lines (UTF-8); a malformed line raises DataError naming file:line."""
     with open(path, "rb") as file:
         raw = file.read()
     try:

@@ -5,7 +5,7 @@ from .tokenizers import Vocab
 
 
 def token_accuracy(predicted, target, pad_id=Vocab.pad_id):
-    """(correct, counted): predicted ids equal to target ids, over the target's non-pad positions."""
+    """(correct, counted): predicted ids equal to the target's, over its non-pad positions."""
     predicted, target = np.asarray(predicted), np.asarray(target)
     if predicted.shape != target.shape:
         raise ValueError(f"token_accuracy: predicted shape {predicted.shape} != target shape "
@@ -17,7 +17,8 @@ def token_accuracy(predicted, target, pad_id=Vocab.pad_id):
 def exact_match(hypotheses, references):
     """The fraction of hypotheses identical to their reference string."""
     if len(hypotheses) != len(references):
-        raise ValueError(f"exact_match: {len(hypotheses)} hypotheses for {len(references)} references")
+        raise ValueError(f"exact_match: {len(hypotheses)} hypotheses for {len(references)} "
+                         "references")
     if not references:
         return 0.0
     return sum(h == r for h, r in zip(hypotheses, references)) / len(references)

@@ -7,6 +7,8 @@ The plot needs matplotlib; without it training says once that it skips the plot.
 import json
 import os
 
+import numpy as np
+
 
 def _tqdm():
     try:
@@ -51,8 +53,8 @@ class Progress:
             self.bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens_per_second:,.0f}",
                                  lr=f"{lr:.2e}", epoch=epoch, refresh=False)
         else:
-            self._line({"step": step, "loss": round(loss, 5), "tokens_per_s": round(tokens_per_second),
-                        "lr": lr, "epoch": epoch})
+            self._line({"step": step, "loss": round(loss, 5), "lr": lr, "epoch": epoch,
+                        "tokens_per_s": round(tokens_per_second)})
 
     def validation(self, record):
         if self.bar is not None:  # a person is watching: one readable line
@@ -101,8 +103,10 @@ def write_plot(run_dir, history):
         left.plot(steps, losses, color="0.75", linewidth=0.8, label="train (label-smoothed)")
         window = max(1, len(losses) // 50)
         if window > 1:
-            smooth = [sum(losses[max(0, i - window + 1):i + 1]) / len(losses[max(0, i - window + 1):i + 1])
-                      for i in range(len(losses))]
+            sums = np.cumsum(np.concatenate([[0.0], losses]))
+            starts = np.maximum(np.arange(len(losses)) + 1 - window, 0)
+            ends = np.arange(1, len(losses) + 1)
+            smooth = (sums[ends] - sums[starts]) / (ends - starts)  # trailing mean of `window`
             left.plot(steps, smooth, color="C0", label=f"train, mean of {window}")
     if valid:
         steps = [r["step"] for r in valid]

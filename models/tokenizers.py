@@ -207,7 +207,8 @@ def tokenizer_to_dict(tokenizer):
 def tokenizer_from_dict(state):
     kind = state.get("kind")
     if kind not in _CLASSES:
-        raise ValueError(f"tokenizer file: unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+        raise ValueError(f"tokenizer file: unknown kind {kind!r}; expected one of "
+                         f"{', '.join(KINDS)}")
     if kind == "bpe":
         tk = _require_tokenizers()
         return BpeTokenizer(tk.Tokenizer.from_str(json.dumps(state["bpe"])))

@@ -135,8 +135,10 @@ def load_splits(config):
 
 
 def model_config(config, vocab_size):
-    sizes = {name: getattr(config, name) for name in SIZE_FIELDS if getattr(config, name) is not None}
-    settings = dict(sizes, dropout=config.dropout, norm_first=config.norm_first, pad_id=Vocab.pad_id)
+    sizes = {name: getattr(config, name) for name in SIZE_FIELDS
+             if getattr(config, name) is not None}
+    settings = dict(sizes, dropout=config.dropout, norm_first=config.norm_first,
+                    pad_id=Vocab.pad_id)
     if config.max_len is not None:
         settings["max_len"] = config.max_len
     if config.preset is None:

@@ -218,7 +218,8 @@ def test_metrics():
     assert metrics.exact_match(["ab", "c", "d"], ["ab", "c", "e"]) == pytest.approx(2 / 3)
     assert metrics.token_accuracy([[5, 6, 7]], [[5, 9, 0]]) == (1, 2)
     if metrics.bleu_available():
-        score, signature = metrics.corpus_bleu(["the cat sat on the mat"], ["the cat sat on the mat"])
+        sentence = "the cat sat on the mat"
+        score, signature = metrics.corpus_bleu([sentence], [sentence])
         assert score == pytest.approx(100.0) and "nrefs:1" in signature
         low, _ = metrics.corpus_bleu(["a dog ran in a park"], ["the cat sat on the mat"])
         assert low < 5
