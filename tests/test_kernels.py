@@ -243,6 +243,7 @@ def test_warmup_and_info_report():
     assert info["active"] == kernels.active() and info["numba_threads"] >= 1
     assert info["slp_vectorize"]["tinygrad_tf_kernels"] is True
     assert "float32" in info["compiled"]["_gemm"]
+    assert info["omp_wait_policy"]  # PASSIVE unless the user set it: no spinning OpenMP pool
 
 
 def test_small_calls_run_serially_and_restore_the_thread_count():
