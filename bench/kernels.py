@@ -190,6 +190,62 @@ def main():
                 rows.append((f"{name} {shape}", *_timed(softmax_case(name, x, grad),
                                                          args.repeats)))
         print_table(title, rows, TARGETS[target])
+    mixed_step_table(args.repeats)
+
+
+MIXED_STEP = r"""
+import statistics, sys, time
+import tinygrad_tf as tg
+from tinygrad_tf import Tensor, kernels
+tg.manual_seed(0)
+B, T, D, H, V = 8, 32, 128, 4, 1000   # one attention block, a 4x MLP, a 1000-way output
+x = Tensor.randn(B, T, D, dtype=tg.float32)
+ws = [Tensor.randn(D, D, dtype=tg.float32, requires_grad=True) for _ in range(3)]
+w1 = Tensor.randn(D, 4 * D, dtype=tg.float32, requires_grad=True)
+w_out = Tensor.randn(D, V, dtype=tg.float32, requires_grad=True)
+
+def step():
+    q, k, v = [(x @ w * 0.1).reshape(B, T, H, D // H).permute(0, 2, 1, 3) for w in ws]
+    attention = (q @ k.transpose(-1, -2) * (D // H) ** -0.5).softmax(-1)
+    mixed = (attention @ v).permute(0, 2, 1, 3).reshape(B, T, D)
+    hidden = (mixed @ w1).relu() @ w1.transpose(0, 1)
+    (-(hidden @ w_out).log_softmax(-1).mean()).backward()
+
+step()
+times = []
+for _ in range(int(sys.argv[1])):
+    start = time.perf_counter()
+    step()
+    times.append(time.perf_counter() - start)
+print(kernels.info()["threading_layer"], statistics.median(times))
+"""
+
+MIXED_SETTINGS = [  # (kernel set, extra environment)
+    ("numpy", {}), ("numba", {}), ("auto", {}),
+    ("auto", {"OMP_WAIT_POLICY": "ACTIVE"}),
+    ("auto", {"NUMBA_THREADING_LAYER": "workqueue", "OMP_WAIT_POLICY": "ACTIVE"}),
+]
+
+
+def mixed_step_table(repeats):
+    """A small training step that alternates OpenBLAS and Numba, per kernel set and thread
+    setting, each in a fresh interpreter (the OpenMP wait policy is read at startup)."""
+    import subprocess
+    import sys
+    print("\n## mixed training step (OpenBLAS and Numba alternating)\n")
+    print("| kernel set | environment | threading layer | median step ms |")
+    print("|---|---|---|---:|")
+    for kernel_set, extra in MIXED_SETTINGS:
+        env = {**os.environ, "TINYGRAD_TF_KERNELS": kernel_set, **extra}
+        if "OMP_WAIT_POLICY" not in extra:
+            env.pop("OMP_WAIT_POLICY", None)  # tinygrad_tf's default (PASSIVE)
+        out = subprocess.run([sys.executable, "-c", MIXED_STEP, str(repeats)], env=env,
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            raise SystemExit(f"mixed step failed for {kernel_set} {extra}:\n{out.stderr}")
+        layer, seconds = out.stdout.split()[-2:]
+        settings = " ".join(f"{k}={v}" for k, v in extra.items()) or "default"
+        print(f"| {kernel_set} | {settings} | {layer} | {float(seconds) * 1e3:.2f} |")
 
 
 def _timed(case, repeats):
