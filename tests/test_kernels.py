@@ -108,6 +108,7 @@ def test_matmul_auto_routes_by_shape_class(monkeypatch):
     calls = []
     monkeypatch.setattr(mm, "matmul_numba", lambda a, b: calls.append("numba") or a @ b)
     monkeypatch.setattr(mm, "matmul_numpy", lambda a, b: calls.append("numpy") or a @ b)
+    monkeypatch.setattr(kernels, "AUTO_NUMBA_MAX_MATRIX", 64 * 64)
     f32 = np.float32
     kernels.matmul_auto(np.ones((8, 64, 32), f32), np.ones((8, 32, 64), f32))
     kernels.matmul_auto(np.ones((1024, 128), f32), np.ones((128, 512), f32))

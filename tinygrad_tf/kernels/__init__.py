@@ -7,8 +7,8 @@ module at call time, so `use(name)` switches every op at once. Three sets:
 - "numpy": the reference twins (numpy, OpenBLAS for matmul).
 - "numba": every op on its Numba kernel (float32/float64; other dtypes fall back to numpy).
 - "auto" (the default): per op and shape class, whichever measured faster in bench/kernels.py:
-  Numba for softmax/log-softmax and for batched float32 matmul of small attention matrices,
-  OpenBLAS for 2-D matmul (the linear layers), bigger batched matrices and float64.
+  Numba for softmax/log-softmax (forward and backward), OpenBLAS for matmul (batched small
+  matrices could go to Numba: see AUTO_NUMBA_MAX_MATRIX).
 
 Pick one with `use(...)` (also a context manager) or the TINYGRAD_TF_KERNELS environment variable.
 Importing compiles nothing: each Numba kernel compiles (or loads from Numba's disk cache) on its
@@ -33,9 +33,11 @@ from . import softmax as _softmax  # noqa: E402
 KERNEL_NAMES = ("matmul", "softmax", "softmax_backward", "log_softmax", "log_softmax_backward")
 
 # Batched float32 products with small matrices (output at most AUTO_NUMBA_MAX_MATRIX elements,
-# inner dim at most AUTO_NUMBA_MAX_K) go to Numba under "auto": there bench/kernels.py measured
-# the batch-parallel Numba GEMM at 1.0-1.25x OpenBLAS; at T = 128 it lost (0.8x).
-AUTO_NUMBA_MAX_MATRIX = 64 * 64
+# inner dim at most AUTO_NUMBA_MAX_K) go to Numba under "auto". On this project's 2-core machine
+# the cleanest bench/kernels.py runs had OpenBLAS ahead on every matmul shape (Numba 0.5-0.9x,
+# docs/kernels.md), so the threshold is 0: "auto" uses OpenBLAS for all matmuls. Set it to e.g.
+# 64 * 64 where the benchmark shows the batch-parallel Numba GEMM ahead (one noisy run here did).
+AUTO_NUMBA_MAX_MATRIX = 0
 AUTO_NUMBA_MAX_K = 64
 
 
