@@ -11,9 +11,9 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # A stamp file: reinstall only when pyproject.toml changes. The tests cover the recipe's optional
-# extras (BLEU, plot, BPE) too, so both targets install them.
+# extras (BLEU, plot, BPE) and the multi-rank tests (MPI) too, so both targets install them.
 $(VENV)/.deps: pyproject.toml | $(PY)
-	$(PIP) -e ".[test,recipe]"
+	$(PIP) -e ".[test,recipe,mpi]"
 	touch $@
 
 demo: $(VENV)/.deps

@@ -155,8 +155,9 @@ def _train_config(args):
 
 
 def _cmd_train(args):
+    from .parallel import launch_train
     from .train import train
-    config = _train_config(args)
+    config = launch_train(_train_config, args)  # one process, or one of `mpiexec -n K` ranks
     summary = train(config, resume=bool(getattr(args, "resume", None)))
     print(f"checkpoint: {summary['checkpoint']}")
     if os.path.exists(summary["plot"]):
@@ -324,12 +325,25 @@ def _step_timings(tinygrad_tf, TransformerConfig):
 
 # ---------------------------------------------------------------------------- main
 
+def _rank():
+    from tinygrad_tf import distributed
+    return distributed.rank_prefix()
+
+
 _COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "translate": _cmd_translate,
              "average": _cmd_average, "doctor": _cmd_doctor}
 
 
 def main(argv=None):
     """Run the command line `argv` (default sys.argv[1:]); returns the exit status."""
+    from tinygrad_tf import distributed
+    status = _main(argv)
+    if status and distributed.is_distributed():
+        distributed.abort(status)  # a rank that returned would leave the others in a collective
+    return status
+
+
+def _main(argv):
     from .checkpoint import CheckpointError
     from .data import DataError
     from .train import TrainingDiverged
@@ -337,10 +351,10 @@ def main(argv=None):
     try:
         return _COMMANDS[args.command](args)
     except TrainingDiverged as error:
-        print(f"tinygrad-tf {args.command}: training stopped: {error}", file=sys.stderr)
+        print(f"tinygrad-tf {args.command}: {_rank()}training stopped: {error}", file=sys.stderr)
         return 1
     except (ValueError, DataError, CheckpointError, FileNotFoundError, ImportError) as error:
-        print(f"tinygrad-tf {args.command}: error: {error}", file=sys.stderr)
+        print(f"tinygrad-tf {args.command}: {_rank()}error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"tinygrad-tf {args.command}: interrupted", file=sys.stderr)

@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import tinygrad_tf
-from tinygrad_tf import Tensor, nn, no_grad
+from tinygrad_tf import Tensor, distributed, nn, no_grad
 from tinygrad_tf import random as tg_random
 from tinygrad_tf.nn import functional as F
 
-from . import checkpoint, data
+from . import checkpoint, data, parallel
 from .batching import Batcher, encode_pairs, make_batch
 from .decoding import beam_search, greedy_decode
 from .metrics import corpus_bleu, exact_match
@@ -293,9 +293,16 @@ class Trainer:
     def __init__(self, config, resume=False, out=None):
         config.check()
         self.config, self.out = config, out or sys.stdout
+        # Under `mpiexec -n K` (see parallel.py) rank 0 alone writes files and prints.
+        distributed.init()
+        self.writer = distributed.rank() == 0
+        if not self.writer:
+            self.out = open(os.devnull, "w")
+        distributed.barrier()  # every rank has checked the run directory before rank 0 fills it
         self.run_dir = config.run_dir
         self.checkpoint_dir = os.path.join(self.run_dir, "checkpoints")
-        os.makedirs(self.checkpoint_dir, exist_ok=True)
+        if self.writer:
+            os.makedirs(self.checkpoint_dir, exist_ok=True)
         tinygrad_tf.manual_seed(config.seed)
         self.splits = load_splits(config)
         vocab_path = os.path.join(self.run_dir, "vocab.json")
@@ -306,7 +313,8 @@ class Trainer:
             self.tokenizer = build_tokenizer(config.tokenizer, texts, min_freq=config.min_freq,
                                              max_size=config.vocab_size if config.tokenizer == "bpe"
                                              else None)
-            self.tokenizer.save(vocab_path)
+            if self.writer:
+                self.tokenizer.save(vocab_path)
         self.model_config = model_config(config, len(self.tokenizer.vocab))
         self.corpus = encode_pairs(self.tokenizer, self.splits.train)
         _check_lengths(self.corpus, self.model_config.max_len, "training")
@@ -319,13 +327,18 @@ class Trainer:
         self.best = None
         self.history = []
         self.metrics_path = os.path.join(self.run_dir, "metrics.jsonl")
+        self.parallel = None
+        if distributed.is_distributed():
+            parallel.check_same_run(self)
         if resume:
             self._restore()
-        else:
+        elif self.writer:
             _write_json(os.path.join(self.run_dir, "config.json"),
                         {"train": dataclasses.asdict(config),
                          "model": dataclasses.asdict(self.model_config), "versions": _versions()})
             open(self.metrics_path, "w").close()
+        if distributed.is_distributed():
+            self.parallel = parallel.ShardedStep(self)
 
     # -- checkpoints
 
@@ -342,6 +355,8 @@ class Trainer:
                                        f"saving it. {self._last_good()}")
 
     def save(self, path=None, extra=None):
+        if not self.writer:
+            return None
         self._check_finite_parameters()
         path = path or checkpoint.step_path(self.checkpoint_dir, self.step)
         checkpoint.save(path, self.model.state_dict(), self.optimizer.state_dict(),
@@ -372,14 +387,17 @@ class Trainer:
             with open(self.metrics_path, encoding="utf-8") as file:
                 kept = [json.loads(line) for line in file if line.strip()]
         self.history = [record for record in kept if record["step"] <= self.step]
-        with open(self.metrics_path, "w", encoding="utf-8") as file:
-            file.writelines(json.dumps(record) + "\n" for record in self.history)
+        if self.writer:
+            with open(self.metrics_path, "w", encoding="utf-8") as file:
+                file.writelines(json.dumps(record) + "\n" for record in self.history)
         print(f"resuming {self.run_dir} from {path} (step {self.step})", file=self.out)
 
     # -- the loop
 
     def _log(self, record):
         self.history.append(record)
+        if not self.writer:
+            return
         with open(self.metrics_path, "a", encoding="utf-8") as file:
             file.write(json.dumps(record) + "\n")
 
@@ -390,6 +408,9 @@ class Trainer:
         return config.time_budget is None or self.elapsed < config.time_budget
 
     def validate(self, progress):
+        """Rank 0 alone validates (returns None elsewhere); run() shares what it decides."""
+        if not self.writer:
+            return None
         config = self.config
         result = evaluate_pairs(self.model, self.tokenizer, self.splits.valid,
                                 max_tokens=config.max_tokens or 4096,
@@ -426,15 +447,19 @@ class Trainer:
                 while self._budget_left():
                     started = time.perf_counter()
                     epoch, index, batch = next(stream)
-                    loss, _ = loss_of(self.model, batch, config.label_smoothing)
-                    loss_value = loss.item()
+                    if self.parallel is None:
+                        loss, _ = loss_of(self.model, batch, config.label_smoothing)
+                        loss_value = loss.item()
+                    else:  # gradients of the global batch, loss agreed by every rank
+                        loss_value = self.parallel.loss_and_gradients(batch, self.step)
                     if not math.isfinite(loss_value):
                         raise TrainingDiverged(
                             f"the training loss became {loss_value} at step {self.step + 1}; "
                             f"stopping. {self._last_good()} Try a smaller --lr-factor/--lr, "
                             "more --warmup-steps or --clip-norm 1.0")
-                    self.optimizer.zero_grad()
-                    loss.backward()
+                    if self.parallel is None:
+                        self.optimizer.zero_grad()
+                        loss.backward()
                     if config.clip_norm is not None:
                         nn.utils.clip_grad_norm_(self.model.parameters(), config.clip_norm)
                     lr = self.optimizer.param_groups[0]["lr"]  # the rate of this update
@@ -444,6 +469,9 @@ class Trainer:
                     self.step += 1
                     self.epoch, self.batch_index = epoch, index + 1
                     self.elapsed += time.perf_counter() - started
+                    if self.parallel is not None:
+                        self.elapsed, stop = self.parallel.agree(self.elapsed, interrupt.requested)
+                        interrupt.requested = interrupt.requested or stop
                     window_tokens += batch.n_tokens
                     self._log({"kind": "train", "step": self.step, "loss": loss_value, "lr": lr,
                                "tokens": batch.n_tokens})
@@ -457,8 +485,11 @@ class Trainer:
                     if self.step % config.eval_every == 0:
                         last_valid = self.validate(progress)
                         window_start = time.perf_counter()
-                        if (config.target_exact_match is not None
-                                and last_valid["exact_match"] >= config.target_exact_match):
+                        reached = (config.target_exact_match is not None and last_valid is not None
+                                   and last_valid["exact_match"] >= config.target_exact_match)
+                        if self.parallel is not None:
+                            reached = self.parallel.agree_flag(reached)
+                        if reached:
                             status = "reached target"
                     if interrupt.requested:
                         status = "interrupted"
@@ -473,10 +504,12 @@ class Trainer:
         if not checkpoint.step_checkpoints(self.checkpoint_dir) or \
                 checkpoint.step_checkpoints(self.checkpoint_dir)[-1][0] != self.step:
             self.save()
-        write_plot(self.run_dir, self.history)
+        if self.writer:
+            write_plot(self.run_dir, self.history)
+        distributed.barrier()  # rank 0's files are complete before any rank returns
         summary = {"status": status, "step": self.step, "elapsed": self.elapsed,
                    "last_valid": last_valid, "best": self.best, "run_dir": self.run_dir,
-                   "checkpoint": checkpoint.step_checkpoints(self.checkpoint_dir)[-1][1],
+                   "checkpoint": checkpoint.step_path(self.checkpoint_dir, self.step),
                    "plot": os.path.join(self.run_dir, "plot.png")}
         progress.done(summary)
         return summary

@@ -1,0 +1,279 @@
+"""Data-parallel training over MPI (mpi4py): the same code runs as one process or as K ranks.
+
+    from tinygrad_tf import distributed as dist
+    dist.init()                                   # 1 rank without mpi4py or a launcher
+    ddp = dist.DistributedDataParallel(model)     # broadcasts rank 0's parameters
+    loss = ddp(x_shard, ...)...; loss.backward()
+    ddp.sync_gradients()                          # ONE in-place Allreduce, averaged
+    optimizer.step()
+
+Launch with `mpiexec -n K python script.py`. MPI is used only when a launcher started us (its
+environment variables say so): importing mpi4py initialises MPI, which a plain `python script.py`
+should not pay for or be surprised by. Only mpi4py's buffer methods (Allreduce, Bcast) carry
+arrays: its lowercase methods pickle, about 25x slower for a 20 MB gradient here.
+
+The engine does not import nn/: modules are duck-typed (anything with `.parameters()` yielding
+Tensors works).
+"""
+import hashlib
+import os
+import sys
+
+import numpy as np
+
+from .tensor import Tensor
+
+# Variables that MPI launchers set in every rank: MPICH/Intel MPI/Slurm PMI, Open MPI, PMIx.
+_LAUNCHER_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK")
+_OPS = ("sum", "max", "min", "mean")
+
+_comm = None      # mpi4py's COMM_WORLD once init() found a launcher, else None
+_MPI = None
+_initialised = False
+
+
+def _launched():
+    forced = os.environ.get("TINYGRAD_TF_MPI")
+    if forced is not None:
+        return forced not in ("", "0")
+    return any(name in os.environ for name in _LAUNCHER_VARIABLES)
+
+
+def init():
+    """Join the MPI job if a launcher started this process; returns the world size.
+
+    Without mpiexec (or without mpi4py) this is one process of rank 0, silently. TINYGRAD_TF_MPI=1
+    forces MPI on (e.g. a launcher we do not recognise), =0 forces it off. Under K > 1 ranks an
+    uncaught exception aborts the whole job, so a failing rank never leaves the others waiting in
+    a collective. Calling init() again does nothing."""
+    global _comm, _MPI, _initialised
+    if _initialised:
+        return world_size()
+    _initialised = True
+    if not _launched():
+        return 1
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        if os.environ.get("TINYGRAD_TF_MPI") not in (None, "", "0"):
+            raise ImportError("distributed.init: TINYGRAD_TF_MPI=1 but mpi4py is not installed; "
+                              "pip install 'tinygrad_tf[mpi]'") from None
+        return 1
+    _MPI, _comm = MPI, MPI.COMM_WORLD
+    if _comm.Get_size() > 1:
+        _install_abort_hook()
+    return world_size()
+
+
+def rank():
+    """This process's rank, 0..world_size()-1 (0 without MPI)."""
+    return _comm.Get_rank() if _comm is not None else 0
+
+
+def world_size():
+    """The number of ranks (1 without MPI)."""
+    return _comm.Get_size() if _comm is not None else 1
+
+
+def is_distributed():
+    return world_size() > 1
+
+
+def barrier():
+    """Wait until every rank gets here."""
+    if _comm is not None:
+        _comm.Barrier()
+
+
+def abort(code=1):
+    """End every rank of the job now with exit status `code` (a plain exit without MPI)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if _comm is not None and _comm.Get_size() > 1:
+        _comm.Abort(code)
+    raise SystemExit(code)
+
+
+def _install_abort_hook():
+    previous = sys.excepthook
+
+    def hook(kind, value, trace):
+        # The default hook prints, then the interpreter's exit waits in MPI_Finalize for ranks
+        # that wait for us in a collective: a hang. Abort ends them all within seconds.
+        previous(kind, value, trace)
+        abort(1)
+
+    sys.excepthook = hook
+
+
+# ---------------------------------------------------------------------------- collectives
+
+def _array_of(value, op_name):
+    if isinstance(value, Tensor):
+        return value.data
+    if isinstance(value, np.ndarray):
+        return value
+    raise TypeError(f"{op_name}: expected a Tensor or a numpy array, got {type(value).__name__}")
+
+
+def _reduce_in_place(array, op):
+    """Allreduce `array` in place (a contiguous copy is reduced and written back if needed)."""
+    if op not in _OPS:
+        raise ValueError(f"all_reduce: op must be one of {', '.join(_OPS)}, not {op!r}")
+    if _comm is None or _comm.Get_size() == 1:
+        return array
+    if not array.flags.writeable:
+        raise ValueError(f"all_reduce: the array of shape {array.shape} is read-only; the "
+                         "reduction is written in place")
+    contiguous = array if array.flags.c_contiguous else np.ascontiguousarray(array)
+    mpi_op = {"sum": _MPI.SUM, "mean": _MPI.SUM, "max": _MPI.MAX, "min": _MPI.MIN}[op]
+    _comm.Allreduce(_MPI.IN_PLACE, contiguous, op=mpi_op)
+    if op == "mean":
+        contiguous /= _comm.Get_size()
+    if contiguous is not array:
+        array[...] = contiguous
+    return array
+
+
+def all_reduce(value, op="sum"):
+    """Reduce a Tensor's data or a numpy array over all ranks, in place; returns `value`.
+
+    op: "sum", "mean", "max" or "min". Integer arrays with "mean" are rejected (the mean would
+    not fit in place)."""
+    array = _array_of(value, "all_reduce")
+    if op == "mean" and not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(f"all_reduce: op='mean' needs a float array, got {array.dtype}")
+    _reduce_in_place(array, op)
+    return value
+
+
+def broadcast(value, root=0):
+    """Overwrite a Tensor's data or a numpy array, in place, with rank `root`'s; returns it."""
+    array = _array_of(value, "broadcast")
+    if _comm is None or _comm.Get_size() == 1:
+        return value
+    contiguous = array if array.flags.c_contiguous else np.ascontiguousarray(array)
+    _comm.Bcast(contiguous, root=root)
+    if contiguous is not array:
+        array[...] = contiguous
+    return value
+
+
+def broadcast_object(value, root=0):
+    """Rank `root`'s small Python value (a run name, a flag) on every rank. Pickles: never use it
+    for arrays of any size, use broadcast()."""
+    if _comm is None or _comm.Get_size() == 1:
+        return value
+    return _comm.bcast(value, root=root)
+
+
+def broadcast_parameters(module, root=0):
+    """Give every rank rank `root`'s parameters (and buffers), in place, one Bcast per tensor."""
+    tensors = list(module.parameters())
+    if hasattr(module, "buffers"):
+        tensors += [b for b in module.buffers() if np.issubdtype(b.data.dtype, np.number)]
+    for tensor in tensors:
+        broadcast(tensor, root=root)
+
+
+def check_same(what, *parts):
+    """Raise on every rank if the ranks disagree on `parts` (strings, bytes or numpy arrays).
+
+    Compares a 63-bit hash by one Allreduce of (min, -max): every rank sees the same result, so
+    every rank raises the same error instead of some waiting forever."""
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            part = np.ascontiguousarray(part).tobytes()
+        elif isinstance(part, str):
+            part = part.encode("utf-8")
+        digest.update(part)
+        digest.update(b"\0")
+    value = int.from_bytes(digest.digest()[:8], "little") >> 1
+    extremes = np.array([value, -value], dtype=np.int64)
+    _reduce_in_place(extremes, "min")
+    if extremes[0] != -extremes[1]:
+        raise ValueError(f"distributed: the {world_size()} ranks disagree on {what} (rank "
+                         f"{rank()} has hash {value:016x}); every rank must run the same command "
+                         "on the same files")
+
+
+# ---------------------------------------------------------------------------- gradients
+
+class _FlatGradients:
+    """One preallocated contiguous buffer per dtype holding every parameter's gradient, in
+    `parameters()` order, so each dtype costs ONE Allreduce. Gradients are copied in (zeros for
+    a parameter without one, so every rank's layout is the same) and written back as views of
+    the buffer."""
+
+    def __init__(self, parameters):
+        self.parameters = list(parameters)
+        sizes = {}
+        self.slots = []   # (parameter, dtype, start, stop)
+        for p in self.parameters:
+            dtype = p.data.dtype
+            start = sizes.get(dtype, 0)
+            sizes[dtype] = start + p.data.size
+            self.slots.append((p, dtype, start, sizes[dtype]))
+        self.buffers = {dtype: np.zeros(size, dtype) for dtype, size in sizes.items()}
+
+    def pack(self):
+        for p, dtype, start, stop in self.slots:
+            target = self.buffers[dtype][start:stop]
+            if p.grad is None:
+                target.fill(0)
+            elif p.grad.data.shape != p.data.shape:
+                raise ValueError(f"DistributedDataParallel: the gradient of a parameter of shape "
+                                 f"{p.data.shape} has shape {p.grad.data.shape}")
+            else:
+                target.reshape(p.data.shape)[...] = p.grad.data
+        return list(self.buffers.values())
+
+    def unpack(self):
+        for p, dtype, start, stop in self.slots:
+            p.grad = Tensor._wrap(self.buffers[dtype][start:stop].reshape(p.data.shape))
+
+
+def _flat_grads(parameters):
+    """THE place that decides how gradients become flat buffers (see _FlatGradients). When
+    parameters live in a flat arena, return the arena's gradient buffers here instead."""
+    return _FlatGradients(parameters)
+
+
+class DistributedDataParallel:
+    """Wrap a module for data-parallel training: rank 0's parameters are broadcast at
+    construction; after backward, `sync_gradients()` sums every parameter's gradient over the
+    ranks in ONE in-place Allreduce per dtype and multiplies by `scale` (default 1/world_size,
+    the mean, as torch's DDP; pass scale=1.0 if each rank's loss is already its share of the
+    global loss). Calling the wrapper calls the module; other attributes are the module's."""
+
+    def __init__(self, module, root=0):
+        init()
+        self.module = module
+        broadcast_parameters(module, root=root)
+        self._flat = _flat_grads(module.parameters())
+
+    def __call__(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+    def __getattr__(self, name):
+        # Only reached for names the wrapper lacks; a typo still raises AttributeError.
+        if name == "module":
+            raise AttributeError(name)
+        return getattr(self.module, name)
+
+    def sync_gradients(self, scale=None):
+        """All-reduce (sum) the gradients, then multiply them by `scale` once."""
+        if scale is None:
+            scale = 1.0 / world_size()
+        buffers = self._flat.pack()
+        for buffer in buffers:
+            _reduce_in_place(buffer, "sum")
+            if scale != 1.0:
+                buffer *= scale
+        self._flat.unpack()
+
+
+def rank_prefix():
+    """"[rank r/K] " under several ranks, "" otherwise: for messages every rank prints."""
+    return f"[rank {rank()}/{world_size()}] " if is_distributed() else ""
