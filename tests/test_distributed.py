@@ -1,0 +1,239 @@
+"""tinygrad_tf.distributed and `mpiexec -n 2 tinygrad-tf train`.
+
+The first tests run in this process (one rank, no MPI). The `mpi` tests spawn `mpiexec -n 2`
+(MPIEXEC_TIMEOUT and a subprocess timeout, so a hang fails instead of blocking the suite) and
+compare two ranks with one process on the same global batches; they skip without mpi4py or
+mpiexec (`pip install 'tinygrad_tf[mpi]'`, which `make test` does).
+"""
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tinygrad_tf import Tensor, distributed, nn
+from tinygrad_tf.models import checkpoint, cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TIMEOUT = 240  # seconds for one mpiexec run; MPIEXEC_TIMEOUT kills the ranks a little earlier
+
+
+# ---------------------------------------------------------------------------- one process
+
+def test_without_a_launcher_everything_is_one_rank(monkeypatch):
+    for name in distributed._LAUNCHER_VARIABLES + ("TINYGRAD_TF_MPI",):
+        monkeypatch.delenv(name, raising=False)
+    assert not distributed._launched()
+    assert distributed.init() == 1 and distributed.world_size() == 1 and distributed.rank() == 0
+    distributed.barrier()
+    monkeypatch.setenv("PMI_SIZE", "2")
+    assert distributed._launched()
+    monkeypatch.setenv("TINYGRAD_TF_MPI", "0")
+    assert not distributed._launched()
+
+
+def test_collectives_on_one_rank_are_identities_with_clear_errors():
+    array = np.arange(6.0).reshape(2, 3).T        # non-contiguous
+    assert distributed.all_reduce(array, "mean") is array
+    np.testing.assert_array_equal(array, np.arange(6.0).reshape(2, 3).T)
+    tensor = Tensor(np.ones(3))
+    assert distributed.all_reduce(tensor) is tensor and distributed.broadcast(tensor) is tensor
+    assert distributed.broadcast_object("run") == "run"
+    distributed.check_same("the configuration", "abc", np.arange(3))
+    with pytest.raises(ValueError, match="op must be one of"):
+        distributed.all_reduce(np.ones(2), "prod")
+    with pytest.raises(ValueError, match="needs a float array"):
+        distributed.all_reduce(np.ones(2, np.int64), "mean")
+    with pytest.raises(TypeError, match="all_reduce: expected a Tensor or a numpy array, got list"):
+        distributed.all_reduce([1.0])
+
+
+def test_flat_gradients_pack_zeros_for_missing_grads_and_write_back_views():
+    a = nn.Parameter(Tensor(np.zeros((2, 3), np.float32)))
+    b = nn.Parameter(Tensor(np.zeros(4, np.float64)))
+    c = nn.Parameter(Tensor(np.zeros((3, 1), np.float32)))
+    a.grad = Tensor(np.arange(6, dtype=np.float32).reshape(3, 2).T)   # non-contiguous
+    c.grad = Tensor(np.full((3, 1), 7, np.float32))
+    flat = distributed._flat_grads([a, b, c])
+    buffers = flat.pack()
+    assert [buf.dtype for buf in buffers] == [np.float32, np.float64]   # one buffer per dtype
+    np.testing.assert_array_equal(buffers[0], [0, 2, 4, 1, 3, 5, 7, 7, 7])
+    np.testing.assert_array_equal(buffers[1], np.zeros(4))
+    buffers[0] *= 2
+    flat.unpack()
+    np.testing.assert_array_equal(a.grad.data, np.arange(6).reshape(3, 2).T * 2)
+    np.testing.assert_array_equal(b.grad.data, np.zeros(4))
+    assert np.shares_memory(c.grad.data, buffers[0]) and c.grad.data.shape == (3, 1)
+    a.grad = Tensor(np.zeros(6, np.float32))
+    with pytest.raises(ValueError, match=r"parameter of shape \(2, 3\) has shape \(6,\)"):
+        flat.pack()
+
+
+def test_ddp_on_one_rank_keeps_the_gradients():
+    model = nn.Linear(3, 2, dtype=np.float64)
+    ddp = distributed.DistributedDataParallel(model)
+    x = Tensor(np.random.default_rng(0).normal(size=(5, 3)))
+    (ddp(x) ** 2).sum().backward()
+    expected = [p.grad.data.copy() for p in model.parameters()]
+    ddp.sync_gradients()
+    for p, grad in zip(model.parameters(), expected):
+        np.testing.assert_array_equal(p.grad.data, grad)
+    assert ddp.in_features == 3        # other attributes are the module's
+    with pytest.raises(AttributeError):
+        ddp.no_such_attribute
+
+
+# ---------------------------------------------------------------------------- two ranks
+
+def _mpiexec():
+    here = os.path.dirname(sys.executable)   # the mpich wheel installs it beside python
+    return shutil.which("mpiexec", path=here) or shutil.which("mpiexec")
+
+
+needs_mpi = pytest.mark.skipif(importlib.util.find_spec("mpi4py") is None or _mpiexec() is None,
+                               reason="needs mpi4py and mpiexec: pip install 'tinygrad_tf[mpi]'")
+
+
+def _run(command, ranks=2, cwd=None):
+    """Run `command` under `mpiexec -n ranks` (or plainly when ranks is None)."""
+    env = dict(os.environ, MPIEXEC_TIMEOUT=str(TIMEOUT - 20))
+    if ranks:  # one thread per rank: two ranks already fill two cores
+        env["NUMBA_NUM_THREADS"] = "1"
+    full = ([_mpiexec(), "-n", str(ranks)] if ranks else []) + command
+    started = time.perf_counter()
+    done = subprocess.run(full, capture_output=True, text=True, timeout=TIMEOUT, env=env, cwd=cwd)
+    return done, time.perf_counter() - started
+
+
+def _ddp_example(tmp_path, ranks, dtype):
+    out = tmp_path / f"ddp_{ranks}_{dtype}.npz"
+    done, _ = _run([sys.executable, os.path.join(ROOT, "examples", "ddp.py"), "--steps", "60",
+                    "--dtype", dtype, "--save", str(out)], ranks)
+    assert done.returncode == 0, done.stderr
+    return np.load(out)
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+@needs_mpi
+@pytest.mark.parametrize("dtype, atol", [("float64", 1e-12), ("float32", 2e-5)])
+def test_ddp_two_ranks_equal_one_process(tmp_path, dtype, atol):
+    one, two = _ddp_example(tmp_path, None, dtype), _ddp_example(tmp_path, 2, dtype)
+    assert int(one["world_size"]) == 1 and int(two["world_size"]) == 2
+    assert one["losses"][-1] < one["losses"][0] / 4
+    for name in one.files:
+        if name != "world_size":
+            np.testing.assert_allclose(two[name], one[name], rtol=0, atol=atol, err_msg=name)
+
+
+# The recipe: a tiny copy model, dropout off (masks depend on the shard), a constant rate so the
+# steps move the weights, batches of 16 pairs split 8 + 8.
+TRAIN = ["--task", "copy", "--symbols", "6", "--max-length", "6", "--n-train", "96",
+         "--n-valid", "8", "--n-test", "8", "--batch-size", "16", "--max-tokens", "100000",
+         "--dropout", "0", "--schedule", "constant", "--lr", "1e-3", "--eval-every", "4",
+         "--eval-decode", "8", "--log-every", "2"]
+CLI = [sys.executable, "-m", "tinygrad_tf.models.cli", "train"]
+
+
+def _losses(run_dir):
+    with open(os.path.join(run_dir, "metrics.jsonl")) as file:
+        records = [json.loads(line) for line in file]
+    return np.array([r["loss"] for r in records if r["kind"] == "train"])
+
+
+def _weights(run_dir, step):
+    model, _, _ = checkpoint.load(checkpoint.step_path(os.path.join(run_dir, "checkpoints"), step))
+    return model
+
+
+def _assert_same_training(run_dir, reference, step, atol):
+    np.testing.assert_allclose(_losses(run_dir), _losses(reference), rtol=1e-5)
+    ours, theirs = _weights(run_dir, step), _weights(reference, step)
+    assert ours.keys() == theirs.keys()
+    for name in ours:
+        if name.endswith("w_k.bias"):
+            # Softmax ignores a constant added to every score of a query, so the key bias's true
+            # gradient is 0; what backward returns is rounding noise, which Adam's m/sqrt(v)
+            # turns into steps of size lr that differ between any two summation orders.
+            continue
+        np.testing.assert_allclose(ours[name], theirs[name], rtol=0, atol=atol, err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    """One process, 8 steps: what every multi-rank run below must reproduce."""
+    run_dir = tmp_path_factory.mktemp("one") / "run"
+    with open(os.devnull, "w") as quiet:
+        stdout, sys.stdout = sys.stdout, quiet
+        try:
+            assert cli.main(["train", *TRAIN, "--run-dir", str(run_dir), "--steps", "8"]) == 0
+        finally:
+            sys.stdout = stdout
+    return run_dir
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+@needs_mpi
+def test_train_command_two_ranks_equals_one_process(tmp_path, reference_run):
+    run_dir = tmp_path / "run"
+    done, _ = _run(CLI + TRAIN + ["--run-dir", str(run_dir), "--steps", "8"])
+    assert done.returncode == 0, done.stderr
+    # Rank 0 alone prints and writes: one summary, one metrics line per step.
+    assert done.stdout.count("checkpoint: ") == 1, done.stdout
+    assert len(_losses(run_dir)) == 8
+    _assert_same_training(run_dir, reference_run, 8, atol=1e-5)
+    assert (run_dir / "checkpoints" / "best.safetensors").exists()
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+@needs_mpi
+def test_resume_under_two_ranks_a_run_started_on_one(tmp_path, reference_run):
+    run_dir = tmp_path / "run"
+    with open(os.devnull, "w") as quiet:
+        stdout, sys.stdout = sys.stdout, quiet
+        try:
+            assert cli.main(["train", *TRAIN, "--run-dir", str(run_dir), "--steps", "4"]) == 0
+        finally:
+            sys.stdout = stdout
+    done, _ = _run(CLI + ["--resume", str(run_dir), "--steps", "8"])
+    assert done.returncode == 0, done.stderr
+    assert "resuming" in done.stdout and "(step 4)" in done.stdout
+    _assert_same_training(run_dir, reference_run, 8, atol=1e-5)
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+@needs_mpi
+def test_a_raising_rank_ends_the_job_within_seconds():
+    script = ("from tinygrad_tf import distributed as d\n"
+              "d.init()\n"
+              "if d.rank() == 1:\n"
+              "    raise RuntimeError('rank 1 fails on purpose')\n"
+              "d.barrier()  # rank 0 would wait here forever without Abort\n")
+    done, seconds = _run([sys.executable, "-c", script])
+    assert done.returncode != 0
+    assert "rank 1 fails on purpose" in done.stderr
+    assert seconds < 30, f"the job took {seconds:.1f} s to end"
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+@needs_mpi
+def test_ranks_with_different_configurations_stop_with_a_clear_error(tmp_path):
+    run = [*CLI, *TRAIN, "--run-dir", str(tmp_path / "run"), "--steps", "2"]
+    env = dict(os.environ, MPIEXEC_TIMEOUT=str(TIMEOUT - 20))
+    # MPMD launch: rank 0 and rank 1 run different commands (seed 0 vs seed 1).
+    command = [_mpiexec(), "-n", "1", *run, "--seed", "0", ":", "-n", "1", *run, "--seed", "1"]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, env=env)
+    assert done.returncode != 0
+    assert "ranks disagree on the configuration" in done.stderr, done.stderr
+    assert time.perf_counter() - started < 60
+    assert not (tmp_path / "run" / "checkpoints" / "step_00000002.safetensors").exists()
