@@ -33,7 +33,10 @@ class ShardedStep:
         # Broadcasting rank 0's parameters makes a mismatch impossible even if initialisation
         # ever depended on the rank; after --resume every rank loaded the same file anyway.
         self.ddp = distributed.DistributedDataParallel(trainer.model)
-        self.allreduce_seconds = 0.0   # time in the gradient Allreduce, for bench/distributed.py
+        # For bench/distributed.py: time in the gradient Allreduce, and (when measure_wait is
+        # set, which adds a barrier) the part of it spent waiting for the slowest rank.
+        self.allreduce_seconds = self.wait_seconds = 0.0
+        self.measure_wait = False
 
     def loss_and_gradients(self, batch, step):
         """Leave the global batch's mean-loss gradient in every parameter's .grad on every rank;
@@ -53,6 +56,10 @@ class ShardedStep:
             share = part.n_tokens / total_tokens
             local_sum[0] = loss.item() * part.n_tokens
             (loss * share).backward()
+        if self.measure_wait:
+            started = time.perf_counter()
+            distributed.barrier()
+            self.wait_seconds += time.perf_counter() - started
         started = time.perf_counter()
         self.ddp.sync_gradients(scale=1.0)  # the shares already sum to the global mean
         self.allreduce_seconds += time.perf_counter() - started
