@@ -37,6 +37,18 @@ def test_without_a_launcher_everything_is_one_rank(monkeypatch):
     assert not distributed._launched()
 
 
+def test_a_launcher_without_mpi4py_is_an_error_not_k_copies(monkeypatch):
+    monkeypatch.setattr(distributed, "_initialised", False)
+    monkeypatch.setitem(sys.modules, "mpi4py", None)   # import mpi4py now raises ImportError
+    monkeypatch.delenv("TINYGRAD_TF_MPI", raising=False)
+    monkeypatch.setenv("PMI_SIZE", "1")
+    assert distributed.init() == 1                     # mpiexec -n 1: one process, silently
+    monkeypatch.setattr(distributed, "_initialised", False)
+    monkeypatch.setenv("PMI_SIZE", "2")
+    with pytest.raises(ImportError, match=r"world size 2\) but mpi4py is not installed"):
+        distributed.init()
+
+
 def test_collectives_on_one_rank_are_identities_with_clear_errors():
     array = np.arange(6.0).reshape(2, 3).T        # non-contiguous
     assert distributed.all_reduce(array, "mean") is array

@@ -55,9 +55,13 @@ def init():
     try:
         from mpi4py import MPI
     except ImportError:
-        if os.environ.get("TINYGRAD_TF_MPI") not in (None, "", "0"):
-            raise ImportError("distributed.init: TINYGRAD_TF_MPI=1 but mpi4py is not installed; "
-                              "pip install 'tinygrad_tf[mpi]'") from None
+        # K copies of a one-process run would all write the same files: refuse.
+        size = max(int(os.environ.get(name, "1") or 1)
+                   for name in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE"))
+        if size > 1 or os.environ.get("TINYGRAD_TF_MPI") not in (None, "", "0"):
+            raise ImportError(f"distributed.init: started by an MPI launcher (world size "
+                              f"{size}) but mpi4py is not installed; pip install "
+                              "'tinygrad_tf[mpi]'") from None
         return 1
     _MPI, _comm = MPI, MPI.COMM_WORLD
     if _comm.Get_size() > 1:
