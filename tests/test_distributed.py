@@ -249,3 +249,19 @@ def test_ranks_with_different_configurations_stop_with_a_clear_error(tmp_path):
     assert "ranks disagree on the configuration" in done.stderr, done.stderr
     assert time.perf_counter() - started < 60
     assert not (tmp_path / "run" / "checkpoints" / "step_00000002.safetensors").exists()
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+@needs_mpi
+@pytest.mark.parametrize("stop, last_step", [
+    (["--target-exact-match", "0", "--eval-every", "3"], 3),    # decided on rank 0, shared
+    (["--time-budget", "1.5", "--eval-every", "1000"], None)])  # rank 0's clock, shared
+def test_stopping_rules_end_every_rank_at_the_same_step(tmp_path, stop, last_step):
+    run_dir = tmp_path / "run"
+    flags = TRAIN[:TRAIN.index("--eval-every")] + TRAIN[TRAIN.index("--eval-every") + 2:]
+    done, seconds = _run(CLI + flags + ["--run-dir", str(run_dir), "--steps", "100000", *stop])
+    assert done.returncode == 0, done.stderr
+    steps = len(_losses(run_dir))
+    assert (steps == last_step) if last_step else (1 <= steps < 100000)
+    assert f"step_{steps:08d}.safetensors" in os.listdir(run_dir / "checkpoints")
