@@ -10,7 +10,7 @@
 Launch with `mpiexec -n K python script.py`. MPI is used only when a launcher started us (its
 environment variables say so): importing mpi4py initialises MPI, which a plain `python script.py`
 should not pay for or be surprised by. Only mpi4py's buffer methods (Allreduce, Bcast) carry
-arrays: its lowercase methods pickle, about 25x slower for a 20 MB gradient here.
+arrays: its lowercase methods pickle, about 17x slower for 20 MB here (docs/distributed.md).
 
 The engine does not import nn/: modules are duck-typed (anything with `.parameters()` yielding
 Tensors works).
