@@ -5,16 +5,17 @@ global batches of --max-tokens padded tokens per side, dropout 0.1, the recipe's
     1 rank  x 2 threads   (one process, NUMBA/OpenBLAS threads 2)
     2 ranks x 1 thread    (mpiexec -n 2, threads 1 per rank)
 tokens/s (target tokens of the global batches per second of training), the time per step in the
-gradient sync (pack + Allreduce + unpack, after a barrier, so it excludes "waiting": rank 0's time in that barrier,
-waiting for the slower rank), and the Allreduce of a buffer the gradients' size and of 8 bytes.
+gradient sync (pack + Allreduce + unpack; after a barrier, so it excludes "waiting": rank 0's
+time in that barrier, waiting for the slower rank), and the bare Allreduce of a buffer the
+gradients' size and of 8 bytes.
 
 The scaling model (strong scaling: the global batch stays fixed, each of P machines computes
 1/P of it; a ring Allreduce moves 2 (P-1)/P of the gradient bytes through each machine's link):
     step(P) = compute / P + copies + 2 (P - 1) * latency + 2 (P - 1) / P * bytes / bandwidth
 with compute = the measured 1-rank step time, latency and bandwidth from the measured 2-rank
 Allreduce (2 ranks: time = 2 latency + bytes / bandwidth), and copies = the measured gradient
-sync time per step minus that Allreduce (packing the gradients into the flat buffer and back). Those are shared-memory numbers
-of ONE machine; pass --bandwidth GB/s --latency-us for a network (the docs give the formula).
+sync time per step minus that Allreduce (the gradients into the flat buffer and back). Those
+are shared-memory numbers of ONE machine; pass --bandwidth GB/s --latency-us for a network.
 
     flock /work/cpu.lock .venv/bin/python bench/distributed.py [--steps 20] [--repeats 3]
 """
