@@ -383,7 +383,7 @@ class Trainer:
         self.elapsed, self.best = info["elapsed"], info["best"]
         # Forget what was logged after this checkpoint: those steps run again.
         kept = []
-        if os.path.exists(self.metrics_path):
+        if self.writer and os.path.exists(self.metrics_path):  # others: rank 0 rewrites it now
             with open(self.metrics_path, encoding="utf-8") as file:
                 kept = [json.loads(line) for line in file if line.strip()]
         self.history = [record for record in kept if record["step"] <= self.step]
