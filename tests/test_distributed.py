@@ -71,7 +71,8 @@ def test_flat_gradients_pack_zeros_for_missing_grads_and_write_back_views():
     c = nn.Parameter(Tensor(np.zeros((3, 1), np.float32)))
     a.grad = Tensor(np.arange(6, dtype=np.float32).reshape(3, 2).T)   # non-contiguous
     c.grad = Tensor(np.full((3, 1), 7, np.float32))
-    flat = distributed._flat_grads([a, b, c])
+    frozen = nn.Parameter(Tensor(np.zeros(2, np.float32)), requires_grad=False)
+    flat = distributed._flat_grads([a, frozen, b, c])
     buffers = flat.pack()
     assert [buf.dtype for buf in buffers] == [np.float32, np.float64]   # one buffer per dtype
     np.testing.assert_array_equal(buffers[0], [0, 2, 4, 1, 3, 5, 7, 7, 7])
@@ -80,6 +81,7 @@ def test_flat_gradients_pack_zeros_for_missing_grads_and_write_back_views():
     flat.unpack()
     np.testing.assert_array_equal(a.grad.data, np.arange(6).reshape(3, 2).T * 2)
     np.testing.assert_array_equal(b.grad.data, np.zeros(4))
+    assert frozen.grad is None                       # not in the buffer, never written
     assert np.shares_memory(c.grad.data, buffers[0]) and c.grad.data.shape == (3, 1)
     a.grad = Tensor(np.zeros(6, np.float32))
     with pytest.raises(ValueError, match=r"parameter of shape \(2, 3\) has shape \(6,\)"):

@@ -211,7 +211,7 @@ class _FlatGradients:
     the buffer."""
 
     def __init__(self, parameters):
-        self.parameters = list(parameters)
+        self.parameters = [p for p in parameters if p.requires_grad]  # frozen ones never sync
         sizes = {}
         self.slots = []   # (parameter, dtype, start, stop)
         for p in self.parameters:
