@@ -267,3 +267,20 @@ def test_stopping_rules_end_every_rank_at_the_same_step(tmp_path, stop, last_ste
     steps = len(_losses(run_dir))
     assert (steps == last_step) if last_step else (1 <= steps < 100000)
     assert f"step_{steps:08d}.safetensors" in os.listdir(run_dir / "checkpoints")
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+@needs_mpi
+def test_train_command_failing_on_one_rank_ends_the_job(tmp_path):
+    # Rank 1 cannot read its training file; rank 0 can and goes on to the start-up Allreduce.
+    (tmp_path / "train.tsv").write_text("".join(f"{'ab' * k}\t{'ba' * k}\n" for k in range(1, 40)))
+    run = [*CLI, "--run-dir", str(tmp_path / "run"), "--steps", "2", "--batch-size", "8"]
+    command = [_mpiexec(), "-n", "1", *run, "--train-file", str(tmp_path / "train.tsv"), ":",
+               "-n", "1", *run, "--train-file", str(tmp_path / "missing.tsv")]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT,
+                          env=dict(os.environ, MPIEXEC_TIMEOUT=str(TIMEOUT - 20)))
+    assert done.returncode != 0
+    assert "[rank 1/2] error:" in done.stderr and "missing.tsv" in done.stderr, done.stderr
+    assert time.perf_counter() - started < 60
