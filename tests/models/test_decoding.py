@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from tinygrad_tf import Tensor, manual_seed, no_grad
 from tinygrad_tf.models import Transformer, TransformerConfig, beam_search, greedy_decode
 from tinygrad_tf.models.decoding import DecoderCache, length_penalty, search_beams
+from tinygrad_tf.models.transformer import make_masks
 
 PAD, BOS, EOS = 0, 1, 2
 VOCAB = 9
@@ -205,3 +206,66 @@ def test_wider_beams_never_score_below_greedy_on_these_models(src, seed):
 def test_beam_search_rejects_a_beam_of_zero():
     with pytest.raises(ValueError, match="beam_size"):
         beam_search(model_for(), sources(np.random.default_rng(0), [2], 2), BOS, EOS, beam_size=0)
+
+
+# ---------------------------------------------------------------------------- attention weights
+
+def _own_cross_attention(model, src, out):
+    """Each decoder layer's cross-attention weights on the teacher-forced outputs, recomputed
+    in numpy from the layer's own projections, after checking that they reproduce the layer's
+    own (fused) cross-attention output. -> [(B, h, L, S)]."""
+    tgt_in = np.concatenate([np.full((out.shape[0], 1), BOS), out[:, :-1]], axis=1)
+    with no_grad():
+        src_mask = model.source_mask(src)
+        memory = model.encode(src, src_mask)
+        _, tgt_mask = make_masks(None, tgt_in, PAD)
+        x = model.positional_encoding(model.tgt_embed(Tensor(tgt_in)))
+        found = []
+        for layer in model.decoder.layers:
+            y = layer.add_norm_1(x, lambda z: layer.self_attn(z, z, z, tgt_mask))
+            if layer.add_norm_2.norm_first:  # pre-norm: the sub-layer sees LayerNorm(y)
+                y = layer.add_norm_2.norm(y)
+            attn = layer.cross_attn
+            q = attn.split_heads(attn.w_q(y)).data  # (B, h, L, d_k)
+            k, v = (t.data for t in attn.project_kv(memory, memory))  # (B, h, S, d_k)
+            scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(attn.d_k)
+            scores = np.where(src_mask.data, scores, -np.inf)
+            weights = np.exp(scores - scores.max(-1, keepdims=True))
+            weights /= weights.sum(-1, keepdims=True)
+            heads = (weights @ v).transpose(0, 2, 1, 3).reshape(y.shape)
+            own = attn(y, memory, memory, src_mask).data  # the model's own attention output
+            np.testing.assert_allclose(attn.w_o(Tensor(heads)).data, own, rtol=0, atol=1e-10)
+            found.append(weights)
+            x = layer(x, memory, src_mask, tgt_mask)
+    return found
+
+
+@settings(max_examples=5)
+@given(source_batches(), st.booleans(), st.integers(0, 100), st.sampled_from([1, 3]))
+def test_returned_attention_is_the_models_own_cross_attention(src, norm_first, seed, beam):
+    model = model_for(seed, norm_first=norm_first)
+    if beam == 1:
+        out, attention = greedy_decode(model, src, BOS, EOS, max_extra_len=4,
+                                       return_attention=True)
+    else:
+        out, attention = beam_search(model, src, BOS, EOS, beam_size=beam, max_extra_len=4,
+                                     return_attention=True)
+    assert out.data.shape[1] >= 1 and len(attention) == len(model.decoder.layers)
+    ids = out.data
+    limits = (src.data != PAD).sum(1) + 4  # each row's longest output (max_extra_len=4)
+    decoded = np.array([[t <= (row.index(EOS) if EOS in row else 99) and t < limits[b]
+                         for t in range(len(row))] for b, row in enumerate(ids.tolist())])
+    for weights, expected in zip(attention, _own_cross_attention(model, src, ids)):
+        assert weights.shape == (src.shape[0], 2, ids.shape[1], src.shape[1])
+        np.testing.assert_allclose(weights[decoded.nonzero()[0], :, decoded.nonzero()[1]],
+                                   expected[decoded.nonzero()[0], :, decoded.nonzero()[1]],
+                                   rtol=0, atol=1e-10)
+        assert (weights.transpose(0, 2, 1, 3)[~decoded] == 0).all()  # nothing after the end
+        np.testing.assert_allclose(weights.sum(-1)[decoded.nonzero()[0], :, decoded.nonzero()[1]],
+                                   1.0, atol=1e-12)
+
+
+def test_attention_needs_the_cache():
+    src = sources(np.random.default_rng(0), [2], 2)
+    with pytest.raises(ValueError, match="use_cache"):
+        greedy_decode(model_for(), src, BOS, EOS, use_cache=False, return_attention=True)
