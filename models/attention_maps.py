@@ -74,7 +74,7 @@ def plot_attention(found, path, heads=False):
     S, L = len(found["source_tokens"]), len(found["output_tokens"])
     panel = (max(2.2, 0.22 * S + 1.0), max(2.0, 0.22 * L + 0.9))
     figure, grid = plt.subplots(rows, cols, figsize=(panel[0] * cols + 0.8, panel[1] * rows + 0.6),
-                                squeeze=False)
+                                squeeze=False, layout="constrained")
     for layer_index, weights in enumerate(layers):
         panels = ([(weights[h], f"layer {layer_index + 1}, head {h + 1}") for h in range(n_heads)]
                   if heads else [(weights.mean(axis=0), f"layer {layer_index + 1}, heads averaged")])
@@ -83,8 +83,10 @@ def plot_attention(found, path, heads=False):
             image = axes.imshow(matrix, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
             axes.set_title(title, fontsize=9)
             _label_ticks(axes, found["source_tokens"], found["output_tokens"])
-            axes.set_xlabel("source", fontsize=8)
-            axes.set_ylabel("output", fontsize=8)
+            if (layer_index if heads else 0) == rows - 1:
+                axes.set_xlabel("source", fontsize=8)
+            if (i if heads else layer_index) == 0:
+                axes.set_ylabel("output", fontsize=8)
     figure.colorbar(image, ax=grid.ravel().tolist(), shrink=0.8, label="attention weight")
     figure.suptitle(f"cross-attention: {found['source']!r} -> {found['output']!r}"[:100],
                     fontsize=10)
