@@ -126,12 +126,35 @@ def test_decoding_a_sentence_does_not_depend_on_its_batch(src, seed):
 # ---------------------------------------------------------------------------- beam search
 
 @settings(max_examples=6)
-@given(source_batches(), st.sampled_from([0.0, 0.6, 1.5]), st.integers(0, 100))
-def test_beam_of_one_is_greedy(src, alpha, seed):
+@given(source_batches(), st.integers(0, 100))
+def test_beam_of_one_without_length_penalty_is_greedy(src, seed):
     model = model_for(seed)
     greedy = greedy_decode(model, src, BOS, EOS, max_extra_len=6)
-    beam = beam_search(model, src, BOS, EOS, beam_size=1, alpha=alpha, max_extra_len=6)
+    beam = beam_search(model, src, BOS, EOS, beam_size=1, alpha=0.0, max_extra_len=6)
     assert _rows_until_eos(beam) == _rows_until_eos(greedy)
+
+
+def test_beam_search_does_not_stop_at_the_first_k_early_eos():
+    # A model that always gives EOS 5% and the "right" next token most of the rest: every step
+    # the EOS candidates of the good beam rank in the top K, so a search that stopped at K
+    # finished hypotheses would answer with a short prefix; the full sequence scores far higher.
+    target = [5, 6, 7, 8, 6, 5, EOS]
+    V = 9
+
+    def next_log_probs(prefixes):
+        probs = np.full((len(prefixes), V), 0.01)
+        for row, prefix in enumerate(prefixes):
+            t = len(prefix) - 1
+            right = target[t] if list(prefix[1:]) == target[:t] and t < len(target) else EOS
+            probs[row, EOS] = 0.05
+            probs[row, right] += 0.9
+        probs[:, PAD] = 1e-9
+        return np.log(probs / probs.sum(axis=1, keepdims=True))
+
+    for alpha in (0.0, 0.6):
+        out, scores = search_beams(next_log_probs, lambda rows: None, np.array([20]), BOS, EOS,
+                                   PAD, beam_size=4, alpha=alpha)
+        assert out.data[0].tolist() == target, alpha
 
 
 @settings(max_examples=4)
