@@ -528,7 +528,8 @@ class Trainer:
                               ("step", "loss", "token_accuracy", "exact_match", "bleu")}
         if config.average_last > 0:
             path = os.path.join(self.checkpoint_dir, "average.safetensors")
-            averaged = checkpoint.average(self.checkpoint_dir, config.average_last, path)
+            averaged = checkpoint.average(self.checkpoint_dir, config.average_last, path,
+                                          warn=progress.note)
             model = Transformer(self.model_config)
             model.load_state_dict({k: Tensor(v) for k, v in checkpoint.load(path)[0].items()})
             result = evaluate_pairs(model, self.tokenizer, self.splits.valid,
