@@ -76,8 +76,9 @@ def plot_attention(found, path, heads=False):
     figure, grid = plt.subplots(rows, cols, figsize=(panel[0] * cols + 0.8, panel[1] * rows + 0.6),
                                 squeeze=False, layout="constrained")
     for layer_index, weights in enumerate(layers):
-        panels = ([(weights[h], f"layer {layer_index + 1}, head {h + 1}") for h in range(n_heads)]
-                  if heads else [(weights.mean(axis=0), f"layer {layer_index + 1}, heads averaged")])
+        name = f"layer {layer_index + 1}"
+        panels = ([(weights[h], f"{name}, head {h + 1}") for h in range(n_heads)] if heads
+                  else [(weights.mean(axis=0), f"{name}, heads averaged")])
         for i, (matrix, title) in enumerate(panels):
             axes = grid[layer_index, i] if heads else grid[0, layer_index]
             image = axes.imshow(matrix, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")

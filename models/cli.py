@@ -191,8 +191,8 @@ def _cmd_evaluate(args):
     result = evaluate_pairs(model, tokenizer, pairs, beam_size=args.beam, alpha=args.alpha,
                             n_samples=0)
     result.pop("samples")
-    result.update(checkpoint=info["checkpoint"], step=info.get("step"), beam=args.beam, seconds=round(
-        time.perf_counter() - started, 2), data=args.file or args.split)
+    result.update(checkpoint=info["checkpoint"], step=info.get("step"), beam=args.beam,
+                  seconds=round(time.perf_counter() - started, 2), data=args.file or args.split)
     if args.json:
         print(json.dumps(result))
         return 0
