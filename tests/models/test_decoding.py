@@ -274,6 +274,9 @@ def test_returned_attention_is_the_models_own_cross_attention(src, norm_first, s
         out, attention = beam_search(model, src, BOS, EOS, beam_size=beam, max_extra_len=4,
                                      return_attention=True)
     assert out.data.shape[1] >= 1 and len(attention) == len(model.decoder.layers)
+    plain = (greedy_decode(model, src, BOS, EOS, max_extra_len=4) if beam == 1 else
+             beam_search(model, src, BOS, EOS, beam_size=beam, max_extra_len=4))
+    np.testing.assert_array_equal(out.data, plain.data)  # recording changes no output
     ids = out.data
     limits = (src.data != PAD).sum(1) + 4  # each row's longest output (max_extra_len=4)
     decoded = np.array([[t <= (row.index(EOS) if EOS in row else 99) and t < limits[b]
