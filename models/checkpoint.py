@@ -94,25 +94,30 @@ def prune(directory, keep):
                 os.remove(file)
 
 
-def average(directory, last, out_path):
-    """Average the parameters of the newest `last` step checkpoints (the paper averaged the last
-    5 for base models, 20 for big) into `out_path`; returns the steps averaged."""
-    found = step_checkpoints(directory)[-last:]
-    if not found:
-        raise CheckpointError(f"{directory}: no step checkpoints to average")
-    total, info = None, None
-    for _, path in found:
-        model, _, info = load(path)
-        if total is None:
+def average(directory, last, out_path, warn=print):
+    """Average the parameters of the newest `last` readable step checkpoints (the paper averaged
+    the last 5 for base models, 20 for big) into `out_path`, skipping (with a warning) any that
+    do not load; returns the steps averaged."""
+    total, info, dtypes, steps = None, None, None, []
+    for step, path in reversed(step_checkpoints(directory)):
+        if len(steps) == last:
+            break
+        try:
+            model, _, found_info = load(path)
+        except CheckpointError as error:
+            warn(f"warning: not averaging {error}")
+            continue
+        if total is None:  # the newest: its info and dtypes describe the average
+            info, dtypes = found_info, {name: value.dtype for name, value in model.items()}
             total = {name: value.astype(np.float64) for name, value in model.items()}
         elif set(model) != set(total):
             raise CheckpointError(f"{path}: its parameters differ from the other checkpoints'")
         else:
             for name, value in model.items():
                 total[name] += value
-    reference = load(found[-1][1])[0]
-    averaged = {name: (value / len(found)).astype(reference[name].dtype)
-                for name, value in total.items()}
-    steps = [step for step, _ in found]
+        steps.insert(0, step)
+    if not steps:
+        raise CheckpointError(f"{directory}: no readable step checkpoints to average")
+    averaged = {name: (value / len(steps)).astype(dtypes[name]) for name, value in total.items()}
     save(out_path, averaged, None, {**info, "averaged_steps": steps})
     return steps

@@ -3,8 +3,9 @@
     tinygrad-tf train --task reverse --run-dir runs/rev --steps 3000
     tinygrad-tf train --train-file train.tsv --valid-file valid.tsv --tokenizer bpe --time-budget 600
     tinygrad-tf train --resume runs/rev --steps 5000
-    tinygrad-tf evaluate runs/rev --split test --beam 4
+    tinygrad-tf evaluate runs/rev --split test            # final model, beam 4 (--beam 1: greedy)
     echo "abcdef" | tinygrad-tf translate runs/rev
+    tinygrad-tf translate runs/rev abcdef --attention maps.png --heads
     tinygrad-tf average runs/rev --last 5
     tinygrad-tf doctor
 
@@ -60,7 +61,8 @@ _TRAIN_OPTIONS = [
     ("eval_every", int, "validate every N steps (500)"),
     ("eval_decode", int, "validation pairs decoded for exact match and BLEU (500)"),
     ("save_every", int, "save a checkpoint every N steps (eval_every)"),
-    ("keep_checkpoints", int, "step checkpoints kept (5)"),
+    ("keep_checkpoints", int, "step checkpoints kept, at least --average-last (5)"),
+    ("average_last", int, "at the end, average the last K step checkpoints; 0 = off (5)"),
     ("log_every", int, "progress every N steps (50)"),
 ]
 _TASK_OPTIONS = [("symbols", "vocab", "copy/reverse/sort: number of symbols (10)"),
@@ -92,11 +94,12 @@ def _parser():
 
     def run_argument(sub):
         sub.add_argument("run", metavar="RUN", help="a run directory made by `train`")
-        sub.add_argument("--checkpoint", default="best",
-                         help="best, last, average, or a checkpoint file (best)")
+        sub.add_argument("--checkpoint", default="final",
+                         help="final (the run's final model, see RUN/final.json), best, last, "
+                         "average, or a checkpoint file (final)")
 
     def decoding_arguments(sub):
-        sub.add_argument("--beam", type=int, default=1, help="beam size; 1 = greedy (1)")
+        sub.add_argument("--beam", type=int, default=4, help="beam size; 1 = greedy (4)")
         sub.add_argument("--alpha", type=float, default=0.6, help="beam length penalty (0.6)")
         sub.add_argument("--no-cache", action="store_true",
                          help="re-run the decoder on the whole prefix each step (slower)")
@@ -114,6 +117,12 @@ def _parser():
     run_argument(translate)
     decoding_arguments(translate)
     translate.add_argument("text", nargs="*", help="sentences; without them, lines of stdin")
+    translate.add_argument("--attention", metavar="FILE.png",
+                           help="draw each decoder layer's cross-attention (needs matplotlib; "
+                           "one file per text, numbered when there are several)")
+    translate.add_argument("--heads", action="store_true",
+                           help="with --attention: one panel per head, not their average")
+    parser.translate = translate  # main() re-parses its arguments in any order
 
     average = commands.add_parser("average", help="average the last N checkpoints' parameters")
     average.add_argument("run", metavar="RUN")
@@ -137,7 +146,8 @@ def _train_config(args):
     if resume:
         config, _ = read_config(resume)
         fixed = set(given) - {"steps", "time_budget", "target_exact_match", "eval_every",
-                              "eval_decode", "save_every", "keep_checkpoints", "log_every"}
+                              "eval_decode", "save_every", "keep_checkpoints", "log_every",
+                              "average_last"}
         if fixed or task_options:
             named = ", ".join(sorted(fixed | set(task_options)))
             raise ValueError(f"--resume continues a run as configured; only the budget and "
@@ -159,7 +169,8 @@ def _cmd_train(args):
     from .train import train
     config = launch_train(_train_config, args)  # one process, or one of `mpiexec -n K` ranks
     summary = train(config, resume=bool(getattr(args, "resume", None)))
-    print(f"checkpoint: {summary['checkpoint']}")
+    if summary["final"] is not None:  # None on ranks other than 0, whose stdout is silenced
+        print(f"final model: {summary['checkpoint']} ({summary['final']['reason']})")
     if os.path.exists(summary["plot"]):
         print(f"plot:       {summary['plot']}")
     if summary["status"] == "interrupted":
@@ -172,7 +183,7 @@ def _cmd_train(args):
 
 def _cmd_evaluate(args):
     from .data import load_tsv
-    from .train import evaluate_pairs, load_run, load_splits
+    from .train import describe_decoding, evaluate_pairs, load_run, load_splits
     model, tokenizer, config, info = load_run(args.run, args.checkpoint)
     pairs = load_tsv(args.file) if args.file else load_splits(config)[args.split]
     if not pairs:
@@ -182,13 +193,13 @@ def _cmd_evaluate(args):
     result = evaluate_pairs(model, tokenizer, pairs, beam_size=args.beam, alpha=args.alpha,
                             n_samples=0)
     result.pop("samples")
-    result.update(checkpoint=args.checkpoint, step=info.get("step"), seconds=round(
-        time.perf_counter() - started, 2), data=args.file or args.split)
+    result.update(checkpoint=info["checkpoint"], step=info.get("step"), beam=args.beam,
+                  seconds=round(time.perf_counter() - started, 2), data=args.file or args.split)
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"{result['data']}: {result['n_pairs']} pairs, checkpoint {args.checkpoint} "
-          f"(step {result['step']}), {'greedy' if args.beam == 1 else f'beam {args.beam}'}")
+    print(f"{result['data']}: {result['n_pairs']} pairs, checkpoint {info['checkpoint']} "
+          f"(step {result['step']}), {describe_decoding(args.beam, args.alpha)}")
     print(f"  loss           {result['loss']:.4f}")
     print(f"  token accuracy {result['token_accuracy']:.4f}")
     print(f"  exact match    {result['exact_match']:.4f}")
@@ -201,13 +212,24 @@ def _cmd_evaluate(args):
 
 def _cmd_translate(args):
     from .train import decode_texts, load_run
+    from .tokenizers import unknown_tokens
+    if args.heads and not args.attention:
+        raise ValueError("--heads draws attention maps; give --attention FILE.png too")
+    if args.attention:
+        from .attention_maps import require_matplotlib
+        require_matplotlib()  # fail before decoding anything
     model, tokenizer, _, _ = load_run(args.run, args.checkpoint)
     lines = args.text or (line.rstrip("\r\n") for line in sys.stdin)
+    unknown, texts = {}, []
 
     def flush(chunk):
+        for token, count in unknown_tokens(tokenizer, chunk).items():
+            unknown[token] = unknown.get(token, 0) + count
         for output in decode_texts(model, tokenizer, chunk, beam_size=args.beam, alpha=args.alpha,
                                    use_cache=not args.no_cache):
             print(output, flush=True)
+        if args.attention:
+            texts.extend(chunk)
 
     chunk = []
     for line in lines:
@@ -216,6 +238,17 @@ def _cmd_translate(args):
             flush(chunk)
             chunk = []
     flush(chunk)
+    if unknown:  # once per call, after the outputs, with the count
+        shown = ", ".join(repr(token) for token in list(unknown)[:10])
+        what = {"char": "character", "word": "word"}.get(tokenizer.kind, "token")
+        print(f"warning: {sum(unknown.values())} input {what}(s) outside the vocabulary were "
+              f"read as <unk>: {shown}"
+              + (", ..." if len(unknown) > 10 else ""), file=sys.stderr)
+    if args.attention:
+        from .attention_maps import save_attention_maps
+        for path in save_attention_maps(model, tokenizer, texts, args.attention,
+                                        beam_size=args.beam, alpha=args.alpha, heads=args.heads):
+            print(f"attention map: {path}", file=sys.stderr)
     return 0
 
 
@@ -347,7 +380,13 @@ def _main(argv):
     from .checkpoint import CheckpointError
     from .data import DataError
     from .train import TrainingDiverged
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["translate"]:  # options and texts in any order: `translate RUN --beam 1 x`
+        args = parser.translate.parse_intermixed_args(argv[1:])
+        args.command = "translate"
+    else:
+        args = parser.parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
     except TrainingDiverged as error:

@@ -8,6 +8,10 @@ once), so a step costs one position's work instead of re-running the whole prefi
 
     tokens = greedy_decode(model, src, bos_id=1, eos_id=2)            # (B, L) ids, pad after EOS
     tokens = beam_search(model, src, bos_id=1, eos_id=2, beam_size=4, alpha=0.6)
+
+With return_attention=True both also return each decoder layer's cross-attention weights
+(B, h, L, S): row j is what output token j looked at in the source. The cache records them as
+it decodes, so they cost no second forward pass.
 """
 import numpy as np
 
@@ -17,13 +21,16 @@ from tinygrad_tf import Tensor, is_grad_enabled, no_grad
 # ---------------------------------------------------------------------------- the key/value cache
 
 class LayerCache:
-    """One decoder layer's cached keys and values, each (N, h, positions, d_k)."""
+    """One decoder layer's cached keys and values, each (N, h, positions, d_k), and optionally
+    its cross-attention weights (N, h, positions, S)."""
 
-    def __init__(self, memory_kv, n_heads, d_k, max_len):
+    def __init__(self, memory_kv, n_heads, d_k, max_len, keep_attention=False):
         self.memory_kv = memory_kv  # cross-attention: projected once from the encoder output
-        rows, dtype = memory_kv[0].shape[0], memory_kv[0].dtype
+        rows, dtype, source = memory_kv[0].shape[0], memory_kv[0].dtype, memory_kv[0].shape[2]
         self.keys = np.zeros((rows, n_heads, max_len, d_k), dtype)
         self.values = np.zeros((rows, n_heads, max_len, d_k), dtype)
+        self.attention = np.zeros((rows, n_heads, max_len, source), dtype) if keep_attention \
+            else None
         self.length = 0
 
     def append(self, k, v):
@@ -34,18 +41,30 @@ class LayerCache:
         self.length = end
         return Tensor._wrap(self.keys[:, :, :end]), Tensor._wrap(self.values[:, :, :end])
 
+    def cross_attend(self, attention, y, src_mask):
+        """The layer's cross-attention `attention` for the new positions y (N, n, d_model),
+        over the cached memory keys and values; records the weights when keeping them."""
+        if self.attention is None:
+            return attention(y, None, None, src_mask, kv=self.memory_kv)
+        out, weights = attention(y, None, None, src_mask, kv=self.memory_kv, need_weights=True)
+        # append() ran first in this layer, so the new positions end at self.length.
+        self.attention[:, :, self.length - y.shape[1]:self.length] = weights.data
+        return out
+
     def reorder(self, moved, sources):
         """Row moved[i] takes the contents of row sources[i] (beam search reshuffling a
         sentence's beams; those share one source, so memory_kv needs no reordering)."""
         # The right-hand side is gathered into a temporary first, so overlaps are safe.
         self.keys[moved, :, :self.length] = self.keys[sources, :, :self.length]
         self.values[moved, :, :self.length] = self.values[sources, :, :self.length]
+        if self.attention is not None:
+            self.attention[moved, :, :self.length] = self.attention[sources, :, :self.length]
 
 
 class DecoderCache:
     """Everything `Transformer.decode` needs to take one step at a time, for N rows."""
 
-    def __init__(self, model, memory, max_len):
+    def __init__(self, model, memory, max_len, keep_attention=False):
         if is_grad_enabled():
             # The buffers are written in place, outside the graph: gradients would be wrong.
             raise RuntimeError("DecoderCache: incremental decoding must run under no_grad()")
@@ -56,8 +75,16 @@ class DecoderCache:
         self.tokens = np.full((memory.shape[0], max_len), self.pad_id, dtype=np.int64)
         self.length = 0
         self.layers = [LayerCache(layer.cross_attn.project_kv(memory, memory),
-                                  layer.cross_attn.n_heads, layer.cross_attn.d_k, max_len)
+                                  layer.cross_attn.n_heads, layer.cross_attn.d_k, max_len,
+                                  keep_attention)
                        for layer in model.decoder.layers]
+
+    def attention(self, rows, length):
+        """Cross-attention weights of `rows` at the first `length` positions, per layer:
+        [(len(rows), h, length, S)]. Needs keep_attention=True."""
+        if self.layers and self.layers[0].attention is None:
+            raise RuntimeError("DecoderCache: built without keep_attention=True")
+        return [layer.attention[rows, :, :length].copy() for layer in self.layers]
 
     def record(self, tgt_in):
         """Note the new target ids (N, n); return their first position and every id so far."""
@@ -84,7 +111,7 @@ class DecoderCache:
 class _NextTokenLogits:
     """Logits of the next token for N rows of prefixes: each source repeated `copies` times."""
 
-    def __init__(self, model, src, copies, max_steps, use_cache):
+    def __init__(self, model, src, copies, max_steps, use_cache, keep_attention=False):
         self.model = model
         src_mask = model.source_mask(src)
         memory = model.encode(src, src_mask)
@@ -92,7 +119,11 @@ class _NextTokenLogits:
             rows = np.repeat(np.arange(src.shape[0]), copies)
             memory, src_mask = memory[rows], src_mask[rows]  # (B * copies, S, d_model)
         self.memory, self.src_mask = memory, src_mask
-        self.cache = DecoderCache(model, memory, max_steps + 1) if use_cache else None
+        if keep_attention and not use_cache:
+            raise ValueError("decoding: return_attention needs use_cache=True (the cache "
+                             "records the weights)")
+        self.cache = (DecoderCache(model, memory, max_steps + 1, keep_attention) if use_cache
+                      else None)
 
     def __call__(self, prefixes):
         """prefixes (N, t) ids, BOS first -> logits (N, V) for position t."""
@@ -121,18 +152,20 @@ def _output_limits(src, pad_id, max_extra_len, max_len):
 
 @no_grad()
 def greedy_decode(model, src, bos_id, eos_id, max_extra_len=50, use_cache=True,
-                  return_logits=False):
+                  return_logits=False, return_attention=False):
     """Pick the most likely token at every step, for every sentence of the batch at once.
 
     src: source ids (B, S), padded with config.pad_id. Returns the output ids (B, L) without BOS,
     each row ending at its EOS (included) or its length limit, padded with pad_id; L is the
     longest row. return_logits: also return every step's logits (B, L, V) (for tests).
+    return_attention: also return the cross-attention weights, a list with one (B, h, L, S)
+    array per decoder layer (zeros after a row's EOS). Extras come in this order.
     Dropout is the caller's business, as in torch: call model.eval() first.
     """
     pad_id = model.config.pad_id
     limits = _output_limits(src, pad_id, max_extra_len, model.config.max_len)
     steps = int(limits.max())
-    next_logits = _NextTokenLogits(model, src, 1, steps, use_cache)
+    next_logits = _NextTokenLogits(model, src, 1, steps, use_cache, return_attention)
     B = src.shape[0]
     tokens = np.full((B, steps + 1), pad_id, dtype=np.int64)
     tokens[:, 0] = bos_id
@@ -146,7 +179,20 @@ def greedy_decode(model, src, bos_id, eos_id, max_extra_len=50, use_cache=True,
         if finished.all():
             break
     out = Tensor(tokens[:, 1:t + 2])
-    return (out, Tensor(np.stack(all_logits, axis=1))) if return_logits else out
+    extras = [Tensor(np.stack(all_logits, axis=1))] if return_logits else []
+    if return_attention:
+        attention = next_logits.cache.attention(np.arange(B), t + 1)
+        decoded = _decoded_positions(tokens[:, 1:t + 2], eos_id, limits)  # (B, L)
+        extras.append([np.where(decoded[:, None, :, None], a, 0.0) for a in attention])
+    return (out, *extras) if extras else out
+
+
+def _decoded_positions(out, eos_id, limits):
+    """(B, L) True up to and including each row's first EOS, within its length limit."""
+    is_eos = out == eos_id
+    first = np.where(is_eos.any(axis=1), is_eos.argmax(axis=1), out.shape[1])
+    positions = np.arange(out.shape[1])[None, :]
+    return (positions <= first[:, None]) & (positions < limits[:, None])
 
 
 # ---------------------------------------------------------------------------- beam search
@@ -158,36 +204,62 @@ def length_penalty(length, alpha):
 
 @no_grad()
 def beam_search(model, src, bos_id, eos_id, beam_size=4, alpha=0.6, max_extra_len=50,
-                use_cache=True, return_scores=False):
+                use_cache=True, return_scores=False, return_attention=False):
     """Keep the `beam_size` best prefixes of each sentence; return the best finished hypothesis.
 
     A hypothesis Y scores log P(Y | X) / lp(Y) (see `length_penalty`; |Y| counts EOS). Returns
-    ids (B, L) as `greedy_decode` does; return_scores: also the chosen hypotheses' scores (B,).
+    ids (B, L) as `greedy_decode` does; return_scores: also the chosen hypotheses' scores (B,);
+    return_attention: also the chosen hypotheses' cross-attention, as `greedy_decode` gives it.
     """
     if beam_size < 1:
         raise ValueError(f"beam_search: beam_size must be at least 1, got {beam_size}")
     limits = _output_limits(src, model.config.pad_id, max_extra_len, model.config.max_len)
-    next_logits = _NextTokenLogits(model, src, beam_size, int(limits.max()), use_cache)
+    next_logits = _NextTokenLogits(model, src, beam_size, int(limits.max()), use_cache,
+                                   return_attention)
 
     def next_log_probs(prefixes):
         return Tensor._wrap(next_logits(prefixes)).log_softmax(-1).data
 
-    hyps, scores = search_beams(next_log_probs, next_logits.reorder, limits, bos_id, eos_id,
-                                model.config.pad_id, beam_size, alpha)
-    return (hyps, scores) if return_scores else hyps
+    snapshot = None
+    if return_attention:  # a hypothesis's weights, copied when it finishes (rows get reused)
+        def snapshot(row, length):
+            return next_logits.cache.attention([row], length)
+
+    found = search_beams(next_log_probs, next_logits.reorder, limits, bos_id, eos_id,
+                         model.config.pad_id, beam_size, alpha, snapshot)
+    extras = [found[1]] if return_scores else []
+    if return_attention:  # per sentence and layer (1, h, n, S) -> per layer (B, h, L, S)
+        B, L = found[0].shape
+        layers = []
+        for i in range(len(model.decoder.layers)):
+            _, h, _, S = found[2][0][i].shape
+            layer = np.zeros((B, h, L, S), found[2][0][i].dtype)
+            for b, kept in enumerate(found[2]):
+                layer[b, :, :kept[i].shape[2]] = kept[i][0]
+            layers.append(layer)
+        extras.append(layers)
+    return (found[0], *extras) if extras else found[0]
 
 
-def search_beams(next_log_probs, reorder, limits, bos_id, eos_id, pad_id, beam_size, alpha):
+def search_beams(next_log_probs, reorder, limits, bos_id, eos_id, pad_id, beam_size, alpha,
+                 snapshot=None):
     """Batched beam search over any next-token model.
 
     next_log_probs(prefixes (B * K, t) ids) -> (B * K, V) log-probabilities; rows b*K .. b*K+K-1
     are sentence b's beams. reorder(rows): the model's state must follow a reshuffle of rows.
-    limits (B,): each sentence's longest output. Returns (ids (B, L) Tensor, scores (B,) numpy).
+    limits (B,): each sentence's longest output. Returns (ids (B, L) Tensor, scores (B,) numpy),
+    and with snapshot(row, length) -> anything: also, per sentence, what it returned for the
+    chosen hypothesis's row when that hypothesis finished.
 
     Each step expands every beam by every token and keeps the 2K best candidates per sentence: the
     ones that end in EOS and rank in the top K become finished hypotheses; the K best others
-    stay alive. A sentence is done once it has K finished hypotheses (or reaches its limit, when
-    its live beams count as finished), so beam_size=1 is exactly greedy decoding.
+    stay alive. A sentence is done once no live beam can still beat its best finished
+    hypothesis (or at its limit, when its live beams count as finished): log P only falls as a
+    beam grows, so for alpha >= 0 a live beam's best possible score is log P(prefix) / lp(limit)
+    (the test of the paper's tensor2tensor). Stopping at the first K finished hypotheses instead
+    loses the answer when the model gives early EOS a little probability (label smoothing does):
+    on the demo task that rule made beam 4 worse than greedy. beam_size=1 with alpha=0 is
+    exactly greedy decoding.
     """
     B, K = len(limits), beam_size
     steps = int(np.max(limits))
@@ -210,8 +282,10 @@ def search_beams(next_log_probs, reorder, limits, bos_id, eos_id, pad_id, beam_s
         is_eos = cand_token == eos_id
         for b, rank in zip(*np.nonzero(is_eos[:, :K] & np.isfinite(cand_score[:, :K]))):
             if not done[b]:
-                ids = np.append(tokens[b * K + cand_beam[b, rank], 1:t + 1], eos_id)
-                finished[b].append((cand_score[b, rank] / length_penalty(t + 1, alpha), ids))
+                row = b * K + cand_beam[b, rank]
+                ids = np.append(tokens[row, 1:t + 1], eos_id)
+                finished[b].append((cand_score[b, rank] / length_penalty(t + 1, alpha), ids,
+                                    snapshot(row, t + 1) if snapshot else None))
         # The K best candidates that do not end here (at most K of the 2K end in EOS).
         alive = np.argsort(is_eos, axis=1, kind="stable")[:, :K]  # (B, K)
         rows = (sentence * K + np.take_along_axis(cand_beam, alive, 1)).reshape(-1)
@@ -223,12 +297,20 @@ def search_beams(next_log_probs, reorder, limits, bos_id, eos_id, pad_id, beam_s
             for k in range(K):
                 if np.isfinite(cum[b, k]):
                     finished[b].append((cum[b, k] / length_penalty(t + 1, alpha),
-                                        tokens[b * K + k, 1:t + 2].copy()))
-        done |= np.array([len(f) >= K for f in finished]) | (t + 1 >= limits)
+                                        tokens[b * K + k, 1:t + 2].copy(),
+                                        snapshot(b * K + k, t + 1) if snapshot else None))
+        # The best score a live beam could still reach (see the docstring); lp is monotone.
+        reach = np.max(cum / np.maximum(length_penalty(limits, alpha),
+                                        length_penalty(t + 2, alpha))[:, None], axis=1)
+        best_done = np.array([max((hyp[0] for hyp in f), default=-np.inf) for f in finished])
+        done |= (best_done >= reach) | (t + 1 >= limits)
         if done.all():
             break
     best = [max(f, key=lambda hyp: hyp[0]) for f in finished]
-    out = np.full((B, max(len(ids) for _, ids in best)), pad_id, dtype=np.int64)
-    for b, (_, ids) in enumerate(best):
+    out = np.full((B, max(len(ids) for _, ids, _ in best)), pad_id, dtype=np.int64)
+    for b, (_, ids, _) in enumerate(best):
         out[b, :len(ids)] = ids
-    return Tensor(out), np.array([score for score, _ in best])
+    scores = np.array([score for score, _, _ in best])
+    if snapshot is None:
+        return Tensor(out), scores
+    return Tensor(out), scores, [kept for _, _, kept in best]

@@ -76,7 +76,8 @@ class Progress:
         best = summary["best"] or {}
         self.note(f"{summary['status']} at step {summary['step']} after {summary['elapsed']:.1f} s "
                   f"of training; best validation exact match {best.get('exact_match', 0):.4f} "
-                  f"(step {best.get('step')}); run directory {summary['run_dir']}")
+                  f"(step {best.get('step')}); final model {summary['final']['checkpoint']}; "
+                  f"run directory {summary['run_dir']}")
 
 
 _plot_warned = []

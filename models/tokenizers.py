@@ -187,6 +187,17 @@ class BpeTokenizer(Tokenizer):
 _CLASSES = {"char": CharTokenizer, "word": WordTokenizer, "bpe": BpeTokenizer}
 
 
+def unknown_tokens(tokenizer, texts):
+    """{token: count} of the tokens of `texts` outside the vocabulary (they encode as <unk>),
+    in order of first appearance: characters for char, words for word."""
+    found = {}
+    for text in texts:
+        for token in tokenizer.split(text):
+            if token not in tokenizer.vocab.stoi:
+                found[token] = found.get(token, 0) + 1
+    return found
+
+
 def build_tokenizer(kind, texts, min_freq=1, max_size=None):
     """Learn a vocabulary of `kind` ('char', 'word' or 'bpe') from an iterable of strings."""
     if kind not in _CLASSES:

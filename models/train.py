@@ -38,6 +38,8 @@ from .progress import Progress, write_plot
 from .tokenizers import Vocab, build_tokenizer, load_tokenizer
 from .transformer import Transformer, TransformerConfig
 
+# Decoding of `evaluate`, `translate` and the final test report: the paper's beam (section 6.1).
+BEAM_SIZE, ALPHA = 4, 0.6
 SIZE_FIELDS = ("d_model", "n_heads", "n_encoder_layers", "n_decoder_layers", "d_ff")
 PRESETS = {"tiny": TransformerConfig.tiny, "base": TransformerConfig.base,
            "big": TransformerConfig.big}
@@ -91,7 +93,8 @@ class TrainConfig:
     eval_every: int = 500
     eval_decode: int = 500         # validation pairs decoded for exact match and BLEU
     save_every: int = None         # default: eval_every
-    keep_checkpoints: int = 5
+    keep_checkpoints: int = 5      # at least average_last are kept
+    average_last: int = 5          # at the end, average the last k step checkpoints (0: off)
     log_every: int = 50
 
     def check(self):
@@ -109,6 +112,9 @@ class TrainConfig:
         for name in ("eval_every", "log_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train: {name} must be at least 1")
+        if self.average_last < 0:
+            raise ValueError(f"train: average_last must be 0 (off) or more, got "
+                             f"{self.average_last}")
 
 
 class TrainingDiverged(RuntimeError):
@@ -203,6 +209,32 @@ def decode_texts(model, tokenizer, sources, beam_size=1, alpha=0.6, use_cache=Tr
     finally:
         model.train(was_training)
     return outputs
+
+
+def describe_decoding(beam_size, alpha):
+    return "greedy" if beam_size == 1 else f"beam {beam_size}, alpha {alpha}"
+
+
+def score_decoding(model, tokenizer, pairs, beam_size, alpha):
+    """Exact match and BLEU of decoding the sources of `pairs`, and how long decoding took."""
+    started = time.perf_counter()
+    hypotheses = decode_texts(model, tokenizer, [s for s, _ in pairs], beam_size, alpha)
+    seconds = time.perf_counter() - started
+    references = [_reference(tokenizer, t) for _, t in pairs]
+    bleu, _ = corpus_bleu(hypotheses, references,
+                          tokenize="char" if tokenizer.kind == "char" else "13a")
+    words = sum(len(h.split()) for h in hypotheses)
+    tokens = sum(len(tokenizer.split(h)) + 1 for h in hypotheses)  # + <eos>
+    return {"exact_match": exact_match(hypotheses, references), "bleu": bleu,
+            "seconds": round(seconds, 3), "sentences_per_s": round(len(pairs) / seconds, 1),
+            "words_per_s": round(words / seconds, 1), "tokens_per_s": round(tokens / seconds, 1)}
+
+
+def format_decoding_score(score):
+    bleu = "" if score["bleu"] is None else f", BLEU {score['bleu']:.2f}"
+    return (f"exact match {score['exact_match']:.2%}{bleu}; {score['seconds']:.2f} s "
+            f"({score['sentences_per_s']:.0f} sentences/s, {score['tokens_per_s']:.0f} "
+            f"output tokens/s)")
 
 
 def evaluate_pairs(model, tokenizer, pairs, max_tokens=4096, decode_limit=None, beam_size=1,
@@ -362,7 +394,8 @@ class Trainer:
         checkpoint.save(path, self.model.state_dict(), self.optimizer.state_dict(),
                         {**self._state(), **(extra or {})})
         if path.startswith(os.path.join(self.checkpoint_dir, "step_")):
-            checkpoint.prune(self.checkpoint_dir, self.config.keep_checkpoints)
+            checkpoint.prune(self.checkpoint_dir,
+                             max(self.config.keep_checkpoints, self.config.average_last))
         return path
 
     def _last_good(self):
@@ -504,15 +537,84 @@ class Trainer:
         if not checkpoint.step_checkpoints(self.checkpoint_dir) or \
                 checkpoint.step_checkpoints(self.checkpoint_dir)[-1][0] != self.step:
             self.save()
-        if self.writer:
+        final = test = None
+        if self.writer:  # the end of the recipe writes files: rank 0 alone
             write_plot(self.run_dir, self.history)
+            final = self.choose_final(progress)
+            test = self.test_report(progress)
         distributed.barrier()  # rank 0's files are complete before any rank returns
+        last = checkpoint.step_path(self.checkpoint_dir, self.step)
         summary = {"status": status, "step": self.step, "elapsed": self.elapsed,
                    "last_valid": last_valid, "best": self.best, "run_dir": self.run_dir,
-                   "checkpoint": checkpoint.step_path(self.checkpoint_dir, self.step),
+                   "checkpoint": os.path.join(self.run_dir, final["path"]) if final else last,
+                   "final": final, "test": test,
                    "plot": os.path.join(self.run_dir, "plot.png")}
-        progress.done(summary)
+        if self.writer:
+            progress.done(summary)
         return summary
+
+    # -- the end: the paper's recipe by default
+
+    def choose_final(self, progress):
+        """Average the last `average_last` step checkpoints, score the average on validation
+        as validation scores the best checkpoint, keep the better one as the run's final model
+        and record the choice and the scores in RUN/final.json."""
+        config, scores, averaged = self.config, {}, None
+        if self.best is not None:
+            scores["best"] = {key: self.best[key] for key in
+                              ("step", "loss", "token_accuracy", "exact_match", "bleu")}
+        if config.average_last > 0:
+            path = os.path.join(self.checkpoint_dir, "average.safetensors")
+            averaged = checkpoint.average(self.checkpoint_dir, config.average_last, path,
+                                          warn=progress.note)
+            model = Transformer(self.model_config)
+            model.load_state_dict({k: Tensor(v) for k, v in checkpoint.load(path)[0].items()})
+            result = evaluate_pairs(model, self.tokenizer, self.splits.valid,
+                                    max_tokens=config.max_tokens or 4096,
+                                    decode_limit=config.eval_decode, n_samples=0)
+            scores["average"] = {"steps": averaged, **{key: result[key] for key in
+                                 ("loss", "token_accuracy", "exact_match", "bleu")}}
+
+        def rank(name):  # validation's order: exact match, then the lower loss
+            return (scores[name]["exact_match"], -scores[name]["loss"])
+
+        if "average" in scores and ("best" not in scores or rank("average") >= rank("best")):
+            choice = "average"
+            reason = (f"the average of the last {len(averaged)} step checkpoints scores "
+                      + ("at least as well as the best checkpoint on validation (exact match, "
+                         "then loss)" if "best" in scores else "and no validation score exists"))
+        elif "best" in scores:
+            choice = "best"
+            reason = ("averaging is off (--average-last 0)" if "average" not in scores else
+                      "the best checkpoint scores higher on validation (exact match, then loss) "
+                      "than the average of the last step checkpoints")
+        else:
+            choice = "last"
+            reason = "averaging is off and no validation ran"
+        path = (checkpoint.step_checkpoints(self.checkpoint_dir)[-1][1] if choice == "last"
+                else os.path.join(self.checkpoint_dir, f"{choice}.safetensors"))
+        final = {"checkpoint": choice, "path": os.path.relpath(path, self.run_dir),
+                 "reason": reason, "validation": f"greedy decoding of the first "
+                 f"{config.eval_decode} validation pairs", "scores": scores}
+        _write_json(os.path.join(self.run_dir, "final.json"), final)
+        shown = ", ".join(f"{name} {value['exact_match']:.2%} exact match, loss "
+                          f"{value['loss']:.4f}" for name, value in scores.items())
+        progress.note(f"final model: {choice} ({reason}){'; ' + shown if shown else ''}")
+        return final
+
+    def test_report(self, progress):
+        """The final model's test score, greedy and beam (the paper's 4, alpha 0.6), timed; None
+        without a test split. Decodes the first `eval_decode` test pairs, as validation does."""
+        pairs = self.splits.test[:self.config.eval_decode]
+        if not pairs:
+            return None
+        model = load_run(self.run_dir, "final")[0]
+        report = {"n_pairs": len(pairs)}
+        for name, beam in (("greedy", 1), ("beam", BEAM_SIZE)):
+            report[name] = score_decoding(model, self.tokenizer, pairs, beam, ALPHA)
+            progress.note(f"test, final model, {describe_decoding(beam, ALPHA)}: "
+                          + format_decoding_score(report[name]))
+        return report
 
 
 def train(config, resume=False, out=None):
@@ -522,14 +624,28 @@ def train(config, resume=False, out=None):
 
 # ---------------------------------------------------------------------------- using a run
 
-def load_run(run_dir, which="best"):
+def final_checkpoint(run_dir):
+    """Which checkpoint is the run's final model: RUN/final.json's choice, written at the end
+    of training; "best" for runs without one (older, or still training)."""
+    path = os.path.join(run_dir, "final.json")
+    if not os.path.exists(path):
+        return "best"
+    with open(path, encoding="utf-8") as file:
+        return json.load(file)["checkpoint"]
+
+
+def load_run(run_dir, which="final"):
     """A trained run's model (in eval mode) and tokenizer: -> (model, tokenizer, config, info).
 
-    which: "best" (best validation score), "last" (newest readable step checkpoint), "average"
-    (written by `tinygrad-tf average`), or a checkpoint file's path."""
+    which: "final" (the run's final model, see `final_checkpoint`), "best" (best validation
+    score), "last" (newest readable step checkpoint), "average" (the average of the last step
+    checkpoints, written by `train` or `tinygrad-tf average`), or a checkpoint file's path.
+    info["checkpoint"] names the one loaded."""
     config, transformer_config = read_config(run_dir)
     tokenizer = load_tokenizer(os.path.join(run_dir, "vocab.json"))
     directory = os.path.join(run_dir, "checkpoints")
+    if which == "final":
+        which = final_checkpoint(run_dir)
     if which == "last":
         _, (model_state, _, info) = checkpoint.latest(directory, warn=lambda text: None)
     else:
@@ -542,4 +658,4 @@ def load_run(run_dir, which="best"):
     model = Transformer(transformer_config)
     model.load_state_dict({name: Tensor(value) for name, value in model_state.items()})
     model.eval()
-    return model, tokenizer, config, info
+    return model, tokenizer, config, {**info, "checkpoint": which}

@@ -176,18 +176,25 @@ class MultiHeadAttention(nn.Module):
         """The keys and values of every head, (B, h, S, d_k) each; a cache keeps these."""
         return self.split_heads(self.w_k(key)), self.split_heads(self.w_v(value))
 
-    def forward(self, query, key, value, mask=None, kv=None):
+    def forward(self, query, key, value, mask=None, kv=None, need_weights=False):
         """query (B, T, d_model), key/value (B, S, d_model) -> (B, T, d_model).
 
         kv: the heads' keys and values when they are already projected (from a cache).
+        need_weights: also return the softmax weights (B, h, T, S), for looking inside.
         """
         q = self.split_heads(self.w_q(query))  # (B, h, T, d_k)
         k, v = self.project_kv(key, value) if kv is None else kv  # (B, h, S, d_k)
-        # softmax(q k^T / sqrt(d_k)) v: the 1/sqrt(d_k) scale is the function's default.
-        heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, h, T, d_k)
+        weights = None
+        if need_weights:  # the plain composed formula, which exposes the weights
+            scores = q @ k.transpose(-2, -1) / math.sqrt(self.d_k)  # (B, h, T, S)
+            weights = (scores if mask is None else scores.masked_fill(~mask.data, -np.inf))
+            weights = weights.softmax(-1)
+            heads = weights @ v  # (B, h, T, d_k)
+        else:  # softmax(q k^T / sqrt(d_k)) v: the 1/sqrt(d_k) scale is the function's default.
+            heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, h, T, d_k)
         B, _, T, _ = heads.shape
         concat = heads.transpose(1, 2).reshape(B, T, self.n_heads * self.d_k)  # (B, T, d_model)
-        return self.w_o(concat)
+        return self.w_o(concat) if weights is None else (self.w_o(concat), weights)
 
 
 class AddNorm(nn.Module):
@@ -274,8 +281,9 @@ class DecoderLayer(nn.Module):
             return self.self_attn(y, y, y, tgt_mask, kv=kv)
 
         def cross_attention(y):
-            kv = None if cache is None else cache.memory_kv
-            return self.cross_attn(y, memory, memory, src_mask, kv=kv)
+            if cache is not None:  # the memory's keys and values, and maybe the weights, kept
+                return cache.cross_attend(self.cross_attn, y, src_mask)
+            return self.cross_attn(y, memory, memory, src_mask)
 
         x = self.add_norm_1(x, self_attention)
         x = self.add_norm_2(x, cross_attention)

@@ -199,7 +199,7 @@ def test_train_command_two_ranks_equals_one_process(tmp_path, reference_run):
     done, _ = _run(CLI + TRAIN + ["--run-dir", str(run_dir), "--steps", "8"])
     assert done.returncode == 0, done.stderr
     # Rank 0 alone prints and writes: one summary, one metrics line per step.
-    assert done.stdout.count("checkpoint: ") == 1, done.stdout
+    assert done.stdout.count("; run directory ") == 1, done.stdout
     assert len(_losses(run_dir)) == 8
     _assert_same_training(run_dir, reference_run, 8, atol=1e-5)
     assert (run_dir / "checkpoints" / "best.safetensors").exists()

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from tinygrad_tf import Tensor, manual_seed, no_grad
 from tinygrad_tf.models import Transformer, TransformerConfig, beam_search, greedy_decode
 from tinygrad_tf.models.decoding import DecoderCache, length_penalty, search_beams
+from tinygrad_tf.models.transformer import make_masks
 
 PAD, BOS, EOS = 0, 1, 2
 VOCAB = 9
@@ -125,12 +126,35 @@ def test_decoding_a_sentence_does_not_depend_on_its_batch(src, seed):
 # ---------------------------------------------------------------------------- beam search
 
 @settings(max_examples=6)
-@given(source_batches(), st.sampled_from([0.0, 0.6, 1.5]), st.integers(0, 100))
-def test_beam_of_one_is_greedy(src, alpha, seed):
+@given(source_batches(), st.integers(0, 100))
+def test_beam_of_one_without_length_penalty_is_greedy(src, seed):
     model = model_for(seed)
     greedy = greedy_decode(model, src, BOS, EOS, max_extra_len=6)
-    beam = beam_search(model, src, BOS, EOS, beam_size=1, alpha=alpha, max_extra_len=6)
+    beam = beam_search(model, src, BOS, EOS, beam_size=1, alpha=0.0, max_extra_len=6)
     assert _rows_until_eos(beam) == _rows_until_eos(greedy)
+
+
+def test_beam_search_does_not_stop_at_the_first_k_early_eos():
+    # A model that always gives EOS 5% and the "right" next token most of the rest: every step
+    # the EOS candidates of the good beam rank in the top K, so a search that stopped at K
+    # finished hypotheses would answer with a short prefix; the full sequence scores far higher.
+    target = [5, 6, 7, 8, 6, 5, EOS]
+    V = 9
+
+    def next_log_probs(prefixes):
+        probs = np.full((len(prefixes), V), 0.01)
+        for row, prefix in enumerate(prefixes):
+            t = len(prefix) - 1
+            right = target[t] if list(prefix[1:]) == target[:t] and t < len(target) else EOS
+            probs[row, EOS] = 0.05
+            probs[row, right] += 0.9
+        probs[:, PAD] = 1e-9
+        return np.log(probs / probs.sum(axis=1, keepdims=True))
+
+    for alpha in (0.0, 0.6):
+        out, scores = search_beams(next_log_probs, lambda rows: None, np.array([20]), BOS, EOS,
+                                   PAD, beam_size=4, alpha=alpha)
+        assert out.data[0].tolist() == target, alpha
 
 
 @settings(max_examples=4)
@@ -205,3 +229,69 @@ def test_wider_beams_never_score_below_greedy_on_these_models(src, seed):
 def test_beam_search_rejects_a_beam_of_zero():
     with pytest.raises(ValueError, match="beam_size"):
         beam_search(model_for(), sources(np.random.default_rng(0), [2], 2), BOS, EOS, beam_size=0)
+
+
+# ---------------------------------------------------------------------------- attention weights
+
+def _own_cross_attention(model, src, out):
+    """Each decoder layer's cross-attention weights on the teacher-forced outputs, recomputed
+    in numpy from the layer's own projections, after checking that they reproduce the layer's
+    own (fused) cross-attention output. -> [(B, h, L, S)]."""
+    tgt_in = np.concatenate([np.full((out.shape[0], 1), BOS), out[:, :-1]], axis=1)
+    with no_grad():
+        src_mask = model.source_mask(src)
+        memory = model.encode(src, src_mask)
+        _, tgt_mask = make_masks(None, tgt_in, PAD)
+        x = model.positional_encoding(model.tgt_embed(Tensor(tgt_in)))
+        found = []
+        for layer in model.decoder.layers:
+            y = layer.add_norm_1(x, lambda z: layer.self_attn(z, z, z, tgt_mask))
+            if layer.add_norm_2.norm_first:  # pre-norm: the sub-layer sees LayerNorm(y)
+                y = layer.add_norm_2.norm(y)
+            attn = layer.cross_attn
+            q = attn.split_heads(attn.w_q(y)).data  # (B, h, L, d_k)
+            k, v = (t.data for t in attn.project_kv(memory, memory))  # (B, h, S, d_k)
+            scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(attn.d_k)
+            scores = np.where(src_mask.data, scores, -np.inf)
+            weights = np.exp(scores - scores.max(-1, keepdims=True))
+            weights /= weights.sum(-1, keepdims=True)
+            heads = (weights @ v).transpose(0, 2, 1, 3).reshape(y.shape)
+            own = attn(y, memory, memory, src_mask).data  # the model's own attention output
+            np.testing.assert_allclose(attn.w_o(Tensor(heads)).data, own, rtol=0, atol=1e-10)
+            found.append(weights)
+            x = layer(x, memory, src_mask, tgt_mask)
+    return found
+
+
+@settings(max_examples=5)
+@given(source_batches(), st.booleans(), st.integers(0, 100), st.sampled_from([1, 3]))
+def test_returned_attention_is_the_models_own_cross_attention(src, norm_first, seed, beam):
+    model = model_for(seed, norm_first=norm_first)
+    if beam == 1:
+        out, attention = greedy_decode(model, src, BOS, EOS, max_extra_len=4,
+                                       return_attention=True)
+    else:
+        out, attention = beam_search(model, src, BOS, EOS, beam_size=beam, max_extra_len=4,
+                                     return_attention=True)
+    assert out.data.shape[1] >= 1 and len(attention) == len(model.decoder.layers)
+    plain = (greedy_decode(model, src, BOS, EOS, max_extra_len=4) if beam == 1 else
+             beam_search(model, src, BOS, EOS, beam_size=beam, max_extra_len=4))
+    np.testing.assert_array_equal(out.data, plain.data)  # recording changes no output
+    ids = out.data
+    limits = (src.data != PAD).sum(1) + 4  # each row's longest output (max_extra_len=4)
+    decoded = np.array([[t <= (row.index(EOS) if EOS in row else 99) and t < limits[b]
+                         for t in range(len(row))] for b, row in enumerate(ids.tolist())])
+    for weights, expected in zip(attention, _own_cross_attention(model, src, ids)):
+        assert weights.shape == (src.shape[0], 2, ids.shape[1], src.shape[1])
+        np.testing.assert_allclose(weights[decoded.nonzero()[0], :, decoded.nonzero()[1]],
+                                   expected[decoded.nonzero()[0], :, decoded.nonzero()[1]],
+                                   rtol=0, atol=1e-10)
+        assert (weights.transpose(0, 2, 1, 3)[~decoded] == 0).all()  # nothing after the end
+        np.testing.assert_allclose(weights.sum(-1)[decoded.nonzero()[0], :, decoded.nonzero()[1]],
+                                   1.0, atol=1e-12)
+
+
+def test_attention_needs_the_cache():
+    src = sources(np.random.default_rng(0), [2], 2)
+    with pytest.raises(ValueError, match="use_cache"):
+        greedy_decode(model_for(), src, BOS, EOS, use_cache=False, return_attention=True)

@@ -256,3 +256,157 @@ def test_engine_nn_and_models_import_no_optional_extra():
             "if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------------------- the paper's defaults
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """Six steps of the tiny copy model, a step checkpoint each, the last 3 averaged."""
+    run_dir = tmp_path_factory.mktemp("quick") / "run"
+    with open(os.devnull, "w") as quiet:
+        summary = recipe.train(_quick(run_dir, save_every=1, keep_checkpoints=2, average_last=3),
+                               out=quiet)
+    return run_dir, summary
+
+
+def test_training_ends_by_averaging_and_choosing_the_final_model(quick_run):
+    run_dir, summary = quick_run
+    directory = str(run_dir / "checkpoints")
+    found = checkpoint.step_checkpoints(directory)
+    assert [step for step, _ in found] == [4, 5, 6]  # average_last 3 outranks keep_checkpoints 2
+    averaged, _, info = checkpoint.load(os.path.join(directory, "average.safetensors"))
+    assert info["averaged_steps"] == [4, 5, 6]
+    states = [checkpoint.load(path)[0] for _, path in found]
+    for name in averaged:
+        np.testing.assert_allclose(averaged[name], np.mean([s[name] for s in states], axis=0),
+                                   rtol=1e-6, atol=1e-7)
+    with open(run_dir / "final.json") as file:
+        final = json.load(file)
+    assert final == summary["final"] and set(final["scores"]) == {"best", "average"}
+    best, average = final["scores"]["best"], final["scores"]["average"]
+    # The average is scored as validation scores the best: the same split and decoding.
+    model, tokenizer, config, _ = recipe.load_run(str(run_dir), "average")
+    again = recipe.evaluate_pairs(model, tokenizer, recipe.load_splits(config).valid,
+                                  decode_limit=config.eval_decode)
+    assert again["loss"] == pytest.approx(average["loss"]) and average["steps"] == [4, 5, 6]
+    winner = ("average" if (average["exact_match"], -average["loss"])
+              >= (best["exact_match"], -best["loss"]) else "best")
+    assert final["checkpoint"] == winner and final["path"] == f"checkpoints/{winner}.safetensors"
+    assert summary["checkpoint"] == str(run_dir / final["path"]) and final["reason"]
+    for name in ("greedy", "beam"):  # the final model's test score, both decodings, timed
+        assert summary["test"][name]["seconds"] > 0 and 0 <= summary["test"][name][
+            "exact_match"] <= 1
+    assert summary["test"]["n_pairs"] == 8
+
+
+def test_evaluate_and_translate_default_to_the_final_model(quick_run, monkeypatch):
+    run_dir, _ = quick_run
+    with open(run_dir / "final.json") as file:
+        final = json.load(file)
+    assert recipe.load_run(str(run_dir))[3]["checkpoint"] == final["checkpoint"]
+    for choice in ("average", "best"):  # whatever final.json names is what loads
+        monkeypatch.setattr(recipe, "final_checkpoint", lambda run, choice=choice: choice)
+        model = recipe.load_run(str(run_dir))[0]
+        expected = checkpoint.load(str(run_dir / "checkpoints" / f"{choice}.safetensors"))[0]
+        name = next(iter(expected))
+        np.testing.assert_array_equal(model.state_dict()[name].data, expected[name])
+    monkeypatch.undo()
+    os.rename(run_dir / "final.json", run_dir / "final.json.away")  # a run from before
+    try:
+        assert recipe.load_run(str(run_dir))[3]["checkpoint"] == "best"
+    finally:
+        os.rename(run_dir / "final.json.away", run_dir / "final.json")
+    assert recipe.load_run(str(run_dir), "last")[3]["step"] == 6
+
+
+def test_averaging_off_keeps_the_best_checkpoint(tmp_path):
+    summary = recipe.train(_quick(tmp_path / "run", steps=2, average_last=0, n_test=0),
+                           out=open(os.devnull, "w"))
+    assert summary["final"]["checkpoint"] == "best" and "off" in summary["final"]["reason"]
+    assert summary["test"] is None  # no test split, no test report
+    assert not (tmp_path / "run" / "checkpoints" / "average.safetensors").exists()
+
+
+def _decodings(monkeypatch):
+    """Record the beam size of every decode_texts call."""
+    beams, real = [], recipe.decode_texts
+
+    def recording(model, tokenizer, sources, beam_size=1, *args, **kwargs):
+        beams.append(beam_size)
+        return real(model, tokenizer, sources, beam_size, *args, **kwargs)
+
+    monkeypatch.setattr(recipe, "decode_texts", recording)
+    return beams
+
+
+def test_evaluate_and_translate_decode_with_beam_4_by_default(quick_run, monkeypatch, capsys):
+    run_dir = str(quick_run[0])
+    beams = _decodings(monkeypatch)
+    assert cli.main(["evaluate", run_dir, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["beam"] == 4 and beams == [4]
+    assert cli.main(["translate", run_dir, "abc"]) == 0
+    assert cli.main(["translate", run_dir, "abc", "--beam", "1"]) == 0
+    assert beams == [4, 4, 1]
+
+
+def test_translate_takes_options_and_texts_in_any_order(quick_run, monkeypatch, capsys):
+    run_dir = str(quick_run[0])
+    beams = _decodings(monkeypatch)
+    assert cli.main(["translate", run_dir, "--checkpoint", "last", "abc", "--beam", "1",
+                     "bca"]) == 0
+    ordered = capsys.readouterr().out.splitlines()
+    assert cli.main(["translate", "--beam", "1", "--checkpoint", "last", run_dir, "abc",
+                     "bca"]) == 0
+    assert capsys.readouterr().out.splitlines() == ordered and len(ordered) == 2
+    assert beams == [1, 1]
+    assert cli.main(["translate", run_dir, "--checkpoint", "nowhere.safetensors", "abc"]) == 1
+    assert "nowhere.safetensors" in capsys.readouterr().err
+
+
+def test_translate_warns_once_with_a_count_of_unknown_characters(quick_run, capsys):
+    run_dir = str(quick_run[0])
+    assert cli.main(["translate", run_dir, "--beam", "1", "abééé", "cé", "abc"]) == 0
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 3
+    warnings = [line for line in captured.err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "4 input character(s)" in warnings[0], captured.err
+    assert "'é'" in warnings[0]
+    assert cli.main(["translate", run_dir, "--beam", "1", "abc"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_translate_draws_attention_maps(quick_run, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    run_dir = str(quick_run[0])
+    assert cli.main(["translate", run_dir, "abc", "--attention", str(tmp_path / "m.png")]) == 0
+    assert "attention map" in capsys.readouterr().err
+    assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
+    assert cli.main(["translate", run_dir, "ab", "ca", "--beam", "1", "--heads", "--attention",
+                     str(tmp_path / "h.png")]) == 0
+    assert (tmp_path / "h_1.png").exists() and (tmp_path / "h_2.png").exists()
+
+
+def test_attention_maps_without_matplotlib_fail_clearly(quick_run, monkeypatch, capsys):
+    real_import = builtins.__import__
+
+    def without_matplotlib(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_matplotlib)
+    assert cli.main(["translate", str(quick_run[0]), "abc", "--attention", "x.png"]) == 1
+    assert "attention maps need matplotlib" in capsys.readouterr().err
+
+
+def test_attention_of_a_text_matches_greedy_decoding(quick_run):
+    from tinygrad_tf.models.attention_maps import attention_of
+    model, tokenizer, _, _ = recipe.load_run(str(quick_run[0]))
+    found = attention_of(model, tokenizer, "abc")
+    assert found["source_tokens"] == ["a", "b", "c", "<eos>"]
+    assert found["output"] == recipe.decode_texts(model, tokenizer, ["abc"])[0]
+    L = len(found["output_tokens"])
+    assert [a.shape for a in found["attention"]] == [(4, L, 4)] * 2
+    np.testing.assert_allclose(sum(a.sum(-1) for a in found["attention"]), 2.0, rtol=1e-6)
