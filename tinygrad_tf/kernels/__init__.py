@@ -88,6 +88,7 @@ _JIT_KERNELS = (_matmul.gemm, _softmax.softmax_rows, _softmax.log_softmax_rows,
                 _softmax.softmax_backward_rows, _softmax.log_softmax_backward_rows)
 
 _active = None
+_profiler = None  # set by tinygrad_tf.profiler while a profile is active
 
 
 def available():
@@ -106,6 +107,8 @@ def _switch(name):
         raise ValueError(f"kernels.use: unknown kernel set {name!r}; expected one of "
                          f"{', '.join(map(repr, _IMPLEMENTATIONS))}")
     globals().update(_IMPLEMENTATIONS[name])
+    if _profiler is not None:
+        _wrap_for_profiler()
     previous, _active = _active, name
     return previous
 
@@ -116,6 +119,21 @@ def _restoring(previous):
         yield
     finally:
         _switch(previous)
+
+
+def _wrap_for_profiler():
+    recorder = _profiler
+    for kernel_name in KERNEL_NAMES:
+        def timed(*args, _name=kernel_name, _function=globals()[kernel_name], **kwargs):
+            return recorder.kernel(_name, _function, args, kwargs)
+        globals()[kernel_name] = timed
+
+
+def set_profiler(recorder):
+    """Route every kernel call through `recorder.kernel` (None: call the kernels directly)."""
+    global _profiler
+    _profiler = recorder
+    _switch(_active)
 
 
 def use(name):
