@@ -211,9 +211,10 @@ def test_fast_exp_underflow_and_minus_inf_are_exact_zeros():
 def test_use_switches_and_restores():
     before = kernels.active()
     with kernels.use("numpy"):
-        assert kernels.active() == "numpy" and kernels.matmul is mm.matmul_numpy
+        assert kernels.active() == "numpy" and kernels.matmul.current is mm.matmul_numpy
+        assert all(k.current is k.implementations["numpy"] for k in kernels.REGISTRY.values())
         with kernels.use("numba"):
-            assert kernels.softmax is sm.softmax_numba
+            assert kernels.softmax.current is sm.softmax_numba
         assert kernels.active() == "numpy"
     assert kernels.active() == before
     with pytest.raises(ValueError, match="unknown kernel set 'blas'"):
@@ -229,7 +230,7 @@ def run_python(code, **env):
 
 def test_environment_variable_picks_the_set_and_import_compiles_nothing():
     code = ("import tinygrad_tf.kernels as k\n"
-            "print(k.active(), sum(len(j._dispatcher.signatures) for j in k._JIT_KERNELS))")
+            "print(k.active(), sum(len(j._dispatcher.signatures) for j in k.compiled_kernels()))")
     assert run_python(code, TINYGRAD_TF_KERNELS="numpy") == "numpy 0"
     assert run_python(code, TINYGRAD_TF_KERNELS="numba") == "numba 0"
 

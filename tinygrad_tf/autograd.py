@@ -225,7 +225,10 @@ def backward(root, grad, retain_graph=False):
         profiler.begin("autograd.backward", "engine")
     order = _topological_order(root)
     grads = {id(root): grad}
-    for tensor in reversed(order):
+    while order:
+        # Popped, not iterated: once an op's backward has run, nothing here keeps its output
+        # alive, so each activation is freed as soon as the ops that consumed it are done.
+        tensor = order.pop()
         grad = grads.pop(id(tensor), None)
         if grad is None:
             continue

@@ -128,14 +128,13 @@ class profile:
         self._recorder = _Recorder()
         _active[0] = self._recorder
         _autograd._profiler = self._recorder
-        _kernels.set_profiler(self._recorder)
+        _kernels._profiler = self._recorder
         self._start = _clock()
         return self
 
     def __exit__(self, *exc):
         self.wall = _clock() - self._start
-        _active[0] = _autograd._profiler = None
-        _kernels.set_profiler(None)
+        _active[0] = _autograd._profiler = _kernels._profiler = None
         return False
 
     def key_averages(self):
