@@ -46,7 +46,8 @@ def main():
     rng = np.random.default_rng(0)
     src_ids = rng.integers(4, VOCAB, (BATCH, LENGTH))
     tgt_ids = rng.integers(4, VOCAB, (BATCH, LENGTH + 1))
-    src, tgt_in, tgt_out = Tensor(src_ids), Tensor(tgt_ids[:, :-1]), Tensor(tgt_ids[:, 1:].reshape(-1))
+    src, tgt_in = Tensor(src_ids), Tensor(tgt_ids[:, :-1])
+    tgt_out = Tensor(tgt_ids[:, 1:].reshape(-1))
 
     def step():
         logits = model(src, tgt_in)

@@ -204,7 +204,8 @@ class FusedLayerNorm(Function):
             else np.zeros(width, x.dtype)
         out, normed, rstd = kernels.layer_norm(rows, weight, bias, eps)
         ctx.save_for_backward(normed, rstd, weight)
-        ctx.input_shape, ctx.normalized_shape, ctx.has_weight = x.shape, normalized_shape, has_weight
+        ctx.input_shape, ctx.normalized_shape = x.shape, normalized_shape
+        ctx.has_weight = has_weight
         return out.reshape(x.shape)
 
     @staticmethod

@@ -179,8 +179,8 @@ class profile:
                 f"{100 * row.total / wall:>7.1f}%{row.count / per:>8.0f}"
                 f"{row.self_time * 1e6 / max(row.count, 1):>13.1f}")
         lines.append("-" * len(header))
-        kinds = "  ".join(f"{kind} {100 * seconds / wall:.1f}%"
-                          for kind, seconds in sorted(self.by_kind().items(), key=lambda kv: -kv[1]))
+        by_kind = sorted(self.by_kind().items(), key=lambda kv: -kv[1])
+        kinds = "  ".join(f"{kind} {100 * seconds / wall:.1f}%" for kind, seconds in by_kind)
         lines.append(f"wall {self.wall * 1e3 / per:.3f} ms" + (f" per step ({per} steps)"
                                                               if per != 1 else "")
                      + f"; self time by kind: {kinds}")

@@ -20,7 +20,7 @@ import math
 import numpy as np
 from numba import prange
 
-from ._jit import LazyKernel
+from ._jit import ROWS_SERIAL_BELOW, LazyKernel
 
 KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh")  # kernel codes 0, 1, 2
@@ -92,24 +92,30 @@ def scatter_add_rows_numpy(ids, grad, num_rows, mask=None, scale=1.0):
 # ---------------------------------------------------------------------------- Numba kernels
 
 def _bias_activation_rows(pre, bias, mask, scale, kind, has_mask, keep_pre, out):
-    # `out` may be `pre` itself (ReLU): each element is read before it is written.
+    # `out` may be `pre` itself (ReLU): each element is read before it is written. One loop per
+    # activation, each with its own variables, so ReLU's stays in the data's dtype and vectorizes.
     m, n = pre.shape
     zero = scale - scale  # 0 typed like the data
-    half = zero + 0.5
     for i in prange(m):
-        for j in range(n):
-            v = pre[i, j] + bias[j]
-            if keep_pre:
-                pre[i, j] = v
-            if kind == 0:
-                a = v if v > zero else zero
-            elif kind == 1:
-                a = half * v * (1 + math.erf(v * _INV_SQRT2))
-            else:
-                a = half * v * (1 + math.tanh(_SQRT_2_OVER_PI * (v + 0.044715 * v * v * v)))
-            if has_mask:
-                a = a * scale if mask[i, j] else zero
-            out[i, j] = a
+        if kind == 0:
+            for j in range(n):
+                v = pre[i, j] + bias[j]
+                r = v if v > zero else zero
+                if has_mask:
+                    r = r * scale if mask[i, j] else zero
+                out[i, j] = r
+        else:
+            for j in range(n):
+                u = pre[i, j] + bias[j]
+                if keep_pre:
+                    pre[i, j] = u
+                if kind == 1:
+                    a = 0.5 * u * (1 + math.erf(u * _INV_SQRT2))
+                else:
+                    a = 0.5 * u * (1 + math.tanh(_SQRT_2_OVER_PI * (u + 0.044715 * u * u * u)))
+                if has_mask:
+                    a = a * scale if mask[i, j] else 0.0
+                out[i, j] = a
 
 
 def _bias_activation_backward_rows(grad, saved, mask, scale, kind, has_mask, grad_pre,
@@ -121,24 +127,27 @@ def _bias_activation_backward_rows(grad, saved, mask, scale, kind, has_mask, gra
         for j in range(n):
             partial_b[c, j] = 0.0
         for i in range(c * m // chunks, (c + 1) * m // chunks):
+            if kind == 0:  # ReLU: the slope is read from the output (saved), mask included
+                for j in range(n):
+                    r = grad[i, j] * scale if saved[i, j] > zero else zero
+                    grad_pre[i, j] = r
+                    partial_b[c, j] += r
+                continue
             for j in range(n):
                 g = grad[i, j]
                 v = saved[i, j]
-                if kind == 0:
-                    g = g * scale if v > zero else zero
+                if has_mask:
+                    g = g * scale if mask[i, j] else zero
+                if kind == 1:
+                    slope = 0.5 * (1 + math.erf(v * _INV_SQRT2)) + \
+                        v * math.exp(-0.5 * v * v) * _INV_SQRT_2PI
                 else:
-                    if has_mask:
-                        g = g * scale if mask[i, j] else zero
-                    if kind == 1:
-                        slope = 0.5 * (1 + math.erf(v * _INV_SQRT2)) + \
-                            v * math.exp(-0.5 * v * v) * _INV_SQRT_2PI
-                    else:
-                        t = math.tanh(_SQRT_2_OVER_PI * (v + 0.044715 * v * v * v))
-                        slope = 0.5 * (1 + t) + \
-                            v * 0.5 * (1 - t * t) * _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * v * v)
-                    g = g * slope
-                grad_pre[i, j] = g
-                partial_b[c, j] += g
+                    t = math.tanh(_SQRT_2_OVER_PI * (v + 0.044715 * v * v * v))
+                    slope = 0.5 * (1 + t) + \
+                        v * 0.5 * (1 - t * t) * _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * v * v)
+                d = g * slope
+                grad_pre[i, j] = d
+                partial_b[c, j] += d
 
 
 def _embedding_position_rows(weight, ids, table, embed_scale, mask, scale, has_mask, out):
@@ -185,7 +194,7 @@ def _signatures(kind):
     return {dtype: signature(dtype) for dtype in ("float32", "float64")}
 
 
-_OPTIONS = {"parallel": True, "fastmath": {"contract"}}
+_OPTIONS = {"parallel": True, "fastmath": {"contract"}, "serial_below": ROWS_SERIAL_BELOW}
 bias_activation_rows = LazyKernel(_bias_activation_rows, _signatures("bias_activation"),
                                   **_OPTIONS)
 bias_activation_backward_rows = LazyKernel(

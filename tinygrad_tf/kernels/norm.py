@@ -15,7 +15,7 @@ import math
 import numpy as np
 from numba import prange
 
-from ._jit import LazyKernel
+from ._jit import ROWS_SERIAL_BELOW, LazyKernel
 
 KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 CHUNKS = 16  # row chunks for the backward's column sums (float64 partials, summed in order)
@@ -134,7 +134,8 @@ def _signatures(kind):
     return {dtype: signature(dtype) for dtype in ("float32", "float64")}
 
 
-_OPTIONS = {"parallel": True, "fastmath": {"contract", "reassoc"}}
+_OPTIONS = {"parallel": True, "fastmath": {"contract", "reassoc"},
+            "serial_below": ROWS_SERIAL_BELOW}
 layer_norm_rows = LazyKernel(_layer_norm_rows, _signatures("forward"), **_OPTIONS)
 layer_norm_backward_rows = LazyKernel(_layer_norm_backward_rows, _signatures("backward"),
                                       **_OPTIONS)
