@@ -397,3 +397,10 @@ def test_every_registered_kernel_has_twins_and_a_definition_site():
     assert set(kernels.compiled_kernels()) >= {ln.layer_norm_rows, ew.scatter_add_rows_kernel}
     with pytest.raises(ValueError, match="'matmul' is already registered"):
         kernels.register("matmul", mm.matmul_numpy, mm.matmul_numba)
+
+
+def test_malloc_setting_is_reported_and_can_be_switched_off():
+    reason = kernels.info()["malloc"]["reason"]
+    assert reason == "mallopt" or reason.startswith(("no glibc", "TINYGRAD_TF_MALLOC"))
+    code = "import tinygrad_tf.kernels as k; print(k.info()['malloc']['applied'])"
+    assert run_python(code, TINYGRAD_TF_MALLOC="system") == "False"

@@ -28,6 +28,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 
+from ._malloc import keep_freed_memory  # noqa: E402
+
+# Fresh arrays from a fresh mmap page-fault on every step; keep freed memory instead (_malloc.py).
+keep_freed_memory()
+
 from . import elementwise as _elementwise  # noqa: E402
 from . import norm as _layer_norm  # noqa: E402
 from . import matmul as _matmul  # noqa: E402
@@ -234,6 +239,7 @@ def info():
     return {
         "active": _active,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "malloc": keep_freed_memory(),
         "available": available(),
         "numba_version": numba.__version__,
         "numba_threads": numba.get_num_threads(),
