@@ -12,5 +12,5 @@ from .module import Module, ModuleDict, ModuleList, Parameter, Sequential
 
 __all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Linear",
            "Embedding", "LayerNorm", "Dropout", "ReLU", "GELU", "Tanh", "Sigmoid", "Softmax",
-           "LogSoftmax", "Identity", "CrossEntropyLoss", "MSELoss", "functional", "fused", "init", "optim",
-           "schedules", "state", "utils"]
+           "LogSoftmax", "Identity", "CrossEntropyLoss", "MSELoss", "functional", "fused", "init",
+           "optim", "schedules", "state", "utils"]
