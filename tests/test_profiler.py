@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from tinygrad_tf import Tensor, autograd, kernels, profiler
+from tinygrad_tf import Function, Tensor, autograd, kernels, profiler
 from tinygrad_tf.nn import functional as F
 
 
@@ -66,3 +66,22 @@ def test_results_are_unchanged_under_the_profiler():
     with profiler.profile():
         profiled = Tensor(x).softmax(-1).data
     np.testing.assert_array_equal(plain, profiled)
+
+
+def test_an_error_inside_backward_leaves_no_event_open():
+    class Broken(Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 1.0
+
+        @staticmethod
+        def backward(ctx, grad):
+            raise ValueError("broken backward")
+
+    x = Tensor(np.ones(3), requires_grad=True)
+    with profiler.profile() as prof:
+        with pytest.raises(ValueError, match="broken backward"):
+            Broken.apply(x).sum().backward()
+    rows = {row.name: row for row in prof.key_averages()}
+    assert rows["autograd.backward"].count == 1 and rows["Broken.backward"].count == 1
+    assert autograd._profiler is None

@@ -133,6 +133,8 @@ class profile:
         return self
 
     def __exit__(self, *exc):
+        while self._recorder.stack:  # events left open by an exception (e.g. in backward)
+            self._recorder.end()
         self.wall = _clock() - self._start
         _active[0] = _autograd._profiler = _kernels._profiler = None
         return False
