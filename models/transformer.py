@@ -22,6 +22,7 @@ import numpy as np
 
 from tinygrad_tf import Tensor, nn
 from tinygrad_tf.nn import functional as F
+from tinygrad_tf.nn import fused
 
 
 # ---------------------------------------------------------------------------- configuration
@@ -41,6 +42,8 @@ class TransformerConfig:
     pad_id: int = 0               # token id of padding; never attended to
     share_embeddings: bool = False  # one matrix: source, target and pre-softmax (one vocab)
     norm_first: bool = False      # False: the paper's LayerNorm(x + Sublayer(x)); True: pre-norm
+    fused_ops: bool = True        # run Add & Norm, FFN and embedding sums as fused nodes
+                                  # (nn.fused; same math as the composed lines beside them)
 
     def __post_init__(self):
         if self.d_model % self.n_heads:
@@ -200,28 +203,37 @@ class MultiHeadAttention(nn.Module):
 class AddNorm(nn.Module):
     """Sections 3.1 and 5.4: LayerNorm(x + Dropout(Sublayer(x))), or pre-norm if norm_first."""
 
-    def __init__(self, d_model, dropout, norm_first):
+    def __init__(self, d_model, dropout, norm_first, fused_ops=False):
         super().__init__()
         self.norm = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
-        self.norm_first = norm_first
+        self.norm_first, self.fused_ops = norm_first, fused_ops
 
     def forward(self, x, sublayer):
         """`sublayer` maps (B, T, d_model) to the same shape."""
         if self.norm_first:  # x + Dropout(Sublayer(LayerNorm(x))): the residual path stays clean
             return x + self.dropout(sublayer(self.norm(x)))
+        if self.fused_ops:  # the line below as one node: one pass per row, rows across cores
+            return fused.residual_dropout_layer_norm(x, sublayer(x), self.norm.weight,
+                                                     self.norm.bias, self.dropout.p,
+                                                     self.training, self.norm.eps)
         return self.norm(x + self.dropout(sublayer(x)))
 
 
 class PositionwiseFeedForward(nn.Module):
     """Section 3.3: FFN(x) = max(0, x W_1 + b_1) W_2 + b_2, the same at every position."""
 
-    def __init__(self, d_model, d_ff):
+    def __init__(self, d_model, d_ff, fused_ops=False):
         super().__init__()
         self.linear_1 = nn.Linear(d_model, d_ff)
         self.linear_2 = nn.Linear(d_ff, d_model)
+        self.fused_ops = fused_ops
 
     def forward(self, x):
+        if self.fused_ops:  # max(0, x W_1 + b_1) as one node: the GEMM, then one fused pass
+            hidden = fused.linear_activation_dropout(x, self.linear_1.weight, self.linear_1.bias,
+                                                     "relu")
+            return self.linear_2(hidden)  # (B, T, d_model)
         return self.linear_2(F.relu(self.linear_1(x)))  # (B, T, d_model)
 
 
@@ -230,11 +242,11 @@ class EncoderLayer(nn.Module):
 
     def __init__(self, config):
         super().__init__()
-        d, p, first = config.d_model, config.dropout, config.norm_first
+        d, p, first, fuse = config.d_model, config.dropout, config.norm_first, config.fused_ops
         self.self_attn = MultiHeadAttention(d, config.n_heads)
-        self.add_norm_1 = AddNorm(d, p, first)
-        self.feed_forward = PositionwiseFeedForward(d, config.d_ff)
-        self.add_norm_2 = AddNorm(d, p, first)
+        self.add_norm_1 = AddNorm(d, p, first, fuse)
+        self.feed_forward = PositionwiseFeedForward(d, config.d_ff, fuse)
+        self.add_norm_2 = AddNorm(d, p, first, fuse)
 
     def forward(self, x, src_mask):
         x = self.add_norm_1(x, lambda y: self.self_attn(y, y, y, src_mask))
@@ -262,13 +274,13 @@ class DecoderLayer(nn.Module):
 
     def __init__(self, config):
         super().__init__()
-        d, p, first = config.d_model, config.dropout, config.norm_first
+        d, p, first, fuse = config.d_model, config.dropout, config.norm_first, config.fused_ops
         self.self_attn = MultiHeadAttention(d, config.n_heads)  # "Masked Multi-Head Attention"
-        self.add_norm_1 = AddNorm(d, p, first)
+        self.add_norm_1 = AddNorm(d, p, first, fuse)
         self.cross_attn = MultiHeadAttention(d, config.n_heads)  # queries here, K and V: memory
-        self.add_norm_2 = AddNorm(d, p, first)
-        self.feed_forward = PositionwiseFeedForward(d, config.d_ff)
-        self.add_norm_3 = AddNorm(d, p, first)
+        self.add_norm_2 = AddNorm(d, p, first, fuse)
+        self.feed_forward = PositionwiseFeedForward(d, config.d_ff, fuse)
+        self.add_norm_3 = AddNorm(d, p, first, fuse)
 
     def forward(self, x, memory, src_mask, tgt_mask, cache=None):
         """x (B, T, d_model), memory (B, S, d_model) -> (B, T, d_model).
@@ -343,6 +355,18 @@ class Transformer(nn.Module):
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
 
+    def embed(self, embeddings, tokens, start=0):
+        """Token ids (B, T) at positions start.. -> Dropout(Embedding * sqrt(d) + PE), (B, T, d)."""
+        pe = self.positional_encoding
+        if self.config.fused_ops:
+            # The line below as one node: gather, scale, add, dropout in one pass.
+            end = start + tokens.shape[1]
+            if end <= pe.table.shape[0]:  # else the composed path raises the clear error
+                return fused.embedding_position_dropout(
+                    tokens, embeddings.weight, pe.table[start:end], embeddings.scale,
+                    pe.dropout.p, self.training, embeddings.lookup.padding_idx)
+        return pe(embeddings(tokens), start)
+
     def source_mask(self, src):
         return make_masks(src, None, self.config.pad_id)[0]
 
@@ -350,7 +374,7 @@ class Transformer(nn.Module):
         """Source ids (B, S) -> memory (B, S, d_model), the encoder's output."""
         if src_mask is None:
             src_mask = self.source_mask(src)
-        return self.encoder(self.positional_encoding(self.src_embed(src)), src_mask)
+        return self.encoder(self.embed(self.src_embed, src), src_mask)
 
     def decode(self, memory, src_mask, tgt_in, cache=None):
         """Target ids so far (B, T) -> next-token logits (B, T, V), attending to `memory`.
@@ -363,7 +387,7 @@ class Transformer(nn.Module):
         else:
             start, seen = cache.record(tgt_in)  # seen: every target id so far, (B, start + T)
             _, tgt_mask = make_masks(None, seen, self.config.pad_id, n_queries=tgt_in.shape[1])
-        x = self.positional_encoding(self.tgt_embed(tgt_in), start)
+        x = self.embed(self.tgt_embed, tgt_in, start)
         return self.generator(self.decoder(x, memory, src_mask, tgt_mask, cache))
 
     def forward(self, src, tgt_in):

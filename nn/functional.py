@@ -15,8 +15,6 @@ from tinygrad_tf import Tensor, kernels
 from tinygrad_tf.autograd import Function
 from tinygrad_tf.random import generator
 
-from . import fused_kernels
-
 
 def _rows(array, width):
     """`array` as a C-contiguous (rows, width) matrix (a view when it already is one)."""
@@ -192,7 +190,8 @@ def dropout(input, p=0.5, training=True):
 
 class FusedLayerNorm(Function):
     """(x - mean) / sqrt(var + eps) * weight + bias over the trailing `normalized_shape` dims.
-    The loops are in fused_kernels (one pass per row with Numba, a numpy twin beside it)."""
+    The loops are the kernel layer's layer_norm (one pass per row with Numba, a numpy twin beside
+    it), which also serves the fused residual + dropout + layer norm of nn.fused."""
 
     @staticmethod
     def forward(ctx, x, *affine, normalized_shape, eps, has_weight):
@@ -203,16 +202,17 @@ class FusedLayerNorm(Function):
             else np.ones(width, x.dtype)
         bias = np.ascontiguousarray(affine[-1]).reshape(width) if has_bias \
             else np.zeros(width, x.dtype)
-        out, normed, rstd = fused_kernels.layer_norm_forward(rows, weight, bias, eps)
+        out, normed, rstd = kernels.layer_norm(rows, weight, bias, eps)
         ctx.save_for_backward(normed, rstd, weight)
-        ctx.input_shape, ctx.normalized_shape, ctx.has_weight = x.shape, normalized_shape, has_weight
+        ctx.input_shape, ctx.normalized_shape = x.shape, normalized_shape
+        ctx.has_weight = has_weight
         return out.reshape(x.shape)
 
     @staticmethod
     def backward(ctx, grad):
         normed, rstd, weight = ctx.saved_tensors
         grad_rows = _rows(grad, normed.shape[1])
-        grad_x, grad_w, grad_b = fused_kernels.layer_norm_backward(grad_rows, normed, rstd, weight)
+        grad_x, grad_w, grad_b, _ = kernels.layer_norm_backward(grad_rows, normed, rstd, weight)
         grads = [grad_x.reshape(ctx.input_shape)]
         if ctx.has_weight:
             grads.append(grad_w.reshape(ctx.normalized_shape))
@@ -255,8 +255,8 @@ class Gather(Function):
     def backward(ctx, grad):
         width = grad.shape[-1]
         flat_ids = ctx.ids.reshape(-1)
-        grad_weight = fused_kernels.scatter_add_rows(flat_ids, _rows(grad, width),
-                                                     ctx.num_embeddings)  # repeats add up
+        grad_weight = kernels.scatter_add_rows(flat_ids, _rows(grad, width),
+                                               ctx.num_embeddings)  # repeats add up
         if ctx.padding_idx is not None:
             grad_weight[ctx.padding_idx] = 0  # the padding row is never trained
         return grad_weight

@@ -308,6 +308,32 @@ def test_backward_releases_saved_arrays():
     assert alive() is None
 
 
+def test_backward_frees_each_activation_once_its_consumers_are_done():
+    seen = {}
+
+    class Probe(Function):  # the first op of the chain: its backward runs last
+        @staticmethod
+        def forward(ctx, x):
+            return x.copy()
+
+        @staticmethod
+        def backward(ctx, grad):
+            seen["alive"] = [ref() is not None for ref in refs]
+            return grad
+
+    x = leaf(1.0, 2.0)
+    hidden = Probe.apply(x)
+    activations = [hidden * 2]
+    for _ in range(3):
+        activations.append(activations[-1].tanh() * 0.5)
+    refs = [weakref.ref(a) for a in activations]
+    out = activations[-1].sum()
+    del hidden, activations
+    out.backward()
+    # By Probe's backward every later activation (and its array) is gone, not kept to the end.
+    assert seen["alive"] == [False] * 4
+
+
 def test_memory_stays_flat_over_a_training_loop():
     w = Tensor(np.random.default_rng(0).standard_normal((64, 64)), requires_grad=True)
     x = Tensor(np.ones((8, 64)))

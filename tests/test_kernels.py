@@ -211,9 +211,10 @@ def test_fast_exp_underflow_and_minus_inf_are_exact_zeros():
 def test_use_switches_and_restores():
     before = kernels.active()
     with kernels.use("numpy"):
-        assert kernels.active() == "numpy" and kernels.matmul is mm.matmul_numpy
+        assert kernels.active() == "numpy" and kernels.matmul.current is mm.matmul_numpy
+        assert all(k.current is k.implementations["numpy"] for k in kernels.REGISTRY.values())
         with kernels.use("numba"):
-            assert kernels.softmax is sm.softmax_numba
+            assert kernels.softmax.current is sm.softmax_numba
         assert kernels.active() == "numpy"
     assert kernels.active() == before
     with pytest.raises(ValueError, match="unknown kernel set 'blas'"):
@@ -229,7 +230,7 @@ def run_python(code, **env):
 
 def test_environment_variable_picks_the_set_and_import_compiles_nothing():
     code = ("import tinygrad_tf.kernels as k\n"
-            "print(k.active(), sum(len(j._dispatcher.signatures) for j in k._JIT_KERNELS))")
+            "print(k.active(), sum(len(j._dispatcher.signatures) for j in k.compiled_kernels()))")
     assert run_python(code, TINYGRAD_TF_KERNELS="numpy") == "numpy 0"
     assert run_python(code, TINYGRAD_TF_KERNELS="numba") == "numba 0"
 
@@ -301,3 +302,105 @@ def test_gradcheck_attention_block(kernel_set):
     assert tg.gradcheck(
         lambda q, k, v: (q @ k.transpose(-1, -2)).masked_fill(mask, -np.inf).softmax(-1) @ v,
         q, k, v)
+
+
+# ---------------------------------------------------------------------------- fused elementwise
+
+ln = importlib.import_module("tinygrad_tf.kernels.norm")
+ew = importlib.import_module("tinygrad_tf.kernels.elementwise")
+TOLERANCE = {np.float32: dict(rtol=2e-5, atol=2e-5), np.float64: dict(rtol=1e-12, atol=1e-12)}
+
+
+def assert_twins_agree(ours, reference, dtype, atol_scale=1):
+    for got, want in zip(ours, reference):
+        if want is None:
+            assert got is None
+            continue
+        assert got.dtype == dtype and got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=TOLERANCE[dtype]["rtol"],
+                                   atol=TOLERANCE[dtype]["atol"] * atol_scale)
+
+
+@given(st.sampled_from(DTYPES), st.integers(1, 40), st.integers(1, 70), st.integers(0, 2**32 - 1),
+       st.sampled_from(["plain", "residual", "residual+dropout"]))
+def test_layer_norm_kernels_match_numpy(dtype, rows, width, seed, variant):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((rows, width)) * 3 + rng.standard_normal((rows, 1))).astype(dtype)
+    x[0] = 1.5  # a constant row: zero variance, normalises to 0 through eps
+    weight, bias = (rng.standard_normal(width).astype(dtype) for _ in range(2))
+    grad = rng.standard_normal((rows, width)).astype(dtype)
+    extra = {}
+    if variant != "plain":
+        extra["residual"] = rng.standard_normal((rows, width)).astype(dtype)
+    if variant == "residual+dropout":
+        extra.update(mask=rng.random((rows, width)) > 0.3, scale=1 / 0.7)
+    assert_twins_agree(ln.layer_norm_forward_numba(x, weight, bias, 1e-5, **extra),
+                       ln.layer_norm_forward_numpy(x, weight, bias, 1e-5, **extra), dtype)
+    _, normed, rstd = ln.layer_norm_forward_numpy(x, weight, bias, 1e-5, **extra)
+    backward = dict(mask=extra.get("mask"), scale=extra.get("scale", 1.0),
+                    residual="residual" in extra)
+    assert_twins_agree(ln.layer_norm_backward_numba(grad, normed, rstd, weight, **backward),
+                       ln.layer_norm_backward_numpy(grad, normed, rstd, weight, **backward),
+                       dtype, atol_scale=rows)
+
+
+@given(st.sampled_from(DTYPES), st.integers(1, 40), st.integers(1, 70), st.integers(0, 2**32 - 1),
+       st.sampled_from(ew.ACTIVATIONS), st.booleans())
+def test_bias_activation_kernels_match_numpy(dtype, rows, width, seed, activation, dropout):
+    rng = np.random.default_rng(seed)
+    pre, grad = (rng.standard_normal((rows, width)).astype(dtype) for _ in range(2))
+    bias = rng.standard_normal(width).astype(dtype)
+    mask, scale = (rng.random((rows, width)) > 0.4, 1 / 0.6) if dropout else (None, 1.0)
+    reference = ew.bias_activation_forward_numpy(pre, bias, activation, mask, scale)
+    ours = ew.bias_activation_forward_numba(pre.copy(), bias, activation, mask, scale)
+    assert_twins_agree(ours, reference, dtype)
+    assert_twins_agree(ew.bias_activation_backward_numba(grad, reference[1], activation, mask,
+                                                         scale),
+                       ew.bias_activation_backward_numpy(grad, reference[1], activation, mask,
+                                                         scale), dtype, atol_scale=rows)
+
+
+@given(st.sampled_from(DTYPES), st.integers(1, 9), st.integers(1, 5), st.integers(1, 6),
+       st.integers(1, 5), st.booleans(), st.integers(0, 2**32 - 1))
+def test_embedding_position_and_scatter_kernels_match_numpy(dtype, vocab, width, batch, length,
+                                                           dropout, seed):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, vocab, batch * length)
+    weight = rng.standard_normal((vocab, width)).astype(dtype)
+    table = rng.standard_normal((length, width)).astype(dtype)
+    grad = rng.standard_normal((batch * length, width)).astype(dtype)
+    mask, scale = (rng.random((batch * length, width)) > 0.5, 2.0) if dropout else (None, 1.0)
+    assert_twins_agree([ew.embedding_position_forward_numba(weight, ids, table, 3.0, mask, scale)],
+                       [ew.embedding_position_forward_numpy(weight, ids, table, 3.0, mask, scale)],
+                       dtype)
+    assert_twins_agree([ew.scatter_add_rows_numba(ids, grad, vocab, mask, scale)],
+                       [ew.scatter_add_rows_numpy(ids, grad, vocab, mask, scale)], dtype,
+                       atol_scale=batch * length)
+
+
+def test_fused_kernels_fall_back_to_their_twins_for_other_dtypes():
+    x = np.arange(12, dtype=np.float16).reshape(3, 4)
+    out = ew.bias_activation_forward_numba(x.copy(), np.ones(4, np.float16), "relu")[0]
+    np.testing.assert_array_equal(out, np.maximum(x + 1, 0))
+    normed = ln.layer_norm_forward_numba(x, np.ones(4, np.float16), np.zeros(4, np.float16),
+                                         1e-5)[0]
+    assert normed.dtype == np.float16
+
+
+def test_every_registered_kernel_has_twins_and_a_definition_site():
+    assert set(kernels.REGISTRY) >= {"matmul", "softmax", "layer_norm", "bias_activation",
+                                     "embedding_position", "scatter_add_rows"}
+    for name, kernel in kernels.REGISTRY.items():
+        assert getattr(kernels, name) is kernel  # `kernels.<name>` is the registered entry
+        assert set(kernel.implementations) == set(kernels.SETS)
+        assert kernel.compiled, f"{name} lists no Numba kernel for warmup()"
+    assert set(kernels.compiled_kernels()) >= {ln.layer_norm_rows, ew.scatter_add_rows_kernel}
+    with pytest.raises(ValueError, match="'matmul' is already registered"):
+        kernels.register("matmul", mm.matmul_numpy, mm.matmul_numba)
+
+
+def test_malloc_setting_is_reported_and_can_be_switched_off():
+    reason = kernels.info()["malloc"]["reason"]
+    assert reason == "mallopt" or reason.startswith(("no glibc", "TINYGRAD_TF_MALLOC"))
+    code = "import tinygrad_tf.kernels as k; print(k.info()['malloc']['applied'])"
+    assert run_python(code, TINYGRAD_TF_MALLOC="system") == "False"

@@ -61,6 +61,8 @@ def is_grad_enabled():
 # Set by tensor.py (which imports this module): the class `apply` wraps results in.
 _Tensor = None
 _new_object = object.__new__
+# Set by tinygrad_tf.profiler while a profile is active; None costs one test per op.
+_profiler = None
 
 
 class Function:
@@ -102,6 +104,8 @@ class Function:
     def apply(cls, *inputs, **kwargs):
         """Run forward on the inputs' arrays; record the op on the result if grad is enabled and
         some input requires grad. This runs once per op, so it is kept short."""
+        if _profiler is not None:
+            return _profiler.apply(cls, inputs, kwargs)
         ctx = cls()
         # Unrolled for the hot ops (one or two inputs, no keyword arguments): a tuple display and
         # a plain call are much cheaper than comprehensions and a ** call. A non-Tensor input
@@ -216,9 +220,15 @@ def _wrap_array(array):
 
 def backward(root, grad, retain_graph=False):
     """Accumulate d(root)/d(leaf) * grad into `.grad` of every leaf that requires grad."""
+    profiler = _profiler
+    if profiler is not None:
+        profiler.begin("autograd.backward", "engine")
     order = _topological_order(root)
     grads = {id(root): grad}
-    for tensor in reversed(order):
+    while order:
+        # Popped, not iterated: once an op's backward has run, nothing here keeps its output
+        # alive, so each activation is freed as soon as the ops that consumed it are done.
+        tensor = order.pop()
         grad = grads.pop(id(tensor), None)
         if grad is None:
             continue
@@ -231,7 +241,10 @@ def backward(root, grad, retain_graph=False):
             continue
         if tensor._retains_grad:
             tensor.grad = _owned(grad, tensor)
-        input_grads = ctx.backward(ctx, grad)
+        if profiler is None:
+            input_grads = ctx.backward(ctx, grad)
+        else:
+            input_grads = profiler.backward(ctx, grad)
         if input_grads.__class__ is not tuple:
             input_grads = (input_grads,)
         parents = ctx.parents
@@ -253,3 +266,5 @@ def backward(root, grad, retain_graph=False):
         if not retain_graph:  # free saved arrays now, so a training loop's memory stays flat
             ctx.__dict__.clear()
             ctx.parents = None
+    if profiler is not None:
+        profiler.end()

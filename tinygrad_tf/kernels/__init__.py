@@ -1,14 +1,15 @@
 """The kernel layer: the engine's hot loops behind one small interface.
 
-Each family module holds a plain-numpy function and a Numba kernel with the same signature and
-semantics. The engine calls the names in KERNEL_NAMES (`kernels.matmul(a, b)`, ...) through this
-module at call time, so `use(name)` switches every op at once. Three sets:
+Each family module (matmul, softmax, norm, elementwise) holds plain-numpy functions and
+Numba kernels with the same signatures and semantics; the registry below names each pair once
+(`matmul = register("matmul", numpy_twin, numba_version, ...)`). The engine and nn call
+`kernels.matmul(a, b)`, ..., and `use(name)` switches every kernel at once. Three sets:
 
 - "numpy": the reference twins (numpy, OpenBLAS for matmul).
 - "numba": every op on its Numba kernel (float32/float64; other dtypes fall back to numpy).
 - "auto" (the default): per op and shape class, whichever measured faster in bench/kernels.py:
-  Numba for softmax/log-softmax (forward and backward), OpenBLAS for matmul (batched small
-  matrices could go to Numba: see AUTO_NUMBA_MAX_MATRIX).
+  Numba for softmax/log-softmax, layer norm and the fused elementwise kernels, OpenBLAS for
+  matmul (batched small matrices could go to Numba: see AUTO_NUMBA_MAX_MATRIX).
 
 Pick one with `use(...)` (also a context manager) or the TINYGRAD_TF_KERNELS environment variable.
 Importing compiles nothing: each Numba kernel compiles (or loads from Numba's disk cache) on its
@@ -27,10 +28,15 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 
+from ._malloc import keep_freed_memory  # noqa: E402
+
+# Fresh arrays from a fresh mmap page-fault on every step; keep freed memory instead (_malloc.py).
+keep_freed_memory()
+
+from . import elementwise as _elementwise  # noqa: E402
+from . import norm as _layer_norm  # noqa: E402
 from . import matmul as _matmul  # noqa: E402
 from . import softmax as _softmax  # noqa: E402
-
-KERNEL_NAMES = ("matmul", "softmax", "softmax_backward", "log_softmax", "log_softmax_backward")
 
 # Batched float32 products with small matrices (output at most AUTO_NUMBA_MAX_MATRIX elements,
 # inner dim at most AUTO_NUMBA_MAX_K) go to Numba under "auto". On this project's 2-core machine
@@ -63,36 +69,98 @@ def matmul_auto(a, b):
     return _matmul.matmul_numpy(a, b)
 
 
-_SOFTMAX_NUMBA = {
-    "softmax": _softmax.softmax_numba,
-    "softmax_backward": _softmax.softmax_backward_numba,
-    "log_softmax": _softmax.log_softmax_numba,
-    "log_softmax_backward": _softmax.log_softmax_backward_numba,
-}
+# ---------------------------------------------------------------------------- the registry
 
-_IMPLEMENTATIONS = {
-    "numpy": {
-        "matmul": _matmul.matmul_numpy,
-        "softmax": _softmax.softmax_numpy,
-        "softmax_backward": _softmax.softmax_backward_numpy,
-        "log_softmax": _softmax.log_softmax_numpy,
-        "log_softmax_backward": _softmax.log_softmax_backward_numpy,
-    },
-    "numba": {"matmul": _matmul.matmul_numba, **_SOFTMAX_NUMBA},
-    "auto": {"matmul": matmul_auto, **_SOFTMAX_NUMBA},
-}
+class Kernel:
+    """One entry of the kernel layer: a numpy twin and a Numba version of the same function.
+
+    Calling the entry runs the version of the active set ("numpy", "numba", or "auto": the
+    faster one per shape class). `compiled` lists the entry's LazyKernels, for warmup() and
+    info(). Entries are made by `register` below, one per line, so "go to definition" on
+    `kernels.<name>` lands on the line naming both versions."""
+
+    __slots__ = ("name", "implementations", "compiled", "current")
+
+    def __init__(self, name, numpy, numba, auto=None, compiled=()):
+        self.name, self.compiled = name, tuple(compiled)
+        self.implementations = {"numpy": numpy, "numba": numba, "auto": auto or numba}
+        self.current = self.implementations[DEFAULT]
+
+    def __call__(self, *args, **kwargs):
+        if _profiler is None:
+            return self.current(*args, **kwargs)
+        return _profiler.kernel(self.name, self.current, args, kwargs)
+
+    def __repr__(self):
+        return f"<kernel {self.name}: {self.current.__module__}.{self.current.__name__}>"
+
+
 DEFAULT = "auto"
+SETS = ("numpy", "numba", "auto")
+REGISTRY = {}  # name -> Kernel, in registration order
+_profiler = None  # set by tinygrad_tf.profiler while a profile is active
 
-# Every compiled kernel, for warmup() and info().
-_JIT_KERNELS = (_matmul.gemm, _softmax.softmax_rows, _softmax.log_softmax_rows,
-                _softmax.softmax_backward_rows, _softmax.log_softmax_backward_rows)
+
+def register(name, numpy, numba, auto=None, compiled=()):
+    """Add a kernel: `numpy` is the reference twin, `numba` the same function on Numba kernels
+    (falling back to the twin for dtypes it does not cover), `auto` the per-shape choice
+    (default: `numba`), `compiled` its LazyKernels. Returns the entry to bind to a name here."""
+    if name in REGISTRY:
+        raise ValueError(f"kernels.register: a kernel named {name!r} is already registered")
+    REGISTRY[name] = kernel = Kernel(name, numpy, numba, auto, compiled)
+    return kernel
+
+
+# One line (or two) per kernel. A new family: a module beside these with the numpy twins, the
+# Numba kernels (LazyKernel) and the wrappers, then its register(...) lines here.
+matmul = register("matmul", _matmul.matmul_numpy, _matmul.matmul_numba, auto=matmul_auto,
+                  compiled=[_matmul.gemm])
+softmax = register("softmax", _softmax.softmax_numpy, _softmax.softmax_numba,
+                   compiled=[_softmax.softmax_rows])
+softmax_backward = register("softmax_backward", _softmax.softmax_backward_numpy,
+                            _softmax.softmax_backward_numba,
+                            compiled=[_softmax.softmax_backward_rows])
+log_softmax = register("log_softmax", _softmax.log_softmax_numpy, _softmax.log_softmax_numba,
+                       compiled=[_softmax.log_softmax_rows])
+log_softmax_backward = register("log_softmax_backward", _softmax.log_softmax_backward_numpy,
+                                _softmax.log_softmax_backward_numba,
+                                compiled=[_softmax.log_softmax_backward_rows])
+layer_norm = register("layer_norm", _layer_norm.layer_norm_forward_numpy,
+                      _layer_norm.layer_norm_forward_numba,
+                      compiled=[_layer_norm.layer_norm_rows])
+layer_norm_backward = register("layer_norm_backward", _layer_norm.layer_norm_backward_numpy,
+                               _layer_norm.layer_norm_backward_numba,
+                               compiled=[_layer_norm.layer_norm_backward_rows])
+bias_activation = register("bias_activation", _elementwise.bias_activation_forward_numpy,
+                           _elementwise.bias_activation_forward_numba,
+                           compiled=[_elementwise.bias_activation_rows])
+bias_activation_backward = register("bias_activation_backward",
+                                    _elementwise.bias_activation_backward_numpy,
+                                    _elementwise.bias_activation_backward_numba,
+                                    compiled=[_elementwise.bias_activation_backward_rows])
+embedding_position = register("embedding_position",
+                              _elementwise.embedding_position_forward_numpy,
+                              _elementwise.embedding_position_forward_numba,
+                              compiled=[_elementwise.embedding_position_rows])
+scatter_add_rows = register("scatter_add_rows", _elementwise.scatter_add_rows_numpy,
+                            _elementwise.scatter_add_rows_numba,
+                            compiled=[_elementwise.scatter_add_rows_kernel])
+
+
+ACTIVATIONS = _elementwise.ACTIVATIONS  # what bias_activation accepts
+
+
+def compiled_kernels():
+    """Every LazyKernel of every registered kernel, each once."""
+    return tuple(dict.fromkeys(k for entry in REGISTRY.values() for k in entry.compiled))
+
 
 _active = None
 
 
 def available():
     """The kernel sets this install can run."""
-    return tuple(_IMPLEMENTATIONS)
+    return SETS
 
 
 def active():
@@ -102,10 +170,11 @@ def active():
 
 def _switch(name):
     global _active
-    if name not in _IMPLEMENTATIONS:
+    if name not in SETS:
         raise ValueError(f"kernels.use: unknown kernel set {name!r}; expected one of "
-                         f"{', '.join(map(repr, _IMPLEMENTATIONS))}")
-    globals().update(_IMPLEMENTATIONS[name])
+                         f"{', '.join(map(repr, SETS))}")
+    for kernel in REGISTRY.values():
+        kernel.current = kernel.implementations[name]
     previous, _active = _active, name
     return previous
 
@@ -133,7 +202,7 @@ def warmup(dtypes=("float32", "float64")):
     plus a "total_seconds" entry."""
     start = time.perf_counter()
     report = {}
-    for kernel in _JIT_KERNELS:
+    for kernel in compiled_kernels():
         for dtype in dtypes:
             done_before = dtype in kernel.report
             entry = dict(kernel.compile(np.dtype(dtype).name))
@@ -170,6 +239,7 @@ def info():
     return {
         "active": _active,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "malloc": keep_freed_memory(),
         "available": available(),
         "numba_version": numba.__version__,
         "numba_threads": numba.get_num_threads(),
@@ -177,7 +247,8 @@ def info():
         "blas_threads": _blas_threads(),
         "slp_vectorize": {"numba_config": bool(numba.config.SLP_VECTORIZE),
                           "tinygrad_tf_kernels": True},
-        "compiled": {k.name: dict(k.report) for k in _JIT_KERNELS},
+        "kernels": {name: k.current.__name__ for name, k in REGISTRY.items()},
+        "compiled": {k.name: dict(k.report) for k in compiled_kernels()},
     }
 
 

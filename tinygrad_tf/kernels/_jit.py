@@ -20,6 +20,11 @@ _compile_lock = threading.Lock()
 
 # Below this much work (elements, or multiply-adds for matmul) a kernel runs single-threaded.
 SERIAL_BELOW = 1 << 15
+# The same for the memory-bound row kernels (layer norm, the fused elementwise kernels): on this
+# 2-core machine one thread beat two up to 256k float32 elements (waking the pool costs more
+# than half the pass) and two won from 512k on (layer norm 1024 x 512: 178 -> 146 us; 2048 x
+# 1024: 1467 -> 752 us); docs/kernels.md has the table.
+ROWS_SERIAL_BELOW = 1 << 19
 
 
 @contextlib.contextmanager
@@ -41,9 +46,11 @@ class LazyKernel:
     that dtype is seen, then runs it. `report` records what each compile did and how long it took.
     """
 
-    def __init__(self, py_func, signatures, **options):
+    def __init__(self, py_func, signatures, serial_below=None, **options):
         self.name = py_func.__name__
         self.signatures = signatures
+        # Work below this runs on the calling thread (default SERIAL_BELOW, read at call time).
+        self.serial_below = serial_below
         self.report = {}  # dtype name -> {"seconds": float, "source": "compiled" | "cache"}
         self._dispatcher = numba.njit(cache=True, **options)(py_func)  # compiles nothing yet
 
@@ -76,7 +83,7 @@ class LazyKernel:
         dtype_name = args[0].dtype.name
         if dtype_name not in self.report:
             self.compile(dtype_name)
-        if work >= SERIAL_BELOW:
+        if work >= (SERIAL_BELOW if self.serial_below is None else self.serial_below):
             return self._dispatcher(*args)
         threads = numba.get_num_threads()
         numba.set_num_threads(1)

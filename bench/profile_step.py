@@ -1,0 +1,82 @@
+"""Where one training step of a Transformer spends its time: tinygrad_tf.profiler's table.
+
+The step is bench/train_step.py's (vocabulary 64, batch 32 x 32 source and 32 target tokens,
+cross-entropy with label smoothing 0.1, zero_grad, backward, Adam). After 3 warm-up steps,
+--steps steps run inside one profile; the table shows per-step figures (times and call counts
+divided by the number of steps). A plain timed step without the profiler is printed first, so
+the profiler's own cost is visible (the profiled wall time minus the plain one).
+
+    flock /work/cpu.lock .venv/bin/python bench/profile_step.py [--config small] [--dropout 0.1]
+"""
+import argparse
+import os
+import sys
+import time
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="small", help="tiny, small or medium")
+    parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--steps", type=int, default=5, help="steps inside the profile")
+    parser.add_argument("--threads", type=int, default=2, help="OpenBLAS and Numba threads")
+    parser.add_argument("--sort", default="self", help="self, total, count or name")
+    parser.add_argument("--rows", type=int, default=40, help="rows of the table to print")
+    args = parser.parse_args()
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        if os.environ.get(name) != str(args.threads):  # read when the libraries load: re-exec
+            env = dict(os.environ, OPENBLAS_NUM_THREADS=str(args.threads),
+                       OMP_NUM_THREADS=str(args.threads), NUMBA_NUM_THREADS=str(args.threads))
+            os.execve(sys.executable, [sys.executable, __file__] + sys.argv[1:], env)
+
+    import numpy as np
+
+    from tinygrad_tf import Tensor, kernels, manual_seed, nn, profiler
+    from tinygrad_tf.models import Transformer, TransformerConfig
+    from tinygrad_tf.nn import functional as F
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    from train_step import BATCH, CONFIGS, LENGTH, VOCAB
+
+    manual_seed(0)
+    config = TransformerConfig(VOCAB, VOCAB, dropout=args.dropout, share_embeddings=True,
+                               max_len=64, **CONFIGS[args.config])
+    model = Transformer(config)
+    optimizer = nn.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9)
+    rng = np.random.default_rng(0)
+    src_ids = rng.integers(4, VOCAB, (BATCH, LENGTH))
+    tgt_ids = rng.integers(4, VOCAB, (BATCH, LENGTH + 1))
+    src, tgt_in = Tensor(src_ids), Tensor(tgt_ids[:, :-1])
+    tgt_out = Tensor(tgt_ids[:, 1:].reshape(-1))
+
+    def step():
+        logits = model(src, tgt_in)
+        loss = F.cross_entropy(logits.reshape(-1, VOCAB), tgt_out, ignore_index=0,
+                               label_smoothing=0.1)
+        with profiler.record("Optimizer.zero_grad"):
+            optimizer.zero_grad()
+        loss.backward()
+        with profiler.record("Optimizer.step"):
+            optimizer.step()
+        return loss.item()
+
+    for _ in range(3):  # warm-up: kernel compiles, first allocations, Adam's state
+        step()
+    plain = []
+    for _ in range(args.steps):
+        started = time.perf_counter()
+        step()
+        plain.append(time.perf_counter() - started)
+    with profiler.profile() as prof:
+        for _ in range(args.steps):
+            step()
+    print(f"profile of one training step: {args.config} {CONFIGS[args.config]}, dropout "
+          f"{args.dropout}, batch {BATCH} x {LENGTH}+{LENGTH} tokens, vocab {VOCAB}, float32, "
+          f"kernels {kernels.active()!r}, {args.threads} threads")
+    print(f"plain step (no profiler): median {1e3 * float(np.median(plain)):.2f} ms of "
+          f"{args.steps}; profiled step: {1e3 * prof.wall / args.steps:.2f} ms")
+    print(prof.table(sort_by=args.sort, row_limit=args.rows, per=args.steps))
+
+
+if __name__ == "__main__":
+    main()

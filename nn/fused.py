@@ -1,0 +1,158 @@
+"""Fused ops of a Transformer step: several composed ops as ONE recorded node each, running the
+kernel layer's one-pass, multi-core kernels. Each docstring gives the composed formula it equals;
+that formula is the readable twin (models/transformer.py keeps it beside the fused call) and the
+tests' oracle, and `kernels.use("numpy")` runs each node on numpy twins of the same math.
+
+    residual_dropout_layer_norm  layer_norm(x + dropout(sublayer_out))     "Add & Norm"
+    linear_activation_dropout    dropout(act(input @ weight.T + bias))      a feed-forward layer
+    embedding_position_dropout   dropout(weight[ids] * scale + table[t])    embedding + position
+
+Why: composed, each is three to five nodes, each allocating a full-size temporary forward and
+again backward, each a single-threaded numpy pass; fused, the inputs are read once, the output
+written once, rows split across cores. Dropout masks come from the same seeded generator in the
+same order as the composed ops' (nn.functional.dropout), so both forms give the same numbers.
+"""
+import numbers
+
+import numpy as np
+
+from tinygrad_tf import kernels
+from tinygrad_tf.autograd import Function
+
+from .functional import _check_float, _index_array, _keep_mask, _rows, _check_range
+
+
+def _dropout_args(p, training, op):
+    """(p, active): p checked; active is False when dropout is the identity."""
+    if not isinstance(p, numbers.Real) or not 0 <= p < 1:
+        raise ValueError(f"{op}: dropout p must be a probability in [0, 1), got {p!r}")
+    return float(p), bool(training and p > 0)
+
+
+# ---------------------------------------------------------------------------- Add & Norm
+
+class ResidualDropoutLayerNorm(Function):
+    """layer_norm(x + dropout(s)) over the last dim, one node (post-norm "Add & Norm")."""
+
+    @staticmethod
+    def forward(ctx, x, s, weight, bias, p, eps):
+        width = x.shape[-1]
+        rows, residual = _rows(x, width), _rows(s, width)
+        mask = _keep_mask(rows.shape, p) if p else None
+        scale = 1 / (1 - p)
+        out, normed, rstd = kernels.layer_norm(rows, weight, bias, eps, residual, mask, scale)
+        ctx.save_for_backward(normed, rstd, weight)
+        ctx.mask, ctx.scale, ctx.shape = mask, scale, x.shape
+        return out.reshape(x.shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        normed, rstd, weight = ctx.saved_tensors
+        grad_x, grad_w, grad_b, grad_s = kernels.layer_norm_backward(
+            _rows(grad, normed.shape[1]), normed, rstd, weight, ctx.mask, ctx.scale,
+            residual=True)
+        return grad_x.reshape(ctx.shape), grad_s.reshape(ctx.shape), grad_w, grad_b
+
+
+def residual_dropout_layer_norm(x, sublayer_out, weight, bias, p=0.0, training=True, eps=1e-5):
+    """layer_norm(x + dropout(sublayer_out, p), weight, bias) over the last dim, as one node."""
+    p, active = _dropout_args(p, training, "residual_dropout_layer_norm")
+    _check_float("residual_dropout_layer_norm", x=x, sublayer_out=sublayer_out, weight=weight,
+                 bias=bias)
+    width = x.shape[-1] if x.ndim else 0
+    if x.shape != sublayer_out.shape or weight.shape != (width,) or bias.shape != (width,):
+        raise ValueError(f"residual_dropout_layer_norm: x {x.shape} and sublayer_out "
+                         f"{sublayer_out.shape} must match, weight {weight.shape} and bias "
+                         f"{bias.shape} must be (x.shape[-1],) = ({width},)")
+    return ResidualDropoutLayerNorm.apply(x, sublayer_out, weight, bias,
+                                          p=p if active else 0.0, eps=float(eps))
+
+
+# ---------------------------------------------------------------------------- feed-forward
+
+class LinearActivationDropout(Function):
+    """dropout(act(input @ weight.T + bias)), one node: a GEMM, then one fused pass."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, activation, p):
+        rows = _rows(x, x.shape[-1])
+        pre = kernels.matmul(rows, weight.T)  # a fresh array: the fused pass writes into it
+        mask = _keep_mask(pre.shape, p) if p else None
+        scale = 1 / (1 - p)
+        out, saved = kernels.bias_activation(pre, bias, activation, mask, scale)
+        ctx.save_for_backward(rows, weight, saved)
+        ctx.mask, ctx.scale, ctx.activation, ctx.shape = mask, scale, activation, x.shape
+        return out.reshape(x.shape[:-1] + (weight.shape[0],))
+
+    @staticmethod
+    def backward(ctx, grad):
+        rows, weight, saved = ctx.saved_tensors
+        grad_pre, grad_b = kernels.bias_activation_backward(
+            _rows(grad, weight.shape[0]), saved, ctx.activation, ctx.mask, ctx.scale)
+        needs = ctx.needs_input_grad
+        grad_x = kernels.matmul(grad_pre, weight).reshape(ctx.shape) if needs[0] else None
+        grad_w = kernels.matmul(grad_pre.T, rows) if needs[1] else None
+        return grad_x, grad_w, grad_b
+
+
+def linear_activation_dropout(input, weight, bias, activation="relu", p=0.0, training=True):
+    """dropout(act(input @ weight.T + bias), p), act "relu", "gelu" (erf) or "gelu_tanh", as
+    one node."""
+    if activation not in kernels.ACTIVATIONS:
+        raise ValueError(f"linear_activation_dropout: activation must be one of "
+                         f"{kernels.ACTIVATIONS}, not {activation!r}")
+    p, active = _dropout_args(p, training, "linear_activation_dropout")
+    _check_float("linear_activation_dropout", input=input, weight=weight, bias=bias)
+    if (input.ndim == 0 or weight.ndim != 2 or input.shape[-1] != weight.shape[1]
+            or bias.shape != weight.shape[:1]):
+        raise ValueError(f"linear_activation_dropout: input {input.shape}, weight {weight.shape} "
+                         f"and bias {bias.shape} do not fit: expected (..., in), (out, in), "
+                         "(out,)")
+    return LinearActivationDropout.apply(input, weight, bias, activation=activation,
+                                         p=p if active else 0.0)
+
+
+# ---------------------------------------------------------------------------- embeddings
+
+class EmbeddingPositionDropout(Function):
+    """dropout(weight[ids] * scale + table[t]) for ids (B, T), table (T, D), one node."""
+
+    @staticmethod
+    def forward(ctx, weight, ids, table, scale, p, padding_idx):
+        flat = ids.reshape(-1)
+        mask = _keep_mask((flat.size, weight.shape[1]), p) if p else None
+        drop_scale = 1 / (1 - p)
+        out = kernels.embedding_position(weight, flat, table, scale, mask, drop_scale)
+        ctx.flat, ctx.mask, ctx.scale = flat, mask, scale * drop_scale
+        ctx.padding_idx, ctx.num_embeddings = padding_idx, weight.shape[0]
+        return out.reshape(ids.shape + (weight.shape[1],))
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad_weight = kernels.scatter_add_rows(ctx.flat, _rows(grad, grad.shape[-1]),
+                                               ctx.num_embeddings, ctx.mask, ctx.scale)
+        if ctx.padding_idx is not None:
+            grad_weight[ctx.padding_idx] = 0  # the padding row is never trained
+        return grad_weight
+
+
+def embedding_position_dropout(ids, weight, table, scale=1.0, p=0.0, training=True,
+                               padding_idx=None):
+    """dropout(embedding(ids, weight) * scale + table, p) as one node: ids (B, T) integers,
+    weight (V, D), table (T, D) a constant array (no gradient), e.g. positional encodings."""
+    ids = _index_array(ids, "embedding_position_dropout")
+    p, active = _dropout_args(p, training, "embedding_position_dropout")
+    _check_float("embedding_position_dropout", weight=weight)
+    table = np.asarray(table.data if hasattr(table, "data") else table, dtype=weight.dtype)
+    if (ids.ndim != 2 or weight.ndim != 2 or table.shape != (ids.shape[1], weight.shape[1])):
+        raise ValueError(f"embedding_position_dropout: ids {ids.shape}, weight {weight.shape} and "
+                         f"table {table.shape} do not fit: expected (B, T), (V, D), (T, D)")
+    _check_range("embedding_position_dropout", "token id", ids, 0, weight.shape[0])
+    if padding_idx is not None:
+        padding_idx %= weight.shape[0]
+    return EmbeddingPositionDropout.apply(weight, ids=ids, table=table, scale=float(scale),
+                                          p=p if active else 0.0, padding_idx=padding_idx)
+
+
+__all__ = ["residual_dropout_layer_norm", "linear_activation_dropout",
+           "embedding_position_dropout"]

@@ -1,0 +1,176 @@
+"""Layer norm over the rows of a matrix, optionally of a residual sum with dropout first:
+
+    h = x + s * mask * scale     (the Transformer's "Add & Norm" with dropout; just h = x
+                                  when there is no residual s, mask = 1 without dropout)
+    out = (h - mean(h)) / sqrt(var(h) + eps) * weight + bias     (per row, biased variance)
+
+numpy's version is about six passes over memory with a temporary per pass; a row of d_model
+floats fits in L1, so the Numba kernel reads each input once and writes each output once, one
+row per prange task. Backward is one pass per row as well, with weight's and bias's column sums
+kept per chunk of rows (float64, a fixed number of chunks so the result does not depend on the
+thread count) and added at the end.
+"""
+import math
+
+import numpy as np
+from numba import prange
+
+from ._jit import ROWS_SERIAL_BELOW, LazyKernel
+
+KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+CHUNKS = 16  # row chunks for the backward's column sums (float64 partials, summed in order)
+
+
+# ---------------------------------------------------------------------------- numpy twins
+
+def layer_norm_forward_numpy(x, weight, bias, eps, residual=None, mask=None, scale=1.0):
+    """x, residual (M, N), mask (M, N) bool or None -> (out, normed, rstd): normed = (h - mean)
+    * rstd, out = normed * weight + bias, rstd = 1 / sqrt(var + eps) per row (M,)."""
+    h = x
+    if residual is not None:
+        dropped = residual if mask is None else residual * mask * x.dtype.type(scale)
+        h = x + dropped
+    width = h.shape[1]
+    centered = h - h.mean(axis=1, keepdims=True)
+    var = np.einsum("ij,ij->i", centered, centered) / width
+    rstd = (1 / np.sqrt(var + eps)).astype(x.dtype)
+    normed = centered
+    normed *= rstd[:, None]  # in place: `centered` is not needed again
+    out = normed * weight
+    out += bias
+    return out, normed, rstd
+
+
+def layer_norm_backward_numpy(grad, normed, rstd, weight, mask=None, scale=1.0, residual=False):
+    """-> (grad_x, grad_weight, grad_bias, grad_residual or None) for the forward above:
+    grad_h = rstd * (g - mean(g) - normed * mean(g * normed)) with g = grad * weight;
+    grad_x = grad_h, grad_residual = grad_h * mask * scale."""
+    width = normed.shape[1]
+    g = grad * weight
+    mean_g = g.mean(axis=1, keepdims=True)
+    mean_gx = np.einsum("ij,ij->i", g, normed)[:, None] / width
+    g -= mean_g
+    g -= normed * mean_gx
+    g *= rstd[:, None]
+    grad_residual = None
+    if residual:
+        grad_residual = g if mask is None else g * mask * g.dtype.type(scale)
+    return g, np.einsum("ij,ij->j", grad, normed), grad.sum(axis=0), grad_residual
+
+
+# ---------------------------------------------------------------------------- Numba kernels
+
+def _layer_norm_rows(x, residual, mask, weight, bias, eps, scale, has_residual, has_mask,
+                     out, normed, rstd):
+    m, n = x.shape
+    zero = scale - scale  # 0 typed like the data
+    for i in prange(m):
+        # h goes to `normed` first (one pass reads the inputs), then is normalised in place.
+        h = normed[i]
+        total = 0.0
+        for j in range(n):
+            v = x[i, j]
+            if has_residual:
+                s = residual[i, j]
+                if has_mask:
+                    s = s * scale if mask[i, j] else zero
+                v += s
+            h[j] = v
+            total += v
+        mean = total / n
+        spread = 0.0
+        for j in range(n):
+            d = h[j] - mean
+            spread += d * d
+        r = 1.0 / math.sqrt(spread / n + eps)
+        rstd[i] = r
+        for j in range(n):
+            y = (h[j] - mean) * r
+            h[j] = y
+            out[i, j] = y * weight[j] + bias[j]
+
+
+def _layer_norm_backward_rows(grad, normed, rstd, weight, mask, scale, has_residual, has_mask,
+                              grad_x, grad_residual, partial_w, partial_b):
+    m, n = normed.shape
+    chunks = partial_w.shape[0]
+    for c in prange(chunks):
+        for j in range(n):
+            partial_w[c, j] = 0.0
+            partial_b[c, j] = 0.0
+        for i in range(c * m // chunks, (c + 1) * m // chunks):
+            sum_g = 0.0
+            sum_gx = 0.0
+            for j in range(n):
+                gw = grad[i, j] * weight[j]
+                sum_g += gw
+                sum_gx += gw * normed[i, j]
+                partial_w[c, j] += grad[i, j] * normed[i, j]
+                partial_b[c, j] += grad[i, j]
+            mean_g = sum_g / n
+            mean_gx = sum_gx / n
+            r = rstd[i]
+            for j in range(n):
+                g = r * (grad[i, j] * weight[j] - mean_g - normed[i, j] * mean_gx)
+                grad_x[i, j] = g
+                if has_residual:
+                    if has_mask:
+                        g = g * scale if mask[i, j] else 0.0  # g is float64 here
+                    grad_residual[i, j] = g
+
+
+def _signatures(kind):
+    def signature(dtype):
+        matrix, vector = f"Array({dtype}, 2, 'C', readonly=True)", \
+            f"Array({dtype}, 1, 'C', readonly=True)"
+        out2, out1 = f"Array({dtype}, 2, 'C')", f"Array({dtype}, 1, 'C')"
+        mask = "Array(boolean, 2, 'C', readonly=True)"
+        wide = "Array(float64, 2, 'C')"
+        if kind == "forward":
+            return (f"void({matrix}, {matrix}, {mask}, {vector}, {vector}, {dtype}, {dtype}, "
+                    f"boolean, boolean, {out2}, {out2}, {out1})")
+        return (f"void({matrix}, {matrix}, {vector}, {vector}, {mask}, {dtype}, boolean, "
+                f"boolean, {out2}, {out2}, {wide}, {wide})")
+    return {dtype: signature(dtype) for dtype in ("float32", "float64")}
+
+
+_OPTIONS = {"parallel": True, "fastmath": {"contract", "reassoc"},
+            "serial_below": ROWS_SERIAL_BELOW}
+layer_norm_rows = LazyKernel(_layer_norm_rows, _signatures("forward"), **_OPTIONS)
+layer_norm_backward_rows = LazyKernel(_layer_norm_backward_rows, _signatures("backward"),
+                                      **_OPTIONS)
+_NO_MASK = np.ones((1, 1), dtype=bool)
+
+
+def _fits(*arrays):
+    return arrays[0].dtype in KERNEL_DTYPES and all(a.dtype == arrays[0].dtype for a in arrays)
+
+
+def layer_norm_forward_numba(x, weight, bias, eps, residual=None, mask=None, scale=1.0):
+    """layer_norm_forward_numpy on the Numba kernel (other dtypes: the numpy twin)."""
+    if not _fits(x, weight, bias, *([] if residual is None else [residual])) or x.size == 0:
+        return layer_norm_forward_numpy(x, weight, bias, eps, residual, mask, scale)
+    out, normed = np.empty_like(x), np.empty_like(x)
+    rstd = np.empty(x.shape[0], dtype=x.dtype)
+    dtype = x.dtype.type
+    layer_norm_rows(x, x if residual is None else residual, _NO_MASK if mask is None else mask,
+                    weight, bias, dtype(eps), dtype(scale), residual is not None,
+                    mask is not None, out, normed, rstd, work=x.size)
+    return out, normed, rstd
+
+
+def layer_norm_backward_numba(grad, normed, rstd, weight, mask=None, scale=1.0, residual=False):
+    """layer_norm_backward_numpy on the Numba kernel (other dtypes: the numpy twin)."""
+    if not _fits(grad, normed, rstd, weight) or grad.size == 0:
+        return layer_norm_backward_numpy(grad, normed, rstd, weight, mask, scale, residual)
+    grad_x = np.empty_like(normed)
+    grad_residual = np.empty_like(normed) if residual else grad_x
+    chunks = min(CHUNKS, normed.shape[0])
+    partial_w = np.empty((chunks, normed.shape[1]))
+    partial_b = np.empty((chunks, normed.shape[1]))
+    layer_norm_backward_rows(grad, normed, rstd, weight, _NO_MASK if mask is None else mask,
+                             normed.dtype.type(scale), residual, mask is not None, grad_x,
+                             grad_residual, partial_w, partial_b, work=normed.size)
+    dtype = normed.dtype
+    return (grad_x, partial_w.sum(axis=0).astype(dtype), partial_b.sum(axis=0).astype(dtype),
+            grad_residual if residual else None)
