@@ -17,7 +17,7 @@ from tinygrad_tf.autograd import Function
 from tinygrad_tf.random import generator
 
 from . import fused_kernels
-from .losses import _stable_sigmoid
+from .losses import FusedCrossEntropy, _stable_sigmoid  # noqa: F401
 from .losses import (binary_cross_entropy, binary_cross_entropy_with_logits,  # noqa: F401
                      cross_entropy, kl_div, l1_loss, mse_loss, nll_loss, smooth_l1_loss)
 
