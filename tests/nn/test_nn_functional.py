@@ -437,3 +437,143 @@ def test_fused_ops_record_one_node():
         assert type(out._ctx) is op
         assert all(a is b for a, b in zip(out._ctx.parents, inputs))
         assert len(out._ctx.parents) == len(inputs)
+
+
+# ---------------------------------------------------------------------------- torch-parity ops
+
+@given(tt.tensors(min_value=-40, max_value=40))
+def test_silu(x):
+    check(F.silu, lambda x: x / (1 + np.exp(-x)), x)
+
+
+@given(tt.tensors(avoid=(0.0,)), st.sampled_from([0.01, 0.2]))
+def test_leaky_relu(x, slope):
+    check(lambda t: F.leaky_relu(t, slope), lambda x: np.where(x > 0, x, slope * x), x)
+
+
+@given(tt.tensors(min_value=-30, max_value=30, avoid=(-10.0, 5.0, 10.0)),
+       st.sampled_from([(1.0, 20.0), (2.0, 10.0), (0.5, 5.0)]))
+def test_softplus(x, params):
+    beta, threshold = params  # kinks at beta * x == threshold are avoided
+    check(lambda t: F.softplus(t, beta, threshold),
+          lambda x: np.where(beta * x > threshold, x, np.logaddexp(0, beta * x) / beta), x)
+
+
+@given(tt.tensors(shape=tt.shapes(min_dims=1, max_dims=3, max_side=3)), st.data())
+def test_pad(x, data):
+    pairs = data.draw(st.integers(1, x.ndim))
+    widths = tuple(data.draw(st.lists(st.integers(0, 2), min_size=2 * pairs,
+                                      max_size=2 * pairs)))
+    np_widths = [(0, 0)] * (x.ndim - pairs) + [(widths[2 * i], widths[2 * i + 1])
+                                               for i in reversed(range(pairs))]
+    check(lambda t: F.pad(t, widths, value=0.5),
+          lambda x: np.pad(x, np_widths, constant_values=0.5), x)
+
+
+@given(tt.tensors(shape=tt.shapes(min_dims=1, max_dims=3, max_side=4), avoid=(0.0,)),
+       st.sampled_from([1.0, 2.0, 3.0]), st.data())
+def test_normalize(x, p, data):
+    dim = data.draw(st.integers(-x.ndim, x.ndim - 1))
+
+    def reference(x):
+        norm = (np.abs(x) ** p).sum(axis=dim, keepdims=True) ** (1 / p)
+        return x / np.maximum(norm, 1e-12)
+    check(lambda t: F.normalize(t, p, dim), reference, x)
+
+
+@given(tt.tensors(shape=tt.shapes(min_dims=1, max_dims=3, max_side=4), avoid=(0.0,)),
+       st.booleans())
+def test_rms_norm(x, with_weight):  # an all-zero row has slope 1 / sqrt(eps): no finite diff
+    shape = x.shape[-1:]
+    weight = Tensor(np.linspace(0.5, 1.5, shape[0]), requires_grad=True) if with_weight else None
+
+    def reference(x, *w):
+        out = x / np.sqrt((x * x).mean(axis=-1, keepdims=True) + np.finfo(np.float64).eps)
+        return out * w[0] if w else out
+    inputs = (x, weight) if with_weight else (x,)
+    check(lambda *t: F.rms_norm(t[0], shape, *t[1:]), reference, *inputs)
+
+
+@given(tt.tensor_pairs(max_dims=2, apart=True), st.sampled_from(["mean", "sum", "none"]),
+       st.sampled_from([0.0, 0.5, 1.0]))
+def test_l1_and_smooth_l1_loss(pair, reduction, beta):
+    a, b = pair
+    shape = np.broadcast_shapes(a.shape, b.shape)
+    a = Tensor(np.broadcast_to(a.data, shape).copy(), requires_grad=True)
+    b = Tensor(np.broadcast_to(b.data, shape).copy() + 0.3, requires_grad=True)  # |d| != beta
+
+    def reduce(loss):
+        return loss if reduction == "none" else loss.sum() if reduction == "sum" else loss.mean()
+    check(lambda x, y: F.l1_loss(x, y, reduction), lambda x, y: reduce(np.abs(x - y)), a, b)
+
+    def smooth(x, y):
+        d = np.abs(x - y)
+        return reduce(np.where(d < beta, 0.5 * d * d / max(beta, 1e-300), d - 0.5 * beta))
+    check(lambda x, y: F.smooth_l1_loss(x, y, reduction, beta), smooth, a, b)
+
+
+@given(tt.tensors(shape=tt.shapes(min_dims=1, max_dims=2, max_side=4)), st.data(),
+       st.sampled_from(["mean", "sum", "none", "batchmean"]), st.booleans())
+def test_kl_div(logp, data, reduction, log_target):
+    target = data.draw(tt.tensors(shape=logp.shape, min_value=0.05, max_value=1.0))
+
+    def reference(x, t):
+        loss = np.exp(t) * (t - x) if log_target else t * (np.log(t) - x)
+        return {"none": loss, "sum": loss.sum(), "mean": loss.mean(),
+                "batchmean": loss.sum() / x.shape[0]}[reduction]
+    check(lambda x, t: F.kl_div(x, t, reduction, log_target), reference, logp, target)
+
+
+@given(st.data(), tt.shapes(min_dims=1, max_dims=2, max_side=4),
+       st.sampled_from(["mean", "sum", "none"]), st.booleans())
+def test_binary_cross_entropy(data, shape, reduction, weighted):
+    p = data.draw(tt.tensors(shape=shape, min_value=0.05, max_value=0.95))
+    t = data.draw(tt.tensors(shape=shape, min_value=0.0, max_value=1.0))
+    w = np.linspace(0.5, 2.0, shape[-1]) if weighted else None
+
+    def reduce(loss):
+        return loss if reduction == "none" else loss.sum() if reduction == "sum" else loss.mean()
+
+    def reference(x, y):
+        loss = -(y * np.log(x) + (1 - y) * np.log(1 - x))
+        return reduce(loss if w is None else loss * w)
+    check(lambda x, y: F.binary_cross_entropy(x, y, None if w is None else Tensor(w),
+                                              reduction), reference, p, t)
+    z = data.draw(tt.tensors(shape=shape, min_value=-30, max_value=30))
+    pw = np.linspace(0.5, 3.0, shape[-1]) if weighted else None
+
+    def reference_logits(x, y):
+        log_sig, log_one_minus = -np.logaddexp(0, -x), -np.logaddexp(0, x)
+        loss = -((1 if pw is None else pw) * y * log_sig + (1 - y) * log_one_minus)
+        return reduce(loss if w is None else loss * w)
+    check(lambda x, y: F.binary_cross_entropy_with_logits(
+        x, y, None if w is None else Tensor(w), reduction,
+        pos_weight=None if pw is None else Tensor(pw)), reference_logits, z, t)
+
+
+def test_new_ops_errors_name_op_and_values():
+    x = Tensor(np.array([[0.5, 1.5]]))
+    with pytest.raises(ValueError, match=r"binary_cross_entropy: every element of input must be "
+                                         r"a probability in \[0, 1\]"):
+        F.binary_cross_entropy(x, Tensor(np.zeros((1, 2))))
+    with pytest.raises(ValueError, match=r"l1_loss: input \(1, 2\) and target \(2,\)"):
+        F.l1_loss(x, Tensor(np.zeros(2)))
+    with pytest.raises(ValueError, match="kl_div: reduction must be one of"):
+        F.kl_div(x, x, reduction="avg")
+    with pytest.raises(NotImplementedError, match="pad: mode 'reflect'"):
+        F.pad(x, (1, 1), mode="reflect")
+    with pytest.raises(ValueError, match=r"pad: widths must be non-negative"):
+        F.pad(x, (-1, 1))
+    with pytest.raises(IndexError, match=r"one_hot: class id 3 is outside \[0, 3\)"):
+        F.one_hot(np.array([0, 3]), 3)
+
+
+def test_stable_forms_far_out_in_float32():
+    # the traps: 0.5 * (1 + tanh(x / 2)) loses sigmoid below about -17 in float32, so BCE built
+    # from it gives inf; the fused forms stay finite and exact
+    x = Tensor(np.array([-90.0, -30.0, 30.0, 90.0], np.float32), requires_grad=True)
+    loss = F.binary_cross_entropy_with_logits(x, Tensor(np.array([1, 1, 0, 0], np.float32)),
+                                              reduction="none")
+    np.testing.assert_allclose(loss.data, [90.0, 30.0, 30.0, 90.0], rtol=1e-6)
+    silu = F.silu(x)
+    assert np.isfinite(silu.data).all() and silu.data[0] == pytest.approx(-90 * np.exp(-90.0))
