@@ -271,10 +271,7 @@ def _versions():
 
 
 def _write_json(path, value):
-    temporary = f"{path}.tmp{os.getpid()}"
-    with open(temporary, "w", encoding="utf-8") as file:
-        json.dump(value, file, indent=2, ensure_ascii=False)
-    os.replace(temporary, path)
+    nn.state.atomic_write(path, json.dumps(value, indent=2, ensure_ascii=False))
 
 
 def read_config(run_dir):

@@ -255,16 +255,23 @@ class Module:
     def state_dict(self):
         """An ordered {dotted name: Tensor} of every parameter and persistent buffer. The Tensors
         hold copies, so the dict is a snapshot that later training steps do not change (torch
-        returns references instead). A tied parameter appears under each of its names."""
+        returns references instead). A tied parameter appears under each of its names, as ONE
+        Tensor, so nn.state.save stores it once and load gives the names one Tensor again."""
         state = collections.OrderedDict()
+        copies = {}  # id(parameter or buffer) -> its snapshot, shared by every name it has
+
+        def snapshot(t):
+            if id(t) not in copies:
+                copies[id(t)] = Tensor(t.data.copy())
+            return copies[id(t)]
         for module_name, module in self.named_modules(remove_duplicate=False):
             prefix = f"{module_name}." if module_name else ""
             for name, p in module._parameters.items():
                 if p is not None:
-                    state[prefix + name] = Tensor(p.data.copy())
+                    state[prefix + name] = snapshot(p)
             for name, b in module._buffers.items():
                 if b is not None and name not in module._non_persistent:
-                    state[prefix + name] = Tensor(b.data.copy())
+                    state[prefix + name] = snapshot(b)
         return state
 
     def load_state_dict(self, state_dict, strict=True):
