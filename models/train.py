@@ -279,9 +279,15 @@ def read_config(run_dir):
     path = os.path.join(run_dir, "config.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{run_dir}: not a run directory (no config.json)")
-    with open(path, encoding="utf-8") as file:
-        saved = json.load(file)
-    return TrainConfig(**saved["train"]), TransformerConfig(**saved["model"])
+    try:  # an edited or damaged file: one clear ValueError, never a traceback from the CLI
+        with open(path, encoding="utf-8") as file:
+            saved = json.load(file)
+        config = TrainConfig(**saved["train"])
+        config.check()
+        return config, TransformerConfig(**saved["model"])
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        reason = f"missing entry {error}" if isinstance(error, KeyError) else error
+        raise ValueError(f"{path}: not a valid run config ({reason})") from None
 
 
 class Trainer:
