@@ -451,7 +451,7 @@ def test_leaky_relu(x, slope):
     check(lambda t: F.leaky_relu(t, slope), lambda x: np.where(x > 0, x, slope * x), x)
 
 
-@given(tt.tensors(min_value=-30, max_value=30, avoid=(-10.0, 5.0, 10.0)),
+@given(tt.tensors(min_value=-30, max_value=30, avoid=(5.0, 10.0, 20.0)),
        st.sampled_from([(1.0, 20.0), (2.0, 10.0), (0.5, 5.0)]))
 def test_softplus(x, params):
     beta, threshold = params  # kinks at beta * x == threshold are avoided
