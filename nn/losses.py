@@ -13,6 +13,8 @@ import numpy as np
 from tinygrad_tf import Tensor, kernels, where
 from tinygrad_tf.autograd import Function
 
+from . import fused_kernels
+
 _REDUCTIONS = ("mean", "sum", "none")
 
 
@@ -80,7 +82,7 @@ def _class_weight(op, weight, classes, dtype):
 def _rows_last(array):
     """(N, C, d1, ...) -> (N * d1 * ..., C) with the class dim last (a view for 1-D and 2-D)."""
     if array.ndim <= 2:
-        return array.reshape(-1, array.shape[-1])
+        return np.ascontiguousarray(array).reshape(-1, array.shape[-1])
     return np.ascontiguousarray(np.moveaxis(array, 1, -1)).reshape(-1, array.shape[1])
 
 
@@ -121,7 +123,9 @@ class FusedCrossEntropy(Function):
             denominator = float(keep.sum())
         else:
             denominator = float(np.where(keep, target_weight, 0).sum(dtype=np.float64))
-        ctx.save_for_backward(logp)
+        # backward recomputes softmax from the logits (a fused kernel) rather than keeping logp:
+        # the logits are alive anyway, so this saves one (rows, C) array between the passes
+        ctx.save_for_backward(rows)
         ctx.target, ctx.keep, ctx.weight, ctx.target_weight = safe_target, keep, weight, \
             target_weight
         ctx.smoothing, ctx.reduction, ctx.denominator = smoothing, reduction, denominator
@@ -136,30 +140,29 @@ class FusedCrossEntropy(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        (logp,) = ctx.saved_tensors
-        classes, s = logp.shape[1], ctx.smoothing
-        dtype = logp.dtype
+        (rows,) = ctx.saved_tensors
+        classes, s = rows.shape[1], ctx.smoothing
+        dtype = rows.dtype
         if ctx.reduction == "none":
             scale = grad.reshape(-1).astype(dtype, copy=False)
         elif ctx.reduction == "mean" and ctx.denominator:
-            scale = np.full(len(logp), grad / ctx.denominator, dtype)
+            scale = np.full(len(rows), grad / ctx.denominator, dtype)
         else:
-            scale = np.full(len(logp), grad, dtype)
+            scale = np.full(len(rows), grad, dtype)
         scale = np.where(ctx.keep, scale, 0).astype(dtype, copy=False)
         w, w_target = ctx.weight, ctx.target_weight
         # dloss/dlogp_c = -(1 - s) w[y] [c == y] - (s / C) w[c]; through log-softmax,
         # dloss/dlogit_j = p_j * A - (1 - s) w[y] [j == y] - (s / C) w[j], A = (1 - s) w[y] +
-        # (s / C) sum(w). Built in place in the one (rows, C) array that is the gradient.
-        target_term = (1 - s) * (np.ones(len(logp), dtype) if w is None else w_target)
+        # (s / C) sum(w); times each row's scale. Built in place in the softmax array, which
+        # becomes the gradient (fused_kernels.cross_entropy_grad, one pass).
+        target_term = (1 - s) * (np.ones(len(rows), dtype) if w is None else w_target)
         total_weight = classes if w is None else float(w.sum())
-        out = np.exp(logp)
-        out *= (target_term + (s / classes) * total_weight)[:, None]
-        if s:
-            out -= (s / classes) if w is None else (s / classes) * w[None, :]
-        out *= scale[:, None]
-        out[np.arange(len(logp)), ctx.target] -= target_term * scale
-        if not ctx.keep.all():
-            out[~ctx.keep] = 0  # a fully -inf ignored row has nan log-probs; its gradient is 0
+        coef = ((target_term + (s / classes) * total_weight) * scale).astype(dtype, copy=False)
+        off = ((s / classes) * scale).astype(dtype, copy=False)
+        picked = (target_term * scale).astype(dtype, copy=False)
+        weight = np.ones(classes, dtype) if w is None else w
+        out = fused_kernels.cross_entropy_grad(kernels.softmax(rows, 1), ctx.target, ctx.keep,
+                                               coef, off, weight, picked)
         return _rows_back(out, ctx.input_shape)
 
 

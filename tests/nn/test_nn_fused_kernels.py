@@ -43,6 +43,23 @@ def test_scatter_add_kernel_matches_numpy(dtype, num_rows, width, ids):
                                **TOLERANCE[dtype])
 
 
+@given(st.sampled_from([np.float32, np.float64]), st.integers(1, 12), st.integers(1, 9),
+       st.integers(0, 2 ** 32 - 1))
+def test_cross_entropy_grad_kernel_matches_numpy(dtype, rows, classes, seed):
+    rng = np.random.default_rng(seed)
+    p = rng.uniform(size=(rows, classes)).astype(dtype)
+    p[0] = np.nan  # an ignored row of a fully -inf logit row: must come out 0, not nan
+    target = rng.integers(0, classes, rows)
+    keep = rng.uniform(size=rows) < 0.7
+    keep[0] = False
+    coef, off, picked = (rng.standard_normal(rows).astype(dtype) for _ in range(3))
+    weight = rng.uniform(0.5, 2, classes).astype(dtype)
+    ours = K.cross_entropy_grad_numba(p.copy(), target, keep, coef, off, weight, picked)
+    reference = K.cross_entropy_grad_numpy(p.copy(), target, keep, coef, off, weight, picked)
+    assert ours.dtype == dtype and np.isfinite(ours).all()
+    np.testing.assert_allclose(ours, reference, **TOLERANCE[dtype])
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_fused_ops_agree_under_numpy_and_the_default_kernels(dtype):
     rng = np.random.default_rng(1)

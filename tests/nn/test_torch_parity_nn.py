@@ -136,6 +136,7 @@ def test_regression_losses(reduction):
                  lambda a, b: TF.smooth_l1_loss(a, b, reduction=reduction, beta=beta), x, y)
 
 
+@pytest.mark.filterwarnings("ignore:reduction. 'mean' divides")  # torch's, about 'mean'
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none", "batchmean"])
 @pytest.mark.parametrize("log_target", [False, True])
 def test_kl_div(reduction, log_target):
