@@ -1,8 +1,10 @@
 """Loops of nn's fused ops that numpy cannot do in one pass: layer norm, the embedding
-gradient's scatter-add and the last step of cross-entropy's gradient. Each Numba kernel stands beside a numpy twin with the same signature.
+gradient's scatter-add and the last step of cross-entropy's gradient. Each Numba kernel stands
+beside a numpy twin with the same signature.
 
 Which one runs follows the engine's kernel switch: the numpy twins under
-`tinygrad_tf.kernels.use("numpy")`, the Numba kernels under any other set. Why these two:
+`tinygrad_tf.kernels.use("numpy")`, the Numba kernels under any other set. Why these (the
+cross-entropy step says why beside it):
   - numpy's layer norm is six full passes over memory with a temporary per pass; a row of
     d_model floats fits in L1, so a loop per row reads the input once and writes once.
   - numpy has no fast scatter-add: np.add.at and reduceat took 2-5 ms for the gradient of a
