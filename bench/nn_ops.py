@@ -62,7 +62,8 @@ def cases():
         target = rng.integers(0, vocab, (32, 32))
         target[:, 28:] = 0  # padding positions, ignored
         yield ("cross_entropy", f"(32, 32, {vocab}) ls=0.1",
-               lambda z=logits, t=target: F.cross_entropy(leaf(z), t, ignore_index=0,
+               lambda z=logits, t=target: F.cross_entropy(leaf(z.reshape(-1, z.shape[-1])),
+                                                          t.reshape(-1), ignore_index=0,
                                                           label_smoothing=0.1),
                lambda z=logits, t=target: TF.cross_entropy(
                    torch_leaf(z).reshape(-1, z.shape[-1]), torch.tensor(t).reshape(-1),

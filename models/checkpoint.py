@@ -30,10 +30,7 @@ class CheckpointError(RuntimeError):
 # ---------------------------------------------------------------------------- files
 
 def _write_json(path, value):
-    temporary = f"{path}.tmp{os.getpid()}"
-    with open(temporary, "w", encoding="utf-8") as file:
-        json.dump(value, file, indent=1)
-    os.replace(temporary, path)
+    nn_state.atomic_write(path, json.dumps(value, indent=1))
 
 
 def save(path, model_state, optimizer_state=None, info=None):
@@ -50,8 +47,7 @@ def save(path, model_state, optimizer_state=None, info=None):
 def load(path):
     """-> (model_state {name: array}, optimizer_state or None, info dict)."""
     try:
-        metadata = nn_state.load_metadata(path)
-        tree = nn_state.load(path)
+        tree, metadata = nn_state.load(path, with_metadata=True)  # one read of the file
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint") from None
     except Exception as error:  # a truncated or foreign file: say which and why

@@ -8,6 +8,7 @@ into ids and batching.py into padded batches.
 """
 import datetime
 import random
+import sys
 from dataclasses import dataclass
 
 SYMBOLS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
@@ -133,10 +134,18 @@ def make_task(name, seed=0, n_train=10000, n_valid=500, n_test=500, **options):
 
 # ---------------------------------------------------------------------------- TSV files
 
-def load_tsv(path):
-    """Read `source<TAB>target` lines (UTF-8); a malformed line raises DataError naming file:line."""
-    with open(path, "rb") as file:
-        raw = file.read()
+def load_tsv(path, report=None):
+    """Read `source<TAB>target` lines (UTF-8); a malformed line raises DataError naming file:line.
+    Blank lines are skipped, and their count reported (`report`, default: print to stderr)."""
+    try:
+        with open(path, "rb") as file:
+            raw = file.read()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory; expected a 'source<TAB>target' file") from None
+    except OSError as error:  # unreadable: permissions, a device error, ...
+        raise DataError(f"{path}: cannot read it ({error.strerror or error})") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -149,14 +158,16 @@ def load_tsv(path):
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # the newline that ends the last line
-    pairs = []
+    pairs, blank = [], 0
     for number, line in enumerate(lines, 1):
         if line.endswith("\r"):
             line = line[:-1]
+        if not line.strip():
+            blank += 1
+            continue
         source, tab, target = line.partition("\t")
         if not tab:
-            raise DataError(f"{path}:{number}: no tab; expected 'source<TAB>target'"
-                            + (" (the line is empty)" if not line else ""))
+            raise DataError(f"{path}:{number}: no tab; expected 'source<TAB>target'")
         if "\t" in target:
             raise DataError(f"{path}:{number}: more than one tab; expected 'source<TAB>target'")
         if not source.strip():
@@ -166,7 +177,13 @@ def load_tsv(path):
         pairs.append((source, target))
     if not pairs:
         raise DataError(f"{path}: no lines; expected 'source<TAB>target' per line")
+    if blank:
+        (report or _print_stderr)(f"{path}: skipped {blank} blank line{'s' * (blank != 1)}")
     return pairs
+
+
+def _print_stderr(message):
+    print(message, file=sys.stderr)
 
 
 def save_tsv(path, pairs):

@@ -4,10 +4,13 @@ On a terminal with tqdm installed: a progress bar with loss, tokens/s and learni
 (a pipe, a log file, a notebook without tqdm): one JSON object per line, easy to grep and parse.
 The plot needs matplotlib; without it training says once that it skips the plot.
 """
+import io
 import json
 import os
 
 import numpy as np
+
+from tinygrad_tf.nn.state import atomic_write
 
 
 def _tqdm():
@@ -122,8 +125,8 @@ def write_plot(run_dir, history):
             axes.legend(loc="best", fontsize=8)
     figure.tight_layout()
     path = os.path.join(run_dir, "plot.png")
-    temporary = os.path.join(run_dir, f".plot.tmp{os.getpid()}.png")
-    figure.savefig(temporary, dpi=100)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
     plt.close(figure)
-    os.replace(temporary, path)
+    atomic_write(path, buffer.getvalue())
     return path

@@ -9,11 +9,12 @@ One tokenizer serves both sides of a pair (a shared vocabulary, as the paper's E
 BPE), which lets the model tie its source, target and output embeddings.
 """
 import json
-import os
 from collections import Counter
 from itertools import chain
 
 import numpy as np
+
+from tinygrad_tf.nn.state import atomic_write
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
@@ -227,10 +228,7 @@ def tokenizer_from_dict(state):
 
 
 def save_tokenizer(tokenizer, path):
-    temporary = f"{path}.tmp{os.getpid()}"
-    with open(temporary, "w", encoding="utf-8") as file:
-        json.dump(tokenizer_to_dict(tokenizer), file, ensure_ascii=False)
-    os.replace(temporary, path)
+    atomic_write(path, json.dumps(tokenizer_to_dict(tokenizer), ensure_ascii=False))
 
 
 def load_tokenizer(path):

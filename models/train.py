@@ -303,10 +303,7 @@ def _versions():
 
 
 def _write_json(path, value):
-    temporary = f"{path}.tmp{os.getpid()}"
-    with open(temporary, "w", encoding="utf-8") as file:
-        json.dump(value, file, indent=2, ensure_ascii=False)
-    os.replace(temporary, path)
+    nn.state.atomic_write(path, json.dumps(value, indent=2, ensure_ascii=False))
 
 
 def read_config(run_dir):
@@ -314,9 +311,15 @@ def read_config(run_dir):
     path = os.path.join(run_dir, "config.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{run_dir}: not a run directory (no config.json)")
-    with open(path, encoding="utf-8") as file:
-        saved = json.load(file)
-    return TrainConfig(**saved["train"]), TransformerConfig(**saved["model"])
+    try:  # an edited or damaged file: one clear ValueError, never a traceback from the CLI
+        with open(path, encoding="utf-8") as file:
+            saved = json.load(file)
+        config = TrainConfig(**saved["train"])
+        config.check()
+        return config, TransformerConfig(**saved["model"])
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        reason = f"missing entry {error}" if isinstance(error, KeyError) else error
+        raise ValueError(f"{path}: not a valid run config ({reason})") from None
 
 
 class Trainer:

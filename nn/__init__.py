@@ -6,11 +6,17 @@
     nn.state.save("model.safetensors", model.state_dict())
 """
 from . import functional, fused, init, optim, schedules, state, utils
-from .layers import (GELU, CrossEntropyLoss, Dropout, Embedding, Identity, LayerNorm, Linear,
-                     LogSoftmax, MSELoss, ReLU, Sigmoid, Softmax, Tanh)
-from .module import Module, ModuleDict, ModuleList, Parameter, Sequential
+from .layers import (GELU, Dropout, Embedding, Flatten, Identity, LayerNorm, LeakyReLU, Linear,
+                     LogSoftmax, ReLU, RMSNorm, Sigmoid, SiLU, Softmax, Softplus, Tanh)
+from .loss_modules import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, KLDivLoss, L1Loss,
+                           MSELoss, NLLLoss, SmoothL1Loss)
+from .module import (Module, ModuleDict, ModuleList, Parameter, ParameterDict, ParameterList,
+                     Sequential)
+from .multihead import MultiheadAttention
 
-__all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Linear",
-           "Embedding", "LayerNorm", "Dropout", "ReLU", "GELU", "Tanh", "Sigmoid", "Softmax",
-           "LogSoftmax", "Identity", "CrossEntropyLoss", "MSELoss", "functional", "fused", "init",
-           "optim", "schedules", "state", "utils"]
+__all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "ParameterList",
+           "ParameterDict", "Linear", "Embedding", "LayerNorm", "RMSNorm", "Dropout", "ReLU",
+           "GELU", "SiLU", "LeakyReLU", "Softplus", "Tanh", "Sigmoid", "Softmax", "LogSoftmax",
+           "Identity", "Flatten", "MultiheadAttention", "CrossEntropyLoss", "NLLLoss", "MSELoss",
+           "L1Loss", "SmoothL1Loss", "KLDivLoss", "BCELoss", "BCEWithLogitsLoss", "functional",
+           "fused", "init", "optim", "schedules", "state", "utils"]

@@ -4,16 +4,21 @@ The ops a Transformer step spends its time in (linear, layer_norm, embedding, dr
 cross_entropy, scaled_dot_product_attention, gelu) are each ONE recorded node: a Function with
 a hand-written backward beside its forward. Composed from primitives, layer_norm alone would be
 about a dozen nodes, each allocating a full-size temporary in forward and again in backward; in
-eager numpy, with no compiler to fuse them, that is where the time would go.
+eager numpy, with no compiler to fuse them, that is where the time would go. The losses live
+in losses.py and are re-exported here.
 """
 import math
 import numbers
 
 import numpy as np
 
-from tinygrad_tf import Tensor, kernels
+from tinygrad_tf import Tensor, kernels, where
 from tinygrad_tf.autograd import Function
 from tinygrad_tf.random import generator
+
+from .losses import FusedCrossEntropy, _stable_sigmoid  # noqa: F401
+from .losses import (binary_cross_entropy, binary_cross_entropy_with_logits,  # noqa: F401
+                     cross_entropy, kl_div, l1_loss, mse_loss, nll_loss, smooth_l1_loss)
 
 
 def _rows(array, width):
@@ -138,6 +143,156 @@ def softmax(input, dim):
 def log_softmax(input, dim):
     """x - logsumexp(x) along dim."""
     return input.log_softmax(dim)
+
+
+class Silu(Function):
+    """x * sigmoid(x), the sigmoid in its stable two-sided form."""
+
+    @staticmethod
+    def forward(ctx, x):
+        sig = _stable_sigmoid(x)
+        ctx.save_for_backward(x, sig)
+        return x * sig
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, sig = ctx.saved_tensors
+        return grad * (sig * (1 + x * (1 - sig)))
+
+
+def silu(input):
+    """x * sigmoid(x) (also called swish)."""
+    _check_float("silu", input=input)
+    return Silu.apply(input)
+
+
+class Softplus(Function):
+    """log(1 + exp(beta x)) / beta, and x itself where beta x > threshold (as torch)."""
+
+    @staticmethod
+    def forward(ctx, x, beta, threshold):
+        scaled = x * beta
+        linear = scaled > threshold
+        soft = (np.log1p(np.exp(-np.abs(scaled))) + np.maximum(scaled, 0)) / beta
+        ctx.save_for_backward(scaled, linear)
+        return np.where(linear, x, soft).astype(x.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        scaled, linear = ctx.saved_tensors
+        return grad * np.where(linear, 1, _stable_sigmoid(scaled)).astype(grad.dtype, copy=False)
+
+
+def softplus(input, beta=1.0, threshold=20.0):
+    """log(1 + exp(beta * x)) / beta, reverting to x where beta * x > threshold."""
+    _check_float("softplus", input=input)
+    if not isinstance(beta, numbers.Real) or beta == 0:
+        raise ValueError(f"softplus: beta must be a non-zero number, got {beta!r}")
+    return Softplus.apply(input, beta=input.dtype.type(beta), threshold=float(threshold))
+
+
+def leaky_relu(input, negative_slope=0.01):
+    """x where x > 0, else negative_slope * x."""
+    _check_float("leaky_relu", input=input)
+    return where(input > 0, input, input * negative_slope)
+
+
+# ---------------------------------------------------------------------------- shape helpers
+
+def one_hot(tensor, num_classes=-1):
+    """Integer class ids (...) -> an int64 tensor (..., num_classes) with a 1 at each id;
+    num_classes=-1 takes max(id) + 1, as torch."""
+    ids = _index_array(tensor, "one_hot")
+    if num_classes == -1:
+        num_classes = int(ids.max()) + 1 if ids.size else 0
+    if ids.size and (ids.min() < 0 or ids.max() >= num_classes):
+        bad = ids[(ids < 0) | (ids >= num_classes)].flat[0]
+        raise IndexError(f"one_hot: class id {int(bad)} is outside [0, {num_classes})")
+    out = np.zeros(ids.shape + (num_classes,), dtype=np.int64)
+    np.put_along_axis(out, ids[..., None].astype(np.intp), 1, axis=-1)
+    return Tensor(out)
+
+
+class Pad(Function):
+    """Constant padding; backward slices the padded border off."""
+
+    @staticmethod
+    def forward(ctx, x, widths, value):
+        ctx.inner = tuple(slice(before, before + n) for (before, _), n in zip(widths, x.shape))
+        return np.pad(x, widths, mode="constant", constant_values=value)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad[ctx.inner]
+
+
+def pad(input, pad, mode="constant", value=None):
+    """Pad the last len(pad) // 2 dims; pad = (last_left, last_right, prev_left, prev_right, ...)
+    as torch. Only mode='constant' with non-negative widths (torch also crops on negative)."""
+    if mode != "constant":
+        raise NotImplementedError(f"pad: mode {mode!r} is not implemented; only 'constant'")
+    pad = tuple(pad)
+    if len(pad) % 2 or len(pad) // 2 > input.ndim:
+        raise ValueError(f"pad: pad {pad} must hold a (left, right) pair for each of at most "
+                         f"{input.ndim} trailing dims of the input of shape {input.shape}")
+    if any(not isinstance(p, numbers.Integral) or p < 0 for p in pad):
+        raise ValueError(f"pad: widths must be non-negative integers, got {pad}")
+    widths = [(0, 0)] * input.ndim
+    for i in range(len(pad) // 2):
+        widths[input.ndim - 1 - i] = (int(pad[2 * i]), int(pad[2 * i + 1]))
+    return Pad.apply(input, widths=tuple(widths), value=0 if value is None else value)
+
+
+class VectorNorm(Function):
+    """(sum |x|^p)^(1/p) along dim (kept); its gradient is 0 where the norm is 0, as torch's
+    (composed from sqrt it would be 0 * inf = nan there)."""
+
+    @staticmethod
+    def forward(ctx, x, p, dim):
+        norm = (np.abs(x) ** p).sum(axis=dim, keepdims=True) ** (1 / p)
+        ctx.save_for_backward(x, norm)
+        ctx.p = p
+        return norm
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, norm = ctx.saved_tensors
+        safe = np.where(norm == 0, 1, norm)
+        scale = np.where(norm == 0, 0, grad / safe ** (ctx.p - 1))
+        return scale * np.sign(x) * np.abs(x) ** (ctx.p - 1)
+
+
+def normalize(input, p=2.0, dim=1, eps=1e-12):
+    """x / max(||x||_p, eps) along dim."""
+    _check_float("normalize", input=input)
+    if not p >= 1:
+        raise ValueError(f"normalize: p must be >= 1, got {p!r}")
+    dim = dim + input.ndim if dim < 0 else dim
+    if not 0 <= dim < input.ndim:
+        raise ValueError(f"normalize: dim {dim} is out of range for shape {input.shape}")
+    norm = VectorNorm.apply(input, p=float(p), dim=dim)
+    return input / norm.clip(min=eps)
+
+
+def rms_norm(input, normalized_shape, weight=None, eps=None):
+    """x / sqrt(mean(x^2) + eps) * weight over the trailing dims `normalized_shape`; eps
+    defaults to the dtype's machine epsilon, as torch. Composed: a few nodes, no kernel yet."""
+    if isinstance(normalized_shape, numbers.Integral):
+        normalized_shape = (normalized_shape,)
+    normalized_shape = tuple(int(n) for n in normalized_shape)
+    n = len(normalized_shape)
+    if n == 0 or input.ndim < n or input.shape[input.ndim - n:] != normalized_shape:
+        raise ValueError(f"rms_norm: normalized_shape {normalized_shape} must be the trailing "
+                         f"dims of the input's shape {input.shape}")
+    if weight is not None and weight.shape != normalized_shape:
+        raise ValueError(f"rms_norm: weight of shape {weight.shape} should have shape "
+                         f"{normalized_shape}")
+    _check_float("rms_norm", input=input, weight=weight)
+    if eps is None:
+        eps = float(np.finfo(input.dtype).eps)
+    dims = tuple(range(input.ndim - n, input.ndim))
+    out = input / ((input * input).mean(dims, keepdim=True) + eps).sqrt()
+    return out if weight is None else out * weight
 
 
 # ---------------------------------------------------------------------------- dropout
@@ -292,94 +447,6 @@ def embedding(input, weight, padding_idx=None):
             raise ValueError(f"embedding: padding_idx {padding_idx} is outside [-{num}, {num})")
         padding_idx %= num
     return Gather.apply(weight, ids=ids, padding_idx=padding_idx)
-
-
-# ---------------------------------------------------------------------------- losses
-
-class FusedCrossEntropy(Function):
-    """Per-row (1 - s) * -log p[target] + s * mean_c(-log p[c]), p = softmax(logits), rows with
-    target == ignore_index contributing 0; reduced by 'mean' (over counted rows), 'sum' or 'none'.
-    Log-softmax, the pick, the smoothing and the reduction are this one node."""
-
-    @staticmethod
-    def forward(ctx, logits, target, ignore_index, smoothing, reduction):
-        classes = logits.shape[-1]
-        rows = _rows(logits, classes)
-        flat_target = target.reshape(-1)
-        keep = flat_target != ignore_index
-        safe_target = np.where(keep, flat_target, 0)
-        logp = kernels.log_softmax(rows, 1)
-        picked = np.take_along_axis(logp, safe_target[:, None], axis=1)[:, 0]
-        loss = -(1 - smoothing) * picked
-        if smoothing:
-            loss -= (smoothing / classes) * logp.sum(axis=1)
-        loss *= keep
-        count = int(keep.sum())
-        ctx.save_for_backward(logp)
-        ctx.target, ctx.keep, ctx.smoothing, ctx.reduction = safe_target, keep, smoothing, reduction
-        ctx.count, ctx.input_shape = count, logits.shape
-        if reduction == "none":
-            return loss.reshape(target.shape)
-        total = loss.sum(dtype=logits.dtype)
-        # All targets ignored: torch gives nan for 'mean'; 0 keeps an all-padding batch harmless.
-        return total / count if reduction == "mean" and count else total
-
-    @staticmethod
-    def backward(ctx, grad):
-        (logp,) = ctx.saved_tensors
-        classes = logp.shape[1]
-        if ctx.reduction == "none":
-            row_scale = grad.reshape(-1) * ctx.keep
-        else:
-            upstream = grad / ctx.count if ctx.reduction == "mean" and ctx.count else grad
-            row_scale = ctx.keep * upstream
-        row_scale = row_scale.astype(logp.dtype)
-        # dloss/dlogp: -(1 - s) at the target and -s / C everywhere, per row times its scale;
-        # the kernel layer's log_softmax_backward takes it to dloss/dlogits in one fused pass
-        # (= softmax - (1 - s) * onehot - s / C, scaled).
-        if ctx.smoothing:
-            grad_logp = np.empty_like(logp)
-            grad_logp[...] = (-ctx.smoothing / classes * row_scale)[:, None]
-        else:
-            grad_logp = np.zeros_like(logp)
-        grad_logp[np.arange(len(logp)), ctx.target] -= (1 - ctx.smoothing) * row_scale
-        return kernels.log_softmax_backward(logp, grad_logp, 1).reshape(ctx.input_shape)
-
-
-def cross_entropy(input, target, ignore_index=-100, reduction="mean", label_smoothing=0.0):
-    """Softmax cross-entropy between logits `input` and integer class targets.
-
-    Shapes: input (N, C) with target (N,), or (N, T, C) with target (N, T) -- the class dim is
-    LAST here (torch puts it at dim 1 for 3-D input). Targets equal to ignore_index count
-    neither in the loss nor in the 'mean' denominator.
-    """
-    if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', not "
-                         f"{reduction!r}")
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
-    _check_float("cross_entropy", input=input)
-    target = _index_array(target, "cross_entropy")
-    if input.ndim < 1 or target.shape != input.shape[:-1]:
-        raise ValueError(f"cross_entropy: logits of shape {input.shape} need targets of shape "
-                         f"{input.shape[:-1]} (classes on the last dim), got {target.shape}")
-    classes = input.shape[-1]
-    _check_range("cross_entropy", "target", target, 0, classes, allowed=ignore_index)
-    return FusedCrossEntropy.apply(input, target=target, ignore_index=ignore_index,
-                                   smoothing=float(label_smoothing), reduction=reduction)
-
-
-def mse_loss(input, target, reduction="mean"):
-    """Mean (or sum, or none) of (input - target)^2."""
-    if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"mse_loss: reduction must be 'mean', 'sum' or 'none', not {reduction!r}")
-    if input.shape != target.shape:
-        raise ValueError(f"mse_loss: input {input.shape} and target {target.shape} must have the "
-                         "same shape")
-    diff = input - target
-    squared = diff * diff
-    return squared if reduction == "none" else squared.sum() if reduction == "sum" \
-        else squared.mean()
 
 
 # ---------------------------------------------------------------------------- attention

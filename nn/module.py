@@ -45,6 +45,8 @@ def _unwrap(value, key):
         return value.data
     if isinstance(value, np.ndarray):
         return value
+    if hasattr(value, "__array__") and hasattr(value, "shape"):  # e.g. a torch state_dict's
+        return np.asarray(value)
     raise TypeError(f"load_state_dict: value for {key!r} is a {type(value).__name__}; expected a "
                     "Tensor or a numpy array")
 
@@ -253,16 +255,23 @@ class Module:
     def state_dict(self):
         """An ordered {dotted name: Tensor} of every parameter and persistent buffer. The Tensors
         hold copies, so the dict is a snapshot that later training steps do not change (torch
-        returns references instead). A tied parameter appears under each of its names."""
+        returns references instead). A tied parameter appears under each of its names, as ONE
+        Tensor, so nn.state.save stores it once and load gives the names one Tensor again."""
         state = collections.OrderedDict()
+        copies = {}  # id(parameter or buffer) -> its snapshot, shared by every name it has
+
+        def snapshot(t):
+            if id(t) not in copies:
+                copies[id(t)] = Tensor(t.data.copy())
+            return copies[id(t)]
         for module_name, module in self.named_modules(remove_duplicate=False):
             prefix = f"{module_name}." if module_name else ""
             for name, p in module._parameters.items():
                 if p is not None:
-                    state[prefix + name] = Tensor(p.data.copy())
+                    state[prefix + name] = snapshot(p)
             for name, b in module._buffers.items():
                 if b is not None and name not in module._non_persistent:
-                    state[prefix + name] = Tensor(b.data.copy())
+                    state[prefix + name] = snapshot(b)
         return state
 
     def load_state_dict(self, state_dict, strict=True):
@@ -433,6 +442,93 @@ class ModuleDict(Module):
         items = modules.items() if hasattr(modules, "items") else modules
         for key, module in items:
             self.add_module(key, module)
+
+
+class ParameterList(Module):
+    """A list of Parameters that register as "0", "1", ... (a plain list would hide them)."""
+
+    def __init__(self, values=None):
+        super().__init__()
+        if values is not None:
+            self.extend(values)
+
+    def __len__(self):
+        return len(self._parameters)
+
+    def __iter__(self):
+        return iter(self._parameters.values())
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return ParameterList(list(self._parameters.values())[index])
+        return self._parameters[str(_checked_index(index, len(self), "ParameterList"))]
+
+    def __setitem__(self, index, param):
+        self.register_parameter(str(_checked_index(index, len(self), "ParameterList")),
+                                _as_parameter(param))
+
+    def append(self, param):
+        self.register_parameter(str(len(self)), _as_parameter(param))
+        return self
+
+    def extend(self, values):
+        for param in values:
+            self.append(param)
+        return self
+
+    def extra_repr(self):
+        return "\n".join(f"({i}): Parameter of shape {tuple(p.shape)}" for i, p in
+                         enumerate(self))
+
+
+class ParameterDict(Module):
+    """A dict of Parameters that register under their keys."""
+
+    def __init__(self, parameters=None):
+        super().__init__()
+        if parameters is not None:
+            self.update(parameters)
+
+    def __getitem__(self, key):
+        return self._parameters[key]
+
+    def __setitem__(self, key, param):
+        self.register_parameter(key, _as_parameter(param))
+
+    def __delitem__(self, key):
+        del self._parameters[key]
+
+    def __contains__(self, key):
+        return key in self._parameters
+
+    def __len__(self):
+        return len(self._parameters)
+
+    def __iter__(self):
+        return iter(self._parameters)
+
+    def keys(self):
+        return self._parameters.keys()
+
+    def values(self):
+        return self._parameters.values()
+
+    def items(self):
+        return self._parameters.items()
+
+    def update(self, parameters):
+        items = parameters.items() if hasattr(parameters, "items") else parameters
+        for key, param in items:
+            self[key] = param
+
+    def extra_repr(self):
+        return "\n".join(f"({k}): Parameter of shape {tuple(p.shape)}" for k, p in
+                         self.items())
+
+
+def _as_parameter(value):
+    # torch wraps a plain tensor given to ParameterList/Dict into a Parameter; so do we
+    return value if isinstance(value, Parameter) else Parameter(value)
 
 
 def _checked_index(index, length, container):

@@ -32,3 +32,13 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
         for g in grads:
             g *= coefficient
     return Tensor(np.asarray(total, dtype=grads[0].dtype))
+
+
+def clip_grad_value_(parameters, clip_value, foreach=None):
+    """Clamp every gradient, in place, to [-clip_value, clip_value]. Returns None, as torch."""
+    if isinstance(parameters, Tensor):
+        parameters = [parameters]
+    clip_value = float(clip_value)
+    for p in parameters:
+        if p.grad is not None:
+            np.clip(p.grad.data, -clip_value, clip_value, out=p.grad.data)

@@ -378,6 +378,25 @@ def test_embedding_position_and_scatter_kernels_match_numpy(dtype, vocab, width,
                        atol_scale=batch * length)
 
 
+lo = importlib.import_module("tinygrad_tf.kernels.loss")
+
+
+@given(st.sampled_from(DTYPES), st.integers(1, 30), st.integers(1, 70), st.integers(0, 2**32 - 1))
+def test_cross_entropy_grad_kernel_matches_numpy(dtype, rows, classes, seed):
+    rng = np.random.default_rng(seed)
+    p = rng.uniform(size=(rows, classes)).astype(dtype)
+    p[0] = np.nan  # an ignored row whose logits were all -inf: must come out 0, not NaN
+    target = rng.integers(0, classes, rows)
+    keep = rng.uniform(size=rows) < 0.7
+    keep[0] = False
+    coef, off, picked = (rng.standard_normal(rows).astype(dtype) for _ in range(3))
+    weight = rng.uniform(0.5, 2, classes).astype(dtype)
+    ours = lo.cross_entropy_grad_numba(p.copy(), target, keep, coef, off, weight, picked)
+    reference = lo.cross_entropy_grad_numpy(p.copy(), target, keep, coef, off, weight, picked)
+    assert np.isfinite(ours).all()
+    assert_twins_agree([ours], [reference], dtype)
+
+
 def test_fused_kernels_fall_back_to_their_twins_for_other_dtypes():
     x = np.arange(12, dtype=np.float16).reshape(3, 4)
     out = ew.bias_activation_forward_numba(x.copy(), np.ones(4, np.float16), "relu")[0]
@@ -389,7 +408,8 @@ def test_fused_kernels_fall_back_to_their_twins_for_other_dtypes():
 
 def test_every_registered_kernel_has_twins_and_a_definition_site():
     assert set(kernels.REGISTRY) >= {"matmul", "softmax", "layer_norm", "bias_activation",
-                                     "embedding_position", "scatter_add_rows"}
+                                     "embedding_position", "scatter_add_rows",
+                                     "cross_entropy_grad"}
     for name, kernel in kernels.REGISTRY.items():
         assert getattr(kernels, name) is kernel  # `kernels.<name>` is the registered entry
         assert set(kernel.implementations) == set(kernels.SETS)

@@ -71,7 +71,6 @@ def test_tsv_round_trip(tmp_path):
 
 @pytest.mark.parametrize("content, line, reason", [
     (b"a\tb\nno tab here\nc\td\n", 2, "no tab"),
-    (b"a\tb\nc\td\n\n", 3, "no tab.*empty"),
     (b"a\tb\n\tmissing source\n", 2, "the source .* is empty"),
     (b"a\tb\nc\td\nmissing target\t  \n", 3, "the target .* is empty"),
     (b"a\tb\tc\n", 1, "more than one tab"),
@@ -82,6 +81,24 @@ def test_malformed_tsv_names_file_line_and_reason(tmp_path, content, line, reaso
     path.write_bytes(content)
     with pytest.raises(data.DataError, match=f"bad.tsv:{line}: {reason}"):
         data.load_tsv(path)
+
+
+def test_blank_lines_are_skipped_and_counted(tmp_path):
+    path = tmp_path / "blank.tsv"
+    path.write_bytes(b"a\tb\n\n  \r\nc\td\n\n")  # a blank line inside and one at the end
+    messages = []
+    assert data.load_tsv(path, report=messages.append) == [("a", "b"), ("c", "d")]
+    assert messages == [f"{path}: skipped 3 blank lines"]
+    path.write_bytes(b"a\tb\n")
+    data.load_tsv(path, report=messages.append)
+    assert len(messages) == 1  # nothing skipped, nothing said
+
+
+def test_unreadable_paths_are_data_errors(tmp_path):
+    with pytest.raises(data.DataError, match="is a directory"):
+        data.load_tsv(tmp_path)
+    with pytest.raises(data.DataError, match="no such file"):
+        data.load_tsv(tmp_path / "missing.tsv")
 
 
 # ---------------------------------------------------------------------------- tokenizers

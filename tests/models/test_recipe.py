@@ -217,6 +217,50 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
     assert "--max-len" in capsys.readouterr().err
 
 
+def test_cli_bad_files_and_edited_config_give_one_line_not_a_traceback(tmp_path, capsys,
+                                                                       monkeypatch):
+    def one_line_error(argv, expected):
+        assert cli.main(argv) == 1
+        err = capsys.readouterr().err
+        assert expected in err and "Traceback" not in err and err.count("\n") == 1, err
+    one_line_error(["train", "--train-file", str(tmp_path), "--steps", "1", "--run-dir",
+                    str(tmp_path / "a")], "is a directory")
+    unreadable = tmp_path / "locked.tsv"
+    unreadable.write_text("a\tb\n", encoding="utf-8")
+    real_open = builtins.open
+
+    def refusing_open(file, *args, **kwargs):
+        if os.fspath(file) == str(unreadable):
+            raise PermissionError(13, "Permission denied", str(unreadable))
+        return real_open(file, *args, **kwargs)
+    monkeypatch.setattr(builtins, "open", refusing_open)  # chmod 000 does not stop root
+    one_line_error(["train", "--train-file", str(unreadable), "--steps", "1", "--run-dir",
+                    str(tmp_path / "b")], "cannot read it (Permission denied)")
+    monkeypatch.undo()
+    run = tmp_path / "run"
+    run.mkdir()
+    for content, reason in (("{not json", "not a valid run config"),
+                            ('{"train": {"steps": 1, "no_such_option": 3}, "model": {}}',
+                             "no_such_option"),
+                            ('{"model": {}}', "missing entry 'train'"),
+                            ('{"train": {"steps": 1, "schedule": "cosine"}, "model": {}}',
+                             "unknown schedule")):
+        (run / "config.json").write_text(content, encoding="utf-8")
+        one_line_error(["train", "--resume", str(run), "--steps", "2"], reason)
+        one_line_error(["evaluate", str(run)], reason)
+
+
+def test_train_file_with_blank_lines_is_accepted(tmp_path, capsys):
+    from tinygrad_tf.models import data
+    pairs = [(f"{a} plus {b}", f"{a + b}") for a in range(5) for b in range(5)]
+    data.save_tsv(tmp_path / "train.tsv", pairs)
+    with open(tmp_path / "train.tsv", "a", encoding="utf-8") as file:
+        file.write("\n")  # the trailing blank line many editors leave
+    assert cli.main(["train", "--train-file", str(tmp_path / "train.tsv"), "--tokenizer", "word",
+                     "--steps", "1", "--batch-size", "8", "--run-dir", str(tmp_path / "r")]) == 0
+    assert "train.tsv: skipped 1 blank line" in capsys.readouterr().err
+
+
 def test_train_from_tsv_files_with_word_tokens(tmp_path, capsys):
     from tinygrad_tf.models import data
     pairs = [(f"{a} plus {b}", f"{a + b}") for a in range(10) for b in range(10)]

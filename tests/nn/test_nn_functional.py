@@ -188,42 +188,77 @@ def test_embedding_rejects_ids_outside_the_vocabulary():
 
 # ---------------------------------------------------------------------------- cross entropy
 
-def ref_cross_entropy(logits, target, ignore_index, smoothing, reduction):
-    classes = logits.shape[-1]
-    logp = ref_log_softmax(logits).reshape(-1, classes)
+def ref_cross_entropy(logits, target, ignore_index, smoothing, reduction, weight=None):
+    """torch's formula in float64, classes at dim 1 (dim 0 for 1-D logits)."""
+    classes = logits.shape[0] if logits.ndim == 1 else logits.shape[1]
+    moved = logits if logits.ndim == 1 else np.moveaxis(logits, 1, -1)
+    logp = ref_log_softmax(moved).reshape(-1, classes)
+    w = np.ones(classes) if weight is None else weight
     flat = target.reshape(-1)
     keep = flat != ignore_index
-    picked = logp[np.arange(len(flat)), np.where(keep, flat, 0)]
-    loss = (-(1 - smoothing) * picked - smoothing * logp.mean(axis=1)) * keep
+    safe = np.where(keep, flat, 0)
+    picked = logp[np.arange(len(flat)), safe]
+    loss = (-(1 - smoothing) * w[safe] * picked - smoothing / classes * (logp @ w)) * keep
     if reduction == "none":
         return loss.reshape(target.shape)
-    return loss.sum() / max(keep.sum(), 1) if reduction == "mean" else loss.sum()
+    denominator = (w[safe] * keep).sum()
+    return loss.sum() / (denominator or 1) if reduction == "mean" else loss.sum()
 
 
 @st.composite
 def cross_entropy_cases(draw):
-    batch = draw(st.sampled_from([(), (3,), (2, 3)]))  # () -> (N, C); else (N, T, C)
-    rows = draw(st.integers(1, 4))
+    extra = draw(st.sampled_from([None, (), (3,), (2, 3)]))  # None -> (C,); else (N, C, *extra)
     classes = draw(st.integers(1, 5))
-    logits = draw(tt.tensors(shape=(rows,) + batch[1:] + (classes,)))
-    target_shape = logits.shape[:-1]
+    if extra is None:
+        shape = (classes,)
+    else:
+        shape = (draw(st.integers(1, 4)), classes) + extra
+    logits = draw(tt.tensors(shape=shape))
+    target_shape = shape[:0] if extra is None else shape[:1] + shape[2:]
     target = draw(tt.index_arrays(classes, shape=st.just(target_shape))) % classes
     ignore_index = draw(st.sampled_from([-100, 0]))
     ignored = draw(tt.index_arrays(2, shape=st.just(target_shape))) == 1
     target = np.where(ignored, ignore_index, target)
     smoothing = draw(st.sampled_from([0.0, 0.1, 0.5]))
     reduction = draw(st.sampled_from(["mean", "sum", "none"]))
-    return logits, target, ignore_index, smoothing, reduction
+    weight = draw(st.sampled_from([None, np.linspace(0.5, 2.0, classes)]))
+    return logits, target, ignore_index, smoothing, reduction, weight
 
 
 @given(cross_entropy_cases())
 def test_cross_entropy(case):
-    logits, target, ignore_index, smoothing, reduction = case
+    logits, target, ignore_index, smoothing, reduction, weight = case
 
     def fn(x):
-        return F.cross_entropy(x, target, ignore_index=ignore_index, label_smoothing=smoothing,
+        return F.cross_entropy(x, target, None if weight is None else Tensor(weight),
+                               ignore_index=ignore_index, label_smoothing=smoothing,
                                reduction=reduction)
-    check(fn, lambda x: ref_cross_entropy(x, target, ignore_index, smoothing, reduction), logits)
+    check(fn, lambda x: ref_cross_entropy(x, target, ignore_index, smoothing, reduction, weight),
+          logits)
+
+
+@given(cross_entropy_cases())
+def test_nll_loss(case):
+    logits, target, ignore_index, _, reduction, weight = case
+
+    def fn(x):
+        return F.nll_loss(x, target, None if weight is None else Tensor(weight),
+                          ignore_index=ignore_index, reduction=reduction)
+    # nll of log-probabilities is cross-entropy of the logits without smoothing; here the input
+    # is any float array, so compare with the pick directly
+    def reference(x):
+        classes = x.shape[0] if x.ndim == 1 else x.shape[1]
+        rows = (x if x.ndim == 1 else np.moveaxis(x, 1, -1)).reshape(-1, classes)
+        w = np.ones(classes) if weight is None else weight
+        flat = target.reshape(-1)
+        keep = flat != ignore_index
+        safe = np.where(keep, flat, 0)
+        loss = -w[safe] * rows[np.arange(len(flat)), safe] * keep
+        if reduction == "none":
+            return loss.reshape(target.shape)
+        denominator = (w[safe] * keep).sum()
+        return loss.sum() / (denominator or 1) if reduction == "mean" else loss.sum()
+    check(fn, reference, logits)
 
 
 def test_cross_entropy_all_ignored_is_zero_not_nan():
@@ -235,15 +270,31 @@ def test_cross_entropy_all_ignored_is_zero_not_nan():
 
 
 def test_cross_entropy_errors():
-    logits = Tensor(np.zeros((2, 3, 4)))
+    logits = Tensor(np.zeros((2, 4, 3)))  # (N, C, d1), classes at dim 1 as torch
     with pytest.raises(IndexError, match=r"cross_entropy: target 4 is outside the valid range "
                                          r"\[0, 4\) \(or ignore_index=-100\)"):
         F.cross_entropy(logits, np.array([[0, 1, 4], [0, 0, 0]]))
-    with pytest.raises(ValueError, match=r"cross_entropy: logits of shape \(2, 3, 4\) need "
-                                         r"targets of shape \(2, 3\)"):
+    with pytest.raises(ValueError, match=r"cross_entropy: input of shape \(2, 4, 3\) \(classes "
+                                         r"at dim 1, as torch\) needs a target of shape "
+                                         r"\(2, 3\)"):
         F.cross_entropy(logits, np.zeros((2, 4), dtype=np.int64))
     with pytest.raises(ValueError, match="cross_entropy: reduction must be"):
         F.cross_entropy(logits, np.zeros((2, 3), dtype=np.int64), reduction="avg")
+    with pytest.raises(ValueError, match=r"cross_entropy: weight of shape \(3,\) should have "
+                                         r"shape \(4,\)"):
+        F.cross_entropy(logits, np.zeros((2, 3), dtype=np.int64), Tensor(np.ones(3)))
+    with pytest.raises(TypeError, match="cross_entropy: target must hold integer class"):
+        F.cross_entropy(logits, np.zeros((2, 3)))
+
+
+def test_cross_entropy_third_positional_argument_is_weight():
+    # the trap: with ignore_index third, F.cross_entropy(x, t, w) silently ignored class w
+    logits = Tensor(np.random.default_rng(1).standard_normal((4, 3)))
+    target = np.array([0, 1, 2, 1])
+    weight = np.array([1.0, 3.0, 0.5])
+    weighted = F.cross_entropy(logits, target, Tensor(weight), reduction="none")
+    plain = F.cross_entropy(logits, target, reduction="none")
+    np.testing.assert_allclose(weighted.data, plain.data * weight[target], rtol=1e-12)
 
 
 @given(tt.tensor_pairs(max_dims=3), st.sampled_from(["mean", "sum", "none"]))
@@ -375,7 +426,7 @@ def test_fused_ops_record_one_node():
     cases = [
         (F.layer_norm(x, 4, w, b), F.FusedLayerNorm, (x, w, b)),
         (F.linear(x, weight), F.FusedLinear, (x, weight)),
-        (F.cross_entropy(x, np.zeros((2, 3), dtype=np.int64), label_smoothing=0.1),
+        (F.cross_entropy(x, np.zeros((2, 4), dtype=np.int64), label_smoothing=0.1),
          F.FusedCrossEntropy, (x,)),
         (F.scaled_dot_product_attention(q, q, q, is_causal=True, dropout_p=0.1),
          F.FusedAttention, (q, q, q)),
@@ -386,3 +437,143 @@ def test_fused_ops_record_one_node():
         assert type(out._ctx) is op
         assert all(a is b for a, b in zip(out._ctx.parents, inputs))
         assert len(out._ctx.parents) == len(inputs)
+
+
+# ---------------------------------------------------------------------------- torch-parity ops
+
+@given(tt.tensors(min_value=-40, max_value=40))
+def test_silu(x):
+    check(F.silu, lambda x: x / (1 + np.exp(-x)), x)
+
+
+@given(tt.tensors(avoid=(0.0,)), st.sampled_from([0.01, 0.2]))
+def test_leaky_relu(x, slope):
+    check(lambda t: F.leaky_relu(t, slope), lambda x: np.where(x > 0, x, slope * x), x)
+
+
+@given(tt.tensors(min_value=-30, max_value=30, avoid=(5.0, 10.0, 20.0)),
+       st.sampled_from([(1.0, 20.0), (2.0, 10.0), (0.5, 5.0)]))
+def test_softplus(x, params):
+    beta, threshold = params  # kinks at beta * x == threshold are avoided
+    check(lambda t: F.softplus(t, beta, threshold),
+          lambda x: np.where(beta * x > threshold, x, np.logaddexp(0, beta * x) / beta), x)
+
+
+@given(tt.tensors(shape=tt.shapes(min_dims=1, max_dims=3, max_side=3)), st.data())
+def test_pad(x, data):
+    pairs = data.draw(st.integers(1, x.ndim))
+    widths = tuple(data.draw(st.lists(st.integers(0, 2), min_size=2 * pairs,
+                                      max_size=2 * pairs)))
+    np_widths = [(0, 0)] * (x.ndim - pairs) + [(widths[2 * i], widths[2 * i + 1])
+                                               for i in reversed(range(pairs))]
+    check(lambda t: F.pad(t, widths, value=0.5),
+          lambda x: np.pad(x, np_widths, constant_values=0.5), x)
+
+
+@given(tt.tensors(shape=tt.shapes(min_dims=1, max_dims=3, max_side=4), avoid=(0.0,)),
+       st.sampled_from([1.0, 2.0, 3.0]), st.data())
+def test_normalize(x, p, data):
+    dim = data.draw(st.integers(-x.ndim, x.ndim - 1))
+
+    def reference(x):
+        norm = (np.abs(x) ** p).sum(axis=dim, keepdims=True) ** (1 / p)
+        return x / np.maximum(norm, 1e-12)
+    check(lambda t: F.normalize(t, p, dim), reference, x)
+
+
+@given(tt.tensors(shape=tt.shapes(min_dims=1, max_dims=3, max_side=4), avoid=(0.0,)),
+       st.booleans())
+def test_rms_norm(x, with_weight):  # an all-zero row has slope 1 / sqrt(eps): no finite diff
+    shape = x.shape[-1:]
+    weight = Tensor(np.linspace(0.5, 1.5, shape[0]), requires_grad=True) if with_weight else None
+
+    def reference(x, *w):
+        out = x / np.sqrt((x * x).mean(axis=-1, keepdims=True) + np.finfo(np.float64).eps)
+        return out * w[0] if w else out
+    inputs = (x, weight) if with_weight else (x,)
+    check(lambda *t: F.rms_norm(t[0], shape, *t[1:]), reference, *inputs)
+
+
+@given(tt.tensor_pairs(max_dims=2, apart=True), st.sampled_from(["mean", "sum", "none"]),
+       st.sampled_from([0.0, 0.5, 1.0]))
+def test_l1_and_smooth_l1_loss(pair, reduction, beta):
+    a, b = pair
+    shape = np.broadcast_shapes(a.shape, b.shape)
+    a = Tensor(np.broadcast_to(a.data, shape).copy(), requires_grad=True)
+    b = Tensor(np.broadcast_to(b.data, shape).copy() + 0.3, requires_grad=True)  # |d| != beta
+
+    def reduce(loss):
+        return loss if reduction == "none" else loss.sum() if reduction == "sum" else loss.mean()
+    check(lambda x, y: F.l1_loss(x, y, reduction), lambda x, y: reduce(np.abs(x - y)), a, b)
+
+    def smooth(x, y):
+        d = np.abs(x - y)
+        return reduce(np.where(d < beta, 0.5 * d * d / max(beta, 1e-300), d - 0.5 * beta))
+    check(lambda x, y: F.smooth_l1_loss(x, y, reduction, beta), smooth, a, b)
+
+
+@given(tt.tensors(shape=tt.shapes(min_dims=1, max_dims=2, max_side=4)), st.data(),
+       st.sampled_from(["mean", "sum", "none", "batchmean"]), st.booleans())
+def test_kl_div(logp, data, reduction, log_target):
+    target = data.draw(tt.tensors(shape=logp.shape, min_value=0.05, max_value=1.0))
+
+    def reference(x, t):
+        loss = np.exp(t) * (t - x) if log_target else t * (np.log(t) - x)
+        return {"none": loss, "sum": loss.sum(), "mean": loss.mean(),
+                "batchmean": loss.sum() / x.shape[0]}[reduction]
+    check(lambda x, t: F.kl_div(x, t, reduction, log_target), reference, logp, target)
+
+
+@given(st.data(), tt.shapes(min_dims=1, max_dims=2, max_side=4),
+       st.sampled_from(["mean", "sum", "none"]), st.booleans())
+def test_binary_cross_entropy(data, shape, reduction, weighted):
+    p = data.draw(tt.tensors(shape=shape, min_value=0.05, max_value=0.95))
+    t = data.draw(tt.tensors(shape=shape, min_value=0.0, max_value=1.0))
+    w = np.linspace(0.5, 2.0, shape[-1]) if weighted else None
+
+    def reduce(loss):
+        return loss if reduction == "none" else loss.sum() if reduction == "sum" else loss.mean()
+
+    def reference(x, y):
+        loss = -(y * np.log(x) + (1 - y) * np.log(1 - x))
+        return reduce(loss if w is None else loss * w)
+    check(lambda x, y: F.binary_cross_entropy(x, y, None if w is None else Tensor(w),
+                                              reduction), reference, p, t)
+    z = data.draw(tt.tensors(shape=shape, min_value=-30, max_value=30))
+    pw = np.linspace(0.5, 3.0, shape[-1]) if weighted else None
+
+    def reference_logits(x, y):
+        log_sig, log_one_minus = -np.logaddexp(0, -x), -np.logaddexp(0, x)
+        loss = -((1 if pw is None else pw) * y * log_sig + (1 - y) * log_one_minus)
+        return reduce(loss if w is None else loss * w)
+    check(lambda x, y: F.binary_cross_entropy_with_logits(
+        x, y, None if w is None else Tensor(w), reduction,
+        pos_weight=None if pw is None else Tensor(pw)), reference_logits, z, t)
+
+
+def test_new_ops_errors_name_op_and_values():
+    x = Tensor(np.array([[0.5, 1.5]]))
+    with pytest.raises(ValueError, match=r"binary_cross_entropy: every element of input must be "
+                                         r"a probability in \[0, 1\]"):
+        F.binary_cross_entropy(x, Tensor(np.zeros((1, 2))))
+    with pytest.raises(ValueError, match=r"l1_loss: input \(1, 2\) and target \(2,\)"):
+        F.l1_loss(x, Tensor(np.zeros(2)))
+    with pytest.raises(ValueError, match="kl_div: reduction must be one of"):
+        F.kl_div(x, x, reduction="avg")
+    with pytest.raises(NotImplementedError, match="pad: mode 'reflect'"):
+        F.pad(x, (1, 1), mode="reflect")
+    with pytest.raises(ValueError, match=r"pad: widths must be non-negative"):
+        F.pad(x, (-1, 1))
+    with pytest.raises(IndexError, match=r"one_hot: class id 3 is outside \[0, 3\)"):
+        F.one_hot(np.array([0, 3]), 3)
+
+
+def test_stable_forms_far_out_in_float32():
+    # the traps: 0.5 * (1 + tanh(x / 2)) loses sigmoid below about -17 in float32, so BCE built
+    # from it gives inf; the fused forms stay finite and exact
+    x = Tensor(np.array([-90.0, -30.0, 30.0, 90.0], np.float32), requires_grad=True)
+    loss = F.binary_cross_entropy_with_logits(x, Tensor(np.array([1, 1, 0, 0], np.float32)),
+                                              reduction="none")
+    np.testing.assert_allclose(loss.data, [90.0, 30.0, 30.0, 90.0], rtol=1e-6)
+    silu = F.silu(x)
+    assert np.isfinite(silu.data).all() and silu.data[0] == pytest.approx(-90 * np.exp(-90.0))

@@ -249,7 +249,7 @@ def test_activation_layers_gradcheck(x):
 
 def test_loss_modules_match_the_functionals():
     rng = np.random.default_rng(0)
-    logits = Tensor(rng.standard_normal((2, 3, 4)))
+    logits = Tensor(rng.standard_normal((2, 4, 3)))  # (N, C, d1), classes at dim 1
     target = np.array([[0, 1, -100], [3, 2, 1]])
     loss = nn.CrossEntropyLoss(label_smoothing=0.1)
     assert loss(logits, target).item() == \

@@ -107,3 +107,101 @@ def test_random_generator_state_round_trips_for_exact_resume(tmp_path):
     expected = tg.random.generator().random(3)
     tg.random.set_state(nn.state.load(path)["rng"])
     np.testing.assert_array_equal(tg.random.generator().random(3), expected)
+
+
+# ---------------------------------------------------------------------------- issue 11 fixes
+
+def test_checkpoints_honour_the_umask(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        nn.state.save(tmp_path / "a.safetensors", {"w": np.zeros(2, np.float32)})
+        nn.state.atomic_write(tmp_path / "b.json", "{}")
+        os.umask(0o077)
+        nn.state.atomic_write(tmp_path / "c.json", "{}")
+    finally:
+        os.umask(previous)
+    assert os.stat(tmp_path / "a.safetensors").st_mode & 0o777 == 0o644  # mkstemp gave 0600
+    assert os.stat(tmp_path / "b.json").st_mode & 0o777 == 0o644
+    assert os.stat(tmp_path / "c.json").st_mode & 0o777 == 0o600
+
+
+def test_atomic_write_takes_bytes_and_text_and_fsyncs_file_and_directory(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    nn.state.atomic_write(tmp_path / "t.txt", "héllo")
+    nn.state.atomic_write(str(tmp_path / "b.bin"), b"\x00\x01")
+    assert (tmp_path / "t.txt").read_text(encoding="utf-8") == "héllo"
+    assert (tmp_path / "b.bin").read_bytes() == b"\x00\x01"
+    assert len(synced) == 4  # file and directory, twice
+    assert sorted(os.listdir(tmp_path)) == ["b.bin", "t.txt"]
+
+
+def test_metadata_that_is_not_a_dict_is_a_checkpoint_error(tmp_path):
+    import json
+    import struct
+    header = json.dumps({"__metadata__": ["not", "a", "dict"],
+                         "w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+    path = tmp_path / "odd.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + b"\x00" * 4)
+    for read in (nn.state.load, nn.state.load_metadata):
+        with pytest.raises(nn.state.CheckpointError, match=r"odd.safetensors: its __metadata__ "
+                                                           r"must be a JSON object of strings"):
+            read(path)
+
+
+def test_a_checkpoint_is_read_once_on_load(tmp_path, monkeypatch):
+    from models import checkpoint
+    path = str(tmp_path / "step.safetensors")
+    checkpoint.save(path, {"w": np.ones(3, np.float32)}, None, {"step": 1})
+    opened = []
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda file, *a, **k: (
+        opened.append(os.fspath(file)), real_open(file, *a, **k))[1])
+    model, optimizer, info = checkpoint.load(path)
+    assert opened.count(path) == 1
+    assert info == {"step": 1} and optimizer is None
+    np.testing.assert_array_equal(model["w"], 1)
+
+
+def test_tied_tensors_are_stored_once_and_the_tie_comes_back(tmp_path):
+    from safetensors import safe_open
+
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(5, 3)
+            self.out = nn.Linear(3, 5, bias=False)
+            self.out.weight = self.embed.weight  # weight tying, as torch users write it
+    model = Tied()
+    state = model.state_dict()
+    assert list(state) == ["embed.weight", "out.weight"]
+    assert state["embed.weight"] is state["out.weight"]  # one snapshot for both names
+    path = tmp_path / "tied.safetensors"
+    nn.state.save(path, state)
+    with safe_open(str(path), "np") as f:
+        assert list(f.keys()) == ["embed.weight"]  # the matrix is in the file once
+        assert f.metadata()["tinygrad_tf.aliases"] == '{"out.weight": "embed.weight"}'
+    back = nn.state.load(path)
+    assert back["embed.weight"] is back["out.weight"]
+    fresh = Tied()
+    fresh.load_state_dict(back)
+    assert fresh.out.weight is fresh.embed.weight
+    np.testing.assert_array_equal(fresh.out.weight.data, model.embed.weight.data)
+
+
+def test_transformer_shared_embeddings_stored_once(tmp_path):
+    from models.transformer import Transformer, TransformerConfig
+    model = Transformer(TransformerConfig.tiny(11))
+    state = model.state_dict()
+    tied = [name for name, t in state.items() if t is state["tgt_embed.lookup.weight"]]
+    assert len(tied) == 3  # source embedding, target embedding, pre-softmax projection
+    path = tmp_path / "m.safetensors"
+    nn.state.save(path, state)
+    from safetensors import safe_open
+    with safe_open(str(path), "np") as f:
+        stored = list(f.keys())
+    assert len(stored) == len(state) - 2
+    back = nn.state.load(path)
+    assert all(back[name] is back[tied[0]] for name in tied)
+    Transformer(TransformerConfig.tiny(11)).load_state_dict(back)

@@ -34,6 +34,7 @@ from ._malloc import keep_freed_memory  # noqa: E402
 keep_freed_memory()
 
 from . import elementwise as _elementwise  # noqa: E402
+from . import loss as _loss  # noqa: E402
 from . import norm as _layer_norm  # noqa: E402
 from . import matmul as _matmul  # noqa: E402
 from . import softmax as _softmax  # noqa: E402
@@ -145,6 +146,9 @@ embedding_position = register("embedding_position",
 scatter_add_rows = register("scatter_add_rows", _elementwise.scatter_add_rows_numpy,
                             _elementwise.scatter_add_rows_numba,
                             compiled=[_elementwise.scatter_add_rows_kernel])
+cross_entropy_grad = register("cross_entropy_grad", _loss.cross_entropy_grad_numpy,
+                              _loss.cross_entropy_grad_numba,
+                              compiled=[_loss.cross_entropy_grad_rows])
 
 
 ACTIVATIONS = _elementwise.ACTIVATIONS  # what bias_activation accepts

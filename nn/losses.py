@@ -1,0 +1,420 @@
+"""The losses of nn.functional, with torch.nn.functional's signatures, layouts and weighting.
+
+cross_entropy and nll_loss take torch's layout: input (N, C) or (N, C, d1, ...) (or (C,) with
+a 0-d target), the class dim at 1. cross_entropy is one recorded node (log-softmax, the pick,
+class weights, label smoothing, ignore_index and the reduction); the elementwise losses are one
+node each for their elementwise part, so the numerically delicate forms (log-sigmoid, clamped
+logs) are written once, beside their derivatives.
+"""
+import numbers
+
+import numpy as np
+
+from tinygrad_tf import Tensor, kernels, where
+from tinygrad_tf.autograd import Function
+
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _check_reduction(op, reduction, allowed=_REDUCTIONS):
+    if reduction not in allowed:
+        listed = ", ".join(repr(r) for r in allowed)
+        raise ValueError(f"{op}: reduction must be one of {listed}, not {reduction!r}")
+
+
+def _reduce(loss, reduction):
+    return loss if reduction == "none" else loss.sum() if reduction == "sum" else loss.mean()
+
+
+def _constant(op, name, value, dtype):
+    """A class weight / pos_weight as a plain array (torch gives them no gradient here either)."""
+    if value is None:
+        return None
+    array = value.data if isinstance(value, Tensor) else np.asarray(value)
+    if array.dtype.kind != "f":
+        raise TypeError(f"{op}: {name} must be a float tensor, not {array.dtype}")
+    return array.astype(dtype, copy=False)
+
+
+def _float_input(op, input):
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{op}: input must be a Tensor, not {type(input).__name__}")
+    if input.dtype.kind != "f":
+        raise TypeError(f"{op}: input must be a float tensor, not {input.dtype}")
+
+
+def _class_layout(op, input, target):
+    """Checks torch's (N, C, d1, ...) / (N, d1, ...) pairing; returns (classes, target array)."""
+    array = target.data if isinstance(target, Tensor) else np.asarray(target)
+    if array.dtype.kind == "f":
+        raise TypeError(f"{op}: target must hold integer class indices, not {array.dtype} "
+                        "(class-probability targets are not supported)")
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"{op}: target must be an integer tensor, not {array.dtype}")
+    if input.ndim == 0:
+        raise ValueError(f"{op}: input must have a class dim, got a 0-d input")
+    class_dim = 0 if input.ndim == 1 else 1
+    expected = input.shape[:class_dim] + input.shape[class_dim + 1:]
+    if array.shape != expected:
+        raise ValueError(f"{op}: input of shape {input.shape} (classes at dim {class_dim}, as "
+                         f"torch) needs a target of shape {expected}, got {array.shape}")
+    return input.shape[class_dim], array
+
+
+def _check_targets(op, target, classes, ignore_index):
+    bad = ((target < 0) | (target >= classes)) & (target != ignore_index)
+    if bad.any():
+        value = int(target[bad].flat[0])
+        raise IndexError(f"{op}: target {value} is outside the valid range [0, {classes}) "
+                         f"(or ignore_index={ignore_index})")
+
+
+def _class_weight(op, weight, classes, dtype):
+    weight = _constant(op, "weight", weight, dtype)
+    if weight is not None and weight.shape != (classes,):
+        raise ValueError(f"{op}: weight of shape {weight.shape} should have shape ({classes},), "
+                         "one entry per class")
+    return weight
+
+
+def _rows_last(array):
+    """(N, C, d1, ...) -> (N * d1 * ..., C) with the class dim last (a view for 1-D and 2-D)."""
+    if array.ndim <= 2:
+        return np.ascontiguousarray(array).reshape(-1, array.shape[-1])
+    return np.ascontiguousarray(np.moveaxis(array, 1, -1)).reshape(-1, array.shape[1])
+
+
+def _rows_back(rows, shape):
+    """The inverse of _rows_last: rows (M, C) back to the input's (N, C, d1, ...) layout."""
+    if len(shape) <= 2:
+        return rows.reshape(shape)
+    moved = rows.reshape((shape[0],) + shape[2:] + (shape[1],))
+    return np.moveaxis(moved, -1, 1)
+
+
+# ---------------------------------------------------------------------------- cross-entropy
+
+class FusedCrossEntropy(Function):
+    """Per row i with target y (w the class weights, all 1 without weight, s the smoothing):
+        loss_i = (1 - s) * w[y] * -log p[i, y] + (s / C) * sum_c w[c] * -log p[i, c]
+    p = softmax over classes; rows with y == ignore_index give 0. 'mean' divides the sum by
+    sum_i w[y_i] over counted rows, exactly as torch (also with smoothing)."""
+
+    @staticmethod
+    def forward(ctx, logits, target, weight, ignore_index, smoothing, reduction):
+        rows = _rows_last(logits)
+        classes = rows.shape[1]
+        flat_target = target.reshape(-1)
+        keep = flat_target != ignore_index
+        safe_target = np.where(keep, flat_target, 0)
+        logp = kernels.log_softmax(rows, 1)
+        picked = np.take_along_axis(logp, safe_target[:, None], axis=1)[:, 0]
+        target_weight = weight[safe_target] if weight is not None else None
+        loss = -(1 - smoothing) * (picked if weight is None else picked * target_weight)
+        if smoothing:
+            # sum_c w[c] log p[c] as a mat-vec: no (rows, C) temporary
+            weighted = logp.sum(axis=1) if weight is None else logp @ weight
+            loss -= (smoothing / classes) * weighted
+        # np.where, not a multiply: an ignored row whose logits hold -inf has loss nan/inf here
+        loss = np.where(keep, loss, 0).astype(logits.dtype, copy=False)
+        if weight is None:
+            denominator = float(keep.sum())
+        else:
+            denominator = float(np.where(keep, target_weight, 0).sum(dtype=np.float64))
+        # backward recomputes softmax from the logits (a fused kernel) rather than keeping logp:
+        # the logits are alive anyway, so this saves one (rows, C) array between the passes
+        ctx.save_for_backward(rows)
+        ctx.target, ctx.keep, ctx.weight, ctx.target_weight = safe_target, keep, weight, \
+            target_weight
+        ctx.smoothing, ctx.reduction, ctx.denominator = smoothing, reduction, denominator
+        ctx.input_shape = logits.shape
+        if reduction == "none":
+            return loss.reshape(target.shape)
+        total = loss.sum(dtype=logits.dtype)
+        # Nothing counted: torch gives nan for 'mean'; 0 keeps an all-padding batch harmless.
+        if reduction == "mean" and denominator:
+            return (total / logits.dtype.type(denominator)).astype(logits.dtype)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad):
+        (rows,) = ctx.saved_tensors
+        classes, s = rows.shape[1], ctx.smoothing
+        dtype = rows.dtype
+        if ctx.reduction == "none":
+            scale = grad.reshape(-1).astype(dtype, copy=False)
+        elif ctx.reduction == "mean" and ctx.denominator:
+            scale = np.full(len(rows), grad / ctx.denominator, dtype)
+        else:
+            scale = np.full(len(rows), grad, dtype)
+        scale = np.where(ctx.keep, scale, 0).astype(dtype, copy=False)
+        w, w_target = ctx.weight, ctx.target_weight
+        # dloss/dlogp_c = -(1 - s) w[y] [c == y] - (s / C) w[c]; through log-softmax,
+        # dloss/dlogit_j = p_j * A - (1 - s) w[y] [j == y] - (s / C) w[j], A = (1 - s) w[y] +
+        # (s / C) sum(w); times each row's scale. Built in place in the softmax array, which
+        # becomes the gradient (kernels.cross_entropy_grad, one pass).
+        target_term = (1 - s) * (np.ones(len(rows), dtype) if w is None else w_target)
+        total_weight = classes if w is None else float(w.sum())
+        coef = ((target_term + (s / classes) * total_weight) * scale).astype(dtype, copy=False)
+        off = ((s / classes) * scale).astype(dtype, copy=False)
+        picked = (target_term * scale).astype(dtype, copy=False)
+        weight = np.ones(classes, dtype) if w is None else w
+        out = kernels.cross_entropy_grad(kernels.softmax(rows, 1), ctx.target, ctx.keep, coef,
+                                         off, weight, picked)
+        return _rows_back(out, ctx.input_shape)
+
+
+def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
+                  label_smoothing=0.0):
+    """Softmax cross-entropy between logits `input` and integer class targets, as torch.
+
+    input (N, C) with target (N,), (N, C, d1, ...) with target (N, d1, ...), or (C,) with a
+    0-d target: the class dim is 1 (0 for 1-D input). weight: one float per class. Targets equal
+    to ignore_index count neither in the loss nor in the 'mean' denominator (sum of the
+    targets' weights). If every target is ignored, 'mean' gives 0 (torch: nan).
+    """
+    op = "cross_entropy"
+    _check_reduction(op, reduction)
+    if not isinstance(label_smoothing, numbers.Real) or not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"{op}: label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    _float_input(op, input)
+    classes, target = _class_layout(op, input, target)
+    _check_targets(op, target, classes, ignore_index)
+    weight = _class_weight(op, weight, classes, input.dtype)
+    return FusedCrossEntropy.apply(input, target=target, weight=weight,
+                                   ignore_index=ignore_index, smoothing=float(label_smoothing),
+                                   reduction=reduction)
+
+
+class NllLoss(Function):
+    """-w[y] * input[i, y] per row (input holds log-probabilities); ignored rows give 0."""
+
+    @staticmethod
+    def forward(ctx, logp, target, weight, ignore_index, reduction):
+        rows = _rows_last(logp)
+        flat_target = target.reshape(-1)
+        keep = flat_target != ignore_index
+        safe_target = np.where(keep, flat_target, 0)
+        row_weight = np.ones(len(rows), logp.dtype) if weight is None else weight[safe_target]
+        row_weight = np.where(keep, row_weight, 0).astype(logp.dtype, copy=False)
+        picked = np.take_along_axis(rows, safe_target[:, None], axis=1)[:, 0]
+        loss = np.where(keep, -row_weight * picked, 0).astype(logp.dtype, copy=False)
+        denominator = float(row_weight.sum(dtype=np.float64))
+        ctx.target, ctx.row_weight, ctx.reduction = safe_target, row_weight, reduction
+        ctx.denominator, ctx.input_shape, ctx.rows_shape = denominator, logp.shape, rows.shape
+        if reduction == "none":
+            return loss.reshape(target.shape)
+        total = loss.sum(dtype=logp.dtype)
+        if reduction == "mean" and denominator:
+            return (total / logp.dtype.type(denominator)).astype(logp.dtype)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad):
+        dtype = ctx.row_weight.dtype
+        if ctx.reduction == "none":
+            scale = grad.reshape(-1).astype(dtype, copy=False)
+        elif ctx.reduction == "mean" and ctx.denominator:
+            scale = grad / ctx.denominator
+        else:
+            scale = grad
+        out = np.zeros(ctx.rows_shape, dtype)
+        out[np.arange(len(out)), ctx.target] = -ctx.row_weight * scale
+        return _rows_back(out, ctx.input_shape)
+
+
+def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
+    """Negative log-likelihood: -weight[y] * input[n, y], input holding log-probabilities in
+    torch's layout ((N, C), (N, C, d1, ...) or (C,)); 'mean' divides by the summed weights of
+    the counted targets (0 if every target is ignored; torch: nan)."""
+    op = "nll_loss"
+    _check_reduction(op, reduction)
+    _float_input(op, input)
+    classes, target = _class_layout(op, input, target)
+    _check_targets(op, target, classes, ignore_index)
+    weight = _class_weight(op, weight, classes, input.dtype)
+    return NllLoss.apply(input, target=target, weight=weight, ignore_index=ignore_index,
+                         reduction=reduction)
+
+
+# ---------------------------------------------------------------------------- regression losses
+
+def _same_shape(op, input, target):
+    if not isinstance(target, Tensor):
+        target = Tensor(np.asarray(target, dtype=input.dtype))
+    if input.shape != target.shape:
+        raise ValueError(f"{op}: input {input.shape} and target {target.shape} must have the "
+                         "same shape")
+    return target
+
+
+def mse_loss(input, target, reduction="mean"):
+    """Mean (or sum, or none) of (input - target)^2."""
+    _check_reduction("mse_loss", reduction)
+    target = _same_shape("mse_loss", input, target)
+    diff = input - target
+    return _reduce(diff * diff, reduction)
+
+
+def l1_loss(input, target, reduction="mean"):
+    """Mean (or sum, or none) of |input - target|."""
+    _check_reduction("l1_loss", reduction)
+    target = _same_shape("l1_loss", input, target)
+    return _reduce((input - target).abs(), reduction)
+
+
+def smooth_l1_loss(input, target, reduction="mean", beta=1.0):
+    """0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta (d = input - target); beta = 0 is
+    l1_loss, as torch."""
+    _check_reduction("smooth_l1_loss", reduction)
+    if not isinstance(beta, numbers.Real) or beta < 0:
+        raise ValueError(f"smooth_l1_loss: beta must be >= 0, got {beta!r}")
+    target = _same_shape("smooth_l1_loss", input, target)
+    diff = input - target
+    if beta == 0:
+        return _reduce(diff.abs(), reduction)
+    size = diff.abs()
+    loss = where(size < beta, diff * diff * (0.5 / beta), size - 0.5 * beta)
+    return _reduce(loss, reduction)
+
+
+def kl_div(input, target, reduction="mean", log_target=False):
+    """KL(target || exp(input)) pointwise: target * (log target - input) (0 where target is 0),
+    or exp(target) * (target - input) with log_target. input holds log-probabilities.
+    reduction 'batchmean' divides the sum by the batch size (the true KL per sample); 'mean'
+    averages over every element, as torch (which warns it is rarely what you want)."""
+    op = "kl_div"
+    _check_reduction(op, reduction, _REDUCTIONS + ("batchmean",))
+    target = _same_shape(op, input, target)
+    if log_target:
+        loss = target.exp() * (target - input)
+    else:
+        positive = target > 0
+        safe = where(positive, target, 1.0)  # log(0) never evaluated: xlogy's 0 * log 0 = 0
+        loss = where(positive, target * safe.log(), 0.0) - target * input
+    if reduction == "batchmean":
+        return loss.sum() / (input.shape[0] if input.ndim else 1)
+    return _reduce(loss, reduction)
+
+
+# ---------------------------------------------------------------------------- binary losses
+
+def _stable_sigmoid(x):
+    """1 / (1 + exp(-x)) without overflow, and accurate far below 0 (exp(x) / (1 + exp(x)))."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+def _softplus_neg(x):
+    """log(1 + exp(-x)), stable for every x: log1p(exp(-|x|)) + max(-x, 0)."""
+    return np.log1p(np.exp(-np.abs(x))) + np.maximum(-x, 0)
+
+
+_BCE_EPS = float(np.float32(1e-12))
+
+
+class BinaryCrossEntropy(Function):
+    """-w (t log x + (1 - t) log(1 - x)), each log clamped at -100 as torch."""
+
+    @staticmethod
+    def forward(ctx, x, t, weight):
+        with np.errstate(divide="ignore"):
+            log_x = np.maximum(np.log(x), -100)
+            log_1mx = np.maximum(np.log1p(-x), -100)
+        loss = -(t * log_x + (1 - t) * log_1mx)
+        if weight is not None:
+            loss = loss * weight
+        ctx.save_for_backward(x, t)
+        ctx.weight = weight
+        return loss.astype(x.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, t = ctx.saved_tensors
+        scale = grad if ctx.weight is None else grad * ctx.weight
+        need_x, need_t = ctx.needs_input_grad
+        # torch's derivative: (x - t) / max(x (1 - x), eps), finite at 0 and 1; torch's eps is
+        # the float literal 1e-12f, also in float64
+        grad_x = scale * (x - t) / np.maximum(x * (1 - x), _BCE_EPS) if need_x else None
+        grad_t = None
+        if need_t:  # torch leaves these logs unclamped: +-inf at x = 0 or 1
+            with np.errstate(divide="ignore"):
+                grad_t = scale * (np.log1p(-x) - np.log(x))
+        return grad_x, grad_t
+
+
+def _weights_for(op, input, weight, pos_weight=None):
+    weight = _constant(op, "weight", weight, input.dtype)
+    if weight is not None:
+        try:
+            np.broadcast_shapes(weight.shape, input.shape)
+        except ValueError:
+            raise ValueError(f"{op}: weight of shape {weight.shape} does not broadcast to the "
+                             f"input's shape {input.shape}") from None
+    return weight
+
+
+def binary_cross_entropy(input, target, weight=None, reduction="mean"):
+    """-weight * (t log x + (1 - t) log(1 - x)) for probabilities x in [0, 1] (logs clamped at
+    -100, as torch). Prefer binary_cross_entropy_with_logits: it takes logits and is stable."""
+    op = "binary_cross_entropy"
+    _check_reduction(op, reduction)
+    _float_input(op, input)
+    target = _same_shape(op, input, target)
+    if ((input.data < 0) | (input.data > 1) | np.isnan(input.data)).any():
+        raise ValueError(f"{op}: every element of input must be a probability in [0, 1]; got "
+                         f"values in [{np.nanmin(input.data)}, {np.nanmax(input.data)}]")
+    weight = _weights_for(op, input, weight)
+    return _reduce(BinaryCrossEntropy.apply(input, target, weight=weight), reduction)
+
+
+class BinaryCrossEntropyWithLogits(Function):
+    """w ((1 - t) x + (1 + (pw - 1) t) log(1 + exp(-x))), the stable form of
+    -w (pw t log sigmoid(x) + (1 - t) log(1 - sigmoid(x)))."""
+
+    @staticmethod
+    def forward(ctx, x, t, weight, pos_weight):
+        softplus = _softplus_neg(x)
+        log_weight = 1 if pos_weight is None else 1 + (pos_weight - 1) * t
+        loss = (1 - t) * x + log_weight * softplus
+        if weight is not None:
+            loss = loss * weight
+        ctx.save_for_backward(x, t, softplus)
+        ctx.weight, ctx.pos_weight, ctx.log_weight = weight, pos_weight, log_weight
+        return loss.astype(x.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, t, softplus = ctx.saved_tensors
+        scale = grad if ctx.weight is None else grad * ctx.weight
+        need_x, need_t = ctx.needs_input_grad
+        grad_x = grad_t = None
+        if need_x:  # d/dx log(1 + exp(-x)) = -sigmoid(-x)
+            grad_x = scale * ((1 - t) - ctx.log_weight * _stable_sigmoid(-x))
+        if need_t:
+            d_log_weight = 0 if ctx.pos_weight is None else (ctx.pos_weight - 1) * softplus
+            grad_t = scale * (d_log_weight - x)
+        return grad_x, grad_t
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean",
+                                     pos_weight=None):
+    """Binary cross-entropy of sigmoid(input) against target, computed from the logits without
+    overflow or log(0). pos_weight (broadcast along the last dim, one per class) weighs the
+    positive term, as torch."""
+    op = "binary_cross_entropy_with_logits"
+    _check_reduction(op, reduction)
+    _float_input(op, input)
+    target = _same_shape(op, input, target)
+    weight = _weights_for(op, input, weight)
+    pos_weight = _constant(op, "pos_weight", pos_weight, input.dtype)
+    if pos_weight is not None:
+        try:
+            np.broadcast_shapes(pos_weight.shape, input.shape)
+        except ValueError:
+            raise ValueError(f"{op}: pos_weight of shape {pos_weight.shape} does not broadcast "
+                             f"to the input's shape {input.shape}") from None
+    loss = BinaryCrossEntropyWithLogits.apply(input, target, weight=weight,
+                                              pos_weight=pos_weight)
+    return _reduce(loss, reduction)
