@@ -27,10 +27,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 
+from . import attention as _attention  # noqa: E402
 from . import matmul as _matmul  # noqa: E402
 from . import softmax as _softmax  # noqa: E402
 
-KERNEL_NAMES = ("matmul", "softmax", "softmax_backward", "log_softmax", "log_softmax_backward")
+KERNEL_NAMES = ("matmul", "softmax", "softmax_backward", "log_softmax", "log_softmax_backward",
+                "attention_forward", "attention_backward")
 
 # Batched float32 products with small matrices (output at most AUTO_NUMBA_MAX_MATRIX elements,
 # inner dim at most AUTO_NUMBA_MAX_K) go to Numba under "auto". On this project's 2-core machine
@@ -77,15 +79,24 @@ _IMPLEMENTATIONS = {
         "softmax_backward": _softmax.softmax_backward_numpy,
         "log_softmax": _softmax.log_softmax_numpy,
         "log_softmax_backward": _softmax.log_softmax_backward_numpy,
+        "attention_forward": _attention.attention_forward_numpy,
+        "attention_backward": _attention.attention_backward_numpy,
     },
-    "numba": {"matmul": _matmul.matmul_numba, **_SOFTMAX_NUMBA},
-    "auto": {"matmul": matmul_auto, **_SOFTMAX_NUMBA},
+    "numba": {"matmul": _matmul.matmul_numba, **_SOFTMAX_NUMBA,
+              "attention_forward": _attention.attention_forward_numba,
+              "attention_backward": _attention.attention_backward_numba},
+    # The fused attention kernels measured slower than the np.matmul twin on the Transformer's
+    # (32, 4, 32, 32) blocks (docs/kernels.md), so "auto" keeps the twin for attention.
+    "auto": {"matmul": matmul_auto, **_SOFTMAX_NUMBA,
+             "attention_forward": _attention.attention_forward_numpy,
+             "attention_backward": _attention.attention_backward_numpy},
 }
 DEFAULT = "auto"
 
 # Every compiled kernel, for warmup() and info().
 _JIT_KERNELS = (_matmul.gemm, _softmax.softmax_rows, _softmax.log_softmax_rows,
-                _softmax.softmax_backward_rows, _softmax.log_softmax_backward_rows)
+                _softmax.softmax_backward_rows, _softmax.log_softmax_backward_rows,
+                _attention.attention_forward_blocks, _attention.attention_backward_blocks)
 
 _active = None
 
