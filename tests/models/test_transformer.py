@@ -406,3 +406,23 @@ def test_same_logits_and_gradients_as_torch_nn_layers(norm_first, share):
         np.testing.assert_allclose(ours, param.grad.numpy(), rtol=0, atol=1e-8,
                                    err_msg=f"gradient of weight {i} ({tuple(param.shape)})")
     assert sum(a.size for a, _ in pairs) == model.num_parameters(), "every weight compared"
+
+
+def test_checkpoints_with_separate_q_k_v_projections_still_load():
+    """State dicts from before the fused in_proj (w_q, w_k, w_v per attention) load into the
+    stacked layout, rows in torch's (q, k, v) order, and give the same model."""
+    manual_seed(0)
+    model = Transformer(TransformerConfig.tiny(11)).double()
+    old = {}
+    for key, value in model.state_dict().items():
+        if ".in_proj." in key:
+            prefix, part = key.split(".in_proj.")
+            for name, rows in zip(("w_q", "w_k", "w_v"), np.split(value.data, 3)):
+                old[f"{prefix}.{name}.{part}"] = Tensor(rows.copy())
+        else:
+            old[key] = value
+    assert not any(".in_proj." in key for key in old)
+    fresh = Transformer(TransformerConfig.tiny(11)).double()
+    fresh.load_state_dict(old)
+    for (key, ours), theirs in zip(model.state_dict().items(), fresh.state_dict().values()):
+        np.testing.assert_array_equal(ours.data, theirs.data, err_msg=key)
