@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 from . import attention as _attention  # noqa: E402
 from . import matmul as _matmul  # noqa: E402
 from . import softmax as _softmax  # noqa: E402
+from . import threads  # noqa: E402
 
 KERNEL_NAMES = ("matmul", "softmax", "softmax_backward", "log_softmax", "log_softmax_backward",
                 "attention_forward", "attention_backward")
@@ -57,6 +58,7 @@ def matmul_auto_path(a, b):
 
 def matmul_auto(a, b):
     """a @ b on the faster path for its shape class (see matmul_auto_path)."""
+    threads.adapt()  # fewer threads while other processes hold cores (kernels/threads.py)
     if matmul_auto_path(a, b) == "numba":
         return _matmul.matmul_numba(a, b)
     if b.ndim == 2 and a.ndim > 2:  # a linear layer: one big 2-D GEMM, not one per batch item
