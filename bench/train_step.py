@@ -147,6 +147,8 @@ def run_row(framework, name, dropout, steps, threads):
         loss = step()
         times.append(time.perf_counter() - started)
     peak = _status_bytes("VmHWM")
+    if framework == "ours":  # what kernels/threads.py settled on (None: never changed)
+        version += f", adaptive threads at the end: {kernels.threads.current()}"
     print(json.dumps({"ms": 1e3 * float(np.median(times)), "ms_min": 1e3 * min(times),
                       "mem_mb": max(0, peak - before) / 2**20, "loss": loss, "version": version}))
 
