@@ -104,3 +104,27 @@ def test_packed_attention_rejects_bad_input():
         packed_attention(qkv, mask=np.zeros((2, 1, 3, 3)))
     with pytest.raises(ValueError, match="does not broadcast"):
         packed_attention(qkv, mask=np.ones((2, 1, 3, 4), bool))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("length, source, features, v_features",
+                         [(35, 37, 33, 31), (32, 32, 32, 32), (4, 65, 64, 1), (1, 1, 1, 1)])
+def test_attention_kernels_across_panel_edges(dtype, length, source, features, v_features):
+    """Sizes around the 4 x 32 register tile: several 32-column panels, partial panels and
+    partial 4-row tiles, each against the numpy twin."""
+    rng = np.random.default_rng(3)
+    q = rng.standard_normal((2, length, 3, features)).astype(dtype)
+    k = rng.standard_normal((2, source, 3, features)).astype(dtype)
+    v = rng.standard_normal((2, source, 3, v_features)).astype(dtype)
+    fill = rng.random((2, 1, length, source)) < 0.2
+    out, weights = ka.attention_forward_numba(q, k, v, fill, 0.3)
+    out_ref, weights_ref = ka.attention_forward_numpy(q, k, v, fill, 0.3)
+    tol = dict(rtol=2e-5, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(out, out_ref, **tol)
+    np.testing.assert_allclose(weights, weights_ref, **tol)
+    grad = rng.standard_normal(out.shape).astype(dtype)
+    grads = [[np.full_like(x, np.nan) for x in (q, k, v)] for _ in range(2)]
+    ka.attention_backward_numba(q, k, v, weights_ref, grad, 0.3, *grads[0])
+    ka.attention_backward_numpy(q, k, v, weights_ref, grad, 0.3, *grads[1])
+    for ours, reference in zip(*grads):
+        np.testing.assert_allclose(ours, reference, **tol)
