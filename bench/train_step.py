@@ -14,8 +14,14 @@ that row's alone. Memory: the peak resident set size (Linux VmHWM, reset through
 resident size at that point: what training adds to the model itself (gradients, Adam's moments,
 activations, temporaries, allocator caches).
 
-    flock /tmp/tgtf-cpu.lock env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
-        .venv/bin/python bench/train_step.py [--steps 20] [--threads 2]
+The GEMM roof is measured in the same run (a large float32 np.matmul in its own subprocess with
+the same threads); each row prints its matmul FLOPs per step (forward + backward, counted from
+the shapes) and our time over its floor (FLOPs / roof). --busy-neighbour runs every row beside a
+Python spin loop (one busy core) and adds our one-thread step under that load, the ratio issue 10
+item 7 bounds (default threads / one thread <= 1.2).
+
+    flock /work/cpu.lock .venv/bin/python bench/train_step.py [--steps 20] [--threads 2] \\
+        [--busy-neighbour]
 """
 import argparse
 import json
@@ -47,6 +53,37 @@ def _reset_peak_rss():
     with open("/proc/self/clear_refs", "w") as file:
         file.write("5")
     return _status_bytes("VmRSS")
+
+
+def step_flops(name):
+    """Matmul FLOPs (2 m n k per product) of one training step: forward, plus two products of
+    the same size per forward product in backward (the gradients of both operands)."""
+    c = CONFIGS[name]
+    d, ff, tokens = c["d_model"], c["d_ff"], BATCH * LENGTH
+    attention_products = 2 * 2 * BATCH * LENGTH * LENGTH * d  # q k^T and weights @ v, all heads
+    self_attention = 2 * tokens * d * 3 * d + 2 * tokens * d * d + attention_products
+    cross_attention = 2 * tokens * d * d * 4 + attention_products  # q, k+v (2d), W^O
+    feed_forward = 2 * 2 * tokens * d * ff
+    forward = (c["n_encoder_layers"] * (self_attention + feed_forward)
+               + c["n_decoder_layers"] * (self_attention + cross_attention + feed_forward)
+               + 2 * tokens * d * VOCAB)  # the generator
+    return 3 * forward
+
+
+def gemm_roof(size=2048, repeats=7):
+    """GFLOP/s of a large float32 np.matmul (the best of `repeats`): the floor's rate."""
+    import numpy as np
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((size, size)).astype(np.float32) for _ in range(2))
+    np.matmul(a, b)
+    best = min(_timed(lambda: np.matmul(a, b)) for _ in range(repeats))
+    print(json.dumps({"gflops": 2 * size ** 3 / best / 1e9}))
+
+
+def _timed(fn):
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
 
 
 def run_row(framework, name, dropout, steps, threads):
@@ -110,6 +147,8 @@ def run_row(framework, name, dropout, steps, threads):
         loss = step()
         times.append(time.perf_counter() - started)
     peak = _status_bytes("VmHWM")
+    if framework == "ours":  # what kernels/threads.py settled on (None: never changed)
+        version += f", adaptive threads at the end: {kernels.threads.current()}"
     print(json.dumps({"ms": 1e3 * float(np.median(times)), "ms_min": 1e3 * min(times),
                       "mem_mb": max(0, peak - before) / 2**20, "loss": loss, "version": version}))
 
@@ -121,9 +160,15 @@ def main():
                         help="threads for both: torch.set_num_threads, and OPENBLAS_NUM_THREADS / "
                         "NUMBA_NUM_THREADS for ours (2, this machine's cores)")
     parser.add_argument("--configs", default="tiny,small,medium")
+    parser.add_argument("--busy-neighbour", action="store_true",
+                        help="run every row beside a Python spin loop, and add our one-thread "
+                        "step under that load")
     parser.add_argument("--row", nargs=3, metavar=("FRAMEWORK", "CONFIG", "DROPOUT"),
                         help=argparse.SUPPRESS)
+    parser.add_argument("--roof", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.roof:
+        return gemm_roof()
     if args.row:
         framework, name, dropout = args.row
         return run_row(framework, name, float(dropout), args.steps, args.threads)
@@ -134,19 +179,35 @@ def main():
     except ImportError:
         frameworks = ["ours"]
     import numpy as np
-    rows, versions = {}, {}
-    for name in args.configs.split(","):
-        for dropout in (0.1, 0.0):
-            for framework in frameworks:
-                command = [sys.executable, __file__, "--row", framework, name, str(dropout),
-                           "--steps", str(args.steps), "--threads", str(args.threads)]
-                env = dict(os.environ, OPENBLAS_NUM_THREADS=str(args.threads),
-                           OMP_NUM_THREADS=str(args.threads), NUMBA_NUM_THREADS=str(args.threads))
-                done = subprocess.run(command, capture_output=True, text=True, env=env)
-                if done.returncode:
-                    sys.exit(f"{framework} {name} dropout {dropout} failed:\n{done.stderr}")
-                rows[framework, name, dropout] = json.loads(done.stdout.strip().splitlines()[-1])
-                versions[framework] = rows[framework, name, dropout]["version"]
+
+    def child(extra, threads):
+        env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
+                   NUMBA_NUM_THREADS=str(threads))
+        command = [sys.executable, __file__, *extra, "--steps", str(args.steps),
+                   "--threads", str(threads)]
+        done = subprocess.run(command, capture_output=True, text=True, env=env)
+        if done.returncode:
+            sys.exit(f"{' '.join(extra)} failed:\n{done.stderr}")
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    spinner = None
+    if args.busy_neighbour:  # one busy core: a pure-Python spin loop, as issue 10 describes
+        spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        roof = child(["--roof"], args.threads)["gflops"]
+        rows, versions = {}, {}
+        for name in args.configs.split(","):
+            for dropout in (0.1, 0.0):
+                for framework in frameworks:
+                    row = ["--row", framework, name, str(dropout)]
+                    rows[framework, name, dropout] = child(row, args.threads)
+                    versions[framework] = rows[framework, name, dropout]["version"]
+                if args.busy_neighbour:
+                    rows["ours1", name, dropout] = child(["--row", "ours", name, str(dropout)], 1)
+    finally:
+        if spinner is not None:
+            spinner.kill()
+            spinner.wait()
 
     tokens = BATCH * LENGTH
     print(f"training step: vocab {VOCAB}, batch {BATCH} x {LENGTH} source + {LENGTH} target "
@@ -154,15 +215,22 @@ def main():
     print(f"ours: numpy {np.__version__}, {versions['ours']}, OpenBLAS and Numba threads "
           f"{args.threads}; "
           + (versions.get("torch", "torch not installed")))
-    header = (f"{'config':<8}{'dropout':>8}{'ours ms':>9}{'torch ms':>10}{'ours/torch':>11}"
+    print(f"GEMM roof: {roof:.0f} GFLOP/s (float32 2048^3 np.matmul, {args.threads} threads)"
+          + ("; every row beside a busy Python spin loop" if args.busy_neighbour else ""))
+    header = (f"{'config':<8}{'dropout':>8}{'GFLOP':>7}{'floor ms':>9}{'ours ms':>9}"
+              f"{'/floor':>7}{'torch ms':>10}{'ours/torch':>11}"
               f"{'min ours':>10}{'min torch':>10}"
-              f"{'ours tok/s':>12}{'torch tok/s':>12}{'ours MB':>9}{'torch MB':>10}")
+              f"{'ours tok/s':>12}{'torch tok/s':>12}{'ours MB':>9}{'torch MB':>10}"
+              + (f"{'ours 1T ms':>11}{'ours/1T':>8}" if args.busy_neighbour else ""))
     print(header)
     print("-" * len(header))
     for name in args.configs.split(","):
         for dropout in (0.1, 0.0):
             ours = rows["ours", name, dropout]
-            line = f"{name:<8}{dropout:>8}{ours['ms']:>9.1f}"
+            flops = step_flops(name)
+            floor_ms = flops / roof / 1e6
+            line = (f"{name:<8}{dropout:>8}{flops / 1e9:>7.2f}{floor_ms:>9.1f}{ours['ms']:>9.1f}"
+                    f"{ours['ms'] / floor_ms:>6.2f}x")
             theirs = rows.get(("torch", name, dropout))
             if theirs:
                 line += f"{theirs['ms']:>10.1f}{ours['ms'] / theirs['ms']:>10.2f}x"
@@ -172,7 +240,12 @@ def main():
             line += f"{tokens / ours['ms'] * 1e3:>12,.0f}"
             line += f"{tokens / theirs['ms'] * 1e3:>12,.0f}" if theirs else f"{'-':>12}"
             line += f"{ours['mem_mb']:>9.1f}" + (f"{theirs['mem_mb']:>10.1f}" if theirs else "")
+            if args.busy_neighbour:
+                one = rows["ours1", name, dropout]
+                line += f"{one['ms']:>11.1f}{ours['ms'] / one['ms']:>7.2f}x"
             print(line)
+    print("GFLOP: matmul work per step; floor: that work at the roof; /floor: ours over it; "
+          "ours 1T: our step on one thread (same load)")
     print("ms: median wall time of one step (min: the fastest step); ours/torch < 1 means ours "
           "is faster; tok/s: target "
           "tokens per second; MB: peak RSS during the steps minus RSS after building the model "

@@ -23,6 +23,7 @@ import numpy as np
 from tinygrad_tf import Tensor, nn
 from tinygrad_tf.nn import functional as F
 from tinygrad_tf.nn import fused
+from tinygrad_tf.nn.attention import packed_attention
 
 
 # ---------------------------------------------------------------------------- configuration
@@ -166,18 +167,52 @@ class MultiHeadAttention(nn.Module):
     def __init__(self, d_model, n_heads):
         super().__init__()
         self.n_heads, self.d_k = n_heads, d_model // n_heads
-        self.w_q = nn.Linear(d_model, d_model)  # the h matrices W_i^Q side by side
-        self.w_k = nn.Linear(d_model, d_model)  # W_i^K
-        self.w_v = nn.Linear(d_model, d_model)  # W_i^V
+        # W^Q, W^K and W^V (each the h matrices W_i side by side) stacked as the rows of one
+        # (3 d_model, d_model) matrix, torch's in_proj_weight layout: self-attention projects
+        # q, k and v in one GEMM, cross-attention k and v in one.
+        self.in_proj = nn.Linear(d_model, 3 * d_model)
         self.w_o = nn.Linear(d_model, d_model)  # W^O
 
-    def split_heads(self, x):
+    def _project(self, x, first, count):
+        """x @ W^T + b for `count` of the stacked projections from `first` (0 q, 1 k, 2 v):
+        (B, T, count, h, d_k), or (B, T, h, d_k) for one."""
+        d = self.n_heads * self.d_k
+        weight, bias = self.in_proj.weight, self.in_proj.bias
+        if (first, count) != (0, 3):
+            rows = slice(first * d, (first + count) * d)
+            weight, bias = weight[rows], bias[rows]
         B, T, _ = x.shape
-        return x.reshape(B, T, self.n_heads, self.d_k).transpose(1, 2)  # (B, h, T, d_k)
+        heads = (count, self.n_heads, self.d_k) if count > 1 else (self.n_heads, self.d_k)
+        return F.linear(x, weight, bias).reshape((B, T) + heads)
 
     def project_kv(self, key, value):
         """The keys and values of every head, (B, h, S, d_k) each; a cache keeps these."""
-        return self.split_heads(self.w_k(key)), self.split_heads(self.w_v(value))
+        if key is value:
+            kv = self._project(key, 1, 2)  # (B, S, 2, h, d_k)
+            return kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2)
+        return self._project(key, 1, 1).transpose(1, 2), self._project(value, 2, 1).transpose(1, 2)
+
+    def attention(self, query, key, value, mask=None, kv=None, need_weights=False):
+        """The plain path: split heads, `F.scaled_dot_product_attention`, merge heads.
+
+        Any mask it takes (boolean or float); kv: already projected (B, h, S, d_k) keys and
+        values (from a cache). Returns the merged heads (B, T, d_model), before W^O, and with
+        need_weights also the softmax weights (B, h, T, S) from the written-out formula."""
+        q = self._project(query, 0, 1).transpose(1, 2)  # (B, h, T, d_k)
+        k, v = self.project_kv(key, value) if kv is None else kv  # (B, h, S, d_k)
+        weights = None
+        if need_weights:  # the composed formula, which exposes the weights
+            scores = q @ k.transpose(-2, -1) / math.sqrt(self.d_k)  # (B, h, T, S)
+            if mask is not None:
+                scores = (scores.masked_fill(~mask.data, -np.inf) if mask.dtype == np.bool_
+                          else scores + mask)
+            weights = scores.softmax(-1)
+            heads = weights @ v  # (B, h, T, d_k)
+        else:  # softmax(q k^T / sqrt(d_k)) v: the 1/sqrt(d_k) scale is the function's default.
+            heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, h, T, d_k)
+        B, _, T, _ = heads.shape
+        merged = heads.transpose(1, 2).reshape(B, T, self.n_heads * self.d_k)  # (B, T, d_model)
+        return merged if weights is None else (merged, weights)
 
     def forward(self, query, key, value, mask=None, kv=None, need_weights=False):
         """query (B, T, d_model), key/value (B, S, d_model) -> (B, T, d_model).
@@ -185,19 +220,38 @@ class MultiHeadAttention(nn.Module):
         kv: the heads' keys and values when they are already projected (from a cache).
         need_weights: also return the softmax weights (B, h, T, S), for looking inside.
         """
-        q = self.split_heads(self.w_q(query))  # (B, h, T, d_k)
-        k, v = self.project_kv(key, value) if kv is None else kv  # (B, h, S, d_k)
-        weights = None
-        if need_weights:  # the plain composed formula, which exposes the weights
-            scores = q @ k.transpose(-2, -1) / math.sqrt(self.d_k)  # (B, h, T, S)
-            weights = (scores if mask is None else scores.masked_fill(~mask.data, -np.inf))
-            weights = weights.softmax(-1)
-            heads = weights @ v  # (B, h, T, d_k)
-        else:  # softmax(q k^T / sqrt(d_k)) v: the 1/sqrt(d_k) scale is the function's default.
-            heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, h, T, d_k)
-        B, _, T, _ = heads.shape
-        concat = heads.transpose(1, 2).reshape(B, T, self.n_heads * self.d_k)  # (B, T, d_model)
-        return self.w_o(concat) if weights is None else (self.w_o(concat), weights)
+        B, T, _ = query.shape
+        if need_weights:  # for looking inside: the plain path, which exposes the weights
+            merged, weights = self.attention(query, key, value, mask, kv, need_weights=True)
+            return self.w_o(merged), weights
+        boolean_mask = mask is None or mask.dtype == np.bool_
+        if kv is not None or key is not value or not boolean_mask:
+            return self.w_o(self.attention(query, key, value, mask, kv))
+        # The fast path: heads read from the packed projections, no transposes (nn/attention.py).
+        if query is key:
+            heads = packed_attention(self._project(query, 0, 3), mask=mask)  # (B, T, h, d_k)
+        else:
+            heads = packed_attention(self._project(query, 0, 1), self._project(key, 1, 2),
+                                     mask=mask)
+        return self.w_o(heads.reshape(B, T, self.n_heads * self.d_k))  # (B, T, d_model)
+
+
+def upgrade_state_dict(state_dict):
+    """A state dict from before the fused projection (separate `w_q`, `w_k`, `w_v` Linears per
+    attention) with those keys stacked into `in_proj`; other dicts come back unchanged."""
+    state = dict(state_dict)
+    for key in [k for k in state if k == "w_q.weight" or k.endswith(".w_q.weight")]:
+        prefix = key[:-len("w_q.weight")]
+        for part in ("weight", "bias"):
+            names = [f"{prefix}{w}.{part}" for w in ("w_q", "w_k", "w_v")]
+            if all(name in state for name in names):
+                arrays = [_array(state.pop(name)) for name in names]
+                state[f"{prefix}in_proj.{part}"] = Tensor(np.concatenate(arrays))
+    return state
+
+
+def _array(value):
+    return value.data if isinstance(value, Tensor) else np.asarray(value)
 
 
 class AddNorm(nn.Module):
@@ -366,6 +420,10 @@ class Transformer(nn.Module):
                     tokens, embeddings.weight, pe.table[start:end], embeddings.scale,
                     pe.dropout.p, self.training, embeddings.lookup.padding_idx)
         return pe(embeddings(tokens), start)
+
+    def load_state_dict(self, state_dict, strict=True):
+        """As Module.load_state_dict; checkpoints with separate w_q/w_k/w_v load too."""
+        return super().load_state_dict(upgrade_state_dict(state_dict), strict)
 
     def source_mask(self, src):
         return make_masks(src, None, self.config.pad_id)[0]

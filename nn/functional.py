@@ -455,12 +455,12 @@ class FusedAttention(Function):
     """softmax(q @ k^T * scale + mask) @ v (with dropout on the weights), and its backward.
 
     `fill` is a boolean array, True where a score is masked out (set to -inf); `additive` a
-    float array added to the scores. A query row with every key masked gets zero weights, so a
-    zero output and zero gradients (never NaN).
+    float array added to the scores, an input with a gradient (a learned bias trains). A query row
+    with every key masked gets zero weights, so a zero output and zero gradients (never NaN).
     """
 
     @staticmethod
-    def forward(ctx, q, k, v, scale, fill, additive, dropout_p):
+    def forward(ctx, q, k, v, additive=None, *, scale, fill, dropout_p):
         scores = kernels.matmul(q, np.swapaxes(k, -1, -2))  # (..., L, S)
         scores *= scale
         if additive is not None:
@@ -486,19 +486,24 @@ class FusedAttention(Function):
     @staticmethod
     def backward(ctx, grad):
         q, k, v, weights, dropped = ctx.saved_tensors
-        need_q, need_k, need_v = ctx.needs_input_grad
+        need_q, need_k, need_v = ctx.needs_input_grad[:3]
+        need_mask = len(ctx.needs_input_grad) == 4 and ctx.needs_input_grad[3]
         grad_v = kernels.matmul(np.swapaxes(dropped, -1, -2), grad) if need_v else None
-        if not (need_q or need_k):
-            return None, None, grad_v
+        if not (need_q or need_k or need_mask):
+            return (None, None, grad_v) + ((None,) if len(ctx.needs_input_grad) == 4 else ())
         grad_weights = kernels.matmul(grad, np.swapaxes(v, -1, -2))  # (..., L, S)
         if ctx.keep is not None:
             grad_weights *= ctx.keep
             grad_weights *= ctx.drop_scale
         # Masked scores have weight 0, so softmax_backward gives them (and empty rows) 0 grad.
         grad_scores = kernels.softmax_backward(weights, grad_weights, -1)
+        # The additive mask's gradient is dL/dscores itself (the engine sums it to its shape).
+        grad_mask = grad_scores.copy() if need_mask else None
         grad_scores *= ctx.scale
         grad_q = kernels.matmul(grad_scores, k) if need_q else None
         grad_k = kernels.matmul(np.swapaxes(grad_scores, -1, -2), q) if need_k else None
+        if len(ctx.needs_input_grad) == 4:
+            return grad_q, grad_k, grad_v, grad_mask
         return grad_q, grad_k, grad_v
 
 
@@ -549,11 +554,19 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         if mask.dtype == np.bool_:
             fill = ~mask
         elif mask.dtype.kind == "f":
-            additive = mask.astype(query.dtype, copy=False)
+            if isinstance(attn_mask, Tensor) and mask.dtype == query.dtype:
+                additive = attn_mask  # a graph input: a learned bias gets its gradient
+            elif isinstance(attn_mask, Tensor) and attn_mask.requires_grad:
+                raise TypeError(f"scaled_dot_product_attention: a float attn_mask that requires "
+                                f"grad must have the query's dtype {query.dtype}, not "
+                                f"{mask.dtype}")
+            else:
+                additive = Tensor._wrap(mask.astype(query.dtype, copy=False))
         else:
             raise TypeError(f"scaled_dot_product_attention: attn_mask must be bool or float, "
                             f"not {mask.dtype}")
     if scale is None:
         scale = 1 / math.sqrt(query.shape[-1])
-    return FusedAttention.apply(query, key, value, scale=query.dtype.type(scale), fill=fill,
-                                additive=additive, dropout_p=float(dropout_p))
+    inputs = (query, key, value) + (() if additive is None else (additive,))
+    return FusedAttention.apply(*inputs, scale=query.dtype.type(scale), fill=fill,
+                                dropout_p=float(dropout_p))

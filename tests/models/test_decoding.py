@@ -249,7 +249,7 @@ def _own_cross_attention(model, src, out):
             if layer.add_norm_2.norm_first:  # pre-norm: the sub-layer sees LayerNorm(y)
                 y = layer.add_norm_2.norm(y)
             attn = layer.cross_attn
-            q = attn.split_heads(attn.w_q(y)).data  # (B, h, L, d_k)
+            q = attn._project(y, 0, 1).transpose(1, 2).data  # (B, h, L, d_k)
             k, v = (t.data for t in attn.project_kv(memory, memory))  # (B, h, S, d_k)
             scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(attn.d_k)
             scores = np.where(src_mask.data, scores, -np.inf)

@@ -93,9 +93,10 @@ def test_attention_is_softmax_of_dot_products_over_sqrt_d_k_per_head():
     slice of the features, weights softmax(q k^T / sqrt(d_k)), and the heads are concatenated."""
     d_model, heads, d_k = 6, 2, 3
     attention = MultiHeadAttention(d_model, heads).double()
-    for linear in (attention.w_q, attention.w_k, attention.w_v, attention.w_o):
-        linear.weight.data[...] = np.eye(d_model)
-        linear.bias.data[...] = 0
+    attention.in_proj.weight.data[...] = np.tile(np.eye(d_model), (3, 1))  # W^Q = W^K = W^V = I
+    attention.w_o.weight.data[...] = np.eye(d_model)
+    attention.in_proj.bias.data[...] = 0
+    attention.w_o.bias.data[...] = 0
     rng = np.random.default_rng(7)
     x, memory = rng.standard_normal((1, 2, d_model)), rng.standard_normal((1, 4, d_model))
     mask = np.array([True, True, True, False])  # the last memory position is padding
@@ -274,16 +275,19 @@ def test_gradcheck_multi_head_attention(batch, n_heads):
     rng = np.random.default_rng(1)
     query = Tensor(rng.standard_normal(tgt.shape + (8,)), requires_grad=True)
     memory = Tensor(rng.standard_normal(src.shape + (8,)), requires_grad=True)
-    bias = Tensor(0.1 * rng.standard_normal(8), requires_grad=True)
+    bias = Tensor(0.1 * rng.standard_normal(24), requires_grad=True)  # b^Q, b^K, b^V
 
     def attend(query, memory, bias):
-        original = swap_parameter(attention.w_k, "bias", bias)
+        original = swap_parameter(attention.in_proj, "bias", bias)
         try:
-            # Cross-attention over the padded source and masked self-attention over the target.
+            # Cross-attention over the padded source and masked self-attention over the target,
+            # on the packed fast path and on the plain path.
             return (attention(query, memory, memory, src_mask),
-                    attention(query, query, query, tgt_mask))
+                    attention(query, query, query, tgt_mask),
+                    attention.attention(query, memory, memory, src_mask),
+                    attention.attention(query, query, query, tgt_mask))
         finally:
-            attention.w_k._parameters["bias"] = original
+            attention.in_proj._parameters["bias"] = original
 
     assert gradcheck(attend, query, memory, bias, **GRADCHECK)
 
@@ -426,3 +430,23 @@ def test_fused_ops_give_the_composed_models_numbers(kernel_set, norm_first):
         return [loss.data] + [p.grad.data for p in model.parameters()]
     for fused_value, composed_value in zip(run(True), run(False)):
         np.testing.assert_allclose(fused_value, composed_value, rtol=1e-9, atol=1e-12)
+
+
+def test_checkpoints_with_separate_q_k_v_projections_still_load():
+    """State dicts from before the fused in_proj (w_q, w_k, w_v per attention) load into the
+    stacked layout, rows in torch's (q, k, v) order, and give the same model."""
+    manual_seed(0)
+    model = Transformer(TransformerConfig.tiny(11)).double()
+    old = {}
+    for key, value in model.state_dict().items():
+        if ".in_proj." in key:
+            prefix, part = key.split(".in_proj.")
+            for name, rows in zip(("w_q", "w_k", "w_v"), np.split(value.data, 3)):
+                old[f"{prefix}.{name}.{part}"] = Tensor(rows.copy())
+        else:
+            old[key] = value
+    assert not any(".in_proj." in key for key in old)
+    fresh = Transformer(TransformerConfig.tiny(11)).double()
+    fresh.load_state_dict(old)
+    for (key, ours), theirs in zip(model.state_dict().items(), fresh.state_dict().values()):
+        np.testing.assert_array_equal(ours.data, theirs.data, err_msg=key)

@@ -63,10 +63,9 @@ class TorchTransformer(nn.Module):
 
 
 def _attention_pairs(ours, theirs, read):
-    """Our four projections -> torch's stacked in_proj (q, k, v rows) and out_proj."""
-    stacked_w = np.concatenate([read(w.weight) for w in (ours.w_q, ours.w_k, ours.w_v)])
-    stacked_b = np.concatenate([read(w.bias) for w in (ours.w_q, ours.w_k, ours.w_v)])
-    return [(stacked_w, theirs.in_proj_weight), (stacked_b, theirs.in_proj_bias),
+    """Our stacked in_proj (q, k, v rows, torch's layout) and w_o -> in_proj and out_proj."""
+    return [(read(ours.in_proj.weight), theirs.in_proj_weight),
+            (read(ours.in_proj.bias), theirs.in_proj_bias),
             (read(ours.w_o.weight), theirs.out_proj.weight),
             (read(ours.w_o.bias), theirs.out_proj.bias)]
 

@@ -369,6 +369,21 @@ def test_scaled_dot_product_attention(case):
     check(fn, reference, q, k, v)
 
 
+@given(attention_cases(), st.booleans())
+def test_attention_float_mask_gets_a_gradient(case, broadcast):
+    """A float attn_mask is an input like q, k, v (issue 11): a learned attention bias trains.
+    Gradchecked in float64, also for a bias broadcast over the batch dims."""
+    q, k, v, _, _ = case
+    scores_shape = np.broadcast_shapes(q.shape[:-1], k.shape[:-2] + (1,)) + (k.shape[-2],)
+    shape = scores_shape[-2:] if broadcast else scores_shape
+    bias = Tensor(np.random.default_rng(2).standard_normal(shape), requires_grad=True)
+    fn = lambda q, k, v, bias: F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # noqa: E731
+    assert gradcheck(fn, q, k, v, bias)
+    out = fn(q, k, v, bias)
+    np.testing.assert_allclose(out.data, ref_attention(q.data, k.data, v.data,
+                                                       additive=bias.data), rtol=1e-10)
+
+
 def test_attention_fully_masked_rows_give_zero_output_and_gradients():
     rng = np.random.default_rng(0)
     q, k, v = (Tensor(rng.standard_normal((2, 3, 4)), requires_grad=True) for _ in range(3))

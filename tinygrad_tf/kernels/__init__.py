@@ -33,11 +33,13 @@ from ._malloc import keep_freed_memory  # noqa: E402
 # Fresh arrays from a fresh mmap page-fault on every step; keep freed memory instead (_malloc.py).
 keep_freed_memory()
 
+from . import attention as _attention  # noqa: E402
 from . import elementwise as _elementwise  # noqa: E402
 from . import loss as _loss  # noqa: E402
 from . import norm as _layer_norm  # noqa: E402
 from . import matmul as _matmul  # noqa: E402
 from . import softmax as _softmax  # noqa: E402
+from . import threads  # noqa: E402
 
 # Batched float32 products with small matrices (output at most AUTO_NUMBA_MAX_MATRIX elements,
 # inner dim at most AUTO_NUMBA_MAX_K) go to Numba under "auto". On this project's 2-core machine
@@ -62,6 +64,7 @@ def matmul_auto_path(a, b):
 
 def matmul_auto(a, b):
     """a @ b on the faster path for its shape class (see matmul_auto_path)."""
+    threads.adapt()  # fewer threads while other processes hold cores (kernels/threads.py)
     if matmul_auto_path(a, b) == "numba":
         return _matmul.matmul_numba(a, b)
     if b.ndim == 2 and a.ndim > 2:  # a linear layer: one big 2-D GEMM, not one per batch item
@@ -149,6 +152,17 @@ scatter_add_rows = register("scatter_add_rows", _elementwise.scatter_add_rows_nu
 cross_entropy_grad = register("cross_entropy_grad", _loss.cross_entropy_grad_numpy,
                               _loss.cross_entropy_grad_numba,
                               compiled=[_loss.cross_entropy_grad_rows])
+# Alone, the fused attention kernels beat the np.matmul twin on the small model's (32, 4, 32, 32)
+# blocks (1.2x forward, 1.5x backward), but inside a training step, between OpenBLAS calls, the
+# step was faster with the twin (docs/kernels.md), so "auto" keeps the twin.
+attention_forward = register("attention_forward", _attention.attention_forward_numpy,
+                             _attention.attention_forward_numba,
+                             auto=_attention.attention_forward_numpy,
+                             compiled=[_attention.attention_forward_blocks])
+attention_backward = register("attention_backward", _attention.attention_backward_numpy,
+                              _attention.attention_backward_numba,
+                              auto=_attention.attention_backward_numpy,
+                              compiled=[_attention.attention_backward_blocks])
 
 
 ACTIVATIONS = _elementwise.ACTIVATIONS  # what bias_activation accepts

@@ -1,0 +1,92 @@
+"""Multi-head attention read straight out of packed projections: the Transformer's fast path.
+
+`F.scaled_dot_product_attention` takes q, k, v as (B, h, T, d_k) tensors: a model must split its
+projections into heads (a transpose), and the gradients of three separate q, k, v slices of one
+packed QKV projection would each be scattered into a full-size zero array and summed. Here the
+packed projection itself is the input:
+
+    self-attention:  qkv (B, L, 3, h, d_k)          -> (B, L, h, d_k)
+    cross-attention: q (B, L, h, d_k), kv (B, S, 2, h, d_k) -> (B, L, h, d_k)
+
+The output's layout is (B, L, h, d_k), so merging heads is a free reshape to (B, L, h * d_k), and
+backward writes each gradient once into its slot of one packed gradient array. The arithmetic is
+`kernels.attention_forward` / `attention_backward` (the composed np.matmul formula, or the fused
+Numba kernel under `kernels.use("numba")`); `F.scaled_dot_product_attention` stays the plain path.
+"""
+import math
+
+import numpy as np
+
+from tinygrad_tf import Tensor, kernels
+from tinygrad_tf.autograd import Function
+
+
+class PackedAttention(Function):
+    """softmax(q k^T * scale, masked) v over every head of packed projections (see the module)."""
+
+    @staticmethod
+    def forward(ctx, first, second=None, *, fill, scale):
+        q, k, v = _split(first, second)
+        out, weights = kernels.attention_forward(q, k, v, fill, scale)
+        ctx.save_for_backward(first, second, weights)
+        ctx.scale = scale
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        first, second, weights = ctx.saved_tensors
+        q, k, v = _split(first, second)
+        grad_first = np.empty_like(first)
+        grad_second = None if second is None else np.empty_like(second)
+        grad_q, grad_k, grad_v = _split(grad_first, grad_second)
+        kernels.attention_backward(q, k, v, weights, grad, ctx.scale, grad_q, grad_k, grad_v)
+        return (grad_first,) if second is None else (grad_first, grad_second)
+
+
+def _split(first, second):
+    if second is None:  # one (B, L, 3, h, E) self-attention projection
+        return first[:, :, 0], first[:, :, 1], first[:, :, 2]
+    return first, second[:, :, 0], second[:, :, 1]
+
+
+def packed_attention(qkv_or_q, kv=None, mask=None, scale=None):
+    """Attention of every head, from packed projections (shapes in the module docstring).
+
+    mask: boolean, broadcastable to (B, h, L, S), True where a query MAY attend (torch's
+    convention, as `make_masks` builds it). scale defaults to 1/sqrt(d_k). A query with every
+    key masked gets a zero output, never NaN.
+    """
+    self_attention = kv is None
+    expected = 5 if self_attention else 4
+    if qkv_or_q.ndim != expected or (self_attention and qkv_or_q.shape[2] != 3):
+        wanted = "qkv (B, L, 3, h, d_k)" if self_attention else "q (B, L, h, d_k)"
+        raise ValueError(f"packed_attention: expected {wanted}, got shape {qkv_or_q.shape}")
+    q_shape = qkv_or_q.shape[:2] + qkv_or_q.shape[-2:]  # (B, L, h, d_k)
+    if not self_attention and (kv.ndim != 5 or kv.shape[2] != 2 or kv.shape[0] != q_shape[0]
+                               or kv.shape[-2:] != q_shape[-2:]):
+        raise ValueError(f"packed_attention: kv must be (B, S, 2, h, d_k) matching q "
+                         f"{q_shape}, got {kv.shape}")
+    if qkv_or_q.dtype.kind != "f" or (kv is not None and kv.dtype != qkv_or_q.dtype):
+        raise TypeError(f"packed_attention: q/kv must share one float dtype, got "
+                        f"{qkv_or_q.dtype}" + ("" if kv is None else f" and {kv.dtype}"))
+    batch, length, heads, features = q_shape
+    source = length if self_attention else kv.shape[1]
+    fill = None
+    if mask is not None:
+        allowed = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
+        if allowed.dtype != np.bool_:
+            raise TypeError(f"packed_attention: mask must be boolean (True = may attend), not "
+                            f"{allowed.dtype}; use F.scaled_dot_product_attention for a float "
+                            "mask")
+        try:
+            fill = np.broadcast_to(~allowed, (batch, heads, length, source))
+        except ValueError:
+            raise ValueError(f"packed_attention: mask of shape {allowed.shape} does not "
+                             f"broadcast to the scores' shape {(batch, heads, length, source)}"
+                             ) from None
+    if scale is None:
+        scale = 1 / math.sqrt(features)
+    scale = qkv_or_q.dtype.type(scale)
+    if self_attention:
+        return PackedAttention.apply(qkv_or_q, fill=fill, scale=scale)
+    return PackedAttention.apply(qkv_or_q, kv, fill=fill, scale=scale)

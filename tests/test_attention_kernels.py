@@ -1,0 +1,130 @@
+"""The packed-head attention kernels (tinygrad_tf/kernels/attention.py) against their numpy twin,
+and `nn.attention.packed_attention` gradchecked under both kernel sets and against the plain
+F.scaled_dot_product_attention path."""
+import importlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import tinygrad_tf as tg
+from tinygrad_tf import kernels
+from tinygrad_tf import testing as tt
+from tinygrad_tf.nn import functional as F
+from tinygrad_tf.nn.attention import _split, packed_attention
+
+ka = importlib.import_module("tinygrad_tf.kernels.attention")
+SIDES = st.integers(1, 6)
+
+
+@st.composite
+def packed_problems(draw, dtype=np.float64):
+    """(qkv or q, kv or None, mask (B, 1 or h, L, S) allowed-positions or None) with the heads
+    as strided views of packed projections, plus random layouts of the mask."""
+    batch, length, heads, features = draw(SIDES), draw(SIDES), draw(st.integers(1, 3)), draw(SIDES)
+    cross = draw(st.booleans())
+    source = draw(SIDES) if cross else length
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    if cross:
+        first = rng.standard_normal((batch, length, heads, features)).astype(dtype)
+        second = rng.standard_normal((batch, source, 2, heads, features)).astype(dtype)
+    else:
+        first, second = rng.standard_normal((batch, length, 3, heads, features)).astype(dtype), None
+    kind = draw(st.sampled_from(["none", "padding", "fully_masked", "single_key"]
+                                + (["causal"] if length == source else [])))
+    masked = draw(tt.attention_masks(batch, length, source, kind=kind))  # True = masked out
+    mask = None if kind == "none" else ~masked[:, None]  # (B, 1, L, S), True = may attend
+    return first, second, mask
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@settings(deadline=None, max_examples=40)
+@given(data=st.data())
+def test_attention_kernels_match_numpy_twin(dtype, data):
+    first, second, mask = data.draw(packed_problems(dtype))
+    q, k, v = _split(first, second)
+    fill = None if mask is None else ~mask
+    scale = 0.7
+    out, weights = ka.attention_forward_numba(q, k, v, fill, scale)
+    out_ref, weights_ref = ka.attention_forward_numpy(q, k, v, fill, scale)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out, out_ref, **tol)
+    np.testing.assert_allclose(weights, weights_ref, **tol)
+    assert not np.isnan(out).any()
+    grad = np.random.default_rng(1).standard_normal(out.shape).astype(dtype)
+    grads = [[np.full_like(x, np.nan) for x in (q, k, v)] for _ in range(2)]
+    ka.attention_backward_numba(q, k, v, weights, grad, scale, *grads[0])
+    ka.attention_backward_numpy(q, k, v, weights_ref, grad, scale, *grads[1])
+    for ours, reference in zip(*grads):
+        np.testing.assert_allclose(ours, reference, **tol)
+
+
+def test_fully_masked_rows_give_zeros():
+    q = k = v = np.ones((1, 2, 1, 3))
+    fill = np.array([[True, True], [False, True]])[None, None]
+    for forward in (ka.attention_forward_numba, ka.attention_forward_numpy):
+        out, weights = forward(q, k, v, fill, 1.0)
+        np.testing.assert_array_equal(out[0, 0], 0)
+        np.testing.assert_array_equal(weights[0, 0, 0], 0)
+        np.testing.assert_allclose(out[0, 1], 1)
+
+
+@settings(deadline=None, max_examples=15)
+@given(problem=packed_problems())
+def test_gradcheck_packed_attention(problem):
+    first, second, mask = problem
+    for kernel_set in ("numba", "numpy"):
+        with kernels.use(kernel_set):
+            inputs = [tg.Tensor(first, requires_grad=True)]
+            if second is not None:
+                inputs.append(tg.Tensor(second, requires_grad=True))
+            assert tg.gradcheck(lambda *xs: packed_attention(*xs, mask=mask), *inputs)
+
+
+@settings(deadline=None, max_examples=25)
+@given(problem=packed_problems())
+def test_packed_attention_matches_the_plain_path(problem):
+    """The fast path computes exactly F.scaled_dot_product_attention on split heads."""
+    first, second, mask = problem
+    out = packed_attention(tg.Tensor(first), None if second is None else tg.Tensor(second),
+                           mask=mask).data
+    q, k, v = (tg.Tensor(np.ascontiguousarray(x.transpose(0, 2, 1, 3)))
+               for x in _split(first, second))
+    plain = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).data.transpose(0, 2, 1, 3)
+    np.testing.assert_allclose(out, plain, rtol=1e-12, atol=1e-12)
+
+
+def test_packed_attention_rejects_bad_input():
+    qkv = tg.Tensor(np.zeros((2, 3, 3, 2, 4)))
+    with pytest.raises(ValueError, match=r"packed_attention: expected qkv"):
+        packed_attention(tg.Tensor(np.zeros((2, 3, 2, 4))))
+    with pytest.raises(ValueError, match=r"kv must be \(B, S, 2, h, d_k\)"):
+        packed_attention(tg.Tensor(np.zeros((2, 3, 2, 4))), qkv)
+    with pytest.raises(TypeError, match="mask must be boolean"):
+        packed_attention(qkv, mask=np.zeros((2, 1, 3, 3)))
+    with pytest.raises(ValueError, match="does not broadcast"):
+        packed_attention(qkv, mask=np.ones((2, 1, 3, 4), bool))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("length, source, features, v_features",
+                         [(35, 37, 33, 31), (32, 32, 32, 32), (4, 65, 64, 1), (1, 1, 1, 1)])
+def test_attention_kernels_across_panel_edges(dtype, length, source, features, v_features):
+    """Sizes around the 4 x 32 register tile: several 32-column panels, partial panels and
+    partial 4-row tiles, each against the numpy twin."""
+    rng = np.random.default_rng(3)
+    q = rng.standard_normal((2, length, 3, features)).astype(dtype)
+    k = rng.standard_normal((2, source, 3, features)).astype(dtype)
+    v = rng.standard_normal((2, source, 3, v_features)).astype(dtype)
+    fill = rng.random((2, 1, length, source)) < 0.2
+    out, weights = ka.attention_forward_numba(q, k, v, fill, 0.3)
+    out_ref, weights_ref = ka.attention_forward_numpy(q, k, v, fill, 0.3)
+    tol = dict(rtol=2e-5, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(out, out_ref, **tol)
+    np.testing.assert_allclose(weights, weights_ref, **tol)
+    grad = rng.standard_normal(out.shape).astype(dtype)
+    grads = [[np.full_like(x, np.nan) for x in (q, k, v)] for _ in range(2)]
+    ka.attention_backward_numba(q, k, v, weights_ref, grad, 0.3, *grads[0])
+    ka.attention_backward_numpy(q, k, v, weights_ref, grad, 0.3, *grads[1])
+    for ours, reference in zip(*grads):
+        np.testing.assert_allclose(ours, reference, **tol)
