@@ -181,4 +181,13 @@ def info():
     }
 
 
+# The optimizers' fused arena updates (kernels/optim.py): numpy twins under "numpy", Numba
+# kernels under "numba" and "auto" (one parallel pass over a whole parameter group).
+from . import optim as _optim  # noqa: E402
+
+KERNEL_NAMES += _optim.KERNEL_NAMES
+for _set_name, _table in _IMPLEMENTATIONS.items():
+    _table.update(_optim.IMPLEMENTATIONS["numpy" if _set_name == "numpy" else "numba"])
+_JIT_KERNELS += _optim.JIT_KERNELS
+
 _switch(os.environ.get("TINYGRAD_TF_KERNELS", DEFAULT))
