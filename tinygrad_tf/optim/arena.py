@@ -78,8 +78,8 @@ class Arena:
                 slot.grad = self.view("grad", slot, segment.dtype)
                 slot.data[...] = p.data
                 p.data = slot.data
-                if p.grad is not None:
-                    slot.grad[...] = p.grad.data
+                if p.grad is not None and p.grad.data.shape == slot.shape:
+                    slot.grad[...] = p.grad.data  # (a wrong shape is reported by the step)
                     p.grad = autograd._wrap_array(slot.grad)
                 autograd.set_grad_slot(p, slot.grad)
         # The engine's slot table must not outlive this arena (nor keep its buffers alive).

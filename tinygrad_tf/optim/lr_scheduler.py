@@ -174,16 +174,16 @@ class OneCycleLR(LRScheduler):
         if anneal_strategy not in ("cos", "linear"):
             raise ValueError(f"OneCycleLR: anneal_strategy must be 'cos' or 'linear', got "
                              f"{anneal_strategy!r}")
-        self.total_steps, self.anneal_strategy = int(total_steps), anneal_strategy
+        self.total_steps, self._anneal_func_type = int(total_steps), anneal_strategy
         up = float(pct_start * total_steps) - 1
         # (end step, lr from, lr to, momentum from, momentum to): group keys, as torch's phases.
         if three_phase:
-            self._phases = [(up, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
+            self._schedule_phases = [(up, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
                             (2 * up, "max_lr", "initial_lr", "base_momentum", "max_momentum"),
                             (total_steps - 1, "initial_lr", "min_lr", "max_momentum",
                              "max_momentum")]
         else:
-            self._phases = [(up, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
+            self._schedule_phases = [(up, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
                             (total_steps - 1, "max_lr", "min_lr", "base_momentum",
                              "max_momentum")]
         if last_epoch == -1:
@@ -215,7 +215,7 @@ class OneCycleLR(LRScheduler):
             group["momentum"] = value
 
     def _anneal(self, start, end, pct):
-        if self.anneal_strategy == "cos":
+        if self._anneal_func_type == "cos":
             return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
         return (end - start) * pct + start
 
@@ -226,8 +226,8 @@ class OneCycleLR(LRScheduler):
         lrs = []
         for group in self.optimizer.param_groups:
             begin = 0.0
-            for i, (end, lr_from, lr_to, m_from, m_to) in enumerate(self._phases):
-                if t <= end or i == len(self._phases) - 1:
+            for i, (end, lr_from, lr_to, m_from, m_to) in enumerate(self._schedule_phases):
+                if t <= end or i == len(self._schedule_phases) - 1:
                     pct = (t - begin) / (end - begin)
                     lrs.append(self._anneal(group[lr_from], group[lr_to], pct))
                     if self.cycle_momentum:

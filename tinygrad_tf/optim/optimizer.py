@@ -42,6 +42,7 @@ class Optimizer:
         groups = params if isinstance(params[0], dict) else [{"params": params}]
         for group in groups:
             self.add_param_group(group)
+        self.arena  # pack now, so the first backward already writes into the arena
 
     def add_param_group(self, group):
         name = type(self).__name__
@@ -292,7 +293,7 @@ class Optimizer:
                     array = value.data if isinstance(value, Tensor) else value
                     if key == "step":  # torch keeps it as a 0-d tensor
                         restored[key] = int(float(array))
-                    elif _numpy(array) is not None and np.ndim(_numpy(array)) > 0:
+                    elif _numpy(array) is not None:
                         array = _numpy(array)
                         if array.shape != p.data.shape:
                             raise ValueError(f"{name}.load_state_dict: state {key!r} of "
