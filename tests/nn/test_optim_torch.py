@@ -162,7 +162,7 @@ def test_scheduler_lr_sequence_matches_torch(name, kwargs, optimizer):
         "_get_lr_called_within_step", "_is_initial"}
 
 
-@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\(\)` before")
+@pytest.mark.filterwarnings(r"ignore:Detected call of `lr_scheduler.step\(\)` before")
 def test_scheduler_resumes_from_state_dict_like_torch():
     ours_p, theirs_p = make_pair()
     ours, theirs = optim.SGD(ours_p, lr=0.1), torch.optim.SGD(theirs_p, lr=0.1)

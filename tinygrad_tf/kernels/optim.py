@@ -186,8 +186,9 @@ sgd_kernel = LazyKernel(_sgd, _signatures("aaa" "ssss" "bbb"), parallel=True)
 adam_kernel = LazyKernel(_adam, _signatures("aaaaa" "ssssssss" "bbb"), parallel=True)
 rmsprop_kernel = LazyKernel(_rmsprop, _signatures("aaaaa" "ssssss" "bb"), parallel=True)
 adagrad_kernel = LazyKernel(_adagrad, _signatures("aaa" "sss" "b"), parallel=True)
+# reassoc: the sum may be split into vector lanes (as np.dot does); without it the loop is scalar.
 sum_of_squares_kernel = LazyKernel(_sum_of_squares, _signatures("a", result="f8"),
-                                   parallel=True)
+                                   parallel=True, fastmath={"reassoc"})
 
 
 def _cast(dtype, *scalars):

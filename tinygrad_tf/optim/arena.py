@@ -125,28 +125,45 @@ def merged_flat(arrays):
     """The arrays as few writable views as possible: C-contiguous arrays of one dtype that sit
     end to end in memory (arena gradients do) merge into one 1-D view, so a pass over them is
     one call; other arrays come back as they are."""
-    runs, others = [], []
-    for array in sorted(arrays, key=lambda a: a.__array_interface__["data"][0]):
-        if not array.flags.c_contiguous:
+    arrays = tuple(arrays)
+    cached = _last_merge[0]
+    # The same array objects (arena gradients are, step after step) give the same answer.
+    if cached is not None and len(cached[0]) == len(arrays) and all(
+            a is b for a, b in zip(cached[0], arrays)):
+        return list(cached[1])
+    result = _merge(arrays)
+    _last_merge[0] = (arrays, result)
+    return list(result)
+
+
+_last_merge = [None]
+
+
+def _merge(arrays):
+    located, others = [], []
+    roots = {}  # id(root) -> (root, its address)
+    for array in arrays:
+        root = array
+        while isinstance(root.base, np.ndarray):
+            root = root.base
+        if not (array.flags.c_contiguous and root.flags.c_contiguous):
             others.append(array)
             continue
-        flat = array.reshape(-1)
-        if runs:
-            last = runs[-1]
-            end = last.__array_interface__["data"][0] + last.nbytes
-            base = _root(last)
-            if (last.dtype == flat.dtype and end == flat.__array_interface__["data"][0]
-                    and base is not None and base is _root(flat) and last.flags.c_contiguous):
-                start = (last.__array_interface__["data"][0]
-                         - base.__array_interface__["data"][0]) // base.itemsize
-                runs[-1] = base.reshape(-1)[start:start + last.size + flat.size]
+        if id(root) not in roots:
+            roots[id(root)] = (root, root.__array_interface__["data"][0])
+        address = array.__array_interface__["data"][0]
+        located.append((address, id(root), array))
+    located.sort(key=lambda entry: entry[0])
+    runs = []  # [root id, start element, stop element, dtype]
+    for address, root_id, array in located:
+        root, root_address = roots[root_id]
+        start = (address - root_address) // root.itemsize
+        if (runs and runs[-1][0] == root_id and runs[-1][2] == start
+                and array.dtype == root.dtype):
+            runs[-1][2] = start + array.size
+        else:
+            if array.dtype != root.dtype:  # a reinterpreting view: keep it whole
+                others.append(array)
                 continue
-        runs.append(flat)
-    return runs + others
-
-
-def _root(array):
-    # The array that owns the memory (views chain through .base); None for foreign buffers.
-    while isinstance(array.base, np.ndarray):
-        array = array.base
-    return array if array.flags.c_contiguous else None
+            runs.append([root_id, start, start + array.size])
+    return [roots[r][0].reshape(-1)[a:b] for r, a, b in runs] + others
