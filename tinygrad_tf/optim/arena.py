@@ -14,11 +14,38 @@ Nothing outside can pin the views: a user may rebind `p.data` (`Module.to(dtype)
 (`p.data is view`) and copies the newcomer into its slot, or asks for a re-pack when a dtype or
 shape changed, so the flat buffers never silently drift from what the parameters hold.
 """
+import ctypes
+import os
 import weakref
 
 import numpy as np
 
 from tinygrad_tf import autograd
+
+# glibc serves large arrays with mmap and returns them to the OS on free, unless a large freed
+# block has raised its (dynamic) threshold. Before the arena, freeing every gradient each step
+# did raise it; with gradients living in the arena, activations went back to mmap: each step
+# page-faulted its temporaries afresh and the small Transformer's step took 60 ms instead of 43
+# (bench/optim.py's notes, docs/nn.md). So the first arena sets the threshold once, as the old
+# frees did implicitly: arrays up to MMAP_THRESHOLD come from the heap, and the heap keeps up to
+# TRIM_THRESHOLD of freed memory. TINYGRAD_TF_MALLOPT=0 leaves glibc's defaults alone.
+MMAP_THRESHOLD = 32 << 20  # glibc's own ceiling for the dynamic threshold on 64-bit
+TRIM_THRESHOLD = 64 << 20
+_malloc_tuned = False
+
+
+def _tune_malloc():
+    global _malloc_tuned
+    if _malloc_tuned or os.environ.get("TINYGRAD_TF_MALLOPT", "1") == "0":
+        return
+    _malloc_tuned = True
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to tune
+        return
+    mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
+    mallopt(-1, TRIM_THRESHOLD)  # M_TRIM_THRESHOLD
 
 
 class Slot:
@@ -46,6 +73,7 @@ class Arena:
     """Flat buffers for the parameters of `param_groups` (lists of Tensors, one per group)."""
 
     def __init__(self, param_groups):
+        _tune_malloc()
         self.buffers = {}  # "data" / "grad" / state name -> {dtype: 1-D array}
         self.segments = []
         self.slots = {}  # id(param) -> Slot
