@@ -178,14 +178,13 @@ class OneCycleLR(LRScheduler):
         up = float(pct_start * total_steps) - 1
         # (end step, lr from, lr to, momentum from, momentum to): group keys, as torch's phases.
         if three_phase:
-            self._schedule_phases = [(up, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
-                            (2 * up, "max_lr", "initial_lr", "base_momentum", "max_momentum"),
-                            (total_steps - 1, "initial_lr", "min_lr", "max_momentum",
-                             "max_momentum")]
+            phases = [(up, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
+                      (2 * up, "max_lr", "initial_lr", "base_momentum", "max_momentum"),
+                      (total_steps - 1, "initial_lr", "min_lr", "max_momentum", "max_momentum")]
         else:
-            self._schedule_phases = [(up, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
-                            (total_steps - 1, "max_lr", "min_lr", "base_momentum",
-                             "max_momentum")]
+            phases = [(up, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
+                      (total_steps - 1, "max_lr", "min_lr", "base_momentum", "max_momentum")]
+        self._schedule_phases = phases
         if last_epoch == -1:
             for lr, group in zip(_per_group("OneCycleLR", optimizer, max_lr),
                                  optimizer.param_groups):

@@ -103,8 +103,9 @@ class Optimizer:
                 state[key] = view
 
     def _runs(self, group, arena, segment):
-        """Yield (start, stop, [(slot, state)]) for each stretch of the segment whose parameters all have a
-        gradient (written into its arena slot) and the same run key (e.g. Adam's step count)."""
+        """Yield (start, stop, [(slot, state)]) for each stretch of the segment whose parameters
+        all have a gradient (written into its arena slot) and the same run key (e.g. Adam's step
+        count): normally one run per segment, so one kernel call per group."""
         run, run_key = [], None
         keeps_state = self._keeps_state(group)
         for slot in segment.slots:
@@ -254,7 +255,8 @@ class Optimizer:
 
     def state_dict(self):
         """{"state": {index: {"step": n, name: Tensor}}, "param_groups": [{..., "params":
-        [index, ...]}]}, parameters numbered across groups in order, as torch. Buffers are copies."""
+        [index, ...]}]}, parameters numbered across groups in order, as torch. Buffers are
+        copies."""
         index, groups = 0, []
         state = {}
         for group in self.param_groups:
