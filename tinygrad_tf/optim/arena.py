@@ -137,10 +137,6 @@ class Arena:
         dtype (a rebound `.data`, e.g. by Module.to, means the arena must be re-packed)."""
         return all(s.param.data is s.data for s in self.slots.values())
 
-    def flat(self, name="grad"):
-        """{dtype: the flat `name` buffer}: "data", "grad" or a state name."""
-        return dict(self.buffers[name])
-
 
 def _forget(params, grads):
     for ref, grad in zip(params, grads):
