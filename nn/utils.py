@@ -3,35 +3,47 @@ import math
 
 import numpy as np
 
-from tinygrad_tf import Tensor
+from tinygrad_tf import Tensor, kernels
+from tinygrad_tf.optim.arena import merged_flat
 
 
 def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False):
     """Scale all gradients together, in place, so their joint norm is at most max_norm.
 
     Returns the total norm before clipping (a 0-d Tensor, as torch). norm_type may be any p >= 1
-    or float('inf').
+    or float('inf'). Gradients in an optimizer's arena sit end to end: they are read in one pass
+    (one parallel kernel for the 2-norm) and scaled in one more.
     """
     if isinstance(parameters, Tensor):
         parameters = [parameters]
     grads = [p.grad.data for p in parameters if p.grad is not None]
     if not grads:
         return Tensor(np.asarray(0.0, dtype=np.float32))
+    flats = merged_flat(grads)
     norm_type = float(norm_type)
     if norm_type == math.inf:
-        total = max(float(np.abs(g).max()) if g.size else 0.0 for g in grads)
+        total = max(float(np.abs(g).max()) if g.size else 0.0 for g in flats)
     elif norm_type == 2.0:
-        total = math.sqrt(sum(float(np.vdot(g, g)) for g in grads))  # vdot: no temporaries
+        total = math.sqrt(sum(_sum_of_squares(g) for g in flats))
     else:
-        total = sum(float((np.abs(g) ** norm_type).sum()) for g in grads) ** (1 / norm_type)
+        total = sum(float((np.abs(g) ** norm_type).sum()) for g in flats) ** (1 / norm_type)
     if error_if_nonfinite and not math.isfinite(total):
         raise RuntimeError(f"clip_grad_norm_: the total norm of order {norm_type} of the "
                            f"gradients is {total}; set error_if_nonfinite=False to clip anyway")
     coefficient = max_norm / (total + 1e-6)
     if coefficient < 1:
-        for g in grads:
+        for g in flats:
             g *= coefficient
     return Tensor(np.asarray(total, dtype=grads[0].dtype))
+
+
+_FUSED = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _sum_of_squares(g):
+    if g.ndim == 1 and g.flags.c_contiguous and g.dtype in _FUSED:
+        return kernels.sum_of_squares(g)  # one parallel pass, float64 accumulator
+    return float(np.vdot(g, g))
 
 
 def clip_grad_value_(parameters, clip_value, foreach=None):

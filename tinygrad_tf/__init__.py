@@ -4,6 +4,7 @@ from .autograd import Function, enable_grad, is_grad_enabled, no_grad
 from .gradcheck import GradcheckError, GradcheckKinkError, gradcheck
 from .random import manual_seed
 from .tensor import Tensor, cat, ones_like, stack, where, zeros_like
+from . import optim  # noqa: E402 (after Tensor: the optimizers build on it)
 
 __version__ = "0.1.0"
 
@@ -13,4 +14,4 @@ float32, float64, int64, bool_ = _np.float32, _np.float64, _np.int64, _np.bool_
 
 __all__ = ["Tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled", "gradcheck",
            "GradcheckError", "GradcheckKinkError", "manual_seed", "cat", "stack", "where", "zeros_like", "ones_like",
-           "kernels"]
+           "kernels", "optim"]

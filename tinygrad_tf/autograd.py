@@ -6,6 +6,7 @@ recorded graph topologically, then calls each op's `backward` from the output to
 """
 import contextlib
 import numbers
+import weakref
 
 import numpy as np
 
@@ -218,6 +219,35 @@ def _wrap_array(array):
     return tensor
 
 
+# Leaf gradient slots: id(leaf) -> (weak reference to the leaf, array). An optimizer's flat
+# arena (tinygrad_tf/optim/arena.py) registers a view of its gradient buffer here, so the first
+# gradient of a step is written into the arena in place instead of into a fresh array.
+_grad_slots = {}
+
+
+def set_grad_slot(tensor, array):
+    """Make backward write `tensor`'s gradient into `array` (same shape and dtype) when its
+    .grad is None."""
+    _grad_slots[id(tensor)] = (weakref.ref(tensor), array)
+
+
+def clear_grad_slot(tensor, array=None):
+    """Forget `tensor`'s gradient slot (only if it is still `array`, when given)."""
+    entry = _grad_slots.get(id(tensor))
+    if entry is not None and entry[0]() is tensor and (array is None or entry[1] is array):
+        del _grad_slots[id(tensor)]
+
+
+def _leaf_grad(grad, tensor):
+    entry = _grad_slots.get(id(tensor))
+    if entry is not None and entry[0]() is tensor:
+        slot = entry[1]
+        if slot.shape == grad.shape and slot.dtype == tensor.data.dtype:
+            np.copyto(slot, grad)
+            return _wrap_array(slot)
+    return _owned(grad, tensor)
+
+
 def backward(root, grad, retain_graph=False):
     """Accumulate d(root)/d(leaf) * grad into `.grad` of every leaf that requires grad."""
     profiler = _profiler
@@ -235,7 +265,7 @@ def backward(root, grad, retain_graph=False):
         ctx = tensor._ctx
         if ctx is None:  # a leaf: accumulate across backward calls until the grad is reset
             if tensor.grad is None:
-                tensor.grad = _owned(grad, tensor)
+                tensor.grad = _leaf_grad(grad, tensor) if _grad_slots else _owned(grad, tensor)
             else:
                 tensor.grad.data += grad
             continue

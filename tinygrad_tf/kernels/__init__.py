@@ -37,6 +37,7 @@ from . import attention as _attention  # noqa: E402
 from . import elementwise as _elementwise  # noqa: E402
 from . import loss as _loss  # noqa: E402
 from . import norm as _layer_norm  # noqa: E402
+from . import optim as _optim  # noqa: E402
 from . import matmul as _matmul  # noqa: E402
 from . import softmax as _softmax  # noqa: E402
 from . import threads  # noqa: E402
@@ -164,6 +165,17 @@ attention_backward = register("attention_backward", _attention.attention_backwar
                               auto=_attention.attention_backward_numpy,
                               compiled=[_attention.attention_backward_blocks])
 
+# The optimizers' fused updates over a whole arena segment, and clip_grad_norm_'s one pass.
+sgd_step = register("sgd_step", _optim.sgd_step_numpy, _optim.sgd_step_numba,
+                    compiled=[_optim.sgd_kernel])
+adam_step = register("adam_step", _optim.adam_step_numpy, _optim.adam_step_numba,
+                     compiled=[_optim.adam_kernel])
+rmsprop_step = register("rmsprop_step", _optim.rmsprop_step_numpy, _optim.rmsprop_step_numba,
+                        compiled=[_optim.rmsprop_kernel])
+adagrad_step = register("adagrad_step", _optim.adagrad_step_numpy, _optim.adagrad_step_numba,
+                        compiled=[_optim.adagrad_kernel])
+sum_of_squares = register("sum_of_squares", _optim.sum_of_squares_numpy,
+                          _optim.sum_of_squares_numba, compiled=[_optim.sum_of_squares_kernel])
 
 ACTIVATIONS = _elementwise.ACTIVATIONS  # what bias_activation accepts
 
