@@ -31,8 +31,9 @@ def main():
     rank, size = dist.rank(), dist.world_size()
     tinygrad_tf.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 32, dtype=dtype), nn.Tanh(), nn.Linear(32, 1, dtype=dtype))
-    ddp = dist.DistributedDataParallel(model)  # every rank starts from rank 0's parameters
     optimizer = nn.optim.Adam(model.parameters(), lr=1e-2)
+    # Every rank starts from rank 0's parameters; gradients are reduced in the optimizer's arena.
+    ddp = dist.DistributedDataParallel(model, optimizer=optimizer)
 
     data = np.random.default_rng(1)   # the same stream on every rank: the same global batches
     truth = np.array([[0.5], [-1.0], [0.25], [0.75]])

@@ -32,7 +32,8 @@ class ShardedStep:
         self.rank, self.size = distributed.rank(), distributed.world_size()
         # Broadcasting rank 0's parameters makes a mismatch impossible even if initialisation
         # ever depended on the rank; after --resume every rank loaded the same file anyway.
-        self.ddp = distributed.DistributedDataParallel(trainer.model)
+        self.ddp = distributed.DistributedDataParallel(trainer.model,
+                                                       optimizer=trainer.optimizer)
         # For bench/distributed.py: time in the gradient Allreduce, and (when measure_wait is
         # set, which adds a barrier) the part of it spent waiting for the slowest rank.
         self.allreduce_seconds = self.wait_seconds = 0.0

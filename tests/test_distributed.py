@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from tinygrad_tf import Tensor, distributed, nn
+from tinygrad_tf import Tensor, distributed, nn, optim
 from tinygrad_tf.models import checkpoint, cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -86,6 +86,25 @@ def test_flat_gradients_pack_zeros_for_missing_grads_and_write_back_views():
     a.grad = Tensor(np.zeros(6, np.float32))
     with pytest.raises(ValueError, match=r"parameter of shape \(2, 3\) has shape \(6,\)"):
         flat.pack()
+
+
+def test_ddp_with_an_optimizer_reduces_its_arena_in_place():
+    model = nn.Sequential(nn.Linear(3, 2, dtype=np.float64), nn.Linear(2, 2, dtype=np.float64))
+    optimizer = optim.SGD(model.parameters(), lr=0.1)
+    ddp = distributed.DistributedDataParallel(model, optimizer=optimizer)
+    (ddp(Tensor(np.ones((4, 3)))) ** 2).sum().backward()
+    model[1].bias.grad = None                       # a parameter without a gradient this step
+    expected = [None if p.grad is None else p.grad.data.copy() for p in model.parameters()]
+    buffers = ddp._flat.pack()
+    assert len(buffers) == 1                        # one float64 arena buffer, no packed copy
+    ddp.sync_gradients(scale=0.5)
+    for p, grad in zip(model.parameters(), expected):
+        assert np.shares_memory(p.grad.data, buffers[0])
+        np.testing.assert_array_equal(p.grad.data, 0 if grad is None else grad * 0.5)
+    extra = nn.Linear(2, 2, dtype=np.float64)
+    model.append(extra)                             # added after the optimizer was built
+    with pytest.raises(ValueError, match="not in this optimizer"):
+        distributed.DistributedDataParallel(model, optimizer=optimizer)
 
 
 def test_ddp_on_one_rank_keeps_the_gradients():

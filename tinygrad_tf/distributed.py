@@ -238,9 +238,26 @@ class _FlatGradients:
             p.grad = Tensor._wrap(self.buffers[dtype][start:stop].reshape(p.data.shape))
 
 
-def _flat_grads(parameters):
-    """THE place that decides how gradients become flat buffers (see _FlatGradients). When
-    parameters live in a flat arena, return the arena's gradient buffers here instead."""
+class _ArenaGradients:
+    """The optimizer's flat arena gradient buffers (tinygrad_tf.optim): backward already wrote
+    every gradient into them, so nothing is copied; a parameter without a gradient gets zeros."""
+
+    def __init__(self, optimizer, module):
+        self.optimizer, self.module = optimizer, module
+        optimizer.flat_grads(zero_fill=False, model=module)  # every parameter held: check now
+
+    def pack(self):
+        return list(self.optimizer.flat_grads(zero_fill=True, model=self.module).values())
+
+    def unpack(self):
+        pass  # the gradients are views of the reduced buffers already
+
+
+def _flat_grads(parameters, optimizer=None, module=None):
+    """THE place that decides how gradients become flat buffers: the optimizer's arena when
+    there is one (no copies), else one packed buffer per dtype (_FlatGradients)."""
+    if optimizer is not None and hasattr(optimizer, "flat_grads"):
+        return _ArenaGradients(optimizer, module)
     return _FlatGradients(parameters)
 
 
@@ -249,13 +266,16 @@ class DistributedDataParallel:
     construction; after backward, `sync_gradients()` sums every parameter's gradient over the
     ranks in ONE in-place Allreduce per dtype and multiplies by `scale` (default 1/world_size,
     the mean, as torch's DDP; pass scale=1.0 if each rank's loss is already its share of the
-    global loss). Calling the wrapper calls the module; other attributes are the module's."""
+    global loss). Pass the module's `optimizer` (tinygrad_tf.optim) to reduce its flat gradient
+    arena in place, with no packing copies. Calling the wrapper calls the module; other
+    attributes are the module's."""
 
-    def __init__(self, module, root=0):
+    def __init__(self, module, root=0, optimizer=None):
         init()
         self.module = module
         broadcast_parameters(module, root=root)
-        self._flat = _flat_grads(module.parameters())
+        # With the module's optimizer, the Allreduce runs on its flat gradient arena in place.
+        self._flat = _flat_grads(module.parameters(), optimizer, module)
 
     def __call__(self, *args, **kwargs):
         return self.module(*args, **kwargs)
