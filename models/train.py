@@ -169,8 +169,8 @@ def make_schedule(config, optimizer, d_model):
 
 def loss_of(model, batch, label_smoothing):
     """Mean cross-entropy per target token of a batch (teacher forcing), and the logits."""
-    logits = model(Tensor(batch.src), Tensor(batch.tgt_in))   # (B, T, V)
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), Tensor(batch.tgt_out.reshape(-1)),
+    logits = model(Tensor.from_numpy(batch.src), Tensor.from_numpy(batch.tgt_in))   # (B, T, V)
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), Tensor.from_numpy(batch.tgt_out.reshape(-1)),
                            ignore_index=Vocab.pad_id, label_smoothing=label_smoothing)
     return loss, logits
 

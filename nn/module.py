@@ -19,6 +19,7 @@ import numbers
 import numpy as np
 
 from tinygrad_tf import Tensor
+from tinygrad_tf import dtypes as _dtypes
 
 
 class Parameter(Tensor):
@@ -30,7 +31,7 @@ class Parameter(Tensor):
         array = data.data if isinstance(data, Tensor) else data
         if not isinstance(array, np.ndarray):
             array = np.asarray(array, dtype=np.float32)
-        super().__init__(array, requires_grad=requires_grad)
+        self._set_array(_dtypes.as_array(array), requires_grad)  # shares, as torch's Parameter
 
     def __repr__(self):
         return "Parameter containing:\n" + super().__repr__()
@@ -259,10 +260,10 @@ class Module:
             prefix = f"{module_name}." if module_name else ""
             for name, p in module._parameters.items():
                 if p is not None:
-                    state[prefix + name] = Tensor(p.data.copy())
+                    state[prefix + name] = Tensor(p.data)
             for name, b in module._buffers.items():
                 if b is not None and name not in module._non_persistent:
-                    state[prefix + name] = Tensor(b.data.copy())
+                    state[prefix + name] = Tensor(b.data)
         return state
 
     def load_state_dict(self, state_dict, strict=True):

@@ -6,8 +6,11 @@ recorded graph topologically, then calls each op's `backward` from the output to
 """
 import contextlib
 import numbers
+import weakref as _weakref
 
 import numpy as np
+
+from . import versions as _versions
 
 
 # ---------------------------------------------------------------------------- grad mode
@@ -89,6 +92,7 @@ class Function:
 
     def save_for_backward(self, *arrays):
         self.saved_tensors = arrays
+        self.saved_clock = _versions.clock  # backward checks these were not written since
 
     @staticmethod
     def forward(ctx, *arrays, **kwargs):
@@ -175,11 +179,12 @@ def unbroadcast(grad, shape, op="op"):
     return grad
 
 
-def _topological_order(root):
-    """Tensors that lead to `root` and require grad, inputs before outputs. Iterative DFS so a
-    chain of any length works; keyed by id because Tensor `==` is elementwise."""
+def _topological_order(roots):
+    """Tensors that lead to `roots` (one tensor or a list) and require grad, inputs before
+    outputs. Iterative DFS so a chain of any length works; keyed by id because Tensor `==` is
+    elementwise."""
     order, visited = [], set()
-    stack = [(root, False)]
+    stack = [(root, False) for root in (roots if isinstance(roots, list) else [roots])]
     while stack:
         tensor, children_done = stack.pop()
         if children_done:
@@ -214,23 +219,39 @@ def _wrap_array(array):
     return tensor
 
 
-def backward(root, grad, retain_graph=False):
-    """Accumulate d(root)/d(leaf) * grad into `.grad` of every leaf that requires grad."""
-    order = _topological_order(root)
-    grads = {id(root): grad}
+def backward(root, grad, retain_graph=False, capture=None):
+    """Accumulate d(root)/d(leaf) * grad into `.grad` of every leaf that requires grad.
+
+    `root` and `grad` may be lists (several outputs). With `capture` (a dict keyed by the ids of
+    some tensors of the graph) the gradient reaching each of those is stored there instead, and
+    no `.grad` is touched (`autograd.grad`)."""
+    roots, grads_in = (root, grad) if isinstance(root, list) else ([root], [grad])
+    order = _topological_order(roots)
+    grads = {}
+    for root, grad in zip(roots, grads_in):
+        grads[id(root)] = grads[id(root)] + grad if id(root) in grads else grad
     for tensor in reversed(order):
         grad = grads.pop(id(tensor), None)
         if grad is None:
             continue
+        if _hooks and id(tensor) in _hooks:
+            grad = _run_hooks(tensor, grad)
         ctx = tensor._ctx
-        if ctx is None:  # a leaf: accumulate across backward calls until the grad is reset
+        if capture is not None:
+            if id(tensor) in capture:
+                capture[id(tensor)] = grad
+            if ctx is None:
+                continue
+        elif ctx is None:  # a leaf: accumulate across backward calls until the grad is reset
             if tensor.grad is None:
                 tensor.grad = _owned(grad, tensor)
             else:
                 tensor.grad.data += grad
             continue
-        if tensor._retains_grad:
+        elif tensor._retains_grad:
             tensor.grad = _owned(grad, tensor)
+        if ctx.saved_tensors and ctx.saved_clock != _versions.clock:
+            _versions.check_saved(ctx)  # something was written in place since the forward
         input_grads = ctx.backward(ctx, grad)
         if input_grads.__class__ is not tuple:
             input_grads = (input_grads,)
@@ -253,3 +274,96 @@ def backward(root, grad, retain_graph=False):
         if not retain_graph:  # free saved arrays now, so a training loop's memory stays flat
             ctx.__dict__.clear()
             ctx.parents = None
+
+
+# ---------------------------------------------------------------------------- hooks and grad()
+
+# id(tensor) -> (weak reference, [hook, ...]). A module-level table rather than a Tensor field,
+# so tensors without hooks (all but a few) cost nothing; entries leave with their tensor.
+_hooks = {}
+
+
+class _RemovableHandle:
+    def __init__(self, hooks, hook):
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self):
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
+
+
+def register_hook(tensor, hook):
+    """Call `hook(grad)` (grad a Tensor) whenever the gradient w.r.t. `tensor` is computed; a
+    non-None return value replaces that gradient. Returns a handle with `.remove()`."""
+    if not tensor.requires_grad:
+        raise RuntimeError("register_hook: the tensor does not require grad, so it will never "
+                           "get a gradient")
+    key = id(tensor)
+    if key not in _hooks:
+        _hooks[key] = (_weakref.ref(tensor, lambda _, key=key: _hooks.pop(key, None)), [])
+    hooks = _hooks[key][1]
+    hooks.append(hook)
+    return _RemovableHandle(hooks, hook)
+
+
+def _run_hooks(tensor, grad):
+    reference, hooks = _hooks[id(tensor)]
+    if reference() is not tensor:  # a dead tensor's id, reused
+        return grad
+    for hook in list(hooks):
+        result = hook(_wrap_array(grad))
+        if result is not None:
+            new = getattr(result, "data", result)
+            if not isinstance(new, np.ndarray) or new.shape != grad.shape:
+                raise RuntimeError(f"register_hook: a hook returned {type(result).__name__} of "
+                                   f"shape {np.shape(new)}; expected a Tensor of shape "
+                                   f"{grad.shape}")
+            grad = new
+    return grad
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=False, allow_unused=False):
+    """d(outputs)/d(inputs), returned as a tuple of Tensors (one per input); no `.grad` changes.
+
+    outputs, inputs: a Tensor or a sequence. grad_outputs: the upstream gradient of each output
+    (needed unless the output has one element). allow_unused: return None for an input the
+    outputs do not depend on, instead of raising. As torch.autograd.grad, without create_graph."""
+    single = isinstance(outputs, _Tensor)
+    outputs = [outputs] if single else list(outputs)
+    inputs = (inputs,) if isinstance(inputs, _Tensor) else tuple(inputs)
+    if grad_outputs is None:
+        grad_outputs = [None] * len(outputs)
+    elif isinstance(grad_outputs, _Tensor) or isinstance(grad_outputs, np.ndarray):
+        grad_outputs = [grad_outputs]
+    if len(grad_outputs) != len(outputs):
+        raise ValueError(f"grad: {len(grad_outputs)} grad_outputs for {len(outputs)} outputs")
+    seeds = []
+    for out, seed in zip(outputs, grad_outputs):
+        if not out.requires_grad:
+            raise RuntimeError(f"grad: an output of shape {out.shape} does not require grad")
+        if seed is None:
+            if out.data.size != 1:
+                raise RuntimeError(f"grad: an output of shape {out.shape} needs a grad_output; "
+                                   "only a one-element output's defaults to 1")
+            seed = np.ones_like(out.data)
+        seed = np.asarray(getattr(seed, "data", seed), dtype=out.dtype)
+        if seed.shape != out.shape:
+            raise ValueError(f"grad: grad_output of shape {seed.shape} for an output of shape "
+                             f"{out.shape}")
+        seeds.append(seed)
+    for t in inputs:
+        if not t.requires_grad:
+            raise RuntimeError(f"grad: an input of shape {t.shape} does not require grad")
+    capture = {id(t): None for t in inputs}
+    backward(outputs, seeds, retain_graph, capture=capture)
+    result = []
+    for t in inputs:
+        g = capture[id(t)]
+        if g is None and not allow_unused:
+            raise RuntimeError(f"grad: an input of shape {t.shape} is not used by the outputs "
+                               "(pass allow_unused=True to get None for it)")
+        result.append(None if g is None else _wrap_array(np.array(g, dtype=t.dtype)))
+    return tuple(result)
+
+
+increment_version = _versions.increment_version
