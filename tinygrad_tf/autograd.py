@@ -89,6 +89,7 @@ class Function:
     """
 
     saved_tensors = ()
+    saved_clock = float("inf")  # set by save_for_backward; an op that saves nothing is never stale
 
     def save_for_backward(self, *arrays):
         self.saved_tensors = arrays
@@ -230,28 +231,31 @@ def backward(root, grad, retain_graph=False, capture=None):
     grads = {}
     for root, grad in zip(roots, grads_in):
         grads[id(root)] = grads[id(root)] + grad if id(root) in grads else grad
+    plain = capture is None and not _hooks  # hooks and grad() take the slower branch below
+    clock = _versions.clock
     for tensor in reversed(order):
         grad = grads.pop(id(tensor), None)
         if grad is None:
             continue
-        if _hooks and id(tensor) in _hooks:
-            grad = _run_hooks(tensor, grad)
         ctx = tensor._ctx
-        if capture is not None:
-            if id(tensor) in capture:
-                capture[id(tensor)] = grad
-            if ctx is None:
-                continue
-        elif ctx is None:  # a leaf: accumulate across backward calls until the grad is reset
+        if not plain:
+            if id(tensor) in _hooks:
+                grad = _run_hooks(tensor, grad)
+            if capture is not None:
+                if id(tensor) in capture:
+                    capture[id(tensor)] = grad
+                if ctx is None:
+                    continue
+        if ctx is None:  # a leaf: accumulate across backward calls until the grad is reset
             if tensor.grad is None:
                 tensor.grad = _owned(grad, tensor)
             else:
                 tensor.grad.data += grad
             continue
-        elif tensor._retains_grad:
+        if tensor._retains_grad and capture is None:
             tensor.grad = _owned(grad, tensor)
-        if ctx.saved_tensors and ctx.saved_clock != _versions.clock:
-            _versions.check_saved(ctx)  # something was written in place since the forward
+        if ctx.saved_clock < clock:  # an in-place write happened since this op saved arrays
+            _versions.check_saved(ctx)
         input_grads = ctx.backward(ctx, grad)
         if input_grads.__class__ is not tuple:
             input_grads = (input_grads,)
