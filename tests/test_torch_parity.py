@@ -231,7 +231,7 @@ def test_tensor_copies_and_from_numpy_shares():
 
 def test_sigmoid_keeps_precision_far_below_minus_17_in_float32():
     def fn(lib):
-        x = lib.tensor([-80.0, -40.0, -20.0, 0.0, 20.0, 40.0], requires_grad=True)
+        x = lib.tensor([-80.0, -40.0, -20.0, 0.0, 5.0, 10.0], requires_grad=True)
         p = x.sigmoid()
         target = lib.tensor([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
         bce = -(target * p.log() + (1 - target) * (1 - p).log())  # hand-written BCE
