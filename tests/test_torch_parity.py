@@ -317,6 +317,8 @@ OPS = {
     "prod": (lambda lib, x: x.prod(1) + x.prod(), [np.where(np.abs(X) < 0.3, 0.0, X)]),
     "norm": (lambda lib, x: x.norm() + x.norm(1, dim=1).sum() + x.norm(float("inf"), 0).sum()
              + x.norm(3, dim=0).sum(), [X]),
+    "norm_of_zeros": (lambda lib, x: x.norm(dim=1) + x.norm(3, dim=1) + x.norm(), [X * (X > 0)
+                                                                            * [[1], [0], [1]]]),
     "logsumexp": (lambda lib, x: x.logsumexp(1) + x.logsumexp((0, 1)), [X]),
     "elementwise": (lambda lib, x: x.log1p() + x.expm1() + x.sin() + x.cos(), [np.abs(X)]),
     "minimum": (lambda lib, x, y: x.minimum(y), [X, X[::-1].copy()]),

@@ -66,9 +66,13 @@ class ReduceOps:
             return x.abs().amax(dim, keepdim)
         if p == 1:
             return x.abs().sum(dim, keepdim)
-        if p == 2:
-            return (x * x).sum(dim, keepdim).sqrt()
-        return (x.abs() ** p).sum(dim, keepdim) ** (1.0 / p)
+        total = (x * x).sum(dim, keepdim) if p == 2 else (x.abs() ** p).sum(dim, keepdim)
+        # At an all-zero slice the root's slope is infinite (0 * inf = NaN); torch defines the
+        # gradient there as 0, so the root is taken of 1 instead and the result masked to 0.
+        zero = (total == 0).data
+        safe = total.masked_fill(zero, 1.0)
+        root = safe.sqrt() if p == 2 else safe ** (1.0 / p)
+        return root.masked_fill(zero, 0.0)
 
     def logsumexp(self, dim, keepdim=False):
         """log(sum(exp(x))) over `dim`, computed stably (the max is subtracted first)."""
