@@ -233,7 +233,7 @@ class Tensor(ReduceOps, IndexOps, InplaceOps):
             if other.data.dtype == self.data.dtype:
                 return self, other
         elif isinstance(other, np.ndarray):
-            other = Tensor(other)
+            other = Tensor._wrap(_as_array(other))  # read, never written: no copy needed
         elif isinstance(other, (numbers.Real, np.bool_)):
             # A Python scalar never changes a tensor's dtype, unless it is of a higher category.
             dtype = self.dtype
@@ -306,7 +306,7 @@ class Tensor(ReduceOps, IndexOps, InplaceOps):
     def __rmatmul__(self, other):
         if not isinstance(other, np.ndarray):
             raise TypeError(f"matmul: unsupported operand of type {type(other).__name__}")
-        return Tensor(other).matmul(self)
+        return Tensor._wrap(_as_array(other)).matmul(self)
 
     pow = __pow__
     div = __truediv__

@@ -6,6 +6,7 @@ import numbers
 import numpy as np
 
 from . import autograd as _autograd
+from . import dtypes as _dtypes
 from . import function as F
 from .args import bool_mask as _bool_mask, index_arg as _index_arg, index_tensor as _index_tensor
 from .args import normalize_dim as _normalize_dim, normalize_dims as _normalize_dims
@@ -186,7 +187,7 @@ def where(condition, a, b):
     elif isinstance(b, Tensor):
         b, a = b._operands(a, "where")  # a scalar `a` follows b's dtype, as in torch
     else:
-        a, b = Tensor(a)._operands(b, "where")
+        a, b = Tensor._wrap(_dtypes.as_array(a))._operands(b, "where")  # read only: shared
     try:
         np.broadcast_shapes(cond.shape, a.shape, b.shape)
     except ValueError:
