@@ -303,7 +303,7 @@ OPS = {
                     [X, SCATTER_SRC[:2].copy()]),
     "index_select": (lambda lib, x: x.index_select(1, lib.tensor([3, 0, 0])), [X]),
     "cumsum": (lambda lib, x: x.cumsum(1) + x.cumsum(-2), [X]),
-    "topk": (lambda lib, x: x.topk(2, dim=1).values * 1.0 + x.topk(1, 0, largest=False)[0].sum(), [X]),
+    "topk": (lambda lib, x: x.topk(2, dim=1).values + x.topk(1, 0, largest=False)[0].sum(), [X]),
     "sort": (lambda lib, x: x.sort(1, descending=True).values + x.sort(0)[0].sum(), [X]),
     "split": (lambda lib, x: lib.cat([p * (i + 1) for i, p in enumerate(x.split(3, 1))], 1), [X]),
     "split_sections": (lambda lib, x: lib.cat(x.split([1, 3], 1)[::-1], 1), [X]),

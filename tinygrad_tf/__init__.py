@@ -16,6 +16,7 @@ float32, float64, int64, bool_ = _np.float32, _np.float64, _np.int64, _np.bool_
 
 __all__ = ["Tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled", "gradcheck",
            "GradcheckError", "GradcheckKinkError", "manual_seed", "cat", "stack", "where",
-           "zeros_like", "ones_like", "full_like", "rand_like", "randn_like", "tensor", "from_numpy",
+           "zeros_like", "ones_like", "full_like", "rand_like", "randn_like", "tensor",
+           "from_numpy",
            "linspace", "randint", "zeros", "ones", "full", "rand", "randn", "arange", "eye",
            "autograd", "kernels"]

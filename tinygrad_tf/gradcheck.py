@@ -21,7 +21,8 @@ def _as_tuple(out):
 def _outputs(fn, values):
     """fn at float64 `values`, without a graph, as a list of float64 arrays."""
     with no_grad():
-        return [o.data.astype(np.float64) for o in _as_tuple(fn(*[Tensor.from_numpy(v) for v in values]))]
+        outputs = fn(*[Tensor.from_numpy(v) for v in values])
+        return [o.data.astype(np.float64) for o in _as_tuple(outputs)]
 
 
 def _change(after, before, weights):

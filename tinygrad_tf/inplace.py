@@ -48,8 +48,9 @@ class InplaceOps:
         try:
             ufunc(self.data, _value(other), out=self.data, casting="same_kind")
         except TypeError:
-            raise TypeError(f"{op}: the result of type {np.result_type(self.data, _value(other))} "
-                            f"cannot be stored in place in a tensor of dtype {self.dtype}") from None
+            kind = np.result_type(self.data, _value(other))
+            raise TypeError(f"{op}: the result of type {kind} cannot be stored in place in a "
+                            f"tensor of dtype {self.dtype}") from None
         except ValueError:
             raise ValueError(f"{op}: an operand of shape {np.shape(_value(other))} does not "
                              f"broadcast to the tensor's shape {self.shape}") from None
