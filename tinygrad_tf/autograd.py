@@ -89,7 +89,7 @@ class Function:
     """
 
     saved_tensors = ()
-    saved_clock = float("inf")  # set by save_for_backward; an op that saves nothing is never stale
+    saved_clock = 1 << 62  # set by save_for_backward; an op that saves nothing is never stale
 
     def save_for_backward(self, *arrays):
         self.saved_tensors = arrays
