@@ -88,12 +88,24 @@ class Function:
     of the output is summed back to its input's shape, and cast to its dtype, by the engine.
     """
 
-    saved_tensors = ()
+    _saved = ()
     saved_clock = 1 << 62  # set by save_for_backward; an op that saves nothing is never stale
 
     def save_for_backward(self, *arrays):
-        self.saved_tensors = arrays
-        self.saved_clock = _versions.clock  # backward checks these were not written since
+        self._saved = arrays
+        self.saved_clock = _versions.clock  # the in-place write clock, checked on unpacking
+
+    @property
+    def saved_tensors(self):
+        """The arrays given to save_for_backward. As in torch, unpacking them raises if one was
+        written in place since (only ops that save arrays pay for the check)."""
+        if self.saved_clock < _versions.clock:
+            _versions.check_saved(self)
+        return self._saved
+
+    @saved_tensors.setter
+    def saved_tensors(self, arrays):
+        self._saved = arrays
 
     @staticmethod
     def forward(ctx, *arrays, **kwargs):
@@ -232,7 +244,6 @@ def backward(root, grad, retain_graph=False, capture=None):
     for root, grad in zip(roots, grads_in):
         grads[id(root)] = grads[id(root)] + grad if id(root) in grads else grad
     plain = capture is None and not _hooks  # hooks and grad() take the slower branch below
-    clock = _versions.clock
     for tensor in reversed(order):
         grad = grads.pop(id(tensor), None)
         if grad is None:
@@ -254,8 +265,6 @@ def backward(root, grad, retain_graph=False, capture=None):
             continue
         if tensor._retains_grad and capture is None:
             tensor.grad = _owned(grad, tensor)
-        if ctx.saved_clock < clock:  # an in-place write happened since this op saved arrays
-            _versions.check_saved(ctx)
         input_grads = ctx.backward(ctx, grad)
         if input_grads.__class__ is not tuple:
             input_grads = (input_grads,)

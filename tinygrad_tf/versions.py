@@ -6,9 +6,10 @@ numpy array of the `.base` chain, so a tensor, its views and its `detach()`es sh
 
 The check must cost nothing per op, since in-place writes are rare and ops are not. So nothing
 is recorded per array at save time: `Function.save_for_backward` stores only the value of a
-process-wide write `clock` (one attribute). At backward an op whose stamp still equals the clock
-(no in-place write anywhere since it ran: the usual case) is skipped; otherwise each array it
-saved is looked up, and an error is raised if its memory was written after the stamp.
+process-wide write `clock` (one attribute). When backward unpacks `ctx.saved_tensors`, a stamp
+that still equals the clock (no in-place write anywhere since the op ran: the usual case) costs
+one comparison; otherwise each saved array is looked up, and an error is raised if its memory
+was written after the stamp. Ops that save nothing (Add) never check, as in torch.
 
 Code that updates parameters in place under `no_grad` (an optimizer, a flat parameter arena)
 must call `increment_version(array_or_tensor)` after writing, so a later backward through a
@@ -65,7 +66,7 @@ def version(array):
 def check_saved(ctx):
     """Raise if an array `ctx` saved for backward was written in place after it was saved."""
     stamp = ctx.saved_clock
-    for array in ctx.saved_tensors:
+    for array in ctx._saved:
         if not isinstance(array, np.ndarray):
             continue
         record = _records.get(id(_root(array)))
