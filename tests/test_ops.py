@@ -265,8 +265,10 @@ def triangles(draw):
 def norms(draw):
     (x,), kwargs = draw(reduction(avoid=(0.0,), margin=0.3))
     kwargs["p"] = draw(st.sampled_from([1, 2, 3, float("inf")]))
-    if kwargs["p"] == float("inf"):  # a tie in |x| is a kink
-        (x,), kwargs2 = draw(reduction(avoid=(0.0,), margin=0.3, distinct=True, min_value=0.3))
+    if kwargs["p"] == float("inf"):  # a tie in |x| is a kink: distinct and positive values
+        (x,), kwargs2 = draw(reduction(distinct=True))
+        shifted = x.data - (x.data.min() if x.data.size else 0.0) + 0.5
+        x = Tensor.from_numpy(np.asarray(shifted)).requires_grad_()
         kwargs = {**kwargs2, "p": kwargs["p"]}
     return (x,), kwargs
 

@@ -225,8 +225,8 @@ class PowTensor(Function):
         a, b, out = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad
         grad_a = None
-        if need_a:  # a ** 0 is constant: no 0 * inf = NaN at a == 0
-            with np.errstate(divide="ignore", invalid="ignore"):
+        if need_a:  # a ** 0 is constant: no 0 * inf = NaN at a == 0 (masked: no warnings)
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
                 grad_a = np.where(b == 0, 0, grad * b * a ** (b - 1))
         grad_b = None
         if need_b:
