@@ -175,8 +175,10 @@ def make_schedule(config, optimizer, d_model):
 
 def loss_of(model, batch, label_smoothing):
     """Mean cross-entropy per target token of a batch (teacher forcing), and the logits."""
-    logits = model(Tensor(batch.src), Tensor(batch.tgt_in))   # (B, T, V)
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), Tensor(batch.tgt_out.reshape(-1)),
+    # from_numpy: the batch arrays are fresh and only read, so they are shared, not copied
+    logits = model(Tensor.from_numpy(batch.src), Tensor.from_numpy(batch.tgt_in))   # (B, T, V)
+    targets = Tensor.from_numpy(batch.tgt_out.reshape(-1))
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets,
                            ignore_index=Vocab.pad_id, label_smoothing=label_smoothing)
     return loss, logits
 

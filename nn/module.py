@@ -19,6 +19,7 @@ import numbers
 import numpy as np
 
 from tinygrad_tf import Tensor
+from tinygrad_tf import dtypes as _dtypes
 
 
 class Parameter(Tensor):
@@ -30,7 +31,7 @@ class Parameter(Tensor):
         array = data.data if isinstance(data, Tensor) else data
         if not isinstance(array, np.ndarray):
             array = np.asarray(array, dtype=np.float32)
-        super().__init__(array, requires_grad=requires_grad)
+        self._set_array(_dtypes.as_array(array), requires_grad)  # shares, as torch's Parameter
 
     def __repr__(self):
         return "Parameter containing:\n" + super().__repr__()
@@ -262,7 +263,7 @@ class Module:
 
         def snapshot(t):
             if id(t) not in copies:
-                copies[id(t)] = Tensor(t.data.copy())
+                copies[id(t)] = Tensor(t.data)  # Tensor() copies
             return copies[id(t)]
         for module_name, module in self.named_modules(remove_duplicate=False):
             prefix = f"{module_name}." if module_name else ""

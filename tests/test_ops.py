@@ -44,18 +44,25 @@ def reduction(draw, **options):
 
 
 @st.composite
-def variance(draw):
-    (x,), kwargs = draw(reduction())
+def variance(draw, spread=False):
+    """spread: at least two distinct values per reduced slice (std's gradient is NaN at 0)."""
+    (x,), kwargs = draw(reduction(distinct=spread))
+    if spread:
+        axes = range(x.ndim) if kwargs["dim"] is None else np.atleast_1d(kwargs["dim"])
+        if int(np.prod([x.shape[a] for a in axes])) < 2:
+            kwargs["dim"] = None
+            if x.data.size < 2:
+                x = Tensor.from_numpy(np.array([x.data.item(), x.data.item() + 1.0])).requires_grad_()
     axes = range(x.ndim) if kwargs["dim"] is None else np.atleast_1d(kwargs["dim"])
     count = int(np.prod([x.shape[a] for a in axes]))
     kwargs["correction"] = draw(st.sampled_from([c for c in (0, 1) if c < count]))
     return (x,), kwargs
 
 
-def one_dim(min_dims=1):
+def one_dim(min_dims=1, **options):
     @st.composite
     def strategy(draw):
-        x = draw(tt.tensors(shape=tt.shapes(min_dims=min_dims, max_dims=3, max_side=4)))
+        x = draw(tt.tensors(shape=tt.shapes(min_dims=min_dims, max_dims=3, max_side=4), **options))
         return (x,), {"dim": draw(st.integers(-max(x.ndim, 1), max(x.ndim, 1) - 1))}
     return strategy()
 
@@ -147,8 +154,10 @@ def _plain(index):
 
 @st.composite
 def masks(draw):
-    shape_x, shape_mask = draw(tt.broadcastable_shapes(max_dims=3, max_side=4))
-    x = draw(tt.tensors(shape=shape_x))
+    """x and a mask that broadcasts to x's shape (torch never grows x to the mask's shape)."""
+    x = draw(tt.tensors(shape=SHAPES))
+    kept = x.shape[len(x.shape) - draw(st.integers(0, x.ndim)):]
+    shape_mask = tuple(n if draw(st.booleans()) else 1 for n in kept)
     return (x,), {"mask": draw(tt.hnp.arrays(bool, shape_mask)),
                   "value": draw(st.sampled_from([0.0, -1.5, 1e9]))}
 
@@ -182,6 +191,98 @@ def matmul_operands(draw):
     shape_a = (k,) if draw(st.booleans()) else batch_a + (n, k)
     shape_b = (k,) if draw(st.booleans()) else batch_b + (k, m)
     return (draw(tt.tensors(shape=shape_a)), draw(tt.tensors(shape=shape_b))), {}
+
+
+@st.composite
+def along_dim(draw, kind, distinct=False):
+    """x, a dim and an index for gather ("gather"), scatter (unique positions, "scatter"),
+    scatter_add (repeats, "scatter_add") or index_select (1-D, "select")."""
+    x = draw(tt.tensors(shape=tt.shapes(min_dims=1, max_dims=3, max_side=4), distinct=distinct))
+    dim = draw(st.integers(-x.ndim, x.ndim - 1))
+    size = x.shape[dim]
+    if kind == "select":
+        index = draw(tt.hnp.arrays(np.int64, draw(st.integers(1, 5)), elements=st.integers(0, size - 1)))
+        return (x,), {"dim": dim, "index": index}
+    shape = [draw(st.integers(1, n)) for n in x.shape]
+    if kind == "scatter":  # each target position written once, so the gradient is defined
+        shape[dim] = draw(st.integers(1, size))
+        order = np.argsort(draw(tt.hnp.arrays(np.float64, x.shape[dim], elements=st.floats(0, 1))))
+        index = np.moveaxis(np.broadcast_to(order[:shape[dim]], [shape[d] for d in range(x.ndim)
+                            if d != dim % x.ndim] + [shape[dim]]), -1, dim)
+        index = np.ascontiguousarray(index)
+    else:
+        if kind == "scatter_add":
+            shape[dim] = draw(st.integers(1, 5))
+        index = draw(tt.hnp.arrays(np.int64, tuple(shape), elements=st.integers(0, size - 1)))
+    if kind == "gather":
+        return (x,), {"dim": dim, "index": index}
+    src = draw(tt.tensors(shape=tuple(n + draw(st.integers(0, 1)) for n in index.shape)))
+    return (x, src), {"dim": dim, "index": index}
+
+
+def np_along(x, dim, index):
+    where = list(np.ogrid[tuple(slice(n) for n in index.shape)])
+    where[dim] = index
+    return tuple(where)
+
+
+def np_gather(x, dim, index):
+    return x[np_along(x, dim, index)]
+
+
+def np_scatter(x, src, dim, index, add=False):
+    out, where = x.copy(), np_along(x, dim, index)
+    part = src[tuple(slice(n) for n in index.shape)]
+    if add:
+        np.add.at(out, where, part)
+    else:
+        out[where] = part
+    return out
+
+
+@st.composite
+def repeats(draw):
+    x = draw(tt.tensors(shape=tt.shapes(max_dims=2, max_side=3)))
+    return (x,), {"sizes": tuple(draw(st.integers(1, 3)) for _ in range(x.ndim + draw(st.integers(0, 1))))}
+
+
+@st.composite
+def rolls(draw):
+    x = draw(tt.tensors(shape=tt.shapes(min_dims=1, max_dims=3, max_side=4)))
+    if draw(st.booleans()):
+        return (x,), {"shifts": draw(st.integers(-5, 5)), "dims": None}
+    dims = draw(st.lists(st.integers(-x.ndim, x.ndim - 1), min_size=1, max_size=2))
+    return (x,), {"shifts": tuple(draw(st.integers(-5, 5)) for _ in dims), "dims": tuple(dims)}
+
+
+@st.composite
+def triangles(draw):
+    x = draw(tt.tensors(shape=tt.shapes(min_dims=2, max_dims=3, max_side=4)))
+    return (x,), {"diagonal": draw(st.integers(-3, 3))}
+
+
+@st.composite
+def norms(draw):
+    (x,), kwargs = draw(reduction(avoid=(0.0,), margin=0.3))
+    kwargs["p"] = draw(st.sampled_from([1, 2, 3, float("inf")]))
+    if kwargs["p"] == float("inf"):  # a tie in |x| is a kink: distinct and positive values
+        (x,), kwargs2 = draw(reduction(distinct=True))
+        shifted = x.data - (x.data.min() if x.data.size else 0.0) + 0.5
+        x = Tensor.from_numpy(np.asarray(shifted)).requires_grad_()
+        kwargs = {**kwargs2, "p": kwargs["p"]}
+    return (x,), kwargs
+
+
+def np_norm(x, p, dim, keepdim):
+    if p == float("inf"):
+        return np.max(np.abs(x), axis=dim, keepdims=keepdim)
+    return np.sum(np.abs(x) ** p, axis=dim, keepdims=keepdim) ** (1 / p)
+
+
+def np_split_scaled(x, dim):
+    """Each piece of split(2, dim) times its position + 1, joined again."""
+    pieces = np.split(x, range(2, x.shape[dim], 2), axis=dim)
+    return np.concatenate([p * (i + 1) for i, p in enumerate(pieces)], axis=dim)
 
 
 def np_softmax(x, dim):
@@ -261,14 +362,36 @@ CASES = [
     Case("sigmoid",       unary(min_value=-30, max_value=30), lambda a: a.sigmoid(),          lambda a: 1 / (1 + np.exp(-a))),
     Case("relu",          unary(avoid=(0.0,)),           lambda a: a.relu(),                  lambda a: np.maximum(a, 0)),
     Case("abs",           unary(avoid=(0.0,)),           lambda a: a.abs(),                   np.abs),
+    Case("pow_tensor",    binary(**POSITIVE),            lambda a, b: a ** b,                 np.power),
+    Case("pow_int_exp",   with_constant(),               lambda a, b: a ** Tensor(np.round(b.numpy()) % 4), lambda a, b: a ** (np.round(b) % 4)),
+    Case("log1p",         unary(min_value=-0.8),         lambda a: a.log1p(),                 np.log1p),
+    Case("expm1",         unary(),                       lambda a: a.expm1(),                 np.expm1),
+    Case("sin",           unary(),                       lambda a: a.sin(),                   np.sin),
+    Case("cos",           unary(),                       lambda a: a.cos(),                   np.cos),
+    Case("floor",         unary(avoid=(-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)), lambda a: a.floor() + a, lambda a: np.floor(a) + a),
+    Case("ceil",          unary(avoid=(-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)), lambda a: a.ceil() * a, lambda a: np.ceil(a) * a),
+    Case("round",         unary(avoid=(-2.5, -1.5, -0.5, 0.5, 1.5, 2.5)), lambda a: a.round() - a, lambda a: np.round(a) - a),
+    Case("sign",          unary(avoid=(0.0,)),           lambda a: a.sign() * a,              lambda a: np.sign(a) * a),
+    Case("floordiv",      unary(avoid=(-1.7, 0.0, 1.7)), lambda a: a // C + a,                lambda a: np.floor_divide(a, C) + a),
+    Case("mod",           unary(avoid=(-1.7, 0.0, 1.7)), lambda a: a % C,                     lambda a: np.remainder(a, C)),
+    Case("minimum",       binary(apart=True),            lambda a, b: a.minimum(b),           np.minimum),
     Case("maximum",       binary(apart=True),            lambda a, b: a.maximum(b),           np.maximum),
     Case("maximum_scalar", unary(avoid=(0.5,)),          lambda a: a.maximum(0.5),            lambda a: np.maximum(a, 0.5)),
     Case("clip",          unary(avoid=(-1.0, 0.5)),      lambda a: a.clip(-1.0, 0.5),         lambda a: np.clip(a, -1.0, 0.5)),
     Case("clip_min",      unary(avoid=(0.0,)),           lambda a: a.clamp(min=0.0),          lambda a: np.maximum(a, 0.0)),
     Case("sum",           reduction(),                   lambda a, **k: a.sum(**k),           lambda a, dim, keepdim: np.sum(a, dim, keepdims=keepdim)),
     Case("mean",          reduction(),                   lambda a, **k: a.mean(**k),          lambda a, dim, keepdim: np.mean(a, dim, keepdims=keepdim)),
-    Case("max",           reduction(distinct=True),      lambda a, **k: a.max(**k),           lambda a, dim, keepdim: np.max(a, dim, keepdims=keepdim)),
-    Case("min",           reduction(distinct=True),      lambda a, **k: a.min(**k),           lambda a, dim, keepdim: np.min(a, dim, keepdims=keepdim)),
+    Case("amax",          reduction(distinct=True),      lambda a, **k: a.amax(**k),          lambda a, dim, keepdim: np.max(a, dim, keepdims=keepdim)),
+    Case("amin",          reduction(distinct=True),      lambda a, **k: a.amin(**k),          lambda a, dim, keepdim: np.min(a, dim, keepdims=keepdim)),
+    Case("max",           unary(distinct=True),          lambda a: a.max(),                   np.max),
+    Case("max_dim",       one_dim(distinct=True),       lambda a, dim: a.max(dim).values,    lambda a, dim: np.max(a, dim)),
+    Case("min_dim",       one_dim(distinct=True),       lambda a, dim: a.min(dim, keepdim=True)[0], lambda a, dim: np.min(a, dim, keepdims=True)),
+    Case("std",           variance(spread=True),                    lambda a, **k: a.std(**k),           lambda a, dim, keepdim, correction: np.std(a, axis=dim, keepdims=keepdim, ddof=correction)),
+    Case("prod",          one_dim(),                     lambda a, dim: a.prod(dim),          lambda a, dim: np.prod(a, dim)),
+    Case("prod_all",      unary(),                       lambda a: a.prod(),                  np.prod),
+    Case("norm",          norms(),                       lambda a, **k: a.norm(**k),          np_norm),
+    Case("logsumexp",     one_dim(),                     lambda a, dim: a.logsumexp(dim),     lambda a, dim: np.log(np.sum(np.exp(a), dim))),
+    Case("cumsum",        one_dim(min_dims=0),           lambda a, dim: a.cumsum(dim),        lambda a, dim: np.cumsum(a, dim) if a.ndim else a),
     Case("var",           variance(),                    lambda a, **k: a.var(**k),           np_var),
     Case("reshape",       reshape_targets(),             lambda a, shape: a.reshape(shape),   lambda a, shape: a.reshape(shape)),
     Case("view",          reshape_targets(),             lambda a, shape: a.view(*shape),     lambda a, shape: a.reshape(shape)),
@@ -286,6 +409,23 @@ CASES = [
     Case("where_scalar",  where_inputs(),                lambda a, b, cond: tg.where(cond, 0.5, b), lambda a, b, cond: np.where(cond, 0.5, b)),
     Case("cat",           joinable(same_shape=False),    lambda *xs, dim: tg.cat(xs, dim),    lambda *xs, dim: np.concatenate(xs, dim)),
     Case("stack",         joinable(same_shape=True),     lambda *xs, dim: tg.stack(xs, dim),  lambda *xs, dim: np.stack(xs, dim)),
+    Case("gather",        along_dim("gather"),           lambda a, **k: a.gather(**k),        np_gather),
+    Case("scatter",       along_dim("scatter"),          lambda a, b, **k: a.scatter(src=b, **k), np_scatter),
+    Case("scatter_add",   along_dim("scatter_add"),      lambda a, b, **k: a.scatter_add(src=b, **k), lambda a, b, **k: np_scatter(a, b, add=True, **k)),
+    Case("index_select",  along_dim("select"),           lambda a, **k: a.index_select(**k),  lambda a, dim, index: np.take(a, index, dim)),
+    Case("sort",          one_dim(distinct=True),       lambda a, dim: a.sort(dim, descending=True).values, lambda a, dim: -np.sort(-a, dim)),
+    Case("topk",          one_dim(distinct=True),       lambda a, dim: a.topk(1, dim).values, lambda a, dim: np.max(a, dim, keepdims=True)),
+    Case("split",         one_dim(),                     lambda a, dim: tg.cat([p * (i + 1) for i, p in enumerate(a.split(2, dim))], dim), np_split_scaled),
+    Case("chunk",         one_dim(),                     lambda a, dim: tg.cat(a.chunk(3, dim)[::-1], dim), lambda a, dim: np.concatenate(np.array_split(a, range(-(-a.shape[dim] // 3), a.shape[dim], -(-a.shape[dim] // 3)), dim)[::-1], dim)),
+    Case("unbind",        one_dim(),                     lambda a, dim: tg.stack([p * (i + 1) for i, p in enumerate(a.unbind(dim))], dim), lambda a, dim: a * np.expand_dims(np.arange(1, a.shape[dim] + 1), tuple(d for d in range(a.ndim) if d != dim % a.ndim))),
+    Case("repeat",        repeats(),                     lambda a, sizes: a.repeat(*sizes),   lambda a, sizes: np.tile(a, sizes)),
+    Case("flip",          one_dim(),                     lambda a, dim: a.flip(dim),          lambda a, dim: np.flip(a, dim)),
+    Case("roll",          rolls(),                       lambda a, **k: a.roll(**k),          lambda a, shifts, dims: np.roll(a, shifts, dims)),
+    Case("tril",          triangles(),                   lambda a, diagonal: a.tril(diagonal), lambda a, diagonal: np.tril(a, diagonal)),
+    Case("triu",          triangles(),                   lambda a, diagonal: a.triu(diagonal), lambda a, diagonal: np.triu(a, diagonal)),
+    Case("clone",         unary(),                       lambda a: a.clone() * 2,             lambda a: a * 2),
+    Case("expand_as",     binary(),                      lambda a, b: a.expand_as(a + b),     lambda a, b: np.broadcast_to(a, np.broadcast_shapes(a.shape, b.shape))),
+    Case("view_as",       reshape_targets(),             lambda a, shape: a.view_as(Tensor.zeros(a.reshape(shape).shape)), lambda a, shape: a.reshape(shape)),
     Case("matmul",        matmul_operands(),             lambda a, b: a @ b,                  np.matmul),
     Case("softmax",       one_dim(min_dims=0),           lambda a, dim: a.softmax(dim),       np_softmax),
     Case("log_softmax",   one_dim(min_dims=0),           lambda a, dim: a.log_softmax(dim),   lambda a, dim: np.log(np_softmax(a, dim))),

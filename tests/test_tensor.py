@@ -20,11 +20,14 @@ def test_construction_keeps_numpy_dtypes_and_makes_python_floats_float32(data, d
     assert Tensor(data).dtype == dtype
 
 
-def test_dtype_argument_converts_and_numpy_data_is_shared():
+def test_dtype_argument_converts_tensor_copies_and_from_numpy_shares():
     array = np.array([1.0, 2.0])
     assert Tensor(array, dtype=np.float32).dtype == F32
     assert Tensor([1, 2], dtype="float64").dtype == F64
-    assert Tensor(array).numpy() is array  # like torch.from_numpy
+    copied, shared = Tensor(array), Tensor.from_numpy(array)
+    array[0] = 5.0
+    assert copied.tolist() == [1.0, 2.0]  # like torch.tensor
+    assert shared.numpy() is array  # like torch.from_numpy
     with pytest.raises(TypeError, match="unsupported dtype"):
         Tensor(np.array(["a"]))
 

@@ -10,6 +10,8 @@ import weakref
 
 import numpy as np
 
+from . import versions as _versions
+
 
 # ---------------------------------------------------------------------------- grad mode
 
@@ -88,10 +90,24 @@ class Function:
     of the output is summed back to its input's shape, and cast to its dtype, by the engine.
     """
 
-    saved_tensors = ()
+    _saved = ()
+    saved_clock = 1 << 62  # set by save_for_backward; an op that saves nothing is never stale
 
     def save_for_backward(self, *arrays):
-        self.saved_tensors = arrays
+        self._saved = arrays
+        self.saved_clock = _versions.clock  # the in-place write clock, checked on unpacking
+
+    @property
+    def saved_tensors(self):
+        """The arrays given to save_for_backward. As in torch, unpacking them raises if one was
+        written in place since (only ops that save arrays pay for the check)."""
+        if self.saved_clock < _versions.clock:
+            _versions.check_saved(self)
+        return self._saved
+
+    @saved_tensors.setter
+    def saved_tensors(self, arrays):
+        self._saved = arrays
 
     @staticmethod
     def forward(ctx, *arrays, **kwargs):
@@ -180,11 +196,12 @@ def unbroadcast(grad, shape, op="op"):
     return grad
 
 
-def _topological_order(root):
-    """Tensors that lead to `root` and require grad, inputs before outputs. Iterative DFS so a
-    chain of any length works; keyed by id because Tensor `==` is elementwise."""
+def _topological_order(roots):
+    """Tensors that lead to `roots` (one tensor or a list) and require grad, inputs before
+    outputs. Iterative DFS so a chain of any length works; keyed by id because Tensor `==` is
+    elementwise."""
     order, visited = [], set()
-    stack = [(root, False)]
+    stack = [(root, False) for root in (roots if isinstance(roots, list) else [roots])]
     while stack:
         tensor, children_done = stack.pop()
         if children_done:
@@ -248,13 +265,21 @@ def _leaf_grad(grad, tensor):
     return _owned(grad, tensor)
 
 
-def backward(root, grad, retain_graph=False):
-    """Accumulate d(root)/d(leaf) * grad into `.grad` of every leaf that requires grad."""
+def backward(root, grad, retain_graph=False, capture=None):
+    """Accumulate d(root)/d(leaf) * grad into `.grad` of every leaf that requires grad.
+
+    `root` and `grad` may be lists (several outputs). With `capture` (a dict keyed by the ids of
+    some tensors of the graph) the gradient reaching each of those is stored there instead, and
+    no `.grad` is touched (`autograd.grad`)."""
     profiler = _profiler
     if profiler is not None:
         profiler.begin("autograd.backward", "engine")
-    order = _topological_order(root)
-    grads = {id(root): grad}
+    roots, grads_in = (root, grad) if isinstance(root, list) else ([root], [grad])
+    order = _topological_order(roots)
+    grads = {}
+    for root, grad in zip(roots, grads_in):
+        grads[id(root)] = grads[id(root)] + grad if id(root) in grads else grad
+    plain = capture is None and not _hooks  # hooks and grad() take the slower branch below
     while order:
         # Popped, not iterated: once an op's backward has run, nothing here keeps its output
         # alive, so each activation is freed as soon as the ops that consumed it are done.
@@ -263,13 +288,21 @@ def backward(root, grad, retain_graph=False):
         if grad is None:
             continue
         ctx = tensor._ctx
+        if not plain:
+            if id(tensor) in _hooks:
+                grad = _run_hooks(tensor, grad)
+            if capture is not None:
+                if id(tensor) in capture:
+                    capture[id(tensor)] = grad
+                if ctx is None:
+                    continue
         if ctx is None:  # a leaf: accumulate across backward calls until the grad is reset
             if tensor.grad is None:
                 tensor.grad = _leaf_grad(grad, tensor) if _grad_slots else _owned(grad, tensor)
             else:
                 tensor.grad.data += grad
             continue
-        if tensor._retains_grad:
+        if tensor._retains_grad and capture is None:
             tensor.grad = _owned(grad, tensor)
         if profiler is None:
             input_grads = ctx.backward(ctx, grad)
@@ -298,3 +331,96 @@ def backward(root, grad, retain_graph=False):
             ctx.parents = None
     if profiler is not None:
         profiler.end()
+
+
+# ---------------------------------------------------------------------------- hooks and grad()
+
+# id(tensor) -> (weak reference, [hook, ...]). A module-level table rather than a Tensor field,
+# so tensors without hooks (all but a few) cost nothing; entries leave with their tensor.
+_hooks = {}
+
+
+class _RemovableHandle:
+    def __init__(self, hooks, hook):
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self):
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
+
+
+def register_hook(tensor, hook):
+    """Call `hook(grad)` (grad a Tensor) whenever the gradient w.r.t. `tensor` is computed; a
+    non-None return value replaces that gradient. Returns a handle with `.remove()`."""
+    if not tensor.requires_grad:
+        raise RuntimeError("register_hook: the tensor does not require grad, so it will never "
+                           "get a gradient")
+    key = id(tensor)
+    if key not in _hooks:
+        _hooks[key] = (weakref.ref(tensor, lambda _, key=key: _hooks.pop(key, None)), [])
+    hooks = _hooks[key][1]
+    hooks.append(hook)
+    return _RemovableHandle(hooks, hook)
+
+
+def _run_hooks(tensor, grad):
+    reference, hooks = _hooks[id(tensor)]
+    if reference() is not tensor:  # a dead tensor's id, reused
+        return grad
+    for hook in list(hooks):
+        result = hook(_wrap_array(grad))
+        if result is not None:
+            new = getattr(result, "data", result)
+            if not isinstance(new, np.ndarray) or new.shape != grad.shape:
+                raise RuntimeError(f"register_hook: a hook returned {type(result).__name__} of "
+                                   f"shape {np.shape(new)}; expected a Tensor of shape "
+                                   f"{grad.shape}")
+            grad = new
+    return grad
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=False, allow_unused=False):
+    """d(outputs)/d(inputs), returned as a tuple of Tensors (one per input); no `.grad` changes.
+
+    outputs, inputs: a Tensor or a sequence. grad_outputs: the upstream gradient of each output
+    (needed unless the output has one element). allow_unused: return None for an input the
+    outputs do not depend on, instead of raising. As torch.autograd.grad, without create_graph."""
+    single = isinstance(outputs, _Tensor)
+    outputs = [outputs] if single else list(outputs)
+    inputs = (inputs,) if isinstance(inputs, _Tensor) else tuple(inputs)
+    if grad_outputs is None:
+        grad_outputs = [None] * len(outputs)
+    elif isinstance(grad_outputs, _Tensor) or isinstance(grad_outputs, np.ndarray):
+        grad_outputs = [grad_outputs]
+    if len(grad_outputs) != len(outputs):
+        raise ValueError(f"grad: {len(grad_outputs)} grad_outputs for {len(outputs)} outputs")
+    seeds = []
+    for out, seed in zip(outputs, grad_outputs):
+        if not out.requires_grad:
+            raise RuntimeError(f"grad: an output of shape {out.shape} does not require grad")
+        if seed is None:
+            if out.data.size != 1:
+                raise RuntimeError(f"grad: an output of shape {out.shape} needs a grad_output; "
+                                   "only a one-element output's defaults to 1")
+            seed = np.ones_like(out.data)
+        seed = np.asarray(getattr(seed, "data", seed), dtype=out.dtype)
+        if seed.shape != out.shape:
+            raise ValueError(f"grad: grad_output of shape {seed.shape} for an output of shape "
+                             f"{out.shape}")
+        seeds.append(seed)
+    for t in inputs:
+        if not t.requires_grad:
+            raise RuntimeError(f"grad: an input of shape {t.shape} does not require grad")
+    capture = {id(t): None for t in inputs}
+    backward(outputs, seeds, retain_graph, capture=capture)
+    result = []
+    for t in inputs:
+        g = capture[id(t)]
+        if g is None and not allow_unused:
+            raise RuntimeError(f"grad: an input of shape {t.shape} is not used by the outputs "
+                               "(pass allow_unused=True to get None for it)")
+        result.append(None if g is None else _wrap_array(np.array(g, dtype=t.dtype)))
+    return tuple(result)
+
+
+increment_version = _versions.increment_version

@@ -155,8 +155,10 @@ class Tanh(Function):
 class Sigmoid(Function):
     @staticmethod
     def forward(ctx, x):
-        # 0.5 * (1 + tanh(x / 2)) is the logistic function without exp overflow for large |x|.
-        out = 0.5 * (1 + np.tanh(0.5 * x))
+        # exp(-|x|) never overflows; dividing by 1 + e keeps full relative precision far into
+        # the negative tail (0.5 * (1 + tanh(x / 2)) rounds to 0 below about -17 in float32).
+        e = np.exp(-np.abs(x))
+        out = np.where(x >= 0, 1, e) / (1 + e)
         ctx.save_for_backward(out)
         return out
 
@@ -208,6 +210,89 @@ class Clip(Function):
         if ctx.high is not None:
             inside &= x <= ctx.high
         return grad * inside
+
+
+class PowTensor(Function):
+    """a ** b for two tensors; d/db is a ** b * log(a), taken as 0 where a == 0 and b >= 0."""
+    @staticmethod
+    def forward(ctx, a, b):
+        out = a ** b
+        ctx.save_for_backward(a, b, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b, out = ctx.saved_tensors
+        need_a, need_b = ctx.needs_input_grad
+        grad_a = None
+        if need_a:  # a ** 0 is constant: no 0 * inf = NaN at a == 0 (masked: no warnings)
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                grad_a = np.where(b == 0, 0, grad * b * a ** (b - 1))
+        grad_b = None
+        if need_b:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                grad_b = np.where((a == 0) & (b >= 0), 0, grad * out * np.log(a))
+        return grad_a, grad_b
+
+
+class Log1p(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.log1p(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad / (1 + x)
+
+
+class Expm1(Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = np.expm1(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad * (out + 1)
+
+
+class Sin(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.sin(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * np.cos(x)
+
+
+class Cos(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.cos(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return -grad * np.sin(x)
+
+
+class Step(Function):
+    """A piecewise-constant function (`floor`, `ceil`, `round`, `sign`): gradient zero, as torch."""
+    @staticmethod
+    def forward(ctx, x, fn):
+        return fn(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return np.zeros_like(grad)
 
 
 class Cast(Function):
@@ -299,9 +384,10 @@ class Expand(Function):
 
 
 class Contiguous(Function):
+    """A C-contiguous copy (`contiguous()` on a strided view, and `clone()`)."""
     @staticmethod
     def forward(ctx, x):
-        return np.ascontiguousarray(x)
+        return np.array(x, order="C")
 
     @staticmethod
     def backward(ctx, grad):
@@ -325,6 +411,92 @@ class GetItem(Function):
         else:
             out[ctx.index] = grad
         return out
+
+
+class CumSum(Function):
+    @staticmethod
+    def forward(ctx, x, axis):
+        ctx.axis = axis
+        return np.cumsum(x, axis=axis)
+
+    @staticmethod
+    def backward(ctx, grad):
+        # Each input adds into every later output: the gradient is a reversed cumulative sum.
+        flipped = np.flip(grad, ctx.axis)
+        return np.flip(np.cumsum(flipped, axis=ctx.axis), ctx.axis)
+
+
+class Prod(Function):
+    """Product along one axis. The gradient is the product of all the other elements, taken as
+    (product of those before) * (product of those after), so zeros need no division."""
+    @staticmethod
+    def forward(ctx, x, axis, keepdim):
+        ctx.save_for_backward(x)
+        ctx.axis = axis
+        return np.prod(x, axis=axis, keepdims=keepdim)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        axis = ctx.axis
+        if grad.ndim < x.ndim:
+            grad = np.expand_dims(grad, axis)
+        if x.shape[axis] == 0:
+            return np.zeros_like(x)
+        before = _exclusive_cumprod(x, axis)
+        after = np.flip(_exclusive_cumprod(np.flip(x, axis), axis), axis)
+        return grad * before * after
+
+
+def _exclusive_cumprod(x, axis):
+    """[1, x0, x0 x1, ...] along axis: the product of the elements before each one."""
+    first = np.ones_like(np.take(x, [0], axis=axis))
+    return np.cumprod(np.concatenate([first, np.delete(x, -1, axis=axis)], axis=axis), axis=axis)
+
+
+class Gather(Function):
+    """x[index] along `axis` (torch.gather): out[i][j][k] = x[i][index[i][j][k]][k] for axis 1.
+    `index` may be smaller than x in the other dims; repeats add up in the gradient."""
+    @staticmethod
+    def forward(ctx, x, index, axis):
+        ctx.input_shape, ctx.where = x.shape, _along(index, axis)
+        return x[ctx.where]
+
+    @staticmethod
+    def backward(ctx, grad):
+        out = np.zeros(ctx.input_shape, dtype=grad.dtype)
+        np.add.at(out, ctx.where, grad)
+        return out
+
+
+class Scatter(Function):
+    """A copy of x with src written (add=False) or added (add=True) at `index` along `axis`
+    (torch.scatter / scatter_add). With repeated indices and add=False one write wins."""
+    @staticmethod
+    def forward(ctx, x, src, index, axis, add):
+        where = _along(index, axis)
+        ctx.where, ctx.add = where, add
+        out = x.copy()
+        if add:
+            np.add.at(out, where, src)
+        else:
+            out[where] = src
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad_x = grad
+        if not ctx.add:  # overwritten elements do not reach the output
+            grad_x = grad.copy()
+            grad_x[ctx.where] = 0
+        return grad_x, grad[ctx.where]
+
+
+def _along(index, axis):
+    """The numpy index tuple that picks index[i, j, k] along `axis` and i, j, k elsewhere."""
+    where = list(np.ogrid[tuple(slice(n) for n in index.shape)])
+    where[axis] = index
+    return tuple(where)
 
 
 class MaskedFill(Function):

@@ -21,7 +21,8 @@ def _as_tuple(out):
 def _outputs(fn, values):
     """fn at float64 `values`, without a graph, as a list of float64 arrays."""
     with no_grad():
-        return [o.data.astype(np.float64) for o in _as_tuple(fn(*[Tensor(v) for v in values]))]
+        outputs = fn(*[Tensor.from_numpy(v) for v in values])
+        return [o.data.astype(np.float64) for o in _as_tuple(outputs)]
 
 
 def _change(after, before, weights):
@@ -42,7 +43,7 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
     elements disagree; GradcheckKinkError if the worst element sits on a kink (its left and right
     slopes differ). `fn` must compute in its inputs' dtype for the float64 evaluation to be exact.
     """
-    tensors = [x if isinstance(x, Tensor) else Tensor(x) for x in inputs]
+    tensors = [x if isinstance(x, Tensor) else Tensor.from_numpy(np.asarray(x)) for x in inputs]
     checked = [i for i, t in enumerate(tensors) if t.requires_grad]
     if not checked:
         raise ValueError("gradcheck: no input requires grad; pass tensors made with "
@@ -51,7 +52,7 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
 
     # Analytic: one backward of sum(out * w) with a random, non-uniform w. Fresh leaves share
     # the inputs' arrays (ops never write to inputs), so non-contiguous layouts are kept.
-    leaves = [Tensor(t.data, requires_grad=t.requires_grad) for t in tensors]
+    leaves = [Tensor.from_numpy(t.data).requires_grad_(t.requires_grad) for t in tensors]
     outputs = _as_tuple(fn(*leaves))
     for o in outputs:
         if not isinstance(o, Tensor):
@@ -61,7 +62,7 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
     loss = None
     for o, w in zip(outputs, weights):
         if o.requires_grad:
-            term = (o * Tensor(w.astype(o.dtype))).sum()
+            term = (o * Tensor.from_numpy(w.astype(o.dtype))).sum()
             loss = term if loss is None else loss + term
     if loss is not None:
         loss.backward()

@@ -1,7 +1,11 @@
 """The Tensor: a numpy array, an optional gradient, and the op that made it.
 
-Ops with PyTorch's names and semantics are methods here, each either one primitive from
-`function.py` or a short composition of them.
+Ops with PyTorch's names and semantics are methods, each either one primitive from
+`function.py` or a short composition of them. The class is spread over a few files, each
+readable in one sitting: this one (construction, autograd, arithmetic, elementwise ops,
+movement, comparisons), `tensor_reduce.py` (reductions, max/min, softmax, sorting),
+`tensor_index.py` (indexing, gather/scatter, splitting, `where`/`cat`/`stack`), `inplace.py`
+(in-place ops and version counters) and `factories.py` (making tensors).
 """
 import numbers
 
@@ -9,35 +13,20 @@ import numpy as np
 
 from . import autograd as _autograd
 from . import dtypes as _dtypes
+from . import factories as _factories
 from . import function as F
-from . import random as _random
+from .args import normalize_dim as _normalize_dim, normalize_dims as _normalize_dims
+from .args import shape_arg as _shape_arg
 from .autograd import backward as _run_backward
-
 from .dtypes import BOOL as _BOOL, DEFAULT_FLOAT as _DEFAULT_FLOAT, INDEX as _INDEX
-from .dtypes import category as _category, promote_dtypes as _promote_dtypes
-from .dtypes import scalar_category as _scalar_category
+from .dtypes import category as _category, scalar_category as _scalar_category
+from .inplace import InplaceOps
+from .tensor_index import IndexOps, cat, stack, where  # noqa: F401 (re-exported)
+from .tensor_reduce import ReduceOps
 
 
 def _as_array(data, dtype=None):
     return _dtypes.as_array(data.data if isinstance(data, Tensor) else data, dtype)
-
-
-def _normalize_dim(dim, ndim, op):
-    if not -max(ndim, 1) <= dim < max(ndim, 1):
-        raise IndexError(f"{op}: dim {dim} is out of range for a tensor with {ndim} dims "
-                         f"(expected {-max(ndim, 1)} to {max(ndim, 1) - 1})")
-    return dim % ndim if ndim else 0
-
-
-def _normalize_dims(dim, ndim, op):
-    """dim as an int, a tuple/list of ints or None -> a sorted tuple of non-negative dims, or None."""
-    if dim is None:
-        return None
-    dims = (dim,) if isinstance(dim, numbers.Integral) else tuple(dim)
-    axes = tuple(sorted({_normalize_dim(d, ndim, op) for d in dims}))
-    if len(axes) != len(dims):
-        raise ValueError(f"{op}: dim {dim} names the same dim twice")
-    return axes if ndim else None
 
 
 def _binary_op(fn, op, reflected=False):
@@ -59,14 +48,23 @@ def _binary_op(fn, op, reflected=False):
     return method
 
 
-class Tensor:
+class Tensor(ReduceOps, IndexOps, InplaceOps):
     """An n-dimensional array that can record the ops applied to it and differentiate them."""
 
     __slots__ = ("data", "grad", "requires_grad", "_ctx", "_retains_grad", "__weakref__")
     __array_ufunc__ = None  # so `numpy_array + tensor` calls Tensor.__radd__ instead of looping
 
     def __init__(self, data, dtype=None, requires_grad=False):
-        self.data = _as_array(data, dtype)
+        """A tensor holding a *copy* of `data`, as torch.tensor (use `from_numpy` to share)."""
+        array = _as_array(data, dtype)
+        source = data.data if isinstance(data, Tensor) else data
+        if isinstance(source, np.ndarray) and np.may_share_memory(array, source):
+            array = array.copy()
+        self._set_array(array, requires_grad)
+
+    def _set_array(self, array, requires_grad):
+        """Fill the fields around `array`, shared as it is (for subclasses like Parameter)."""
+        self.data = array
         self.grad = None
         self._ctx = None
         self._retains_grad = False
@@ -79,42 +77,16 @@ class Tensor:
 
     # ------------------------------------------------------------------ factories
 
-    @staticmethod
-    def zeros(*shape, dtype=_DEFAULT_FLOAT, requires_grad=False):
-        return Tensor(np.zeros(_shape_arg(shape), dtype), requires_grad=requires_grad)
-
-    @staticmethod
-    def ones(*shape, dtype=_DEFAULT_FLOAT, requires_grad=False):
-        return Tensor(np.ones(_shape_arg(shape), dtype), requires_grad=requires_grad)
-
-    @staticmethod
-    def full(shape, fill_value, dtype=None, requires_grad=False):
-        if dtype is None:
-            dtype = [_BOOL, _INDEX, _DEFAULT_FLOAT][_scalar_category(fill_value)]
-        return Tensor(np.full(_shape_arg((shape,)), fill_value, dtype), requires_grad=requires_grad)
-
-    @staticmethod
-    def randn(*shape, dtype=_DEFAULT_FLOAT, requires_grad=False):
-        array = _random.generator().standard_normal(_shape_arg(shape)).astype(dtype)
-        return Tensor(array, requires_grad=requires_grad)
-
-    @staticmethod
-    def rand(*shape, dtype=_DEFAULT_FLOAT, requires_grad=False):
-        array = _random.generator().random(_shape_arg(shape)).astype(dtype)
-        return Tensor(array, requires_grad=requires_grad)
-
-    @staticmethod
-    def arange(start, stop=None, step=1, dtype=None, requires_grad=False):
-        if stop is None:
-            start, stop = 0, start
-        if dtype is None:
-            floats = any(_scalar_category(v) == 2 for v in (start, stop, step))
-            dtype = _DEFAULT_FLOAT if floats else _INDEX
-        return Tensor(np.arange(start, stop, step, dtype=dtype), requires_grad=requires_grad)
-
-    @staticmethod
-    def eye(n, m=None, dtype=_DEFAULT_FLOAT, requires_grad=False):
-        return Tensor(np.eye(n, m, dtype=dtype), requires_grad=requires_grad)
+    zeros = staticmethod(_factories.zeros)
+    ones = staticmethod(_factories.ones)
+    full = staticmethod(_factories.full)
+    randn = staticmethod(_factories.randn)
+    rand = staticmethod(_factories.rand)
+    randint = staticmethod(_factories.randint)
+    arange = staticmethod(_factories.arange)
+    linspace = staticmethod(_factories.linspace)
+    eye = staticmethod(_factories.eye)
+    from_numpy = staticmethod(_factories.from_numpy)
 
     # ------------------------------------------------------------------ basic properties
 
@@ -201,6 +173,15 @@ class Tensor:
         """The same data (shared, not copied), cut from the graph."""
         return Tensor._wrap(self.data)
 
+    def clone(self):
+        """A copy of the data that stays on the graph (the gradient passes straight through)."""
+        return F.Contiguous.apply(self)
+
+    def register_hook(self, hook):
+        """Call hook(grad) when this tensor's gradient is computed; a Tensor it returns replaces
+        the gradient. Returns a handle whose remove() unregisters the hook."""
+        return _autograd.register_hook(self, hook)
+
     def backward(self, grad=None, retain_graph=False):
         """Accumulate d(self)/d(leaf) into the `.grad` of every leaf that requires grad."""
         if not self.requires_grad:
@@ -252,7 +233,7 @@ class Tensor:
             if other.data.dtype == self.data.dtype:
                 return self, other
         elif isinstance(other, np.ndarray):
-            other = Tensor(other)
+            other = Tensor._wrap(_as_array(other))  # read, never written: no copy needed
         elif isinstance(other, (numbers.Real, np.bool_)):
             # A Python scalar never changes a tensor's dtype, unless it is of a higher category.
             dtype = self.dtype
@@ -289,16 +270,23 @@ class Tensor:
         return F.Neg.apply(self)
 
     def __pow__(self, exponent):
-        if isinstance(exponent, Tensor):
-            raise TypeError("pow: only a Python-number exponent is supported; for a tensor "
-                            "exponent use (exponent * x.log()).exp()")
+        if isinstance(exponent, (Tensor, np.ndarray)):
+            if self.dtype.kind != "f" and getattr(exponent, "dtype", None).kind != "f":
+                return Tensor._wrap(np.power(self.data, _as_array(exponent)))
+            base, exponent = self._operands(exponent, "pow")
+            try:
+                return F.PowTensor.apply(base, exponent)
+            except ValueError:
+                raise ValueError(f"pow: shapes {base.shape} and {exponent.shape} do not "
+                                 "broadcast") from None
         if not isinstance(exponent, numbers.Real):
-            raise TypeError(f"pow: exponent must be a number, not {type(exponent).__name__}")
+            raise TypeError(f"pow: exponent must be a number or a Tensor, not "
+                            f"{type(exponent).__name__}")
         if self.dtype.kind != "f" and isinstance(exponent, numbers.Integral) and exponent < 0:
             raise ValueError(f"pow: an integer tensor to the negative power {exponent} is not an "
                              "integer; convert with .float() first")
-        base = self.float() if self.dtype.kind != "f" and not isinstance(exponent, numbers.Integral) else self
-        return F.Pow.apply(base, exponent=exponent)
+        floats = self.dtype.kind != "f" and not isinstance(exponent, numbers.Integral)
+        return F.Pow.apply(self.float() if floats else self, exponent=exponent)
 
     def __rpow__(self, base):
         """base ** self for a Python-number base: exp(self * log(base)) for float tensors."""
@@ -318,10 +306,35 @@ class Tensor:
     def __rmatmul__(self, other):
         if not isinstance(other, np.ndarray):
             raise TypeError(f"matmul: unsupported operand of type {type(other).__name__}")
-        return Tensor(other).matmul(self)
+        return Tensor._wrap(_as_array(other)).matmul(self)
 
     pow = __pow__
     div = __truediv__
+
+    def __floordiv__(self, other):
+        """floor(self / other); no gradient flows (it is piecewise constant), as in torch."""
+        a, b = self._operands(other, "floor_divide")
+        if a.dtype.kind != "f":
+            return Tensor._wrap(np.asarray(np.floor_divide(a.data, b.data)))
+        return (a / b).floor()
+
+    def __rfloordiv__(self, other):
+        a, b = self._operands(other, "floor_divide")
+        return b // a
+
+    def __mod__(self, other):
+        """self - floor(self / other) * other: the sign follows the divisor (torch.remainder)."""
+        a, b = self._operands(other, "remainder")
+        if a.dtype.kind != "f":
+            return Tensor._wrap(np.asarray(np.remainder(a.data, b.data)))
+        return a - (a / b).floor() * b
+
+    def __rmod__(self, other):
+        a, b = self._operands(other, "remainder")
+        return b % a
+
+    floor_divide = __floordiv__
+    remainder = __mod__
 
     def matmul(self, other):
         """self @ other, numpy's rules: batch dims broadcast, a 1-D operand is a vector."""
@@ -362,6 +375,43 @@ class Tensor:
     def sigmoid(self):
         return F.Sigmoid.apply(self._float_input())
 
+    def log1p(self):
+        """log(1 + x), precise for small x."""
+        return F.Log1p.apply(self._float_input())
+
+    def expm1(self):
+        """exp(x) - 1, precise for small x."""
+        return F.Expm1.apply(self._float_input())
+
+    def sin(self):
+        return F.Sin.apply(self._float_input())
+
+    def cos(self):
+        return F.Cos.apply(self._float_input())
+
+    def _step(self, fn):
+        # Integer and bool tensors are already whole (and have no gradient).
+        return Tensor._wrap(fn(self.data)) if self.dtype.kind != "f" else F.Step.apply(self, fn=fn)
+
+    def floor(self):
+        return self._step(np.floor)
+
+    def ceil(self):
+        return self._step(np.ceil)
+
+    def round(self):
+        """Round half to even, as torch.round."""
+        return self._step(np.round)
+
+    def sign(self):
+        return self._step(np.sign)
+
+    def isnan(self):
+        return Tensor._wrap(np.isnan(self.data))
+
+    def isfinite(self):
+        return Tensor._wrap(np.isfinite(self.data))
+
     def relu(self):
         return F.Relu.apply(self)
 
@@ -369,6 +419,11 @@ class Tensor:
         return F.Abs.apply(self)
 
     maximum = _binary_op(F.Maximum, "maximum")
+
+    def minimum(self, other):
+        """Elementwise min; ties split the gradient evenly, as torch.minimum."""
+        a, b = self._operands(other, "minimum")
+        return -((-a).maximum(-b))
 
     def clip(self, min=None, max=None):
         if min is None and max is None:
@@ -381,64 +436,6 @@ class Tensor:
         return F.Clip.apply(x, low=min, high=max)
 
     clamp = clip
-
-    # ------------------------------------------------------------------ reductions
-
-    def sum(self, dim=None, keepdim=False):
-        """Sum over `dim` (an int, a tuple, or None for every dim)."""
-        return F.Sum.apply(self, axes=_normalize_dims(dim, self.ndim, "sum"), keepdim=keepdim)
-
-    def mean(self, dim=None, keepdim=False):
-        axes = _normalize_dims(dim, self.ndim, "mean")
-        count = self.data.size if axes is None else int(np.prod([self.shape[a] for a in axes]))
-        return self._float_input().sum(axes, keepdim) * (1.0 / max(count, 1))
-
-    def var(self, dim=None, keepdim=False, correction=1):
-        """sum((x - mean)^2) / (n - correction) over `dim`: correction=1 is the unbiased estimate.
-        As in torch, n <= correction gives NaN (there is no spread to estimate)."""
-        axes = _normalize_dims(dim, self.ndim, "var")
-        count = self.data.size if axes is None else int(np.prod([self.shape[a] for a in axes]))
-        centered = self - self.mean(axes, keepdim=True)
-        scale = 1.0 / (count - correction) if count > correction else float("nan")
-        return (centered * centered).sum(axes, keepdim) * scale
-
-    def max(self, dim=None, keepdim=False):
-        """Largest value over `dim`; the gradient flows to the arg-max."""
-        if self.data.size == 0:
-            raise ValueError(f"max: the tensor of shape {self.shape} is empty")
-        return F.Max.apply(self, axes=_normalize_dims(dim, self.ndim, "max"), keepdim=keepdim)
-
-    def min(self, dim=None, keepdim=False):
-        return -(-self).max(dim, keepdim)
-
-    def argmax(self, dim=None, keepdim=False):
-        if dim is None:
-            return Tensor._wrap(np.asarray(self.data.argmax()))
-        axis = _normalize_dim(dim, self.ndim, "argmax")
-        return Tensor._wrap(self.data.argmax(axis=axis, keepdims=keepdim))
-
-    def any(self):
-        return Tensor._wrap(np.asarray(self.data.any()))
-
-    def all(self):
-        return Tensor._wrap(np.asarray(self.data.all()))
-
-    # ------------------------------------------------------------------ softmax
-
-    def softmax(self, dim):
-        """exp(x) / sum(exp(x)) along `dim`; a row of all -inf gives zeros, never NaN."""
-        axis = _normalize_dim(dim, self.ndim, "softmax")
-        if self.ndim == 0:  # the kernels work along a real axis
-            return self.reshape(1).softmax(0).reshape(())
-        return F.Softmax.apply(self._float_input(), axis=axis)
-
-    def log_softmax(self, dim):
-        """x - log(sum(exp(x))) along `dim`, computed stably; a row of all -inf gives -inf
-        (log of probability 0) and a finite gradient, never NaN."""
-        axis = _normalize_dim(dim, self.ndim, "log_softmax")
-        if self.ndim == 0:
-            return self.reshape(1).log_softmax(0).reshape(())
-        return F.LogSoftmax.apply(self._float_input(), axis=axis)
 
     # ------------------------------------------------------------------ movement (numpy views)
 
@@ -507,25 +504,11 @@ class Tensor:
     def contiguous(self):
         return self if self.data.flags.c_contiguous else F.Contiguous.apply(self)
 
-    # ------------------------------------------------------------------ indexing
+    def expand_as(self, other):
+        return self.expand(other.shape)
 
-    def __getitem__(self, index):
-        index, advanced = _index_arg(index)
-        try:
-            return F.GetItem.apply(self, index=index, advanced=advanced)
-        except IndexError as error:
-            raise IndexError(f"getitem: index {index!r} does not fit shape {self.shape}: "
-                             f"{error}") from None
-
-    def masked_fill(self, mask, value):
-        """A copy with `value` wherever the boolean `mask` (broadcast to self) is True."""
-        mask = _bool_mask(mask, "masked_fill")
-        try:
-            np.broadcast_shapes(self.shape, mask.shape)
-        except ValueError:
-            raise ValueError(f"masked_fill: mask of shape {mask.shape} does not broadcast with "
-                             f"the tensor's shape {self.shape}") from None
-        return F.MaskedFill.apply(self, mask=mask, value=value)
+    def view_as(self, other):
+        return self.reshape(other.shape)
 
     # ------------------------------------------------------------------ comparisons (no grad)
 
@@ -572,99 +555,10 @@ class Tensor:
 
 # ---------------------------------------------------------------------------- module-level ops
 
-def where(condition, a, b):
-    """Elementwise `a` where `condition` is True, else `b` (all three broadcast together)."""
-    cond = _bool_mask(condition, "where")
-    if isinstance(a, Tensor):
-        a, b = a._operands(b, "where")
-    elif isinstance(b, Tensor):
-        b, a = b._operands(a, "where")  # a scalar `a` follows b's dtype, as in torch
-    else:
-        a, b = Tensor(a)._operands(b, "where")
-    try:
-        np.broadcast_shapes(cond.shape, a.shape, b.shape)
-    except ValueError:
-        raise ValueError(f"where: condition {cond.shape}, a {a.shape} and b {b.shape} do not "
-                         "broadcast") from None
-    return F.Where.apply(a, b, cond=cond)
-
-
-def cat(tensors, dim=0):
-    """Join tensors along an existing dim."""
-    tensors = list(tensors)
-    if not tensors:
-        raise ValueError("cat: expected a non-empty list of tensors")
-    first = tensors[0]
-    if first.ndim == 0:
-        raise ValueError("cat: 0-d tensors cannot be joined; use stack")
-    axis = _normalize_dim(dim, first.ndim, "cat")
-    dtype = first.dtype
-    for t in tensors[1:]:
-        if not isinstance(t, Tensor):
-            raise TypeError(f"cat: expected Tensors, got a {type(t).__name__}")
-        if t.ndim != first.ndim or any(
-                a != b for i, (a, b) in enumerate(zip(t.shape, first.shape)) if i != axis):
-            raise ValueError(f"cat: shapes {[tuple(x.shape) for x in tensors]} must match except "
-                             f"in dim {dim}")
-        dtype = _promote_dtypes(dtype, t.dtype)
-    return F.Cat.apply(*[t.to(dtype) for t in tensors], axis=axis)
-
-
-def stack(tensors, dim=0):
-    """Join tensors of one shape along a new dim."""
-    tensors = list(tensors)
-    if not tensors:
-        raise ValueError("stack: expected a non-empty list of tensors")
-    shapes = {t.shape for t in tensors}
-    if len(shapes) != 1:
-        raise ValueError(f"stack: all tensors need the same shape, got {sorted(shapes)}")
-    axis = _normalize_dim(dim, tensors[0].ndim + 1, "stack")
-    return cat([t.unsqueeze(axis) for t in tensors], dim=axis)
-
-
-def zeros_like(tensor, dtype=None, requires_grad=False):
-    return Tensor(np.zeros_like(tensor.data, dtype=dtype), requires_grad=requires_grad)
-
-
-def ones_like(tensor, dtype=None, requires_grad=False):
-    return Tensor(np.ones_like(tensor.data, dtype=dtype), requires_grad=requires_grad)
-
-
-# ---------------------------------------------------------------------------- argument helpers
-
-def _shape_arg(shape):
-    """Accept f(2, 3) and f((2, 3)) alike, as torch does."""
-    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-        shape = shape[0]
-    shape = tuple(shape)
-    for n in shape:
-        if not isinstance(n, numbers.Integral):
-            raise TypeError(f"shape {shape}: every size must be an int")
-    return shape
-
-
-def _bool_mask(mask, op):
-    mask = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
-    if mask.dtype != _BOOL:
-        raise TypeError(f"{op}: the mask must be a bool tensor, not {mask.dtype}")
-    return mask
-
-
-def _index_arg(index):
-    """Unwrap Tensors in an index; report whether it uses integer/bool arrays (advanced indexing)."""
-    items = index if isinstance(index, tuple) else (index,)
-    unwrapped, advanced = [], False
-    for item in items:
-        if isinstance(item, Tensor):
-            item = item.data
-        elif isinstance(item, list):
-            item = np.asarray(item)
-        if isinstance(item, np.ndarray):
-            if item.dtype.kind not in "iub":
-                raise IndexError(f"getitem: index arrays must be integer or bool, not {item.dtype}")
-            advanced = True
-        unwrapped.append(item)
-    return (tuple(unwrapped) if isinstance(index, tuple) else unwrapped[0]), advanced
-
+tensor = _factories.tensor
+from_numpy = _factories.from_numpy
+zeros_like, ones_like, full_like = _factories.zeros_like, _factories.ones_like, _factories.full_like
+rand_like, randn_like = _factories.rand_like, _factories.randn_like
+linspace, randint = _factories.linspace, _factories.randint
 
 _autograd._Tensor = Tensor

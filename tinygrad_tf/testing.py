@@ -96,7 +96,7 @@ def tensors(draw, shape=None, dtype=np.float64, min_value=-3.0, max_value=3.0,
         # C order comes up when the draw happens to be the reversal.
         perm = draw(st.permutations(range(len(shape))))[::-1]
         values = np.ascontiguousarray(values.transpose(perm)).transpose(np.argsort(perm))
-    return Tensor(values, requires_grad=requires_grad)
+    return Tensor.from_numpy(np.asarray(values)).requires_grad_(requires_grad)  # keeps the layout
 
 
 @st.composite

@@ -1,0 +1,70 @@
+"""Argument checking shared by the Tensor files: dims, shapes, masks and indices."""
+import numbers
+
+import numpy as np
+
+from . import autograd as _autograd
+from .dtypes import BOOL as _BOOL
+
+
+def normalize_dim(dim, ndim, op):
+    if not isinstance(dim, numbers.Integral):
+        raise TypeError(f"{op}: dim must be an int, not {type(dim).__name__}")
+    if not -max(ndim, 1) <= dim < max(ndim, 1):
+        raise IndexError(f"{op}: dim {dim} is out of range for a tensor with {ndim} dims "
+                         f"(expected {-max(ndim, 1)} to {max(ndim, 1) - 1})")
+    return dim % ndim if ndim else 0
+
+
+def normalize_dims(dim, ndim, op):
+    """dim as an int, a tuple/list of ints or None -> a sorted tuple of non-negative dims, or None."""
+    if dim is None:
+        return None
+    dims = (dim,) if isinstance(dim, numbers.Integral) else tuple(dim)
+    axes = tuple(sorted({normalize_dim(d, ndim, op) for d in dims}))
+    if len(axes) != len(dims):
+        raise ValueError(f"{op}: dim {dim} names the same dim twice")
+    return axes if ndim else None
+
+
+def shape_arg(shape):
+    """Accept f(2, 3) and f((2, 3)) alike, as torch does."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = shape[0]
+    shape = tuple(shape)
+    for n in shape:
+        if not isinstance(n, numbers.Integral):
+            raise TypeError(f"shape {shape}: every size must be an int")
+    return shape
+
+
+def bool_mask(mask, op):
+    mask = mask.data if isinstance(mask, _autograd._Tensor) else np.asarray(mask)
+    if mask.dtype != _BOOL:
+        raise TypeError(f"{op}: the mask must be a bool tensor, not {mask.dtype}")
+    return mask
+
+
+def index_arg(index, op="getitem"):
+    """Unwrap Tensors in an index; report whether it uses integer/bool arrays (advanced indexing)."""
+    items = index if isinstance(index, tuple) else (index,)
+    unwrapped, advanced = [], False
+    for item in items:
+        if isinstance(item, _autograd._Tensor):
+            item = item.data
+        elif isinstance(item, list):
+            item = np.asarray(item)
+        if isinstance(item, np.ndarray):
+            if item.dtype.kind not in "iub":
+                raise IndexError(f"{op}: index arrays must be integer or bool, not {item.dtype}")
+            advanced = True
+        unwrapped.append(item)
+    return (tuple(unwrapped) if isinstance(index, tuple) else unwrapped[0]), advanced
+
+
+def index_tensor(index, op):
+    """An integer index array (from a Tensor, array or list) for gather/scatter/index_select."""
+    array = index.data if isinstance(index, _autograd._Tensor) else np.asarray(index)
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"{op}: index must be an integer tensor, not {array.dtype}")
+    return array

@@ -1,0 +1,107 @@
+"""Making tensors: from data (`tensor` copies, `from_numpy` shares), filled, random, ranges.
+
+Each is also a static method of Tensor (`Tensor.zeros(2, 3)`), and the `*_like` ones follow
+another tensor's shape and dtype, as in torch.
+"""
+import numbers
+
+import numpy as np
+
+from . import autograd as _autograd
+from . import dtypes as _dtypes
+from . import random as _random
+from .args import shape_arg as _shape_arg
+from .dtypes import BOOL as _BOOL, DEFAULT_FLOAT as _DEFAULT_FLOAT, INDEX as _INDEX
+from .dtypes import scalar_category as _scalar_category
+
+
+def _new(array, requires_grad=False):
+    """A leaf Tensor owning `array` (a fresh array, so no copy is needed)."""
+    tensor = _autograd._wrap_array(array)
+    return tensor.requires_grad_(True) if requires_grad else tensor
+
+
+def tensor(data, dtype=None, requires_grad=False):
+    """A new tensor holding a copy of `data` (a Tensor, a numpy array, a list or a number)."""
+    return _autograd._Tensor(data, dtype=dtype, requires_grad=requires_grad)
+
+
+def from_numpy(array):
+    """A tensor that shares memory with the numpy `array`: writes to one show in the other."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"from_numpy: expected a numpy array, got {type(array).__name__}")
+    return _autograd._wrap_array(_dtypes.as_array(array))
+
+
+def zeros(*shape, dtype=_DEFAULT_FLOAT, requires_grad=False):
+    return _new(np.zeros(_shape_arg(shape), dtype), requires_grad)
+
+
+def ones(*shape, dtype=_DEFAULT_FLOAT, requires_grad=False):
+    return _new(np.ones(_shape_arg(shape), dtype), requires_grad)
+
+
+def full(shape, fill_value, dtype=None, requires_grad=False):
+    if dtype is None:
+        dtype = [_BOOL, _INDEX, _DEFAULT_FLOAT][_scalar_category(fill_value)]
+    return _new(np.full(_shape_arg((shape,)), fill_value, dtype), requires_grad)
+
+
+def randn(*shape, dtype=_DEFAULT_FLOAT, requires_grad=False):
+    return _new(_random.generator().standard_normal(_shape_arg(shape)).astype(dtype), requires_grad)
+
+
+def rand(*shape, dtype=_DEFAULT_FLOAT, requires_grad=False):
+    return _new(_random.generator().random(_shape_arg(shape)).astype(dtype), requires_grad)
+
+
+def randint(low, high=None, size=None, dtype=_INDEX, requires_grad=False):
+    """Integers drawn uniformly from [low, high) (`randint(high, size)` means low = 0)."""
+    if size is None:  # torch.randint(high, size)
+        low, high, size = 0, low, high
+    if size is None:
+        raise TypeError("randint: give a size, e.g. randint(0, 10, (2, 3))")
+    if not high > low:
+        raise ValueError(f"randint: expected low < high, got low={low} and high={high}")
+    size = (size,) if isinstance(size, numbers.Integral) else tuple(size)
+    return _new(_random.generator().integers(low, high, size).astype(dtype), requires_grad)
+
+
+def arange(start, stop=None, step=1, dtype=None, requires_grad=False):
+    if stop is None:
+        start, stop = 0, start
+    if dtype is None:
+        floats = any(_scalar_category(v) == 2 for v in (start, stop, step))
+        dtype = _DEFAULT_FLOAT if floats else _INDEX
+    return _new(np.arange(start, stop, step, dtype=dtype), requires_grad)
+
+
+def linspace(start, end, steps, dtype=_DEFAULT_FLOAT, requires_grad=False):
+    """`steps` evenly spaced values from start to end, both included."""
+    if not isinstance(steps, numbers.Integral) or steps < 0:
+        raise ValueError(f"linspace: steps must be a non-negative int, got {steps!r}")
+    return _new(np.linspace(start, end, steps).astype(dtype), requires_grad)
+
+
+def eye(n, m=None, dtype=_DEFAULT_FLOAT, requires_grad=False):
+    return _new(np.eye(n, m, dtype=dtype), requires_grad)
+
+
+def zeros_like(tensor, dtype=None, requires_grad=False):
+    return _new(np.zeros_like(tensor.data, dtype=dtype), requires_grad)
+
+
+def ones_like(tensor, dtype=None, requires_grad=False):
+    return _new(np.ones_like(tensor.data, dtype=dtype), requires_grad)
+
+
+def full_like(tensor, fill_value, dtype=None, requires_grad=False):
+    return _new(np.full_like(tensor.data, fill_value, dtype=dtype), requires_grad)
+
+
+def rand_like(tensor, dtype=None, requires_grad=False):
+    return rand(*tensor.shape, dtype=dtype or tensor.dtype, requires_grad=requires_grad)
+
+
+def randn_like(tensor, dtype=None, requires_grad=False):
+    return randn(*tensor.shape, dtype=dtype or tensor.dtype, requires_grad=requires_grad)

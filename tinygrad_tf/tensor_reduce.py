@@ -1,0 +1,197 @@
+"""Tensor methods that reduce or scan along dims: sums and statistics, max/min with their
+indices, softmax, cumulative sums, sorting. Mixed into `Tensor` (tensor.py)."""
+import collections
+
+import numpy as np
+
+from . import autograd as _autograd
+from . import function as F
+from .args import normalize_dim as _normalize_dim, normalize_dims as _normalize_dims
+
+_wrap = _autograd._wrap_array
+
+# torch.return_types: a named (values, indices) pair, so both `x.max(1)[1]` and `.indices` work.
+max_result = collections.namedtuple("max", ["values", "indices"])
+min_result = collections.namedtuple("min", ["values", "indices"])
+sort_result = collections.namedtuple("sort", ["values", "indices"])
+topk_result = collections.namedtuple("topk", ["values", "indices"])
+
+
+def _count(tensor, axes):
+    return tensor.data.size if axes is None else int(np.prod([tensor.shape[a] for a in axes]))
+
+
+class ReduceOps:
+    __slots__ = ()  # a mixin of Tensor, which keeps its fields in slots
+
+    # ------------------------------------------------------------------ sums and statistics
+
+    def sum(self, dim=None, keepdim=False):
+        """Sum over `dim` (an int, a tuple, or None for every dim)."""
+        return F.Sum.apply(self, axes=_normalize_dims(dim, self.ndim, "sum"), keepdim=keepdim)
+
+    def mean(self, dim=None, keepdim=False):
+        """sum / n over `dim`; the mean of no elements is NaN, as in torch."""
+        axes = _normalize_dims(dim, self.ndim, "mean")
+        count = _count(self, axes)
+        return self._float_input().sum(axes, keepdim) * (1.0 / count if count else float("nan"))
+
+    def var(self, dim=None, keepdim=False, correction=1):
+        """sum((x - mean)^2) / (n - correction) over `dim`: correction=1 is the unbiased estimate.
+        As in torch, n <= correction gives NaN (there is no spread to estimate)."""
+        axes = _normalize_dims(dim, self.ndim, "var")
+        count = _count(self, axes)
+        centered = self - self.mean(axes, keepdim=True)
+        scale = 1.0 / (count - correction) if count > correction else float("nan")
+        return (centered * centered).sum(axes, keepdim) * scale
+
+    def std(self, dim=None, keepdim=False, correction=1):
+        """sqrt(var): the standard deviation over `dim`."""
+        return self.var(dim, keepdim, correction).sqrt()
+
+    def prod(self, dim=None, keepdim=False):
+        """Product over one dim (or every element if dim is None)."""
+        if dim is None:
+            out = F.Prod.apply(self.reshape(-1), axis=0, keepdim=False)
+            return out.reshape((1,) * self.ndim) if keepdim else out
+        axis = _normalize_dim(dim, self.ndim, "prod")
+        if self.ndim == 0:
+            return self.reshape(1).prod(0).reshape(())
+        return F.Prod.apply(self, axis=axis, keepdim=keepdim)
+
+    def norm(self, p=2, dim=None, keepdim=False):
+        """The p-norm (sum |x|^p)^(1/p) over `dim`; p may be float('inf')."""
+        x = self._float_input()
+        if p == float("inf"):
+            return x.abs().amax(dim, keepdim)
+        if p == 1:
+            return x.abs().sum(dim, keepdim)
+        total = (x * x).sum(dim, keepdim) if p == 2 else (x.abs() ** p).sum(dim, keepdim)
+        # At an all-zero slice the root's slope is infinite (0 * inf = NaN); torch defines the
+        # gradient there as 0, so the root is taken of 1 instead and the result masked to 0.
+        zero = (total == 0).data
+        safe = total.masked_fill(zero, 1.0)
+        root = safe.sqrt() if p == 2 else safe ** (1.0 / p)
+        return root.masked_fill(zero, 0.0)
+
+    def logsumexp(self, dim, keepdim=False):
+        """log(sum(exp(x))) over `dim`, computed stably (the max is subtracted first)."""
+        axes = _normalize_dims(dim, self.ndim, "logsumexp")
+        x = self._float_input()
+        shift = x.detach().amax(axes, keepdim=True)
+        shift = shift.masked_fill(~shift.isfinite(), 0.0)  # an all -inf row stays -inf, not NaN
+        out = (x - shift).exp().sum(axes, keepdim=True).log() + shift
+        return out if keepdim else out.squeeze(axes) if axes is not None else out.reshape(())
+
+    def cumsum(self, dim):
+        """Running sum along `dim`."""
+        axis = _normalize_dim(dim, self.ndim, "cumsum")
+        if self.ndim == 0:
+            return self.reshape(1).cumsum(0).reshape(())
+        return F.CumSum.apply(self, axis=axis)
+
+    # ------------------------------------------------------------------ max and min
+
+    def amax(self, dim=None, keepdim=False):
+        """Largest value over `dim` (an int, a tuple or None); the gradient goes to one
+        arg-max per slice (torch splits it between ties)."""
+        if self.data.size == 0:
+            raise ValueError(f"amax: the tensor of shape {self.shape} is empty")
+        return F.Max.apply(self, axes=_normalize_dims(dim, self.ndim, "amax"), keepdim=keepdim)
+
+    def amin(self, dim=None, keepdim=False):
+        return -(-self).amax(dim, keepdim)
+
+    def max(self, dim=None, keepdim=False):
+        """max() -> the largest value; max(dim) -> (values, indices) along dim, as in torch;
+        max(other_tensor) -> the elementwise maximum."""
+        if isinstance(dim, _autograd._Tensor):
+            return self.maximum(dim)
+        if dim is None:
+            return self.amax()
+        _normalize_dim(dim, self.ndim, "max")
+        return max_result(self.amax(dim, keepdim), self.argmax(dim, keepdim))
+
+    def min(self, dim=None, keepdim=False):
+        """min() -> the smallest value; min(dim) -> (values, indices) along dim."""
+        if isinstance(dim, _autograd._Tensor):
+            return self.minimum(dim)
+        if dim is None:
+            return self.amin()
+        _normalize_dim(dim, self.ndim, "min")
+        return min_result(self.amin(dim, keepdim), self.argmin(dim, keepdim))
+
+    def _arg(self, op, dim, keepdim):
+        if self.data.size == 0:
+            raise ValueError(f"{op}: the tensor of shape {self.shape} is empty")
+        find = np.argmax if op == "argmax" else np.argmin
+        if dim is None:
+            out = np.asarray(find(self.data))
+            return _wrap(out.reshape((1,) * self.ndim) if keepdim else out)
+        axis = _normalize_dim(dim, self.ndim, op)
+        if self.ndim == 0:
+            return _wrap(np.asarray(0))
+        return _wrap(find(self.data, axis=axis, keepdims=keepdim))
+
+    def argmax(self, dim=None, keepdim=False):
+        """Index of the largest value along `dim` (of the flattened tensor if dim is None)."""
+        return self._arg("argmax", dim, keepdim)
+
+    def argmin(self, dim=None, keepdim=False):
+        return self._arg("argmin", dim, keepdim)
+
+    def any(self, dim=None, keepdim=False):
+        axes = _normalize_dims(dim, self.ndim, "any")
+        return _wrap(np.asarray(self.data.any(axis=axes, keepdims=keepdim)))
+
+    def all(self, dim=None, keepdim=False):
+        axes = _normalize_dims(dim, self.ndim, "all")
+        return _wrap(np.asarray(self.data.all(axis=axes, keepdims=keepdim)))
+
+    # ------------------------------------------------------------------ softmax
+
+    def softmax(self, dim):
+        """exp(x) / sum(exp(x)) along `dim`; a row of all -inf gives zeros, never NaN."""
+        axis = _normalize_dim(dim, self.ndim, "softmax")
+        if self.ndim == 0:  # the kernels work along a real axis
+            return self.reshape(1).softmax(0).reshape(())
+        return F.Softmax.apply(self._float_input(), axis=axis)
+
+    def log_softmax(self, dim):
+        """x - log(sum(exp(x))) along `dim`, computed stably; a row of all -inf gives -inf
+        (log of probability 0) and a finite gradient, never NaN."""
+        axis = _normalize_dim(dim, self.ndim, "log_softmax")
+        if self.ndim == 0:
+            return self.reshape(1).log_softmax(0).reshape(())
+        return F.LogSoftmax.apply(self._float_input(), axis=axis)
+
+    # ------------------------------------------------------------------ sorting
+
+    def argsort(self, dim=-1, descending=False):
+        """Indices that sort along `dim` (stable: equal values keep their order)."""
+        axis = _normalize_dim(dim, self.ndim, "argsort")
+        if self.ndim == 0:
+            return _wrap(np.asarray(0))
+        keys = -self.data if descending and self.dtype.kind != "b" else self.data
+        if descending and self.dtype.kind == "b":
+            keys = ~self.data
+        return _wrap(np.argsort(keys, axis=axis, kind="stable"))
+
+    def sort(self, dim=-1, descending=False):
+        """(values, indices) sorted along `dim`; the gradient flows back through the indices."""
+        indices = self.argsort(dim, descending)
+        if self.ndim == 0:
+            return sort_result(self, indices)
+        return sort_result(self.gather(dim, indices), indices)
+
+    def topk(self, k, dim=-1, largest=True, sorted=True):
+        """The k largest (or smallest) values along `dim` and their indices, largest first."""
+        axis = _normalize_dim(dim, self.ndim, "topk")
+        size = self.shape[axis] if self.ndim else 1
+        if not 0 <= k <= size:
+            raise ValueError(f"topk: k={k} is out of range for dim {dim} of size {size}")
+        indices = self.argsort(dim, descending=largest)
+        if self.ndim == 0:
+            return topk_result(self, indices)
+        indices = _wrap(np.take(indices.data, np.arange(k), axis=axis))
+        return topk_result(self.gather(dim, indices), indices)
