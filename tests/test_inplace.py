@@ -137,6 +137,19 @@ def test_a_parameter_update_between_backwards_of_a_retained_graph_is_caught():
         loss.backward()
 
 
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad"])
+def test_an_optimizer_step_between_backwards_of_a_retained_graph_is_caught(name):
+    """The optimizers update their flat arena in place, outside the Tensor API."""
+    from tinygrad_tf import nn, optim
+    layer = nn.Linear(3, 2, dtype=np.float64)
+    optimizer = getattr(optim, name)(layer.parameters(), lr=0.1)
+    loss = (layer(Tensor(np.ones((4, 3)))) ** 2).sum()  # Linear saves its weight
+    loss.backward(retain_graph=True)
+    optimizer.step()
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        loss.backward()
+
+
 def test_increment_version_covers_writes_outside_the_tensor_api():
     """Optimizers and a flat parameter arena write arrays directly; one call per buffer makes
     every view of it stale for backward."""

@@ -109,8 +109,7 @@ class Optimizer:
         keeps_state = self._keeps_state(group)
         for slot in segment.slots:
             p = slot.param
-            # Every parameter an update touches is visited here, once per step (the place to
-            # bump a parameter's version counter once the engine has them).
+            # Every parameter an update touches is visited here, once per step.
             grad = p.grad
             if grad is None:
                 if run:
@@ -179,6 +178,9 @@ class Optimizer:
             group = self.param_groups[segment.group_index]
             for start, stop, entries in list(self._runs(group, arena, segment)):
                 self._update(group, arena, segment.dtype, start, stop, entries)
+        # The parameters changed in place: a graph that saved them must not backward again
+        # (torch's rule). One bump per flat buffer covers every parameter viewing it.
+        autograd.increment_version(*arena.buffers["data"].values())
         return loss
 
     def _update(self, group, arena, dtype, start, stop, entries):
