@@ -20,8 +20,13 @@ the shapes) and our time over its floor (FLOPs / roof). --busy-neighbour runs ev
 Python spin loop (one busy core) and adds our one-thread step under that load, the ratio issue 10
 item 7 bounds (default threads / one thread <= 1.2).
 
+torch rows run under its default OpenMP wait policy and under OMP_WAIT_POLICY=ACTIVE (unless you
+set the variable) and the faster counts: on the 2-core machine here the default made torch's small
+step 1.5x slower. --native-blas unsets OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE for every child (this
+machine forces the Haswell kernel on an AVX-512 CPU, which slows numpy's GEMMs, ours and the roof).
+
     flock /work/cpu.lock .venv/bin/python bench/train_step.py [--steps 20] [--threads 2] \\
-        [--busy-neighbour]
+        [--busy-neighbour] [--native-blas]
 """
 import argparse
 import json
@@ -163,6 +168,10 @@ def main():
     parser.add_argument("--busy-neighbour", action="store_true",
                         help="run every row beside a Python spin loop, and add our one-thread "
                         "step under that load")
+    parser.add_argument("--native-blas", action="store_true",
+                        help="unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE in every child: where "
+                        "this machine forces an older OpenBLAS kernel (Haswell) on an AVX-512 CPU, "
+                        "numpy's GEMMs (ours and the roof) run on the CPU's own kernel")
     parser.add_argument("--row", nargs=3, metavar=("FRAMEWORK", "CONFIG", "DROPOUT"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--roof", action="store_true", help=argparse.SUPPRESS)
@@ -180,9 +189,14 @@ def main():
         frameworks = ["ours"]
     import numpy as np
 
-    def child(extra, threads):
+    unset = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if args.native_blas else ()
+    coretype = None if args.native_blas else os.environ.get("OPENBLAS_CORETYPE")
+
+    def child(extra, threads, **more_env):
         env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
-                   NUMBA_NUM_THREADS=str(threads))
+                   NUMBA_NUM_THREADS=str(threads), **more_env)
+        for name in unset:
+            env.pop(name, None)
         command = [sys.executable, __file__, *extra, "--steps", str(args.steps),
                    "--threads", str(threads)]
         done = subprocess.run(command, capture_output=True, text=True, env=env)
@@ -200,8 +214,16 @@ def main():
             for dropout in (0.1, 0.0):
                 for framework in frameworks:
                     row = ["--row", framework, name, str(dropout)]
-                    rows[framework, name, dropout] = child(row, args.threads)
-                    versions[framework] = rows[framework, name, dropout]["version"]
+                    result = child(row, args.threads)
+                    if framework == "torch" and "OMP_WAIT_POLICY" not in os.environ:
+                        # torch's OpenMP pool under its default wait policy took 77 ms for the
+                        # small step here and 50 ms with ACTIVE: compare with its faster one.
+                        result["policy"] = "default"
+                        active = child(row, args.threads, OMP_WAIT_POLICY="ACTIVE")
+                        if active["ms"] < result["ms"]:
+                            result = dict(active, policy="ACTIVE")
+                    rows[framework, name, dropout] = result
+                    versions[framework] = result["version"]
                 if args.busy_neighbour:
                     rows["ours1", name, dropout] = child(["--row", "ours", name, str(dropout)], 1)
     finally:
@@ -215,6 +237,12 @@ def main():
     print(f"ours: numpy {np.__version__}, {versions['ours']}, OpenBLAS and Numba threads "
           f"{args.threads}; "
           + (versions.get("torch", "torch not installed")))
+    print("OpenBLAS kernel: " + (f"OPENBLAS_CORETYPE={coretype} forced (see --native-blas)"
+                                 if coretype else "the CPU's own (OPENBLAS_CORETYPE unset)"))
+    policies = sorted({r.get("policy") for k, r in rows.items() if k[0] == "torch"} - {None})
+    if policies:
+        print("torch: the faster of its default OpenMP wait policy and OMP_WAIT_POLICY=ACTIVE per "
+              f"row (used: {', '.join(policies)})")
     print(f"GEMM roof: {roof:.0f} GFLOP/s (float32 2048^3 np.matmul, {args.threads} threads)"
           + ("; every row beside a busy Python spin loop" if args.busy_neighbour else ""))
     header = (f"{'config':<8}{'dropout':>8}{'GFLOP':>7}{'floor ms':>9}{'ours ms':>9}"
