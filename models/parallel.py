@@ -21,6 +21,7 @@ import tinygrad_tf
 from tinygrad_tf import distributed
 
 from .batching import make_batch
+from .evaluation import loss_of
 
 
 class ShardedStep:
@@ -42,7 +43,6 @@ class ShardedStep:
     def loss_and_gradients(self, batch, step):
         """Leave the global batch's mean-loss gradient in every parameter's .grad on every rank;
         returns the global mean loss (the token-weighted sum over ranks / all tokens)."""
-        from .train import loss_of  # train imports this module
         trainer = self.trainer
         # Dropout masks: a stream per (seed, step, rank), so resuming under the same K redraws
         # them exactly without saving K generator states.

@@ -8,7 +8,7 @@ import signal
 import numpy as np
 import pytest
 
-from tinygrad_tf.models import checkpoint, cli
+from tinygrad_tf.models import checkpoint, cli, evaluation
 from tinygrad_tf.models import train as recipe
 from tinygrad_tf.models.train import TrainConfig
 from tinygrad_tf.models.transformer import Transformer, TransformerConfig
@@ -373,13 +373,15 @@ def test_averaging_off_keeps_the_best_checkpoint(tmp_path):
 
 
 def _decodings(monkeypatch):
-    """Record the beam size of every decode_texts call."""
-    beams, real = [], recipe.decode_texts
+    """Record the beam size of every decode_texts call (defined in evaluation, re-exported by
+    train, where the CLI's translate finds it)."""
+    beams, real = [], evaluation.decode_texts
 
     def recording(model, tokenizer, sources, beam_size=1, *args, **kwargs):
         beams.append(beam_size)
         return real(model, tokenizer, sources, beam_size, *args, **kwargs)
 
+    monkeypatch.setattr(evaluation, "decode_texts", recording)
     monkeypatch.setattr(recipe, "decode_texts", recording)
     return beams
 
