@@ -29,8 +29,9 @@ class CheckpointError(RuntimeError):
 
 # ---------------------------------------------------------------------------- files
 
-def _write_json(path, value):
-    nn_state.atomic_write(path, json.dumps(value, indent=1))
+def write_json(path, value):
+    """A JSON file of the run directory, written atomically (nn.state.atomic_write)."""
+    nn_state.atomic_write(path, json.dumps(value, indent=2, ensure_ascii=False))
 
 
 def save(path, model_state, optimizer_state=None, info=None):
@@ -41,7 +42,7 @@ def save(path, model_state, optimizer_state=None, info=None):
         tree["optimizer"] = optimizer_state
     info = dict(info or {})
     nn_state.save(path, tree, metadata={"format": FORMAT, "info": json.dumps(info)})
-    _write_json(os.path.splitext(path)[0] + ".json", info)
+    write_json(os.path.splitext(path)[0] + ".json", info)
 
 
 def load(path):

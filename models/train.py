@@ -206,10 +206,6 @@ def _versions():
             "numba": numba.__version__, "python": sys.version.split()[0]}
 
 
-def _write_json(path, value):
-    nn.state.atomic_write(path, json.dumps(value, indent=2, ensure_ascii=False))
-
-
 def read_config(run_dir):
     """The TrainConfig and TransformerConfig saved in RUN/config.json."""
     path = os.path.join(run_dir, "config.json")
@@ -272,7 +268,7 @@ class Trainer:
         if resume:
             self._restore()
         elif self.writer:
-            _write_json(os.path.join(self.run_dir, "config.json"),
+            checkpoint.write_json(os.path.join(self.run_dir, "config.json"),
                         {"train": dataclasses.asdict(config),
                          "model": dataclasses.asdict(self.model_config), "versions": _versions()})
             open(self.metrics_path, "w").close()
@@ -503,7 +499,7 @@ class Trainer:
         final = {"checkpoint": choice, "path": os.path.relpath(path, self.run_dir),
                  "reason": reason, "validation": f"greedy decoding of the first "
                  f"{config.eval_decode} validation pairs", "scores": scores}
-        _write_json(os.path.join(self.run_dir, "final.json"), final)
+        checkpoint.write_json(os.path.join(self.run_dir, "final.json"), final)
         shown = ", ".join(f"{name} {value['exact_match']:.2%} exact match, loss "
                           f"{value['loss']:.4f}" for name, value in scores.items())
         progress.note(f"final model: {choice} ({reason}){'; ' + shown if shown else ''}")
