@@ -37,15 +37,18 @@ def packed_problems(draw, dtype=np.float64):
     return first, second, mask
 
 
+@pytest.mark.parametrize("variant", ["numba", "mixed"])  # mixed: "auto" (Numba softmax only)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @settings(deadline=None, max_examples=40)
 @given(data=st.data())
-def test_attention_kernels_match_numpy_twin(dtype, data):
+def test_attention_kernels_match_numpy_twin(variant, dtype, data):
     first, second, mask = data.draw(packed_problems(dtype))
     q, k, v = _split(first, second)
     fill = None if mask is None else ~mask
     scale = 0.7
-    out, weights = ka.attention_forward_numba(q, k, v, fill, scale)
+    forward = getattr(ka, f"attention_forward_{variant}")
+    backward = getattr(ka, f"attention_backward_{variant}")
+    out, weights = forward(q, k, v, fill, scale)
     out_ref, weights_ref = ka.attention_forward_numpy(q, k, v, fill, scale)
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(out, out_ref, **tol)
@@ -53,7 +56,7 @@ def test_attention_kernels_match_numpy_twin(dtype, data):
     assert not np.isnan(out).any()
     grad = np.random.default_rng(1).standard_normal(out.shape).astype(dtype)
     grads = [[np.full_like(x, np.nan) for x in (q, k, v)] for _ in range(2)]
-    ka.attention_backward_numba(q, k, v, weights, grad, scale, *grads[0])
+    backward(q, k, v, weights, grad, scale, *grads[0])
     ka.attention_backward_numpy(q, k, v, weights_ref, grad, scale, *grads[1])
     for ours, reference in zip(*grads):
         np.testing.assert_allclose(ours, reference, **tol)
@@ -62,7 +65,8 @@ def test_attention_kernels_match_numpy_twin(dtype, data):
 def test_fully_masked_rows_give_zeros():
     q = k = v = np.ones((1, 2, 1, 3))
     fill = np.array([[True, True], [False, True]])[None, None]
-    for forward in (ka.attention_forward_numba, ka.attention_forward_numpy):
+    for forward in (ka.attention_forward_numba, ka.attention_forward_mixed,
+                    ka.attention_forward_numpy):
         out, weights = forward(q, k, v, fill, 1.0)
         np.testing.assert_array_equal(out[0, 0], 0)
         np.testing.assert_array_equal(weights[0, 0, 0], 0)

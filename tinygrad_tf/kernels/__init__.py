@@ -155,14 +155,15 @@ cross_entropy_grad = register("cross_entropy_grad", _loss.cross_entropy_grad_num
                               compiled=[_loss.cross_entropy_grad_rows])
 # Alone, the fused attention kernels beat the np.matmul twin on the small model's (32, 4, 32, 32)
 # blocks (1.2x forward, 1.5x backward), but inside a training step, between OpenBLAS calls, the
-# step was faster with the twin (docs/kernels.md), so "auto" keeps the twin.
+# step was faster with the twin (docs/kernels.md), so "auto" takes the twin's OpenBLAS products
+# with the Numba softmax kernels between them (kernels/attention.py, "mixed").
 attention_forward = register("attention_forward", _attention.attention_forward_numpy,
                              _attention.attention_forward_numba,
-                             auto=_attention.attention_forward_numpy,
+                             auto=_attention.attention_forward_mixed,
                              compiled=[_attention.attention_forward_blocks])
 attention_backward = register("attention_backward", _attention.attention_backward_numpy,
                               _attention.attention_backward_numba,
-                              auto=_attention.attention_backward_numpy,
+                              auto=_attention.attention_backward_mixed,
                               compiled=[_attention.attention_backward_blocks])
 
 # The optimizers' fused updates over a whole arena segment, and clip_grad_norm_'s one pass.

@@ -19,34 +19,51 @@ import numpy as np
 from numba import prange
 
 from ._jit import LazyKernel
-from .softmax import _exp, softmax_backward_numpy, softmax_numpy
+from .softmax import (_exp, softmax_backward_numba, softmax_backward_numpy, softmax_numba,
+                      softmax_numpy)
 
 
 def _heads_first(x):
     return x.transpose(0, 2, 1, 3)  # (B, L, h, E) -> (B, h, L, E), a view
 
 
-def attention_forward_numpy(q, k, v, fill, scale):
+def attention_forward_numpy(q, k, v, fill, scale, softmax=softmax_numpy):
     """(out (B, L, h, E), weights (B, h, L, S)) = the composed formula on np.matmul."""
     scores = np.matmul(_heads_first(q), _heads_first(k).transpose(0, 1, 3, 2))  # (B, h, L, S)
     scores *= scale
     if fill is not None:
         np.copyto(scores, -np.inf, where=np.broadcast_to(fill, scores.shape))
-    weights = softmax_numpy(scores, -1)
+    weights = softmax(scores, -1)
     out = np.empty(q.shape[:3] + (v.shape[3],), q.dtype)
     _heads_first(out)[...] = np.matmul(weights, _heads_first(v))  # (B, h, L, E)
     return out, weights
 
 
-def attention_backward_numpy(q, k, v, weights, grad_out, scale, grad_q, grad_k, grad_v):
+def attention_backward_numpy(q, k, v, weights, grad_out, scale, grad_q, grad_k, grad_v,
+                             softmax_backward=softmax_backward_numpy):
     """Write dL/dq, dL/dk, dL/dv (same layouts as q, k, v) into grad_q, grad_k, grad_v."""
     qh, kh, vh, gh = (_heads_first(x) for x in (q, k, v, grad_out))
     _heads_first(grad_v)[...] = np.matmul(weights.transpose(0, 1, 3, 2), gh)
     grad_weights = np.matmul(gh, vh.transpose(0, 1, 3, 2))  # (B, h, L, S)
-    grad_scores = softmax_backward_numpy(weights, grad_weights, -1)
+    grad_scores = softmax_backward(weights, grad_weights, -1)
     grad_scores *= scale
     _heads_first(grad_q)[...] = np.matmul(grad_scores, kh)
     _heads_first(grad_k)[...] = np.matmul(grad_scores.transpose(0, 1, 3, 2), qh)
+
+
+# "auto": the twin's np.matmul products (OpenBLAS) with the fused Numba softmax between them. On
+# the small model's (32, 4, 32, 32) blocks numpy's softmax took 391 us of the twin's 681 us
+# forward, the Numba kernel 166 us (/tmp probe, 29 Nov); the all-Numba kernel below lost inside
+# a training step (docs/kernels.md).
+def attention_forward_mixed(q, k, v, fill, scale):
+    """attention_forward_numpy with the Numba softmax kernel."""
+    return attention_forward_numpy(q, k, v, fill, scale, softmax=softmax_numba)
+
+
+def attention_backward_mixed(q, k, v, weights, grad_out, scale, grad_q, grad_k, grad_v):
+    """attention_backward_numpy with the Numba softmax-backward kernel."""
+    attention_backward_numpy(q, k, v, weights, grad_out, scale, grad_q, grad_k, grad_v,
+                             softmax_backward=softmax_backward_numba)
 
 
 # ---------------------------------------------------------------------------- Numba kernels
