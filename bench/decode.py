@@ -6,13 +6,19 @@ A small Transformer (d_model 128, 4 heads, 2+2 layers, d_ff 512) decodes 32 sour
 quarters), and ratios against PyTorch running the same weights in a plain uncached greedy loop
 (encode once, re-run the decoder over the whole prefix every step, project only the last
 position to the vocabulary), as most tutorials do.
-Each figure is the median over `--repeats` runs, so a busy machine disturbs it less.
+Each figure is the median over `--repeats` runs, so a busy machine disturbs it less. Each library
+runs in its own subprocess (`--only ours|torch`): `import tinygrad_tf` sets OMP_WAIT_POLICY=PASSIVE,
+which torch's OpenMP runtime would read if it loaded later in the same process (torch's step was
+51 instead of 7.0 ms per step that way here), and the two libraries' thread pools never meet.
 
     flock /tmp/tgtf-cpu.lock env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
         .venv/bin/python bench/decode.py [--threads 1]
 """
 import argparse
+import importlib.util
+import json
 import os
+import subprocess
 import sys
 import time
 
@@ -26,6 +32,7 @@ def parse_args():
     parser.add_argument("--threads", type=int, default=None,
                         help="threads for OpenBLAS, Numba and torch alike (default: each "
                              "library's own)")
+    parser.add_argument("--only", choices=["ours", "torch"], help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
@@ -35,10 +42,6 @@ if ARGS.threads is not None:  # OpenBLAS and Numba read these once, when first i
         os.environ[variable] = str(ARGS.threads)
 
 import numpy as np  # noqa: E402  (after the thread setting above)
-
-from tinygrad_tf import Tensor, kernels, manual_seed  # noqa: E402
-from tinygrad_tf.models import (Transformer, TransformerConfig, beam_search,  # noqa: E402
-                                greedy_decode)
 
 BOS, NEVER = 1, -1  # EOS = -1 is never produced, so every run makes exactly `new_tokens` steps
 
@@ -79,19 +82,26 @@ def torch_greedy(reference, src, new_tokens):
     return ys[:, 1:].numpy()
 
 
-def main():
-    args = ARGS
-    B, N = args.batch, args.new_tokens
+def build(args):
+    """The model (seed 0) and the source ids: the same weights in both processes."""
+    from tinygrad_tf import manual_seed
+    from tinygrad_tf.models import Transformer, TransformerConfig
 
     manual_seed(0)
     config = TransformerConfig(args.vocab, args.vocab, d_model=128, n_heads=4, n_encoder_layers=2,
                                n_decoder_layers=2, d_ff=512, dropout=0.0, share_embeddings=True,
-                               max_len=max(256, 2 * N + 2))
-    model = Transformer(config).eval()
-    src_ids = np.random.default_rng(0).integers(3, args.vocab, size=(B, N))
+                               max_len=max(256, 2 * args.new_tokens + 2))
+    src_ids = np.random.default_rng(0).integers(3, args.vocab, size=(args.batch, args.new_tokens))
+    return Transformer(config).eval(), src_ids
+
+
+def run_ours(args):
+    from tinygrad_tf import Tensor, kernels
+    from tinygrad_tf.models import beam_search, greedy_decode
+
+    model, src_ids = build(args)
     src = Tensor(src_ids)  # no padding: the output limit is N + max_extra_len = N new tokens
     kwargs = dict(bos_id=BOS, eos_id=NEVER, max_extra_len=0)
-
     runs = {"ours greedy, cached": lambda: greedy_decode(model, src, **kwargs),
             "ours greedy, uncached": lambda: greedy_decode(model, src, use_cache=False, **kwargs),
             "ours beam 4, cached": lambda: beam_search(model, src, beam_size=4, **kwargs)}
@@ -99,37 +109,65 @@ def main():
     greedy_decode(model, src, **kwargs)  # warm up (first-call allocations, imports)
     for name, run in runs.items():
         results = [timed_steps(model, "decode", run) for _ in range(args.repeats)]
-        steps[name] = median_steps([r[0] for r in results])
-        tokens[name] = results[0][1].data
+        steps[name] = median_steps([r[0] for r in results]).tolist()
+        tokens[name] = results[0][1].data.tolist()
+    return {"steps": steps, "tokens": tokens, "info": f"kernels {kernels.active()!r}"}
 
-    try:
-        import torch
-    except ImportError:
-        torch = None
-    if torch is not None:
-        if args.threads is not None:
-            torch.set_num_threads(args.threads)
-        sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "models"))
-        from torch_transformer import from_ours
 
-        reference = from_ours(model, dtype=torch.float32).eval()
-        torch_src = torch.from_numpy(src_ids)
-        torch_greedy(reference, torch_src, 2)  # warm up
-        results = [timed_steps(reference, "decode", lambda: torch_greedy(reference, torch_src, N))
-                   for _ in range(args.repeats)]
-        steps["torch greedy, uncached"] = median_steps([r[0] for r in results])
-        tokens["torch greedy, uncached"] = results[0][1]
+def run_torch(args):
+    # Before build() imports tinygrad_tf: that import sets OMP_WAIT_POLICY=PASSIVE, which torch's
+    # OpenMP runtime reads when it loads.
+    import torch
+
+    model, src_ids = build(args)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "models"))
+    from torch_transformer import from_ours
+
+    reference = from_ours(model, dtype=torch.float32).eval()
+    del model
+    torch_src = torch.from_numpy(src_ids)
+    torch_greedy(reference, torch_src, 2)  # warm up
+    results = [timed_steps(reference, "decode",
+                           lambda: torch_greedy(reference, torch_src, args.new_tokens))
+               for _ in range(args.repeats)]
+    name = "torch greedy, uncached"
+    return {"steps": {name: median_steps([r[0] for r in results]).tolist()},
+            "tokens": {name: results[0][1].tolist()},
+            "info": f"{torch.__version__} ({torch.get_num_threads()} threads)"}
+
+
+def child(library):
+    """Run this script with --only `library` in a fresh interpreter; its JSON result."""
+    done = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--only", library],
+                          capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"{library} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main():
+    args = ARGS
+    if args.only:
+        print(json.dumps(run_ours(args) if args.only == "ours" else run_torch(args)))
+        return
+    B, N = args.batch, args.new_tokens
+    ours = child("ours")
+    theirs = child("torch") if importlib.util.find_spec("torch") else None
+    steps = {name: np.array(s) for r in (ours, theirs) if r for name, s in r["steps"].items()}
+    tokens = {name: np.array(t) for r in (ours, theirs) if r for name, t in r["tokens"].items()}
 
     threads = os.environ.get("OPENBLAS_NUM_THREADS", "library defaults")
     print(f"decode bench: d_model 128, 4 heads, 2+2 layers, d_ff 512, vocab {args.vocab}, "
-          f"{B} sequences x {N} new tokens, float32, median of {args.repeats} runs")
-    torch_info = f"{torch.__version__} ({torch.get_num_threads()} threads)" if torch else "absent"
-    print(f"kernels {kernels.active()!r}; numpy {np.__version__} (BLAS/Numba threads: "
-          f"{threads}); torch {torch_info}")
+          f"{B} sequences x {N} new tokens, float32, median of {args.repeats} runs, each library "
+          f"in its own process")
+    print(f"{ours['info']}; numpy {np.__version__} (BLAS/Numba threads: "
+          f"{threads}); torch {theirs['info'] if theirs else 'absent'}")
     quarters = np.array_split(np.arange(N), 4)
     header = (f"{'method':<24}{'ms/step':>9}{'cpu ms':>8}" + "".join(
         f"{f'steps {q[0] + 1}-{q[-1] + 1}':>13}" for q in quarters) + f"{'last/first':>12}"
-        + (f"{'vs torch':>10}" if torch else ""))
+        + (f"{'vs torch':>10}" if theirs else ""))
     print(header)
     print("-" * len(header))
     base = steps.get("torch greedy, uncached")
@@ -142,7 +180,7 @@ def main():
         if base is not None:
             line += f"{base[:, 0].mean() / s[:, 0].mean():>9.2f}x"
         print(line)
-    if torch is not None:
+    if theirs:
         agree = (tokens["ours greedy, cached"] == tokens["torch greedy, uncached"]).mean()
         print(f"greedy tokens equal to torch's: {agree:.1%} (float32 ties may differ)")
     same = (tokens["ours greedy, cached"] == tokens["ours greedy, uncached"]).mean()
