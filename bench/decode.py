@@ -8,7 +8,7 @@ quarters), and ratios against PyTorch running the same weights in a plain uncach
 position to the vocabulary), as most tutorials do.
 Each figure is the median over `--repeats` runs, so a busy machine disturbs it less. Each library
 runs in its own subprocess (`--only ours|torch`): `import tinygrad_tf` sets OMP_WAIT_POLICY=PASSIVE,
-which torch's OpenMP runtime would read if it loaded later in the same process (torch's step was
+which torch's OpenMP runtime would read if it loaded later in the same process (torch took
 51 instead of 7.0 ms per step that way here), and the two libraries' thread pools never meet.
 
     flock /tmp/tgtf-cpu.lock env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
