@@ -12,22 +12,22 @@ cost is paid by every op of every training step. Rows:
   column does the arithmetic such an engine must do (one add forward, one add to accumulate).
 
 Times are the best of --repeat runs of --number calls (the least disturbed by other processes).
+numpy and ours run in one subprocess, torch in another (`--only ours|torch`): `import tinygrad_tf`
+sets OMP_WAIT_POLICY=PASSIVE, which torch's OpenMP runtime would read if loaded after it.
 Target (issue 3): no more than PyTorch's time per op, forward and with backward.
 """
 import argparse
+import importlib.util
+import json
+import subprocess
+import sys
 import timeit
 
 import numpy as np
 
-from tinygrad_tf import Tensor
-
-try:
-    import torch
-    torch.set_num_threads(2)
-except ImportError:
-    torch = None
-
 CHAIN = 50
+ROWS = [("forward", "add 32x32, no grad"), ("recording", "add 32x32, recording the graph"),
+        ("backward", f"add 32x32, forward + backward (per op, {CHAIN}-op chain)")]
 
 
 def best_us(fn, number, repeat):
@@ -47,6 +47,7 @@ def numpy_cases(a, b):
 
 
 def our_cases(a, b):
+    from tinygrad_tf import Tensor
     x, y = Tensor(a), Tensor(b)
     leaf = Tensor(a.copy(), requires_grad=True)
     upstream = np.ones_like(a)
@@ -61,6 +62,8 @@ def our_cases(a, b):
 
 
 def torch_cases(a, b):
+    import torch
+    torch.set_num_threads(2)
     x, y = torch.from_numpy(a), torch.from_numpy(b)
     leaf = torch.from_numpy(a.copy()).requires_grad_()
     upstream = torch.ones_like(x)
@@ -74,35 +77,52 @@ def torch_cases(a, b):
     return {"forward": lambda: x + y, "recording": lambda: leaf + y, "backward": chain}
 
 
+def measure(only, args):
+    """us per op of each row for numpy and ours (only="ours") or torch: {framework: {row: us}}."""
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, 32, 32)).astype(np.float32)
+    frameworks = ({"torch": torch_cases(a, b)} if only == "torch" else
+                  {"numpy": numpy_cases(a, b), "tinygrad_tf": our_cases(a, b)})
+    times = {}
+    for name, cases in frameworks.items():
+        times[name] = {}
+        for key, _ in ROWS:
+            per_op = CHAIN if key == "backward" else 1
+            number = max(args.number // per_op, 10)
+            times[name][key] = best_us(cases[key], number, args.repeat) / per_op
+    return times
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--number", type=int, default=20000, help="calls per timing run")
     parser.add_argument("--repeat", type=int, default=7, help="timing runs; the best is kept")
+    parser.add_argument("--only", choices=["ours", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.only:
+        print(json.dumps(measure(args.only, args)))
+        return
 
-    rng = np.random.default_rng(0)
-    a, b = rng.standard_normal((2, 32, 32)).astype(np.float32)
-    frameworks = {"numpy": numpy_cases(a, b), "tinygrad_tf": our_cases(a, b)}
-    if torch is not None:
-        frameworks["torch"] = torch_cases(a, b)
-    rows = [("forward", "add 32x32, no grad"), ("recording", "add 32x32, recording the graph"),
-            ("backward", f"add 32x32, forward + backward (per op, {CHAIN}-op chain)")]
+    times = {}
+    has_torch = importlib.util.find_spec("torch") is not None
+    for only in ("ours", "torch") if has_torch else ("ours",):
+        done = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--only", only],
+                              capture_output=True, text=True)
+        if done.returncode:
+            sys.exit(f"{only} failed:\n{done.stderr}")
+        times.update(json.loads(done.stdout.strip().splitlines()[-1]))
 
-    header = f"{'us per op':<48}" + "".join(f"{name:>12}" for name in frameworks)
-    header += f"{'ours/numpy':>12}" + (f"{'ours/torch':>12}" if torch is not None else "")
+    header = f"{'us per op':<48}" + "".join(f"{name:>12}" for name in times)
+    header += f"{'ours/numpy':>12}" + (f"{'ours/torch':>12}" if has_torch else "")
     print(header)
     print("-" * len(header))
-    for key, label in rows:
-        per_op = CHAIN if key == "backward" else 1
-        number = max(args.number // per_op, 10)
-        times = {name: best_us(cases[key], number, args.repeat) / per_op
-                 for name, cases in frameworks.items()}
-        line = f"{label:<48}" + "".join(f"{t:>12.2f}" for t in times.values())
-        line += f"{times['tinygrad_tf'] / times['numpy']:>12.2f}"
-        if torch is not None:
-            line += f"{times['tinygrad_tf'] / times['torch']:>12.2f}"
+    for key, label in ROWS:
+        line = f"{label:<48}" + "".join(f"{t[key]:>12.2f}" for t in times.values())
+        line += f"{times['tinygrad_tf'][key] / times['numpy'][key]:>12.2f}"
+        if has_torch:
+            line += f"{times['tinygrad_tf'][key] / times['torch'][key]:>12.2f}"
         print(line)
-    if torch is None:
+    if not has_torch:
         print("(torch is not installed: no PyTorch column)")
 
 
