@@ -119,7 +119,7 @@ def run_ours(name, steps):
 
 def run_torch(name, steps, threads):
     import numpy as np
-    import torch
+    import torch  # before parameter_shapes imports tinygrad_tf, which sets OMP_WAIT_POLICY=PASSIVE
     torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
     shapes = parameter_shapes(name)

@@ -55,6 +55,11 @@ def _exact(decode, tokenizer, pairs):
 
 
 def run(args):
+    if args.run == "torch":
+        # Before _setup imports tinygrad_tf: that import sets OMP_WAIT_POLICY=PASSIVE, which
+        # torch's OpenMP runtime reads when it loads (torch's small training step: 77 ms instead
+        # of 49 in bench/train_step.py).
+        import torch  # noqa: F401
     import numpy as np
 
     from tinygrad_tf.models.tokenizers import Vocab
