@@ -9,17 +9,25 @@ shared CPU lock, and without the OpenBLAS overrides that slow a current numpy:
 --threads 1 compares the kernels themselves (one core each, robust when the machine is shared);
 the default (all cores) is what the targets are about.
 
-Every case times the three implementations round-robin, `repeats` times, and reports medians,
-so a burst of load elsewhere hits all three alike. float32 throughout (the training dtype).
+Every case times numpy and Numba round-robin, `repeats` times, and reports medians, so a burst
+of load elsewhere hits both alike; torch's medians come from its own process (below). float32
+throughout (the training dtype).
 Columns: times in ms; GFLOP/s (matmul) or GB/s (softmax: bytes read + written) of the Numba
 kernel; speedup = numpy time / Numba time; vs torch = torch time / Numba time (>1: Numba
-faster); `auto` = the path the default kernel set takes for that shape.
+faster); `auto` = the path the default kernel set takes for that shape. The torch column comes
+from a subprocess (`--only torch`) that imports torch before tinygrad_tf, under the caller's
+environment: `import tinygrad_tf` sets OMP_WAIT_POLICY=PASSIVE, which torch's OpenMP runtime
+reads when it loads.
 """
 import argparse
 import importlib
+import importlib.util
+import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 
 
@@ -29,12 +37,19 @@ def parse_args():
     parser.add_argument("--quick", action="store_true", help="fewer shapes, for a smoke run")
     parser.add_argument("--threads", type=int, default=None,
                         help="threads for OpenBLAS, Numba and torch alike (default: all cores)")
+    parser.add_argument("--only", choices=["torch"], help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
 ARGS = parse_args()
 if ARGS.threads is not None:  # OpenBLAS reads this once, when numpy loads it
     os.environ["OPENBLAS_NUM_THREADS"] = str(ARGS.threads)
+USER_ENV = dict(os.environ)  # for the torch subprocess: before tinygrad_tf's import changes it
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+if ARGS.only == "torch":
+    import torch  # noqa: E402  (first: see the docstring)
+else:
+    torch = None  # only the --only torch subprocess times torch
 
 import numpy as np  # noqa: E402  (after the thread settings above)
 
@@ -43,11 +58,6 @@ from tinygrad_tf import kernels  # noqa: E402
 
 mm = importlib.import_module("tinygrad_tf.kernels.matmul")
 sm = importlib.import_module("tinygrad_tf.kernels.softmax")
-
-try:
-    import torch  # noqa: E402
-except ImportError:
-    torch = None
 
 TOKENS = 1024
 # Targets from the kernels issue: Numba time vs numpy / torch time for each table.
@@ -106,14 +116,14 @@ def softmax_case(name, x, grad):
 
 def print_table(title, rows, target):
     print(f"\n## {title}\n")
-    torch_cols = " torch ms | vs torch |" if torch is not None else ""
-    torch_rule = "---:|---:|" if torch is not None else ""
+    torch_cols = " torch ms | vs torch |" if HAVE_TORCH else ""
+    torch_rule = "---:|---:|" if HAVE_TORCH else ""
     print(f"| case | numpy ms | numba ms |{torch_cols} numba rate | speedup | auto |")
     print(f"|---|---:|---:|{torch_rule}---:|---:|---|")
     for label, times, amount, unit, auto in rows:
         t_numpy, t_numba = times[0], times[1]
         cells = [label, f"{t_numpy * 1e3:.3f}", f"{t_numba * 1e3:.3f}"]
-        if torch is not None:
+        if HAVE_TORCH:
             cells += [f"{times[2] * 1e3:.3f}", f"{times[2] / t_numba:.2f}x"]
         cells += [f"{amount / t_numba:.1f} {unit}", f"{t_numpy / t_numba:.2f}x", auto]
         print("| " + " | ".join(cells) + " |")
@@ -122,37 +132,19 @@ def print_table(title, rows, target):
     verdict = "met" if min(speedups) >= bound else "NOT met"
     print(f"\ntarget: numba >= {bound}x numpy on every row: {verdict} "
           f"(min {min(speedups):.2f}x, max {max(speedups):.2f}x)")
-    if torch is not None and title.startswith("softmax"):
+    if HAVE_TORCH and title.startswith("softmax"):
         vs_torch = [times[2] / times[1] for _, times, *_ in rows]
         within = "met" if min(vs_torch) >= 1 / 1.2 else "NOT met"
         print(f"target: numba within 1.2x of torch's time: {within} "
               f"(worst: numba takes {1 / min(vs_torch):.2f}x torch's time)")
 
 
-def main():
-    args = ARGS
+def tables(args):
+    """[(title, target, [(label, case)])]: the same shapes and data (seed 0) in both processes."""
     rng = np.random.default_rng(0)
 
     def randn(*shape):
         return rng.standard_normal(shape).astype(np.float32)
-
-    threads = args.threads or os.cpu_count()
-    if torch is not None:
-        torch.set_num_threads(threads)
-    import numba
-    numba.set_num_threads(threads)
-    warm = kernels.warmup(dtypes=("float32",))
-    print("# tinygrad_tf kernel benchmark\n")
-    print(f"- numpy {np.__version__}, tinygrad_tf {tinygrad_tf.__version__}, "
-          f"torch {torch.__version__ if torch is not None else 'not installed'}, "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus")
-    info = kernels.info()
-    print(f"- numba {info['numba_version']}: {info['numba_threads']} threads, layer "
-          f"{info['threading_layer']}; BLAS threads: {info['blas_threads']}")
-    print("- OPENBLAS_CORETYPE=%s OPENBLAS_L2_SIZE=%s" % (
-        os.environ.get("OPENBLAS_CORETYPE", "unset"), os.environ.get("OPENBLAS_L2_SIZE", "unset")))
-    print(f"- kernel warmup (compile or cache load): {warm['total_seconds']:.2f} s; "
-          f"median of {args.repeats} round-robin repeats per cell")
 
     d_models = (128,) if args.quick else (128, 256)
     linear = []
@@ -175,21 +167,67 @@ def main():
     if not args.quick:
         soft_shapes += [(16, 256, 256), (256, 8000)]
 
-    rows = [(label, *_timed(matmul_case(a, b), args.repeats)) for label, a, b in linear]
-    print_table("matmul, 2-D (Transformer linears, forward and backward)", rows,
-                TARGETS["linear"])
-    rows = [(label, *_timed(matmul_case(a, b), args.repeats)) for label, a, b in attention]
-    print_table("matmul, batched attention shapes", rows, TARGETS["attention"])
+    out = [("matmul, 2-D (Transformer linears, forward and backward)", TARGETS["linear"],
+            [(label, matmul_case(a, b)) for label, a, b in linear]),
+           ("matmul, batched attention shapes", TARGETS["attention"],
+            [(label, matmul_case(a, b)) for label, a, b in attention])]
     for names, title, target in ((("softmax", "log_softmax"), "softmax forward", "softmax"),
                                  (("softmax_backward", "log_softmax_backward"),
                                   "softmax backward", "backward")):
-        rows = []
+        cases = []
         for shape in soft_shapes:
             x, grad = randn(*shape) * 3, randn(*shape)
-            for name in names:
-                rows.append((f"{name} {shape}", *_timed(softmax_case(name, x, grad),
-                                                         args.repeats)))
-        print_table(title, rows, TARGETS[target])
+            cases += [(f"{name} {shape}", softmax_case(name, x, grad)) for name in names]
+        out.append((title, TARGETS[target], cases))
+    return out
+
+
+def torch_times(args):
+    """Median seconds of every case's torch function, in order: run in a fresh interpreter with
+    --only torch, under the caller's environment (OMP_WAIT_POLICY as the user had it)."""
+    if args.only == "torch":
+        torch.set_num_threads(args.threads or os.cpu_count())
+        times = [median_times(case[0][2:], args.repeats)[0]
+                 for _, _, cases in tables(args) for _, case in cases]
+        return {"version": torch.__version__, "times": times}
+    done = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--only", "torch"],
+                          capture_output=True, text=True, env=USER_ENV)
+    if done.returncode:
+        sys.exit(f"torch subprocess failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main():
+    args = ARGS
+    if args.only:
+        print(json.dumps(torch_times(args)))
+        return
+    theirs = torch_times(args) if HAVE_TORCH else None  # before our thread pools start
+    threads = args.threads or os.cpu_count()
+    import numba
+    numba.set_num_threads(threads)
+    warm = kernels.warmup(dtypes=("float32",))
+    print("# tinygrad_tf kernel benchmark\n")
+    print(f"- numpy {np.__version__}, tinygrad_tf {tinygrad_tf.__version__}, "
+          f"torch {theirs['version'] if theirs else 'not installed'}"
+          f"{' (in its own process)' if theirs else ''}, "
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus")
+    info = kernels.info()
+    print(f"- numba {info['numba_version']}: {info['numba_threads']} threads, layer "
+          f"{info['threading_layer']}; BLAS threads: {info['blas_threads']}")
+    print("- OPENBLAS_CORETYPE=%s OPENBLAS_L2_SIZE=%s" % (
+        os.environ.get("OPENBLAS_CORETYPE", "unset"), os.environ.get("OPENBLAS_L2_SIZE", "unset")))
+    print(f"- kernel warmup (compile or cache load): {warm['total_seconds']:.2f} s; "
+          f"median of {args.repeats} round-robin repeats per cell")
+
+    torch_seconds = iter(theirs["times"] if theirs else [])
+    for title, target, cases in tables(args):
+        rows = []
+        for label, case in cases:
+            times, amount, unit, auto = _timed(case, args.repeats)
+            times += [next(torch_seconds)] if theirs else []
+            rows.append((label, times, amount, unit, auto))
+        print_table(title, rows, target)
     mixed_step_table(args.repeats)
 
 
