@@ -78,6 +78,26 @@ def _class_weight(op, weight, classes, dtype):
     return weight
 
 
+def _reduce_rows(loss, reduction, denominator, target_shape):
+    """Per-row losses (rows,) -> the class losses' result: 'none' in the target's shape, 'sum',
+    or 'mean' over `denominator` (the summed weights of counted rows; 0 rows counted gives 0,
+    torch: nan, so an all-padding batch is harmless)."""
+    if reduction == "none":
+        return loss.reshape(target_shape)
+    total = loss.sum(dtype=loss.dtype)
+    if reduction == "mean" and denominator:
+        return (total / loss.dtype.type(denominator)).astype(loss.dtype)
+    return total
+
+
+def _row_scale(grad, reduction, denominator, rows, dtype):
+    """The upstream gradient of each row's loss, (rows,), undoing _reduce_rows."""
+    if reduction == "none":
+        return grad.reshape(-1).astype(dtype, copy=False)
+    return np.full(rows, grad / denominator if reduction == "mean" and denominator else grad,
+                   dtype)
+
+
 def _rows_last(array):
     """(N, C, d1, ...) -> (N * d1 * ..., C) with the class dim last (a view for 1-D and 2-D)."""
     if array.ndim <= 2:
@@ -129,25 +149,15 @@ class FusedCrossEntropy(Function):
             target_weight
         ctx.smoothing, ctx.reduction, ctx.denominator = smoothing, reduction, denominator
         ctx.input_shape = logits.shape
-        if reduction == "none":
-            return loss.reshape(target.shape)
-        total = loss.sum(dtype=logits.dtype)
-        # Nothing counted: torch gives nan for 'mean'; 0 keeps an all-padding batch harmless.
-        if reduction == "mean" and denominator:
-            return (total / logits.dtype.type(denominator)).astype(logits.dtype)
-        return total
+        return _reduce_rows(loss.astype(logits.dtype, copy=False), reduction, denominator,
+                            target.shape)
 
     @staticmethod
     def backward(ctx, grad):
         (rows,) = ctx.saved_tensors
         classes, s = rows.shape[1], ctx.smoothing
         dtype = rows.dtype
-        if ctx.reduction == "none":
-            scale = grad.reshape(-1).astype(dtype, copy=False)
-        elif ctx.reduction == "mean" and ctx.denominator:
-            scale = np.full(len(rows), grad / ctx.denominator, dtype)
-        else:
-            scale = np.full(len(rows), grad, dtype)
+        scale = _row_scale(grad, ctx.reduction, ctx.denominator, len(rows), dtype)
         scale = np.where(ctx.keep, scale, 0).astype(dtype, copy=False)
         w, w_target = ctx.weight, ctx.target_weight
         # dloss/dlogp_c = -(1 - s) w[y] [c == y] - (s / C) w[c]; through log-softmax,
@@ -203,22 +213,12 @@ class NllLoss(Function):
         denominator = float(row_weight.sum(dtype=np.float64))
         ctx.target, ctx.row_weight, ctx.reduction = safe_target, row_weight, reduction
         ctx.denominator, ctx.input_shape, ctx.rows_shape = denominator, logp.shape, rows.shape
-        if reduction == "none":
-            return loss.reshape(target.shape)
-        total = loss.sum(dtype=logp.dtype)
-        if reduction == "mean" and denominator:
-            return (total / logp.dtype.type(denominator)).astype(logp.dtype)
-        return total
+        return _reduce_rows(loss, reduction, denominator, target.shape)
 
     @staticmethod
     def backward(ctx, grad):
         dtype = ctx.row_weight.dtype
-        if ctx.reduction == "none":
-            scale = grad.reshape(-1).astype(dtype, copy=False)
-        elif ctx.reduction == "mean" and ctx.denominator:
-            scale = grad / ctx.denominator
-        else:
-            scale = grad
+        scale = _row_scale(grad, ctx.reduction, ctx.denominator, ctx.rows_shape[0], dtype)
         out = np.zeros(ctx.rows_shape, dtype)
         out[np.arange(len(out)), ctx.target] = -ctx.row_weight * scale
         return _rows_back(out, ctx.input_shape)
