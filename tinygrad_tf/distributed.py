@@ -18,6 +18,7 @@ Tensors works).
 import hashlib
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -94,6 +95,9 @@ def abort(code=1):
     sys.stdout.flush()
     sys.stderr.flush()
     if _comm is not None and _comm.Get_size() > 1:
+        # Give the launcher's I/O forwarding a moment: Abort tears the job down at once, and
+        # a CI run lost the failing rank's traceback (empty stderr) without this pause.
+        time.sleep(0.5)
         _comm.Abort(code)
     raise SystemExit(code)
 
