@@ -35,7 +35,7 @@ def step():
     mixed = (attention @ v).permute(0, 2, 1, 3).reshape(B, T, D)
     loss = -(mixed @ w_out).log_softmax(-1).mean()
     loss.backward()
-    return float(loss.data)
+    return float(loss.array)
 
 times = []
 for _ in range(3):

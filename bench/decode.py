@@ -110,7 +110,7 @@ def run_ours(args):
     for name, run in runs.items():
         results = [timed_steps(model, "decode", run) for _ in range(args.repeats)]
         steps[name] = median_steps([r[0] for r in results]).tolist()
-        tokens[name] = results[0][1].data.tolist()
+        tokens[name] = results[0][1].array.tolist()
     return {"steps": steps, "tokens": tokens, "info": f"kernels {kernels.active()!r}"}
 
 

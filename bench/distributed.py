@@ -63,7 +63,7 @@ def worker(args):
               "allreduce_seconds": (trainer.parallel.allreduce_seconds - seconds0
                                     if trainer.parallel else 0.0),
               "wait_seconds": trainer.parallel.wait_seconds - wait0 if trainer.parallel else 0.0,
-              "gradient_bytes": sum(p.data.nbytes for p in trainer.model.parameters())}
+              "gradient_bytes": sum(p.array.nbytes for p in trainer.model.parameters())}
     if distributed.is_distributed():
         result.update(_allreduce_times(result["gradient_bytes"]))
     if distributed.rank() == 0:

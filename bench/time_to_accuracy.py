@@ -86,7 +86,7 @@ def run(args):
 
         def decode(src):
             model.eval()
-            out = greedy_decode(model, Tensor(src), Vocab.bos_id, Vocab.eos_id).data
+            out = greedy_decode(model, Tensor(src), Vocab.bos_id, Vocab.eos_id).array
             model.train()
             return out
         version = f"numpy {np.__version__}, kernels {kernels.active()}"

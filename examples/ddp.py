@@ -54,7 +54,7 @@ def main():
         if rank == 0 and (step % 50 == 0 or step == args.steps - 1):
             print(f"step {step:4d}  loss {loss:.6f}  ({size} rank{'s' if size > 1 else ''})")
     if args.save and rank == 0:
-        arrays = {name: p.data for name, p in model.named_parameters()}
+        arrays = {name: p.array for name, p in model.named_parameters()}
         np.savez(args.save, losses=np.array(losses), world_size=size, **arrays)
     assert losses[-1] < losses[0] / 4, "the model should fit the batch"
 

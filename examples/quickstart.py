@@ -14,8 +14,8 @@ for step in range(200):
     w.grad = b.grad = None
     loss.backward()
     with tg.no_grad():
-        w.data -= 0.1 * w.grad.data
-        b.data -= 0.1 * b.grad.data
+        w -= 0.1 * w.grad  # in place, allowed under no_grad; bumps w's version
+        b -= 0.1 * b.grad
 print(f"fitted w={w.item():.4f} b={b.item():.4f} loss={loss.item():.2e}")
 assert abs(w.item() - 3) < 1e-3 and abs(b.item() + 1) < 1e-3
 

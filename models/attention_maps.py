@@ -45,9 +45,9 @@ def attention_of(model, tokenizer, text, beam_size=1, alpha=0.6):
                                            return_attention=True)
     finally:
         model.train(was_training)
-    ids = out.data[0].tolist()
+    ids = out.array[0].tolist()
     length = ids.index(Vocab.eos_id) + 1 if Vocab.eos_id in ids else len(ids)
-    return {"source": text, "source_tokens": tokenizer.vocab.tokens(src.data[0].tolist()),
+    return {"source": text, "source_tokens": tokenizer.vocab.tokens(src.array[0].tolist()),
             "output_tokens": tokenizer.vocab.tokens(ids[:length]),
             "output": tokenizer.decode(ids),
             "attention": [layer[0, :, :length] for layer in attention]}

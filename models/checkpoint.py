@@ -36,7 +36,7 @@ def write_json(path, value):
 
 def save(path, model_state, optimizer_state=None, info=None):
     """Write one checkpoint file (atomically) and its human-readable JSON beside it."""
-    tree = {"model": {name: (value.data if isinstance(value, Tensor) else value)
+    tree = {"model": {name: (value.array if isinstance(value, Tensor) else value)
                       for name, value in model_state.items()}}
     if optimizer_state is not None:
         tree["optimizer"] = optimizer_state
@@ -56,7 +56,7 @@ def load(path):
     if metadata.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a tinygrad_tf seq2seq checkpoint (format "
                               f"{metadata.get('format')!r}, expected {FORMAT!r})")
-    model = {name: value.data for name, value in tree["model"].items()}
+    model = {name: value.array for name, value in tree["model"].items()}
     return model, tree.get("optimizer"), json.loads(metadata["info"])
 
 

@@ -36,8 +36,8 @@ class LayerCache:
     def append(self, k, v):
         """Write the new positions' k, v (N, h, n, d_k); return views of all so far."""
         start, end = self.length, self.length + k.shape[2]
-        self.keys[:, :, start:end] = k.data
-        self.values[:, :, start:end] = v.data
+        self.keys[:, :, start:end] = k.array
+        self.values[:, :, start:end] = v.array
         self.length = end
         return Tensor._wrap(self.keys[:, :, :end]), Tensor._wrap(self.values[:, :, :end])
 
@@ -48,7 +48,7 @@ class LayerCache:
             return attention(y, None, None, src_mask, kv=self.memory_kv)
         out, weights = attention(y, None, None, src_mask, kv=self.memory_kv, need_weights=True)
         # append() ran first in this layer, so the new positions end at self.length.
-        self.attention[:, :, self.length - y.shape[1]:self.length] = weights.data
+        self.attention[:, :, self.length - y.shape[1]:self.length] = weights.array
         return out
 
     def reorder(self, moved, sources):
@@ -88,7 +88,7 @@ class DecoderCache:
 
     def record(self, tgt_in):
         """Note the new target ids (N, n); return their first position and every id so far."""
-        ids = tgt_in.data if isinstance(tgt_in, Tensor) else np.asarray(tgt_in)
+        ids = tgt_in.array if isinstance(tgt_in, Tensor) else np.asarray(tgt_in)
         start, end = self.length, self.length + ids.shape[1]
         if end > self.tokens.shape[1]:
             raise ValueError(f"DecoderCache: {end} positions exceed the cache's max_len "
@@ -133,7 +133,7 @@ class _NextTokenLogits:
             assert self.cache.length == prefixes.shape[1] - 1, "cache and prefix out of step"
             logits = self.model.decode(self.memory, self.src_mask, Tensor(prefixes[:, -1:]),
                                        self.cache)
-        return logits.data[:, -1]
+        return logits.array[:, -1]
 
     def reorder(self, rows):
         if self.cache is not None:
@@ -143,7 +143,7 @@ class _NextTokenLogits:
 def _output_limits(src, pad_id, max_extra_len, max_len):
     """Each sentence's longest output: source length + max_extra_len (section 6.1), at least one
     token and within the positional table (position 0 is BOS)."""
-    ids = src.data if isinstance(src, Tensor) else np.asarray(src)
+    ids = src.array if isinstance(src, Tensor) else np.asarray(src)
     lengths = (ids != pad_id).sum(axis=1)
     return np.clip(lengths + max_extra_len, 1, max_len - 1)
 
@@ -218,7 +218,7 @@ def beam_search(model, src, bos_id, eos_id, beam_size=4, alpha=0.6, max_extra_le
                                    return_attention)
 
     def next_log_probs(prefixes):
-        return Tensor._wrap(next_logits(prefixes)).log_softmax(-1).data
+        return Tensor._wrap(next_logits(prefixes)).log_softmax(-1).array
 
     snapshot = None
     if return_attention:  # a hypothesis's weights, copied when it finishes (rows get reused)

@@ -43,7 +43,7 @@ def decode_texts(model, tokenizer, sources, beam_size=1, alpha=0.6, use_cache=Tr
                                   alpha=alpha, use_cache=use_cache)
             else:
                 ids = greedy_decode(model, src, Vocab.bos_id, Vocab.eos_id, use_cache=use_cache)
-            for row, index in zip(ids.data, indices):
+            for row, index in zip(ids.array, indices):
                 outputs[index] = tokenizer.decode(row)
     finally:
         model.train(was_training)
@@ -91,7 +91,7 @@ def evaluate_pairs(model, tokenizer, pairs, max_tokens=4096, decode_limit=None, 
                 n = batch.n_tokens
                 total_loss += loss.item() * n
                 real = batch.tgt_out != Vocab.pad_id
-                correct += int((logits.data.argmax(-1) == batch.tgt_out)[real].sum())
+                correct += int((logits.array.argmax(-1) == batch.tgt_out)[real].sum())
                 counted += n
     finally:
         model.train(was_training)

@@ -285,7 +285,7 @@ class Trainer:
 
     def _check_finite_parameters(self):
         for name, parameter in self.model.named_parameters():
-            if not np.isfinite(parameter.data).all():
+            if not np.isfinite(parameter.array).all():
                 raise TrainingDiverged(f"parameter {name} holds NaN/inf at step {self.step}; not "
                                        f"saving it. {self._last_good()}")
 

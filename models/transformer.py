@@ -101,7 +101,7 @@ def make_masks(src, tgt, pad_id, n_queries=None):
 
 
 def _ids(tokens):
-    ids = tokens.data if isinstance(tokens, Tensor) else np.asarray(tokens)
+    ids = tokens.array if isinstance(tokens, Tensor) else np.asarray(tokens)
     if ids.ndim != 2 or ids.dtype.kind not in "iu":
         raise TypeError(f"Transformer: token ids must be an integer tensor of shape "
                         f"(batch, length), got {ids.dtype} of shape {ids.shape}")
@@ -121,7 +121,7 @@ class Embeddings(nn.Module):
         # projection; after the sqrt(d_model) scale the entries have unit variance, the scale of
         # the positional encodings they are added to. (The paper does not give an init.)
         nn.init.normal_(self.lookup.weight, std=d_model ** -0.5)
-        self.lookup.weight.data[pad_id] = 0
+        self.lookup.weight.array[pad_id] = 0
 
     @property
     def weight(self):
@@ -204,7 +204,7 @@ class MultiHeadAttention(nn.Module):
         if need_weights:  # the composed formula, which exposes the weights
             scores = q @ k.transpose(-2, -1) / math.sqrt(self.d_k)  # (B, h, T, S)
             if mask is not None:
-                scores = (scores.masked_fill(~mask.data, -np.inf) if mask.dtype == np.bool_
+                scores = (scores.masked_fill(~mask.array, -np.inf) if mask.dtype == np.bool_
                           else scores + mask)
             weights = scores.softmax(-1)
             heads = weights @ v  # (B, h, T, d_k)
@@ -251,7 +251,7 @@ def upgrade_state_dict(state_dict):
 
 
 def _array(value):
-    return value.data if isinstance(value, Tensor) else np.asarray(value)
+    return value.array if isinstance(value, Tensor) else np.asarray(value)
 
 
 class AddNorm(nn.Module):

@@ -73,7 +73,7 @@ def packed_attention(qkv_or_q, kv=None, mask=None, scale=None):
     source = length if self_attention else kv.shape[1]
     fill = None
     if mask is not None:
-        allowed = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
+        allowed = mask.array if isinstance(mask, Tensor) else np.asarray(mask)
         if allowed.dtype != np.bool_:
             raise TypeError(f"packed_attention: mask must be boolean (True = may attend), not "
                             f"{allowed.dtype}; use F.scaled_dot_product_attention for a float "

@@ -418,7 +418,7 @@ class Gather(Function):
 
 
 def _index_array(ids, op):
-    array = ids.data if isinstance(ids, Tensor) else np.asarray(ids)
+    array = ids.array if isinstance(ids, Tensor) else np.asarray(ids)
     if array.dtype.kind not in "iu":
         raise TypeError(f"{op}: indices must be an integer tensor, not {array.dtype}")
     return array
@@ -544,7 +544,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
                              "is_causal=True, not both (as torch)")
         fill = np.triu(np.ones((length, source), dtype=bool), k=1)
     elif attn_mask is not None:
-        mask = attn_mask.data if isinstance(attn_mask, Tensor) else np.asarray(attn_mask)
+        mask = attn_mask.array if isinstance(attn_mask, Tensor) else np.asarray(attn_mask)
         try:
             np.broadcast_shapes(mask.shape, batch + (length, source))
         except ValueError:

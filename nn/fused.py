@@ -143,7 +143,7 @@ def embedding_position_dropout(ids, weight, table, scale=1.0, p=0.0, training=Tr
     ids = _index_array(ids, "embedding_position_dropout")
     p, active = _dropout_args(p, training, "embedding_position_dropout")
     _check_float("embedding_position_dropout", weight=weight)
-    table = np.asarray(table.data if hasattr(table, "data") else table, dtype=weight.dtype)
+    table = np.asarray(table.array if hasattr(table, "array") else table, dtype=weight.dtype)
     if (ids.ndim != 2 or weight.ndim != 2 or table.shape != (ids.shape[1], weight.shape[1])):
         raise ValueError(f"embedding_position_dropout: ids {ids.shape}, weight {weight.shape} and "
                          f"table {table.shape} do not fit: expected (B, T), (V, D), (T, D)")

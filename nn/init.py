@@ -11,7 +11,7 @@ from tinygrad_tf.random import generator
 
 
 def _fill(tensor, values):
-    tensor.data[...] = values  # in place: keeps the Parameter (and its dtype) the same object
+    tensor.array[...] = values  # in place: keeps the Parameter (and its dtype) the same object
     return tensor
 
 

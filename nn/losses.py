@@ -31,7 +31,7 @@ def _constant(op, name, value, dtype):
     """A class weight / pos_weight as a plain array (torch gives them no gradient here either)."""
     if value is None:
         return None
-    array = value.data if isinstance(value, Tensor) else np.asarray(value)
+    array = value.array if isinstance(value, Tensor) else np.asarray(value)
     if array.dtype.kind != "f":
         raise TypeError(f"{op}: {name} must be a float tensor, not {array.dtype}")
     return array.astype(dtype, copy=False)
@@ -46,7 +46,7 @@ def _float_input(op, input):
 
 def _class_layout(op, input, target):
     """Checks torch's (N, C, d1, ...) / (N, d1, ...) pairing; returns (classes, target array)."""
-    array = target.data if isinstance(target, Tensor) else np.asarray(target)
+    array = target.array if isinstance(target, Tensor) else np.asarray(target)
     if array.dtype.kind == "f":
         raise TypeError(f"{op}: target must hold integer class indices, not {array.dtype} "
                         "(class-probability targets are not supported)")
@@ -362,9 +362,9 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):
     _check_reduction(op, reduction)
     _float_input(op, input)
     target = _same_shape(op, input, target)
-    if ((input.data < 0) | (input.data > 1) | np.isnan(input.data)).any():
+    if ((input.array < 0) | (input.array > 1) | np.isnan(input.array)).any():
         raise ValueError(f"{op}: every element of input must be a probability in [0, 1]; got "
-                         f"values in [{np.nanmin(input.data)}, {np.nanmax(input.data)}]")
+                         f"values in [{np.nanmin(input.array)}, {np.nanmax(input.array)}]")
     weight = _weights_for(op, input, weight)
     return _reduce(BinaryCrossEntropy.apply(input, target, weight=weight), reduction)
 

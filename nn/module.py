@@ -28,7 +28,7 @@ class Parameter(Tensor):
     __slots__ = ()
 
     def __init__(self, data, requires_grad=True):
-        array = data.data if isinstance(data, Tensor) else data
+        array = data.array if isinstance(data, Tensor) else data
         if not isinstance(array, np.ndarray):
             array = np.asarray(array, dtype=np.float32)
         self._set_array(_dtypes.as_array(array), requires_grad)  # shares, as torch's Parameter
@@ -43,7 +43,7 @@ class IncompatibleKeys(collections.namedtuple("IncompatibleKeys", "missing_keys 
 
 def _unwrap(value, key):
     if isinstance(value, Tensor):
-        return value.data
+        return value.array
     if isinstance(value, np.ndarray):
         return value
     if hasattr(value, "__array__") and hasattr(value, "shape"):  # e.g. a torch state_dict's
@@ -228,7 +228,7 @@ class Module:
             if set_to_none:
                 p.grad = None
             elif p.grad is not None:
-                p.grad.data.fill(0)
+                p.grad.array.fill(0)
 
     # ------------------------------------------------------------------ dtype
 
@@ -240,9 +240,9 @@ class Module:
             raise TypeError(f"Module.to: only float dtypes are supported, not {dtype}")
         for tensor in list(self.parameters()) + list(self.buffers()):
             if tensor.dtype.kind == "f" and tensor.dtype != dtype:
-                tensor.data = tensor.data.astype(dtype)
+                tensor.array = tensor.array.astype(dtype)
                 if tensor.grad is not None:
-                    tensor.grad.data = tensor.grad.data.astype(dtype)
+                    tensor.grad.array = tensor.grad.array.astype(dtype)
         return self
 
     def float(self):
@@ -263,7 +263,7 @@ class Module:
 
         def snapshot(t):
             if id(t) not in copies:
-                copies[id(t)] = Tensor(t.data)  # Tensor() copies
+                copies[id(t)] = Tensor(t.array)  # Tensor() copies
             return copies[id(t)]
         for module_name, module in self.named_modules(remove_duplicate=False):
             prefix = f"{module_name}." if module_name else ""
@@ -307,7 +307,7 @@ class Module:
             raise KeyError(f"load_state_dict into {type(self).__name__}: " + "; ".join(problems))
         for key, target in own.items():
             if key in state_dict:
-                np.copyto(target.data, _unwrap(state_dict[key], key), casting="same_kind")
+                np.copyto(target.array, _unwrap(state_dict[key], key), casting="same_kind")
         return IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------------ repr

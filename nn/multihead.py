@@ -22,7 +22,7 @@ def _mask_array(mask, name, dtype):
     """torch's MHA masks as an additive float array: bool True = may NOT attend -> -inf."""
     if mask is None:
         return None
-    array = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
+    array = mask.array if isinstance(mask, Tensor) else np.asarray(mask)
     if array.dtype == np.bool_:
         return np.where(array, -np.inf, 0).astype(dtype)
     if array.dtype.kind == "f":
@@ -86,7 +86,7 @@ class MultiheadAttention(Module):
         if unbatched:
             query, key, value = (t.unsqueeze(1 - self.batch_first) for t in (query, key, value))
             if key_padding_mask is not None:
-                key_padding_mask = np.asarray(key_padding_mask.data if isinstance(
+                key_padding_mask = np.asarray(key_padding_mask.array if isinstance(
                     key_padding_mask, Tensor) else key_padding_mask)[None]
         if query.ndim != 3 or key.ndim != 3 or value.ndim != 3 or \
                 query.shape[-1] != self.embed_dim:

@@ -44,7 +44,7 @@ def _flatten(value, path, arrays, seen):
     """The JSON skeleton of `value`, moving every array into `arrays` under its dotted path; an
     array already stored (`seen`: memory key -> name) becomes a reference to that name."""
     if isinstance(value, (Tensor, np.ndarray)):
-        array = value.data if isinstance(value, Tensor) else value
+        array = value.array if isinstance(value, Tensor) else value
         name = ".".join(path)
         if name in arrays or name in seen.values():
             raise ValueError(f"save: two entries are both named {name!r} once flattened")

@@ -91,10 +91,10 @@ def test_packed_attention_matches_the_plain_path(problem):
     """The fast path computes exactly F.scaled_dot_product_attention on split heads."""
     first, second, mask = problem
     out = packed_attention(tg.Tensor(first), None if second is None else tg.Tensor(second),
-                           mask=mask).data
+                           mask=mask).array
     q, k, v = (tg.Tensor(np.ascontiguousarray(x.transpose(0, 2, 1, 3)))
                for x in _split(first, second))
-    plain = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).data.transpose(0, 2, 1, 3)
+    plain = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).array.transpose(0, 2, 1, 3)
     np.testing.assert_allclose(out, plain, rtol=1e-12, atol=1e-12)
 
 

@@ -30,7 +30,7 @@ def test_leaf_grad_owns_its_memory():
     # Add returns one array for both inputs; the two leaves must not share (or alias) it.
     a, b = leaf(1.0, 2.0), leaf(3.0, 4.0)
     (a + b).sum().backward()
-    a.grad.data += 1
+    a.grad.array += 1
     np.testing.assert_allclose(b.grad.numpy(), [1.0, 1.0])
     # A broadcast (read-only) gradient is copied too, so a later backward can add into it.
     c = leaf(5.0)
@@ -352,7 +352,7 @@ def test_memory_stays_flat_over_a_training_loop():
     last, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     # A leaked graph (or even one 32 KB array) per step would add megabytes over 100 steps.
-    assert last - first < 10 * w.data.nbytes, f"memory grew by {last - first} bytes in 100 steps"
+    assert last - first < 10 * w.array.nbytes, f"memory grew by {last - first} bytes in 100 steps"
 
 
 def test_the_custom_op_example_in_the_docs_runs():

@@ -79,10 +79,10 @@ def test_flat_gradients_pack_zeros_for_missing_grads_and_write_back_views():
     np.testing.assert_array_equal(buffers[1], np.zeros(4))
     buffers[0] *= 2
     flat.unpack()
-    np.testing.assert_array_equal(a.grad.data, np.arange(6).reshape(3, 2).T * 2)
-    np.testing.assert_array_equal(b.grad.data, np.zeros(4))
+    np.testing.assert_array_equal(a.grad.array, np.arange(6).reshape(3, 2).T * 2)
+    np.testing.assert_array_equal(b.grad.array, np.zeros(4))
     assert frozen.grad is None                       # not in the buffer, never written
-    assert np.shares_memory(c.grad.data, buffers[0]) and c.grad.data.shape == (3, 1)
+    assert np.shares_memory(c.grad.array, buffers[0]) and c.grad.array.shape == (3, 1)
     a.grad = Tensor(np.zeros(6, np.float32))
     with pytest.raises(ValueError, match=r"parameter of shape \(2, 3\) has shape \(6,\)"):
         flat.pack()
@@ -94,13 +94,13 @@ def test_ddp_with_an_optimizer_reduces_its_arena_in_place():
     ddp = distributed.DistributedDataParallel(model, optimizer=optimizer)
     (ddp(Tensor(np.ones((4, 3)))) ** 2).sum().backward()
     model[1].bias.grad = None                       # a parameter without a gradient this step
-    expected = [None if p.grad is None else p.grad.data.copy() for p in model.parameters()]
+    expected = [None if p.grad is None else p.grad.array.copy() for p in model.parameters()]
     buffers = ddp._flat.pack()
     assert len(buffers) == 1                        # one float64 arena buffer, no packed copy
     ddp.sync_gradients(scale=0.5)
     for p, grad in zip(model.parameters(), expected):
-        assert np.shares_memory(p.grad.data, buffers[0])
-        np.testing.assert_array_equal(p.grad.data, 0 if grad is None else grad * 0.5)
+        assert np.shares_memory(p.grad.array, buffers[0])
+        np.testing.assert_array_equal(p.grad.array, 0 if grad is None else grad * 0.5)
     extra = nn.Linear(2, 2, dtype=np.float64)
     model.append(extra)                             # added after the optimizer was built
     with pytest.raises(ValueError, match="not in this optimizer"):
@@ -112,10 +112,10 @@ def test_ddp_on_one_rank_keeps_the_gradients():
     ddp = distributed.DistributedDataParallel(model)
     x = Tensor(np.random.default_rng(0).normal(size=(5, 3)))
     (ddp(x) ** 2).sum().backward()
-    expected = [p.grad.data.copy() for p in model.parameters()]
+    expected = [p.grad.array.copy() for p in model.parameters()]
     ddp.sync_gradients()
     for p, grad in zip(model.parameters(), expected):
-        np.testing.assert_array_equal(p.grad.data, grad)
+        np.testing.assert_array_equal(p.grad.array, grad)
     assert ddp.in_features == 3        # other attributes are the module's
     with pytest.raises(AttributeError):
         ddp.no_such_attribute

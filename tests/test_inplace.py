@@ -177,9 +177,9 @@ def test_the_saved_version_is_named_even_after_many_writes():
 def test_version_records_leave_with_their_array():
     x = Tensor.zeros(3)
     x.add_(1.0)
-    key = id(versions._root(x.data))
+    key = id(versions._root(x.array))
     assert key in versions._records
-    ref = weakref.ref(x.data)
+    ref = weakref.ref(x.array)
     del x
     gc.collect()
     assert ref() is None and key not in versions._records

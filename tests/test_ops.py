@@ -51,8 +51,8 @@ def variance(draw, spread=False):
         axes = range(x.ndim) if kwargs["dim"] is None else np.atleast_1d(kwargs["dim"])
         if int(np.prod([x.shape[a] for a in axes])) < 2:
             kwargs["dim"] = None
-            if x.data.size < 2:
-                x = Tensor.from_numpy(np.array([x.data.item(), x.data.item() + 1.0])).requires_grad_()
+            if x.array.size < 2:
+                x = Tensor.from_numpy(np.array([x.array.item(), x.array.item() + 1.0])).requires_grad_()
     axes = range(x.ndim) if kwargs["dim"] is None else np.atleast_1d(kwargs["dim"])
     count = int(np.prod([x.shape[a] for a in axes]))
     kwargs["correction"] = draw(st.sampled_from([c for c in (0, 1) if c < count]))
@@ -267,7 +267,7 @@ def norms(draw):
     kwargs["p"] = draw(st.sampled_from([1, 2, 3, float("inf")]))
     if kwargs["p"] == float("inf"):  # a tie in |x| is a kink: distinct and positive values
         (x,), kwargs2 = draw(reduction(distinct=True))
-        shifted = x.data - (x.data.min() if x.data.size else 0.0) + 0.5
+        shifted = x.array - (x.array.min() if x.array.size else 0.0) + 0.5
         x = Tensor.from_numpy(np.asarray(shifted)).requires_grad_()
         kwargs = {**kwargs2, "p": kwargs["p"]}
     return (x,), kwargs
@@ -441,7 +441,7 @@ TIGHT = {"atol": 1e-7, "rtol": 1e-6}
 
 
 def _float64(t):
-    return t.data.astype(np.float64) if t.dtype.kind == "f" else t.data
+    return t.array.astype(np.float64) if t.dtype.kind == "f" else t.array
 
 
 def check_op(case, tensors, kwargs):
@@ -451,12 +451,12 @@ def check_op(case, tensors, kwargs):
     out = case.ours(*tensors, **kwargs)
     assert out.shape == expected.shape, f"{case.name}: shape {out.shape}, expected {expected.shape}"
     assert out.dtype == np.float64, f"{case.name}: float64 inputs gave {out.dtype}"
-    np.testing.assert_allclose(out.data, expected, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(out.array, expected, rtol=1e-10, atol=1e-12)
 
-    singles = [Tensor(t.data.astype(np.float32), requires_grad=t.requires_grad) for t in tensors]
+    singles = [Tensor(t.array.astype(np.float32), requires_grad=t.requires_grad) for t in tensors]
     out32 = case.ours(*singles, **kwargs)
     assert out32.dtype == np.float32, f"{case.name}: float32 inputs gave {out32.dtype}"
-    np.testing.assert_allclose(out32.data, expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(out32.array, expected, rtol=1e-4, atol=1e-4)
 
     tolerances = {**TIGHT, **case.gradcheck}
     assert gradcheck(lambda *ts: case.ours(*ts, **kwargs), *tensors, **tolerances)

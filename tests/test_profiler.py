@@ -12,7 +12,7 @@ def small_step():
     loss = F.linear(x, w).relu().sum()
     loss.backward()
     with profiler.record("update"):
-        w.data -= 0.1 * w.grad.data
+        w.array -= 0.1 * w.grad.array
 
 
 def test_records_forward_backward_kernels_engine_and_regions():
@@ -62,9 +62,9 @@ def test_off_by_default_and_restored_after_the_block():
 
 def test_results_are_unchanged_under_the_profiler():
     x = np.random.default_rng(2).standard_normal((5, 6))
-    plain = Tensor(x).softmax(-1).data
+    plain = Tensor(x).softmax(-1).array
     with profiler.profile():
-        profiled = Tensor(x).softmax(-1).data
+        profiled = Tensor(x).softmax(-1).array
     np.testing.assert_array_equal(plain, profiled)
 
 

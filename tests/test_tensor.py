@@ -124,7 +124,7 @@ def test_item_tolist_array_len():
     copied = np.array(x)
     copied[0, 0] = 9
     assert x.tolist() == [[1.0, 2.0]]  # np.array copies; np.asarray shares
-    assert np.asarray(x) is x.data
+    assert np.asarray(x) is x.array
     assert [t.tolist() for t in Tensor([1, 2])] == [1, 2]
     with pytest.raises(ValueError, match="one-element"):
         x.item()
@@ -211,3 +211,31 @@ def test_softmax_is_stable_for_large_inputs():
 def test_var_of_a_single_element_is_nan_like_torch():
     assert np.isnan(Tensor([2.0]).var().item())
     assert Tensor([2.0]).var(correction=0).item() == 0.0
+
+
+def test_data_is_a_tensor_sharing_memory_without_grad_as_torch():
+    p = Tensor(np.arange(3.0), requires_grad=True)
+    d = p.data
+    assert isinstance(d, Tensor) and not d.requires_grad and d.is_leaf
+    assert np.shares_memory(d.array, p.array)
+    d.add_(1.0)  # the ported idiom `p.data.add_(...)` writes through
+    np.testing.assert_array_equal(p.numpy(), [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(p.data.clone().numpy(), p.numpy())
+
+
+def test_a_write_through_data_is_caught_by_backward():
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    y = (x * x).sum()  # Mul saved x
+    x.data.mul_(10.0)
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        y.backward()
+
+
+def test_setting_data_rebinds_the_memory_and_refuses_non_tensors():
+    p = Tensor(np.zeros(2), requires_grad=True)
+    new = Tensor(np.ones((3, 2), dtype=np.float32))
+    p.data = new
+    assert p.shape == (3, 2) and p.dtype == np.float32 and np.shares_memory(p.array, new.array)
+    assert p.requires_grad
+    with pytest.raises(TypeError, match=r"\.data can only be set to a Tensor"):
+        p.data = np.zeros(2)

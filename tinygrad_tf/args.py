@@ -39,7 +39,7 @@ def shape_arg(shape):
 
 
 def bool_mask(mask, op):
-    mask = mask.data if isinstance(mask, _autograd._Tensor) else np.asarray(mask)
+    mask = mask.array if isinstance(mask, _autograd._Tensor) else np.asarray(mask)
     if mask.dtype != _BOOL:
         raise TypeError(f"{op}: the mask must be a bool tensor, not {mask.dtype}")
     return mask
@@ -51,7 +51,7 @@ def index_arg(index, op="getitem"):
     unwrapped, advanced = [], False
     for item in items:
         if isinstance(item, _autograd._Tensor):
-            item = item.data
+            item = item.array
         elif isinstance(item, list):
             item = np.asarray(item)
         if isinstance(item, np.ndarray):
@@ -64,7 +64,7 @@ def index_arg(index, op="getitem"):
 
 def index_tensor(index, op):
     """An integer index array (from a Tensor, array or list) for gather/scatter/index_select."""
-    array = index.data if isinstance(index, _autograd._Tensor) else np.asarray(index)
+    array = index.array if isinstance(index, _autograd._Tensor) else np.asarray(index)
     if array.dtype.kind not in "iu":
         raise TypeError(f"{op}: index must be an integer tensor, not {array.dtype}")
     return array

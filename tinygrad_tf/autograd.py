@@ -131,13 +131,13 @@ class Function:
             if len(inputs) == 2 and not kwargs:
                 a, b = inputs
                 ctx.needs_input_grad = needs = (a.requires_grad, b.requires_grad)
-                out = cls.forward(ctx, a.data, b.data)
+                out = cls.forward(ctx, a.array, b.array)
             elif len(inputs) == 1 and not kwargs:
                 ctx.needs_input_grad = needs = (inputs[0].requires_grad,)
-                out = cls.forward(ctx, inputs[0].data)
+                out = cls.forward(ctx, inputs[0].array)
             else:
                 ctx.needs_input_grad = needs = tuple([t.requires_grad for t in inputs])
-                out = cls.forward(ctx, *[t.data for t in inputs], **kwargs)
+                out = cls.forward(ctx, *[t.array for t in inputs], **kwargs)
         except AttributeError:
             if all(isinstance(t, _Tensor) for t in inputs):
                 raise
@@ -145,7 +145,7 @@ class Function:
         if out.__class__ is not np.ndarray:
             out = _as_output(cls, out)
         tensor = _new_object(_Tensor)
-        tensor.data = out
+        tensor.array = out
         tensor.grad = None
         tensor._retains_grad = False
         if True in needs and _GradMode.enabled:
@@ -226,12 +226,12 @@ def _topological_order(roots):
 def _owned(grad, tensor):
     # A gradient array may be shared (Add returns `grad` twice) or a read-only broadcast view:
     # copy it before it is stored where a later backward adds into it in place.
-    return _wrap_array(np.array(grad, dtype=tensor.data.dtype))
+    return _wrap_array(np.array(grad, dtype=tensor.array.dtype))
 
 
 def _wrap_array(array):
     tensor = _new_object(_Tensor)
-    tensor.data, tensor.grad, tensor._ctx = array, None, None
+    tensor.array, tensor.grad, tensor._ctx = array, None, None
     tensor.requires_grad = tensor._retains_grad = False
     return tensor
 
@@ -259,7 +259,7 @@ def _leaf_grad(grad, tensor):
     entry = _grad_slots.get(id(tensor))
     if entry is not None and entry[0]() is tensor:
         slot = entry[1]
-        if slot.shape == grad.shape and slot.dtype == tensor.data.dtype:
+        if slot.shape == grad.shape and slot.dtype == tensor.array.dtype:
             np.copyto(slot, grad)
             return _wrap_array(slot)
     return _owned(grad, tensor)
@@ -300,7 +300,7 @@ def backward(root, grad, retain_graph=False, capture=None):
             if tensor.grad is None:
                 tensor.grad = _leaf_grad(grad, tensor) if _grad_slots else _owned(grad, tensor)
             else:
-                tensor.grad.data += grad
+                tensor.grad.array += grad
             continue
         if tensor._retains_grad and capture is None:
             tensor.grad = _owned(grad, tensor)
@@ -317,7 +317,7 @@ def backward(root, grad, retain_graph=False, capture=None):
         for parent, parent_grad in zip(parents, input_grads):
             if parent_grad is None or not parent.requires_grad:
                 continue
-            data = parent.data
+            data = parent.array
             if parent_grad.__class__ is not np.ndarray:
                 parent_grad = np.asarray(parent_grad)
             if parent_grad.shape != data.shape:
@@ -370,7 +370,7 @@ def _run_hooks(tensor, grad):
     for hook in list(hooks):
         result = hook(_wrap_array(grad))
         if result is not None:
-            new = getattr(result, "data", result)
+            new = result.array if isinstance(result, _Tensor) else result
             if not isinstance(new, np.ndarray) or new.shape != grad.shape:
                 raise RuntimeError(f"register_hook: a hook returned {type(result).__name__} of "
                                    f"shape {np.shape(new)}; expected a Tensor of shape "
@@ -399,11 +399,11 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=False, allow_unused=Fa
         if not out.requires_grad:
             raise RuntimeError(f"grad: an output of shape {out.shape} does not require grad")
         if seed is None:
-            if out.data.size != 1:
+            if out.array.size != 1:
                 raise RuntimeError(f"grad: an output of shape {out.shape} needs a grad_output; "
                                    "only a one-element output's defaults to 1")
-            seed = np.ones_like(out.data)
-        seed = np.asarray(getattr(seed, "data", seed), dtype=out.dtype)
+            seed = np.ones_like(out.array)
+        seed = np.asarray(seed.array if isinstance(seed, _Tensor) else seed, dtype=out.dtype)
         if seed.shape != out.shape:
             raise ValueError(f"grad: grad_output of shape {seed.shape} for an output of shape "
                              f"{out.shape}")

@@ -118,7 +118,7 @@ def _install_abort_hook():
 
 def _array_of(value, op_name):
     if isinstance(value, Tensor):
-        return value.data
+        return value.array
     if isinstance(value, np.ndarray):
         return value
     raise TypeError(f"{op_name}: expected a Tensor or a numpy array, got {type(value).__name__}")
@@ -179,7 +179,7 @@ def broadcast_parameters(module, root=0):
     """Give every rank rank `root`'s parameters (and buffers), in place, one Bcast per tensor."""
     tensors = list(module.parameters())
     if hasattr(module, "buffers"):
-        tensors += [b for b in module.buffers() if np.issubdtype(b.data.dtype, np.number)]
+        tensors += [b for b in module.buffers() if np.issubdtype(b.array.dtype, np.number)]
     for tensor in tensors:
         broadcast(tensor, root=root)
 
@@ -219,9 +219,9 @@ class _FlatGradients:
         sizes = {}
         self.slots = []   # (parameter, dtype, start, stop)
         for p in self.parameters:
-            dtype = p.data.dtype
+            dtype = p.array.dtype
             start = sizes.get(dtype, 0)
-            sizes[dtype] = start + p.data.size
+            sizes[dtype] = start + p.array.size
             self.slots.append((p, dtype, start, sizes[dtype]))
         self.buffers = {dtype: np.zeros(size, dtype) for dtype, size in sizes.items()}
 
@@ -230,16 +230,16 @@ class _FlatGradients:
             target = self.buffers[dtype][start:stop]
             if p.grad is None:
                 target.fill(0)
-            elif p.grad.data.shape != p.data.shape:
+            elif p.grad.array.shape != p.array.shape:
                 raise ValueError(f"DistributedDataParallel: the gradient of a parameter of shape "
-                                 f"{p.data.shape} has shape {p.grad.data.shape}")
+                                 f"{p.array.shape} has shape {p.grad.array.shape}")
             else:
-                target.reshape(p.data.shape)[...] = p.grad.data
+                target.reshape(p.array.shape)[...] = p.grad.array
         return list(self.buffers.values())
 
     def unpack(self):
         for p, dtype, start, stop in self.slots:
-            p.grad = Tensor._wrap(self.buffers[dtype][start:stop].reshape(p.data.shape))
+            p.grad = Tensor._wrap(self.buffers[dtype][start:stop].reshape(p.array.shape))
 
 
 class _ArenaGradients:

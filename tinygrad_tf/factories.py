@@ -88,15 +88,15 @@ def eye(n, m=None, dtype=_DEFAULT_FLOAT, requires_grad=False):
 
 
 def zeros_like(tensor, dtype=None, requires_grad=False):
-    return _new(np.zeros_like(tensor.data, dtype=dtype), requires_grad)
+    return _new(np.zeros_like(tensor.array, dtype=dtype), requires_grad)
 
 
 def ones_like(tensor, dtype=None, requires_grad=False):
-    return _new(np.ones_like(tensor.data, dtype=dtype), requires_grad)
+    return _new(np.ones_like(tensor.array, dtype=dtype), requires_grad)
 
 
 def full_like(tensor, fill_value, dtype=None, requires_grad=False):
-    return _new(np.full_like(tensor.data, fill_value, dtype=dtype), requires_grad)
+    return _new(np.full_like(tensor.array, fill_value, dtype=dtype), requires_grad)
 
 
 def rand_like(tensor, dtype=None, requires_grad=False):

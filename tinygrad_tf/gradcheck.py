@@ -22,7 +22,7 @@ def _outputs(fn, values):
     """fn at float64 `values`, without a graph, as a list of float64 arrays."""
     with no_grad():
         outputs = fn(*[Tensor.from_numpy(v) for v in values])
-        return [o.data.astype(np.float64) for o in _as_tuple(outputs)]
+        return [o.array.astype(np.float64) for o in _as_tuple(outputs)]
 
 
 def _change(after, before, weights):
@@ -52,7 +52,7 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
 
     # Analytic: one backward of sum(out * w) with a random, non-uniform w. Fresh leaves share
     # the inputs' arrays (ops never write to inputs), so non-contiguous layouts are kept.
-    leaves = [Tensor.from_numpy(t.data).requires_grad_(t.requires_grad) for t in tensors]
+    leaves = [Tensor.from_numpy(t.array).requires_grad_(t.requires_grad) for t in tensors]
     outputs = _as_tuple(fn(*leaves))
     for o in outputs:
         if not isinstance(o, Tensor):
@@ -68,7 +68,7 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
         loss.backward()
 
     # Numeric: central differences in float64, every element of every checked input.
-    points = [t.data.astype(np.float64) if t.dtype.kind == "f" else t.data for t in tensors]
+    points = [t.array.astype(np.float64) if t.dtype.kind == "f" else t.array for t in tensors]
 
     def slope(flat, j, low, high):
         # d(sum(w * out)) / dx_j from evaluations at x_j + low and x_j + high.
@@ -81,7 +81,7 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
         return _change(after, before, weights) / (high - low)
 
     for i in checked:
-        analytic = leaves[i].grad.data.astype(np.float64) if leaves[i].grad is not None \
+        analytic = leaves[i].grad.array.astype(np.float64) if leaves[i].grad is not None \
             else np.zeros(tensors[i].shape)
         points[i] = points[i].copy()  # contiguous and ours to perturb
         flat = points[i].reshape(-1)

@@ -17,7 +17,7 @@ from .args import bool_mask as _bool_mask, index_arg as _index_arg
 
 
 def _value(other):
-    return other.data if isinstance(other, _autograd._Tensor) else other
+    return other.array if isinstance(other, _autograd._Tensor) else other
 
 
 class InplaceOps:
@@ -39,22 +39,22 @@ class InplaceOps:
                 raise RuntimeError(
                     f"{op}: writing a tensor that requires grad into a tensor of shape "
                     f"{self.shape} in place is not supported; use the out-of-place op")
-        if not self.data.flags.writeable:
+        if not self.array.flags.writeable:
             raise RuntimeError(f"{op}: the tensor of shape {self.shape} is a read-only view "
                                "(e.g. made by expand); clone() it before writing to it")
 
     def _write(self, op, ufunc, other):
         self._check_inplace(op, other)
         try:
-            ufunc(self.data, _value(other), out=self.data, casting="same_kind")
+            ufunc(self.array, _value(other), out=self.array, casting="same_kind")
         except TypeError:
-            kind = np.result_type(self.data, _value(other))
+            kind = np.result_type(self.array, _value(other))
             raise TypeError(f"{op}: the result of type {kind} cannot be stored in place in a "
                             f"tensor of dtype {self.dtype}") from None
         except ValueError:
             raise ValueError(f"{op}: an operand of shape {np.shape(_value(other))} does not "
                              f"broadcast to the tensor's shape {self.shape}") from None
-        _versions.increment_version(self.data)
+        _versions.increment_version(self.array)
         return self
 
     def add_(self, other, alpha=1):
@@ -89,27 +89,27 @@ class InplaceOps:
     def fill_(self, value):
         """Set every element to `value` (a number or a one-element tensor)."""
         self._check_inplace("fill_", value)
-        self.data[...] = _value(value)
-        _versions.increment_version(self.data)
+        self.array[...] = _value(value)
+        _versions.increment_version(self.array)
         return self
 
     def copy_(self, src):
         """Copy src's values (broadcast to this shape, converted to this dtype) into self."""
         self._check_inplace("copy_", src)
         try:
-            np.copyto(self.data, _value(src), casting="unsafe")
+            np.copyto(self.array, _value(src), casting="unsafe")
         except ValueError:
             raise ValueError(f"copy_: source of shape {np.shape(_value(src))} does not broadcast "
                              f"to the tensor's shape {self.shape}") from None
-        _versions.increment_version(self.data)
+        _versions.increment_version(self.array)
         return self
 
     def clamp_(self, min=None, max=None):
         if min is None and max is None:
             raise ValueError("clamp_: give at least one of min and max")
         self._check_inplace("clamp_")
-        np.clip(self.data, min, max, out=self.data)
-        _versions.increment_version(self.data)
+        np.clip(self.array, min, max, out=self.array)
+        _versions.increment_version(self.array)
         return self
 
     clip_ = clamp_
@@ -119,11 +119,11 @@ class InplaceOps:
         mask = _bool_mask(mask, "masked_fill_")
         self._check_inplace("masked_fill_", value)
         try:
-            np.copyto(self.data, _value(value), where=mask, casting="unsafe")
+            np.copyto(self.array, _value(value), where=mask, casting="unsafe")
         except ValueError:
             raise ValueError(f"masked_fill_: mask of shape {mask.shape} does not broadcast to "
                              f"the tensor's shape {self.shape}") from None
-        _versions.increment_version(self.data)
+        _versions.increment_version(self.array)
         return self
 
     def __setitem__(self, index, value):
@@ -131,13 +131,13 @@ class InplaceOps:
         self._check_inplace("setitem", value)
         index, _ = _index_arg(index, "setitem")
         try:
-            self.data[index] = _value(value)
+            self.array[index] = _value(value)
         except (IndexError, ValueError) as error:
             raise type(error)(f"setitem: cannot assign a value of shape {np.shape(_value(value))}"
                               f" to index {index!r} of shape {self.shape}: {error}") from None
-        _versions.increment_version(self.data)
+        _versions.increment_version(self.array)
 
     @property
     def _version(self):
         """How many in-place writes this tensor's memory has had (shared with its views)."""
-        return _versions.version(self.data)
+        return _versions.version(self.array)

@@ -26,7 +26,7 @@ from .tensor_reduce import ReduceOps
 
 
 def _as_array(data, dtype=None):
-    return _dtypes.as_array(data.data if isinstance(data, Tensor) else data, dtype)
+    return _dtypes.as_array(data.array if isinstance(data, Tensor) else data, dtype)
 
 
 def _binary_op(fn, op, reflected=False):
@@ -34,7 +34,7 @@ def _binary_op(fn, op, reflected=False):
     primitive `fn`: promote dtypes as PyTorch does, then one `fn.apply`. A factory, so the common
     case (two Tensors of one dtype) costs a single Python call on top of the primitive."""
     def method(self, other):
-        if isinstance(other, Tensor) and other.data.dtype is self.data.dtype:
+        if isinstance(other, Tensor) and other.array.dtype is self.array.dtype:
             a, b = self, other
         else:
             a, b = self._operands(other, op)
@@ -51,20 +51,20 @@ def _binary_op(fn, op, reflected=False):
 class Tensor(ReduceOps, IndexOps, InplaceOps):
     """An n-dimensional array that can record the ops applied to it and differentiate them."""
 
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_retains_grad", "__weakref__")
+    __slots__ = ("array", "grad", "requires_grad", "_ctx", "_retains_grad", "__weakref__")
     __array_ufunc__ = None  # so `numpy_array + tensor` calls Tensor.__radd__ instead of looping
 
     def __init__(self, data, dtype=None, requires_grad=False):
         """A tensor holding a *copy* of `data`, as torch.tensor (use `from_numpy` to share)."""
         array = _as_array(data, dtype)
-        source = data.data if isinstance(data, Tensor) else data
+        source = data.array if isinstance(data, Tensor) else data
         if isinstance(source, np.ndarray) and np.may_share_memory(array, source):
             array = array.copy()
         self._set_array(array, requires_grad)
 
     def _set_array(self, array, requires_grad):
         """Fill the fields around `array`, shared as it is (for subclasses like Parameter)."""
-        self.data = array
+        self.array = array
         self.grad = None
         self._ctx = None
         self._retains_grad = False
@@ -90,63 +90,81 @@ class Tensor(ReduceOps, IndexOps, InplaceOps):
 
     # ------------------------------------------------------------------ basic properties
 
+    # `array` (a slot) is the numpy array holding the values: the engine reads and writes it
+    # directly. `data` is torch's: a Tensor sharing that memory, cut from the graph.
+    @property
+    def data(self):
+        """This tensor's values as a new Tensor sharing its memory, with no graph and no grad
+        (torch's `.data`). Unlike torch, an in-place write through it bumps the version the
+        two share, so a backward that saved the old values raises instead of using new ones."""
+        return Tensor._wrap(self.array)
+
+    @data.setter
+    def data(self, value):
+        """`t.data = other` makes `t` hold `other`'s memory (any shape or dtype), as torch."""
+        if not isinstance(value, Tensor):
+            raise TypeError(f"data: a tensor's .data can only be set to a Tensor, not "
+                            f"{type(value).__name__} (wrap a numpy array with tensor(...) or "
+                            "from_numpy(...))")
+        self.array = value.array
+
     @property
     def shape(self):
-        return self.data.shape
+        return self.array.shape
 
     @property
     def ndim(self):
-        return self.data.ndim
+        return self.array.ndim
 
     @property
     def dtype(self):
-        return self.data.dtype
+        return self.array.dtype
 
     @property
     def is_leaf(self):
         return self._ctx is None
 
     def size(self, dim=None):
-        return self.data.shape if dim is None else self.data.shape[dim]
+        return self.array.shape if dim is None else self.array.shape[dim]
 
     def numel(self):
-        return self.data.size
+        return self.array.size
 
     def numpy(self):
-        return self.data
+        return self.array
 
     def item(self):
-        if self.data.size != 1:
+        if self.array.size != 1:
             raise ValueError(f"item: only a one-element tensor has an item; this one has shape "
                              f"{self.shape}")
-        return self.data.item()
+        return self.array.item()
 
     def tolist(self):
-        return self.data.tolist()
+        return self.array.tolist()
 
     def __array__(self, dtype=None, copy=None):
         if dtype is not None and np.dtype(dtype) != self.dtype:
-            return self.data.astype(dtype)
-        return self.data.copy() if copy else self.data
+            return self.array.astype(dtype)
+        return self.array.copy() if copy else self.array
 
     def __len__(self):
         if self.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
-        return self.data.shape[0]
+        return self.array.shape[0]
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
 
     def __bool__(self):
-        if self.data.size != 1:
+        if self.array.size != 1:
             raise RuntimeError(f"bool() of a tensor of shape {self.shape} is ambiguous; "
                                "use .any() or .all()")
-        return bool(self.data)
+        return bool(self.array)
 
     __hash__ = object.__hash__  # identity: `==` is elementwise, so it cannot define equality
 
     def __repr__(self):
-        body = np.array2string(self.data, separator=", ", precision=4, prefix="Tensor(")
+        body = np.array2string(self.array, separator=", ", precision=4, prefix="Tensor(")
         extras = "" if self.dtype == _DEFAULT_FLOAT else f", dtype={self.dtype}"
         if self._ctx is not None:
             extras += f", grad_fn={type(self._ctx).__name__}"
@@ -171,7 +189,7 @@ class Tensor(ReduceOps, IndexOps, InplaceOps):
 
     def detach(self):
         """The same data (shared, not copied), cut from the graph."""
-        return Tensor._wrap(self.data)
+        return Tensor._wrap(self.array)
 
     def clone(self):
         """A copy of the data that stays on the graph (the gradient passes straight through)."""
@@ -188,10 +206,10 @@ class Tensor(ReduceOps, IndexOps, InplaceOps):
             raise RuntimeError("backward: this tensor does not require grad (no input of its graph "
                                "has requires_grad=True, or it was computed under no_grad)")
         if grad is None:
-            if self.data.size != 1:
+            if self.array.size != 1:
                 raise RuntimeError(f"backward: a tensor of shape {self.shape} needs an explicit "
                                    "grad of the same shape; only a scalar's defaults to 1")
-            grad = np.ones_like(self.data)
+            grad = np.ones_like(self.array)
         else:
             grad = _as_array(grad, self.dtype)
             if grad.shape != self.shape:
@@ -208,7 +226,7 @@ class Tensor(ReduceOps, IndexOps, InplaceOps):
         if dtype == self.dtype:
             return self
         if dtype.kind != "f":
-            return Tensor._wrap(self.data.astype(dtype))
+            return Tensor._wrap(self.array.astype(dtype))
         return F.Cast.apply(self, dtype=dtype)
 
     astype = to
@@ -230,7 +248,7 @@ class Tensor(ReduceOps, IndexOps, InplaceOps):
     def _operands(self, other, op):
         """Both sides as Tensors of one dtype, promoted as PyTorch does."""
         if isinstance(other, Tensor):
-            if other.data.dtype == self.data.dtype:
+            if other.array.dtype == self.array.dtype:
                 return self, other
         elif isinstance(other, np.ndarray):
             other = Tensor._wrap(_as_array(other))  # read, never written: no copy needed
@@ -243,7 +261,7 @@ class Tensor(ReduceOps, IndexOps, InplaceOps):
         else:
             raise TypeError(f"{op}: unsupported operand of type {type(other).__name__}; "
                             "expected a Tensor, a numpy array or a real number")
-        dtype = _dtypes.promote(self.data, other.data)
+        dtype = _dtypes.promote(self.array, other.array)
         return self.to(dtype), other.to(dtype)
 
     # Each binary dunder is made by `_binary_op` (below the class): promotion, then one primitive.
@@ -272,7 +290,7 @@ class Tensor(ReduceOps, IndexOps, InplaceOps):
     def __pow__(self, exponent):
         if isinstance(exponent, (Tensor, np.ndarray)):
             if self.dtype.kind != "f" and getattr(exponent, "dtype", None).kind != "f":
-                return Tensor._wrap(np.power(self.data, _as_array(exponent)))
+                return Tensor._wrap(np.power(self.array, _as_array(exponent)))
             base, exponent = self._operands(exponent, "pow")
             try:
                 return F.PowTensor.apply(base, exponent)
@@ -294,7 +312,7 @@ class Tensor(ReduceOps, IndexOps, InplaceOps):
             raise TypeError(f"pow: a base of type {type(base).__name__} is not supported; "
                             "expected a real number")
         if self.dtype.kind != "f" and isinstance(base, numbers.Integral):
-            return Tensor._wrap(np.power(base, self.data))  # int ** int stays int, as in torch
+            return Tensor._wrap(np.power(base, self.array))  # int ** int stays int, as in torch
         if base <= 0:
             raise ValueError(f"pow: base {base} ** tensor needs a positive base (computed as "
                              "exp(x * log(base)))")
@@ -315,7 +333,7 @@ class Tensor(ReduceOps, IndexOps, InplaceOps):
         """floor(self / other); no gradient flows (it is piecewise constant), as in torch."""
         a, b = self._operands(other, "floor_divide")
         if a.dtype.kind != "f":
-            return Tensor._wrap(np.asarray(np.floor_divide(a.data, b.data)))
+            return Tensor._wrap(np.asarray(np.floor_divide(a.array, b.array)))
         return (a / b).floor()
 
     def __rfloordiv__(self, other):
@@ -326,7 +344,7 @@ class Tensor(ReduceOps, IndexOps, InplaceOps):
         """self - floor(self / other) * other: the sign follows the divisor (torch.remainder)."""
         a, b = self._operands(other, "remainder")
         if a.dtype.kind != "f":
-            return Tensor._wrap(np.asarray(np.remainder(a.data, b.data)))
+            return Tensor._wrap(np.asarray(np.remainder(a.array, b.array)))
         return a - (a / b).floor() * b
 
     def __rmod__(self, other):
@@ -391,7 +409,7 @@ class Tensor(ReduceOps, IndexOps, InplaceOps):
 
     def _step(self, fn):
         # Integer and bool tensors are already whole (and have no gradient).
-        return Tensor._wrap(fn(self.data)) if self.dtype.kind != "f" else F.Step.apply(self, fn=fn)
+        return Tensor._wrap(fn(self.array)) if self.dtype.kind != "f" else F.Step.apply(self, fn=fn)
 
     def floor(self):
         return self._step(np.floor)
@@ -407,10 +425,10 @@ class Tensor(ReduceOps, IndexOps, InplaceOps):
         return self._step(np.sign)
 
     def isnan(self):
-        return Tensor._wrap(np.isnan(self.data))
+        return Tensor._wrap(np.isnan(self.array))
 
     def isfinite(self):
-        return Tensor._wrap(np.isfinite(self.data))
+        return Tensor._wrap(np.isfinite(self.array))
 
     def relu(self):
         return F.Relu.apply(self)
@@ -445,7 +463,7 @@ class Tensor(ReduceOps, IndexOps, InplaceOps):
             return F.Reshape.apply(self, shape=shape)
         except ValueError:
             raise ValueError(f"reshape: cannot view a tensor of shape {self.shape} "
-                             f"({self.data.size} elements) as {shape}") from None
+                             f"({self.array.size} elements) as {shape}") from None
 
     view = reshape
 
@@ -502,7 +520,7 @@ class Tensor(ReduceOps, IndexOps, InplaceOps):
             raise ValueError(f"expand: cannot expand shape {self.shape} to {shape}") from None
 
     def contiguous(self):
-        return self if self.data.flags.c_contiguous else F.Contiguous.apply(self)
+        return self if self.array.flags.c_contiguous else F.Contiguous.apply(self)
 
     def expand_as(self, other):
         return self.expand(other.shape)
@@ -514,11 +532,11 @@ class Tensor(ReduceOps, IndexOps, InplaceOps):
 
     def _compare(self, other, ufunc):
         if isinstance(other, Tensor):
-            other = other.data
+            other = other.array
         elif not isinstance(other, (np.ndarray, numbers.Real, np.bool_)):
             return NotImplemented  # e.g. `t == None` is False, `t < "a"` a TypeError
         try:
-            return Tensor._wrap(np.asarray(ufunc(self.data, other)))
+            return Tensor._wrap(np.asarray(ufunc(self.array, other)))
         except ValueError:
             raise ValueError(f"{ufunc.__name__}: shapes {self.shape} and {np.shape(other)} do "
                              "not broadcast") from None
@@ -544,7 +562,7 @@ class Tensor(ReduceOps, IndexOps, InplaceOps):
     def __invert__(self):
         if self.dtype != _BOOL:
             raise TypeError(f"~: only for bool tensors, not {self.dtype}")
-        return Tensor._wrap(~self.data)
+        return Tensor._wrap(~self.array)
 
     def __and__(self, other):
         return self._compare(other, np.logical_and)

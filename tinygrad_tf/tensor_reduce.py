@@ -18,7 +18,7 @@ topk_result = collections.namedtuple("topk", ["values", "indices"])
 
 
 def _count(tensor, axes):
-    return tensor.data.size if axes is None else int(np.prod([tensor.shape[a] for a in axes]))
+    return tensor.array.size if axes is None else int(np.prod([tensor.shape[a] for a in axes]))
 
 
 class ReduceOps:
@@ -69,7 +69,7 @@ class ReduceOps:
         total = (x * x).sum(dim, keepdim) if p == 2 else (x.abs() ** p).sum(dim, keepdim)
         # At an all-zero slice the root's slope is infinite (0 * inf = NaN); torch defines the
         # gradient there as 0, so the root is taken of 1 instead and the result masked to 0.
-        zero = (total == 0).data
+        zero = (total == 0).array
         safe = total.masked_fill(zero, 1.0)
         root = safe.sqrt() if p == 2 else safe ** (1.0 / p)
         return root.masked_fill(zero, 0.0)
@@ -95,7 +95,7 @@ class ReduceOps:
     def amax(self, dim=None, keepdim=False):
         """Largest value over `dim` (an int, a tuple or None); the gradient goes to one
         arg-max per slice (torch splits it between ties)."""
-        if self.data.size == 0:
+        if self.array.size == 0:
             raise ValueError(f"amax: the tensor of shape {self.shape} is empty")
         return F.Max.apply(self, axes=_normalize_dims(dim, self.ndim, "amax"), keepdim=keepdim)
 
@@ -122,16 +122,16 @@ class ReduceOps:
         return min_result(self.amin(dim, keepdim), self.argmin(dim, keepdim))
 
     def _arg(self, op, dim, keepdim):
-        if self.data.size == 0:
+        if self.array.size == 0:
             raise ValueError(f"{op}: the tensor of shape {self.shape} is empty")
         find = np.argmax if op == "argmax" else np.argmin
         if dim is None:
-            out = np.asarray(find(self.data))
+            out = np.asarray(find(self.array))
             return _wrap(out.reshape((1,) * self.ndim) if keepdim else out)
         axis = _normalize_dim(dim, self.ndim, op)
         if self.ndim == 0:
             return _wrap(np.asarray(0))
-        return _wrap(find(self.data, axis=axis, keepdims=keepdim))
+        return _wrap(find(self.array, axis=axis, keepdims=keepdim))
 
     def argmax(self, dim=None, keepdim=False):
         """Index of the largest value along `dim` (of the flattened tensor if dim is None)."""
@@ -142,11 +142,11 @@ class ReduceOps:
 
     def any(self, dim=None, keepdim=False):
         axes = _normalize_dims(dim, self.ndim, "any")
-        return _wrap(np.asarray(self.data.any(axis=axes, keepdims=keepdim)))
+        return _wrap(np.asarray(self.array.any(axis=axes, keepdims=keepdim)))
 
     def all(self, dim=None, keepdim=False):
         axes = _normalize_dims(dim, self.ndim, "all")
-        return _wrap(np.asarray(self.data.all(axis=axes, keepdims=keepdim)))
+        return _wrap(np.asarray(self.array.all(axis=axes, keepdims=keepdim)))
 
     # ------------------------------------------------------------------ softmax
 
@@ -172,9 +172,9 @@ class ReduceOps:
         axis = _normalize_dim(dim, self.ndim, "argsort")
         if self.ndim == 0:
             return _wrap(np.asarray(0))
-        keys = -self.data if descending and self.dtype.kind != "b" else self.data
+        keys = -self.array if descending and self.dtype.kind != "b" else self.array
         if descending and self.dtype.kind == "b":
-            keys = ~self.data
+            keys = ~self.array
         return _wrap(np.argsort(keys, axis=axis, kind="stable"))
 
     def sort(self, dim=-1, descending=False):
@@ -193,5 +193,5 @@ class ReduceOps:
         indices = self.argsort(dim, descending=largest)
         if self.ndim == 0:
             return topk_result(self, indices)
-        indices = _wrap(np.take(indices.data, np.arange(k), axis=axis))
+        indices = _wrap(np.take(indices.array, np.arange(k), axis=axis))
         return topk_result(self.gather(dim, indices), indices)

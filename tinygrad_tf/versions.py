@@ -34,12 +34,12 @@ def _root(array):
 def increment_version(*arrays):
     """Record an in-place write to each argument (a Tensor or a numpy array, or several).
 
-    Call it after mutating data in place outside the Tensor API (`p.data -= lr * g` under
+    Call it after mutating data in place outside the Tensor API (`p.array -= lr * g` under
     no_grad). One call on a flat buffer covers every view of it (all parameters of an arena)."""
     global clock
     for array in arrays:
-        if not isinstance(array, np.ndarray):  # a Tensor (an ndarray's own .data is a buffer)
-            array = getattr(array, "data", array)
+        if not isinstance(array, np.ndarray):  # a Tensor
+            array = getattr(array, "array", array)
         if not isinstance(array, np.ndarray):
             raise TypeError(f"increment_version: expected a Tensor or a numpy array, got "
                             f"{type(array).__name__}")

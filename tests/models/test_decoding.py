@@ -37,7 +37,7 @@ def source_batches(draw):
 def _rows_until_eos(tokens):
     """Each row's ids up to and including its first EOS (the rest is padding)."""
     rows = []
-    for row in tokens.data.tolist():
+    for row in tokens.array.tolist():
         rows.append(row[:row.index(EOS) + 1] if EOS in row else [t for t in row if t != PAD])
     return rows
 
@@ -52,8 +52,8 @@ def test_cached_and_uncached_greedy_give_the_same_tokens_and_logits(src, norm_fi
                                           return_logits=True)
     plain, plain_logits = greedy_decode(model, src, BOS, EOS, max_extra_len=6, use_cache=False,
                                         return_logits=True)
-    np.testing.assert_array_equal(cached.data, plain.data)
-    np.testing.assert_allclose(cached_logits.data, plain_logits.data, rtol=0, atol=1e-10)
+    np.testing.assert_array_equal(cached.array, plain.array)
+    np.testing.assert_allclose(cached_logits.array, plain_logits.array, rtol=0, atol=1e-10)
 
 
 def test_cached_decode_step_equals_the_full_decode_at_every_position():
@@ -66,9 +66,9 @@ def test_cached_decode_step_equals_the_full_decode_at_every_position():
     with no_grad():
         src_mask = model.source_mask(src)
         memory = model.encode(src, src_mask)
-        full = model.decode(memory, src_mask, Tensor(tgt)).data
+        full = model.decode(memory, src_mask, Tensor(tgt)).array
         cache = DecoderCache(model, memory, max_len=6)
-        steps = [model.decode(memory, src_mask, Tensor(tgt[:, t:t + 1]), cache).data[:, 0]
+        steps = [model.decode(memory, src_mask, Tensor(tgt[:, t:t + 1]), cache).array[:, 0]
                  for t in range(6)]
     np.testing.assert_allclose(np.stack(steps, axis=1), full, rtol=0, atol=1e-10)
     assert cache.layers[0].length == 6
@@ -88,9 +88,9 @@ def test_the_cache_refuses_to_run_with_gradients_on():
 def test_greedy_stops_at_eos_and_pads_after_it():
     model = model_for(3)
     src = sources(np.random.default_rng(3), [5, 3, 1], 5)
-    free = greedy_decode(model, src, BOS, eos_id=-1, max_extra_len=4).data  # never stops
+    free = greedy_decode(model, src, BOS, eos_id=-1, max_extra_len=4).array  # never stops
     eos = int(free[0, 0])  # a token row 0 emits first: call it EOS, row 0 must stop there
-    tokens = greedy_decode(model, src, BOS, eos_id=eos, max_extra_len=4).data
+    tokens = greedy_decode(model, src, BOS, eos_id=eos, max_extra_len=4).array
     for row, free_row in zip(tokens, free):
         stop = list(free_row).index(eos) + 1 if eos in free_row else len(free_row)
         np.testing.assert_array_equal(row[:stop], free_row[:stop])
@@ -101,11 +101,11 @@ def test_greedy_stops_at_eos_and_pads_after_it():
 def test_output_length_is_limited_to_source_length_plus_max_extra_len():
     model = model_for(4)
     src = sources(np.random.default_rng(4), [5, 3, 1], 5)
-    tokens = greedy_decode(model, src, BOS, eos_id=-1, max_extra_len=7).data  # never stops
+    tokens = greedy_decode(model, src, BOS, eos_id=-1, max_extra_len=7).array  # never stops
     assert [(row != PAD).sum() for row in tokens] == [12, 10, 8]
-    beams = beam_search(model, src, BOS, eos_id=-1, beam_size=3, max_extra_len=7).data
+    beams = beam_search(model, src, BOS, eos_id=-1, beam_size=3, max_extra_len=7).array
     assert [(row != PAD).sum() for row in beams] == [12, 10, 8]
-    at_least_one = greedy_decode(model, src, BOS, eos_id=-1, max_extra_len=-5).data
+    at_least_one = greedy_decode(model, src, BOS, eos_id=-1, max_extra_len=-5).array
     assert [(row != PAD).sum() for row in at_least_one] == [1, 1, 1]
 
 
@@ -116,7 +116,7 @@ def test_decoding_a_sentence_does_not_depend_on_its_batch(src, seed):
     together = _rows_until_eos(greedy_decode(model, src, BOS, EOS, max_extra_len=5))
     beams = _rows_until_eos(beam_search(model, src, BOS, EOS, beam_size=3, max_extra_len=5))
     for b in range(src.shape[0]):
-        one = Tensor(src.data[b:b + 1])
+        one = Tensor(src.array[b:b + 1])
         alone = greedy_decode(model, one, BOS, EOS, max_extra_len=5)
         assert _rows_until_eos(alone) == [together[b]]
         assert _rows_until_eos(beam_search(model, one, BOS, EOS, beam_size=3,
@@ -154,7 +154,7 @@ def test_beam_search_does_not_stop_at_the_first_k_early_eos():
     for alpha in (0.0, 0.6):
         out, scores = search_beams(next_log_probs, lambda rows: None, np.array([20]), BOS, EOS,
                                    PAD, beam_size=4, alpha=alpha)
-        assert out.data[0].tolist() == target, alpha
+        assert out.array[0].tolist() == target, alpha
 
 
 @settings(max_examples=4)
@@ -164,7 +164,7 @@ def test_beam_search_with_and_without_cache_agree(src, seed):
     cached, cached_scores = beam_search(model, src, BOS, EOS, max_extra_len=5, return_scores=True)
     plain, plain_scores = beam_search(model, src, BOS, EOS, max_extra_len=5, use_cache=False,
                                       return_scores=True)
-    np.testing.assert_array_equal(cached.data, plain.data)
+    np.testing.assert_array_equal(cached.array, plain.array)
     np.testing.assert_allclose(cached_scores, plain_scores, rtol=0, atol=1e-10)
 
 
@@ -173,7 +173,7 @@ def sequence_score(model, src, hyp, alpha):
     ids = [t for t in hyp if t != PAD]
     tgt_in = Tensor(np.array([[BOS] + ids[:-1]]))
     with no_grad():
-        log_probs = model(src, tgt_in).log_softmax(-1).data[0]
+        log_probs = model(src, tgt_in).log_softmax(-1).array[0]
     return log_probs[np.arange(len(ids)), ids].sum() / length_penalty(len(ids), alpha)
 
 
@@ -183,7 +183,7 @@ def test_beam_scores_are_the_length_normalised_log_probabilities():
     tokens, scores = beam_search(model, src, BOS, EOS, beam_size=4, alpha=0.6, max_extra_len=4,
                                  return_scores=True)
     for b in range(2):
-        expected = sequence_score(model, Tensor(src.data[b:b + 1]), tokens.data[b], 0.6)
+        expected = sequence_score(model, Tensor(src.array[b:b + 1]), tokens.array[b], 0.6)
         assert scores[b] == pytest.approx(expected, abs=1e-9)
 
 
@@ -205,7 +205,7 @@ def test_beam_search_beats_greedy_where_the_best_first_step_leads_nowhere():
                             beam_size=beam_size, alpha=0.6)
 
     (greedy, greedy_score), (beam, beam_score) = run(1), run(2)
-    assert greedy.data.tolist() == [[a, EOS]] and beam.data.tolist() == [[b, EOS]]
+    assert greedy.array.tolist() == [[a, EOS]] and beam.array.tolist() == [[b, EOS]]
     assert beam_score[0] > greedy_score[0]
     assert beam_score[0] == pytest.approx(np.log(0.4) / length_penalty(2, 0.6), abs=1e-6)
 
@@ -221,8 +221,8 @@ def test_wider_beams_never_score_below_greedy_on_these_models(src, seed):
     _, scores = beam_search(model, src, BOS, EOS, beam_size=4, alpha=0.6, max_extra_len=4,
                             return_scores=True)
     for b in range(src.shape[0]):
-        one = Tensor(src.data[b:b + 1])
-        hyp = _rows_until_eos(Tensor(greedy.data[b:b + 1]))[0]
+        one = Tensor(src.array[b:b + 1])
+        hyp = _rows_until_eos(Tensor(greedy.array[b:b + 1]))[0]
         assert scores[b] >= sequence_score(model, one, hyp, 0.6) - 1e-9
 
 
@@ -249,15 +249,15 @@ def _own_cross_attention(model, src, out):
             if layer.add_norm_2.norm_first:  # pre-norm: the sub-layer sees LayerNorm(y)
                 y = layer.add_norm_2.norm(y)
             attn = layer.cross_attn
-            q = attn._project(y, 0, 1).transpose(1, 2).data  # (B, h, L, d_k)
-            k, v = (t.data for t in attn.project_kv(memory, memory))  # (B, h, S, d_k)
+            q = attn._project(y, 0, 1).transpose(1, 2).array  # (B, h, L, d_k)
+            k, v = (t.array for t in attn.project_kv(memory, memory))  # (B, h, S, d_k)
             scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(attn.d_k)
-            scores = np.where(src_mask.data, scores, -np.inf)
+            scores = np.where(src_mask.array, scores, -np.inf)
             weights = np.exp(scores - scores.max(-1, keepdims=True))
             weights /= weights.sum(-1, keepdims=True)
             heads = (weights @ v).transpose(0, 2, 1, 3).reshape(y.shape)
-            own = attn(y, memory, memory, src_mask).data  # the model's own attention output
-            np.testing.assert_allclose(attn.w_o(Tensor(heads)).data, own, rtol=0, atol=1e-10)
+            own = attn(y, memory, memory, src_mask).array  # the model's own attention output
+            np.testing.assert_allclose(attn.w_o(Tensor(heads)).array, own, rtol=0, atol=1e-10)
             found.append(weights)
             x = layer(x, memory, src_mask, tgt_mask)
     return found
@@ -273,12 +273,12 @@ def test_returned_attention_is_the_models_own_cross_attention(src, norm_first, s
     else:
         out, attention = beam_search(model, src, BOS, EOS, beam_size=beam, max_extra_len=4,
                                      return_attention=True)
-    assert out.data.shape[1] >= 1 and len(attention) == len(model.decoder.layers)
+    assert out.array.shape[1] >= 1 and len(attention) == len(model.decoder.layers)
     plain = (greedy_decode(model, src, BOS, EOS, max_extra_len=4) if beam == 1 else
              beam_search(model, src, BOS, EOS, beam_size=beam, max_extra_len=4))
-    np.testing.assert_array_equal(out.data, plain.data)  # recording changes no output
-    ids = out.data
-    limits = (src.data != PAD).sum(1) + 4  # each row's longest output (max_extra_len=4)
+    np.testing.assert_array_equal(out.array, plain.array)  # recording changes no output
+    ids = out.array
+    limits = (src.array != PAD).sum(1) + 4  # each row's longest output (max_extra_len=4)
     decoded = np.array([[t <= (row.index(EOS) if EOS in row else 99) and t < limits[b]
                          for t in range(len(row))] for b, row in enumerate(ids.tolist())])
     for weights, expected in zip(attention, _own_cross_attention(model, src, ids)):

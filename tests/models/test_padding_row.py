@@ -30,22 +30,22 @@ def test_padding_row_is_trained_only_through_the_output_projection():
     for share in (False, True):
         model, _, _ = _step(share_embeddings=share)
         assert model.generator.weight is model.tgt_embed.weight
-        assert np.abs(model.tgt_embed.weight.grad.data[PAD]).max() > 0
+        assert np.abs(model.tgt_embed.weight.grad.array[PAD]).max() > 0
         if not share:  # the source embedding is only a lookup: its pad row gets nothing
-            assert np.all(model.src_embed.weight.grad.data[PAD] == 0)
+            assert np.all(model.src_embed.weight.grad.array[PAD] == 0)
     model.zero_grad()
     model.tgt_embed.lookup(Tensor(np.array([PAD, 3]))).sum().backward()
-    assert np.all(model.tgt_embed.weight.grad.data[PAD] == 0)  # the lookup itself gives none
+    assert np.all(model.tgt_embed.weight.grad.array[PAD] == 0)  # the lookup itself gives none
 
 
 def test_only_the_pad_class_logit_depends_on_the_padding_row():
     model, src, tgt = _step(share_embeddings=True)
     model.eval()
     with tg.no_grad():
-        before = model(Tensor(src), Tensor(tgt[:, :-1])).data
-        model.tgt_embed.weight.data[PAD] = np.random.default_rng(1).standard_normal(
+        before = model(Tensor(src), Tensor(tgt[:, :-1])).array
+        model.tgt_embed.weight.array[PAD] = np.random.default_rng(1).standard_normal(
             model.tgt_embed.weight.shape[1])
-        after = model(Tensor(src), Tensor(tgt[:, :-1])).data
+        after = model(Tensor(src), Tensor(tgt[:, :-1])).array
     real = tgt[:, :-1] != PAD
     others = np.arange(12) != PAD
     # pad keys are masked and pad queries' outputs unused: real positions see the row only as

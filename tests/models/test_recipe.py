@@ -354,7 +354,7 @@ def test_evaluate_and_translate_default_to_the_final_model(quick_run, monkeypatc
         model = recipe.load_run(str(run_dir))[0]
         expected = checkpoint.load(str(run_dir / "checkpoints" / f"{choice}.safetensors"))[0]
         name = next(iter(expected))
-        np.testing.assert_array_equal(model.state_dict()[name].data, expected[name])
+        np.testing.assert_array_equal(model.state_dict()[name].array, expected[name])
     monkeypatch.undo()
     os.rename(run_dir / "final.json", run_dir / "final.json.away")  # a run from before
     try:

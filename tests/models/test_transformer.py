@@ -74,8 +74,8 @@ def test_sinusoid_table_matches_the_formula_of_section_3_5():
 def test_positional_encoding_adds_the_row_of_each_position():
     pe = PositionalEncoding(6, 20, dropout=0.0).double()
     x = Tensor(np.random.default_rng(0).standard_normal((2, 5, 6)))
-    out = pe(x, start=3).data
-    np.testing.assert_allclose(out, x.data + sinusoid_table(20, 6)[3:8], atol=1e-12)
+    out = pe(x, start=3).array
+    np.testing.assert_allclose(out, x.array + sinusoid_table(20, 6)[3:8], atol=1e-12)
     with pytest.raises(ValueError, match="max_len"):
         pe(x, start=16)
 
@@ -83,8 +83,8 @@ def test_positional_encoding_adds_the_row_of_each_position():
 def test_embeddings_are_scaled_by_sqrt_d_model():
     embed = Embeddings(7, 16, pad_id=PAD).double()
     ids = np.array([[3, 1, 0], [6, 6, 2]])
-    out = embed(Tensor(ids)).data
-    np.testing.assert_allclose(out, embed.weight.data[ids] * 4.0, atol=1e-12)
+    out = embed(Tensor(ids)).array
+    np.testing.assert_allclose(out, embed.weight.array[ids] * 4.0, atol=1e-12)
     assert np.all(out[0, 2] == 0), "the padding row starts at zero"
 
 
@@ -93,14 +93,14 @@ def test_attention_is_softmax_of_dot_products_over_sqrt_d_k_per_head():
     slice of the features, weights softmax(q k^T / sqrt(d_k)), and the heads are concatenated."""
     d_model, heads, d_k = 6, 2, 3
     attention = MultiHeadAttention(d_model, heads).double()
-    attention.in_proj.weight.data[...] = np.tile(np.eye(d_model), (3, 1))  # W^Q = W^K = W^V = I
-    attention.w_o.weight.data[...] = np.eye(d_model)
-    attention.in_proj.bias.data[...] = 0
-    attention.w_o.bias.data[...] = 0
+    attention.in_proj.weight.array[...] = np.tile(np.eye(d_model), (3, 1))  # W^Q = W^K = W^V = I
+    attention.w_o.weight.array[...] = np.eye(d_model)
+    attention.in_proj.bias.array[...] = 0
+    attention.w_o.bias.array[...] = 0
     rng = np.random.default_rng(7)
     x, memory = rng.standard_normal((1, 2, d_model)), rng.standard_normal((1, 4, d_model))
     mask = np.array([True, True, True, False])  # the last memory position is padding
-    out = attention(Tensor(x), Tensor(memory), Tensor(memory), Tensor(mask[None, None, None])).data
+    out = attention(Tensor(x), Tensor(memory), Tensor(memory), Tensor(mask[None, None, None])).array
     for head in range(heads):
         cols = slice(head * d_k, (head + 1) * d_k)
         scores = x[0, :, cols] @ memory[0, :3, cols].T / math.sqrt(d_k)
@@ -119,18 +119,18 @@ def test_tied_weight_is_one_array_whose_gradient_adds_both_uses(share):
     src, tgt = Tensor(token_ids(rng, [4, 2], 4)), Tensor(token_ids(rng, [3, 1], 3, first=1))
     upstream = Tensor(rng.standard_normal((2, 3, VOCAB + 2)))
     (model(src, tgt) * upstream).sum().backward()
-    tied_grad = weight.grad.data.copy()
+    tied_grad = weight.grad.array.copy()
 
     # Untie: give each use its own copy; the tied gradient must be the sum of theirs.
     model.zero_grad()
-    copies = [nn.Parameter(weight.data.copy())]
+    copies = [nn.Parameter(weight.array.copy())]
     model.generator.weight = copies[0]
     if share:
-        copies.append(nn.Parameter(weight.data.copy()))
+        copies.append(nn.Parameter(weight.array.copy()))
         model.src_embed = Embeddings(VOCAB + 2, 8, PAD).double()
         model.src_embed.lookup.weight = copies[1]
     (model(src, tgt) * upstream).sum().backward()
-    parts = [weight.grad.data] + [c.grad.data for c in copies]
+    parts = [weight.grad.array] + [c.grad.array for c in copies]
     assert all(np.abs(p).max() > 0 for p in parts), "every use contributes"
     np.testing.assert_allclose(tied_grad, sum(parts), atol=1e-12)
 
@@ -188,12 +188,12 @@ def test_make_masks_true_means_may_attend():
     src = np.array([[5, 6, 0]])
     tgt = np.array([[1, 7, 0]])
     src_mask, tgt_mask = make_masks(src, tgt, PAD)
-    assert src_mask.data.tolist() == [[[[True, True, False]]]]
-    assert tgt_mask.data[0, 0].tolist() == [[True, False, False],
+    assert src_mask.array.tolist() == [[[[True, True, False]]]]
+    assert tgt_mask.array[0, 0].tolist() == [[True, False, False],
                                             [True, True, False],
                                             [True, True, False]]
     _, last_row = make_masks(None, tgt, PAD, n_queries=1)
-    assert last_row.data[0, 0].tolist() == [[True, True, False]]
+    assert last_row.array[0, 0].tolist() == [[True, True, False]]
 
 
 @settings(max_examples=8)
@@ -206,8 +206,8 @@ def test_changing_a_future_target_token_never_changes_earlier_outputs(batch, nor
     changed = tgt.copy()
     changed[:, position:] = rng.integers(0, VOCAB, size=changed[:, position:].shape)
     changed[:, 0] = 1
-    before = model(Tensor(src), Tensor(tgt)).data
-    after = model(Tensor(src), Tensor(changed)).data
+    before = model(Tensor(src), Tensor(tgt)).array
+    after = model(Tensor(src), Tensor(changed)).array
     np.testing.assert_allclose(after[:, :position], before[:, :position], rtol=0, atol=1e-12)
 
 
@@ -219,7 +219,7 @@ def test_changing_padded_source_positions_never_changes_any_output(batch, norm_f
     src_mask = model.source_mask(Tensor(src))
     rng = np.random.default_rng(seed)
     changed = np.where(src == PAD, rng.integers(1, VOCAB, size=src.shape), src)
-    outputs = [model.decode(model.encode(Tensor(s), src_mask), src_mask, Tensor(tgt)).data
+    outputs = [model.decode(model.encode(Tensor(s), src_mask), src_mask, Tensor(tgt)).array
                for s in (src, changed)]
     np.testing.assert_allclose(outputs[1], outputs[0], rtol=0, atol=1e-12)
 
@@ -229,9 +229,9 @@ def test_changing_padded_source_positions_never_changes_any_output(batch, norm_f
 def test_a_sequence_does_not_depend_on_the_others_in_its_batch(batch, norm_first):
     src, tgt = batch
     model = tiny_model(norm_first=norm_first)
-    together = model(Tensor(src), Tensor(tgt)).data
+    together = model(Tensor(src), Tensor(tgt)).array
     for b in range(src.shape[0]):
-        alone = model(Tensor(src[b:b + 1]), Tensor(tgt[b:b + 1])).data
+        alone = model(Tensor(src[b:b + 1]), Tensor(tgt[b:b + 1])).array
         np.testing.assert_allclose(alone[0], together[b], rtol=0, atol=1e-10)
 
 
@@ -296,7 +296,7 @@ def test_gradcheck_multi_head_attention(batch, n_heads):
 @given(tt.tensors(shape=tt.shapes(min_dims=3, max_dims=3, max_side=4).map(lambda s: s[:2] + (6,))))
 def test_gradcheck_position_wise_feed_forward(x):
     ffn = PositionwiseFeedForward(6, 10).double()
-    b_1 = Tensor(ffn.linear_1.bias.data + 0.05, requires_grad=True)
+    b_1 = Tensor(ffn.linear_1.bias.array + 0.05, requires_grad=True)
 
     def feed_forward(x, b_1):
         original = swap_parameter(ffn.linear_1, "bias", b_1)
@@ -356,7 +356,7 @@ def test_gradcheck_embeddings_and_positions(batch, length):
     pe = PositionalEncoding(4, 8, dropout=0.0).double()
     # Real tokens only: the padding row is frozen by design (its gradient is 0, not the slope).
     ids = Tensor(np.random.default_rng(batch * 10 + length).integers(1, 5, (batch, length)))
-    weight = Tensor(embed.weight.data.copy(), requires_grad=True)
+    weight = Tensor(embed.weight.array.copy(), requires_grad=True)
 
     def embedded(weight):
         original = swap_parameter(embed.lookup, "weight", weight)
@@ -373,9 +373,9 @@ def test_dropout_is_active_only_in_training_mode():
     rng = np.random.default_rng(4)
     src, tgt = Tensor(token_ids(rng, [3], 3)), Tensor(token_ids(rng, [3], 3, first=1))
     model.eval()
-    np.testing.assert_array_equal(model(src, tgt).data, model(src, tgt).data)
+    np.testing.assert_array_equal(model(src, tgt).array, model(src, tgt).array)
     model.train()
-    assert not np.allclose(model(src, tgt).data, model(src, tgt).data)
+    assert not np.allclose(model(src, tgt).array, model(src, tgt).array)
 
 
 # ---------------------------------------------------------------------------- against torch.nn
@@ -400,8 +400,8 @@ def test_same_logits_and_gradients_as_torch_nn_layers(norm_first, share):
     theirs = reference(torch.from_numpy(src), torch.from_numpy(tgt))
     (theirs * torch.from_numpy(upstream)).sum().backward()
 
-    np.testing.assert_allclose(logits.data, theirs.detach().numpy(), rtol=0, atol=1e-8)
-    pairs = parameter_pairs(model, reference, read=lambda p: p.grad.data)
+    np.testing.assert_allclose(logits.array, theirs.detach().numpy(), rtol=0, atol=1e-8)
+    pairs = parameter_pairs(model, reference, read=lambda p: p.grad.array)
     for i, (ours, param) in enumerate(pairs):
         np.testing.assert_allclose(ours, param.grad.numpy(), rtol=0, atol=1e-8,
                                    err_msg=f"gradient of weight {i} ({tuple(param.shape)})")
@@ -427,7 +427,7 @@ def test_fused_ops_give_the_composed_models_numbers(kernel_set, norm_first):
                                                Tensor(rng.integers(0, 16, 18)),
                                                ignore_index=0, label_smoothing=0.1)
             loss.backward()
-        return [loss.data] + [p.grad.data for p in model.parameters()]
+        return [loss.array] + [p.grad.array for p in model.parameters()]
     for fused_value, composed_value in zip(run(True), run(False)):
         np.testing.assert_allclose(fused_value, composed_value, rtol=1e-9, atol=1e-12)
 
@@ -441,7 +441,7 @@ def test_checkpoints_with_separate_q_k_v_projections_still_load():
     for key, value in model.state_dict().items():
         if ".in_proj." in key:
             prefix, part = key.split(".in_proj.")
-            for name, rows in zip(("w_q", "w_k", "w_v"), np.split(value.data, 3)):
+            for name, rows in zip(("w_q", "w_k", "w_v"), np.split(value.array, 3)):
                 old[f"{prefix}.{name}.{part}"] = Tensor(rows.copy())
         else:
             old[key] = value
@@ -449,4 +449,4 @@ def test_checkpoints_with_separate_q_k_v_projections_still_load():
     fresh = Transformer(TransformerConfig.tiny(11)).double()
     fresh.load_state_dict(old)
     for (key, ours), theirs in zip(model.state_dict().items(), fresh.state_dict().values()):
-        np.testing.assert_array_equal(ours.data, theirs.data, err_msg=key)
+        np.testing.assert_array_equal(ours.array, theirs.array, err_msg=key)

@@ -79,9 +79,9 @@ def _ffn_pairs(ours, linear1, linear2, read):
             (read(ours.linear_2.weight), linear2.weight), (read(ours.linear_2.bias), linear2.bias)]
 
 
-def parameter_pairs(ours, theirs, read=lambda p: p.data):
+def parameter_pairs(ours, theirs, read=lambda p: p.array):
     """(read(our parameter), their parameter) for every weight of both models. read=lambda p:
-    p.grad.data pairs our gradients with their parameters (whose .grad to compare)."""
+    p.grad.array pairs our gradients with their parameters (whose .grad to compare)."""
     pairs = [(read(ours.tgt_embed.weight), theirs.tgt_embed.weight)]
     if not ours.config.share_embeddings:
         pairs.append((read(ours.src_embed.weight), theirs.src_embed.weight))

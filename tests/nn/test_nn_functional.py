@@ -15,10 +15,10 @@ from tinygrad_tf.nn import functional as F
 def check(fn, reference, *inputs, **gradcheck_kwargs):
     """fn's value matches the numpy reference (shape, dtype, values); then gradcheck fn."""
     out = fn(*inputs)
-    expected = reference(*[x.data if isinstance(x, Tensor) else x for x in inputs])
+    expected = reference(*[x.array if isinstance(x, Tensor) else x for x in inputs])
     assert out.shape == np.shape(expected)
     assert out.dtype == np.float64
-    np.testing.assert_allclose(out.data, expected, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(out.array, expected, rtol=1e-10, atol=1e-12)
     assert gradcheck(fn, *inputs, **gradcheck_kwargs)
 
 
@@ -80,9 +80,9 @@ def test_dropout_gradcheck_with_a_fixed_mask(x, p):
     def fn(t):
         tg.manual_seed(7)  # the same mask on every call gradcheck makes
         return F.dropout(t, p)
-    out = fn(x).data
+    out = fn(x).array
     kept = out != 0
-    np.testing.assert_allclose(out[kept], x.data[kept] / (1 - p), rtol=1e-12)
+    np.testing.assert_allclose(out[kept], x.array[kept] / (1 - p), rtol=1e-12)
     assert gradcheck(fn, x)
 
 
@@ -91,14 +91,14 @@ def test_dropout_statistics_and_modes():
     x = Tensor(np.ones((200, 500), dtype=np.float32), requires_grad=True)
     out = F.dropout(x, 0.3)
     assert out.dtype == np.float32
-    kept = out.data != 0
+    kept = out.array != 0
     assert abs(kept.mean() - 0.7) < 0.005  # 100k draws: std of the fraction is 0.0015
-    np.testing.assert_allclose(out.data[kept], 1 / 0.7, rtol=1e-6)
+    np.testing.assert_allclose(out.array[kept], 1 / 0.7, rtol=1e-6)
     out.sum().backward()
-    np.testing.assert_array_equal(x.grad.data, out.data)  # grad flows exactly where kept
+    np.testing.assert_array_equal(x.grad.array, out.array)  # grad flows exactly where kept
     assert F.dropout(x, 0.3, training=False) is x
     assert F.dropout(x, 0.0) is x
-    np.testing.assert_array_equal(F.dropout(x, 1.0).data, 0)
+    np.testing.assert_array_equal(F.dropout(x, 1.0).array, 0)
     with pytest.raises(ValueError, match=r"dropout: p must be a probability in \[0, 1\]"):
         F.dropout(x, 1.5)
 
@@ -106,9 +106,9 @@ def test_dropout_statistics_and_modes():
 def test_dropout_follows_manual_seed():
     x = Tensor(np.ones((50,)))
     tg.manual_seed(3)
-    a = F.dropout(x, 0.5).data
+    a = F.dropout(x, 0.5).array
     tg.manual_seed(3)
-    np.testing.assert_array_equal(a, F.dropout(x, 0.5).data)
+    np.testing.assert_array_equal(a, F.dropout(x, 0.5).array)
 
 
 # ---------------------------------------------------------------------------- layer norm
@@ -141,7 +141,7 @@ def test_layer_norm(data, shape, with_weight, with_bias):
         bias = next(it) if with_bias else None
         return F.layer_norm(x, normalized_shape, weight, bias)
     if math.prod(normalized_shape) == 1:
-        np.testing.assert_allclose(fn(x, *affine).data, reference(x.data, *[a.data for a in affine]))
+        np.testing.assert_allclose(fn(x, *affine).array, reference(x.array, *[a.array for a in affine]))
         return  # a single element normalises to 0 for every x: nothing smooth to check
     check(fn, reference, x, *affine)
 
@@ -167,13 +167,13 @@ def test_embedding(data, num, dim, with_padding):
     # The padding row's gradient is 0 by design (not the true derivative), so compare with the
     # scatter-add reference instead of gradcheck.
     out = F.embedding(Tensor(ids), weight, padding_idx)
-    np.testing.assert_array_equal(out.data, weight.data[ids])
+    np.testing.assert_array_equal(out.array, weight.array[ids])
     upstream = np.random.default_rng(0).standard_normal(out.shape)
     (out * Tensor(upstream)).sum().backward()
     expected = np.zeros((num, dim))
     np.add.at(expected, ids.reshape(-1), upstream.reshape(-1, dim))
     expected[padding_idx] = 0
-    np.testing.assert_allclose(weight.grad.data, expected, rtol=1e-12)
+    np.testing.assert_allclose(weight.grad.array, expected, rtol=1e-12)
 
 
 def test_embedding_rejects_ids_outside_the_vocabulary():
@@ -266,7 +266,7 @@ def test_cross_entropy_all_ignored_is_zero_not_nan():
     loss = F.cross_entropy(logits, np.full(3, -100))
     assert loss.item() == 0.0
     loss.backward()
-    np.testing.assert_array_equal(logits.grad.data, 0)
+    np.testing.assert_array_equal(logits.grad.array, 0)
 
 
 def test_cross_entropy_errors():
@@ -294,15 +294,15 @@ def test_cross_entropy_third_positional_argument_is_weight():
     weight = np.array([1.0, 3.0, 0.5])
     weighted = F.cross_entropy(logits, target, Tensor(weight), reduction="none")
     plain = F.cross_entropy(logits, target, reduction="none")
-    np.testing.assert_allclose(weighted.data, plain.data * weight[target], rtol=1e-12)
+    np.testing.assert_allclose(weighted.array, plain.array * weight[target], rtol=1e-12)
 
 
 @given(tt.tensor_pairs(max_dims=3), st.sampled_from(["mean", "sum", "none"]))
 def test_mse_loss(pair, reduction):
     a, b = pair
-    b = Tensor(np.broadcast_to(b.data, np.broadcast_shapes(a.shape, b.shape)).copy(),
+    b = Tensor(np.broadcast_to(b.array, np.broadcast_shapes(a.shape, b.shape)).copy(),
                requires_grad=True)
-    a = Tensor(np.broadcast_to(a.data, b.shape).copy(), requires_grad=True)
+    a = Tensor(np.broadcast_to(a.array, b.shape).copy(), requires_grad=True)
 
     def reference(x, y):
         squared = (x - y) ** 2
@@ -344,7 +344,7 @@ def attention_cases(draw):
         mask = ~draw(tt.attention_masks(batch, q_len, k_len))[:, None]
     elif kind == "additive":
         blocked = draw(tt.attention_masks(batch, q_len, k_len))[:, None]
-        offsets = draw(tt.tensors(shape=(q_len, k_len))).data
+        offsets = draw(tt.tensors(shape=(q_len, k_len))).array
         mask = np.where(blocked, -np.inf, offsets)
     elif kind == "causal" and q_len != k_len:
         kind = "none"
@@ -380,8 +380,8 @@ def test_attention_float_mask_gets_a_gradient(case, broadcast):
     fn = lambda q, k, v, bias: F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # noqa: E731
     assert gradcheck(fn, q, k, v, bias)
     out = fn(q, k, v, bias)
-    np.testing.assert_allclose(out.data, ref_attention(q.data, k.data, v.data,
-                                                       additive=bias.data), rtol=1e-10)
+    np.testing.assert_allclose(out.array, ref_attention(q.array, k.array, v.array,
+                                                       additive=bias.array), rtol=1e-10)
 
 
 def test_attention_fully_masked_rows_give_zero_output_and_gradients():
@@ -390,14 +390,14 @@ def test_attention_fully_masked_rows_give_zero_output_and_gradients():
     allowed = np.ones((2, 3, 3), dtype=bool)
     allowed[0, 1] = False  # query 1 of batch 0 may look at nothing
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
-    np.testing.assert_array_equal(out.data[0, 1], 0)
+    np.testing.assert_array_equal(out.array[0, 1], 0)
     out.sum().backward()
     for t in (q, k, v):
-        assert np.isfinite(t.grad.data).all()
-    np.testing.assert_array_equal(q.grad.data[0, 1], 0)
+        assert np.isfinite(t.grad.array).all()
+    np.testing.assert_array_equal(q.grad.array[0, 1], 0)
     additive = np.where(allowed, 0.0, -np.inf)
     out2 = F.scaled_dot_product_attention(q, k, v, attn_mask=additive)
-    np.testing.assert_allclose(out2.data, out.data, rtol=1e-12)
+    np.testing.assert_allclose(out2.array, out.array, rtol=1e-12)
 
 
 @given(st.sampled_from([0.2, 0.5]))
@@ -410,8 +410,8 @@ def test_attention_dropout_gradcheck(p):
         return F.scaled_dot_product_attention(q, k, v, dropout_p=p)
     tg.manual_seed(11)
     keep = F._keep_mask((2, 3, 3), p)
-    expected = ref_attention(q.data, k.data, v.data, dropout_keep=keep, p=p)
-    np.testing.assert_allclose(fn(q, k, v).data, expected, rtol=1e-12)
+    expected = ref_attention(q.array, k.array, v.array, dropout_keep=keep, p=p)
+    np.testing.assert_allclose(fn(q, k, v).array, expected, rtol=1e-12)
     assert gradcheck(fn, q, k, v)
 
 
@@ -430,7 +430,7 @@ def test_embedding_of_no_ids_has_a_zero_gradient():
     out = F.embedding(np.zeros((2, 0), dtype=np.int64), weight)
     assert out.shape == (2, 0, 2)
     out.sum().backward()
-    np.testing.assert_array_equal(weight.grad.data, 0)
+    np.testing.assert_array_equal(weight.grad.array, 0)
 
 
 def test_fused_ops_record_one_node():
@@ -514,8 +514,8 @@ def test_rms_norm(x, with_weight):  # an all-zero row has slope 1 / sqrt(eps): n
 def test_l1_and_smooth_l1_loss(pair, reduction, beta):
     a, b = pair
     shape = np.broadcast_shapes(a.shape, b.shape)
-    a = Tensor(np.broadcast_to(a.data, shape).copy(), requires_grad=True)
-    b = Tensor(np.broadcast_to(b.data, shape).copy() + 0.3, requires_grad=True)  # |d| != beta
+    a = Tensor(np.broadcast_to(a.array, shape).copy(), requires_grad=True)
+    b = Tensor(np.broadcast_to(b.array, shape).copy() + 0.3, requires_grad=True)  # |d| != beta
 
     def reduce(loss):
         return loss if reduction == "none" else loss.sum() if reduction == "sum" else loss.mean()
@@ -589,6 +589,6 @@ def test_stable_forms_far_out_in_float32():
     x = Tensor(np.array([-90.0, -30.0, 30.0, 90.0], np.float32), requires_grad=True)
     loss = F.binary_cross_entropy_with_logits(x, Tensor(np.array([1, 1, 0, 0], np.float32)),
                                               reduction="none")
-    np.testing.assert_allclose(loss.data, [90.0, 30.0, 30.0, 90.0], rtol=1e-6)
+    np.testing.assert_allclose(loss.array, [90.0, 30.0, 30.0, 90.0], rtol=1e-6)
     silu = F.silu(x)
-    assert np.isfinite(silu.data).all() and silu.data[0] == pytest.approx(-90 * np.exp(-90.0))
+    assert np.isfinite(silu.array).all() and silu.array[0] == pytest.approx(-90 * np.exp(-90.0))

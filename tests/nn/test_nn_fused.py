@@ -35,7 +35,7 @@ def feed_forward_inputs(draw):
     weight, bias = draw(tt.tensors(shape=(n_out, n_in))), draw(tt.tensors(shape=(n_out,)))
     activation = draw(st.sampled_from(kernels.ACTIVATIONS))
     if activation == "relu":  # ReLU's kink: keep every pre-activation away from 0
-        pre = x.data @ weight.data.T + bias.data
+        pre = x.array @ weight.array.T + bias.array
         assume(np.abs(pre).min() > 1e-3)
     return (x, weight, bias), {"activation": activation, "p": draw(PROBABILITIES)}
 
@@ -47,7 +47,7 @@ def embedding_inputs(draw):
     ids = np.asarray(draw(st.lists(st.integers(0, vocab - 1), min_size=batch * length,
                                    max_size=batch * length))).reshape(batch, length)
     weight = draw(tt.tensors(shape=(vocab, width)))
-    table = draw(tt.tensors(shape=(length, width), requires_grad=False)).data
+    table = draw(tt.tensors(shape=(length, width), requires_grad=False)).array
     padding_idx = draw(st.one_of(st.none(), st.integers(0, vocab - 1)))
     return (weight,), {"ids": ids, "table": table, "scale": draw(st.sampled_from([1.0, 2.5])),
                        "p": draw(PROBABILITIES), "padding_idx": padding_idx}
@@ -112,13 +112,13 @@ def check_against_composed(case, drawn):
     ours, composed = seeded(case.ours), seeded(case.composed)
     out, expected = ours(*tensors, **kwargs), composed(*tensors, **kwargs)
     assert out.shape == expected.shape and out.dtype == np.float64
-    np.testing.assert_allclose(out.data, expected.data, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(out.array, expected.array, rtol=1e-10, atol=1e-12)
     upstream = np.random.default_rng(0).standard_normal(out.shape)
     grads = []
     for fn in (ours, composed):
-        leaves = [Tensor(t.data.copy(), requires_grad=True) for t in tensors]
+        leaves = [Tensor(t.array.copy(), requires_grad=True) for t in tensors]
         (fn(*leaves, **kwargs) * Tensor(upstream)).sum().backward()
-        grads.append([leaf.grad.data for leaf in leaves])
+        grads.append([leaf.grad.array for leaf in leaves])
     for got, want in zip(*grads):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-11)
     if kwargs.get("padding_idx") is None:  # the padding row's gradient is 0 by design
@@ -144,7 +144,7 @@ def test_float32_and_float64_match_the_composed_formula(case, dtype):
         leaves = [Tensor(t.astype(dtype), requires_grad=True) for t in tensors]
         out = fn(*leaves, **kwargs)
         (out * out).sum().backward()
-        results.append([out.data] + [leaf.grad.data for leaf in leaves])
+        results.append([out.array] + [leaf.grad.array for leaf in leaves])
     tolerance = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10,
                                                                            atol=1e-10)
     for got, want in zip(*results):

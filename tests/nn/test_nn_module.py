@@ -83,12 +83,12 @@ def test_train_eval_propagate_and_dropout_obeys():
     assert all(m.training for m in net.modules())
     assert net.eval() is net
     assert not any(m.training for m in net.modules())
-    np.testing.assert_array_equal(net(x).data, net(x).data)  # no dropout: deterministic
+    np.testing.assert_array_equal(net(x).array, net(x).array)  # no dropout: deterministic
     net.train()
     assert all(m.training for m in net.modules())
     tg.manual_seed(0)
-    first = net(x).data
-    assert not np.array_equal(first, net(x).data)  # dropout active: a new mask each call
+    first = net(x).array
+    assert not np.array_equal(first, net(x).array)  # dropout active: a new mask each call
 
 
 def test_zero_grad_set_to_none_and_in_place():
@@ -97,7 +97,7 @@ def test_zero_grad_set_to_none_and_in_place():
     grad = layer.weight.grad
     layer.zero_grad(set_to_none=False)
     assert layer.weight.grad is grad
-    np.testing.assert_array_equal(grad.data, 0)
+    np.testing.assert_array_equal(grad.array, 0)
     layer.zero_grad()
     assert layer.weight.grad is None and layer.bias.grad is None
 
@@ -139,16 +139,16 @@ def test_state_dict_round_trip_and_snapshot():
     source, target = Net(), Net()
     state = source.state_dict()
     assert "blocks.0.cache" not in state and "blocks.0.scale" in state
-    before = state["heads.a.weight"].data.copy()
-    source.heads["a"].weight.data += 1  # later training must not change the snapshot
-    np.testing.assert_array_equal(state["heads.a.weight"].data, before)
+    before = state["heads.a.weight"].array.copy()
+    source.heads["a"].weight.array += 1  # later training must not change the snapshot
+    np.testing.assert_array_equal(state["heads.a.weight"].array, before)
     weight = target.heads["a"].weight
     assert target.load_state_dict(state) == ([], [])
     assert target.heads["a"].weight is weight  # loaded in place: optimizers still hold it
     for (name, a), (_, b) in zip(Net.named_parameters(target), source.named_parameters()):
         if name != "heads.a.weight":
-            np.testing.assert_array_equal(a.data, b.data)
-    np.testing.assert_array_equal(weight.data, before)
+            np.testing.assert_array_equal(a.array, b.array)
+    np.testing.assert_array_equal(weight.array, before)
 
 
 def test_load_state_dict_strict_errors_name_keys():
@@ -203,10 +203,10 @@ def call_with(module, values, *args):
 def gradcheck_layer(layer, *args):
     """Gradcheck a float64 layer with respect to its tensor args and every parameter."""
     names = [name for name, _ in layer.named_parameters()]
-    params = [Tensor(p.data.copy(), requires_grad=True) for p in layer.parameters()]
+    params = [Tensor(p.array.copy(), requires_grad=True) for p in layer.parameters()]
     n_args = len(args)
     out = call_with(layer, dict(zip(names, params)), *args)
-    np.testing.assert_array_equal(out.data, layer(*args).data)
+    np.testing.assert_array_equal(out.array, layer(*args).array)
     tensor_args = [a for a in args if isinstance(a, Tensor)]
     assert len(tensor_args) in (0, n_args)
 
@@ -229,8 +229,8 @@ def test_layer_norm_layer_gradcheck(data, shape):
     if math.prod(normalized) == 1:
         return  # a single normalised element is 0 for every input: nothing smooth to check
     layer = nn.LayerNorm(normalized).double()
-    layer.weight.data[...] = data.draw(tt.tensors(shape=normalized)).data
-    layer.bias.data[...] = data.draw(tt.tensors(shape=normalized)).data
+    layer.weight.array[...] = data.draw(tt.tensors(shape=normalized)).array
+    layer.bias.array[...] = data.draw(tt.tensors(shape=normalized)).array
     assert gradcheck_layer(layer, data.draw(tt.tensors(shape=shape, distinct=True, margin=0.05)))
 
 
@@ -256,7 +256,7 @@ def test_loss_modules_match_the_functionals():
         nn.functional.cross_entropy(logits, target, label_smoothing=0.1).item()
     assert repr(loss) == "CrossEntropyLoss(ignore_index=-100, reduction='mean', label_smoothing=0.1)"
     a, b = Tensor(rng.standard_normal(5)), Tensor(rng.standard_normal(5))
-    assert nn.MSELoss(reduction="sum")(a, b).item() == pytest.approx(((a.data - b.data) ** 2).sum())
+    assert nn.MSELoss(reduction="sum")(a, b).item() == pytest.approx(((a.array - b.array) ** 2).sum())
 
 
 def test_sequential_gradcheck():
@@ -283,25 +283,25 @@ def test_default_initialisations_match_torch_rules():
     bound = 1 / math.sqrt(400)  # kaiming_uniform(a=sqrt(5)) reduces to U(-1/sqrt(in), 1/sqrt(in))
     for p in (layer.weight, layer.bias):
         assert p.dtype == np.float32
-        assert np.abs(p.data).max() <= bound
-        assert np.abs(p.data).max() > 0.98 * bound
+        assert np.abs(p.array).max() <= bound
+        assert np.abs(p.array).max() > 0.98 * bound
     # U(-b, b) has variance b^2 / 3; 120k draws put the sample variance within ~1% of it.
-    assert abs(layer.weight.data.var() / (bound ** 2 / 3) - 1) < 0.03
+    assert abs(layer.weight.array.var() / (bound ** 2 / 3) - 1) < 0.03
     embed = nn.Embedding(1000, 64, padding_idx=3)
-    assert abs(embed.weight.data.std() - 1) < 0.02 and abs(embed.weight.data.mean()) < 0.02
-    np.testing.assert_array_equal(embed.weight.data[3], 0)
+    assert abs(embed.weight.array.std() - 1) < 0.02 and abs(embed.weight.array.mean()) < 0.02
+    np.testing.assert_array_equal(embed.weight.array[3], 0)
     norm = nn.LayerNorm((2, 3))
-    np.testing.assert_array_equal(norm.weight.data, 1)
-    np.testing.assert_array_equal(norm.bias.data, 0)
+    np.testing.assert_array_equal(norm.weight.array, 1)
+    np.testing.assert_array_equal(norm.bias.array, 0)
     assert nn.LayerNorm(3, elementwise_affine=False).num_parameters() == 0
     assert nn.Linear(2, 2, bias=False).bias is None
 
 
 def test_initialisation_follows_manual_seed():
     tg.manual_seed(42)
-    a = nn.Linear(5, 5).weight.data.copy()
+    a = nn.Linear(5, 5).weight.array.copy()
     tg.manual_seed(42)
-    np.testing.assert_array_equal(a, nn.Linear(5, 5).weight.data)
+    np.testing.assert_array_equal(a, nn.Linear(5, 5).weight.array)
 
 
 def test_init_functions():
@@ -309,16 +309,16 @@ def test_init_functions():
     w = nn.Parameter(np.zeros((200, 300), dtype=np.float32))
     nn.init.xavier_uniform_(w)
     bound = math.sqrt(6 / 500)
-    assert np.abs(w.data).max() <= bound and abs(w.data.var() / (bound ** 2 / 3) - 1) < 0.03
+    assert np.abs(w.array).max() <= bound and abs(w.array.var() / (bound ** 2 / 3) - 1) < 0.03
     nn.init.xavier_normal_(w, gain=2.0)
-    assert abs(w.data.std() / (2 * math.sqrt(2 / 500)) - 1) < 0.02
+    assert abs(w.array.std() / (2 * math.sqrt(2 / 500)) - 1) < 0.02
     nn.init.kaiming_uniform_(w, nonlinearity="relu")
     bound = math.sqrt(2) * math.sqrt(3 / 300)
-    assert np.abs(w.data).max() <= bound and abs(w.data.var() / (bound ** 2 / 3) - 1) < 0.03
+    assert np.abs(w.array).max() <= bound and abs(w.array.var() / (bound ** 2 / 3) - 1) < 0.03
     nn.init.normal_(w, mean=1.0, std=0.5)
-    assert abs(w.data.mean() - 1) < 0.01 and abs(w.data.std() - 0.5) < 0.01
-    assert nn.init.zeros_(w) is w and not w.data.any()
+    assert abs(w.array.mean() - 1) < 0.01 and abs(w.array.std() - 0.5) < 0.01
+    assert nn.init.zeros_(w) is w and not w.array.any()
     nn.init.ones_(w)
-    assert (w.data == 1).all() and w.dtype == np.float32
+    assert (w.array == 1).all() and w.dtype == np.float32
     with pytest.raises(ValueError, match="at least 2 dims"):
         nn.init.xavier_uniform_(nn.Parameter(np.zeros(3)))

@@ -18,7 +18,7 @@ def run_steps(optimizer_class, grads, start=1.0, **kwargs):
     for g in grads:
         p.grad = Tensor(np.array([g]))
         optimizer.step()
-        values.append(p.data[0])
+        values.append(p.array[0])
     return values
 
 
@@ -96,7 +96,7 @@ def train_steps(model, optimizer, a, b, steps):
 ])
 def test_resume_through_a_file_gives_the_identical_next_step(make, tmp_path):
     a, b, _ = least_squares_problem()
-    a, b = Tensor(a.data.astype(np.float32)), Tensor(b.data.astype(np.float32))
+    a, b = Tensor(a.array.astype(np.float32)), Tensor(b.array.astype(np.float32))
     tg.manual_seed(0)
     model = nn.Sequential(nn.Linear(5, 8), nn.GELU(), nn.Linear(8, 1))
     optimizer = make(model.parameters())
@@ -113,7 +113,7 @@ def test_resume_through_a_file_gives_the_identical_next_step(make, tmp_path):
     resumed_optimizer.load_state_dict(checkpoint["optimizer"])
     train_steps(resumed, resumed_optimizer, a, b, 2)
     for p, q in zip(model.parameters(), resumed.parameters()):
-        np.testing.assert_array_equal(p.data, q.data)
+        np.testing.assert_array_equal(p.array, q.array)
 
 
 def test_parameter_groups_have_their_own_learning_rate():
@@ -121,8 +121,8 @@ def test_parameter_groups_have_their_own_learning_rate():
     optimizer = nn.optim.SGD([{"params": [p]}, {"params": [q], "lr": 0.5}], lr=0.1)
     p.grad, q.grad = Tensor(np.ones(2)), Tensor(np.ones(2))
     optimizer.step()
-    np.testing.assert_allclose(p.data, 0.9)
-    np.testing.assert_allclose(q.data, 0.5)
+    np.testing.assert_allclose(p.array, 0.9)
+    np.testing.assert_allclose(q.array, 0.5)
     with pytest.raises(ValueError, match="more than one group"):
         nn.optim.SGD([{"params": [p]}, {"params": [p]}])
     with pytest.raises(TypeError, match="only optimize leaf Tensors.*computed by an op"):
@@ -136,7 +136,7 @@ def test_zero_grad_and_missing_grads():
     optimizer = nn.optim.Adam([p, q], lr=0.1)
     p.grad = Tensor(np.ones(2))
     optimizer.step()  # q has no grad: left alone, no state
-    np.testing.assert_array_equal(q.data, 1)
+    np.testing.assert_array_equal(q.array, 1)
     assert list(optimizer.state_dict()["state"]) == [0]
     optimizer.zero_grad()
     assert p.grad is None
@@ -198,13 +198,13 @@ def test_clip_grad_norm():
     p.grad, q.grad = Tensor(np.array([3.0, 0.0])), Tensor(np.array([4.0]))
     total = nn.utils.clip_grad_norm_([p, q], max_norm=1.0)
     assert total.item() == pytest.approx(5.0)
-    np.testing.assert_allclose(np.concatenate([p.grad.data, q.grad.data]),
+    np.testing.assert_allclose(np.concatenate([p.grad.array, q.grad.array]),
                                [0.6, 0.0, 0.8], rtol=1e-5)
     total = nn.utils.clip_grad_norm_([p, q], max_norm=10.0)  # below the limit: unchanged
     assert total.item() == pytest.approx(1.0, rel=1e-5)
-    np.testing.assert_allclose(p.grad.data, [0.6, 0.0], rtol=1e-5)
+    np.testing.assert_allclose(p.grad.array, [0.6, 0.0], rtol=1e-5)
     assert nn.utils.clip_grad_norm_([p, q], 10.0, norm_type=math.inf).item() == \
         pytest.approx(0.8, rel=1e-5)
-    p.grad.data[0] = np.nan
+    p.grad.array[0] = np.nan
     with pytest.raises(RuntimeError, match="clip_grad_norm_: the total norm"):
         nn.utils.clip_grad_norm_([p, q], 1.0, error_if_nonfinite=True)

@@ -23,7 +23,7 @@ def test_state_dict_round_trip_through_a_file(tmp_path):
     other.load_state_dict(nn.state.load(path))
     for (name, a), (_, b) in zip(model.named_parameters(), other.named_parameters()):
         assert a.dtype == b.dtype == np.float32, name
-        np.testing.assert_array_equal(a.data, b.data)
+        np.testing.assert_array_equal(a.array, b.array)
     assert nn.state.load_metadata(path) == {"note": "xor run 3"}
     # A plain safetensors file: other tools read the same names.
     assert sorted(load_file(str(path))) == sorted(model.state_dict())
@@ -42,7 +42,7 @@ def test_nested_checkpoint_keeps_structure_and_plain_values(tmp_path):
     assert back["nothing"] is None
     assert back["optimizer"]["state"][0]["step"] == 3  # int keys stay ints
     assert back["optimizer"]["param_groups"][0]["betas"] == (0.9, 0.98)
-    np.testing.assert_array_equal(back["model"]["w"].data, tree["model"]["w"].data)
+    np.testing.assert_array_equal(back["model"]["w"].array, tree["model"]["w"].array)
     assert back["ids"].dtype == np.int64
     assert back["optimizer"]["state"][0]["exp_avg"].dtype == np.float32
 
@@ -87,7 +87,7 @@ def test_interrupted_save_leaves_the_old_file_intact(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["model.safetensors"]  # no temporary file left behind
-    np.testing.assert_array_equal(nn.state.load(path)["w"].data, 0)
+    np.testing.assert_array_equal(nn.state.load(path)["w"].array, 0)
 
 
 def test_save_rejects_what_it_cannot_store(tmp_path):
@@ -187,7 +187,7 @@ def test_tied_tensors_are_stored_once_and_the_tie_comes_back(tmp_path):
     fresh = Tied()
     fresh.load_state_dict(back)
     assert fresh.out.weight is fresh.embed.weight
-    np.testing.assert_array_equal(fresh.out.weight.data, model.embed.weight.data)
+    np.testing.assert_array_equal(fresh.out.weight.array, model.embed.weight.array)
 
 
 def test_transformer_shared_embeddings_stored_once(tmp_path):

@@ -27,7 +27,7 @@ def backward_both(ours, theirs):
 
 def assert_close(ours, theirs, rtol=1e-10, atol=1e-12):
     theirs = theirs.detach().numpy() if hasattr(theirs, "detach") else theirs
-    np.testing.assert_allclose(ours.data if isinstance(ours, Tensor) else ours, theirs,
+    np.testing.assert_allclose(ours.array if isinstance(ours, Tensor) else ours, theirs,
                                rtol=rtol, atol=atol)
 
 
@@ -78,7 +78,7 @@ def test_attention_matches_torch(kind):
     assert_close(ours, theirs)
     backward_both(ours, theirs)
     for a, t in ((q, tq), (k, tk), (v, tv)):
-        assert np.isfinite(a.grad.data).all()
+        assert np.isfinite(a.grad.array).all()
         assert_close(a.grad, t.grad)
 
 
@@ -108,10 +108,10 @@ def test_linear_and_embedding_default_init_statistics_match_torch():
     for a, t in ((ours.weight, theirs.weight), (ours.bias, theirs.bias)):
         t = t.detach().numpy()
         assert a.dtype == t.dtype == np.float32
-        assert abs(np.abs(a.data).max() - np.abs(t).max()) < 0.002  # both ~ 1/sqrt(300)
-        assert abs(a.data.std() / t.std() - 1) < (0.03 if a.ndim == 2 else 0.3)
+        assert abs(np.abs(a.array).max() - np.abs(t).max()) < 0.002  # both ~ 1/sqrt(300)
+        assert abs(a.array.std() / t.std() - 1) < (0.03 if a.ndim == 2 else 0.3)
     ours, theirs = nn.Embedding(500, 64), torch.nn.Embedding(500, 64)
-    assert abs(ours.weight.data.std() / theirs.weight.detach().numpy().std() - 1) < 0.03
+    assert abs(ours.weight.array.std() / theirs.weight.detach().numpy().std() - 1) < 0.03
 
 
 @pytest.mark.parametrize("name, kwargs", [

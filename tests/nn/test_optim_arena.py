@@ -47,20 +47,20 @@ def test_parameters_and_grads_are_views_of_one_buffer_per_dtype():
     assert [r[:3] for r in rows] == [(0, i, "float32") for i in range(4)] + [(1, 0, "float64")]
     assert [r[3:5] for r in rows[:4]] == [(0, 15), (15, 20), (20, 30), (30, 32)]
     for p in model.parameters():
-        assert np.shares_memory(p.data, flat32)
-    assert np.shares_memory(extra.data, flat64)
+        assert np.shares_memory(p.array, flat32)
+    assert np.shares_memory(extra.array, flat64)
     x, y = batch()
     F.mse_loss(model(x), y).backward()  # first gradients go straight into the arena
     grads = optimizer.flat_grads(zero_fill=False)
     assert list(grads) == ["float32", "float64"]
     for p in model.parameters():
-        assert np.shares_memory(p.grad.data, grads["float32"])
+        assert np.shares_memory(p.grad.array, grads["float32"])
     assert extra.grad is None  # zero_fill=False leaves a missing gradient missing
-    first = [p.grad.data.copy() for p in model.parameters()]
+    first = [p.grad.array.copy() for p in model.parameters()]
     F.mse_loss(model(x), y).backward()  # accumulates in place
     for p, g in zip(model.parameters(), first):
-        np.testing.assert_allclose(p.grad.data, 2 * g, rtol=1e-6)
-        assert np.shares_memory(p.grad.data, grads["float32"])
+        np.testing.assert_allclose(p.grad.array, 2 * g, rtol=1e-6)
+        assert np.shares_memory(p.grad.array, grads["float32"])
 
 
 def test_packing_keeps_values_and_accepts_non_contiguous_parameters():
@@ -68,10 +68,10 @@ def test_packing_keeps_values_and_accepts_non_contiguous_parameters():
     value = rng.standard_normal((4, 3)).T  # a transposed view
     p = nn.Parameter(value)
     optimizer = optim.SGD([p], lr=0.5)
-    np.testing.assert_array_equal(p.data, value)
+    np.testing.assert_array_equal(p.array, value)
     p.grad = Tensor(np.ones((3, 4)))
     optimizer.step()
-    np.testing.assert_allclose(p.data, value - 0.5)
+    np.testing.assert_allclose(p.array, value - 0.5)
 
 
 def test_flat_grads_zero_fills_and_names_missing_model_parameters():
@@ -80,12 +80,12 @@ def test_flat_grads_zero_fills_and_names_missing_model_parameters():
     grads = optimizer.flat_grads()  # nobody has a gradient yet: all zeros, all views
     assert not grads["float32"].any()
     for p in model.parameters():
-        assert np.shares_memory(p.grad.data, grads["float32"])
+        assert np.shares_memory(p.grad.array, grads["float32"])
     grads["float32"][:] = 1.0  # what an all-reduce writes lands in every .grad
-    before = [p.data.copy() for p in model.parameters()]
+    before = [p.array.copy() for p in model.parameters()]
     optimizer.step()
     for p, b in zip(model.parameters(), before):
-        np.testing.assert_allclose(p.data, b - 0.1, rtol=1e-6)
+        np.testing.assert_allclose(p.array, b - 0.1, rtol=1e-6)
     model.append(nn.Linear(2, 2))  # a parameter added after the optimizer was built
     with pytest.raises(ValueError, match=r"parameters 3\.weight, 3\.bias are not in this "
                                          r"optimizer.*add_param_group"):
@@ -101,7 +101,7 @@ def test_zero_grad_fills_the_arena_or_forgets():
     F.mse_loss(model(x), y).backward()
     optimizer.zero_grad(set_to_none=False)
     for p in model.parameters():
-        assert p.grad is not None and not p.grad.data.any()
+        assert p.grad is not None and not p.grad.array.any()
     optimizer.zero_grad()
     assert all(p.grad is None for p in model.parameters())
 
@@ -110,7 +110,7 @@ def test_merged_flat_joins_arena_gradients_into_one_view():
     model = small_model()
     optimizer = optim.SGD(model.parameters(), lr=0.1)
     optimizer.flat_grads()
-    runs = merged_flat([p.grad.data for p in model.parameters()])
+    runs = merged_flat([p.grad.array for p in model.parameters()])
     assert len(runs) == 1 and runs[0].size == model.num_parameters()
     loose = [np.ones(3), np.ones((2, 2)).T, np.ones(4)]
     assert len(merged_flat(loose)) == 3  # separate allocations stay separate
@@ -124,19 +124,19 @@ def test_rebinding_data_repacks_and_the_new_values_are_trained():
     train(model, optimizer, 2)
     weight = model[0].weight
     old_arena = optimizer.arena
-    weight.data = np.full((5, 3), 0.25, dtype=np.float32)  # a user rebinds .data
+    weight.array = np.full((5, 3), 0.25, dtype=np.float32)  # a user rebinds .array
     x, y = batch(5)
     optimizer.zero_grad()
     F.mse_loss(model(x), y).backward()
-    g = weight.grad.data.astype(np.float64)
+    g = weight.grad.array.astype(np.float64)
     state = optimizer.state[id(weight)]
     m = 0.9 * state["exp_avg"] + 0.1 * g  # Adam's third step, by hand, from the carried state
     v = 0.999 * state["exp_avg_sq"] + 0.001 * g * g
     expected = 0.25 - 0.01 * (m / (1 - 0.9 ** 3)) / (np.sqrt(v / (1 - 0.999 ** 3)) + 1e-8)
     optimizer.step()
     assert optimizer._arena is not old_arena  # re-packed
-    assert np.shares_memory(weight.data, optimizer.arena.buffers["data"][np.dtype(np.float32)])
-    np.testing.assert_allclose(weight.data, expected, rtol=1e-5)
+    assert np.shares_memory(weight.array, optimizer.arena.buffers["data"][np.dtype(np.float32)])
+    np.testing.assert_allclose(weight.array, expected, rtol=1e-5)
 
 
 def test_module_to_after_the_optimizer_matches_a_double_run():
@@ -160,7 +160,7 @@ def test_module_to_after_the_optimizer_matches_a_double_run():
     ref_optimizer = rebuild(ref_optimizer, reference)
     train(reference, ref_optimizer, 3, seed=3, dtype=np.float64)
     for p, q in zip(model.parameters(), reference.parameters()):
-        np.testing.assert_array_equal(p.data, q.data)
+        np.testing.assert_array_equal(p.array, q.array)
 
 
 def rebuild(optimizer, model):
@@ -177,9 +177,9 @@ def test_changing_a_parameter_shape_under_its_state_raises():
     optimizer = optim.Adam([p])
     p.grad = Tensor(np.ones(3))
     optimizer.step()
-    p.data = np.ones(4)
+    p.array = np.ones(4)
     p.grad = Tensor(np.ones(4))
-    with pytest.raises(ValueError, match=r"shape \(3,\) was given \.data of shape \(4,\)"):
+    with pytest.raises(ValueError, match=r"shape \(3,\) was given \.array of shape \(4,\)"):
         optimizer.step()
 
 
@@ -216,7 +216,7 @@ def test_state_dict_round_trip_through_a_file(make, tmp_path):
     resumed_optimizer.load_state_dict(saved["optimizer"])
     train(resumed, resumed_optimizer, 3, seed=10)
     for p, q in zip(model.parameters(), resumed.parameters()):
-        np.testing.assert_array_equal(p.data, q.data)
+        np.testing.assert_array_equal(p.array, q.array)
 
 
 # ---------------------------------------------------------------------------- numpy reference
@@ -276,7 +276,7 @@ def test_optimizers_match_a_per_parameter_numpy_loop(name, kwargs, kernel_set):
                 p.grad = Tensor(g.copy())
             optimizer.step()
     for p, expected in zip(params, numpy_reference(name, kwargs, values, grads)):
-        np.testing.assert_allclose(p.data, expected, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(p.array, expected, rtol=1e-10, atol=1e-12)
 
 
 # ---------------------------------------------------------------------------- kernels vs twins

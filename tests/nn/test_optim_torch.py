@@ -49,7 +49,7 @@ CASES = [
 
 def assert_params_close(ours, theirs, rtol=1e-10):
     for a, t in zip(ours, theirs):
-        np.testing.assert_allclose(a.data, t.detach().numpy(), rtol=rtol, atol=1e-13)
+        np.testing.assert_allclose(a.array, t.detach().numpy(), rtol=rtol, atol=1e-13)
 
 
 @pytest.mark.parametrize("name, kwargs, group_kwargs", CASES)
@@ -79,7 +79,7 @@ def check_state_dicts_agree(ours, theirs):
             if key == "step":
                 assert ours["state"][index][key] == int(value.item())
             else:
-                np.testing.assert_allclose(ours["state"][index][key].data, value.numpy(),
+                np.testing.assert_allclose(ours["state"][index][key].array, value.numpy(),
                                            rtol=1e-10, atol=1e-13)
     for ours_group, theirs_group in zip(ours["param_groups"], theirs["param_groups"]):
         assert set(ours_group) == set(theirs_group)
@@ -119,7 +119,7 @@ def test_state_dict_loads_both_ways_and_continues_like_torch(name, kwargs, group
 
 
 def to_torch(state_dict):
-    state = {index: {k: (torch.tensor(v.data) if isinstance(v, Tensor) else
+    state = {index: {k: (torch.tensor(v.array) if isinstance(v, Tensor) else
                          torch.tensor(float(v)) if k == "step" else v) for k, v in entry.items()}
              for index, entry in state_dict["state"].items()}
     return {"state": state, "param_groups": state_dict["param_groups"]}
@@ -193,4 +193,4 @@ def test_clip_grad_norm_over_the_arena_matches_torch():
         expected = torch.nn.utils.clip_grad_norm_(theirs_p, 1.5, norm_type=norm_type)
         assert total.item() == pytest.approx(expected.item(), rel=1e-12)
         for a, t in zip(ours_p, theirs_p):
-            np.testing.assert_allclose(a.grad.data, t.grad.numpy(), rtol=1e-12)
+            np.testing.assert_allclose(a.grad.array, t.grad.numpy(), rtol=1e-12)

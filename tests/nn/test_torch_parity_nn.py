@@ -24,7 +24,7 @@ def run_both(ours, theirs, *arrays, grads=None, upstream_seed=0):
     theirs_in = [torch.tensor(np.array(a), requires_grad=g) for a, g in zip(arrays, grads)]
     out, expected = ours(*ours_in), theirs(*theirs_in)
     assert out.shape == tuple(expected.shape)
-    np.testing.assert_allclose(out.data, expected.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(out.array, expected.detach().numpy(), rtol=1e-10, atol=1e-12)
     if not any(grads):
         return
     upstream = np.random.default_rng(upstream_seed).uniform(0.5, 1.5, out.shape)
@@ -32,7 +32,7 @@ def run_both(ours, theirs, *arrays, grads=None, upstream_seed=0):
     expected.backward(torch.tensor(upstream))
     for ours_t, theirs_t, g in zip(ours_in, theirs_in, grads):
         if g:
-            np.testing.assert_allclose(ours_t.grad.data, theirs_t.grad.numpy(), rtol=1e-9,
+            np.testing.assert_allclose(ours_t.grad.array, theirs_t.grad.numpy(), rtol=1e-9,
                                        atol=1e-12)
 
 
@@ -96,8 +96,8 @@ def test_cross_entropy_ignored_rows_with_inf_logits_give_no_nan(smoothing):
     x = Tensor(logits, requires_grad=True)
     loss = F.cross_entropy(x, target, label_smoothing=smoothing)
     loss.backward()
-    assert np.isfinite(loss.item()) and np.isfinite(x.grad.data).all()
-    assert (x.grad.data[2:] == 0).all()
+    assert np.isfinite(loss.item()) and np.isfinite(x.grad.array).all()
+    assert (x.grad.array[2:] == 0).all()
     # torch agrees on the loss where it is finite (rows 0-1; it gives nan on the ignored -inf row)
     keep = slice(0, 2)
     expected = TF.cross_entropy(torch.tensor(logits[keep]), torch.tensor(target[keep]),
@@ -195,7 +195,7 @@ def test_binary_cross_entropy_with_logits_float32_far_negative():
     ours = F.binary_cross_entropy_with_logits(Tensor(x), Tensor(t), reduction="none")
     theirs = TF.binary_cross_entropy_with_logits(torch.tensor(x), torch.tensor(t),
                                                  reduction="none")
-    np.testing.assert_allclose(ours.data, theirs.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(ours.array, theirs.numpy(), rtol=1e-6)
 
 
 # ---------------------------------------------------------------------------- activations, shapes
@@ -218,7 +218,7 @@ def test_one_hot():
     for n in (-1, 5):
         ours, theirs = F.one_hot(Tensor(ids), n), TF.one_hot(torch.tensor(ids), n)
         assert ours.dtype == np.int64
-        np.testing.assert_array_equal(ours.data, theirs.numpy())
+        np.testing.assert_array_equal(ours.array, theirs.numpy())
 
 
 @pytest.mark.parametrize("widths", [(1, 2), (0, 1, 2, 0), (1, 1, 0, 2, 1, 0)])
@@ -248,12 +248,12 @@ def test_rms_norm(affine, eps):
     theirs = torch.nn.RMSNorm((3, 4), eps=eps, elementwise_affine=affine, dtype=torch.float64)
     if affine:
         w = rng.uniform(0.5, 1.5, (3, 4))
-        ours.weight.data[...] = w
+        ours.weight.array[...] = w
         with torch.no_grad():
             theirs.weight.copy_(torch.tensor(w))
     run_both(ours, theirs, x)
     if affine:
-        np.testing.assert_allclose(ours.weight.grad.data, theirs.weight.grad.numpy(), rtol=1e-9)
+        np.testing.assert_allclose(ours.weight.grad.array, theirs.weight.grad.numpy(), rtol=1e-9)
 
 
 # ---------------------------------------------------------------------------- utils
@@ -267,7 +267,7 @@ def test_clip_grad_value():
     assert nn.utils.clip_grad_value_(ours, 1.5) is None
     torch.nn.utils.clip_grad_value_(theirs, 1.5)
     for o, t in zip(ours, theirs):
-        np.testing.assert_array_equal(o.grad.data, t.grad.numpy())
+        np.testing.assert_array_equal(o.grad.array, t.grad.numpy())
 
 
 # ---------------------------------------------------------------------------- containers
@@ -351,8 +351,8 @@ def test_multihead_attention_matches_torch(batch_first, need_weights, masks):
                                   key_padding_mask=wrap(padding, torch.tensor),
                                   attn_mask=wrap(attn_mask, torch.tensor),
                                   average_attn_weights=False)
-    np.testing.assert_allclose(ours_w.data, theirs_w.detach().numpy(), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(ours_out.data, theirs_out.detach().numpy(), rtol=1e-10,
+    np.testing.assert_allclose(ours_w.array, theirs_w.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(ours_out.array, theirs_out.detach().numpy(), rtol=1e-10,
                                atol=1e-12)
 
 
@@ -361,12 +361,12 @@ def test_multihead_attention_parameter_gradients_and_unbatched():
     x = rng.standard_normal((5, 6))  # unbatched (L, E)
     out, weights = ours(Tensor(x), Tensor(x), Tensor(x))
     t_out, t_weights = theirs(*(torch.tensor(x),) * 3)
-    np.testing.assert_allclose(out.data, t_out.detach().numpy(), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(weights.data, t_weights.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(out.array, t_out.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(weights.array, t_weights.detach().numpy(), rtol=1e-10, atol=1e-12)
     upstream = rng.standard_normal(out.shape)
     out.backward(Tensor(upstream))
     t_out.backward(torch.tensor(upstream))
-    ours_grads = {n: p.grad.data for n, p in ours.named_parameters()}
+    ours_grads = {n: p.grad.array for n, p in ours.named_parameters()}
     for name, p in theirs.named_parameters():
         np.testing.assert_allclose(ours_grads[name], p.grad.numpy(), rtol=1e-9, atol=1e-12)
 
@@ -376,6 +376,6 @@ def test_multihead_attention_without_bias_and_init_statistics():
     assert ours.in_proj_bias is None and ours.out_proj.bias is None
     fresh = nn.MultiheadAttention(64, 4)
     bound = np.sqrt(6 / (64 + 3 * 64))  # xavier_uniform on the packed (3E, E) matrix, as torch
-    assert np.abs(fresh.in_proj_weight.data).max() <= bound
-    assert np.abs(fresh.in_proj_weight.data).max() > 0.9 * bound
-    assert (fresh.in_proj_bias.data == 0).all() and (fresh.out_proj.bias.data == 0).all()
+    assert np.abs(fresh.in_proj_weight.array).max() <= bound
+    assert np.abs(fresh.in_proj_weight.array).max() > 0.9 * bound
+    assert (fresh.in_proj_bias.array == 0).all() and (fresh.out_proj.bias.array == 0).all()

@@ -5,13 +5,13 @@ Layout (the same on every process that builds the same model and optimizer): dty
 first appearance; within a dtype, parameter groups in order; within a group, parameters in
 order. Each (group, dtype) pair is one *segment*, a contiguous range of every buffer:
 
-    data["float32"]  [ group 0: w0 b0 w1 ... | group 1: ... ]   parameters (p.data are views)
-    grad["float32"]  [ same offsets ]                            gradients (p.grad.data views)
+    data["float32"]  [ group 0: w0 b0 w1 ... | group 1: ... ]   parameters (p.array are views)
+    grad["float32"]  [ same offsets ]                            gradients (p.grad.array views)
     state["exp_avg"]["float32"], ...                             optimizer state, same offsets
 
-Nothing outside can pin the views: a user may rebind `p.data` (`Module.to(dtype)` does), set
+Nothing outside can pin the views: a user may rebind `p.array` (`Module.to(dtype)` does), set
 `p.grad` to a fresh Tensor, or load optimizer state. `Arena.sync` notices each case by identity
-(`p.data is view`) and copies the newcomer into its slot, or asks for a re-pack when a dtype or
+(`p.array is view`) and copies the newcomer into its slot, or asks for a re-pack when a dtype or
 shape changed, so the flat buffers never silently drift from what the parameters hold.
 """
 import weakref
@@ -23,12 +23,12 @@ from tinygrad_tf import autograd
 class Slot:
     """Where one parameter lives: its segment's buffers at [start, stop), and its views."""
 
-    __slots__ = ("param", "start", "stop", "shape", "data", "grad", "state")
+    __slots__ = ("param", "start", "stop", "shape", "array", "grad", "state")
 
     def __init__(self, param, start, shape):
         self.param, self.start, self.shape = param, start, shape
         self.stop = start + int(np.prod(shape, dtype=np.int64))
-        self.data = self.grad = None
+        self.array = self.grad = None
         self.state = {}  # state name -> view
 
 
@@ -52,15 +52,15 @@ class Arena:
         dtypes = []
         for group in param_groups:
             for p in group:
-                if p.data.dtype not in dtypes:
-                    dtypes.append(p.data.dtype)
+                if p.array.dtype not in dtypes:
+                    dtypes.append(p.array.dtype)
         for dtype in dtypes:
             offset = 0
             for index, group in enumerate(param_groups):
                 slots = []
                 for p in group:
-                    if p.data.dtype == dtype:
-                        slot = Slot(p, offset, p.data.shape)
+                    if p.array.dtype == dtype:
+                        slot = Slot(p, offset, p.array.shape)
                         offset = slot.stop
                         slots.append(slot)
                         self.slots[id(p)] = slot
@@ -73,12 +73,12 @@ class Arena:
         for segment in self.segments:
             for slot in segment.slots:
                 p = slot.param
-                slot.data = self.view("data", slot, segment.dtype)
+                slot.array = self.view("data", slot, segment.dtype)
                 slot.grad = self.view("grad", slot, segment.dtype)
-                slot.data[...] = p.data
-                p.data = slot.data
-                if p.grad is not None and p.grad.data.shape == slot.shape:
-                    slot.grad[...] = p.grad.data  # (a wrong shape is reported by the step)
+                slot.array[...] = p.array
+                p.array = slot.array
+                if p.grad is not None and p.grad.array.shape == slot.shape:
+                    slot.grad[...] = p.grad.array  # (a wrong shape is reported by the step)
                     p.grad = autograd._wrap_array(slot.grad)
                 autograd.set_grad_slot(p, slot.grad)
         # The engine's slot table must not outlive this arena (nor keep its buffers alive).
@@ -104,9 +104,9 @@ class Arena:
         return view
 
     def in_place(self):
-        """True while every parameter's .data is still its arena view with its packed shape and
-        dtype (a rebound `.data`, e.g. by Module.to, means the arena must be re-packed)."""
-        return all(s.param.data is s.data for s in self.slots.values())
+        """True while every parameter's .array is still its arena view with its packed shape and
+        dtype (a rebound `.array`, e.g. by Module.to, means the arena must be re-packed)."""
+        return all(s.param.array is s.array for s in self.slots.values())
 
 
 def _forget(params, grads):

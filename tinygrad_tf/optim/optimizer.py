@@ -56,9 +56,9 @@ class Optimizer:
                 raise TypeError(f"{name}: can only optimize leaf Tensors (such as "
                                 f"Parameters), got {type(p).__name__}"
                                 f"{' computed by an op' if isinstance(p, Tensor) else ''}")
-            if p.data.dtype.kind != "f":
+            if p.array.dtype.kind != "f":
                 raise TypeError(f"{name}: can only optimize floating-point Tensors, got one of "
-                                f"dtype {p.data.dtype} and shape {p.data.shape}")
+                                f"dtype {p.array.dtype} and shape {p.array.shape}")
             if id(p) in seen:
                 raise ValueError(f"{name}: a parameter appears in more than one group (or "
                                  "twice in one)")
@@ -77,7 +77,7 @@ class Optimizer:
 
     @property
     def arena(self):
-        """The flat arena, in sync with the parameters: re-packed here when a parameter's .data
+        """The flat arena, in sync with the parameters: re-packed here when a parameter's .array
         was rebound (Module.to, a user assignment) or a group was added."""
         arena = self._arena
         if arena is None or not arena.in_place():
@@ -85,10 +85,10 @@ class Optimizer:
                 for p in group["params"]:
                     slot = arena.slots.get(id(p)) if arena is not None else None
                     state = self.state.get(id(p))
-                    if slot is not None and state and p.data.shape != slot.shape:
+                    if slot is not None and state and p.array.shape != slot.shape:
                         raise ValueError(
                             f"{type(self).__name__}: a parameter of shape {slot.shape} was "
-                            f"given .data of shape {p.data.shape} after optimizer state was "
+                            f"given .array of shape {p.array.shape} after optimizer state was "
                             "built for it; shapes must not change (build a new optimizer)")
             arena = self._arena = Arena([g["params"] for g in self.param_groups])
         return arena
@@ -97,7 +97,7 @@ class Optimizer:
         # Optimizer state arrays live in the arena; one loaded or re-packed elsewhere is copied in.
         for key, value in state.items():
             if isinstance(value, np.ndarray) and value is not slot.state.get(key):
-                view = arena.state_view(key, slot, slot.data.dtype)
+                view = arena.state_view(key, slot, slot.array.dtype)
                 np.copyto(view, value, casting="unsafe")
                 state[key] = view
 
@@ -116,11 +116,11 @@ class Optimizer:
                     yield self._run(run)
                 run = []
                 continue
-            if grad.data is not slot.grad:
-                if grad.data.shape != slot.shape:
+            if grad.array is not slot.grad:
+                if grad.array.shape != slot.shape:
                     raise ValueError(f"{type(self).__name__}.step: a gradient of shape "
-                                     f"{grad.data.shape} for a parameter of shape {slot.shape}")
-                np.copyto(slot.grad, grad.data, casting="unsafe")
+                                     f"{grad.array.shape} for a parameter of shape {slot.shape}")
+                np.copyto(slot.grad, grad.array, casting="unsafe")
                 p.grad = autograd._wrap_array(slot.grad)
             state = self.state.get(id(p))
             if state is None:
@@ -130,7 +130,7 @@ class Optimizer:
             self._sync_state(arena, slot, state)
             for name in self._state_names(group):
                 if name not in state:  # first step (or a state loaded without it): zeros
-                    view = state[name] = arena.state_view(name, slot, slot.data.dtype)
+                    view = state[name] = arena.state_view(name, slot, slot.array.dtype)
                     view.fill(0)
             self._init_state(group, state)
             key = self._run_key(state)
@@ -204,8 +204,8 @@ class Optimizer:
             buffer.fill(0)
         for slot in arena.slots.values():
             grad = slot.param.grad
-            if grad is not None and grad.data is not slot.grad:
-                grad.data.fill(0)
+            if grad is not None and grad.array is not slot.grad:
+                grad.array.fill(0)
 
     # ------------------------------------------------------------------ flat gradients
 
@@ -233,10 +233,10 @@ class Optimizer:
                 if not zero_fill:
                     continue
                 slot.grad.fill(0)
-            elif p.grad.data is slot.grad:
+            elif p.grad.array is slot.grad:
                 continue
             else:
-                np.copyto(slot.grad, p.grad.data, casting="unsafe")
+                np.copyto(slot.grad, p.grad.array, casting="unsafe")
             p.grad = autograd._wrap_array(slot.grad)
         return {dtype.name: buffer for dtype, buffer in arena.buffers["grad"].items()}
 
@@ -293,16 +293,16 @@ class Optimizer:
                     continue
                 restored = {}
                 for key, value in entry.items():
-                    array = value.data if isinstance(value, Tensor) else value
+                    array = value.array if isinstance(value, Tensor) else value
                     if key == "step":  # torch keeps it as a 0-d tensor
                         restored[key] = int(float(array))
                     elif _numpy(array) is not None:
                         array = _numpy(array)
-                        if array.shape != p.data.shape:
+                        if array.shape != p.array.shape:
                             raise ValueError(f"{name}.load_state_dict: state {key!r} of "
                                              f"parameter {index} has shape {array.shape}, the "
-                                             f"parameter {p.data.shape}")
-                        restored[key] = array.astype(p.data.dtype, copy=True)
+                                             f"parameter {p.array.shape}")
+                        restored[key] = array.astype(p.array.dtype, copy=True)
                     else:
                         restored[key] = value
                 new_state[id(p)] = restored

@@ -174,7 +174,7 @@ class Adagrad(Optimizer):
         for group in self.param_groups:
             for p in group["params"]:
                 self.state[id(p)] = {"step": 0, "sum": np.full_like(
-                    p.data, group["initial_accumulator_value"])}
+                    p.array, group["initial_accumulator_value"])}
 
     def _validate(self, group):
         super()._validate(group)
