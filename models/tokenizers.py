@@ -7,6 +7,11 @@
 
 One tokenizer serves both sides of a pair (a shared vocabulary, as the paper's English-German
 BPE), which lets the model tie its source, target and output embeddings.
+
+Text never produces a special id: the literal text `<pad>` (or `<bos>`, `<eos>`, `<unk>`) in data
+is an ordinary token. The char tokenizer sees single characters anyway; the word tokenizer keeps
+such a word in its vocabulary under an escaped key (WordTokenizer.key); BPE encodes it as bytes.
+Decoding gives the literal text back. Only the <unk> id itself also decodes as "<unk>".
 """
 import json
 from collections import Counter
@@ -67,6 +72,10 @@ class Tokenizer:
 
     kind = None
 
+    def key(self, token):
+        """The vocabulary entry of a token of the text (see WordTokenizer.key)."""
+        return token
+
     def encode(self, text):
         """One text -> int32 ids (no <bos>/<eos>)."""
         flat, _ = self.encode_batch([text])
@@ -113,30 +122,37 @@ class CharTokenizer(Tokenizer):
 
 
 class WordTokenizer(Tokenizer):
-    """Tokens are the whitespace-separated words; decoding joins them with single spaces."""
+    """Tokens are the whitespace-separated words; decoding joins them with single spaces.
+
+    A word spelled like a special token (`<eos>` in the data) is stored as " <eos>": a word never
+    holds a space, so the escaped key cannot clash with another word, and decoding strips it."""
 
     kind = "word"
 
     def __init__(self, vocab):
         self.vocab = vocab
 
+    @staticmethod
+    def key(word):
+        return " " + word if word in SPECIALS else word
+
     @classmethod
     def train(cls, texts, min_freq=1, max_size=None):
-        counts = Counter(" ".join(texts).split())
+        counts = Counter(map(cls.key, " ".join(texts).split()))
         return cls(Vocab(_counted_tokens(counts, min_freq, max_size)))
 
     def split(self, text):
         return text.split()
 
     def encode_batch(self, texts):
-        stoi, unk = self.vocab.stoi, Vocab.unk_id
+        stoi, unk, key = self.vocab.stoi, Vocab.unk_id, self.key
         words = [text.split() for text in texts]
         lengths = np.fromiter((len(w) for w in words), dtype=np.int64, count=len(words))
-        flat = [stoi.get(word, unk) for line in words for word in line]
+        flat = [stoi.get(key(word), unk) for line in words for word in line]
         return np.array(flat, dtype=np.int32), np.concatenate([[0], np.cumsum(lengths)])
 
     def decode(self, ids):
-        return " ".join(self.vocab.tokens(_strip_ids(ids)))
+        return " ".join(token.lstrip(" ") for token in self.vocab.tokens(_strip_ids(ids)))
 
 
 def _require_tokenizers():
@@ -156,6 +172,9 @@ class BpeTokenizer(Tokenizer):
 
     def __init__(self, backend):
         self.backend = backend
+        # The literal text "<eos>" in data is bytes like any other, not the special token (the
+        # setting is not saved with the model, so it is made here, for trained and loaded ones).
+        backend.encode_special_tokens = True
         vocab = backend.get_vocab()
         self.vocab = Vocab(sorted(vocab, key=vocab.get))
 
@@ -194,7 +213,7 @@ def unknown_tokens(tokenizer, texts):
     found = {}
     for text in texts:
         for token in tokenizer.split(text):
-            if token not in tokenizer.vocab.stoi:
+            if tokenizer.key(token) not in tokenizer.vocab.stoi:
                 found[token] = found.get(token, 0) + 1
     return found
 

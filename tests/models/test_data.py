@@ -125,6 +125,32 @@ def test_tokenizer_round_trip_and_save(tmp_path, kind):
     assert np.array_equal(loaded.encode(TEXTS[2]), tokenizer.encode(TEXTS[2]))
 
 
+@pytest.mark.parametrize("kind", ["char", "word", "bpe"])
+def test_special_token_spellings_in_text_stay_ordinary_tokens(tmp_path, kind):
+    # Regression: the word tokenizer read the text "<eos>" as the <eos> id (decoding stopped
+    # there) and "<pad>" as padding; BPE did the same through its special tokens.
+    if kind == "bpe":
+        pytest.importorskip("tokenizers")
+    text = "a <pad> b <eos> c <bos> <unk> d"
+    tokenizer = tokenizers.build_tokenizer(kind, [text, "a b c d"] * 5,
+                                           max_size=300 if kind == "bpe" else None)
+    for loaded in (tokenizer, tokenizers.load_tokenizer(_saved(tokenizer, tmp_path))):
+        ids = loaded.encode(text)
+        assert ids.min() >= 4, ids  # no special id, not even <unk>: they are in the vocabulary
+        assert loaded.decode(ids) == text
+        assert not tokenizers.unknown_tokens(loaded, [text])
+    if kind == "word":  # unseen, they are unknown words like any other
+        other = tokenizers.build_tokenizer("word", ["a b"])
+        assert other.encode("a <eos> b").tolist() == [*other.encode("a"), Vocab.unk_id,
+                                                      *other.encode("b")]
+        assert tokenizers.unknown_tokens(other, ["a <eos>"]) == {"<eos>": 1}
+
+
+def _saved(tokenizer, tmp_path):
+    tokenizer.save(tmp_path / "vocab.json")
+    return tmp_path / "vocab.json"
+
+
 def test_unknown_tokens_and_batch_encoding_agree():
     tokenizer = tokenizers.build_tokenizer("char", ["abc"])
     assert tokenizer.encode("abz").tolist() == [*tokenizer.encode("ab").tolist(), Vocab.unk_id]
