@@ -13,10 +13,13 @@ from .loss_modules import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, KLDivLo
 from .module import (Module, ModuleDict, ModuleList, Parameter, ParameterDict, ParameterList,
                      Sequential)
 from .multihead import MultiheadAttention
+from .transformer import (Transformer, TransformerDecoder, TransformerDecoderLayer,
+                          TransformerEncoder, TransformerEncoderLayer)
 
 __all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "ParameterList",
            "ParameterDict", "Linear", "Embedding", "LayerNorm", "RMSNorm", "Dropout", "ReLU",
            "GELU", "SiLU", "LeakyReLU", "Softplus", "Tanh", "Sigmoid", "Softmax", "LogSoftmax",
-           "Identity", "Flatten", "MultiheadAttention", "CrossEntropyLoss", "NLLLoss", "MSELoss",
+           "Identity", "Flatten", "MultiheadAttention", "Transformer", "TransformerEncoder",
+           "TransformerDecoder", "TransformerEncoderLayer", "TransformerDecoderLayer", "CrossEntropyLoss", "NLLLoss", "MSELoss",
            "L1Loss", "SmoothL1Loss", "KLDivLoss", "BCELoss", "BCEWithLogitsLoss", "functional",
            "fused", "init", "optim", "schedules", "state", "utils"]
