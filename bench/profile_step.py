@@ -1,7 +1,7 @@
 """Where one training step of a Transformer spends its time: tinygrad_tf.profiler's table.
 
-The step is bench/train_step.py's (vocabulary 64, batch 32 x 32 source and 32 target tokens,
-cross-entropy with label smoothing 0.1, zero_grad, backward, Adam). After 3 warm-up steps,
+The step is bench/train_step.py's (its configurations and data shapes: vocabulary 64, batch 32 x
+32 source and 32 target tokens, or short's 128 x 10 + 10 tokens, vocabulary 48; cross-entropy with label smoothing 0.1, zero_grad, backward, Adam). After 3 warm-up steps,
 --steps steps run inside one profile; the table shows per-step figures (times and call counts
 divided by the number of steps). A plain timed step without the profiler is printed first, so
 the profiler's own cost is visible (the profiled wall time minus the plain one).
@@ -16,7 +16,7 @@ import time
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="small", help="tiny, small or medium")
+    parser.add_argument("--config", default="small", help="tiny, small, medium or short")
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--steps", type=int, default=5, help="steps inside the profile")
     parser.add_argument("--threads", type=int, default=2, help="OpenBLAS and Numba threads")
@@ -36,22 +36,19 @@ def main():
     from tinygrad_tf.nn import functional as F
 
     sys.path.insert(0, os.path.dirname(__file__))
-    from train_step import BATCH, CONFIGS, LENGTH, VOCAB
+    from train_step import CONFIGS, data_shape, make_batch
 
     manual_seed(0)
-    config = TransformerConfig(VOCAB, VOCAB, dropout=args.dropout, share_embeddings=True,
+    vocab, src_ids, tgt_ids, tgt_out_ids = make_batch(args.config)
+    config = TransformerConfig(vocab, vocab, dropout=args.dropout, share_embeddings=True,
                                max_len=64, **CONFIGS[args.config])
     model = Transformer(config)
     optimizer = nn.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9)
-    rng = np.random.default_rng(0)
-    src_ids = rng.integers(4, VOCAB, (BATCH, LENGTH))
-    tgt_ids = rng.integers(4, VOCAB, (BATCH, LENGTH + 1))
-    src, tgt_in = Tensor(src_ids), Tensor(tgt_ids[:, :-1])
-    tgt_out = Tensor(tgt_ids[:, 1:].reshape(-1))
+    src, tgt_in, tgt_out = Tensor(src_ids), Tensor(tgt_ids), Tensor(tgt_out_ids)
 
     def step():
         logits = model(src, tgt_in)
-        loss = F.cross_entropy(logits.reshape(-1, VOCAB), tgt_out, ignore_index=0,
+        loss = F.cross_entropy(logits.reshape(-1, vocab), tgt_out, ignore_index=0,
                                label_smoothing=0.1)
         with profiler.record("Optimizer.zero_grad"):
             optimizer.zero_grad()
@@ -70,8 +67,9 @@ def main():
     with profiler.profile() as prof:
         for _ in range(args.steps):
             step()
+    _, batch, source, target = data_shape(args.config)
     print(f"profile of one training step: {args.config} {CONFIGS[args.config]}, dropout "
-          f"{args.dropout}, batch {BATCH} x {LENGTH}+{LENGTH} tokens, vocab {VOCAB}, float32, "
+          f"{args.dropout}, batch {batch} x {source}+{target} tokens, vocab {vocab}, float32, "
           f"kernels {kernels.active()!r}, {args.threads} threads")
     print(f"plain step (no profiler): median {1e3 * float(np.median(plain)):.2f} ms of "
           f"{args.steps}; profiled step: {1e3 * prof.wall / args.steps:.2f} ms")

@@ -1,9 +1,13 @@
 """One training step (forward, loss, backward, Adam) of three model sizes, ours vs PyTorch.
 
-Configurations (vocabulary 64, batch 32 sequences x 32 source and 32 target tokens, no padding):
+Configurations (no padding; vocabulary 64, batch 32 sequences x 32 source and 32 target tokens
+unless stated):
     tiny    the tiny preset (d_model 32, 4 heads, 2+2 layers, d_ff 64)
     small   d_model 128, 4 heads, 2+2 layers, d_ff 512
     medium  d_model 256, 8 heads, 3+3 layers, d_ff 1024
+    short   d_model 256, 4 heads, 3+3 layers, d_ff 1024, vocabulary 48, batch 128 sequences x 10
+            source and 10 target tokens: real small seq2seq tasks (words, commands, short
+            sentences), where per-op overhead and attention's small matrices dominate
 each with dropout 0.1 and 0. A step is the recipe's: logits, cross-entropy with label smoothing
 0.1 (padding ignored), zero_grad, backward, Adam(0.9, 0.98, 1e-9). PyTorch runs the same
 weights (tests/models/torch_transformer.py, built from torch.nn layers); both get --threads threads.
@@ -40,8 +44,25 @@ CONFIGS = {
     "tiny": dict(d_model=32, n_heads=4, n_encoder_layers=2, n_decoder_layers=2, d_ff=64),
     "small": dict(d_model=128, n_heads=4, n_encoder_layers=2, n_decoder_layers=2, d_ff=512),
     "medium": dict(d_model=256, n_heads=8, n_encoder_layers=3, n_decoder_layers=3, d_ff=1024),
+    "short": dict(d_model=256, n_heads=4, n_encoder_layers=3, n_decoder_layers=3, d_ff=1024),
 }
-VOCAB, BATCH, LENGTH = 64, 32, 32
+VOCAB, BATCH, LENGTH = 64, 32, 32  # the default data shape
+SHAPES = {"short": (48, 128, 10, 10)}  # config -> (vocab, batch, source length, target length)
+
+
+def data_shape(name):
+    """(vocab, batch, source length, target length) of a configuration's step."""
+    return SHAPES.get(name, (VOCAB, BATCH, LENGTH, LENGTH))
+
+
+def make_batch(name):
+    """The step's vocabulary and int64 ids: (vocab, src, tgt_in, tgt_out flattened)."""
+    import numpy as np
+    vocab, batch, source, target = data_shape(name)
+    rng = np.random.default_rng(0)
+    src_ids = rng.integers(4, vocab, (batch, source))
+    tgt_ids = rng.integers(4, vocab, (batch, target + 1))
+    return vocab, src_ids, tgt_ids[:, :-1], tgt_ids[:, 1:].reshape(-1)
 
 
 def _status_bytes(field):
@@ -65,14 +86,26 @@ def step_flops(name):
     """Matmul FLOPs (2 m n k per product) of one training step: forward, plus two products of
     the same size per forward product in backward (the gradients of both operands)."""
     c = CONFIGS[name]
-    d, ff, tokens = c["d_model"], c["d_ff"], BATCH * LENGTH
-    attention_products = 2 * 2 * BATCH * LENGTH * LENGTH * d  # q k^T and weights @ v, all heads
-    self_attention = 2 * tokens * d * 3 * d + 2 * tokens * d * d + attention_products
-    cross_attention = 2 * tokens * d * d * 4 + attention_products  # q, k+v (2d), W^O
-    feed_forward = 2 * 2 * tokens * d * ff
-    forward = (c["n_encoder_layers"] * (self_attention + feed_forward)
-               + c["n_decoder_layers"] * (self_attention + cross_attention + feed_forward)
-               + 2 * tokens * d * VOCAB)  # the generator
+    vocab, batch, source, target = data_shape(name)
+    d, ff = c["d_model"], c["d_ff"]
+
+    def attention_products(length, keys):  # q k^T and weights @ v, all heads
+        return 2 * 2 * batch * length * keys * d
+
+    def self_attention(tokens, length):
+        return 2 * tokens * d * 3 * d + 2 * tokens * d * d + attention_products(length, length)
+
+    def feed_forward(tokens):
+        return 2 * 2 * tokens * d * ff
+
+    src_tokens, tgt_tokens = batch * source, batch * target
+    cross_attention = (2 * tgt_tokens * d * d * 2 + 2 * src_tokens * d * 2 * d  # q, W^O; k+v
+                       + attention_products(target, source))
+    forward = (c["n_encoder_layers"] * (self_attention(src_tokens, source)
+                                        + feed_forward(src_tokens))
+               + c["n_decoder_layers"] * (self_attention(tgt_tokens, target) + cross_attention
+                                          + feed_forward(tgt_tokens))
+               + 2 * tgt_tokens * d * vocab)  # the generator
     return 3 * forward
 
 
@@ -106,21 +139,18 @@ def run_row(framework, name, dropout, steps, threads):
     from tinygrad_tf.nn import functional as F
 
     manual_seed(0)
-    config = TransformerConfig(VOCAB, VOCAB, dropout=dropout, share_embeddings=True, max_len=64,
+    vocab, src_ids, tgt_in, tgt_out = make_batch(name)
+    config = TransformerConfig(vocab, vocab, dropout=dropout, share_embeddings=True, max_len=64,
                                **CONFIGS[name])
     model = Transformer(config)
-    rng = np.random.default_rng(0)
-    src_ids = rng.integers(4, VOCAB, (BATCH, LENGTH))
-    tgt_ids = rng.integers(4, VOCAB, (BATCH, LENGTH + 1))
-    tgt_in, tgt_out = tgt_ids[:, :-1], tgt_ids[:, 1:]
 
     if framework == "ours":
         optimizer = nn.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9)
-        src, tgt_in_t, tgt_out_t = Tensor(src_ids), Tensor(tgt_in), Tensor(tgt_out.reshape(-1))
+        src, tgt_in_t, tgt_out_t = Tensor(src_ids), Tensor(tgt_in), Tensor(tgt_out)
 
         def step():
             logits = model(src, tgt_in_t)
-            loss = F.cross_entropy(logits.reshape(-1, VOCAB), tgt_out_t, ignore_index=0,
+            loss = F.cross_entropy(logits.reshape(-1, vocab), tgt_out_t, ignore_index=0,
                                    label_smoothing=0.1)
             optimizer.zero_grad()
             loss.backward()
@@ -137,11 +167,11 @@ def run_row(framework, name, dropout, steps, threads):
         del model
         optimizer = torch.optim.Adam(reference.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9)
         src, tgt_in_t = torch.from_numpy(src_ids), torch.from_numpy(tgt_in)
-        tgt_out_t = torch.from_numpy(tgt_out.reshape(-1))
+        tgt_out_t = torch.from_numpy(tgt_out)
 
         def step():
             logits = reference(src, tgt_in_t)
-            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), tgt_out_t,
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab), tgt_out_t,
                                                      ignore_index=0, label_smoothing=0.1)
             optimizer.zero_grad()
             loss.backward()
@@ -170,7 +200,7 @@ def main():
     parser.add_argument("--threads", type=int, default=2,
                         help="threads for both: torch.set_num_threads, and OPENBLAS_NUM_THREADS / "
                         "NUMBA_NUM_THREADS for ours (2, this machine's cores)")
-    parser.add_argument("--configs", default="tiny,small,medium")
+    parser.add_argument("--configs", default="tiny,small,medium,short")
     parser.add_argument("--busy-neighbour", action="store_true",
                         help="run every row beside a Python spin loop, and add our one-thread "
                         "step under that load")
@@ -237,9 +267,10 @@ def main():
             spinner.kill()
             spinner.wait()
 
-    tokens = BATCH * LENGTH
     print(f"training step: vocab {VOCAB}, batch {BATCH} x {LENGTH} source + {LENGTH} target "
-          f"tokens, float32, median of {args.steps} steps after 3 warm-up steps")
+          f"tokens (short: vocab {SHAPES['short'][0]}, batch {SHAPES['short'][1]} x "
+          f"{SHAPES['short'][2]} + {SHAPES['short'][3]}), float32, median of {args.steps} steps "
+          "after 3 warm-up steps")
     print(f"ours: numpy {np.__version__}, {versions['ours']}, OpenBLAS and Numba threads "
           f"{args.threads}; "
           + (versions.get("torch", "torch not installed")))
@@ -261,6 +292,7 @@ def main():
     for name in args.configs.split(","):
         for dropout in (0.1, 0.0):
             ours = rows["ours", name, dropout]
+            tokens = data_shape(name)[1] * data_shape(name)[3]
             flops = step_flops(name)
             floor_ms = flops / roof / 1e6
             line = (f"{name:<8}{dropout:>8}{flops / 1e9:>7.2f}{floor_ms:>9.1f}{ours['ms']:>9.1f}"
