@@ -20,6 +20,7 @@ import math
 
 import numpy as np
 
+import tinygrad_tf as tg
 from tinygrad_tf import Tensor, nn
 from tinygrad_tf.nn import functional as F
 from tinygrad_tf.nn import fused
@@ -121,7 +122,8 @@ class Embeddings(nn.Module):
         # projection; after the sqrt(d_model) scale the entries have unit variance, the scale of
         # the positional encodings they are added to. (The paper does not give an init.)
         nn.init.normal_(self.lookup.weight, std=d_model ** -0.5)
-        self.lookup.weight.array[pad_id] = 0
+        with tg.no_grad():
+            self.lookup.weight[pad_id] = 0
 
     @property
     def weight(self):

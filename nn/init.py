@@ -7,11 +7,15 @@ import math
 
 import numpy as np
 
+from tinygrad_tf.autograd import no_grad
 from tinygrad_tf.random import generator
 
 
 def _fill(tensor, values):
-    tensor.array[...] = values  # in place: keeps the Parameter (and its dtype) the same object
+    # In place, through the Tensor API: the Parameter (and its dtype) stays the same object, and
+    # the write bumps its version, so a backward that saved the old values raises (as torch).
+    with no_grad():
+        tensor.copy_(values)
     return tensor
 
 

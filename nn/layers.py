@@ -8,6 +8,8 @@ import numbers
 
 import numpy as np
 
+from tinygrad_tf.autograd import no_grad
+
 from . import functional as F
 from . import init
 from .module import Module, Parameter
@@ -201,7 +203,8 @@ class Embedding(Module):
     def reset_parameters(self):
         init.normal_(self.weight)
         if self.padding_idx is not None:
-            self.weight.array[self.padding_idx] = 0
+            with no_grad():
+                self.weight[self.padding_idx] = 0
 
     def forward(self, ids):
         return F.embedding(ids, self.weight, self.padding_idx)

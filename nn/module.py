@@ -20,6 +20,7 @@ import numpy as np
 
 from tinygrad_tf import Tensor
 from tinygrad_tf import dtypes as _dtypes
+from tinygrad_tf.autograd import increment_version
 
 
 class Parameter(Tensor):
@@ -228,7 +229,7 @@ class Module:
             if set_to_none:
                 p.grad = None
             elif p.grad is not None:
-                p.grad.array.fill(0)
+                p.grad.zero_()
 
     # ------------------------------------------------------------------ dtype
 
@@ -308,6 +309,7 @@ class Module:
         for key, target in own.items():
             if key in state_dict:
                 np.copyto(target.array, _unwrap(state_dict[key], key), casting="same_kind")
+                increment_version(target)  # a backward that saved the old values must raise
         return IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------------ repr

@@ -4,6 +4,7 @@ import math
 import numpy as np
 
 from tinygrad_tf import Tensor, kernels
+from tinygrad_tf.autograd import increment_version
 from tinygrad_tf.optim.arena import merged_flat
 
 
@@ -22,7 +23,8 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     flats = merged_flat(grads)
     norm_type = float(norm_type)
     if norm_type == math.inf:
-        total = max(float(np.abs(g).max()) if g.size else 0.0 for g in flats)
+        # np.max, not Python's max: a NaN anywhere makes the norm NaN, whatever the order
+        total = float(np.max([np.abs(g).max() if g.size else 0.0 for g in flats]))
     elif norm_type == 2.0:
         total = math.sqrt(sum(_sum_of_squares(g) for g in flats))
     else:
@@ -31,9 +33,11 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
         raise RuntimeError(f"clip_grad_norm_: the total norm of order {norm_type} of the "
                            f"gradients is {total}; set error_if_nonfinite=False to clip anyway")
     coefficient = max_norm / (total + 1e-6)
-    if coefficient < 1:
-        for g in flats:
-            g *= coefficient
+    if not coefficient >= 1:  # a NaN or inf total scales too (torch: the grads become NaN)
+        with np.errstate(invalid="ignore"):
+            for g in flats:
+                g *= coefficient
+        increment_version(*grads)
     return Tensor(np.asarray(total, dtype=grads[0].dtype))
 
 
@@ -54,3 +58,4 @@ def clip_grad_value_(parameters, clip_value, foreach=None):
     for p in parameters:
         if p.grad is not None:
             np.clip(p.grad.array, -clip_value, clip_value, out=p.grad.array)
+            increment_version(p.grad)

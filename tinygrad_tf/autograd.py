@@ -6,6 +6,7 @@ recorded graph topologically, then calls each op's `backward` from the output to
 """
 import contextlib
 import numbers
+import threading
 import weakref
 
 import numpy as np
@@ -15,9 +16,13 @@ from . import versions as _versions
 
 # ---------------------------------------------------------------------------- grad mode
 
-class _GradMode:
-    # One process-wide switch, like torch's default: ops record a graph only while it is on.
+class _GradModeState(threading.local):
+    # Ops record a graph only while it is on. Per thread, as torch's: a `no_grad` block in one
+    # thread (an evaluation loop) never switches recording off in another. A new thread starts on.
     enabled = True
+
+
+_GradMode = _GradModeState()
 
 
 class _GradModeContext(contextlib.ContextDecorator):
@@ -301,9 +306,10 @@ def backward(root, grad, retain_graph=False, capture=None):
                 tensor.grad = _leaf_grad(grad, tensor) if _grad_slots else _owned(grad, tensor)
             else:
                 tensor.grad.array += grad
+                _versions.increment_version(tensor.grad.array)
             continue
-        if tensor._retains_grad and capture is None:
-            tensor.grad = _owned(grad, tensor)
+        if tensor._retains_grad and capture is None:  # as torch: accumulated out of place
+            tensor.grad = _owned(grad if tensor.grad is None else tensor.grad.array + grad, tensor)
         if profiler is None:
             input_grads = ctx.backward(ctx, grad)
         else:

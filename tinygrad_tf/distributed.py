@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 from .tensor import Tensor
+from .versions import increment_version
 
 # Variables that MPI launchers set in every rank: MPICH/Intel MPI/Slurm PMI, Open MPI, PMIx.
 _LAUNCHER_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK")
@@ -140,6 +141,7 @@ def _reduce_in_place(array, op):
         contiguous /= _comm.Get_size()
     if contiguous is not array:
         array[...] = contiguous
+    increment_version(array)  # written in place: a backward that saved it must raise
     return array
 
 
@@ -164,6 +166,7 @@ def broadcast(value, root=0):
     _comm.Bcast(contiguous, root=root)
     if contiguous is not array:
         array[...] = contiguous
+    increment_version(array)
     return value
 
 
