@@ -210,7 +210,18 @@ def _cmd_evaluate(args):
     return 0
 
 
+def _inputs(args):
+    """(where, line) of each text to translate: the arguments, else the lines of stdin read as
+    bytes, so that one line of bad UTF-8 is that line's problem, not the stream's."""
+    if args.text:
+        return ((f"argument {n}", text) for n, text in enumerate(args.text, 1))
+    stream = getattr(sys.stdin, "buffer", sys.stdin)  # tests pass a StringIO
+    return ((f"<stdin>:{n}", line.rstrip(b"\r\n" if isinstance(line, bytes) else "\r\n"))
+            for n, line in enumerate(stream, 1))
+
+
 def _cmd_translate(args):
+    from .data import DataError, decode_line
     from .train import decode_texts, load_run
     from .tokenizers import unknown_tokens
     if args.heads and not args.attention:
@@ -219,21 +230,46 @@ def _cmd_translate(args):
         from .attention_maps import require_matplotlib
         require_matplotlib()  # fail before decoding anything
     model, tokenizer, _, _ = load_run(args.run, args.checkpoint)
-    lines = args.text or (line.rstrip("\r\n") for line in sys.stdin)
-    unknown, texts = {}, []
+    unknown, texts, skipped, seen = {}, [], [], [0]
+
+    def skip(problem):
+        skipped.append(problem)
+        if len(skipped) <= 10:
+            print(f"warning: {problem}; its output line is left empty", file=sys.stderr)
 
     def flush(chunk):
-        for token, count in unknown_tokens(tokenizer, chunk).items():
+        # A line that cannot be translated gets an empty output line and a warning, so output
+        # line N still belongs to input line N; the other lines are translated.
+        outputs, wanted = [""] * len(chunk), {}  # wanted: {index in chunk: text}
+        for index, (where, line) in enumerate(chunk):
+            try:
+                text = decode_line(line, where)
+            except DataError as error:
+                skip(str(error))
+                continue
+            if text:  # an empty line's translation is an empty line
+                wanted[index] = text
+        lengths = np.diff(tokenizer.encode_batch(list(wanted.values()))[1]) + 1  # with <eos>
+        for (index, text), length in zip(list(wanted.items()), lengths):
+            if length > model.config.max_len:
+                skip(f"{chunk[index][0]}: {length} tokens (with <eos>), more than the model's "
+                     f"max_len of {model.config.max_len}")
+                del wanted[index]
+        for token, count in unknown_tokens(tokenizer, wanted.values()).items():
             unknown[token] = unknown.get(token, 0) + count
-        for output in decode_texts(model, tokenizer, chunk, beam_size=args.beam, alpha=args.alpha,
-                                   use_cache=not args.no_cache):
+        for index, output in zip(wanted, decode_texts(
+                model, tokenizer, list(wanted.values()), beam_size=args.beam, alpha=args.alpha,
+                use_cache=not args.no_cache)):
+            outputs[index] = output
+        for output in outputs:
             print(output, flush=True)
+        seen[0] += len(chunk)
         if args.attention:
-            texts.extend(chunk)
+            texts.extend(wanted.values())
 
     chunk = []
-    for line in lines:
-        chunk.append(line)
+    for item in _inputs(args):
+        chunk.append(item)
         if len(chunk) == 256:  # stream long inputs instead of reading all of stdin first
             flush(chunk)
             chunk = []
@@ -249,6 +285,11 @@ def _cmd_translate(args):
         for path in save_attention_maps(model, tokenizer, texts, args.attention,
                                         beam_size=args.beam, alpha=args.alpha, heads=args.heads):
             print(f"attention map: {path}", file=sys.stderr)
+    if skipped:  # the rest is translated, but a script must notice
+        print(f"tinygrad-tf translate: error: {len(skipped)} of {seen[0]} input line(s) could "
+              "not be translated (see the warnings); their output lines are empty",
+              file=sys.stderr)
+        return 1
     return 0
 
 

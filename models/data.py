@@ -151,8 +151,7 @@ def load_tsv(path, report=None):
     except UnicodeDecodeError as error:
         line = raw.count(b"\n", 0, error.start) + 1
         column = error.start - (raw.rfind(b"\n", 0, error.start) + 1)
-        raise DataError(f"{path}:{line}: not valid UTF-8 ({error.reason} at byte {column} "
-                        "of the line)") from None
+        raise DataError(_not_utf8(f"{path}:{line}", error.reason, column)) from None
     if text.startswith("\ufeff"):
         text = text[1:]  # a byte-order mark some editors write
     lines = text.split("\n")
@@ -180,6 +179,23 @@ def load_tsv(path, report=None):
     if blank:
         (report or _print_stderr)(f"{path}: skipped {blank} blank line{'s' * (blank != 1)}")
     return pairs
+
+
+def _not_utf8(where, reason, column):
+    return f"{where}: not valid UTF-8 ({reason} at byte {column} of the line)"
+
+
+def decode_line(line, where):
+    """One input line (bytes, or str read with surrogateescape as sys.argv and a non-UTF-8
+    locale's stdin are) -> str; bad UTF-8 raises DataError naming `where` (file:line) and byte."""
+    try:
+        raw = line.encode("utf-8", "surrogateescape") if isinstance(line, str) else line
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(_not_utf8(where, error.reason, error.start)) from None
+    except UnicodeEncodeError as error:  # a lone surrogate that stands for no byte
+        raise DataError(f"{where}: not valid text ({error.reason} at character "
+                        f"{error.start})") from None
 
 
 def _print_stderr(message):

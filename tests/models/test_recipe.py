@@ -1,6 +1,7 @@
 """The seq2seq recipe end to end: training, resume, checkpoints, the tinygrad-tf command."""
 import builtins
 import importlib.util
+import io
 import json
 import os
 import signal
@@ -421,6 +422,32 @@ def test_translate_warns_once_with_a_count_of_unknown_characters(quick_run, caps
     assert "'é'" in warnings[0]
     assert cli.main(["translate", run_dir, "--beam", "1", "abc"]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_translate_skips_a_bad_line_with_a_warning_and_keeps_lines_aligned(quick_run, capsys,
+                                                                          monkeypatch):
+    # Regression: bad UTF-8 in stdin raised UnicodeDecodeError out of main (a traceback), and a
+    # line too long for the model stopped the whole chunk with the positional table's error.
+    run_dir = str(quick_run[0])
+    seen = []
+
+    def upper(model, tokenizer, sources, *args, **kwargs):  # outputs that show their input
+        seen.extend(sources)
+        return [text.upper() for text in sources]
+
+    monkeypatch.setattr(recipe, "decode_texts", upper)
+    lines = [b"abc", b"", b"ab\xffc", b"a" * 300, "c\u00e9".encode(), b"cab\r"]
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"\n".join(lines) + b"\n"),
+                                                      encoding="utf-8"))
+    assert cli.main(["translate", run_dir]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.split("\n") == ["ABC", "", "", "", "C\u00c9", "CAB", ""]
+    assert seen == ["abc", "c\u00e9", "cab"]
+    err = captured.err.splitlines()
+    assert "<stdin>:3: not valid UTF-8 (invalid start byte at byte 2 of the line)" in err[0]
+    assert "<stdin>:4: 301 tokens (with <eos>), more than the model's max_len" in err[1]
+    assert "2 of 6 input line(s) could not be translated" in err[-1] and "Traceback" not in \
+        captured.err
 
 
 def test_translate_draws_attention_maps(quick_run, tmp_path, capsys):
