@@ -72,6 +72,19 @@ class Maximum(Function):
         return grad * share_a, grad * (1 - share_a)
 
 
+class Minimum(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return np.minimum(a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        share_a = (a < b) + 0.5 * (a == b)  # ties split evenly, as torch.minimum
+        return grad * share_a, grad * (1 - share_a)
+
+
 # ---------------------------------------------------------------------------- elementwise, unary
 
 class Neg(Function):
@@ -327,14 +340,17 @@ class Sum(Function):
 
 
 class Max(Function):
-    """Max over `axes`; the gradient goes to one arg-max per reduced slice (as torch.max(dim))."""
+    """Max (min if not `largest`) over `axes`; the gradient goes to one arg-max per reduced
+    slice (as torch.max(dim)). No negation for min: it would wrap unsigned ints and INT64_MIN."""
     @staticmethod
-    def forward(ctx, x, axes, keepdim):
+    def forward(ctx, x, axes, keepdim, largest=True):
         axes = tuple(range(x.ndim)) if axes is None else axes
         kept = tuple(i for i in range(x.ndim) if i not in axes)
-        # Reduced dims last and flattened, so one argmax finds each slice's winner.
-        folded = x.transpose(kept + axes).reshape([x.shape[i] for i in kept] + [-1])
-        winner = folded.argmax(axis=-1)[..., None]
+        # Reduced dims last and flattened, so one argmax finds each slice's winner (the first
+        # NaN if any: NaN propagates, as in torch). The size is explicit: -1 fails when empty.
+        reduced = int(np.prod([x.shape[i] for i in axes]))
+        folded = x.transpose(kept + axes).reshape([x.shape[i] for i in kept] + [reduced])
+        winner = (folded.argmax if largest else folded.argmin)(axis=-1)[..., None]
         ctx.input_shape, ctx.kept, ctx.axes, ctx.winner = x.shape, kept, axes, winner
         out = np.take_along_axis(folded, winner, axis=-1)[..., 0]
         return out.reshape(_keepdim_shape(x.shape, axes)) if keepdim else out

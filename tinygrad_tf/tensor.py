@@ -436,12 +436,9 @@ class Tensor(ReduceOps, IndexOps, InplaceOps):
     def abs(self):
         return F.Abs.apply(self)
 
+    # Elementwise max and min; NaN propagates and ties split the gradient evenly, as in torch.
     maximum = _binary_op(F.Maximum, "maximum")
-
-    def minimum(self, other):
-        """Elementwise min; ties split the gradient evenly, as torch.minimum."""
-        a, b = self._operands(other, "minimum")
-        return -((-a).maximum(-b))
+    minimum = _binary_op(F.Minimum, "minimum")
 
     def clip(self, min=None, max=None):
         if min is None and max is None:

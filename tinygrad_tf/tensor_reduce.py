@@ -92,15 +92,30 @@ class ReduceOps:
 
     # ------------------------------------------------------------------ max and min
 
-    def amax(self, dim=None, keepdim=False):
-        """Largest value over `dim` (an int, a tuple or None); the gradient goes to one
-        arg-max per slice (torch splits it between ties)."""
+    def _extreme_axes(self, op, dim):
+        """The dims `op` (max, min, argmax, ...) reduces. There is no largest element of nothing:
+        as torch, a reduced dim of size 0 raises, while other empty dims give empty results."""
+        axes = _normalize_dims(dim, self.ndim, op)
+        if self.dtype.kind == "b" and op in ("argmax", "argmin"):
+            raise TypeError(f"{op}: bool tensors are not supported (as in torch); convert with "
+                            ".long() first")
         if self.array.size == 0:
-            raise ValueError(f"amax: the tensor of shape {self.shape} is empty")
-        return F.Max.apply(self, axes=_normalize_dims(dim, self.ndim, "amax"), keepdim=keepdim)
+            empty = [a for a in (range(self.ndim) if axes is None else axes) if self.shape[a] == 0]
+            if empty:
+                raise IndexError(f"{op}: cannot reduce dim {empty[0]} of size 0 (tensor of shape "
+                                 f"{self.shape}): there is no {op} of no elements")
+        return axes
+
+    def amax(self, dim=None, keepdim=False):
+        """Largest value over `dim` (an int, a tuple or None); NaN wins, as in torch. The gradient
+        goes to one arg-max per slice (torch splits it between ties)."""
+        axes = self._extreme_axes("amax", dim)
+        return F.Max.apply(self, axes=axes, keepdim=keepdim, largest=True)
 
     def amin(self, dim=None, keepdim=False):
-        return -(-self).amax(dim, keepdim)
+        """Smallest value over `dim`; NaN wins, as in torch."""
+        axes = self._extreme_axes("amin", dim)
+        return F.Max.apply(self, axes=axes, keepdim=keepdim, largest=False)
 
     def max(self, dim=None, keepdim=False):
         """max() -> the largest value; max(dim) -> (values, indices) along dim, as in torch;
@@ -110,7 +125,7 @@ class ReduceOps:
         if dim is None:
             return self.amax()
         _normalize_dim(dim, self.ndim, "max")
-        return max_result(self.amax(dim, keepdim), self.argmax(dim, keepdim))
+        return max_result(self.amax(dim, keepdim), self._arg("max", dim, keepdim))
 
     def min(self, dim=None, keepdim=False):
         """min() -> the smallest value; min(dim) -> (values, indices) along dim."""
@@ -119,12 +134,13 @@ class ReduceOps:
         if dim is None:
             return self.amin()
         _normalize_dim(dim, self.ndim, "min")
-        return min_result(self.amin(dim, keepdim), self.argmin(dim, keepdim))
+        return min_result(self.amin(dim, keepdim), self._arg("min", dim, keepdim))
 
     def _arg(self, op, dim, keepdim):
-        if self.array.size == 0:
-            raise ValueError(f"{op}: the tensor of shape {self.shape} is empty")
-        find = np.argmax if op == "argmax" else np.argmin
+        # The first NaN, or else the first extreme, as torch (numpy's argmax/argmin agree).
+        find = np.argmax if op in ("argmax", "max") else np.argmin
+        if op in ("argmax", "argmin"):
+            self._extreme_axes(op, dim)
         if dim is None:
             out = np.asarray(find(self.array))
             return _wrap(out.reshape((1,) * self.ndim) if keepdim else out)
@@ -167,26 +183,36 @@ class ReduceOps:
 
     # ------------------------------------------------------------------ sorting
 
-    def argsort(self, dim=-1, descending=False):
-        """Indices that sort along `dim` (stable: equal values keep their order)."""
+    def argsort(self, dim=-1, descending=False, stable=False):
+        """Indices that sort along `dim`. Always stable (equal values keep their order, also
+        descending); NaN counts as the largest value, as in torch."""
         axis = _normalize_dim(dim, self.ndim, "argsort")
         if self.ndim == 0:
             return _wrap(np.asarray(0))
-        keys = -self.array if descending and self.dtype.kind != "b" else self.array
-        if descending and self.dtype.kind == "b":
-            keys = ~self.array
-        return _wrap(np.argsort(keys, axis=axis, kind="stable"))
+        if not descending:  # numpy's sort puts NaN last, too
+            return _wrap(np.argsort(self.array, axis=axis, kind="stable"))
+        # Descending without negating (wrong for unsigned ints, INT64_MIN and NaN): sort the
+        # reversed array ascending and read it backwards; ties then keep their original order.
+        n = self.shape[axis]
+        backwards = np.flip(np.argsort(np.flip(self.array, axis), axis=axis, kind="stable"), axis)
+        return _wrap(n - 1 - backwards)
 
-    def sort(self, dim=-1, descending=False):
-        """(values, indices) sorted along `dim`; the gradient flows back through the indices."""
+    def sort(self, dim=-1, descending=False, stable=False):
+        """(values, indices) sorted along `dim` (stable, NaN largest); the gradient flows back
+        through the indices."""
         indices = self.argsort(dim, descending)
         if self.ndim == 0:
             return sort_result(self, indices)
         return sort_result(self.gather(dim, indices), indices)
 
     def topk(self, k, dim=-1, largest=True, sorted=True):
-        """The k largest (or smallest) values along `dim` and their indices, largest first."""
+        """The k largest (or smallest) values along `dim` and their indices, largest (smallest)
+        first; NaN counts as the largest value. Which of several equal values is taken is not
+        specified (torch's choice differs between builds)."""
         axis = _normalize_dim(dim, self.ndim, "topk")
+        if self.dtype.kind == "b":
+            raise TypeError("topk: bool tensors are not supported (as in torch); convert with "
+                            ".long() first")
         size = self.shape[axis] if self.ndim else 1
         if not 0 <= k <= size:
             raise ValueError(f"topk: k={k} is out of range for dim {dim} of size {size}")

@@ -1,0 +1,156 @@
+"""Edge cases against torch 2.13, table-driven: every dtype at its extremes (unsigned ints, INT64_MIN,
+NaN, inf, -0.0), empty and 0-dim shapes. Each row runs one op through both libraries on the same
+array: both must raise, or both return the same values, shapes and dtypes. Skipped without torch.
+"""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import tinygrad_tf as tg
+from tinygrad_tf import testing as tt
+
+torch = pytest.importorskip("torch")
+
+DTYPES = ["float32", "float64", "int64", "int32", "int16", "int8", "uint8", "bool"]
+
+
+def _pool(dtype):
+    """Values worth trying for a dtype: its extremes, zero, and a few ordinary ones with ties."""
+    if dtype == "bool":
+        return [False, True]
+    if np.dtype(dtype).kind == "f":
+        return [np.nan, np.inf, -np.inf, 0.0, -0.0, 1.5, -2.0, 3.0, 1.5]
+    info = np.iinfo(dtype)
+    return [info.min, info.max, 0, 1, 2, 2, 7] + ([-1, -3] if info.min < 0 else [])
+
+
+@st.composite
+def arrays(draw, min_side=0, dtypes=DTYPES):
+    dtype = draw(st.sampled_from(dtypes))
+    shape = draw(tt.shapes(min_dims=0, max_dims=3, min_side=min_side, max_side=4))
+    pool = _pool(dtype)
+    picks = draw(st.lists(st.integers(0, len(pool) - 1), min_size=int(np.prod(shape)),
+                          max_size=int(np.prod(shape))))
+    return np.array([pool[i] for i in picks], dtype=dtype).reshape(shape)
+
+
+def _run(lib, fn, array, *args):
+    """fn(lib, tensor, *args) -> ("raise", type name) or ("ok", nested numpy values)."""
+    tensor = tg.tensor(array) if lib is tg else torch.from_numpy(np.array(array))
+    try:
+        return "ok", _plain(fn(lib, tensor, *args))
+    except Exception as error:  # the row compares *whether* both raise
+        return "raise", type(error).__name__
+
+
+def _plain(value):
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return value.detach().numpy()
+    if isinstance(value, tg.Tensor):
+        return np.asarray(value.numpy())
+    return value
+
+
+def _same(ours, theirs, where, exact=True):
+    if isinstance(theirs, list):
+        assert isinstance(ours, list) and len(ours) == len(theirs), where
+        for a, b in zip(ours, theirs):
+            _same(a, b, where, exact)
+        return
+    assert isinstance(ours, np.ndarray), (where, ours)
+    assert (ours.shape, ours.dtype) == (theirs.shape, theirs.dtype), (where, ours, theirs)
+    if exact or theirs.dtype.kind != "f":
+        np.testing.assert_array_equal(ours, theirs, err_msg=where)
+    else:
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6, err_msg=where)
+
+
+def check(fn, array, *args, exact=True):
+    ours, theirs = _run(tg, fn, array, *args), _run(torch, fn, array, *args)
+    where = f"{array.dtype} {array.shape} {array.tolist()} args {args}: ours {ours} torch {theirs}"
+    assert ours[0] == theirs[0], where
+    if ours[0] == "ok":
+        _same(ours[1], theirs[1], where, exact)
+
+
+def dims(array):
+    """A dim in range (as torch counts it: a 0-d tensor has dims 0 and -1)."""
+    n = max(array.ndim, 1)
+    return st.integers(-n, n - 1)
+
+
+# ---------------------------------------------------------------------------- defect 5: extremes
+
+EXTREMES = {
+    "max": lambda lib, t: t.max(),
+    "min": lambda lib, t: t.min(),
+    "argmax": lambda lib, t: t.argmax(),
+    "argmin": lambda lib, t: t.argmin(),
+    "max_dim": lambda lib, t, d: t.max(d),
+    "min_dim": lambda lib, t, d: t.min(d),
+    "min_dim_keepdim": lambda lib, t, d: t.min(d, keepdim=True),
+    "amax_dim": lambda lib, t, d: t.amax(d),
+    "amin_dim": lambda lib, t, d: t.amin(d),
+    "argmax_dim": lambda lib, t, d: t.argmax(d),
+    "argmin_dim": lambda lib, t, d: t.argmin(d),
+    "sort": lambda lib, t, d: t.sort(dim=d, stable=True),
+    "sort_descending": lambda lib, t, d: t.sort(dim=d, descending=True, stable=True),
+    "argsort_descending": lambda lib, t, d: t.argsort(dim=d, descending=True, stable=True),
+    "minimum": lambda lib, t: t.minimum(t.flip(0) if t.ndim else t),
+    "maximum": lambda lib, t: t.maximum(t.flip(0) if t.ndim else t),
+}
+
+
+@pytest.mark.parametrize("op", sorted(EXTREMES))
+@settings(max_examples=20)
+@given(data=st.data(), array=arrays())
+def test_extremes_and_sorting_match_torch(op, data, array):
+    fn = EXTREMES[op]
+    args = (data.draw(dims(array)),) if fn.__code__.co_argcount == 3 else ()
+    check(fn, array, *args)
+
+
+@settings(max_examples=25)
+@given(data=st.data(), array=arrays(dtypes=DTYPES[:-1]), largest=st.booleans())
+def test_topk_takes_torchs_values_with_nan_largest(data, array, largest):
+    dim = data.draw(dims(array))
+    size = array.shape[dim] if array.ndim else 1
+    k = data.draw(st.integers(0, size))
+    check(lambda lib, t: t.topk(k, dim, largest=largest)[0], array)
+    # Which of equal values topk takes is torch's choice; ours must point at the values it gives.
+    values, indices = tg.tensor(array).topk(k, dim, largest=largest)
+    if array.ndim:
+        np.testing.assert_array_equal(np.take_along_axis(array, indices.numpy(), dim),
+                                      values.numpy())
+
+
+def test_topk_of_bool_raises_as_torch():
+    check(lambda lib, t: t.topk(1), np.array([True, False]))
+
+
+def test_min_and_descending_sort_are_right_at_the_ends_of_the_integer_range():
+    # Regression (issue 18, defect 5): min and descending sort negated their input, so uint8 0
+    # became 0 and 1 became 255, and -INT64_MIN is INT64_MIN: min of [INT64_MIN, 0] gave 0.
+    low = np.iinfo(np.int64).min
+    assert tg.tensor(np.array([low, 0])).min().item() == low
+    assert tg.tensor(np.array([3, 0, 255], dtype=np.uint8)).min().item() == 0
+    assert tg.tensor(np.array([3, 0, 255], dtype=np.uint8)).minimum(
+        tg.tensor(np.array([1, 1, 1], dtype=np.uint8))).tolist() == [1, 0, 1]
+    values, indices = tg.tensor(np.array([0, 255, 3], dtype=np.uint8)).sort(descending=True)
+    assert values.tolist() == [255, 3, 0] and indices.tolist() == [1, 2, 0]
+    nan = float("nan")
+    values, _ = tg.tensor([1.0, nan, 3.0]).topk(2)
+    np.testing.assert_array_equal(values.numpy(), [nan, 3.0])
+    assert tg.tensor([1.0, nan, 3.0]).argsort(descending=True).tolist() == [1, 2, 0]
+
+
+def test_min_gradient_goes_to_the_first_smallest():
+    x = tg.tensor([[3.0, 1.0, 1.0], [0.5, 2.0, -4.0]], requires_grad=True)
+    values, indices = x.min(1)
+    (values * tg.tensor([1.0, 2.0])).sum().backward()
+    assert indices.tolist() == [1, 2]
+    np.testing.assert_array_equal(x.grad.numpy(), [[0, 1, 0], [0, 0, 2]])
+    assert tg.gradcheck(lambda t: t.amin(0), tg.tensor(np.array([[1.0, 2.0], [3.0, -1.0]]),
+                                                          requires_grad=True))
