@@ -129,6 +129,11 @@ def load_splits(config):
                               n_valid=config.n_valid, n_test=config.n_test, **config.task_options)
     train_pairs = data.load_tsv(config.train_file)
     valid = data.load_tsv(config.valid_file) if config.valid_file else []
+    if not valid and len(train_pairs) < 2:
+        raise data.DataError(
+            f"{config.train_file}: only {len(train_pairs)} pair; without --valid-file a "
+            "validation pair is held out of the training file, which needs at least 2 pairs (one "
+            "to train on, one to validate): add pairs or give --valid-file FILE.tsv")
     if not valid:
         # No validation file: hold out a seeded 2% of the training pairs (at most 1000).
         n_valid = min(1000, max(1, len(train_pairs) // 50))
@@ -152,6 +157,8 @@ def model_config(config, vocab_size):
 
 
 def _check_lengths(corpus, max_len, what):
+    if len(corpus.src_lengths) == 0:
+        raise ValueError(f"train: the {what} set is empty")
     longest = int(max(corpus.src_lengths.max(), corpus.tgt_lengths.max())) + 1
     if longest > max_len:
         raise ValueError(f"train: the {what} set has a sequence of {longest} tokens (with <eos>), "
@@ -236,20 +243,15 @@ class Trainer:
         distributed.barrier()  # every rank has checked the run directory before rank 0 fills it
         self.run_dir = config.run_dir
         self.checkpoint_dir = os.path.join(self.run_dir, "checkpoints")
-        if self.writer:
-            os.makedirs(self.checkpoint_dir, exist_ok=True)
         tinygrad_tf.manual_seed(config.seed)
         self.splits = load_splits(config)
-        vocab_path = os.path.join(self.run_dir, "vocab.json")
         if resume:
-            self.tokenizer = load_tokenizer(vocab_path)
+            self.tokenizer = load_tokenizer(os.path.join(self.run_dir, "vocab.json"))
         else:
             texts = [text for pair in self.splits.train for text in pair]
             self.tokenizer = build_tokenizer(config.tokenizer, texts, min_freq=config.min_freq,
                                              max_size=config.vocab_size if config.tokenizer == "bpe"
                                              else None)
-            if self.writer:
-                self.tokenizer.save(vocab_path)
         self.model_config = model_config(config, len(self.tokenizer.vocab))
         self.corpus = encode_pairs(self.tokenizer, self.splits.train)
         _check_lengths(self.corpus, self.model_config.max_len, "training")
@@ -267,10 +269,13 @@ class Trainer:
             parallel.check_same_run(self)
         if resume:
             self._restore()
-        elif self.writer:
+        elif self.writer:  # a new run's files, written only once every check above has passed
+            os.makedirs(self.checkpoint_dir, exist_ok=True)
+            self.tokenizer.save(os.path.join(self.run_dir, "vocab.json"))
             checkpoint.write_json(os.path.join(self.run_dir, "config.json"),
-                        {"train": dataclasses.asdict(config),
-                         "model": dataclasses.asdict(self.model_config), "versions": _versions()})
+                                  {"train": dataclasses.asdict(config),
+                                   "model": dataclasses.asdict(self.model_config),
+                                   "versions": _versions()})
             open(self.metrics_path, "w").close()
         if distributed.is_distributed():
             self.parallel = parallel.ShardedStep(self)

@@ -251,6 +251,21 @@ def test_cli_bad_files_and_edited_config_give_one_line_not_a_traceback(tmp_path,
         one_line_error(["evaluate", str(run)], reason)
 
 
+def test_too_small_train_file_fails_clearly_and_leaves_no_run_directory(tmp_path, capsys):
+    # Regression: one pair gave "zero-size array to reduction operation maximum which has no
+    # identity" and left RUN/checkpoints/ and RUN/vocab.json behind.
+    (tmp_path / "one.tsv").write_text("a b\tc\n", encoding="utf-8")
+    assert cli.main(["train", "--train-file", str(tmp_path / "one.tsv"), "--steps", "1",
+                     "--run-dir", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert "one.tsv: only 1 pair" in err and "at least 2 pairs" in err and "--valid-file" in err
+    assert err.count("\n") == 1 and not (tmp_path / "run").exists()
+    # Any error found while setting up (here: a sequence longer than --max-len) writes nothing.
+    assert cli.main(["train", "--task", "copy", "--steps", "1", "--run-dir", str(tmp_path / "c"),
+                     "--max-len", "4", "--max-length", "8"]) == 1
+    assert "--max-len" in capsys.readouterr().err and not (tmp_path / "c").exists()
+
+
 def test_train_file_with_blank_lines_is_accepted(tmp_path, capsys):
     from tinygrad_tf.models import data
     pairs = [(f"{a} plus {b}", f"{a + b}") for a in range(5) for b in range(5)]
