@@ -316,14 +316,16 @@ class FusedDropout(Function):
     @staticmethod
     def forward(ctx, x, p):
         mask = _keep_mask(x.shape, p)
-        ctx.mask, ctx.scale = mask, x.dtype.type(1 / (1 - p))
+        ctx.save_for_backward(mask)
+        ctx.scale = x.dtype.type(1 / (1 - p))
         out = x * mask
         out *= ctx.scale
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        out = grad * ctx.mask
+        (mask,) = ctx.saved_tensors
+        out = grad * mask
         out *= ctx.scale
         return out
 
@@ -403,13 +405,15 @@ class Gather(Function):
 
     @staticmethod
     def forward(ctx, weight, ids, padding_idx):
-        ctx.ids, ctx.padding_idx, ctx.num_embeddings = ids, padding_idx, weight.shape[0]
+        ctx.save_for_backward(ids)  # the caller's id tensor's memory: version-checked
+        ctx.padding_idx, ctx.num_embeddings = padding_idx, weight.shape[0]
         return np.take(weight, ids, axis=0)
 
     @staticmethod
     def backward(ctx, grad):
+        (ids,) = ctx.saved_tensors
         width = grad.shape[-1]
-        flat_ids = ctx.ids.reshape(-1)
+        flat_ids = ids.reshape(-1)
         grad_weight = kernels.scatter_add_rows(flat_ids, _rows(grad, width),
                                                ctx.num_embeddings)  # repeats add up
         if ctx.padding_idx is not None:
@@ -471,29 +475,29 @@ class FusedAttention(Function):
             else:
                 scores = np.where(fill, -np.inf, scores)
         weights = kernels.softmax(scores, -1)
-        ctx.keep = None
+        keep = None
         if dropout_p:
-            ctx.keep = _keep_mask(weights.shape, dropout_p)
+            keep = _keep_mask(weights.shape, dropout_p)
             ctx.drop_scale = weights.dtype.type(1 / (1 - dropout_p))
-            dropped = weights * ctx.keep
+            dropped = weights * keep
             dropped *= ctx.drop_scale
         else:
             dropped = weights
-        ctx.save_for_backward(q, k, v, weights, dropped)
+        ctx.save_for_backward(q, k, v, weights, dropped, keep, additive, fill)
         ctx.scale = scale
         return kernels.matmul(dropped, v)
 
     @staticmethod
     def backward(ctx, grad):
-        q, k, v, weights, dropped = ctx.saved_tensors
+        q, k, v, weights, dropped, keep = ctx.saved_tensors[:6]
         need_q, need_k, need_v = ctx.needs_input_grad[:3]
         need_mask = len(ctx.needs_input_grad) == 4 and ctx.needs_input_grad[3]
         grad_v = kernels.matmul(np.swapaxes(dropped, -1, -2), grad) if need_v else None
         if not (need_q or need_k or need_mask):
             return (None, None, grad_v) + ((None,) if len(ctx.needs_input_grad) == 4 else ())
         grad_weights = kernels.matmul(grad, np.swapaxes(v, -1, -2))  # (..., L, S)
-        if ctx.keep is not None:
-            grad_weights *= ctx.keep
+        if keep is not None:
+            grad_weights *= keep
             grad_weights *= ctx.drop_scale
         # Masked scores have weight 0, so softmax_backward gives them (and empty rows) 0 grad.
         grad_scores = kernels.softmax_backward(weights, grad_weights, -1)

@@ -41,15 +41,15 @@ class ResidualDropoutLayerNorm(Function):
         mask = _keep_mask(rows.shape, p) if p else None
         scale = 1 / (1 - p)
         out, normed, rstd = kernels.layer_norm(rows, weight, bias, eps, residual, mask, scale)
-        ctx.save_for_backward(normed, rstd, weight)
-        ctx.mask, ctx.scale, ctx.shape = mask, scale, x.shape
+        ctx.save_for_backward(normed, rstd, weight, mask)
+        ctx.scale, ctx.shape, ctx.eps = scale, x.shape, eps
         return out.reshape(x.shape)
 
     @staticmethod
     def backward(ctx, grad):
-        normed, rstd, weight = ctx.saved_tensors
+        normed, rstd, weight, mask = ctx.saved_tensors
         grad_x, grad_w, grad_b, grad_s = kernels.layer_norm_backward(
-            _rows(grad, normed.shape[1]), normed, rstd, weight, ctx.mask, ctx.scale,
+            _rows(grad, normed.shape[1]), normed, rstd, weight, mask, ctx.scale,
             residual=True)
         return grad_x.reshape(ctx.shape), grad_s.reshape(ctx.shape), grad_w, grad_b
 
@@ -80,15 +80,15 @@ class LinearActivationDropout(Function):
         mask = _keep_mask(pre.shape, p) if p else None
         scale = 1 / (1 - p)
         out, saved = kernels.bias_activation(pre, bias, activation, mask, scale)
-        ctx.save_for_backward(rows, weight, saved)
-        ctx.mask, ctx.scale, ctx.activation, ctx.shape = mask, scale, activation, x.shape
+        ctx.save_for_backward(rows, weight, saved, mask)
+        ctx.scale, ctx.activation, ctx.shape = scale, activation, x.shape
         return out.reshape(x.shape[:-1] + (weight.shape[0],))
 
     @staticmethod
     def backward(ctx, grad):
-        rows, weight, saved = ctx.saved_tensors
+        rows, weight, saved, mask = ctx.saved_tensors
         grad_pre, grad_b = kernels.bias_activation_backward(
-            _rows(grad, weight.shape[0]), saved, ctx.activation, ctx.mask, ctx.scale)
+            _rows(grad, weight.shape[0]), saved, ctx.activation, mask, ctx.scale)
         needs = ctx.needs_input_grad
         grad_x = kernels.matmul(grad_pre, weight).reshape(ctx.shape) if needs[0] else None
         grad_w = kernels.matmul(grad_pre.T, rows) if needs[1] else None
@@ -123,14 +123,16 @@ class EmbeddingPositionDropout(Function):
         mask = _keep_mask((flat.size, weight.shape[1]), p) if p else None
         drop_scale = 1 / (1 - p)
         out = kernels.embedding_position(weight, flat, table, scale, mask, drop_scale)
-        ctx.flat, ctx.mask, ctx.scale = flat, mask, scale * drop_scale
+        ctx.save_for_backward(flat, mask, table)
+        ctx.scale, ctx.emb_scale, ctx.drop_scale = scale * drop_scale, scale, drop_scale
         ctx.padding_idx, ctx.num_embeddings = padding_idx, weight.shape[0]
         return out.reshape(ids.shape + (weight.shape[1],))
 
     @staticmethod
     def backward(ctx, grad):
-        grad_weight = kernels.scatter_add_rows(ctx.flat, _rows(grad, grad.shape[-1]),
-                                               ctx.num_embeddings, ctx.mask, ctx.scale)
+        flat, mask, _ = ctx.saved_tensors
+        grad_weight = kernels.scatter_add_rows(flat, _rows(grad, grad.shape[-1]),
+                                               ctx.num_embeddings, mask, ctx.scale)
         if ctx.padding_idx is not None:
             grad_weight[ctx.padding_idx] = 0  # the padding row is never trained
         return grad_weight

@@ -144,9 +144,7 @@ class FusedCrossEntropy(Function):
             denominator = float(np.where(keep, target_weight, 0).sum(dtype=np.float64))
         # backward recomputes softmax from the logits (a fused kernel) rather than keeping logp:
         # the logits are alive anyway, so this saves one (rows, C) array between the passes
-        ctx.save_for_backward(rows)
-        ctx.target, ctx.keep, ctx.weight, ctx.target_weight = safe_target, keep, weight, \
-            target_weight
+        ctx.save_for_backward(rows, safe_target, keep, weight, target_weight)
         ctx.smoothing, ctx.reduction, ctx.denominator = smoothing, reduction, denominator
         ctx.input_shape = logits.shape
         return _reduce_rows(loss.astype(logits.dtype, copy=False), reduction, denominator,
@@ -154,12 +152,11 @@ class FusedCrossEntropy(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        (rows,) = ctx.saved_tensors
+        rows, target, keep, w, w_target = ctx.saved_tensors
         classes, s = rows.shape[1], ctx.smoothing
         dtype = rows.dtype
         scale = _row_scale(grad, ctx.reduction, ctx.denominator, len(rows), dtype)
-        scale = np.where(ctx.keep, scale, 0).astype(dtype, copy=False)
-        w, w_target = ctx.weight, ctx.target_weight
+        scale = np.where(keep, scale, 0).astype(dtype, copy=False)
         # dloss/dlogp_c = -(1 - s) w[y] [c == y] - (s / C) w[c]; through log-softmax,
         # dloss/dlogit_j = p_j * A - (1 - s) w[y] [j == y] - (s / C) w[j], A = (1 - s) w[y] +
         # (s / C) sum(w); times each row's scale. Built in place in the softmax array, which
@@ -170,7 +167,7 @@ class FusedCrossEntropy(Function):
         off = ((s / classes) * scale).astype(dtype, copy=False)
         picked = (target_term * scale).astype(dtype, copy=False)
         weight = np.ones(classes, dtype) if w is None else w
-        out = kernels.cross_entropy_grad(kernels.softmax(rows, 1), ctx.target, ctx.keep, coef,
+        out = kernels.cross_entropy_grad(kernels.softmax(rows, 1), target, keep, coef,
                                          off, weight, picked)
         return _rows_back(out, ctx.input_shape)
 
@@ -211,16 +208,18 @@ class NllLoss(Function):
         picked = np.take_along_axis(rows, safe_target[:, None], axis=1)[:, 0]
         loss = np.where(keep, -row_weight * picked, 0).astype(logp.dtype, copy=False)
         denominator = float(row_weight.sum(dtype=np.float64))
-        ctx.target, ctx.row_weight, ctx.reduction = safe_target, row_weight, reduction
+        ctx.save_for_backward(safe_target, row_weight, keep)
+        ctx.reduction = reduction
         ctx.denominator, ctx.input_shape, ctx.rows_shape = denominator, logp.shape, rows.shape
         return _reduce_rows(loss, reduction, denominator, target.shape)
 
     @staticmethod
     def backward(ctx, grad):
-        dtype = ctx.row_weight.dtype
+        target, row_weight, _ = ctx.saved_tensors
+        dtype = row_weight.dtype
         scale = _row_scale(grad, ctx.reduction, ctx.denominator, ctx.rows_shape[0], dtype)
         out = np.zeros(ctx.rows_shape, dtype)
-        out[np.arange(len(out)), ctx.target] = -ctx.row_weight * scale
+        out[np.arange(len(out)), target] = -row_weight * scale
         return _rows_back(out, ctx.input_shape)
 
 
@@ -325,14 +324,13 @@ class BinaryCrossEntropy(Function):
         loss = -(t * log_x + (1 - t) * log_1mx)
         if weight is not None:
             loss = loss * weight
-        ctx.save_for_backward(x, t)
-        ctx.weight = weight
+        ctx.save_for_backward(x, t, weight)
         return loss.astype(x.dtype, copy=False)
 
     @staticmethod
     def backward(ctx, grad):
-        x, t = ctx.saved_tensors
-        scale = grad if ctx.weight is None else grad * ctx.weight
+        x, t, weight = ctx.saved_tensors
+        scale = grad if weight is None else grad * weight
         need_x, need_t = ctx.needs_input_grad
         # torch's derivative: (x - t) / max(x (1 - x), eps), finite at 0 and 1; torch's eps is
         # the float literal 1e-12f, also in float64
@@ -380,20 +378,19 @@ class BinaryCrossEntropyWithLogits(Function):
         loss = (1 - t) * x + log_weight * softplus
         if weight is not None:
             loss = loss * weight
-        ctx.save_for_backward(x, t, softplus)
-        ctx.weight, ctx.pos_weight, ctx.log_weight = weight, pos_weight, log_weight
+        ctx.save_for_backward(x, t, softplus, weight, pos_weight, log_weight)
         return loss.astype(x.dtype, copy=False)
 
     @staticmethod
     def backward(ctx, grad):
-        x, t, softplus = ctx.saved_tensors
-        scale = grad if ctx.weight is None else grad * ctx.weight
+        x, t, softplus, weight, pos_weight, log_weight = ctx.saved_tensors
+        scale = grad if weight is None else grad * weight
         need_x, need_t = ctx.needs_input_grad
         grad_x = grad_t = None
         if need_x:  # d/dx log(1 + exp(-x)) = -sigmoid(-x)
-            grad_x = scale * ((1 - t) - ctx.log_weight * _stable_sigmoid(-x))
+            grad_x = scale * ((1 - t) - log_weight * _stable_sigmoid(-x))
         if need_t:
-            d_log_weight = 0 if ctx.pos_weight is None else (ctx.pos_weight - 1) * softplus
+            d_log_weight = 0 if pos_weight is None else (pos_weight - 1) * softplus
             grad_t = scale * (d_log_weight - x)
         return grad_x, grad_t
 

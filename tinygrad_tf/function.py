@@ -351,16 +351,18 @@ class Max(Function):
         reduced = int(np.prod([x.shape[i] for i in axes]))
         folded = x.transpose(kept + axes).reshape([x.shape[i] for i in kept] + [reduced])
         winner = (folded.argmax if largest else folded.argmin)(axis=-1)[..., None]
-        ctx.input_shape, ctx.kept, ctx.axes, ctx.winner = x.shape, kept, axes, winner
+        ctx.save_for_backward(winner)
+        ctx.input_shape, ctx.kept, ctx.axes = x.shape, kept, axes
         out = np.take_along_axis(folded, winner, axis=-1)[..., 0]
         return out.reshape(_keepdim_shape(x.shape, axes)) if keepdim else out
 
     @staticmethod
     def backward(ctx, grad):
+        (winner,) = ctx.saved_tensors
         shape, kept, axes = ctx.input_shape, ctx.kept, ctx.axes
         folded = np.zeros([shape[i] for i in kept] + [int(np.prod([shape[i] for i in axes]))],
                           dtype=grad.dtype)
-        np.put_along_axis(folded, ctx.winner, grad.reshape(folded.shape[:-1] + (1,)), axis=-1)
+        np.put_along_axis(folded, winner, grad.reshape(folded.shape[:-1] + (1,)), axis=-1)
         unfolded = folded.reshape([shape[i] for i in kept + axes])
         return unfolded.transpose(np.argsort(kept + axes))
 
@@ -416,16 +418,18 @@ class GetItem(Function):
     """x[index]; the gradient adds up over repeated integer-array indices."""
     @staticmethod
     def forward(ctx, x, index, advanced):
-        ctx.input_shape, ctx.index, ctx.advanced = x.shape, index, advanced
+        ctx.save_for_backward(index)  # index arrays may be a tensor's memory: version-checked
+        ctx.input_shape, ctx.advanced = x.shape, advanced
         return x[index]
 
     @staticmethod
     def backward(ctx, grad):
+        (index,) = ctx.saved_tensors
         out = np.zeros(ctx.input_shape, dtype=grad.dtype)
         if ctx.advanced:
-            np.add.at(out, ctx.index, grad)  # a plain `out[index] = grad` would drop repeats
+            np.add.at(out, index, grad)  # a plain `out[index] = grad` would drop repeats
         else:
-            out[ctx.index] = grad
+            out[index] = grad
         return out
 
 
@@ -475,13 +479,16 @@ class Gather(Function):
     `index` may be smaller than x in the other dims; repeats add up in the gradient."""
     @staticmethod
     def forward(ctx, x, index, axis):
-        ctx.input_shape, ctx.where = x.shape, _along(index, axis)
-        return x[ctx.where]
+        where = _along(index, axis)
+        ctx.save_for_backward(where)
+        ctx.input_shape = x.shape
+        return x[where]
 
     @staticmethod
     def backward(ctx, grad):
+        (where,) = ctx.saved_tensors
         out = np.zeros(ctx.input_shape, dtype=grad.dtype)
-        np.add.at(out, ctx.where, grad)
+        np.add.at(out, where, grad)
         return out
 
 
@@ -491,7 +498,8 @@ class Scatter(Function):
     @staticmethod
     def forward(ctx, x, src, index, axis, add):
         where = _along(index, axis)
-        ctx.where, ctx.add = where, add
+        ctx.save_for_backward(where)
+        ctx.add = add
         out = x.copy()
         if add:
             np.add.at(out, where, src)
@@ -501,11 +509,12 @@ class Scatter(Function):
 
     @staticmethod
     def backward(ctx, grad):
+        (where,) = ctx.saved_tensors
         grad_x = grad
         if not ctx.add:  # overwritten elements do not reach the output
             grad_x = grad.copy()
-            grad_x[ctx.where] = 0
-        return grad_x, grad[ctx.where]
+            grad_x[where] = 0
+        return grad_x, grad[where]
 
 
 def _along(index, axis):
@@ -516,28 +525,37 @@ def _along(index, axis):
 
 
 class MaskedFill(Function):
-    """Where the boolean `mask` (broadcast against x) is True, take `value`; else x."""
+    """Where the boolean `mask` (broadcast against x) is True, take `value`; else x. `value` is a
+    number, or a 0-d tensor given as a second input (it gets the filled positions' gradient)."""
     @staticmethod
-    def forward(ctx, x, mask, value):
-        ctx.mask = mask
-        return np.where(mask, np.asarray(value, dtype=x.dtype), x)
+    def forward(ctx, x, *value_tensor, mask, value=None):
+        ctx.save_for_backward(mask)
+        fill = value_tensor[0] if value_tensor else value
+        return np.where(mask, np.asarray(fill, dtype=x.dtype), x)
 
     @staticmethod
     def backward(ctx, grad):
-        return np.where(ctx.mask, 0, grad)
+        (mask,) = ctx.saved_tensors
+        zero = np.zeros((), dtype=grad.dtype)
+        grad_x = np.where(mask, zero, grad)
+        if len(ctx.needs_input_grad) == 1:
+            return grad_x
+        # the engine sums this to the value's 0-d shape: the total over the filled positions
+        return grad_x, (np.where(mask, grad, zero) if ctx.needs_input_grad[1] else None)
 
 
 class Where(Function):
     """cond ? a : b elementwise, `cond` a boolean array."""
     @staticmethod
     def forward(ctx, a, b, cond):
-        ctx.cond = cond
+        ctx.save_for_backward(cond)
         return np.where(cond, a, b)
 
     @staticmethod
     def backward(ctx, grad):
+        (cond,) = ctx.saved_tensors
         zero = np.zeros((), dtype=grad.dtype)
-        return np.where(ctx.cond, grad, zero), np.where(ctx.cond, zero, grad)
+        return np.where(cond, grad, zero), np.where(cond, zero, grad)
 
 
 class Cat(Function):

@@ -53,6 +53,13 @@ class IndexOps:
         if shape != self.shape:  # torch never grows the tensor to the mask's shape
             raise ValueError(f"masked_fill: mask of shape {mask.shape} does not broadcast to the "
                              f"tensor's shape {self.shape}")
+        if isinstance(value, _autograd._Tensor):
+            if value.ndim:
+                raise ValueError(f"masked_fill: a tensor value must be 0-d (as torch), got shape "
+                                 f"{value.shape}")
+            if value.requires_grad:  # an input of the op: it gets the filled positions' grad
+                return F.MaskedFill.apply(self, value.to(self.dtype), mask=mask)
+            value = value.array
         return F.MaskedFill.apply(self, mask=mask, value=value)
 
     # ------------------------------------------------------------------ gather and scatter

@@ -63,12 +63,19 @@ def version(array):
     return 0 if record is None else record[0]
 
 
+def _arrays(saved):
+    # The saved arrays, looking one level into tuples (an index: arrays and slices).
+    for item in saved:
+        if isinstance(item, np.ndarray):
+            yield item
+        elif isinstance(item, tuple):
+            yield from (a for a in item if isinstance(a, np.ndarray))
+
+
 def check_saved(ctx):
     """Raise if an array `ctx` saved for backward was written in place after it was saved."""
     stamp = ctx.saved_clock
-    for array in ctx._saved:
-        if not isinstance(array, np.ndarray):
-            continue
+    for array in _arrays(ctx._saved):
         record = _records.get(id(_root(array)))
         if record is None or record[1][-1] <= stamp:
             continue
