@@ -1,0 +1,166 @@
+"""One small case per Function of the engine and of nn: how to call it, on which inputs.
+
+Each case builds float64 inputs (the differentiable ones require grad) and the integer/bool
+tensors the op reads (indices, masks), and a function of all of them giving one output. The
+tests that walk every op use it (tests/test_saved.py: mutation after the forward;
+tests/test_higher_order.py: gradgradcheck), and check that every Function has a case here, so a
+new op cannot be left out silently.
+"""
+import numpy as np
+
+import tinygrad_tf as tg
+from tinygrad_tf import Tensor
+from tinygrad_tf.autograd import Function
+import nn  # noqa: F401 (registers nn's Functions)
+import nn.attention  # noqa: F401
+import nn.fused  # noqa: F401
+from nn import functional as F
+
+
+def all_functions():
+    """Every Function subclass defined in tinygrad_tf or nn."""
+    found, stack = set(), list(Function.__subclasses__())
+    while stack:
+        cls = stack.pop()
+        if cls.__module__.split(".")[0] in ("tinygrad_tf", "nn") and cls not in found:
+            found.add(cls)
+        stack.extend(cls.__subclasses__())
+    return found
+
+
+def _float(rng, *shape, low=-1.5, high=1.5, grad=True):
+    return Tensor(rng.uniform(low, high, shape)).requires_grad_(grad)
+
+
+def _seeded(fn):
+    # dropout masks come from the seeded generator: the same mask on every call
+    def run(*args):
+        tg.manual_seed(0)
+        return fn(*args)
+    return run
+
+
+def _cases():
+    c = {}
+    u = lambda rng: [_float(rng, 2, 3)]  # noqa: E731
+    b = lambda rng: [_float(rng, 2, 3), _float(rng, 3)]  # noqa: E731
+    pos = lambda rng: [_float(rng, 2, 3, low=0.5, high=2.0)]  # noqa: E731
+    c["Add"] = (lambda x, y: x + y, b)
+    c["Sub"] = (lambda x, y: x - y, b)
+    c["Mul"] = (lambda x, y: x * y, b)
+    c["Div"] = (lambda x, y: x / y, lambda rng: [_float(rng, 2, 3),
+                                                  _float(rng, 3, low=0.5, high=2.0)])
+    c["Maximum"] = (lambda x, y: x.maximum(y),
+                    lambda rng: [Tensor([[0.1, -1.2, 0.7], [1.3, 0.2, -0.4]]).requires_grad_(),
+                                 Tensor([0.5, -0.5, 0.0]).requires_grad_()])
+    c["Neg"] = (lambda x: -x, u)
+    c["Pow"] = (lambda x: x ** 3, u)
+    c["Exp"] = (lambda x: x.exp(), u)
+    c["Log"] = (lambda x: x.log(), pos)
+    c["Sqrt"] = (lambda x: x.sqrt(), pos)
+    c["Tanh"] = (lambda x: x.tanh(), u)
+    c["Sigmoid"] = (lambda x: x.sigmoid(), u)
+    c["Relu"] = (lambda x: x.relu(), lambda rng: [Tensor([[0.3, -0.7, 1.1], [-0.2, 0.9, -1.4]])
+                                                  .requires_grad_()])
+    c["Abs"] = (lambda x: x.abs(), lambda rng: [Tensor([[0.3, -0.7, 1.1], [-0.2, 0.9, -1.4]])
+                                                .requires_grad_()])
+    c["Clip"] = (lambda x: x.clip(-0.5, 0.5), lambda rng: [Tensor([[0.3, -0.7, 1.1],
+                                                                   [-0.2, 0.1, -1.4]])
+                                                           .requires_grad_()])
+    c["PowTensor"] = (lambda x, y: x ** y, lambda rng: [_float(rng, 2, 3, low=0.5, high=2.0),
+                                                        _float(rng, 3)])
+    c["Log1p"] = (lambda x: x.log1p(), pos)
+    c["Expm1"] = (lambda x: x.expm1(), u)
+    c["Sin"] = (lambda x: x.sin(), u)
+    c["Cos"] = (lambda x: x.cos(), u)
+    c["Step"] = (lambda x: x.floor() + x, u)
+    c["Cast"] = (lambda x: x.float().double() * x, u)
+    c["Sum"] = (lambda x: x.sum(1) * 1.0, u)
+    c["Max"] = (lambda x: x.amax(1), lambda rng: [Tensor([[0.3, -0.7, 1.1], [-0.2, 0.9, -1.4]])
+                                                  .requires_grad_()])
+    c["Reshape"] = (lambda x: x.reshape(3, 2), u)
+    c["Permute"] = (lambda x: x.permute(1, 0), u)
+    c["Expand"] = (lambda x: x.reshape(2, 1, 3).expand(2, 4, 3), u)
+    c["Contiguous"] = (lambda x: x.clone(), u)
+    c["GetItem"] = (lambda x, i: x[i], lambda rng: [_float(rng, 4, 3), Tensor([0, 2, 2, 3])])
+    c["CumSum"] = (lambda x: x.cumsum(1), u)
+    c["Prod"] = (lambda x: x.prod(1), u)
+    c["Gather"] = (lambda x, i: x.gather(1, i), lambda rng: [_float(rng, 2, 3),
+                                                            Tensor([[0, 2, 2], [1, 1, 0]])])
+    c["Scatter"] = (lambda x, s, i: x.scatter(1, i, s),
+                    lambda rng: [_float(rng, 2, 3), _float(rng, 2, 2), Tensor([[0, 2], [1, 0]])])
+    c["MaskedFill"] = (lambda x, v, m: x.masked_fill(m, v),
+                       lambda rng: [_float(rng, 2, 3), Tensor(0.7).requires_grad_(),
+                                    Tensor([[True, False, True], [False, False, True]])])
+    c["Where"] = (lambda x, y, m: tg.where(m, x, y),
+                  lambda rng: [_float(rng, 2, 3), _float(rng, 3),
+                               Tensor([[True, False, True], [False, False, True]])])
+    c["Cat"] = (lambda x, y: tg.cat([x, y.reshape(1, 3)], 0), b)
+    c["MatMul"] = (lambda x, y: x @ y, lambda rng: [_float(rng, 2, 3), _float(rng, 3, 4)])
+    c["Softmax"] = (lambda x: x.softmax(1), u)
+    c["LogSoftmax"] = (lambda x: x.log_softmax(1), u)
+    # nn
+    c["FusedLinear"] = (lambda x, w, b: F.linear(x, w, b),
+                        lambda rng: [_float(rng, 2, 3), _float(rng, 4, 3), _float(rng, 4)])
+    c["Gelu"] = (lambda x: F.gelu(x), u)
+    c["Silu"] = (lambda x: F.silu(x), u)
+    c["Softplus"] = (lambda x: F.softplus(x, beta=2.0), u)
+    c["Pad"] = (lambda x: F.pad(x, (1, 2)), u)
+    c["VectorNorm"] = (lambda x: F.normalize(x, dim=1), u)
+    c["FusedDropout"] = (_seeded(lambda x: F.dropout(x, 0.4)), u)
+    c["FusedLayerNorm"] = (lambda x, w, b: F.layer_norm(x, (3,), w, b),
+                           lambda rng: [_float(rng, 2, 3), _float(rng, 3), _float(rng, 3)])
+    c["Gather:nn.functional"] = (lambda w, i: F.embedding(i, w, padding_idx=1),
+                                 lambda rng: [_float(rng, 4, 3), Tensor([[0, 3, 1], [3, 2, 0]])])
+    c["FusedAttention"] = (_seeded(lambda q, k, v, m: F.scaled_dot_product_attention(
+        q, k, v, attn_mask=m, dropout_p=0.3)),
+        lambda rng: [_float(rng, 2, 3, 4), _float(rng, 2, 5, 4), _float(rng, 2, 5, 2),
+                     Tensor(rng.uniform(size=(3, 5)) > 0.3)])
+    c["ResidualDropoutLayerNorm"] = (_seeded(lambda x, s, w, b: nn.fused.residual_dropout_layer_norm(
+        x, s, w, b, p=0.3)),
+        lambda rng: [_float(rng, 2, 3), _float(rng, 2, 3), _float(rng, 3), _float(rng, 3)])
+    c["LinearActivationDropout"] = (_seeded(lambda x, w, b: nn.fused.linear_activation_dropout(
+        x, w, b, activation="gelu", p=0.3)),
+        lambda rng: [_float(rng, 2, 3), _float(rng, 4, 3), _float(rng, 4)])
+    c["EmbeddingPositionDropout"] = (_seeded(lambda w, i: nn.fused.embedding_position_dropout(
+        i, w, np.linspace(-1, 1, 6).reshape(2, 3), scale=1.5, p=0.3, padding_idx=0)),
+        lambda rng: [_float(rng, 4, 3), Tensor([[0, 3], [3, 2]])])
+    c["PackedAttention"] = (lambda qkv, m: nn.attention.packed_attention(qkv, mask=m),
+                            lambda rng: [_float(rng, 2, 3, 3, 2, 2),
+                                         Tensor(np.tril(np.ones((3, 3), bool)))])
+    c["FusedCrossEntropy"] = (lambda x, w, t: F.cross_entropy(x, t, weight=w, ignore_index=1,
+                                                             label_smoothing=0.2),
+                              lambda rng: [_float(rng, 4, 3),
+                                           _float(rng, 3, low=0.5, high=2.0, grad=False),
+                                           Tensor([0, 1, 2, 2])])
+    c["NllLoss"] = (lambda x, w, t: F.nll_loss(x, t, weight=w, ignore_index=0),
+                    lambda rng: [_float(rng, 4, 3), _float(rng, 3, low=0.5, high=2.0, grad=False),
+                                 Tensor([0, 1, 2, 2])])
+    c["BinaryCrossEntropy"] = (lambda x, t, w: F.binary_cross_entropy(x, t, weight=w),
+                               lambda rng: [_float(rng, 2, 3, low=0.1, high=0.9),
+                                            _float(rng, 2, 3, low=0.0, high=1.0),
+                                            _float(rng, 3, low=0.5, high=2.0, grad=False)])
+    c["BinaryCrossEntropyWithLogits"] = (
+        lambda x, t, w, pw: F.binary_cross_entropy_with_logits(x, t, weight=w, pos_weight=pw),
+        lambda rng: [_float(rng, 2, 3), _float(rng, 2, 3, low=0.0, high=1.0),
+                     _float(rng, 3, low=0.5, high=2.0, grad=False),
+                     _float(rng, 3, low=0.5, high=2.0, grad=False)])
+    return c
+
+
+CASES = _cases()
+
+
+def case_name(cls):
+    """The catalogue key of a Function class (qualified by module when nn reuses an engine
+    op's name)."""
+    from tinygrad_tf import function
+    if cls.__module__ != "tinygrad_tf.function" and hasattr(function, cls.__name__):
+        return f"{cls.__name__}:{cls.__module__}"
+    return cls.__name__
+
+
+def build(name, seed=0):
+    """(fn, inputs) of one case, fresh tensors."""
+    fn, make = CASES[name]
+    return fn, make(np.random.default_rng(seed))
