@@ -11,10 +11,9 @@ import numpy as np
 import tinygrad_tf as tg
 from tinygrad_tf import Tensor
 from tinygrad_tf.autograd import Function
-import nn  # noqa: F401 (registers nn's Functions)
-import nn.attention  # noqa: F401
-import nn.fused  # noqa: F401
-from nn import functional as F
+from tinygrad_tf import nn
+from tinygrad_tf.nn import attention, fused
+from tinygrad_tf.nn import functional as F
 
 
 def all_functions():
@@ -22,7 +21,7 @@ def all_functions():
     found, stack = set(), list(Function.__subclasses__())
     while stack:
         cls = stack.pop()
-        if cls.__module__.split(".")[0] in ("tinygrad_tf", "nn") and cls not in found:
+        if cls.__module__.startswith("tinygrad_tf.") and cls not in found:
             found.add(cls)
         stack.extend(cls.__subclasses__())
     return found
@@ -53,6 +52,7 @@ def _cases():
     c["Maximum"] = (lambda x, y: x.maximum(y),
                     lambda rng: [Tensor([[0.1, -1.2, 0.7], [1.3, 0.2, -0.4]]).requires_grad_(),
                                  Tensor([0.5, -0.5, 0.0]).requires_grad_()])
+    c["Minimum"] = (lambda x, y: x.minimum(y), c["Maximum"][1])
     c["Neg"] = (lambda x: -x, u)
     c["Pow"] = (lambda x: x ** 3, u)
     c["Exp"] = (lambda x: x.exp(), u)
@@ -110,22 +110,22 @@ def _cases():
     c["FusedDropout"] = (_seeded(lambda x: F.dropout(x, 0.4)), u)
     c["FusedLayerNorm"] = (lambda x, w, b: F.layer_norm(x, (3,), w, b),
                            lambda rng: [_float(rng, 2, 3), _float(rng, 3), _float(rng, 3)])
-    c["Gather:nn.functional"] = (lambda w, i: F.embedding(i, w, padding_idx=1),
+    c["Gather:tinygrad_tf.nn.functional"] = (lambda w, i: F.embedding(i, w, padding_idx=1),
                                  lambda rng: [_float(rng, 4, 3), Tensor([[0, 3, 1], [3, 2, 0]])])
     c["FusedAttention"] = (_seeded(lambda q, k, v, m: F.scaled_dot_product_attention(
         q, k, v, attn_mask=m, dropout_p=0.3)),
         lambda rng: [_float(rng, 2, 3, 4), _float(rng, 2, 5, 4), _float(rng, 2, 5, 2),
                      Tensor(rng.uniform(size=(3, 5)) > 0.3)])
-    c["ResidualDropoutLayerNorm"] = (_seeded(lambda x, s, w, b: nn.fused.residual_dropout_layer_norm(
+    c["ResidualDropoutLayerNorm"] = (_seeded(lambda x, s, w, b: fused.residual_dropout_layer_norm(
         x, s, w, b, p=0.3)),
         lambda rng: [_float(rng, 2, 3), _float(rng, 2, 3), _float(rng, 3), _float(rng, 3)])
-    c["LinearActivationDropout"] = (_seeded(lambda x, w, b: nn.fused.linear_activation_dropout(
+    c["LinearActivationDropout"] = (_seeded(lambda x, w, b: fused.linear_activation_dropout(
         x, w, b, activation="gelu", p=0.3)),
         lambda rng: [_float(rng, 2, 3), _float(rng, 4, 3), _float(rng, 4)])
-    c["EmbeddingPositionDropout"] = (_seeded(lambda w, i: nn.fused.embedding_position_dropout(
+    c["EmbeddingPositionDropout"] = (_seeded(lambda w, i: fused.embedding_position_dropout(
         i, w, np.linspace(-1, 1, 6).reshape(2, 3), scale=1.5, p=0.3, padding_idx=0)),
         lambda rng: [_float(rng, 4, 3), Tensor([[0, 3], [3, 2]])])
-    c["PackedAttention"] = (lambda qkv, m: nn.attention.packed_attention(qkv, mask=m),
+    c["PackedAttention"] = (lambda qkv, m: attention.packed_attention(qkv, mask=m),
                             lambda rng: [_float(rng, 2, 3, 3, 2, 2),
                                          Tensor(np.tril(np.ones((3, 3), bool)))])
     c["FusedCrossEntropy"] = (lambda x, w, t: F.cross_entropy(x, t, weight=w, ignore_index=1,

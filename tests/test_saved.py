@@ -100,7 +100,7 @@ def test_random_chains_raise_or_stay_right(steps, pick, seed):
 
 
 def test_load_state_dict_on_a_saved_parameter_raises():
-    from nn import Linear
+    from tinygrad_tf.nn import Linear
     layer = Linear(3, 2)
     state = {k: v.array.copy() + 1 for k, v in layer.state_dict().items()}
     loss = (layer(Tensor(np.ones((4, 3), np.float32))) ** 2).sum()
@@ -110,7 +110,7 @@ def test_load_state_dict_on_a_saved_parameter_raises():
 
 
 def test_nn_init_on_a_saved_parameter_raises():
-    from nn import Linear, init
+    from tinygrad_tf.nn import Linear, init
     layer = Linear(3, 2)
     loss = (layer(Tensor(np.ones((4, 3), np.float32))) ** 2).sum()
     init.normal_(layer.weight)
