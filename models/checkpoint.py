@@ -60,6 +60,26 @@ def load(path):
     return model, tree.get("optimizer"), json.loads(metadata["info"])
 
 
+def read_info(path):
+    """A checkpoint's JSON state (step, best, ...) from its header alone, without the arrays."""
+    try:
+        metadata = nn_state.load_metadata(path)
+        if metadata.get("format") == FORMAT:
+            return json.loads(metadata["info"])
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint") from None
+    except Exception as error:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({error})") from None
+    raise CheckpointError(f"{path}: not a tinygrad_tf seq2seq checkpoint")
+
+
+def remove(path):
+    """Delete a checkpoint file and the .json beside it (either may be missing)."""
+    for file in (path, os.path.splitext(path)[0] + ".json"):
+        if os.path.exists(file):
+            os.remove(file)
+
+
 def step_path(directory, step):
     return os.path.join(directory, f"step_{step:08d}.safetensors")
 
@@ -86,9 +106,7 @@ def latest(directory, warn=print):
 def prune(directory, keep):
     """Delete all but the newest `keep` step checkpoints."""
     for _, path in step_checkpoints(directory)[:-keep] if keep > 0 else []:
-        for file in (path, os.path.splitext(path)[0] + ".json"):
-            if os.path.exists(file):
-                os.remove(file)
+        remove(path)
 
 
 def average(directory, last, out_path, warn=print):

@@ -130,6 +130,31 @@ def test_a_killed_save_leaves_the_last_checkpoint_readable(tmp_path, monkeypatch
 
 
 @pytest.mark.slow
+def test_after_resume_best_and_average_come_from_the_live_timeline(tmp_path):
+    # Regression: best.safetensors saved after the resume point (here: step 4's validation, whose
+    # step checkpoint was then lost) stayed the "best" of a run resumed at step 2.
+    run = tmp_path / "run"
+    recipe.train(_quick(run, steps=4, eval_every=2, save_every=2, average_last=2),
+                 out=open(os.devnull, "w"))
+    directory = run / "checkpoints"
+    checkpoint.save(str(directory / "best.safetensors"),
+                    *checkpoint.load(str(directory / "step_00000004.safetensors")))
+    (directory / "step_00000004.safetensors").write_bytes(b"\x10\x00\x00")  # torn by a crash
+    assert checkpoint.read_info(str(directory / "best.safetensors"))["step"] == 4
+    summary = recipe.train(_quick(run, steps=2, eval_every=2, save_every=2, average_last=2),
+                           resume=True, out=open(os.devnull, "w"))
+    assert summary["step"] == 2 and summary["best"]["step"] == 2
+    best = checkpoint.load(str(directory / "best.safetensors"))
+    step_2 = checkpoint.load(str(directory / "step_00000002.safetensors"))
+    assert best[2]["step"] == 2
+    for name in best[0]:
+        np.testing.assert_array_equal(best[0][name], step_2[0][name])
+    assert [step for step, _ in checkpoint.step_checkpoints(str(directory))] == [2]
+    assert checkpoint.read_info(str(directory / "average.safetensors"))["averaged_steps"] == [2]
+    assert summary["final"]["scores"]["best"]["step"] == 2
+
+
+@pytest.mark.slow
 def test_nan_loss_stops_clearly_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
     real_loss = recipe.loss_of
     calls = []
