@@ -574,3 +574,13 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     inputs = (query, key, value) + (() if additive is None else (additive,))
     return FusedAttention.apply(*inputs, scale=query.dtype.type(scale), fill=fill,
                                 dropout_p=float(dropout_p))
+
+
+def tanh(input):
+    """torch.nn.functional.tanh: the same as input.tanh()."""
+    return input.tanh()
+
+
+def sigmoid(input):
+    """torch.nn.functional.sigmoid: the same as input.sigmoid()."""
+    return input.sigmoid()

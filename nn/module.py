@@ -21,6 +21,7 @@ import numpy as np
 from tinygrad_tf import Tensor
 from tinygrad_tf import dtypes as _dtypes
 from tinygrad_tf.autograd import increment_version
+from tinygrad_tf.device import to_args as _to_args
 
 
 class Parameter(Tensor):
@@ -233,10 +234,13 @@ class Module:
 
     # ------------------------------------------------------------------ dtype
 
-    def to(self, dtype):
-        """Convert every floating parameter and buffer to `dtype` in place (the Parameter objects
-        stay the same, so an optimizer built earlier still holds them); returns self."""
-        dtype = np.dtype(dtype)
+    def to(self, *args, **kwargs):
+        """torch's `to(device)`, `to(dtype)`, `to(device, dtype)`: convert every floating
+        parameter and buffer to `dtype` in place (the Parameter objects stay the same, so an
+        optimizer built earlier still holds them); returns self. The device can only be the CPU."""
+        dtype, _ = _to_args(args, kwargs, "Module.to")
+        if dtype is None:
+            return self
         if dtype.kind != "f":
             raise TypeError(f"Module.to: only float dtypes are supported, not {dtype}")
         for tensor in list(self.parameters()) + list(self.buffers()):
@@ -245,6 +249,13 @@ class Module:
                 if tensor.grad is not None:
                     tensor.grad.array = tensor.grad.array.astype(dtype)
         return self
+
+    def cpu(self):
+        return self
+
+    def cuda(self, device=None):
+        raise RuntimeError("Module.cuda(): tinygrad_tf runs on the CPU only; drop the call or use "
+                           ".to('cpu')")
 
     def float(self):
         return self.to(np.float32)

@@ -15,8 +15,34 @@ import numpy as _np
 
 float32, float64, int64, bool_ = _np.float32, _np.float64, _np.int64, _np.bool_
 
+# torch's names (docs/porting.md): the device, Generator, mixed precision and CUDA stand-ins,
+# and the function forms of Tensor methods. Last: `max`, `sum`, `int`, `float`, `bool`... now
+# shadow Python's in this file.
+from .device import device  # noqa: E402
+from .random import Generator  # noqa: E402
+from . import amp, backends, cuda  # noqa: E402
+from .torch_names import *  # noqa: E402,F401,F403
+from .torch_names import DTYPES as _DTYPES, MISSING_DTYPES as _MISSING_DTYPES  # noqa: E402
+from .torch_names import __all__ as _torch_names  # noqa: E402
+
+globals().update(_DTYPES)
+
+# Submodules loaded on first use, as `torch.distributed` or `torch.utils.data` are reachable
+# after `import torch`.
+_LAZY = ("distributed", "multiprocessing", "onnx", "utils", "profiler", "testing", "nn", "models")
+
+
+def __getattr__(name):
+    if name in _MISSING_DTYPES:
+        raise AttributeError(f"tinygrad_tf has no dtype {name!r}: {_MISSING_DTYPES[name]}")
+    if name in _LAZY:
+        import importlib
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'tinygrad_tf' has no attribute {name!r}")
+
 __all__ = ["Tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled", "gradcheck",
            "GradcheckError", "GradcheckKinkError", "manual_seed", "cat", "stack", "where",
            "zeros_like", "ones_like", "full_like", "rand_like", "randn_like", "tensor",
            "from_numpy", "linspace", "randint", "zeros", "ones", "full", "rand", "randn", "arange",
-           "eye", "autograd", "kernels", "optim"]
+           "eye", "autograd", "kernels", "optim", "device", "Generator", "amp", "backends", "cuda",
+           *_torch_names, *_DTYPES]

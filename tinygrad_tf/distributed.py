@@ -145,11 +145,15 @@ def _reduce_in_place(array, op):
     return array
 
 
-def all_reduce(value, op="sum"):
+def all_reduce(value, op="sum", group=None, async_op=False):
     """Reduce a Tensor's data or a numpy array over all ranks, in place; returns `value`.
 
-    op: "sum", "mean", "max" or "min". Integer arrays with "mean" are rejected (the mean would
-    not fit in place)."""
+    op: "sum", "mean", "max" or "min" (or torch's ReduceOp.SUM/AVG/MAX/MIN). Integer arrays
+    with "mean" are rejected (the mean would not fit in place). group and async_op are torch's
+    arguments, accepted at their defaults only."""
+    if group is not None or async_op:
+        raise NotImplementedError("all_reduce: process groups and async_op are not supported; "
+                                  "every call reduces over all ranks, synchronously")
     array = _array_of(value, "all_reduce")
     if op == "mean" and not np.issubdtype(array.dtype, np.floating):
         raise ValueError(f"all_reduce: op='mean' needs a float array, got {array.dtype}")
@@ -157,8 +161,11 @@ def all_reduce(value, op="sum"):
     return value
 
 
-def broadcast(value, root=0):
-    """Overwrite a Tensor's data or a numpy array, in place, with rank `root`'s; returns it."""
+def broadcast(value, root=0, src=None, group=None, async_op=False):
+    """Overwrite a Tensor's data or a numpy array, in place, with rank `root`'s (torch's
+    keyword: `src`); returns it."""
+    if src is not None:
+        root = src
     array = _array_of(value, "broadcast")
     if _comm is None or _comm.Get_size() == 1:
         return value
@@ -269,7 +276,7 @@ def _flat_grads(parameters, optimizer=None, module=None):
 
 
 class DistributedDataParallel:
-    """Wrap a module for data-parallel training: rank 0's parameters are broadcast at
+    """(torch's hook-driven DDP, with no sync call, is tinygrad_tf.nn.parallel's.) Wrap a module for data-parallel training: rank 0's parameters are broadcast at
     construction; after backward, `sync_gradients()` sums every parameter's gradient over the
     ranks in ONE in-place Allreduce per dtype and multiplies by `scale` (default 1/world_size,
     the mean, as torch's DDP; pass scale=1.0 if each rank's loss is already its share of the
@@ -308,3 +315,80 @@ class DistributedDataParallel:
 def rank_prefix():
     """"[rank r/K] " under several ranks, "" otherwise: for messages every rank prints."""
     return f"[rank {rank()}/{world_size()}] " if is_distributed() else ""
+
+
+# ---------------------------------------------------------------------------- torch's names
+
+class ReduceOp:
+    """torch.distributed.ReduceOp: the op names all_reduce takes."""
+    SUM, AVG, MAX, MIN = "sum", "mean", "max", "min"
+
+
+_BACKENDS = ("mpi", "gloo", "nccl")
+
+
+def init_process_group(backend=None, init_method=None, timeout=None, world_size=-1, rank=-1,
+                       store=None, group_name="", pg_options=None, device_id=None):
+    """torch.distributed.init_process_group: joins the MPI job (`init()`). Backends 'mpi' and
+    'gloo' both mean MPI here (start the ranks with mpiexec, not torchrun); 'nccl' needs GPUs.
+    A world_size or rank that disagrees with the launcher's raises."""
+    name = str(backend or "mpi").split(":")[0].lower()
+    if name == "nccl":
+        raise RuntimeError("init_process_group: backend 'nccl' needs CUDA GPUs; tinygrad_tf runs "
+                           "on the CPU: use backend='gloo' or 'mpi' (both MPI here, launched "
+                           "with mpiexec -n K)")
+    if name not in _BACKENDS:
+        raise ValueError(f"init_process_group: unknown backend {backend!r}; expected 'mpi' or "
+                         "'gloo'")
+    init()
+    for asked, actual, what in ((world_size, globals()["world_size"](), "world_size"),
+                                (rank, globals()["rank"](), "rank")):
+        if asked not in (-1, None) and int(asked) != actual:
+            raise RuntimeError(f"init_process_group: {what}={asked}, but the MPI launcher gave "
+                               f"{actual}; start the job with mpiexec -n K (not torchrun)")
+
+
+def is_available():
+    return True
+
+
+def is_initialized():
+    return _initialised
+
+
+def is_mpi_available():
+    return True
+
+
+def get_rank(group=None):
+    return rank()
+
+
+def get_world_size(group=None):
+    return world_size()
+
+
+def get_backend(group=None):
+    return "mpi"
+
+
+def destroy_process_group(group=None):
+    """Leave the process group; MPI itself finishes when the process exits."""
+    global _initialised
+    barrier()
+    _initialised = False
+
+
+def all_gather(tensor_list, tensor, group=None, async_op=False):
+    """torch's all_gather: tensor_list[r] gets rank r's `tensor` (same shape on every rank)."""
+    array = np.ascontiguousarray(_array_of(tensor, "all_gather"))
+    if len(tensor_list) != world_size():
+        raise ValueError(f"all_gather: tensor_list has {len(tensor_list)} entries for "
+                         f"{world_size()} ranks")
+    if _comm is None or _comm.Get_size() == 1:
+        gathered = array[None]
+    else:
+        gathered = np.empty((world_size(),) + array.shape, array.dtype)
+        _comm.Allgather(array, gathered)
+    for target, part in zip(tensor_list, gathered):
+        _array_of(target, "all_gather")[...] = part

@@ -10,9 +10,15 @@ import numpy as np
 from . import autograd as _autograd
 from . import dtypes as _dtypes
 from . import random as _random
+from .device import check as _check_device
 from .args import shape_arg as _shape_arg
 from .dtypes import BOOL as _BOOL, DEFAULT_FLOAT as _DEFAULT_FLOAT, INDEX as _INDEX
 from .dtypes import scalar_category as _scalar_category
+
+
+def _float(dtype):
+    """torch's dtype=None: the default float type."""
+    return _DEFAULT_FLOAT if dtype is None else dtype
 
 
 def _new(array, requires_grad=False):
@@ -21,8 +27,9 @@ def _new(array, requires_grad=False):
     return tensor.requires_grad_(True) if requires_grad else tensor
 
 
-def tensor(data, dtype=None, requires_grad=False):
+def tensor(data, dtype=None, requires_grad=False, device=None):
     """A new tensor holding a copy of `data` (a Tensor, a numpy array, a list or a number)."""
+    _check_device(device, "tensor")
     return _autograd._Tensor(data, dtype=dtype, requires_grad=requires_grad)
 
 
@@ -33,30 +40,39 @@ def from_numpy(array):
     return _autograd._wrap_array(_dtypes.as_array(array))
 
 
-def zeros(*shape, dtype=_DEFAULT_FLOAT, requires_grad=False):
-    return _new(np.zeros(_shape_arg(shape), dtype), requires_grad)
+def zeros(*shape, dtype=_DEFAULT_FLOAT, requires_grad=False, device=None):
+    _check_device(device, "zeros")
+    return _new(np.zeros(_shape_arg(shape), _float(dtype)), requires_grad)
 
 
-def ones(*shape, dtype=_DEFAULT_FLOAT, requires_grad=False):
-    return _new(np.ones(_shape_arg(shape), dtype), requires_grad)
+def ones(*shape, dtype=_DEFAULT_FLOAT, requires_grad=False, device=None):
+    _check_device(device, "ones")
+    return _new(np.ones(_shape_arg(shape), _float(dtype)), requires_grad)
 
 
-def full(shape, fill_value, dtype=None, requires_grad=False):
+def full(shape, fill_value, dtype=None, requires_grad=False, device=None):
+    _check_device(device, "full")
     if dtype is None:
         dtype = [_BOOL, _INDEX, _DEFAULT_FLOAT][_scalar_category(fill_value)]
     return _new(np.full(_shape_arg((shape,)), fill_value, dtype), requires_grad)
 
 
-def randn(*shape, dtype=_DEFAULT_FLOAT, requires_grad=False):
-    return _new(_random.generator().standard_normal(_shape_arg(shape)).astype(dtype), requires_grad)
+def randn(*shape, dtype=_DEFAULT_FLOAT, requires_grad=False, device=None, generator=None):
+    _check_device(device, "randn")
+    draws = _random.generator_of(generator).standard_normal(_shape_arg(shape))
+    return _new(draws.astype(_float(dtype)), requires_grad)
 
 
-def rand(*shape, dtype=_DEFAULT_FLOAT, requires_grad=False):
-    return _new(_random.generator().random(_shape_arg(shape)).astype(dtype), requires_grad)
+def rand(*shape, dtype=_DEFAULT_FLOAT, requires_grad=False, device=None, generator=None):
+    _check_device(device, "rand")
+    draws = _random.generator_of(generator).random(_shape_arg(shape))
+    return _new(draws.astype(_float(dtype)), requires_grad)
 
 
-def randint(low, high=None, size=None, dtype=_INDEX, requires_grad=False):
+def randint(low, high=None, size=None, dtype=_INDEX, requires_grad=False, device=None,
+            generator=None):
     """Integers drawn uniformly from [low, high) (`randint(high, size)` means low = 0)."""
+    _check_device(device, "randint")
     if size is None:  # torch.randint(high, size)
         low, high, size = 0, low, high
     if size is None:
@@ -64,10 +80,12 @@ def randint(low, high=None, size=None, dtype=_INDEX, requires_grad=False):
     if not high > low:
         raise ValueError(f"randint: expected low < high, got low={low} and high={high}")
     size = (size,) if isinstance(size, numbers.Integral) else tuple(size)
-    return _new(_random.generator().integers(low, high, size).astype(dtype), requires_grad)
+    draws = _random.generator_of(generator).integers(low, high, size)
+    return _new(draws.astype(_INDEX if dtype is None else dtype), requires_grad)
 
 
-def arange(start, stop=None, step=1, dtype=None, requires_grad=False):
+def arange(start, stop=None, step=1, dtype=None, requires_grad=False, device=None):
+    _check_device(device, "arange")
     if stop is None:
         start, stop = 0, start
     if dtype is None:
@@ -76,32 +94,39 @@ def arange(start, stop=None, step=1, dtype=None, requires_grad=False):
     return _new(np.arange(start, stop, step, dtype=dtype), requires_grad)
 
 
-def linspace(start, end, steps, dtype=_DEFAULT_FLOAT, requires_grad=False):
+def linspace(start, end, steps, dtype=_DEFAULT_FLOAT, requires_grad=False, device=None):
     """`steps` evenly spaced values from start to end, both included."""
+    _check_device(device, "linspace")
     if not isinstance(steps, numbers.Integral) or steps < 0:
         raise ValueError(f"linspace: steps must be a non-negative int, got {steps!r}")
     return _new(np.linspace(start, end, steps).astype(dtype), requires_grad)
 
 
-def eye(n, m=None, dtype=_DEFAULT_FLOAT, requires_grad=False):
+def eye(n, m=None, dtype=_DEFAULT_FLOAT, requires_grad=False, device=None):
+    _check_device(device, "eye")
     return _new(np.eye(n, m, dtype=dtype), requires_grad)
 
 
-def zeros_like(tensor, dtype=None, requires_grad=False):
+def zeros_like(tensor, dtype=None, requires_grad=False, device=None):
+    _check_device(device, "zeros_like")
     return _new(np.zeros_like(tensor.array, dtype=dtype), requires_grad)
 
 
-def ones_like(tensor, dtype=None, requires_grad=False):
+def ones_like(tensor, dtype=None, requires_grad=False, device=None):
+    _check_device(device, "ones_like")
     return _new(np.ones_like(tensor.array, dtype=dtype), requires_grad)
 
 
-def full_like(tensor, fill_value, dtype=None, requires_grad=False):
+def full_like(tensor, fill_value, dtype=None, requires_grad=False, device=None):
+    _check_device(device, "full_like")
     return _new(np.full_like(tensor.array, fill_value, dtype=dtype), requires_grad)
 
 
-def rand_like(tensor, dtype=None, requires_grad=False):
+def rand_like(tensor, dtype=None, requires_grad=False, device=None):
+    _check_device(device, "rand_like")
     return rand(*tensor.shape, dtype=dtype or tensor.dtype, requires_grad=requires_grad)
 
 
-def randn_like(tensor, dtype=None, requires_grad=False):
+def randn_like(tensor, dtype=None, requires_grad=False, device=None):
+    _check_device(device, "randn_like")
     return randn(*tensor.shape, dtype=dtype or tensor.dtype, requires_grad=requires_grad)

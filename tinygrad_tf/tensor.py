@@ -23,6 +23,8 @@ from .dtypes import category as _category, scalar_category as _scalar_category
 from .inplace import InplaceOps
 from .tensor_index import IndexOps, cat, stack, where  # noqa: F401 (re-exported)
 from .tensor_reduce import ReduceOps
+from .tensor_torch import TorchMethods
+from .device import to_args as _to_args
 
 
 def _as_array(data, dtype=None):
@@ -48,7 +50,7 @@ def _binary_op(fn, op, reflected=False):
     return method
 
 
-class Tensor(ReduceOps, IndexOps, InplaceOps):
+class Tensor(ReduceOps, IndexOps, InplaceOps, TorchMethods):
     """An n-dimensional array that can record the ops applied to it and differentiate them."""
 
     __slots__ = ("array", "grad", "requires_grad", "_ctx", "_retains_grad", "__weakref__")
@@ -219,17 +221,22 @@ class Tensor(ReduceOps, IndexOps, InplaceOps):
 
     # ------------------------------------------------------------------ dtype
 
-    def to(self, dtype):
-        """This tensor as `dtype` (itself if it already is). Only a float result keeps the graph:
-        an int or bool tensor has no gradient."""
-        dtype = np.dtype(dtype)
-        if dtype == self.dtype:
-            return self
+    def to(self, *args, **kwargs):
+        """torch's `to(dtype)`, `to(device)`, `to(device, dtype)`, `to(other)`: this tensor as
+        `dtype` (itself if nothing changes, a copy with copy=True). The device can only be the
+        CPU. Only a float result keeps the graph: an int or bool tensor has no gradient."""
+        if len(args) == 1 and not kwargs and isinstance(args[0], (np.dtype, type)):
+            dtype, copy = np.dtype(args[0]), False  # the common to(dtype): skip the parsing
+        else:
+            dtype, copy = _to_args(args, kwargs)
+        if dtype is None or dtype == self.dtype:
+            return self.clone() if copy else self
         if dtype.kind != "f":
             return Tensor._wrap(self.array.astype(dtype))
         return F.Cast.apply(self, dtype=dtype)
 
-    astype = to
+    def astype(self, dtype):
+        return self.to(np.dtype(dtype))
 
     def float(self):
         return self.to(np.float32)

@@ -1,0 +1,2 @@
+"""torch.nn.modules.module (Module): the same classes as tinygrad_tf.nn."""
+from tinygrad_tf.nn import *  # noqa: F401,F403

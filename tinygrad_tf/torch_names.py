@@ -1,0 +1,270 @@
+"""torch's top-level names that are not already tinygrad_tf's own: the function form of every
+Tensor method torch also has as a function (`torch.sin(x)`, `torch.max(a, b)`,
+`torch.topk(x, k)`), dtype aliases (`torch.long`, `torch.float`...), and small things torch
+programs call (`randperm`, `multinomial`, `empty`, `LongTensor`, `inference_mode`,
+`is_tensor`...). `tinygrad_tf/__init__.py` re-exports all of it; docs/porting.md lists the rest.
+"""
+import builtins
+import contextlib
+import numbers
+
+import numpy as np
+
+from . import autograd as _autograd
+from . import random as _random
+from .args import shape_arg as _shape_arg
+from .device import check as _check_device
+from .tensor import Tensor, tensor
+
+_wrap = _autograd._wrap_array
+
+# ---------------------------------------------------------------------------- dtypes
+
+# torch's dtype names as numpy types. `int`, `float` and `bool` would shadow Python's, so they
+# are only set in the package namespace (tinygrad_tf/__init__.py), never used as names here.
+DTYPES = {"float32": np.float32, "float": np.float32, "float64": np.float64,
+          "double": np.float64, "float16": np.float16, "half": np.float16, "int64": np.int64,
+          "long": np.int64, "int32": np.int32, "int": np.int32, "int16": np.int16,
+          "short": np.int16, "int8": np.int8, "uint8": np.uint8, "bool": np.bool_}
+dtype = np.dtype
+finfo, iinfo = np.finfo, np.iinfo
+Size = tuple
+
+# torch names with no numpy dtype behind them: module __getattr__ raises this message
+MISSING_DTYPES = {
+    "bfloat16": "numpy has no bfloat16; use tinygrad_tf.float32 (or float16)",
+    "complex32": "complex tensors are not supported", "complex64": "complex tensors are not "
+    "supported", "complex128": "complex tensors are not supported", "cfloat": "complex tensors "
+    "are not supported", "cdouble": "complex tensors are not supported",
+    "float8_e4m3fn": "float8 is not supported; use float16 or float32",
+    "float8_e5m2": "float8 is not supported; use float16 or float32",
+    "qint8": "quantized tensors are not supported", "quint8": "quantized tensors are not supported",
+}
+
+
+def get_default_dtype():
+    return np.dtype(np.float32)
+
+
+def set_default_dtype(d):
+    if np.dtype(d) != np.float32:
+        raise NotImplementedError(f"set_default_dtype({np.dtype(d)}): the default float type is "
+                                  "float32 here; pass dtype= to factories or call .double()")
+
+
+# ---------------------------------------------------------------------------- function forms
+
+# Every Tensor method torch also offers as a function (tests check the list against torch).
+FUNCTION_NAMES = (
+    "abs", "add", "all", "amax", "amin", "any", "argmax", "argmin", "argsort", "argwhere",
+    "bmm", "broadcast_to", "ceil", "chunk", "clamp", "clamp_", "clamp_max", "clamp_min",
+    "clip", "clip_", "clone", "cos", "cumsum", "detach", "div", "divide", "dot", "eq", "equal",
+    "allclose", "exp", "expm1", "fill_", "flatten", "flip", "floor", "floor_divide", "gather",
+    "ge", "greater", "greater_equal", "gt", "index_fill", "index_select", "is_floating_point",
+    "isfinite", "isinf", "isnan", "le", "less", "less_equal", "log", "log10", "log1p", "log2",
+    "log_softmax", "logical_and", "logical_not", "logical_or", "logical_xor", "logsumexp", "lt",
+    "masked_fill", "masked_select", "matmul", "max", "maximum", "mean", "min", "minimum", "mm",
+    "mul", "multiply", "narrow", "ne", "neg", "negative", "nonzero", "norm", "not_equal",
+    "numel", "outer", "permute", "pow", "prod", "ravel", "reciprocal", "relu", "remainder",
+    "repeat_interleave", "reshape", "roll", "round", "rsqrt", "scatter", "scatter_add",
+    "sigmoid", "sign", "sin", "softmax", "sort", "split", "sqrt", "square", "squeeze", "std",
+    "sub", "subtract", "sum", "swapaxes", "swapdims", "t", "tanh", "topk", "transpose",
+    "tril", "triu", "true_divide", "unbind", "unsqueeze", "var", "zero_",
+)
+
+
+def _function_form(name):
+    def function(input, *args, **kwargs):
+        if kwargs.pop("out", None) is not None:
+            raise NotImplementedError(f"{name}: out= is not supported; assign the result")
+        if not isinstance(input, Tensor):
+            if isinstance(input, (numbers.Number, np.ndarray, np.generic)):
+                input = tensor(input)  # torch.pow(2, t), torch.add(1, t)
+            else:
+                raise TypeError(f"{name}: argument 'input' must be a Tensor, not "
+                                f"{type(input).__name__}")
+        return getattr(input, name)(*args, **kwargs)
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = f"torch.{name}(input, ...): the same as input.{name}(...)."
+    return function
+
+
+for _name in FUNCTION_NAMES:
+    globals()[_name] = _function_form(_name)
+
+
+def add(input, other, alpha=1, out=None):
+    """input + alpha * other (torch.add)."""
+    if out is not None:
+        raise NotImplementedError("add: out= is not supported; assign the result")
+    if not isinstance(input, Tensor):
+        input = tensor(input)
+    return input + (other if alpha == 1 else other * alpha)
+
+
+def sub(input, other, alpha=1, out=None):
+    """input - alpha * other (torch.sub)."""
+    return add(input, -other if alpha == 1 else other, alpha=1 if alpha == 1 else -alpha, out=out)
+
+
+def numel(input):
+    return input.numel()
+
+
+def is_tensor(obj):
+    return isinstance(obj, Tensor)
+
+
+def is_floating_point(input):
+    return input.dtype.kind == "f"
+
+
+def as_tensor(data, dtype=None, device=None):
+    """Shares memory with a numpy array or Tensor of the same dtype, else copies (torch)."""
+    _check_device(device, "as_tensor")
+    if isinstance(data, Tensor) and (dtype is None or np.dtype(dtype) == data.dtype):
+        return data
+    if isinstance(data, np.ndarray) and (dtype is None or np.dtype(dtype) == data.dtype):
+        return Tensor.from_numpy(data)
+    return tensor(data, dtype=dtype)
+
+
+# ---------------------------------------------------------------------------- making tensors
+
+def empty(*size, dtype=None, device=None, requires_grad=False, **_ignored):
+    """torch.empty: zeros here (numpy's uninitialised memory would only hide bugs)."""
+    _check_device(device, "empty")
+    out = _wrap(np.zeros(_shape_arg(size), np.float32 if dtype is None else dtype))
+    return out.requires_grad_(True) if requires_grad else out
+
+
+def empty_like(input, dtype=None, device=None, requires_grad=False):
+    _check_device(device, "empty_like")
+    out = _wrap(np.zeros_like(input.array, dtype=dtype))
+    return out.requires_grad_(True) if requires_grad else out
+
+
+def randperm(n, generator=None, dtype=np.int64, device=None, requires_grad=False):
+    """A random permutation of 0..n-1 (int64)."""
+    _check_device(device, "randperm")
+    out = _wrap(_random.generator_of(generator).permutation(n).astype(dtype))
+    return out.requires_grad_(True) if requires_grad else out
+
+
+def multinomial(input, num_samples, replacement=False, generator=None):
+    """Draw `num_samples` indices per row of `input` (1-D or 2-D non-negative weights, need not
+    sum to 1), with or without replacement: an int64 tensor of shape (num_samples,) or
+    (rows, num_samples)."""
+    weights = np.asarray(input.array if isinstance(input, Tensor) else input, np.float64)
+    if weights.ndim not in (1, 2):
+        raise ValueError(f"multinomial: input must be 1-D or 2-D, got shape {weights.shape}")
+    rows = weights.reshape(-1, weights.shape[-1])
+    if not np.all(np.isfinite(rows)) or np.any(rows < 0):
+        raise RuntimeError("multinomial: probabilities must be finite and non-negative")
+    totals = rows.sum(axis=1, keepdims=True)
+    if np.any(totals <= 0):
+        raise RuntimeError("multinomial: every row needs a positive sum of probabilities")
+    if not replacement and num_samples > rows.shape[1]:
+        raise RuntimeError(f"multinomial: cannot draw {num_samples} samples without replacement "
+                           f"from {rows.shape[1]} categories")
+    if not replacement and np.any((rows > 0).sum(axis=1) < num_samples):
+        raise RuntimeError("multinomial: fewer non-zero-probability categories than samples "
+                           "without replacement")
+    rng = _random.generator_of(generator)
+    probs = rows / totals
+    out = np.stack([rng.choice(len(p), size=num_samples, replace=replacement, p=p) for p in probs])
+    return _wrap(out.astype(np.int64).reshape(weights.shape[:-1] + (num_samples,)))
+
+
+def _legacy_type(name, dtype_):
+    def make(*args, **kwargs):
+        if kwargs.pop("device", None) not in (None, "cpu"):
+            raise RuntimeError(f"{name}: tinygrad_tf runs on the CPU only")
+        if args and builtins.all(isinstance(a, numbers.Integral) for a in args) and not kwargs:
+            return _wrap(np.zeros(args, dtype_))  # LongTensor(2, 3): a shape
+        if len(args) != 1 or kwargs:
+            raise TypeError(f"{name}: expected data (a list, array or tensor) or sizes")
+        return tensor(args[0], dtype=dtype_)
+    make.__name__ = make.__qualname__ = name
+    make.__doc__ = f"torch.{name}(data) or torch.{name}(*sizes): a {np.dtype(dtype_)} tensor."
+    return make
+
+
+LongTensor = _legacy_type("LongTensor", np.int64)
+FloatTensor = _legacy_type("FloatTensor", np.float32)
+DoubleTensor = _legacy_type("DoubleTensor", np.float64)
+IntTensor = _legacy_type("IntTensor", np.int32)
+BoolTensor = _legacy_type("BoolTensor", np.bool_)
+ByteTensor = _legacy_type("ByteTensor", np.uint8)
+
+
+# ---------------------------------------------------------------------------- grad modes, seeds
+
+inference_mode = _autograd.no_grad  # no version-free fast path here: the same as no_grad
+
+
+class set_grad_enabled(contextlib.ContextDecorator):
+    """Switch grad recording on or off now (a plain call, as torch's); as a context manager the
+    previous mode comes back at the end of the block."""
+
+    def __init__(self, mode):
+        self._previous = _autograd._GradMode.enabled
+        _autograd._GradMode.enabled = bool(mode)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        _autograd._GradMode.enabled = self._previous
+        return False
+
+
+def seed():
+    """Reseed the global generator from fresh entropy; returns the seed."""
+    value = int(np.random.SeedSequence().entropy % 2**63)
+    _random.manual_seed(value)
+    return value
+
+
+def get_rng_state():
+    return _random.get_state()
+
+
+def set_rng_state(state):
+    _random.set_state(state)
+
+
+def set_num_threads(n):
+    from .kernels import threads
+    threads.set_threads(n)
+
+
+def get_num_threads():
+    from .kernels import threads
+    return threads.current()
+
+
+def set_printoptions(precision=None, threshold=None, edgeitems=None, linewidth=None,
+                     profile=None, sci_mode=None):
+    """Passed on to numpy's print options (tensors print through numpy)."""
+    options = {k: v for k, v in dict(precision=precision, threshold=threshold,
+                                     edgeitems=edgeitems, linewidth=linewidth).items()
+               if v is not None}
+    if sci_mode is not None:
+        options["suppress"] = not sci_mode
+    np.set_printoptions(**options)
+
+
+def compile(model=None, **kwargs):
+    """torch.compile: returns the model unchanged (there is no compiler here)."""
+    if model is None:
+        return lambda m: m
+    return model
+
+
+__all__ = (["dtype", "finfo", "iinfo", "Size", "get_default_dtype", "set_default_dtype", "numel", "is_tensor",
+            "is_floating_point", "as_tensor", "empty", "empty_like", "randperm", "multinomial",
+            "LongTensor", "FloatTensor", "DoubleTensor", "IntTensor", "BoolTensor", "ByteTensor",
+            "inference_mode", "set_grad_enabled", "seed", "get_rng_state", "set_rng_state",
+            "set_num_threads", "get_num_threads", "set_printoptions", "compile"]
+           + [n for n in FUNCTION_NAMES if n not in ("numel", "is_floating_point")])
