@@ -94,6 +94,42 @@ def check_same_run(trainer):
                            corpus.src, corpus.src_offsets, corpus.tgt, corpus.tgt_offsets)
 
 
+def check_same_restore(path, info, model_state, optimizer_state):
+    """After --resume, stop every rank with a clear error unless all restored the same step,
+    weights and optimizer state (a rank that read an older copy of the run directory would train
+    other steps than the others and leave them waiting in a collective, or silently diverge)."""
+    steps = np.array([info["step"], -info["step"]], np.int64)
+    distributed.all_reduce(steps, "min")
+    if steps[0] != -steps[1]:
+        raise ValueError(f"distributed: the ranks resumed from different steps ({steps[0]} to "
+                         f"{-steps[1]}; rank {distributed.rank()} from {path}, step "
+                         f"{info['step']}); every rank must see the same checkpoints (one shared "
+                         "run directory, or identical copies)")
+    import json
+    distributed.check_same(f"the checkpoint of step {info['step']} (weights, optimizer state, "
+                           "position in the data) they resumed from",
+                           json.dumps(info, sort_keys=True, default=str),
+                           *(model_state[name] for name in sorted(model_state)),
+                           *_leaves(optimizer_state))
+
+
+def _leaves(tree):
+    """The arrays and values of a nested state (dicts in key order), for hashing."""
+    if isinstance(tree, dict):
+        for key in sorted(tree, key=str):
+            yield str(key)
+            yield from _leaves(tree[key])
+    elif isinstance(tree, (list, tuple)):
+        for item in tree:
+            yield from _leaves(item)
+    elif isinstance(tree, np.ndarray):
+        yield tree
+    elif hasattr(tree, "array"):  # a Tensor
+        yield tree.array
+    else:
+        yield repr(tree)
+
+
 def launch_train(train_config, args):
     """The CLI's TrainConfig under K ranks: rank 0's run name (a default name holds the time,
     which may differ between ranks by a second) and a quiet stdout on ranks other than 0."""

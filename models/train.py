@@ -315,6 +315,8 @@ class Trainer:
     def _restore(self):
         path, (model_state, optimizer_state, info) = checkpoint.latest(
             self.checkpoint_dir, warn=lambda text: print(text, file=self.out))
+        if distributed.is_distributed():
+            parallel.check_same_restore(path, info, model_state, optimizer_state)
         self.model.load_state_dict({k: Tensor(v) for k, v in model_state.items()})
         self.optimizer.load_state_dict(optimizer_state)
         if self.schedule is not None:

@@ -246,6 +246,37 @@ def test_resume_under_two_ranks_a_run_started_on_one(tmp_path, reference_run):
 @pytest.mark.mpi
 @pytest.mark.slow
 @needs_mpi
+def test_ranks_resuming_from_different_checkpoints_stop_with_a_clear_error(tmp_path):
+    # Regression: nothing compared what the ranks restored; rank 1 resumed at step 2 and rank 0
+    # at step 4, so they trained different steps and waited in mismatched collectives.
+    run_dir = tmp_path / "run"
+    with open(os.devnull, "w") as quiet:
+        stdout, sys.stdout = sys.stdout, quiet
+        try:
+            assert cli.main(["train", *TRAIN, "--run-dir", str(run_dir), "--steps", "4",
+                             "--save-every", "2"]) == 0
+        finally:
+            sys.stdout = stdout
+    script = ("import sys\n"
+              "from tinygrad_tf import distributed\n"
+              "from tinygrad_tf.models import checkpoint, cli\n"
+              "distributed.init()\n"
+              "if distributed.rank() == 1:  # this rank's copy of the run lacks the newest file\n"
+              "    def older(directory, warn=print):\n"
+              "        path = checkpoint.step_checkpoints(directory)[-2][1]\n"
+              "        return path, checkpoint.load(path)\n"
+              "    checkpoint.latest = older\n"
+              f"sys.exit(cli.main(['train', '--resume', {str(run_dir)!r}, '--steps', '6']))\n")
+    done, seconds = _run([sys.executable, "-c", script])
+    assert done.returncode != 0
+    assert "the ranks resumed from different steps (2 to 4" in done.stderr, done.stderr
+    assert seconds < 60, f"the job took {seconds:.1f} s to end"
+    assert [s for s, _ in checkpoint.step_checkpoints(str(run_dir / "checkpoints"))] == [2, 4]
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+@needs_mpi
 def test_a_raising_rank_ends_the_job_within_seconds():
     script = ("from tinygrad_tf import distributed as d\n"
               "d.init()\n"
