@@ -21,6 +21,7 @@ float32, float64, int64, bool_ = _np.float32, _np.float64, _np.int64, _np.bool_
 from .device import device  # noqa: E402
 from .random import Generator  # noqa: E402
 from . import amp, backends, cuda  # noqa: E402
+from .serialization import load, save  # noqa: E402
 from .torch_names import *  # noqa: E402,F401,F403
 from .torch_names import DTYPES as _DTYPES, MISSING_DTYPES as _MISSING_DTYPES  # noqa: E402
 from .torch_names import __all__ as _torch_names  # noqa: E402
@@ -45,4 +46,5 @@ __all__ = ["Tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled", "g
            "zeros_like", "ones_like", "full_like", "rand_like", "randn_like", "tensor",
            "from_numpy", "linspace", "randint", "zeros", "ones", "full", "rand", "randn", "arange",
            "eye", "autograd", "kernels", "optim", "device", "Generator", "amp", "backends", "cuda",
+           "save", "load",
            *_torch_names, *_DTYPES]
