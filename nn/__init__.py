@@ -13,6 +13,7 @@ from .loss_modules import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, KLDivLo
 from .module import (Module, ModuleDict, ModuleList, Parameter, ParameterDict, ParameterList,
                      Sequential)
 from .multihead import MultiheadAttention
+from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase
 from .transformer import (Transformer, TransformerDecoder, TransformerDecoderLayer,
                           TransformerEncoder, TransformerEncoderLayer)
 
@@ -20,6 +21,7 @@ __all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Par
            "ParameterDict", "Linear", "Embedding", "LayerNorm", "RMSNorm", "Dropout", "ReLU",
            "GELU", "SiLU", "LeakyReLU", "Softplus", "Tanh", "Sigmoid", "Softmax", "LogSoftmax",
            "Identity", "Flatten", "MultiheadAttention", "Transformer", "TransformerEncoder",
-           "TransformerDecoder", "TransformerEncoderLayer", "TransformerDecoderLayer", "CrossEntropyLoss", "NLLLoss", "MSELoss",
+           "TransformerDecoder", "TransformerEncoderLayer", "TransformerDecoderLayer", "RNNBase",
+           "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell", "CrossEntropyLoss", "NLLLoss", "MSELoss",
            "L1Loss", "SmoothL1Loss", "KLDivLoss", "BCELoss", "BCEWithLogitsLoss", "functional",
            "fused", "init", "optim", "schedules", "state", "utils"]

@@ -13,6 +13,7 @@ import copy
 
 import numpy as np
 
+from tinygrad_tf.device import check as _check_device
 from tinygrad_tf import Tensor, is_grad_enabled
 
 from . import functional as F
@@ -21,10 +22,6 @@ from .layers import GELU, Dropout, LayerNorm, Linear, ReLU
 from .module import Module, ModuleList
 from .multihead import MultiheadAttention
 
-
-def _check_device(device, op):
-    if device is not None and str(device) != "cpu":
-        raise ValueError(f"{op}: only the cpu device exists here, got device={device!r}")
 
 
 def _activation_function(activation, op):

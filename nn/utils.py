@@ -1,5 +1,6 @@
-"""Gradient utilities."""
+"""Gradient utilities; `nn.utils.rnn` is torch.nn.utils.rnn (packed sequences, nn/packing.py)."""
 import math
+import sys
 
 import numpy as np
 
@@ -59,3 +60,8 @@ def clip_grad_value_(parameters, clip_value, foreach=None):
         if p.grad is not None:
             np.clip(p.grad.array, -clip_value, clip_value, out=p.grad.array)
             increment_version(p.grad)
+
+
+# torch's path: `nn.utils.rnn.pad_sequence`, `from tinygrad_tf.nn.utils.rnn import ...`
+from . import packing as rnn  # noqa: E402
+sys.modules[__name__ + ".rnn"] = rnn

@@ -38,6 +38,7 @@ from . import elementwise as _elementwise  # noqa: E402
 from . import loss as _loss  # noqa: E402
 from . import norm as _layer_norm  # noqa: E402
 from . import optim as _optim  # noqa: E402
+from . import recurrent as _recurrent  # noqa: E402
 from . import matmul as _matmul  # noqa: E402
 from . import softmax as _softmax  # noqa: E402
 from . import threads  # noqa: E402
@@ -177,6 +178,13 @@ adagrad_step = register("adagrad_step", _optim.adagrad_step_numpy, _optim.adagra
                         compiled=[_optim.adagrad_kernel])
 sum_of_squares = register("sum_of_squares", _optim.sum_of_squares_numpy,
                           _optim.sum_of_squares_numba, compiled=[_optim.sum_of_squares_kernel])
+
+# One time step of nn.RNN / LSTM / GRU: the gate arithmetic after the step's GEMM.
+rnn_cell = register("rnn_cell", _recurrent.cell_forward_numpy, _recurrent.cell_forward_numba,
+                    compiled=[_recurrent.cell_forward_rows])
+rnn_cell_backward = register("rnn_cell_backward", _recurrent.cell_backward_numpy,
+                             _recurrent.cell_backward_numba,
+                             compiled=[_recurrent.cell_backward_rows])
 
 ACTIVATIONS = _elementwise.ACTIVATIONS  # what bias_activation accepts
 

@@ -1,0 +1,306 @@
+"""nn.RNN / LSTM / GRU and their cells: gradcheck in float64 on Hypothesis shapes, the step kernel
+against its numpy twin, and (with torch) torch's state_dict, outputs, h_n/c_n and gradients."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tinygrad_tf as tg
+from tinygrad_tf import Tensor, gradcheck, kernels, nn
+from tinygrad_tf import testing as tt
+from tinygrad_tf.kernels import recurrent
+from tinygrad_tf.nn.rnn import recurrence
+from tinygrad_tf.nn.utils import rnn as rnn_utils
+
+MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU"]
+
+
+# ---------------------------------------------------------------------------- the step kernel
+
+def _step_inputs(rng, mode, batch, width, dtype, with_active):
+    gates = recurrent.GATES[recurrent.MODES[mode]] * width
+    xw, hh = (rng.standard_normal((batch, gates)).astype(dtype) for _ in range(2))
+    h, c = (rng.standard_normal((batch, width)).astype(dtype) for _ in range(2))
+    active = rng.random(batch) < 0.6 if with_active else None
+    return xw, hh, h, (c if mode == "LSTM" else None), active
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("with_active", [False, True])
+@pytest.mark.parametrize("mode", MODES)
+def test_step_kernel_matches_its_numpy_twin(mode, with_active, dtype):
+    rng = np.random.default_rng(0)
+    code = recurrent.MODES[mode]
+    xw, hh, h, c, active = _step_inputs(rng, mode, 5, 6, dtype, with_active)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
+    twin = recurrent.cell_forward_numpy(code, xw, hh, h, c, active)
+    fast = recurrent.cell_forward_numba(code, xw, hh, h, c, active)
+    for index, (a, b) in enumerate(zip(twin, fast)):
+        if a is None:
+            assert b is None
+            continue
+        assert a.dtype == b.dtype == dtype
+        rows = slice(None) if active is None or index < 2 else active  # saved: active rows
+        np.testing.assert_allclose(b[rows], a[rows], **tol)
+    saved = twin[2]
+    dh, dc = (rng.standard_normal(h.shape).astype(dtype) for _ in range(2))
+    dc = dc if mode == "LSTM" else None
+    twin = recurrent.cell_backward_numpy(code, dh, dc, h, c, saved, active)
+    fast = recurrent.cell_backward_numba(code, dh, dc, h, c, saved, active)
+    for a, b in zip(twin, fast):
+        if a is None:
+            assert b is None
+        else:
+            assert a.dtype == b.dtype == dtype
+            np.testing.assert_allclose(b, a, **tol)
+
+
+def test_sigmoid_twin_is_finite_far_out():
+    values = np.array([-1000.0, -30.0, 0.0, 30.0, 1000.0])
+    out = recurrent._sigmoid_numpy(values)
+    assert np.all(np.isfinite(out)) and out[0] == 0 and out[-1] == 1
+
+
+# ---------------------------------------------------------------------------- gradcheck
+
+@settings(max_examples=8)
+@given(st.data(), st.sampled_from(["RNN_TANH", "LSTM", "GRU"]), st.integers(1, 4),
+       st.integers(1, 3), st.integers(1, 3), st.booleans(), st.booleans(), st.booleans())
+def test_recurrence_gradcheck(data, mode, steps, batch, width, reverse, bias, variable):
+    gates = recurrent.GATES[recurrent.MODES[mode]] * width
+    xw = data.draw(tt.tensors(shape=(steps, batch, gates), min_value=-1.5, max_value=1.5))
+    h0 = data.draw(tt.tensors(shape=(batch, width), min_value=-1, max_value=1))
+    w_hh = data.draw(tt.tensors(shape=(gates, width), min_value=-1, max_value=1))
+    inputs = [xw, h0, w_hh]
+    if bias:
+        inputs.append(data.draw(tt.tensors(shape=(gates,), min_value=-1, max_value=1)))
+    if mode == "LSTM":
+        inputs.append(data.draw(tt.tensors(shape=(batch, width), min_value=-1, max_value=1)))
+    active = None
+    if variable:
+        lengths = np.array(data.draw(st.lists(st.integers(1, steps), min_size=batch,
+                                              max_size=batch)))
+        active = np.arange(steps)[:, None] < lengths[None, :]
+
+    def fn(xw, h0, w_hh, *rest):
+        b_hh = rest[0] if bias else None
+        c0 = rest[-1] if mode == "LSTM" else None
+        out, h, c = recurrence(xw, h0, w_hh, b_hh, c0, mode, reverse, active)
+        total = (out * out).sum() + (h * 1.5).sum()
+        return total if c is None else total + (c * c).sum()
+
+    for kernel_set in ("numpy", "numba"):
+        with kernels.use(kernel_set):
+            assert gradcheck(fn, *inputs)
+
+
+def test_module_gradcheck_bidirectional_two_layers():
+    tg.manual_seed(0)
+    model = nn.GRU(2, 3, num_layers=2, bidirectional=True, dtype=np.float64)
+    x = Tensor(np.random.default_rng(0).standard_normal((3, 2, 2)), requires_grad=True)
+    h0 = Tensor(np.random.default_rng(1).standard_normal((4, 2, 3)), requires_grad=True)
+    assert gradcheck(lambda x, h0: model(x, h0)[0].sum() + model(x, h0)[1].sum(), x, h0)
+
+
+# ---------------------------------------------------------------------------- module behaviour
+
+def test_parameter_names_shapes_and_init_bounds():
+    model = nn.LSTM(3, 4, num_layers=2, bidirectional=True, bias=True)
+    shapes = {name: p.shape for name, p in model.named_parameters()}
+    assert list(shapes)[:5] == ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0",
+                                "weight_ih_l0_reverse"]
+    assert shapes["weight_ih_l1"] == (16, 8) and shapes["weight_hh_l1_reverse"] == (16, 4)
+    assert all(np.abs(p.array).max() <= 0.5 for p in model.parameters())
+    assert [n for n, _ in nn.GRU(3, 4, bias=False).named_parameters()] == ["weight_ih_l0",
+                                                                             "weight_hh_l0"]
+    assert len(model.all_weights) == 4 and len(model.all_weights[0]) == 4
+
+
+def test_lengths_freeze_state_and_zero_outputs():
+    tg.manual_seed(0)
+    model = nn.GRU(2, 3, batch_first=True, dtype=np.float64)
+    x = np.random.default_rng(0).standard_normal((2, 4, 2))
+    out, h_n = model(Tensor(x), lengths=[2, 4])
+    short, h_short = model(Tensor(x[:1, :2]))
+    np.testing.assert_allclose(out.array[0, :2], short.array[0], rtol=1e-12)
+    np.testing.assert_allclose(h_n.array[0, 0], h_short.array[0, 0], rtol=1e-12)
+    assert not out.array[0, 2:].any()
+
+
+def test_dropout_between_layers_only_in_training():
+    tg.manual_seed(0)
+    model = nn.LSTM(2, 3, num_layers=2, dropout=0.5, dtype=np.float64)
+    x = Tensor(np.random.default_rng(0).standard_normal((4, 2, 2)))
+    model.eval()
+    a, b = model(x)[0].array, model(x)[0].array
+    np.testing.assert_array_equal(a, b)
+    model.train()
+    assert not np.allclose(model(x)[0].array, a)
+    with pytest.warns(UserWarning, match="num_layers greater than 1"):
+        nn.GRU(2, 3, dropout=0.2)
+
+
+def test_errors_name_the_problem():
+    model = nn.GRU(3, 4)
+    with pytest.raises(RuntimeError, match="input_size. Expected 3, got 5"):
+        model(Tensor(np.zeros((2, 1, 5), np.float32)))
+    with pytest.raises(RuntimeError, match=r"Expected hidden size \(1, 2, 4\)"):
+        model(Tensor(np.zeros((2, 2, 3), np.float32)), Tensor(np.zeros((1, 3, 4), np.float32)))
+    with pytest.raises(ValueError, match="nonlinearity"):
+        nn.RNN(3, 4, nonlinearity="sigmoid")
+    with pytest.raises(ValueError, match=r"lengths must be in \[1, 2\]"):
+        model(Tensor(np.zeros((2, 2, 3), np.float32)), lengths=[3, 1])
+    with pytest.raises(RuntimeError, match="sorted in decreasing order"):
+        rnn_utils.pack_padded_sequence(Tensor(np.zeros((3, 2, 1))), [1, 3])
+    with pytest.raises(NotImplementedError, match="proj_size"):
+        nn.LSTM(3, 4, proj_size=2)
+
+
+def test_pad_sequence_and_pack_sequence_round_trip():
+    rng = np.random.default_rng(0)
+    seqs = [Tensor(rng.standard_normal((n, 2))) for n in (3, 1, 2)]
+    padded = rnn_utils.pad_sequence(seqs, batch_first=True, padding_value=-1.0)
+    assert padded.shape == (3, 3, 2) and (padded.array[1, 1:] == -1).all()
+    packed = rnn_utils.pack_sequence(seqs, enforce_sorted=False)
+    back, lengths = rnn_utils.pad_packed_sequence(packed, batch_first=True, total_length=4)
+    assert back.shape == (3, 4, 2) and lengths.array.tolist() == [3, 1, 2]
+    np.testing.assert_array_equal(back.array[:, :3], np.where(padded.array == -1, 0,
+                                                             padded.array))
+
+
+# ---------------------------------------------------------------------------- against torch
+
+torch = pytest.importorskip("torch")
+
+TORCH_CLASSES = {"RNN_TANH": ("RNN", {}), "RNN_RELU": ("RNN", {"nonlinearity": "relu"}),
+                 "LSTM": ("LSTM", {}), "GRU": ("GRU", {})}
+
+
+def _pair(mode, *args, **kwargs):
+    name, extra = TORCH_CLASSES[mode]
+    torch.manual_seed(0)
+    theirs = getattr(torch.nn, name)(*args, **extra, **kwargs, dtype=torch.float64)
+    ours = getattr(nn, name)(*args, **extra, **kwargs, dtype=np.float64)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    ours.load_state_dict(theirs.state_dict())
+    return ours, theirs
+
+
+def _close(ours, theirs):
+    np.testing.assert_allclose(ours.array, theirs.detach().numpy(), rtol=1e-9, atol=1e-12)
+
+
+def _compare(ours, theirs, o_in, t_in, o_out, t_out, rng):
+    """Outputs equal; then grads of a random projection of everything returned."""
+    o_flat, t_flat = _flatten(o_out), _flatten(t_out)
+    o_loss = t_loss = 0
+    for a, b in zip(o_flat, t_flat):
+        _close(a, b)
+        weights = rng.standard_normal(a.shape)
+        o_loss = o_loss + (a * Tensor(weights)).sum()
+        t_loss = t_loss + (b * torch.tensor(weights)).sum()
+    o_loss.backward()
+    t_loss.backward()
+    for a, b in zip(o_in, t_in):
+        _close(a.grad, b.grad)
+    theirs_params = dict(theirs.named_parameters())
+    for name, p in ours.named_parameters():
+        np.testing.assert_allclose(p.grad.array, theirs_params[name].grad.numpy(), rtol=1e-8,
+                                   atol=1e-11, err_msg=name)
+
+
+def _flatten(value):
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _flatten(v)]
+    if isinstance(value, rnn_utils.PackedSequence):
+        return [value.data]
+    if type(value).__name__ == "PackedSequence":
+        return [value.data]
+    return [value]
+
+
+@pytest.mark.parametrize("options", [dict(), dict(num_layers=2, bidirectional=True),
+                                     dict(batch_first=True, bias=False),
+                                     dict(num_layers=2, batch_first=True, initial=True)])
+@pytest.mark.parametrize("mode", MODES)
+def test_layers_match_torch(mode, options):
+    rng = np.random.default_rng(0)
+    options = dict(options)
+    initial = options.pop("initial", False)
+    ours, theirs = _pair(mode, 3, 4, **options)
+    batch_first = options.get("batch_first", False)
+    x = rng.standard_normal((2, 5, 3) if batch_first else (5, 2, 3))
+    o_in, t_in = [Tensor(x, requires_grad=True)], [torch.tensor(x, requires_grad=True)]
+    if initial:
+        layers = options.get("num_layers", 1) * (2 if options.get("bidirectional") else 1)
+        for _ in range(2 if mode == "LSTM" else 1):
+            h = rng.standard_normal((layers, 2, 4))
+            o_in.append(Tensor(h, requires_grad=True))
+            t_in.append(torch.tensor(h, requires_grad=True))
+        o_state = tuple(o_in[1:]) if mode == "LSTM" else o_in[1]
+        t_state = tuple(t_in[1:]) if mode == "LSTM" else t_in[1]
+        o_out, t_out = ours(o_in[0], o_state), theirs(t_in[0], t_state)
+    else:
+        o_out, t_out = ours(o_in[0]), theirs(t_in[0])
+    _compare(ours, theirs, o_in, t_in, o_out, t_out, rng)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_packed_variable_lengths_match_torch(mode):
+    rng = np.random.default_rng(1)
+    ours, theirs = _pair(mode, 3, 4, num_layers=2, bidirectional=True, batch_first=True)
+    x = rng.standard_normal((3, 5, 3))
+    lengths = [2, 5, 3]
+    o_x, t_x = Tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    o_packed = rnn_utils.pack_padded_sequence(o_x, lengths, batch_first=True,
+                                              enforce_sorted=False)
+    t_packed = torch.nn.utils.rnn.pack_padded_sequence(t_x, torch.tensor(lengths),
+                                                       batch_first=True, enforce_sorted=False)
+    _close(o_packed.data, t_packed.data)
+    assert o_packed.batch_sizes.array.tolist() == t_packed.batch_sizes.tolist()
+    assert o_packed.sorted_indices.array.tolist() == t_packed.sorted_indices.tolist()
+    o_out, o_h = ours(o_packed)
+    t_out, t_h = theirs(t_packed)
+    o_pad, o_len = rnn_utils.pad_packed_sequence(o_out, batch_first=True)
+    t_pad, t_len = torch.nn.utils.rnn.pad_packed_sequence(t_out, batch_first=True)
+    assert o_len.array.tolist() == t_len.tolist()
+    _compare(ours, theirs, [o_x], [t_x], (o_pad, o_h), (t_pad, t_h), rng)
+    ours.zero_grad()
+    by_lengths = ours(Tensor(x), lengths=lengths)[0]  # our keyword: the same numbers
+    _close(by_lengths, t_pad)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_cells_match_torch(mode):
+    rng = np.random.default_rng(2)
+    name, extra = TORCH_CLASSES[mode]
+    torch.manual_seed(0)
+    theirs = getattr(torch.nn, name + "Cell")(3, 4, **extra, dtype=torch.float64)
+    ours = getattr(nn, name + "Cell")(3, 4, **extra, dtype=np.float64)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    ours.load_state_dict(theirs.state_dict())
+    x, h, c = rng.standard_normal((2, 3)), rng.standard_normal((2, 4)), rng.standard_normal((2, 4))
+    o_in = [Tensor(v, requires_grad=True) for v in (x, h, c)]
+    t_in = [torch.tensor(v, requires_grad=True) for v in (x, h, c)]
+    if mode == "LSTM":
+        o_out, t_out = ours(o_in[0], tuple(o_in[1:])), theirs(t_in[0], tuple(t_in[1:]))
+    else:
+        o_in, t_in = o_in[:2], t_in[:2]
+        o_out, t_out = ours(*o_in), theirs(*t_in)
+    _compare(ours, theirs, o_in, t_in, o_out, t_out, rng)
+    unbatched = ours(Tensor(x[0]))  # no state: zeros, as torch
+    expected = theirs(torch.tensor(x[0]))
+    for a, b in zip(_flatten(unbatched), _flatten(expected)):
+        _close(a, b)
+
+
+def test_unbatched_lstm_matches_torch():
+    rng = np.random.default_rng(3)
+    ours, theirs = _pair("LSTM", 3, 4, num_layers=2)
+    x = rng.standard_normal((5, 3))
+    h, c = rng.standard_normal((2, 4)), rng.standard_normal((2, 4))
+    o_out = ours(Tensor(x), (Tensor(h), Tensor(c)))
+    t_out = theirs(torch.tensor(x), (torch.tensor(h), torch.tensor(c)))
+    for a, b in zip(_flatten(o_out), _flatten(t_out)):
+        assert a.shape == tuple(b.shape)
+        _close(a, b)
