@@ -155,3 +155,26 @@ def test_against_torch():
         assert list(BatchSampler(range(n), bs, dl)) == list(tdata.BatchSampler(range(n), bs, dl))
         assert len(DataLoader(range(n), batch_size=bs, drop_last=dl)) == \
             len(tdata.DataLoader(range(n), batch_size=bs, drop_last=dl))
+
+
+def test_an_endless_random_sampler_draws_lazily():
+    sampler = RandomSampler(range(5), replacement=True, num_samples=int(1e10))
+    first = [i for _, i in zip(range(3000), sampler)]
+    assert len(first) == 3000 and set(first) <= set(range(5))
+    no_replacement = iter(RandomSampler(range(4), num_samples=int(1e12)))
+    assert sorted(next(no_replacement) for _ in range(4)) == [0, 1, 2, 3]
+
+
+def test_torch_submodule_paths_and_tensorboard(tmp_path):
+    from tinygrad_tf.utils.data.dataloader import DataLoader as Loader
+    from tinygrad_tf.utils.data.sampler import BatchSampler as Batches
+    from tinygrad_tf.utils.data.dataset import Dataset as Base
+    from tinygrad_tf.utils.tensorboard import SummaryWriter
+    assert Loader is DataLoader and Batches is BatchSampler and Base is Dataset
+    assert tg.utils.data.DataLoader is DataLoader
+    with SummaryWriter(log_dir=str(tmp_path)) as writer:
+        writer.add_scalar("Loss/train", tg.tensor(2.5), 10)
+        writer.add_histogram("w", tg.zeros(3), 10)  # accepted, dropped
+    import json
+    lines = [json.loads(line) for line in (tmp_path / "scalars.jsonl").read_text().splitlines()]
+    assert lines[0]["tag"] == "Loss/train" and lines[0]["value"] == 2.5 and lines[0]["step"] == 10

@@ -18,9 +18,9 @@ import warnings
 
 import numpy as np
 
-from .. import random as _random
-from ..autograd import _wrap_array
-from ..tensor import Tensor, stack
+from ... import random as _random
+from ...autograd import _wrap_array
+from ...tensor import Tensor, stack
 
 __all__ = ["Dataset", "IterableDataset", "TensorDataset", "Subset", "ConcatDataset",
            "random_split", "Sampler", "SequentialSampler", "RandomSampler",
@@ -170,12 +170,13 @@ class RandomSampler(Sampler):
         return len(self.data_source) if self._num_samples is None else self._num_samples
 
     def __iter__(self):
-        n, rng = len(self.data_source), _random.generator_of(self.generator)
-        if self.replacement:
-            return iter(rng.integers(0, n, self.num_samples).tolist())
-        whole, rest = divmod(self.num_samples, n)
-        order = [i for _ in range(whole) for i in rng.permutation(n).tolist()]
-        return iter(order + rng.permutation(n).tolist()[:rest])
+        # Drawn lazily, a chunk at a time: num_samples may be huge (an "endless" sampler).
+        n, rng, left = len(self.data_source), _random.generator_of(self.generator), self.num_samples
+        while left > 0:
+            chunk = rng.integers(0, n, min(left, 1024)) if self.replacement else \
+                rng.permutation(n)[:left]
+            left -= len(chunk)
+            yield from chunk.tolist()
 
     def __len__(self):
         return self.num_samples
@@ -248,7 +249,7 @@ class DistributedSampler(Sampler):
     def __init__(self, dataset, num_replicas=None, rank=None, shuffle=True, seed=0,
                  drop_last=False):
         if num_replicas is None or rank is None:
-            from .. import distributed
+            from ... import distributed
             distributed.init()
             num_replicas = distributed.world_size() if num_replicas is None else num_replicas
             rank = distributed.rank() if rank is None else rank
