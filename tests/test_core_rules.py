@@ -3,6 +3,7 @@ mode, and the plug-in table through which optimizers, the profiler and distribut
 the core. Each test names the defect it guards; torch 2.13 is the oracle where installed."""
 import math
 import threading
+import weakref
 
 import numpy as np
 import pytest
@@ -171,3 +172,193 @@ def test_torch_also_raises_after_load_state_dict():
     layer.load_state_dict({k: v + 1 for k, v in layer.state_dict().items()})
     with pytest.raises(RuntimeError, match=IN_PLACE_ERROR):
         loss.backward()
+
+
+# ---------------------------------------------------------------------------- defect 2: kept grads
+
+def _mlp(seed=0):
+    tg.manual_seed(seed)
+    return nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+
+
+def _loss(model, seed):
+    rng = np.random.default_rng(seed)
+    x = Tensor(rng.standard_normal((5, 3)).astype(np.float32))
+    return (model(x) ** 2).mean()
+
+
+@pytest.mark.parametrize("make", [lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9),
+                                  lambda ps: optim.Adam(ps, lr=0.01)])
+@pytest.mark.parametrize("keep", ["tensor", "array", "view"])
+def test_a_kept_grad_keeps_its_values_after_the_next_backward_and_step(make, keep):
+    model = _mlp()
+    optimizer = make(model.parameters())
+    weight = model[0].weight
+    _loss(model, 0).backward()
+    kept = {"tensor": lambda: weight.grad, "array": lambda: weight.grad.numpy(),
+            "view": lambda: weight.grad.view(-1)}[keep]()
+    values = np.array(kept.numpy() if isinstance(kept, Tensor) else kept, copy=True)
+    for step in range(3):
+        optimizer.step()
+        optimizer.zero_grad()
+        _loss(model, step + 1).backward()
+        assert weight.grad is not kept
+        now = kept.numpy() if isinstance(kept, Tensor) else kept
+        np.testing.assert_array_equal(now, values)
+
+
+def test_training_is_the_same_whether_or_not_grads_are_kept():
+    runs = []
+    for keep in (False, True):
+        model = _mlp()
+        optimizer = optim.Adam(model.parameters(), lr=0.01)
+        kept = []
+        for step in range(4):
+            optimizer.zero_grad()
+            _loss(model, step).backward()
+            if keep:
+                kept.append([p.grad for p in model.parameters()])
+            optimizer.step()
+        runs.append([p.numpy().copy() for p in model.parameters()])
+        if keep:  # each step's kept grads are that step's, all different
+            first, last = kept[0][0].numpy(), kept[-1][0].numpy()
+            assert not np.array_equal(first, last)
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_grad_accumulation_and_zeroing_in_place_follow_torch():
+    torch = pytest.importorskip("torch")
+    model = _mlp()
+    optimizer = optim.SGD(model.parameters(), lr=0.1)
+    reference = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    with torch.no_grad():
+        for p, q in zip(model.parameters(), reference.parameters()):
+            q.copy_(torch.from_numpy(p.numpy().copy()))
+    t_optimizer = torch.optim.SGD(reference.parameters(), lr=0.1)
+
+    def t_loss(seed):
+        rng = np.random.default_rng(seed)
+        return (reference(torch.from_numpy(rng.standard_normal((5, 3)).astype(np.float32))) ** 2
+                ).mean()
+    _loss(model, 0).backward()
+    t_loss(0).backward()
+    ours, theirs = model[0].weight.grad, reference[0].weight.grad
+    _loss(model, 1).backward()  # no zero_grad: accumulates into the kept .grad, in place
+    t_loss(1).backward()
+    assert model[0].weight.grad is ours
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-5, atol=1e-6)
+    optimizer.step()
+    t_optimizer.step()
+    optimizer.zero_grad(set_to_none=False)  # zeros in place: the kept tensor sees them
+    t_optimizer.zero_grad(set_to_none=False)
+    assert not ours.numpy().any() and not theirs.numpy().any()
+    _loss(model, 2).backward()
+    t_loss(2).backward()
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-5, atol=1e-6)
+    optimizer.zero_grad()  # set_to_none: the next backward makes a new tensor
+    t_optimizer.zero_grad()
+    before = ours.numpy().copy()
+    _loss(model, 3).backward()
+    t_loss(3).backward()
+    assert model[0].weight.grad is not ours
+    np.testing.assert_array_equal(ours.numpy(), before)
+    for p, q in zip(model.parameters(), reference.parameters()):
+        np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(p.numpy(), q.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_grad_the_user_set_keeps_its_identity_through_step():
+    p = nn.Parameter(Tensor(np.ones(3, np.float32)))
+    optimizer = optim.SGD([p], lr=0.5)
+    mine = Tensor(np.array([1.0, 2.0, 3.0], np.float32))
+    p.grad = mine
+    optimizer.step()
+    assert p.grad is mine
+    np.testing.assert_allclose(p.numpy(), [0.5, 0.0, -0.5])
+    np.testing.assert_array_equal(mine.numpy(), [1.0, 2.0, 3.0])
+
+
+def test_fresh_arena_lends_and_takes_memory_without_copies():
+    # The fast path stays the normal path: a plain model's parameters are packed, and after
+    # the first step every new .grad is written straight into the arena.
+    model = _mlp()
+    optimizer = optim.Adam(model.parameters(), lr=0.01)
+    arena = optimizer.arena
+    assert not any(slot.loose for slot in arena.slots.values())
+    # (Only a weak reference: holding the buffer would be holding the arena's memory.)
+    flat = weakref.ref(arena.buffers["grad"][np.dtype(np.float32)])
+    for step in range(3):
+        optimizer.zero_grad()
+        _loss(model, step).backward()
+        optimizer.step()
+        assert all(np.shares_memory(p.grad.array, flat()) for p in model.parameters())
+    assert arena.buffers["grad"][np.dtype(np.float32)] is flat()  # never re-allocated
+
+
+def test_the_transformer_is_packed_whole():
+    from tinygrad_tf.models import Transformer, TransformerConfig
+    model = Transformer(TransformerConfig.tiny(vocab_size=12))
+    optimizer = optim.AdamW(model.parameters(), lr=1e-3)
+    assert not any(slot.loose for slot in optimizer.arena.slots.values())
+
+
+# ---------------------------------------------------------------------------- defect 3: DDP
+
+def test_ddp_leaves_parameters_without_gradients_alone():
+    from tinygrad_tf import distributed
+    model = _mlp()
+    unused = nn.Linear(2, 2)
+    model.append(unused)  # never called: no gradient on any rank
+    for with_optimizer in (True, False):
+        optimizer = optim.Adam(model.parameters(), lr=0.1)
+        ddp = distributed.DistributedDataParallel(
+            model, optimizer=optimizer if with_optimizer else None)
+        before = [p.numpy().copy() for p in unused.parameters()]
+        for step in range(2):
+            optimizer.zero_grad()
+            x = Tensor(np.random.default_rng(step).standard_normal((5, 3)).astype(np.float32))
+            (model[2](model[1](model[0](x))) ** 2).mean().backward()
+            ddp.sync_gradients()
+            assert all(p.grad is None for p in unused.parameters())
+            assert all(p.grad is not None for p in model[0].parameters())
+            optimizer.step()
+        for p, b in zip(unused.parameters(), before):
+            np.testing.assert_array_equal(p.numpy(), b)
+            assert id(p) not in optimizer.state
+
+
+# ---------------------------------------------------------------------------- defect 4: shared memory
+
+def test_an_optimizer_keeps_parameters_that_share_memory_shared():
+    base = nn.Parameter(Tensor(np.arange(6, dtype=np.float64)))
+    head = nn.Parameter(Tensor.from_numpy(base.numpy()[:2]))  # a view of base's memory
+    alias = nn.Parameter(base)                                # the same array, another Parameter
+    optimizer = optim.SGD([base, head, alias], lr=0.5, momentum=0.9)
+    assert np.shares_memory(base.numpy(), head.numpy()) and base.numpy() is alias.numpy()
+    for step in range(2):
+        base.grad = Tensor(np.ones(6))
+        head.grad = Tensor(np.full(2, 2.0))
+        alias.grad = Tensor(np.full(6, 0.5))
+        optimizer.step()
+    assert np.shares_memory(base.numpy(), head.numpy()) and base.numpy() is alias.numpy()
+    torch = pytest.importorskip("torch")
+    t_base = torch.nn.Parameter(torch.arange(6, dtype=torch.float64))
+    t_head = torch.nn.Parameter(t_base.data[:2])
+    t_alias = torch.nn.Parameter(t_base.data)
+    t_optimizer = torch.optim.SGD([t_base, t_head, t_alias], lr=0.5, momentum=0.9)
+    for step in range(2):
+        t_base.grad, t_head.grad = torch.ones(6, dtype=torch.float64), torch.full((2,), 2.0,
+                                                                                  dtype=torch.float64)
+        t_alias.grad = torch.full((6,), 0.5, dtype=torch.float64)
+        t_optimizer.step()
+    np.testing.assert_allclose(base.numpy(), t_base.detach().numpy())
+
+
+def test_an_optimizer_updates_a_parameter_whose_array_someone_holds_in_place():
+    p = nn.Parameter(Tensor(np.zeros(3, np.float32)))
+    held = p.numpy()
+    optimizer = optim.SGD([p], lr=1.0)
+    p.grad = Tensor(np.ones(3, np.float32))
+    optimizer.step()
+    np.testing.assert_array_equal(held, [-1, -1, -1])  # torch: p's memory, updated in place

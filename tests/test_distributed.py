@@ -65,27 +65,33 @@ def test_collectives_on_one_rank_are_identities_with_clear_errors():
         distributed.all_reduce([1.0])
 
 
-def test_flat_gradients_pack_zeros_for_missing_grads_and_write_back_views():
+def test_flat_gradients_pack_zeros_for_missing_grads_and_write_back_in_place():
     a = nn.Parameter(Tensor(np.zeros((2, 3), np.float32)))
     b = nn.Parameter(Tensor(np.zeros(4, np.float64)))
     c = nn.Parameter(Tensor(np.zeros((3, 1), np.float32)))
     a.grad = Tensor(np.arange(6, dtype=np.float32).reshape(3, 2).T)   # non-contiguous
     c.grad = Tensor(np.full((3, 1), 7, np.float32))
+    a_grad, c_grad = a.grad, c.grad
     frozen = nn.Parameter(Tensor(np.zeros(2, np.float32)), requires_grad=False)
     flat = distributed._flat_grads([a, frozen, b, c])
-    buffers = flat.pack()
+    used = flat.used()
+    np.testing.assert_array_equal(used, [1, 0, 1])   # a, b, c (frozen never syncs)
+    buffers = flat.pack(used)
     assert [buf.dtype for buf in buffers] == [np.float32, np.float64]   # one buffer per dtype
     np.testing.assert_array_equal(buffers[0], [0, 2, 4, 1, 3, 5, 7, 7, 7])
     np.testing.assert_array_equal(buffers[1], np.zeros(4))
     buffers[0] *= 2
-    flat.unpack()
+    flat.unpack(used)
     np.testing.assert_array_equal(a.grad.array, np.arange(6).reshape(3, 2).T * 2)
+    assert a.grad is a_grad and c.grad is c_grad     # written in place, as torch's DDP
+    assert b.grad is None and frozen.grad is None    # no gradient on any rank: stays None
+    assert not np.shares_memory(c.grad.array, buffers[0]) and c.grad.array.shape == (3, 1)
+    flat.unpack(np.array([1, 1, 1], np.uint8))       # b had a gradient on another rank
     np.testing.assert_array_equal(b.grad.array, np.zeros(4))
-    assert frozen.grad is None                       # not in the buffer, never written
-    assert np.shares_memory(c.grad.array, buffers[0]) and c.grad.array.shape == (3, 1)
+    assert not np.shares_memory(b.grad.array, buffers[1])
     a.grad = Tensor(np.zeros(6, np.float32))
     with pytest.raises(ValueError, match=r"parameter of shape \(2, 3\) has shape \(6,\)"):
-        flat.pack()
+        flat.pack(used)
 
 
 def test_ddp_with_an_optimizer_reduces_its_arena_in_place():
@@ -95,12 +101,15 @@ def test_ddp_with_an_optimizer_reduces_its_arena_in_place():
     (ddp(Tensor(np.ones((4, 3)))) ** 2).sum().backward()
     model[1].bias.grad = None                       # a parameter without a gradient this step
     expected = [None if p.grad is None else p.grad.array.copy() for p in model.parameters()]
-    buffers = ddp._flat.pack()
-    assert len(buffers) == 1                        # one float64 arena buffer, no packed copy
+    assert len(ddp._flat.pack(ddp._flat.used())) == 1  # one float64 arena buffer, no copy
     ddp.sync_gradients(scale=0.5)
+    buffers = list(optimizer.arena.buffers["grad"].values())
     for p, grad in zip(model.parameters(), expected):
+        if grad is None:                            # no gradient on any rank: stays None
+            assert p.grad is None
+            continue
         assert np.shares_memory(p.grad.array, buffers[0])
-        np.testing.assert_array_equal(p.grad.array, 0 if grad is None else grad * 0.5)
+        np.testing.assert_array_equal(p.grad.array, grad * 0.5)
     extra = nn.Linear(2, 2, dtype=np.float64)
     model.append(extra)                             # added after the optimizer was built
     with pytest.raises(ValueError, match="not in this optimizer"):

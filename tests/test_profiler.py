@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from tinygrad_tf import Function, Tensor, autograd, kernels, profiler
+from tinygrad_tf import Function, Tensor, plugins, profiler
 from tinygrad_tf.nn import functional as F
 
 
@@ -50,12 +50,12 @@ def test_table_sorts_and_names_every_column():
 
 
 def test_off_by_default_and_restored_after_the_block():
-    assert autograd._profiler is None and kernels._profiler is None
+    assert plugins.profiler is None and plugins.kernel_profiler is None
     with profiler.profile():
-        assert autograd._profiler is not None and kernels._profiler is not None
+        assert plugins.profiler is not None and plugins.kernel_profiler is not None
         with pytest.raises(RuntimeError, match="already active"):
             profiler.profile().__enter__()
-    assert autograd._profiler is None and kernels._profiler is None
+    assert plugins.profiler is None and plugins.kernel_profiler is None
     with profiler.record("nothing"):  # no profile: a no-op
         pass
 
@@ -84,4 +84,4 @@ def test_an_error_inside_backward_leaves_no_event_open():
             Broken.apply(x).sum().backward()
     rows = {row.name: row for row in prof.key_averages()}
     assert rows["autograd.backward"].count == 1 and rows["Broken.backward"].count == 1
-    assert autograd._profiler is None
+    assert plugins.profiler is None

@@ -11,6 +11,7 @@ import weakref
 
 import numpy as np
 
+from . import plugins as _plugins
 from . import versions as _versions
 
 
@@ -69,8 +70,6 @@ def is_grad_enabled():
 # Set by tensor.py (which imports this module): the class `apply` wraps results in.
 _Tensor = None
 _new_object = object.__new__
-# Set by tinygrad_tf.profiler while a profile is active; None costs one test per op.
-_profiler = None
 
 
 class Function:
@@ -126,8 +125,8 @@ class Function:
     def apply(cls, *inputs, **kwargs):
         """Run forward on the inputs' arrays; record the op on the result if grad is enabled and
         some input requires grad. This runs once per op, so it is kept short."""
-        if _profiler is not None:
-            return _profiler.apply(cls, inputs, kwargs)
+        if _plugins.profiler is not None:  # (plugins.py: None costs one test per op)
+            return _plugins.profiler.apply(cls, inputs, kwargs)
         ctx = cls()
         # Unrolled for the hot ops (one or two inputs, no keyword arguments): a tuple display and
         # a plain call are much cheaper than comprehensions and a ** call. A non-Tensor input
@@ -241,32 +240,16 @@ def _wrap_array(array):
     return tensor
 
 
-# Leaf gradient slots: id(leaf) -> (weak reference to the leaf, array). An optimizer's flat
-# arena (tinygrad_tf/optim/arena.py) registers a view of its gradient buffer here, so the first
-# gradient of a step is written into the arena in place instead of into a fresh array.
-_grad_slots = {}
-
-
-def set_grad_slot(tensor, array):
-    """Make backward write `tensor`'s gradient into `array` (same shape and dtype) when its
-    .grad is None."""
-    _grad_slots[id(tensor)] = (weakref.ref(tensor), array)
-
-
-def clear_grad_slot(tensor, array=None):
-    """Forget `tensor`'s gradient slot (only if it is still `array`, when given)."""
-    entry = _grad_slots.get(id(tensor))
-    if entry is not None and entry[0]() is tensor and (array is None or entry[1] is array):
-        del _grad_slots[id(tensor)]
-
-
-def _leaf_grad(grad, tensor):
-    entry = _grad_slots.get(id(tensor))
-    if entry is not None and entry[0]() is tensor:
-        slot = entry[1]
-        if slot.shape == grad.shape and slot.dtype == tensor.array.dtype:
-            np.copyto(slot, grad)
-            return _wrap_array(slot)
+def _new_leaf_grad(grad, tensor):
+    """A leaf's first gradient as a new Tensor, in memory a plug-in lends (an optimizer's arena,
+    plugins.grad_buffer: then an update reads it in place) or else a fresh copy."""
+    lend = _plugins.grad_buffer
+    if lend is not None:
+        buffer = lend(tensor)
+        if (buffer is not None and buffer.shape == grad.shape
+                and buffer.dtype == tensor.array.dtype and buffer.flags.writeable):
+            np.copyto(buffer, grad)
+            return _wrap_array(buffer)
     return _owned(grad, tensor)
 
 
@@ -276,7 +259,7 @@ def backward(root, grad, retain_graph=False, capture=None):
     `root` and `grad` may be lists (several outputs). With `capture` (a dict keyed by the ids of
     some tensors of the graph) the gradient reaching each of those is stored there instead, and
     no `.grad` is touched (`autograd.grad`)."""
-    profiler = _profiler
+    profiler = _plugins.profiler
     if profiler is not None:
         profiler.begin("autograd.backward", "engine")
     roots, grads_in = (root, grad) if isinstance(root, list) else ([root], [grad])
@@ -302,9 +285,9 @@ def backward(root, grad, retain_graph=False, capture=None):
                 if ctx is None:
                     continue
         if ctx is None:  # a leaf: accumulate across backward calls until the grad is reset
-            if tensor.grad is None:
-                tensor.grad = _leaf_grad(grad, tensor) if _grad_slots else _owned(grad, tensor)
-            else:
+            if tensor.grad is None:  # a new Tensor: a .grad the user kept is never written
+                tensor.grad = _new_leaf_grad(grad, tensor)
+            else:  # torch's AccumulateGrad: into the existing .grad, in place
                 tensor.grad.array += grad
                 _versions.increment_version(tensor.grad.array)
             continue

@@ -221,8 +221,8 @@ def check_same(what, *parts):
 class _FlatGradients:
     """One preallocated contiguous buffer per dtype holding every parameter's gradient, in
     `parameters()` order, so each dtype costs ONE Allreduce. Gradients are copied in (zeros for
-    a parameter without one, so every rank's layout is the same) and written back as views of
-    the buffer."""
+    a parameter without one, so every rank's layout is the same) and the reduced values copied
+    back into each .grad in place (a new .grad for a parameter only other ranks had one for)."""
 
     def __init__(self, parameters):
         self.parameters = [p for p in parameters if p.requires_grad]  # frozen ones never sync
@@ -235,7 +235,10 @@ class _FlatGradients:
             self.slots.append((p, dtype, start, sizes[dtype]))
         self.buffers = {dtype: np.zeros(size, dtype) for dtype, size in sizes.items()}
 
-    def pack(self):
+    def used(self):
+        return np.array([p.grad is not None for p, *_ in self.slots], np.uint8)
+
+    def pack(self, used):
         for p, dtype, start, stop in self.slots:
             target = self.buffers[dtype][start:stop]
             if p.grad is None:
@@ -247,24 +250,35 @@ class _FlatGradients:
                 target.reshape(p.array.shape)[...] = p.grad.array
         return list(self.buffers.values())
 
-    def unpack(self):
-        for p, dtype, start, stop in self.slots:
-            p.grad = Tensor._wrap(self.buffers[dtype][start:stop].reshape(p.array.shape))
+    def unpack(self, used):
+        for (p, dtype, start, stop), somewhere in zip(self.slots, used):
+            if not somewhere:
+                continue  # no rank had a gradient: it stays None, and optimizers skip it
+            values = self.buffers[dtype][start:stop].reshape(p.array.shape)
+            if p.grad is None:
+                p.grad = Tensor(values)  # a copy: the buffer is reused next step
+            else:
+                p.grad.array[...] = values
+                increment_version(p.grad)
 
 
 class _ArenaGradients:
     """The optimizer's flat arena gradient buffers (tinygrad_tf.optim): backward already wrote
-    every gradient into them, so nothing is copied; a parameter without a gradient gets zeros."""
+    the gradients into them, so nothing is copied; a parameter without a gradient here but with
+    one on another rank gets a zero-filled slot as its .grad."""
 
     def __init__(self, optimizer, module):
         self.optimizer, self.module = optimizer, module
         optimizer.flat_grads(zero_fill=False, model=module)  # every parameter held: check now
 
-    def pack(self):
-        return list(self.optimizer.flat_grads(zero_fill=True, model=self.module).values())
+    def used(self):
+        return np.array([p.grad is not None for p in self.optimizer.layout_params()], np.uint8)
 
-    def unpack(self):
-        pass  # the gradients are views of the reduced buffers already
+    def pack(self, used):
+        return list(self.optimizer.flat_grads(model=self.module, used=used).values())
+
+    def unpack(self, used):
+        self.optimizer.scatter_flat_grads()  # into any .grad that is not a view of the buffers
 
 
 def _flat_grads(parameters, optimizer=None, module=None):
@@ -304,12 +318,16 @@ class DistributedDataParallel:
         """All-reduce (sum) the gradients, then multiply them by `scale` once."""
         if scale is None:
             scale = 1.0 / world_size()
-        buffers = self._flat.pack()
+        # Which parameters have a gradient on some rank (one small Allreduce): the others keep
+        # None, as with torch's find_unused_parameters=True, so optimizers skip them.
+        used = self._flat.used()
+        _reduce_in_place(used, "max")
+        buffers = self._flat.pack(used)
         for buffer in buffers:
             _reduce_in_place(buffer, "sum")
             if scale != 1.0:
                 buffer *= scale
-        self._flat.unpack()
+        self._flat.unpack(used)
 
 
 def rank_prefix():

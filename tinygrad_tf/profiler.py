@@ -28,8 +28,7 @@ While one is, each event costs about a microsecond of its own, counted in the ev
 import contextlib
 import time
 
-from . import autograd as _autograd
-from . import kernels as _kernels
+from . import plugins as _plugins
 
 _clock = time.perf_counter
 
@@ -68,11 +67,11 @@ class _Recorder:
     # apply runs unchanged (ops do not call apply from inside forward).
     def apply(self, cls, inputs, kwargs):
         self.begin(cls.__name__ + ".forward", "forward")
-        _autograd._profiler = None
+        _plugins.profiler = None
         try:
             return cls.apply(*inputs, **kwargs)
         finally:
-            _autograd._profiler = self
+            _plugins.profiler = self
             self.end()
 
     # Called by autograd.backward for each op.
@@ -123,12 +122,11 @@ class profile:
         self.wall = 0.0
 
     def __enter__(self):
-        if _autograd._profiler is not None or _active[0] is not None:
+        if _plugins.profiler is not None or _active[0] is not None:
             raise RuntimeError("profiler.profile: a profile is already active; they do not nest")
         self._recorder = _Recorder()
         _active[0] = self._recorder
-        _autograd._profiler = self._recorder
-        _kernels._profiler = self._recorder
+        _plugins.profiler = _plugins.kernel_profiler = self._recorder
         self._start = _clock()
         return self
 
@@ -136,7 +134,7 @@ class profile:
         while self._recorder.stack:  # events left open by an exception (e.g. in backward)
             self._recorder.end()
         self.wall = _clock() - self._start
-        _active[0] = _autograd._profiler = _kernels._profiler = None
+        _active[0] = _plugins.profiler = _plugins.kernel_profiler = None
         return False
 
     def key_averages(self):

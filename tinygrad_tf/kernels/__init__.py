@@ -28,6 +28,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 
+from .. import plugins as _plugins  # noqa: E402
 from ._malloc import keep_freed_memory  # noqa: E402
 
 # Fresh arrays from a fresh mmap page-fault on every step; keep freed memory instead (_malloc.py).
@@ -93,9 +94,10 @@ class Kernel:
         self.current = self.implementations[DEFAULT]
 
     def __call__(self, *args, **kwargs):
-        if _profiler is None:
+        profiler = _plugins.kernel_profiler
+        if profiler is None:
             return self.current(*args, **kwargs)
-        return _profiler.kernel(self.name, self.current, args, kwargs)
+        return profiler.kernel(self.name, self.current, args, kwargs)
 
     def __repr__(self):
         return f"<kernel {self.name}: {self.current.__module__}.{self.current.__name__}>"
@@ -104,7 +106,6 @@ class Kernel:
 DEFAULT = "auto"
 SETS = ("numpy", "numba", "auto")
 REGISTRY = {}  # name -> Kernel, in registration order
-_profiler = None  # set by tinygrad_tf.profiler while a profile is active
 
 
 def register(name, numpy, numba, auto=None, compiled=()):

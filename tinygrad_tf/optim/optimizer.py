@@ -9,7 +9,7 @@ import numpy as np
 from tinygrad_tf import autograd, kernels
 from tinygrad_tf.tensor import Tensor
 
-from .arena import Arena
+from .arena import Arena, merged_flat
 
 # torch's device/implementation flags: accepted (and stored, so state_dicts have torch's keys)
 # with these values only; the arena always runs one fused CPU kernel per group.
@@ -79,19 +79,25 @@ class Optimizer:
     def arena(self):
         """The flat arena, in sync with the parameters: re-packed here when a parameter's .array
         was rebound (Module.to, a user assignment) or a group was added."""
+        if self._arena is None or not self._arena.in_place():
+            self._check_shapes()
+            # The old arena goes first: while it lives, it holds the parameters' memory too,
+            # and the new one would leave them in place (loose) instead of packing them.
+            self._arena = None
+            self._arena = Arena([g["params"] for g in self.param_groups])
+        return self._arena
+
+    def _check_shapes(self):
         arena = self._arena
-        if arena is None or not arena.in_place():
-            for group in self.param_groups:
-                for p in group["params"]:
-                    slot = arena.slots.get(id(p)) if arena is not None else None
-                    state = self.state.get(id(p))
-                    if slot is not None and state and p.array.shape != slot.shape:
-                        raise ValueError(
-                            f"{type(self).__name__}: a parameter of shape {slot.shape} was "
-                            f"given .array of shape {p.array.shape} after optimizer state was "
-                            "built for it; shapes must not change (build a new optimizer)")
-            arena = self._arena = Arena([g["params"] for g in self.param_groups])
-        return arena
+        for group in self.param_groups:
+            for p in group["params"]:
+                slot = arena.slots.get(id(p)) if arena is not None else None
+                state = self.state.get(id(p))
+                if slot is not None and state and p.array.shape != slot.shape:
+                    raise ValueError(
+                        f"{type(self).__name__}: a parameter of shape {slot.shape} was "
+                        f"given .array of shape {p.array.shape} after optimizer state was "
+                        "built for it; shapes must not change (build a new optimizer)")
 
     def _sync_state(self, arena, slot, state):
         # Optimizer state arrays live in the arena; one loaded or re-packed elsewhere is copied in.
@@ -109,19 +115,14 @@ class Optimizer:
         keeps_state = self._keeps_state(group)
         for slot in segment.slots:
             p = slot.param
-            # Every parameter an update touches is visited here, once per step.
-            grad = p.grad
-            if grad is None:
+            # Every parameter an update touches is visited here, once per step. Its gradient
+            # is in its slot already (collect_grads); a loose parameter is a run of its own.
+            if p.grad is None or slot.loose:
                 if run:
                     yield self._run(run)
                 run = []
-                continue
-            if grad.array is not slot.grad:
-                if grad.array.shape != slot.shape:
-                    raise ValueError(f"{type(self).__name__}.step: a gradient of shape "
-                                     f"{grad.array.shape} for a parameter of shape {slot.shape}")
-                np.copyto(slot.grad, grad.array, casting="unsafe")
-                p.grad = autograd._wrap_array(slot.grad)
+                if p.grad is None:
+                    continue
             state = self.state.get(id(p))
             if state is None:
                 state = {}
@@ -139,6 +140,9 @@ class Optimizer:
                 run = []
             run.append((slot, state))
             run_key = key
+            if slot.loose:
+                yield self._run(run)
+                run = []
         if run:
             yield self._run(run)
 
@@ -174,10 +178,17 @@ class Optimizer:
             with autograd.enable_grad():
                 loss = closure()
         arena = self.arena
+        arena.collect_grads(what=f"{type(self).__name__}.step")
         for segment in arena.segments:
             group = self.param_groups[segment.group_index]
             for start, stop, entries in list(self._runs(group, arena, segment)):
+                loose = entries[0][0] if entries[0][0].loose else None
+                if loose is not None:  # its own memory: copied in, updated, written back
+                    arena.view("data", loose)[...] = loose.param.array
                 self._update(group, arena, segment.dtype, start, stop, entries)
+                if loose is not None:
+                    loose.param.array[...] = arena.view("data", loose)
+                    autograd.increment_version(loose.param.array)
         # The parameters changed in place: a graph that saved them must not backward again
         # (torch's rule). One bump per flat buffer covers every parameter viewing it.
         autograd.increment_version(*arena.buffers["data"].values())
@@ -199,24 +210,24 @@ class Optimizer:
                 for p in group["params"]:
                     p.grad = None
             return
-        arena = self.arena
-        for buffer in arena.buffers["grad"].values():
-            buffer.fill(0)
-        for slot in arena.slots.values():
-            grad = slot.param.grad
-            if grad is not None and grad.array is not slot.grad:
-                grad.array.fill(0)
+        grads = [p.grad.array for g in self.param_groups for p in g["params"]
+                 if p.grad is not None]
+        for flat in merged_flat(grads):  # in place, as torch: a kept .grad sees the zeros
+            flat.fill(0)
+        if grads:
+            autograd.increment_version(*grads)
 
     # ------------------------------------------------------------------ flat gradients
 
-    def flat_grads(self, zero_fill=True, model=None):
+    def flat_grads(self, zero_fill=True, model=None, used=None):
         """{dtype name: the flat gradient buffer}, for an in-place all-reduce across processes.
 
         The layout is `layout()`'s, identical on every process that builds the same model and
-        optimizer. Every parameter's .grad is made a view of its slot first: a gradient set
-        elsewhere is copied in; a parameter with no gradient gets zeros (zero_fill=True, so it is
-        updated from the reduced gradient like the others) or keeps None and stale slot contents
-        (zero_fill=False). With `model`, raise if the model has a trainable parameter this
+        optimizer. Every .grad is in its slot first (one set elsewhere is copied in). A parameter
+        with no gradient keeps None and stale slot contents, or gets a zero-filled slot as its
+        .grad: all of them with zero_fill=True; with `used` (one flag per `layout()` row), those
+        flagged (a parameter another rank has a gradient for). After writing the buffers, call
+        `scatter_flat_grads()`. With `model`, raise if the model has a trainable parameter this
         optimizer does not hold (e.g. added after the optimizer was built)."""
         if model is not None:
             held = {id(p) for g in self.param_groups for p in g["params"]}
@@ -227,18 +238,26 @@ class Optimizer:
                                  f"{', '.join(missing)} are not in this optimizer (added after "
                                  "it was built?); add them with add_param_group")
         arena = self.arena
-        for slot in arena.slots.values():
-            p = slot.param
-            if p.grad is None:
-                if not zero_fill:
-                    continue
-                slot.grad.fill(0)
-            elif p.grad.array is slot.grad:
-                continue
-            else:
-                np.copyto(slot.grad, p.grad.array, casting="unsafe")
-            p.grad = autograd._wrap_array(slot.grad)
+        if used is not None:
+            flagged = {id(s.param) for s, u in zip(self._layout_slots(), used) if u}
+            fill = lambda slot: id(slot.param) in flagged  # noqa: E731
+        else:
+            fill = (lambda slot: True) if zero_fill else None
+        arena.claim_grads()  # the caller writes whole buffers
+        arena.collect_grads(fill, what=f"{type(self).__name__}.flat_grads")
         return {dtype.name: buffer for dtype, buffer in arena.buffers["grad"].items()}
+
+    def scatter_flat_grads(self):
+        """After an all-reduce wrote the flat buffers: each .grad that is not a view of them (one
+        the user set) gets the new values in place, as torch's DDP writes into .grad."""
+        self.arena.scatter_grads()
+
+    def layout_params(self):
+        """The parameters in `layout()` order."""
+        return [slot.param for slot in self._layout_slots()]
+
+    def _layout_slots(self):
+        return [slot for segment in self.arena.segments for slot in segment.slots]
 
     def layout(self):
         """[(group index, index in group, dtype name, start, stop, shape)]: where each
