@@ -128,7 +128,11 @@ def _parser():
     average.add_argument("run", metavar="RUN")
     average.add_argument("--last", type=int, default=5, help="how many checkpoints (5)")
 
-    commands.add_parser("doctor", help="versions, kernels, threads, timings, preset sizes")
+    doctor = commands.add_parser("doctor", help="versions, kernels, threads, timings, preset sizes")
+    doctor.add_argument("--quick", action="store_true",
+                        help="skip compiling every Numba kernel for float32 and float64 "
+                        "(kernels.warmup: minutes on the first run after installing, before "
+                        "Numba's disk cache holds them)")
     return parser
 
 
@@ -353,7 +357,10 @@ def _cmd_doctor(args):
     blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
     print(f"  numpy BLAS: {blas.get('name', '?')} {blas.get('version', '')}")
     print("timings")
-    if hasattr(kernels, "warmup"):
+    if args.quick:
+        print("  kernels.warmup(): skipped (--quick); the first step below compiles (or loads from "
+              "Numba's cache) the kernels it uses")
+    elif hasattr(kernels, "warmup"):
         report = kernels.warmup()
         total = report.pop("total_seconds", None)
         sources = {}
