@@ -32,6 +32,7 @@ def main():
     import numpy as np
 
     from tinygrad_tf import Tensor, kernels, manual_seed, nn, profiler
+    kernels.tune_process()  # profile the step as `tinygrad-tf train` runs it
     from tinygrad_tf.models import Transformer, TransformerConfig
     from tinygrad_tf.nn import functional as F
 

@@ -25,9 +25,10 @@ Python spin loop (one busy core) and adds our one-thread step under that load, t
 item 7 bounds (default threads / one thread <= 1.2).
 
 torch rows run under its default OpenMP wait policy and under OMP_WAIT_POLICY=ACTIVE (unless you
-set the variable) and the faster counts. A torch row imports torch before tinygrad_tf, whose import
-sets OMP_WAIT_POLICY=PASSIVE: read by torch's OpenMP runtime, that made torch's small step 1.5x
-slower in earlier runs of this benchmark. --native-blas unsets OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE for every child (this
+set the variable) and the faster counts. Our rows run tuned as `tinygrad-tf train` is
+(`kernels.tune_process()`: OMP_WAIT_POLICY=PASSIVE, the allocator setting, adaptive threads);
+torch rows do not call it (PASSIVE, read by torch's OpenMP runtime, made torch's small step 1.5x
+slower in earlier runs of this benchmark, when importing tinygrad_tf set it). --native-blas unsets OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE for every child (this
 machine forces the Haswell kernel on an AVX-512 CPU, which slows numpy's GEMMs, ours and the roof).
 
     flock /work/cpu.lock .venv/bin/python bench/train_step.py [--steps 20] [--threads 2] \\
@@ -128,13 +129,13 @@ def _timed(fn):
 def run_row(framework, name, dropout, steps, threads):
     """Time `steps` training steps in this process; print one JSON line."""
     if framework == "torch":
-        # Before tinygrad_tf: importing it sets OMP_WAIT_POLICY=PASSIVE (kernels/__init__.py),
-        # which torch's OpenMP runtime would read when it loads: 77 instead of 50 ms per small
-        # step here. This row builds our model only to copy its weights into torch's.
+        # This row builds our model only to copy its weights into torch's.
         import torch  # noqa: F401
     import numpy as np
 
     from tinygrad_tf import Tensor, kernels, manual_seed, nn
+    if framework == "ours":
+        kernels.tune_process()  # as `tinygrad-tf train` runs: before the first kernel
     from tinygrad_tf.models import Transformer, TransformerConfig
     from tinygrad_tf.nn import functional as F
 

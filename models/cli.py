@@ -415,8 +415,17 @@ _COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "translate": _cmd_t
              "average": _cmd_average, "doctor": _cmd_doctor}
 
 
+def command():
+    """The `tinygrad-tf` program (and `python -m tinygrad_tf`): tune this process for training
+    (kernels.tune_process: OpenMP wait policy, allocator, adaptive threads), then run main()."""
+    from tinygrad_tf import kernels
+    kernels.tune_process()
+    sys.exit(main())
+
+
 def main(argv=None):
-    """Run the command line `argv` (default sys.argv[1:]); returns the exit status."""
+    """Run the command line `argv` (default sys.argv[1:]); returns the exit status. Changes no
+    process-wide setting: `command()` opts in to those."""
     from tinygrad_tf import distributed
     status = _main(argv)
     if status and distributed.is_distributed():
@@ -449,4 +458,4 @@ def _main(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    command()

@@ -1,4 +1,10 @@
-"""kernels/threads.py: the thread count follows the cores other processes leave free."""
+"""kernels/threads.py: the thread count follows the cores other processes leave free, only when
+asked, and never over the user's own choice; importing tinygrad_tf changes nothing process-wide."""
+import json
+import os
+import subprocess
+import sys
+
 import numba
 import pytest
 
@@ -35,10 +41,15 @@ def machine(monkeypatch):
     monkeypatch.setattr(threads, "max_threads", lambda: 2)
     calls = []
     monkeypatch.setattr(threads, "_blas_set", calls.append)
-    monkeypatch.setattr(threads, "_current", None)
-    monkeypatch.setattr(threads, "_enabled", True)
-    threads._sample()
+    monkeypatch.setattr(threads, "_blas_get", lambda: calls[-1] if calls else 2)
+    for name in threads.USER_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name in ("_current", "_expected", "_baseline", "_stopped"):
+        monkeypatch.setattr(threads, name, None)
+    monkeypatch.setattr(threads, "_enabled", False)
+    threads.enable(True)
     yield fake, calls
+    threads.enable(False)
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
 
 
@@ -65,3 +76,89 @@ def test_disabled_adapt_changes_nothing(machine):
     threads.enable(False)
     fake.advance(1.0, others_cores=2.0, own_cores=0.0)
     assert threads.adapt() is None and blas_calls == []
+
+
+def test_the_users_numba_thread_count_wins(machine):
+    fake, blas_calls = machine
+    numba.set_num_threads(1)  # the user's explicit choice
+    fake.advance(0.2, others_cores=0.0, own_cores=1.0)  # an idle machine: adapting would say 2
+    assert threads.adapt() is None
+    assert numba.get_num_threads() == 1 and blas_calls == []
+    assert "numba.set_num_threads(1)" in threads.state()["user_choice"]
+
+
+def test_the_users_blas_thread_count_wins_over_a_later_adaptation(machine):
+    fake, blas_calls = machine
+    fake.advance(0.2, others_cores=1.0, own_cores=1.0)
+    assert threads.adapt() == 1
+    blas_calls.append(2)  # the user sets BLAS's count (threadpoolctl, openblas_set_num_threads)
+    fake.advance(0.6, others_cores=1.0, own_cores=1.0)
+    assert threads.adapt() is None and blas_calls[-1] == 2
+    assert "BLAS" in threads.state()["user_choice"]
+
+
+def test_a_thread_count_in_the_environment_stops_adapting(machine, monkeypatch):
+    fake, blas_calls = machine
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    fake.advance(0.2, others_cores=1.0, own_cores=1.0)
+    assert threads.adapt() is None and blas_calls == []
+
+
+# ---------------------------------------------------------------------------- a pure import
+
+# Runs in a fresh interpreter: the environment, the thread counts and the allocator setting before
+# and after `import tinygrad_tf` and a few matmuls. /proc/stat is made to report a fully busy
+# machine, so an adaptive thread rule that were on would drop to one thread.
+PURE_IMPORT = """
+import json, os, time, numba, numpy as np
+before = (dict(os.environ), numba.get_num_threads())
+import tinygrad_tf as tg
+from tinygrad_tf.kernels import threads
+threads._machine_busy_seconds = lambda: time.monotonic() * 2 * (os.cpu_count() or 1)
+x = tg.randn(64, 64)
+for _ in range(3):
+    (x @ x).sum().item()
+    time.sleep(0.15)
+after = (dict(os.environ), numba.get_num_threads())
+print(json.dumps({"env_changed": sorted(set(before[0].items()) ^ set(after[0].items())),
+                  "threads": [before[1], after[1]],
+                  "malloc": tg.kernels.info()["malloc"]["applied"]}))
+"""
+
+
+def _fresh(code, **env):
+    environment = {k: v for k, v in os.environ.items()
+                   if k not in ("OMP_WAIT_POLICY", "TINYGRAD_TF_TUNE") + threads.USER_VARIABLES}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**environment, **env}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_import_and_a_matmul_change_no_environment_thread_count_or_allocator():
+    # Regression (issue 18, defect 10): main's import set OMP_WAIT_POLICY=PASSIVE and called
+    # mallopt, and its adaptive threads went down to 1 thread here.
+    report = _fresh(PURE_IMPORT)
+    assert report["env_changed"] == []
+    assert report["threads"][0] == report["threads"][1]
+    assert report["malloc"] is False
+
+
+def test_tune_process_is_the_opt_in_and_the_cli_uses_it():
+    code = ("import json, os, tinygrad_tf as tg\n"
+            "done = tg.kernels.tune_process()\n"
+            "print(json.dumps([os.environ.get('OMP_WAIT_POLICY'), done['adaptive_threads'],"
+            " tg.kernels.info()['malloc']['reason']]))")
+    policy, adaptive, malloc = _fresh(code)
+    assert policy == "PASSIVE" and adaptive["enabled"] is True
+    assert malloc == "mallopt" or malloc.startswith("no glibc")
+    # An explicit value of the user's is kept; TINYGRAD_TF_TUNE=1 opts in at import.
+    policy, _, _ = _fresh(code, OMP_WAIT_POLICY="ACTIVE")
+    assert policy == "ACTIVE"
+    code = "import json, os, tinygrad_tf\nprint(json.dumps(os.environ.get('OMP_WAIT_POLICY')))"
+    assert _fresh(code, TINYGRAD_TF_TUNE="1") == "PASSIVE"
+    code = ("import json, sys, os\nfrom tinygrad_tf.models import cli\n"
+            "cli.main = lambda: 0\n"
+            "try:\n    cli.command()\nexcept SystemExit:\n    pass\n"
+            "print(json.dumps(os.environ.get('OMP_WAIT_POLICY')))")
+    assert _fresh(code) == "PASSIVE"

@@ -14,35 +14,28 @@ Numba kernels with the same signatures and semantics; the registry below names e
 Pick one with `use(...)` (also a context manager) or the TINYGRAD_TF_KERNELS environment variable.
 Importing compiles nothing: each Numba kernel compiles (or loads from Numba's disk cache) on its
 first call for a dtype; `warmup()` does that up front and reports the timings.
+
+Importing changes nothing process-wide (no environment variable, thread count or allocator
+setting). `tune_process()` opts in to the settings measured fastest here; the `tinygrad-tf`
+command calls it for its own process; TINYGRAD_TF_TUNE=1 in the environment applies it at import.
 """
 import contextlib
 import os
 import time
 
-# Numba's OpenMP thread pool spins after each parallel kernel by default, taking the cores from
-# OpenBLAS's threads in the matmul that follows: a mixed training step measured 32 ms with
-# spinning and 9.6 ms with OMP_WAIT_POLICY=PASSIVE (numpy alone: 14.8 ms, Numba alone: 13.5 ms;
-# docs/kernels.md). libgomp reads this when it loads, at Numba's first parallel call, after this
-# line; a value you set yourself is kept.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from .. import plugins as _plugins  # noqa: E402
-from ._malloc import keep_freed_memory  # noqa: E402
-
-# Fresh arrays from a fresh mmap page-fault on every step; keep freed memory instead (_malloc.py).
-keep_freed_memory()
-
-from . import attention as _attention  # noqa: E402
-from . import elementwise as _elementwise  # noqa: E402
-from . import loss as _loss  # noqa: E402
-from . import norm as _layer_norm  # noqa: E402
-from . import optim as _optim  # noqa: E402
-from . import recurrent as _recurrent  # noqa: E402
-from . import matmul as _matmul  # noqa: E402
-from . import softmax as _softmax  # noqa: E402
-from . import threads  # noqa: E402
+from .. import plugins as _plugins
+from . import attention as _attention
+from . import elementwise as _elementwise
+from . import loss as _loss
+from . import norm as _layer_norm
+from . import optim as _optim
+from . import recurrent as _recurrent
+from . import matmul as _matmul
+from . import softmax as _softmax
+from . import threads
+from ._malloc import keep_freed_memory
 
 # Batched float32 products with small matrices (output at most AUTO_NUMBA_MAX_MATRIX elements,
 # inner dim at most AUTO_NUMBA_MAX_K) go to Numba under "auto". On this project's 2-core machine
@@ -190,6 +183,27 @@ rnn_cell_backward = register("rnn_cell_backward", _recurrent.cell_backward_numpy
 ACTIVATIONS = _elementwise.ACTIVATIONS  # what bias_activation accepts
 
 
+def tune_process():
+    """Opt in to this process's tuning for training (measured in docs/kernels.md); returns what
+    it did. Call it early, before the first kernel runs:
+
+    - OMP_WAIT_POLICY=PASSIVE in the environment, unless set: Numba's OpenMP threads then sleep
+      instead of spinning after a parallel kernel and taking the cores from OpenBLAS's matmul
+      that follows (a mixed step: 32 ms spinning, 9.6 ms passive). libgomp reads it when it
+      loads, at Numba's first parallel call, so later calls cannot change it.
+    - glibc keeps freed memory in the process (`_malloc.py`: the small step 15-17% faster);
+      TINYGRAD_TF_MALLOC=system opts out.
+    - adaptive threads (`threads.py`), unless TINYGRAD_TF_ADAPT_THREADS=0; they never override
+      thread counts you set yourself.
+    """
+    policy = os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    adapt = os.environ.get("TINYGRAD_TF_ADAPT_THREADS", "1") != "0"
+    if adapt:
+        threads.enable(True)
+    return {"omp_wait_policy": policy, "malloc": keep_freed_memory(),
+            "adaptive_threads": threads.state()}
+
+
 def compiled_kernels():
     """Every LazyKernel of every registered kernel, each once."""
     return tuple(dict.fromkeys(k for entry in REGISTRY.values() for k in entry.compiled))
@@ -279,7 +293,8 @@ def info():
     return {
         "active": _active,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-        "malloc": keep_freed_memory(),
+        "malloc": keep_freed_memory(apply=False),
+        "adaptive_threads": threads.state(),
         "available": available(),
         "numba_version": numba.__version__,
         "numba_threads": numba.get_num_threads(),
@@ -293,3 +308,5 @@ def info():
 
 
 _switch(os.environ.get("TINYGRAD_TF_KERNELS", DEFAULT))
+if os.environ.get("TINYGRAD_TF_TUNE", "0") == "1":  # the user's opt-in, read once at import
+    tune_process()

@@ -8,7 +8,9 @@ inside a step. Serving them from the heap and not trimming it made the small Tra
 15-17% faster here (medians of 20 steps, two alternating rounds: 65.3 / 58.9 -> 54.8 / 50.4 ms
 with dropout, 55.9 / 58.1 -> 45.8 / 48.7 ms without; tiny: within noise; bench/RESULTS.md).
 The cost: memory freed by a step stays mapped to the process for the next one (the peak is
-unchanged). TINYGRAD_TF_MALLOC=system keeps glibc's defaults.
+unchanged). Applied only on request (`kernels.tune_process()`, which the `tinygrad-tf` command
+calls, or TINYGRAD_TF_TUNE=1), never by importing; TINYGRAD_TF_MALLOC=system then keeps glibc's
+defaults.
 """
 import ctypes
 import ctypes.util
@@ -22,9 +24,10 @@ TOP_PAD = 64 << 20          # grow the heap in 64 MiB steps: fewer brk calls, fe
 _settings = {"applied": False, "reason": "not tried"}
 
 
-def keep_freed_memory():
-    """Apply the settings above once (glibc Linux); returns what happened, for kernels.info()."""
-    if _settings["reason"] != "not tried":
+def keep_freed_memory(apply=True):
+    """Apply the settings above once (glibc Linux); returns what happened, for kernels.info()
+    (which only asks: apply=False)."""
+    if _settings["reason"] != "not tried" or not apply:
         return dict(_settings)
     if os.environ.get("TINYGRAD_TF_MALLOC", "keep") == "system":
         _settings["reason"] = "TINYGRAD_TF_MALLOC=system"

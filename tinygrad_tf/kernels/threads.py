@@ -3,14 +3,18 @@
 A parallel region (an OpenBLAS GEMM, a Numba prange) ends when its slowest thread does. When
 another process holds a core, the thread the OS parks behind it finishes late and its siblings
 wait: beside one busy Python process our 2-thread training step measured 1.7-2.7x our own
-1-thread step (docs/kernels.md). So the thread count follows the cores other processes leave
+1-thread step (docs/kernels.md). So the thread count can follow the cores other processes leave
 free: every CHECK_SECONDS (at most), `adapt()` reads the machine's busy time from /proc/stat,
 subtracts this process's own CPU time (os.times), and sets Numba's and OpenBLAS's thread counts to
 the free cores, rounded to the nearest whole core, between 1 and the configured maximum.
 
-The kernel layer calls `adapt()` from its matmul (every linear layer), so a training loop adapts
-within a step or two of a neighbour starting or stopping. Off with TINYGRAD_TF_ADAPT_THREADS=0
-or `enable(False)`; on systems without /proc/stat it does nothing.
+Off unless you opt in: `enable()` (or `kernels.tune_process()`, which the `tinygrad-tf` command
+calls, or TINYGRAD_TF_TUNE=1 in the environment). Importing changes no thread count. Your own
+choice always wins: with OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, MKL_NUM_THREADS or
+NUMBA_NUM_THREADS set, or once you call `numba.set_num_threads` or set BLAS's count yourself
+(threadpoolctl, ...), adapting stops and leaves your counts alone. The kernel layer calls `adapt()`
+from its matmul (every linear layer), so a training loop adapts within a step or two of a
+neighbour starting or stopping. On systems without /proc/stat it does nothing.
 """
 import ctypes
 import glob
@@ -20,12 +24,18 @@ import time
 import numba
 
 CHECK_SECONDS = 0.5  # between /proc/stat reads: long enough to average, short enough to follow
-FIRST_CHECK_SECONDS = 0.1  # the first decision, measured from import: short runs adapt too
+FIRST_CHECK_SECONDS = 0.1  # the first decision, measured from enable(): short runs adapt too
+# Set by the user, these fix the thread counts: adapting would override an explicit choice.
+USER_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
-_enabled = os.environ.get("TINYGRAD_TF_ADAPT_THREADS", "1") != "0"
+_enabled = False
+_stopped = None  # why adapting stopped by itself (the user set the counts), or None
 _last = None  # (monotonic time, machine busy seconds, own CPU seconds) of the previous check
 _current = None  # the thread count adapt() last set
+_expected = None  # (numba, blas) thread counts as we left them: anything else is the user's
+_baseline = None  # (numba, blas) counts when enable() began adapting
 _blas_set = None
+_blas_get = None
 
 
 def _machine_busy_seconds():
@@ -45,17 +55,47 @@ def _own_seconds():
     return times.user + times.system
 
 
-def _find_blas_setter():
-    """numpy's bundled OpenBLAS `set_num_threads`, or a no-op when it is not found."""
+def _find_blas_functions():
+    """numpy's bundled OpenBLAS (set_num_threads, get_num_threads), or no-ops when not found."""
     import numpy
     libs = os.path.join(os.path.dirname(numpy.__file__), os.pardir, "numpy.libs")
     for path in glob.glob(os.path.join(libs, "*openblas*")):
         lib = ctypes.CDLL(path)  # already loaded by numpy: dlopen returns the same library
-        for name in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
-                     "openblas_set_num_threads64_", "openblas_set_num_threads"):
-            if hasattr(lib, name):
-                return getattr(lib, name)
-    return lambda threads: None
+        for prefix, suffix in (("scipy_openblas", "64_"), ("scipy_openblas", ""),
+                               ("openblas", "64_"), ("openblas", "")):
+            setter = f"{prefix}_set_num_threads{suffix}"
+            getter = f"{prefix}_get_num_threads{suffix}"
+            if hasattr(lib, setter) and hasattr(lib, getter):
+                return getattr(lib, setter), getattr(lib, getter)
+    return (lambda threads: None), (lambda: None)
+
+
+def _blas():
+    global _blas_set, _blas_get
+    if _blas_set is None or _blas_get is None:
+        _blas_set, _blas_get = _find_blas_functions()
+    return _blas_set, _blas_get
+
+
+def _counts():
+    """(Numba's count for this thread, BLAS's count or None when unknown)."""
+    return numba.get_num_threads(), _blas()[1]()
+
+
+def user_choice():
+    """Why the thread counts are the user's to choose (a sentence), or None."""
+    if _stopped is not None:
+        return _stopped
+    named = [name for name in USER_VARIABLES if name in os.environ]
+    if named:
+        return f"{', '.join(named)} set in the environment"
+    if _expected is not None:
+        numba_now, blas_now = _counts()
+        if numba_now != _expected[0]:
+            return f"numba.set_num_threads({numba_now}) called by the user"
+        if blas_now is not None and _expected[1] is not None and blas_now != _expected[1]:
+            return f"BLAS thread count set to {blas_now} by the user"
+    return None
 
 
 def max_threads():
@@ -73,24 +113,29 @@ def threads_for(others_busy, cores=None, maximum=None):
 
 def set_threads(threads):
     """Set Numba's (this thread's) and OpenBLAS's thread counts."""
-    global _blas_set, _current
-    if _blas_set is None:
-        _blas_set = _find_blas_setter()
+    global _current, _expected
+    blas_set, blas_get = _blas()
     numba.set_num_threads(threads)
-    _blas_set(threads)
+    blas_set(threads)
     _current = threads
+    _expected = (threads, blas_get())
 
 
 def adapt():
     """Re-check the load (at most every CHECK_SECONDS) and set the thread counts; returns the
-    count in effect (None before the first measurement or when disabled)."""
-    global _last
+    count in effect (None before the first measurement, when disabled, or once the user has
+    chosen the counts: see user_choice())."""
+    global _last, _enabled, _stopped
     if not _enabled:
         return None
     now = time.monotonic()
     wait = CHECK_SECONDS if _current is not None else FIRST_CHECK_SECONDS
     if _last is not None and now - _last[0] < wait:
         return _current
+    reason = user_choice()
+    if reason is not None:  # the user's explicit choice wins, for good
+        _enabled, _stopped = False, reason
+        return None
     busy, own = _machine_busy_seconds(), _own_seconds()
     if busy is None:
         return None
@@ -112,12 +157,19 @@ def _sample():
 
 
 def enable(on=True):
-    """Switch adapting on or off; off restores the configured maximum."""
-    global _enabled, _last
+    """Switch adapting on (an opt-in) or off. Off gives back the counts in effect before
+    adapting began, unless the user has set counts of their own since."""
+    global _enabled, _stopped, _expected, _current, _baseline
+    if on and not _enabled:
+        _stopped, _current = None, None
+        _expected = _baseline = _counts()
+    elif not on and _enabled and _current is not None and user_choice() is None:
+        numba.set_num_threads(_baseline[0])
+        if _baseline[1] is not None:
+            _blas()[0](_baseline[1])
+        _current = None
     _enabled = bool(on)
     _sample()
-    if not on and _current is not None:
-        set_threads(max_threads())
 
 
 def current():
@@ -125,5 +177,7 @@ def current():
     return _current
 
 
-if _enabled:
-    _sample()  # the first window starts at import, so the first matmuls already adapt
+def state():
+    """For kernels.info(): on or off, the count set, and why adapting stopped if it did."""
+    return {"enabled": _enabled, "current": _current, "user_choice": user_choice()}
+
