@@ -36,6 +36,8 @@ _TRAIN_OPTIONS = [
     ("tokenizer", str, "char, word or bpe (char)"),
     ("vocab_size", int, "bpe vocabulary size (8000)"),
     ("min_freq", int, "drop tokens seen fewer times (1)"),
+    ("arch", str, "model: transformer, or gru (a GRU encoder-decoder with attention, the "
+     "classic baseline) (transformer)"),
     ("preset", str, "model preset: tiny, base, big, or none for explicit sizes (tiny)"),
     ("d_model", int, "model width (preset's)"),
     ("n_heads", int, "attention heads (preset's)"),

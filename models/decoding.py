@@ -122,8 +122,11 @@ class _NextTokenLogits:
         if keep_attention and not use_cache:
             raise ValueError("decoding: return_attention needs use_cache=True (the cache "
                              "records the weights)")
-        self.cache = (DecoderCache(model, memory, max_steps + 1, keep_attention) if use_cache
-                      else None)
+        self.cache = None
+        if use_cache:  # a model with its own kind of state (models/recurrent.py) makes its cache
+            make_cache = getattr(model, "decoder_cache", None)
+            self.cache = (make_cache(memory, max_steps + 1, keep_attention) if make_cache
+                          else DecoderCache(model, memory, max_steps + 1, keep_attention))
 
     def __call__(self, prefixes):
         """prefixes (N, t) ids, BOS first -> logits (N, V) for position t."""

@@ -35,6 +35,7 @@ from .evaluation import (decode_texts, describe_decoding, evaluate_pairs,  # noq
                          format_decoding_score, loss_of, score_decoding)
 from .progress import Progress, write_plot
 from .tokenizers import Vocab, build_tokenizer, load_tokenizer
+from .recurrent import GRUConfig, GRUSeq2Seq
 from .transformer import Transformer, TransformerConfig
 
 # Decoding of `evaluate`, `translate` and the final test report: the paper's beam (section 6.1).
@@ -42,6 +43,8 @@ BEAM_SIZE, ALPHA = 4, 0.6
 SIZE_FIELDS = ("d_model", "n_heads", "n_encoder_layers", "n_decoder_layers", "d_ff")
 PRESETS = {"tiny": TransformerConfig.tiny, "base": TransformerConfig.base,
            "big": TransformerConfig.big}
+# --arch: the model family; each has its config class with the same preset names.
+ARCHS = {"transformer": (TransformerConfig, Transformer), "gru": (GRUConfig, GRUSeq2Seq)}
 
 
 @dataclass
@@ -62,6 +65,7 @@ class TrainConfig:
     vocab_size: int = 8000         # bpe only
     min_freq: int = 1
     # model
+    arch: str = "transformer"      # transformer, or gru (a GRU encoder-decoder with attention)
     preset: str = "tiny"           # tiny, base, big, or None for explicit sizes (base defaults)
     d_model: int = None
     n_heads: int = None
@@ -102,6 +106,13 @@ class TrainConfig:
         if self.preset is not None and self.preset not in PRESETS:
             raise ValueError(f"train: unknown preset {self.preset!r}; expected one of "
                              f"{', '.join(PRESETS)} (or none, with explicit sizes)")
+        if self.arch not in ARCHS:
+            raise ValueError(f"train: unknown arch {self.arch!r}; expected one of "
+                             f"{', '.join(ARCHS)}")
+        unused = [name for name in ("n_heads", "d_ff") if getattr(self, name) is not None]
+        if self.arch == "gru" and (unused or self.norm_first):
+            raise ValueError(f"train: --arch gru has no {', '.join(unused or ['norm_first'])} "
+                             "(attention heads, feed-forward and norms are the Transformer's)")
         if self.schedule not in ("warmup", "constant"):
             raise ValueError(f"train: unknown schedule {self.schedule!r}; expected 'warmup' or "
                              "'constant'")
@@ -147,6 +158,13 @@ def load_splits(config):
 def model_config(config, vocab_size):
     sizes = {name: getattr(config, name) for name in SIZE_FIELDS
              if getattr(config, name) is not None}
+    if config.arch == "gru":
+        settings = dict(sizes, dropout=config.dropout, pad_id=Vocab.pad_id)
+        if config.max_len is not None:
+            settings["max_len"] = config.max_len
+        if config.preset is None:
+            return GRUConfig(vocab_size, vocab_size, share_embeddings=True, **settings)
+        return getattr(GRUConfig, config.preset)(vocab_size, **settings)
     settings = dict(sizes, dropout=config.dropout, norm_first=config.norm_first,
                     pad_id=Vocab.pad_id)
     if config.max_len is not None:
@@ -154,6 +172,12 @@ def model_config(config, vocab_size):
     if config.preset is None:
         return TransformerConfig(vocab_size, vocab_size, share_embeddings=True, **settings)
     return PRESETS[config.preset](vocab_size, **settings)
+
+
+def build_model(model_config):
+    """The model a TransformerConfig or GRUConfig describes."""
+    return next(cls for config_cls, cls in ARCHS.values()
+                if isinstance(model_config, config_cls))(model_config)
 
 
 def _check_lengths(corpus, max_len, what):
@@ -223,7 +247,7 @@ def read_config(run_dir):
             saved = json.load(file)
         config = TrainConfig(**saved["train"])
         config.check()
-        return config, TransformerConfig(**saved["model"])
+        return config, ARCHS[config.arch][0](**saved["model"])
     except (OSError, ValueError, TypeError, KeyError) as error:
         reason = f"missing entry {error}" if isinstance(error, KeyError) else error
         raise ValueError(f"{path}: not a valid run config ({reason})") from None
@@ -257,7 +281,7 @@ class Trainer:
         _check_lengths(self.corpus, self.model_config.max_len, "training")
         self.batcher = Batcher(self.corpus, batch_size=config.batch_size,
                                max_tokens=config.max_tokens, seed=config.seed)
-        self.model = Transformer(self.model_config)
+        self.model = build_model(self.model_config)
         self.optimizer = make_optimizer(config, self.model)
         self.schedule = make_schedule(config, self.optimizer, self.model_config.d_model)
         self.step, self.epoch, self.batch_index, self.elapsed = 0, 0, 0, 0.0
@@ -537,7 +561,7 @@ class Trainer:
             path = os.path.join(self.checkpoint_dir, "average.safetensors")
             averaged = checkpoint.average(self.checkpoint_dir, config.average_last, path,
                                           warn=progress.note)
-            model = Transformer(self.model_config)
+            model = build_model(self.model_config)
             model.load_state_dict({k: Tensor(v) for k, v in checkpoint.load(path)[0].items()})
             result = evaluate_pairs(model, self.tokenizer, self.splits.valid,
                                     max_tokens=config.max_tokens or 4096,
@@ -625,7 +649,7 @@ def load_run(run_dir, which="final"):
             _, (model_state, _, info) = checkpoint.latest(directory, warn=lambda text: None)
         else:
             model_state, _, info = checkpoint.load(path)
-    model = Transformer(transformer_config)
+    model = build_model(transformer_config)
     model.load_state_dict({name: Tensor(value) for name, value in model_state.items()})
     model.eval()
     return model, tokenizer, config, {**info, "checkpoint": which}
