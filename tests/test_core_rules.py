@@ -146,6 +146,11 @@ WRITES = {
 }
 
 
+def test_every_nn_init_function_is_covered():
+    fills = {name for name in dir(init) if name.endswith("_") and not name.startswith("_")}
+    assert fills <= set(WRITES), f"add {sorted(fills - set(WRITES))} to WRITES"
+
+
 @pytest.mark.parametrize("write", sorted(WRITES))
 def test_writes_into_parameters_bump_the_version(write):
     layer, loss = _saved_weight_graph()
@@ -362,3 +367,43 @@ def test_an_optimizer_updates_a_parameter_whose_array_someone_holds_in_place():
     p.grad = Tensor(np.ones(3, np.float32))
     optimizer.step()
     np.testing.assert_array_equal(held, [-1, -1, -1])  # torch: p's memory, updated in place
+
+
+# ---------------------------------------------------------------------------- the plug-in table
+
+def test_the_core_checks_what_a_plug_in_lends(monkeypatch):
+    from tinygrad_tf import plugins
+    lent = {"wrong shape": np.zeros(5), "wrong dtype": np.zeros(3, np.float32),
+            "read-only": np.broadcast_to(np.zeros(1), (3,))}
+    for name, buffer in lent.items():
+        monkeypatch.setattr(plugins, "grad_buffer", lambda tensor, buffer=buffer: buffer)
+        x = Tensor(np.ones(3), requires_grad=True)
+        (x * 2).sum().backward()
+        np.testing.assert_array_equal(x.grad.numpy(), [2, 2, 2])
+        assert not np.shares_memory(x.grad.numpy(), buffer), name
+
+
+def test_kept_grads_and_versions_hold_under_the_profiler():
+    from tinygrad_tf import profiler
+    model = _mlp()
+    optimizer = optim.Adam(model.parameters(), lr=0.01)
+    with profiler.profile():
+        _loss(model, 0).backward()
+        kept = model[0].weight.grad
+        values = kept.numpy().copy()
+        optimizer.step()
+        optimizer.zero_grad()
+        loss = _loss(model, 1)
+        loss.backward(retain_graph=True)
+        optimizer.step()
+        with pytest.raises(RuntimeError, match=IN_PLACE_ERROR):
+            loss.backward()  # the step wrote weights this graph saved
+    np.testing.assert_array_equal(kept.numpy(), values)
+
+
+def test_the_grad_ownership_example_in_the_docs_runs():
+    from pathlib import Path
+    text = (Path(__file__).parents[1] / "docs" / "autograd.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```python\n")[1:]]
+    example = next(b for b in blocks if "keep this step's gradient" in b)
+    exec(compile(example, "docs/autograd.md", "exec"), {})  # asserts inside
