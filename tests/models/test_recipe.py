@@ -152,6 +152,13 @@ def test_after_resume_best_and_average_come_from_the_live_timeline(tmp_path):
     assert [step for step, _ in checkpoint.step_checkpoints(str(directory))] == [2]
     assert checkpoint.read_info(str(directory / "average.safetensors"))["averaged_steps"] == [2]
     assert summary["final"]["scores"]["best"]["step"] == 2
+    # A best whose step checkpoint is no longer kept cannot be restored: it is dropped, and the
+    # next validation chooses the best again.
+    model_state, optimizer_state, info = step_2
+    info["best"]["step"] = 1
+    checkpoint.save(str(directory / "step_00000002.safetensors"), model_state, optimizer_state, info)
+    trainer = recipe.Trainer(_quick(run, steps=2), resume=True, out=open(os.devnull, "w"))
+    assert trainer.best is None and not (directory / "best.safetensors").exists()
 
 
 @pytest.mark.slow
