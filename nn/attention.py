@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from tinygrad_tf import Tensor, kernels
+from tinygrad_tf import Tensor, kernels, where
 from tinygrad_tf.autograd import Function
 
 
@@ -28,19 +28,29 @@ class PackedAttention(Function):
     def forward(ctx, first, second=None, *, fill, scale):
         q, k, v = _split(first, second)
         out, weights = kernels.attention_forward(q, k, v, fill, scale)
-        ctx.save_for_backward(first, second, weights)
+        ctx.save_for_backward(first, second, weights, fill)
         ctx.scale = scale
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        first, second, weights = ctx.saved_tensors
+        first, second, weights, _ = ctx.saved_tensors
         q, k, v = _split(first, second)
         grad_first = np.empty_like(first)
         grad_second = None if second is None else np.empty_like(second)
         grad_q, grad_k, grad_v = _split(grad_first, grad_second)
         kernels.attention_backward(q, k, v, weights, grad, ctx.scale, grad_q, grad_k, grad_v)
         return (grad_first,) if second is None else (grad_first, grad_second)
+
+    @staticmethod
+    def composed(ctx, first, *second):  # the create_graph path (graph_backward.py)
+        fill = ctx.saved_tensors[3]
+        heads_first = [x.permute(0, 2, 1, 3) for x in _split(first, second[0] if second else None)]
+        q, k, v = heads_first  # (B, h, L or S, E)
+        scores = q.matmul(k.transpose(-1, -2)) * ctx.scale
+        if fill is not None:
+            scores = where(fill, -np.inf, scores)
+        return scores.softmax(-1).matmul(v).permute(0, 2, 1, 3)
 
 
 def _split(first, second):

@@ -63,6 +63,11 @@ class FusedLinear(Function):
             return grad_x, grad_w
         return grad_x, grad_w, (grad_rows.sum(axis=0) if needs[2] else None)
 
+    @staticmethod
+    def composed(ctx, x, weight, *bias):  # the create_graph path (graph_backward.py)
+        out = x.matmul(weight.T)
+        return out + bias[0] if bias else out
+
 
 def linear(input, weight, bias=None):
     """input @ weight.T + bias, for input of shape (..., in_features)."""
@@ -84,24 +89,6 @@ def relu(input):
     return input.relu()
 
 
-_erf = None
-
-
-def _erf_ufunc():
-    # numpy has no erf; a Numba ufunc over math.erf gives the exact GELU torch uses. Built on
-    # first use so importing nn does not pay for a compile.
-    global _erf
-    if _erf is None:
-        from numba import vectorize
-
-        @vectorize(["float32(float32)", "float64(float64)"], cache=True)
-        def erf(x):
-            return math.erf(x)
-
-        _erf = erf
-    return _erf
-
-
 class Gelu(Function):
     """x * Phi(x), Phi the standard normal CDF; 'tanh' uses the tanh approximation of Phi."""
 
@@ -111,7 +98,7 @@ class Gelu(Function):
             inner = math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)
             cdf = 0.5 * (1 + np.tanh(inner))
         else:
-            cdf = 0.5 * (1 + _erf_ufunc()(x * x.dtype.type(1 / math.sqrt(2))))
+            cdf = 0.5 * (1 + kernels.erf(x * x.dtype.type(1 / math.sqrt(2))))
         ctx.save_for_backward(x, cdf)
         ctx.approximate = approximate
         return x * cdf
@@ -125,6 +112,17 @@ class Gelu(Function):
             return grad * (cdf + x * 0.5 * (1 - tanh * tanh) * d_inner)
         pdf = np.exp(-0.5 * x * x) * x.dtype.type(1 / math.sqrt(2 * math.pi))
         return grad * (cdf + x * pdf)
+
+    @staticmethod
+    def composed(ctx, x):
+        return _gelu_composed(x, ctx.approximate)
+
+
+def _gelu_composed(x, approximate):
+    if approximate == "tanh":
+        inner = (x + x * x * x * 0.044715) * math.sqrt(2 / math.pi)
+        return x * ((inner.tanh() + 1) * 0.5)
+    return x * (((x * (1 / math.sqrt(2))).erf() + 1) * 0.5)
 
 
 def gelu(input, approximate="none"):
@@ -159,6 +157,10 @@ class Silu(Function):
         x, sig = ctx.saved_tensors
         return grad * (sig * (1 + x * (1 - sig)))
 
+    @staticmethod
+    def composed(ctx, x):
+        return x * x.sigmoid()
+
 
 def silu(input):
     """x * sigmoid(x) (also called swish)."""
@@ -175,12 +177,20 @@ class Softplus(Function):
         linear = scaled > threshold
         soft = (np.log1p(np.exp(-np.abs(scaled))) + np.maximum(scaled, 0)) / beta
         ctx.save_for_backward(scaled, linear)
+        ctx.beta = beta
         return np.where(linear, x, soft).astype(x.dtype, copy=False)
 
     @staticmethod
     def backward(ctx, grad):
         scaled, linear = ctx.saved_tensors
         return grad * np.where(linear, 1, _stable_sigmoid(scaled)).astype(grad.dtype, copy=False)
+
+    @staticmethod
+    def composed(ctx, x):
+        _, linear = ctx.saved_tensors
+        scaled = x * ctx.beta
+        soft = ((-scaled.abs()).exp().log1p() + scaled.relu()) / float(ctx.beta)
+        return where(linear, x, soft)
 
 
 def softplus(input, beta=1.0, threshold=20.0):
@@ -223,7 +233,7 @@ class Pad(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        return grad[ctx.inner]
+        return ctx.xp.getitem(grad, ctx.inner)
 
 
 def pad(input, pad, mode="constant", value=None):
@@ -251,7 +261,7 @@ class VectorNorm(Function):
     def forward(ctx, x, p, dim):
         norm = (np.abs(x) ** p).sum(axis=dim, keepdims=True) ** (1 / p)
         ctx.save_for_backward(x, norm)
-        ctx.p = p
+        ctx.p, ctx.dim = p, dim
         return norm
 
     @staticmethod
@@ -260,6 +270,13 @@ class VectorNorm(Function):
         safe = np.where(norm == 0, 1, norm)
         scale = np.where(norm == 0, 0, grad / safe ** (ctx.p - 1))
         return scale * np.sign(x) * np.abs(x) ** (ctx.p - 1)
+
+    @staticmethod
+    def composed(ctx, x):
+        _, norm = ctx.saved_tensors
+        zero = norm == 0  # the gradient is 0 there, as in backward
+        total = (x.abs() ** ctx.p).sum(ctx.dim, keepdim=True)
+        return where(zero, 0.0, where(zero, 1.0, total) ** (1 / ctx.p))
 
 
 def normalize(input, p=2.0, dim=1, eps=1e-12):
@@ -329,6 +346,11 @@ class FusedDropout(Function):
         out *= ctx.scale
         return out
 
+    @staticmethod
+    def composed(ctx, x):
+        (mask,) = ctx.saved_tensors
+        return x * mask * ctx.scale
+
 
 def dropout(input, p=0.5, training=True):
     """Zero each element with probability p and scale the rest by 1/(1-p); identity when
@@ -362,7 +384,7 @@ class FusedLayerNorm(Function):
         out, normed, rstd = kernels.layer_norm(rows, weight, bias, eps)
         ctx.save_for_backward(normed, rstd, weight)
         ctx.input_shape, ctx.normalized_shape = x.shape, normalized_shape
-        ctx.has_weight = has_weight
+        ctx.has_weight, ctx.eps = has_weight, eps
         return out.reshape(x.shape)
 
     @staticmethod
@@ -376,6 +398,20 @@ class FusedLayerNorm(Function):
         if len(ctx.needs_input_grad) > 1 + ctx.has_weight:
             grads.append(grad_b.reshape(ctx.normalized_shape))
         return tuple(grads)
+
+    @staticmethod
+    def composed(ctx, x, *affine):
+        out = _layer_norm_composed(x, len(ctx.normalized_shape), ctx.eps)
+        if ctx.has_weight:
+            out = out * affine[0]
+        return out + affine[-1] if len(affine) > ctx.has_weight else out
+
+
+def _layer_norm_composed(x, n, eps):
+    """(x - mean) / sqrt(var + eps) over the last n dims, from differentiable ops."""
+    dims = tuple(range(x.ndim - n, x.ndim))
+    centered = x - x.mean(dims, keepdim=True)
+    return centered / ((centered * centered).mean(dims, keepdim=True) + eps).sqrt()
 
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
@@ -419,6 +455,19 @@ class Gather(Function):
         if ctx.padding_idx is not None:
             grad_weight[ctx.padding_idx] = 0  # the padding row is never trained
         return grad_weight
+
+    @staticmethod
+    def composed(ctx, weight):
+        (ids,) = ctx.saved_tensors
+        return _pick_rows(weight, ids, ctx.padding_idx)
+
+
+def _pick_rows(weight, ids, padding_idx):
+    """weight[ids] from differentiable ops; rows at padding_idx pass no gradient."""
+    rows = weight[ids]
+    if padding_idx is None:
+        return rows
+    return where((ids == padding_idx)[..., None], rows.detach(), rows)
 
 
 def _index_array(ids, op):
@@ -509,6 +558,19 @@ class FusedAttention(Function):
         if len(ctx.needs_input_grad) == 4:
             return grad_q, grad_k, grad_v, grad_mask
         return grad_q, grad_k, grad_v
+
+    @staticmethod
+    def composed(ctx, q, k, v, *additive):
+        keep, _, fill = ctx.saved_tensors[5:]
+        scores = q.matmul(k.transpose(-1, -2)) * ctx.scale
+        if additive:
+            scores = scores + additive[0]
+        if fill is not None:
+            scores = where(fill, -np.inf, scores)
+        weights = scores.softmax(-1)
+        if keep is not None:
+            weights = weights * keep * ctx.drop_scale
+        return weights.matmul(v)
 
 
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,

@@ -20,6 +20,7 @@ from tinygrad_tf import kernels
 from tinygrad_tf.autograd import Function
 
 from .functional import _check_float, _index_array, _keep_mask, _rows, _check_range
+from .functional import _gelu_composed, _layer_norm_composed, _pick_rows
 
 
 def _dropout_args(p, training, op):
@@ -52,6 +53,12 @@ class ResidualDropoutLayerNorm(Function):
             _rows(grad, normed.shape[1]), normed, rstd, weight, mask, ctx.scale,
             residual=True)
         return grad_x.reshape(ctx.shape), grad_s.reshape(ctx.shape), grad_w, grad_b
+
+    @staticmethod
+    def composed(ctx, x, s, weight, bias):  # the create_graph path (graph_backward.py)
+        mask = ctx.saved_tensors[3]
+        dropped = s if mask is None else s * mask.reshape(s.shape) * ctx.scale
+        return _layer_norm_composed(x + dropped, 1, ctx.eps) * weight + bias
 
 
 def residual_dropout_layer_norm(x, sublayer_out, weight, bias, p=0.0, training=True, eps=1e-5):
@@ -94,6 +101,14 @@ class LinearActivationDropout(Function):
         grad_w = kernels.matmul(grad_pre.T, rows) if needs[1] else None
         return grad_x, grad_w, grad_b
 
+    @staticmethod
+    def composed(ctx, x, weight, bias):
+        mask = ctx.saved_tensors[3]
+        pre = x.matmul(weight.T) + bias
+        out = pre.relu() if ctx.activation == "relu" else \
+            _gelu_composed(pre, "tanh" if ctx.activation == "gelu_tanh" else "none")
+        return out if mask is None else out * mask.reshape(out.shape) * ctx.scale
+
 
 def linear_activation_dropout(input, weight, bias, activation="relu", p=0.0, training=True):
     """dropout(act(input @ weight.T + bias), p), act "relu", "gelu" (erf) or "gelu_tanh", as
@@ -126,6 +141,7 @@ class EmbeddingPositionDropout(Function):
         ctx.save_for_backward(flat, mask, table)
         ctx.scale, ctx.emb_scale, ctx.drop_scale = scale * drop_scale, scale, drop_scale
         ctx.padding_idx, ctx.num_embeddings = padding_idx, weight.shape[0]
+        ctx.ids_shape = ids.shape
         return out.reshape(ids.shape + (weight.shape[1],))
 
     @staticmethod
@@ -136,6 +152,13 @@ class EmbeddingPositionDropout(Function):
         if ctx.padding_idx is not None:
             grad_weight[ctx.padding_idx] = 0  # the padding row is never trained
         return grad_weight
+
+    @staticmethod
+    def composed(ctx, weight):
+        flat, mask, table = ctx.saved_tensors
+        out = _pick_rows(weight, flat.reshape(ctx.ids_shape), ctx.padding_idx) * ctx.emb_scale
+        out = out + table
+        return out if mask is None else out * mask.reshape(out.shape) * ctx.drop_scale
 
 
 def embedding_position_dropout(ids, weight, table, scale=1.0, p=0.0, training=True,

@@ -113,6 +113,21 @@ def _rows_back(rows, shape):
     return np.moveaxis(moved, -1, 1)
 
 
+def _class_rows(x):
+    """_rows_last on a Tensor: (N, C, d1, ...) -> (N * d1 * ..., C), differentiable."""
+    if x.ndim <= 2:
+        return x.reshape(-1, x.shape[-1])
+    return x.permute((0,) + tuple(range(2, x.ndim)) + (1,)).reshape(-1, x.shape[1])
+
+
+def _reduce_rows_composed(loss, ctx):
+    """_reduce_rows on a Tensor of per-row losses."""
+    if ctx.reduction == "none":
+        return loss.reshape(ctx.target_shape)
+    total = loss.sum()
+    return total / ctx.denominator if ctx.reduction == "mean" and ctx.denominator else total
+
+
 # ---------------------------------------------------------------------------- cross-entropy
 
 class FusedCrossEntropy(Function):
@@ -146,7 +161,7 @@ class FusedCrossEntropy(Function):
         # the logits are alive anyway, so this saves one (rows, C) array between the passes
         ctx.save_for_backward(rows, safe_target, keep, weight, target_weight)
         ctx.smoothing, ctx.reduction, ctx.denominator = smoothing, reduction, denominator
-        ctx.input_shape = logits.shape
+        ctx.input_shape, ctx.target_shape = logits.shape, target.shape
         return _reduce_rows(loss.astype(logits.dtype, copy=False), reduction, denominator,
                             target.shape)
 
@@ -170,6 +185,18 @@ class FusedCrossEntropy(Function):
         out = kernels.cross_entropy_grad(kernels.softmax(rows, 1), target, keep, coef,
                                          off, weight, picked)
         return _rows_back(out, ctx.input_shape)
+
+    @staticmethod
+    def composed(ctx, logits):  # the create_graph path (graph_backward.py)
+        _, target, keep, w, w_target = ctx.saved_tensors
+        logp = _class_rows(logits).log_softmax(1)
+        s, classes = ctx.smoothing, logp.shape[1]
+        picked = logp[np.arange(len(target)), target]
+        loss = picked * -(1 - s) if w is None else picked * (-(1 - s) * w_target)
+        if s:
+            weighted = logp.sum(1) if w is None else logp.matmul(w)
+            loss = loss - weighted * (s / classes)
+        return _reduce_rows_composed(where(keep, loss, 0.0), ctx)
 
 
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
@@ -211,6 +238,7 @@ class NllLoss(Function):
         ctx.save_for_backward(safe_target, row_weight, keep)
         ctx.reduction = reduction
         ctx.denominator, ctx.input_shape, ctx.rows_shape = denominator, logp.shape, rows.shape
+        ctx.target_shape = target.shape
         return _reduce_rows(loss, reduction, denominator, target.shape)
 
     @staticmethod
@@ -221,6 +249,12 @@ class NllLoss(Function):
         out = np.zeros(ctx.rows_shape, dtype)
         out[np.arange(len(out)), target] = -row_weight * scale
         return _rows_back(out, ctx.input_shape)
+
+    @staticmethod
+    def composed(ctx, logp):
+        target, row_weight, keep = ctx.saved_tensors
+        picked = _class_rows(logp)[np.arange(len(target)), target]
+        return _reduce_rows_composed(where(keep, picked * -row_weight, 0.0), ctx)
 
 
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
@@ -341,6 +375,12 @@ class BinaryCrossEntropy(Function):
                 grad_t = scale * (np.log1p(-x) - np.log(x))
         return grad_x, grad_t
 
+    @staticmethod
+    def composed(ctx, x, t):  # the create_graph path (graph_backward.py)
+        weight = ctx.saved_tensors[2]
+        loss = -(t * x.log().clip(min=-100) + (1 - t) * (-x).log1p().clip(min=-100))
+        return loss if weight is None else loss * weight
+
 
 def _weights_for(op, input, weight, pos_weight=None):
     weight = _constant(op, "weight", weight, input.dtype)
@@ -393,6 +433,14 @@ class BinaryCrossEntropyWithLogits(Function):
             d_log_weight = 0 if pos_weight is None else (pos_weight - 1) * softplus
             grad_t = scale * (d_log_weight - x)
         return grad_x, grad_t
+
+    @staticmethod
+    def composed(ctx, x, t):
+        _, _, _, weight, pos_weight, _ = ctx.saved_tensors
+        softplus = (-x.abs()).exp().log1p() + (-x).relu()  # log(1 + exp(-x)), stable
+        log_weight = 1 if pos_weight is None else t * (pos_weight - 1) + 1
+        loss = (1 - t) * x + softplus * log_weight
+        return loss if weight is None else loss * weight
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean",

@@ -69,6 +69,10 @@ def _cases():
                                                            .requires_grad_()])
     c["PowTensor"] = (lambda x, y: x ** y, lambda rng: [_float(rng, 2, 3, low=0.5, high=2.0),
                                                         _float(rng, 3)])
+    c["Erf"] = (lambda x: x.erf(), u)
+    c["AddAt"] = (lambda x, i: tg.function.AddAt.apply(x, index=i.array, shape=(5, 3),
+                                                       advanced=True),
+                  lambda rng: [_float(rng, 4, 3), Tensor([0, 2, 2, 4])])
     c["Log1p"] = (lambda x: x.log1p(), pos)
     c["Expm1"] = (lambda x: x.expm1(), u)
     c["Sin"] = (lambda x: x.sin(), u)

@@ -3,6 +3,7 @@ our function, and a plain numpy float64 reference. `check_op` compares shape, dt
 (in float64 and float32), then gradchecks in float64 under a non-uniform upstream gradient.
 Adding an op means adding a line here.
 """
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -364,6 +365,9 @@ CASES = [
     Case("abs",           unary(avoid=(0.0,)),           lambda a: a.abs(),                   np.abs),
     Case("pow_tensor",    binary(**POSITIVE),            lambda a, b: a ** b,                 np.power),
     Case("pow_int_exp",   with_constant(),               lambda a, b: a ** Tensor(np.round(b.numpy()) % 4), lambda a, b: a ** (np.round(b) % 4)),
+    Case("erf",           unary(),                       lambda a: a.erf(),                   np.vectorize(math.erf)),
+    # GetItem's backward as an op (it runs under create_graph): x added at repeated indices
+    Case("add_at",        unary(tt.shapes(1, 1)),        lambda a: tg.function.AddAt.apply(a, index=np.arange(a.shape[0]) % 2, shape=(2,), advanced=True), lambda a: np.array([a[::2].sum(), a[1::2].sum()])),
     Case("log1p",         unary(min_value=-0.8),         lambda a: a.log1p(),                 np.log1p),
     Case("expm1",         unary(),                       lambda a: a.expm1(),                 np.expm1),
     Case("sin",           unary(),                       lambda a: a.sin(),                   np.sin),

@@ -2,7 +2,7 @@
 from . import kernels
 from . import autograd
 from .autograd import Function, enable_grad, is_grad_enabled, no_grad
-from .gradcheck import GradcheckError, GradcheckKinkError, gradcheck
+from .gradcheck import GradcheckError, GradcheckKinkError, gradcheck, gradgradcheck
 from .random import manual_seed
 from .factories import arange, eye, full, ones, rand, randn, zeros
 from .tensor import (Tensor, cat, from_numpy, full_like, linspace, ones_like, rand_like, randint,
@@ -42,7 +42,7 @@ def __getattr__(name):
     raise AttributeError(f"module 'tinygrad_tf' has no attribute {name!r}")
 
 __all__ = ["Tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled", "gradcheck",
-           "GradcheckError", "GradcheckKinkError", "manual_seed", "cat", "stack", "where",
+           "gradgradcheck", "GradcheckError", "GradcheckKinkError", "manual_seed", "cat", "stack", "where",
            "zeros_like", "ones_like", "full_like", "rand_like", "randn_like", "tensor",
            "from_numpy", "linspace", "randint", "zeros", "ones", "full", "rand", "randn", "arange",
            "eye", "autograd", "kernels", "optim", "device", "Generator", "amp", "backends", "cuda",

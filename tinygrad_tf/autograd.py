@@ -13,6 +13,7 @@ import numpy as np
 
 from . import plugins as _plugins
 from . import versions as _versions
+from .xp import numpy_ops
 
 
 # ---------------------------------------------------------------------------- grad mode
@@ -95,7 +96,8 @@ class Function:
     """
 
     _saved = ()
-    saved_clock = 1 << 62  # set by save_for_backward; an op that saves nothing is never stale
+    saved_clock = 1 << 62
+    xp = numpy_ops  # the array namespace of backward (xp.py): Tensor ops under create_graph  # set by save_for_backward; an op that saves nothing is never stale
 
     def save_for_backward(self, *arrays):
         self._saved = arrays
@@ -287,6 +289,8 @@ def backward(root, grad, retain_graph=False, capture=None):
         if ctx is None:  # a leaf: accumulate across backward calls until the grad is reset
             if tensor.grad is None:  # a new Tensor: a .grad the user kept is never written
                 tensor.grad = _new_leaf_grad(grad, tensor)
+            elif tensor.grad.requires_grad:  # a grad made by create_graph: out of place, as torch
+                tensor.grad = tensor.grad + _wrap_array(grad)
             else:  # torch's AccumulateGrad: into the existing .grad, in place
                 tensor.grad.array += grad
                 _versions.increment_version(tensor.grad.array)
@@ -368,15 +372,63 @@ def _run_hooks(tensor, grad):
     return grad
 
 
-def grad(outputs, inputs, grad_outputs=None, retain_graph=False, allow_unused=False):
+def run_backward(outputs, grads, retain_graph, create_graph=False, inputs=None):
+    """The engine behind Tensor.backward: `grads` arrays (Tensors allowed under create_graph);
+    with `inputs`, only those tensors' `.grad` are accumulated."""
+    outputs = outputs if isinstance(outputs, list) else [outputs]
+    grads = grads if isinstance(grads, list) else [grads]
+    if inputs is not None:
+        inputs = [inputs] if isinstance(inputs, _Tensor) else list(inputs)
+        if not inputs:
+            raise RuntimeError("backward: the inputs argument cannot be empty (as torch)")
+        for t in inputs:
+            if not t.requires_grad:
+                raise RuntimeError(f"backward: an input of shape {t.shape} does not require grad")
+    if create_graph:
+        from . import graph_backward
+        seeds = [g if isinstance(g, _Tensor) else _wrap_array(g) for g in grads]
+        if inputs is None:
+            return graph_backward.run(outputs, seeds, retain_graph)
+        capture = {id(t): None for t in inputs}
+        graph_backward.run(outputs, seeds, retain_graph, capture=capture)
+        for t in inputs:
+            g = capture[id(t)]
+            if g is not None:
+                t.grad = g if t.grad is None else t.grad + g
+        return None
+    if inputs is None:
+        return backward(outputs, grads, retain_graph)
+    capture = {id(t): None for t in inputs}
+    backward(outputs, grads, retain_graph, capture=capture)
+    for t in inputs:
+        g = capture[id(t)]
+        if g is None:
+            continue
+        if t.grad is None:
+            t.grad = _new_leaf_grad(g, t) if t._ctx is None else _owned(g, t)
+        elif t.grad.requires_grad:
+            t.grad = t.grad + _wrap_array(g)
+        else:
+            t.grad.array += g
+            _versions.increment_version(t.grad.array)
+    return None
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
+         allow_unused=False):
     """d(outputs)/d(inputs), returned as a tuple of Tensors (one per input); no `.grad` changes.
+    As torch.autograd.grad.
 
     outputs, inputs: a Tensor or a sequence. grad_outputs: the upstream gradient of each output
-    (needed unless the output has one element). allow_unused: return None for an input the
-    outputs do not depend on, instead of raising. As torch.autograd.grad, without create_graph."""
+    (needed unless the output has one element). retain_graph defaults to create_graph.
+    create_graph=True records the gradient computation, so the results can be differentiated
+    again (Hessian-vector products, gradient penalties). allow_unused: return None for an input
+    the outputs do not depend on, instead of raising."""
     single = isinstance(outputs, _Tensor)
     outputs = [outputs] if single else list(outputs)
     inputs = (inputs,) if isinstance(inputs, _Tensor) else tuple(inputs)
+    if retain_graph is None:
+        retain_graph = create_graph
     if grad_outputs is None:
         grad_outputs = [None] * len(outputs)
     elif isinstance(grad_outputs, _Tensor) or isinstance(grad_outputs, np.ndarray):
@@ -392,7 +444,10 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=False, allow_unused=Fa
                 raise RuntimeError(f"grad: an output of shape {out.shape} needs a grad_output; "
                                    "only a one-element output's defaults to 1")
             seed = np.ones_like(out.array)
-        seed = np.asarray(seed.array if isinstance(seed, _Tensor) else seed, dtype=out.dtype)
+        if create_graph and isinstance(seed, _Tensor):
+            seed = seed if seed.dtype == out.dtype else seed.to(out.dtype)
+        else:
+            seed = np.asarray(seed.array if isinstance(seed, _Tensor) else seed, dtype=out.dtype)
         if seed.shape != out.shape:
             raise ValueError(f"grad: grad_output of shape {seed.shape} for an output of shape "
                              f"{out.shape}")
@@ -401,14 +456,21 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=False, allow_unused=Fa
         if not t.requires_grad:
             raise RuntimeError(f"grad: an input of shape {t.shape} does not require grad")
     capture = {id(t): None for t in inputs}
-    backward(outputs, seeds, retain_graph, capture=capture)
+    if create_graph:
+        from . import graph_backward
+        seeds = [s if isinstance(s, _Tensor) else _wrap_array(s) for s in seeds]
+        graph_backward.run(outputs, seeds, retain_graph, capture=capture)
+    else:
+        backward(outputs, seeds, retain_graph, capture=capture)
     result = []
     for t in inputs:
         g = capture[id(t)]
         if g is None and not allow_unused:
             raise RuntimeError(f"grad: an input of shape {t.shape} is not used by the outputs "
                                "(pass allow_unused=True to get None for it)")
-        result.append(None if g is None else _wrap_array(np.array(g, dtype=t.dtype)))
+        if g is not None and not create_graph:
+            g = _wrap_array(np.array(g, dtype=t.dtype))
+        result.append(g)
     return tuple(result)
 
 

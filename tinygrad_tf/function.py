@@ -3,11 +3,17 @@
 Everything else in `tensor.py` is composed from these. An op is primitive only where composing
 it would cost real time or memory in eager numpy (matmul, softmax, indexing), or where it is
 the atom others are built from (add, mul, exp, sum, reshape, ...).
+
+Each backward is written once against `ctx.xp` (xp.py): numpy on the first-order path, Tensor
+ops under create_graph, so the same lines give second derivatives. A backward that only numpy
+can run (a scatter in place) has instead a `composed(ctx, *inputs)` twin: the forward again,
+from differentiable Tensor ops, which the create_graph path differentiates (graph_backward.py).
 """
 import numpy as np
 
 from . import kernels
 from .autograd import Function, unbroadcast
+from .xp import _index_add
 
 
 # ---------------------------------------------------------------------------- elementwise, binary
@@ -110,7 +116,7 @@ class Pow(Function):
         (x,) = ctx.saved_tensors
         p = ctx.exponent
         if p == 0:  # x ** 0 is constant; x ** -1 would turn 0 * inf at x = 0 into NaN
-            return np.zeros_like(grad)
+            return ctx.xp.zeros_like(grad)
         return grad * p * x ** (p - 1)
 
 
@@ -203,7 +209,7 @@ class Abs(Function):
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        return grad * np.sign(x)
+        return grad * ctx.xp.sign(x)
 
 
 class Clip(Function):
@@ -217,12 +223,11 @@ class Clip(Function):
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        inside = np.ones(x.shape, dtype=bool)
-        if ctx.low is not None:
-            inside &= x >= ctx.low
-        if ctx.high is not None:
-            inside &= x <= ctx.high
-        return grad * inside
+        if ctx.low is None:
+            return grad * (x <= ctx.high)
+        if ctx.high is None:
+            return grad * (x >= ctx.low)
+        return grad * ((x >= ctx.low) & (x <= ctx.high))
 
 
 class PowTensor(Function):
@@ -237,15 +242,29 @@ class PowTensor(Function):
     def backward(ctx, grad):
         a, b, out = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad
+        xp = ctx.xp
         grad_a = None
         if need_a:  # a ** 0 is constant: no 0 * inf = NaN at a == 0 (masked: no warnings)
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                grad_a = np.where(b == 0, 0, grad * b * a ** (b - 1))
+                grad_a = xp.where(b == 0, 0, grad * b * a ** (b - 1))
         grad_b = None
         if need_b:
             with np.errstate(divide="ignore", invalid="ignore"):
-                grad_b = np.where((a == 0) & (b >= 0), 0, grad * out * np.log(a))
+                grad_b = xp.where((a == 0) & (b >= 0), 0, grad * out * xp.log(a))
         return grad_a, grad_b
+
+
+class Erf(Function):
+    """The error function (numpy has none: a kernel); d/dx erf(x) = 2 / sqrt(pi) exp(-x^2)."""
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return kernels.erf(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * (2 / np.sqrt(np.pi)) * ctx.xp.exp(-(x * x))
 
 
 class Log1p(Function):
@@ -282,7 +301,7 @@ class Sin(Function):
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        return grad * np.cos(x)
+        return grad * ctx.xp.cos(x)
 
 
 class Cos(Function):
@@ -294,7 +313,7 @@ class Cos(Function):
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        return -grad * np.sin(x)
+        return -grad * ctx.xp.sin(x)
 
 
 class Step(Function):
@@ -305,7 +324,7 @@ class Step(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        return np.zeros_like(grad)
+        return ctx.xp.zeros_like(grad)
 
 
 class Cast(Function):
@@ -336,7 +355,7 @@ class Sum(Function):
     def backward(ctx, grad):
         axes = range(len(ctx.input_shape)) if ctx.axes is None else ctx.axes
         grad = grad.reshape(_keepdim_shape(ctx.input_shape, axes))
-        return np.broadcast_to(grad, ctx.input_shape)
+        return ctx.xp.broadcast_to(grad, ctx.input_shape)
 
 
 class Max(Function):
@@ -354,7 +373,9 @@ class Max(Function):
         ctx.save_for_backward(winner)
         ctx.input_shape, ctx.kept, ctx.axes = x.shape, kept, axes
         out = np.take_along_axis(folded, winner, axis=-1)[..., 0]
-        return out.reshape(_keepdim_shape(x.shape, axes)) if keepdim else out
+        out = out.reshape(_keepdim_shape(x.shape, axes)) if keepdim else out
+        ctx.out_shape = out.shape
+        return out
 
     @staticmethod
     def backward(ctx, grad):
@@ -365,6 +386,15 @@ class Max(Function):
         np.put_along_axis(folded, winner, grad.reshape(folded.shape[:-1] + (1,)), axis=-1)
         unfolded = folded.reshape([shape[i] for i in kept + axes])
         return unfolded.transpose(np.argsort(kept + axes))
+
+    @staticmethod
+    def composed(ctx, x):
+        # the winners picked by gather (whose backward is an index-add)
+        (winner,) = ctx.saved_tensors
+        kept, axes = ctx.kept, ctx.axes
+        folded = x.permute(kept + axes).reshape([x.shape[i] for i in kept] + [-1])
+        out = folded.gather(-1, winner)[..., 0]
+        return out.reshape(ctx.out_shape)
 
 
 # ---------------------------------------------------------------------------- movement (views)
@@ -388,7 +418,7 @@ class Permute(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        return grad.transpose(np.argsort(ctx.dims))
+        return ctx.xp.transpose(grad, np.argsort(ctx.dims))
 
 
 class Expand(Function):
@@ -425,12 +455,21 @@ class GetItem(Function):
     @staticmethod
     def backward(ctx, grad):
         (index,) = ctx.saved_tensors
-        out = np.zeros(ctx.input_shape, dtype=grad.dtype)
-        if ctx.advanced:
-            np.add.at(out, index, grad)  # a plain `out[index] = grad` would drop repeats
-        else:
-            out[index] = grad
-        return out
+        return ctx.xp.index_add(ctx.input_shape, index, grad, ctx.advanced)
+
+
+class AddAt(Function):
+    """zeros(shape) with x added at `index` (repeats add up): GetItem's backward as an op, so
+    that backward has a backward too (GetItem again)."""
+    @staticmethod
+    def forward(ctx, x, index, shape, advanced):
+        ctx.save_for_backward(index)
+        return _index_add(shape, index, x, advanced)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (index,) = ctx.saved_tensors
+        return ctx.xp.getitem(grad, index)
 
 
 class CumSum(Function):
@@ -442,8 +481,8 @@ class CumSum(Function):
     @staticmethod
     def backward(ctx, grad):
         # Each input adds into every later output: the gradient is a reversed cumulative sum.
-        flipped = np.flip(grad, ctx.axis)
-        return np.flip(np.cumsum(flipped, axis=ctx.axis), ctx.axis)
+        xp = ctx.xp
+        return xp.flip(xp.cumsum(xp.flip(grad, ctx.axis), ctx.axis), ctx.axis)
 
 
 class Prod(Function):
@@ -452,7 +491,7 @@ class Prod(Function):
     @staticmethod
     def forward(ctx, x, axis, keepdim):
         ctx.save_for_backward(x)
-        ctx.axis = axis
+        ctx.axis, ctx.keepdim = axis, keepdim
         return np.prod(x, axis=axis, keepdims=keepdim)
 
     @staticmethod
@@ -466,6 +505,15 @@ class Prod(Function):
         before = _exclusive_cumprod(x, axis)
         after = np.flip(_exclusive_cumprod(np.flip(x, axis), axis), axis)
         return grad * before * after
+
+    @staticmethod
+    def composed(ctx, x):
+        out = None
+        for piece in x.unbind(ctx.axis):  # a chain of products: differentiable at zeros too
+            out = piece if out is None else out * piece
+        if out is None:
+            out = x.sum(ctx.axis) * 0 + 1
+        return out.unsqueeze(ctx.axis) if ctx.keepdim else out
 
 
 def _exclusive_cumprod(x, axis):
@@ -487,9 +535,7 @@ class Gather(Function):
     @staticmethod
     def backward(ctx, grad):
         (where,) = ctx.saved_tensors
-        out = np.zeros(ctx.input_shape, dtype=grad.dtype)
-        np.add.at(out, where, grad)
-        return out
+        return ctx.xp.index_add(ctx.input_shape, where, grad, True)
 
 
 class Scatter(Function):
@@ -512,9 +558,10 @@ class Scatter(Function):
         (where,) = ctx.saved_tensors
         grad_x = grad
         if not ctx.add:  # overwritten elements do not reach the output
-            grad_x = grad.copy()
-            grad_x[where] = 0
-        return grad_x, grad[where]
+            hit = np.zeros(grad.shape, dtype=bool)
+            hit[where] = True
+            grad_x = ctx.xp.where(hit, np.zeros((), grad.dtype), grad)
+        return grad_x, ctx.xp.getitem(grad, where)
 
 
 def _along(index, axis):
@@ -537,11 +584,11 @@ class MaskedFill(Function):
     def backward(ctx, grad):
         (mask,) = ctx.saved_tensors
         zero = np.zeros((), dtype=grad.dtype)
-        grad_x = np.where(mask, zero, grad)
+        grad_x = ctx.xp.where(mask, zero, grad)
         if len(ctx.needs_input_grad) == 1:
             return grad_x
         # the engine sums this to the value's 0-d shape: the total over the filled positions
-        return grad_x, (np.where(mask, grad, zero) if ctx.needs_input_grad[1] else None)
+        return grad_x, (ctx.xp.where(mask, grad, zero) if ctx.needs_input_grad[1] else None)
 
 
 class Where(Function):
@@ -555,7 +602,7 @@ class Where(Function):
     def backward(ctx, grad):
         (cond,) = ctx.saved_tensors
         zero = np.zeros((), dtype=grad.dtype)
-        return np.where(cond, grad, zero), np.where(cond, zero, grad)
+        return ctx.xp.where(cond, grad, zero), ctx.xp.where(cond, zero, grad)
 
 
 class Cat(Function):
@@ -567,7 +614,7 @@ class Cat(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        return tuple(np.split(grad, ctx.splits, axis=ctx.axis))
+        return tuple(ctx.xp.split(grad, ctx.splits, ctx.axis))
 
 
 # ---------------------------------------------------------------------------- matmul and softmax
@@ -583,22 +630,24 @@ class MatMul(Function):
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad
+        xp = ctx.xp
         # Give 1-D operands (and the grad) their matrix shape back, so one formula serves all.
-        a2 = a[None, :] if a.ndim == 1 else a
-        b2 = b[:, None] if b.ndim == 1 else b
+        a2 = xp.expand_dims(a, 0) if a.ndim == 1 else a
+        b2 = xp.expand_dims(b, 1) if b.ndim == 1 else b
         if b.ndim == 1:  # b first: for vector @ vector the grad is 0-d
-            grad = grad[..., None]
+            grad = xp.expand_dims(grad, -1)
         if a.ndim == 1:
-            grad = np.expand_dims(grad, -2)
+            grad = xp.expand_dims(grad, -2)
         # Batch dims that were broadcast are summed by the engine; the 1-D row/column dims below.
-        grad_a = kernels.matmul(grad, np.swapaxes(b2, -1, -2)) if need_a else None
+        grad_a = xp.matmul(grad, xp.swapaxes(b2, -1, -2)) if need_a else None
         if need_b and b2.ndim == 2 and a2.ndim > 2:
             # A linear layer: sum over a's batch inside one 2-D GEMM, not per item and then
             # by the engine. (a2's batch dims are grad's: b has none.)
-            rows_a, rows_grad = a2.reshape(-1, a2.shape[-1]), grad.reshape(-1, grad.shape[-1])
-            grad_b = kernels.matmul(rows_a.T, rows_grad)
+            rows_a = xp.reshape(a2, (-1, a2.shape[-1]))
+            rows_grad = xp.reshape(grad, (-1, grad.shape[-1]))
+            grad_b = xp.matmul(rows_a.T, rows_grad)
         else:
-            grad_b = kernels.matmul(np.swapaxes(a2, -1, -2), grad) if need_b else None
+            grad_b = xp.matmul(xp.swapaxes(a2, -1, -2), grad) if need_b else None
         if grad_b is not None and b.ndim == 1:
             grad_b = grad_b[..., 0]
         if grad_a is not None and a.ndim == 1:
@@ -617,7 +666,7 @@ class Softmax(Function):
     @staticmethod
     def backward(ctx, grad):
         (out,) = ctx.saved_tensors
-        return kernels.softmax_backward(out, grad, ctx.axis)
+        return ctx.xp.softmax_backward(out, grad, ctx.axis)
 
 
 class LogSoftmax(Function):
@@ -631,7 +680,7 @@ class LogSoftmax(Function):
     @staticmethod
     def backward(ctx, grad):
         (out,) = ctx.saved_tensors
-        return kernels.log_softmax_backward(out, grad, ctx.axis)
+        return ctx.xp.log_softmax_backward(out, grad, ctx.axis)
 
 
 __all__ = ["Function", "unbroadcast"]

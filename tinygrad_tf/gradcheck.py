@@ -108,3 +108,57 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
                 f"{numeric[worst]:.8g} (|diff| {abs(analytic[worst] - numeric[worst]):.3g} > "
                 f"atol {atol:g} + rtol {rtol:g} * |numeric|); {counts}.")
     return True
+
+
+def gradgradcheck(func, inputs, grad_outputs=None, *, eps=1e-6, atol=1e-5, rtol=1e-3,
+                  raise_exception=True, seed=0):
+    """Check second derivatives (torch.autograd.gradgradcheck's arguments, a subset).
+
+    The first derivatives, autograd.grad(func(*inputs), inputs, grad_outputs,
+    create_graph=True) as a function of (inputs, grad_outputs), go through `gradcheck`: their
+    own gradients from backward are compared with central differences. grad_outputs default to
+    random (seeded) tensors of the outputs' shapes. On a mismatch the GradcheckError names the
+    worst element: "input i" counts the inputs first, then the grad_outputs. Returns True;
+    False instead of raising if raise_exception=False."""
+    from .autograd import enable_grad, grad as autograd_grad
+
+    inputs = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
+    tensors = [x if isinstance(x, Tensor) else Tensor.from_numpy(np.asarray(x)) for x in inputs]
+    differentiable = [i for i, t in enumerate(tensors) if t.requires_grad]
+    if not differentiable:
+        raise ValueError("gradgradcheck: no input requires grad")
+    outputs = _as_tuple(func(*tensors))
+    rng = np.random.default_rng(seed + 1)
+    if grad_outputs is None:
+        grad_outputs = [Tensor.from_numpy(rng.standard_normal(o.shape).astype(o.dtype))
+                        for o in outputs]
+    else:
+        grad_outputs = [g if isinstance(g, Tensor) else Tensor.from_numpy(np.asarray(g))
+                        for g in _as_tuple(grad_outputs)]
+    grad_outputs = [Tensor.from_numpy(g.array).requires_grad_(g.dtype.kind == "f")
+                    for g in grad_outputs]
+    count = len(tensors)
+
+    def first_derivatives(*args):
+        xs, seeds = list(args[:count]), args[count:]
+        with enable_grad():
+            for i in differentiable:  # the numeric pass hands in plain arrays' tensors
+                if not xs[i].requires_grad:
+                    xs[i] = xs[i].requires_grad_()
+            outs = [o for o in _as_tuple(func(*xs))]
+            used = [(o, g) for o, g in zip(outs, seeds) if o.requires_grad]
+            if not used:
+                return tuple(xs[i]._wrap(np.zeros(xs[i].shape, xs[i].dtype)) for i in differentiable)
+            grads = autograd_grad([o for o, _ in used], [xs[i] for i in differentiable],
+                                  [g for _, g in used], create_graph=True, allow_unused=True)
+        return tuple(g if g is not None else xs[i]._wrap(np.zeros(xs[i].shape, xs[i].dtype))
+                     for g, i in zip(grads, differentiable))
+
+    try:
+        return gradcheck(first_derivatives, *tensors, *grad_outputs, eps=eps, atol=atol,
+                         rtol=rtol, seed=seed)
+    except GradcheckError as error:
+        if not raise_exception:
+            return False
+        raise type(error)(f"gradgradcheck (second derivatives; inputs 0-{count - 1} are the "
+                          f"inputs, then the grad_outputs): {error}") from None

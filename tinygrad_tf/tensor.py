@@ -15,9 +15,9 @@ from . import autograd as _autograd
 from . import dtypes as _dtypes
 from . import factories as _factories
 from . import function as F
+from . import xp as _xp
 from .args import normalize_dim as _normalize_dim, normalize_dims as _normalize_dims
 from .args import shape_arg as _shape_arg
-from .autograd import backward as _run_backward
 from .dtypes import BOOL as _BOOL, DEFAULT_FLOAT as _DEFAULT_FLOAT, INDEX as _INDEX
 from .dtypes import category as _category, scalar_category as _scalar_category
 from .inplace import InplaceOps
@@ -133,6 +133,7 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, TorchMethods):
         return self.array.size
 
     def numpy(self):
+        _xp.check_not_in_graph_backward("Tensor.numpy()")
         return self.array
 
     def item(self):
@@ -145,6 +146,7 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, TorchMethods):
         return self.array.tolist()
 
     def __array__(self, dtype=None, copy=None):
+        _xp.check_not_in_graph_backward("converting a Tensor to a numpy array")
         if dtype is not None and np.dtype(dtype) != self.dtype:
             return self.array.astype(dtype)
         return self.array.copy() if copy else self.array
@@ -202,22 +204,29 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, TorchMethods):
         the gradient. Returns a handle whose remove() unregisters the hook."""
         return _autograd.register_hook(self, hook)
 
-    def backward(self, grad=None, retain_graph=False):
-        """Accumulate d(self)/d(leaf) into the `.grad` of every leaf that requires grad."""
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        """Accumulate d(self)/d(leaf) into the `.grad` of every leaf that requires grad, as torch.
+
+        gradient: d(loss)/d(self), needed unless self has one element. retain_graph (default:
+        create_graph) keeps the graph for another backward. create_graph=True records the
+        backward itself, so the `.grad`s it makes can be differentiated again (double
+        backward: docs/autograd.md). inputs: only these tensors (leaves or not) get `.grad`."""
         if not self.requires_grad:
             raise RuntimeError("backward: this tensor does not require grad (no input of its graph "
                                "has requires_grad=True, or it was computed under no_grad)")
-        if grad is None:
+        if gradient is None:
             if self.array.size != 1:
                 raise RuntimeError(f"backward: a tensor of shape {self.shape} needs an explicit "
-                                   "grad of the same shape; only a scalar's defaults to 1")
-            grad = np.ones_like(self.array)
-        else:
-            grad = _as_array(grad, self.dtype)
-            if grad.shape != self.shape:
-                raise ValueError(f"backward: grad has shape {grad.shape} but the tensor has "
-                                 f"shape {self.shape}")
-        _run_backward(self, grad, retain_graph)
+                                   "gradient of the same shape; only a scalar's defaults to 1")
+            gradient = np.ones_like(self.array)
+        elif not (create_graph and isinstance(gradient, Tensor)):
+            gradient = _as_array(gradient, self.dtype)
+        if gradient.shape != self.shape:
+            raise ValueError(f"backward: gradient has shape {gradient.shape} but the tensor has "
+                             f"shape {self.shape}")
+        if retain_graph is None:
+            retain_graph = create_graph
+        _autograd.run_backward(self, gradient, retain_graph, create_graph, inputs)
 
     # ------------------------------------------------------------------ dtype
 
@@ -410,6 +419,10 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, TorchMethods):
 
     def sin(self):
         return F.Sin.apply(self._float_input())
+
+    def erf(self):
+        """The error function, 2 / sqrt(pi) * integral of exp(-t^2) from 0 to x."""
+        return F.Erf.apply(self._float_input())
 
     def cos(self):
         return F.Cos.apply(self._float_input())

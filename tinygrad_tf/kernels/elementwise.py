@@ -29,6 +29,29 @@ _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 _INV_SQRT2 = 1 / math.sqrt(2)
 _INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
 _erf = np.vectorize(math.erf, otypes=[np.float64])  # numpy has no erf; the twin's is slow
+_erf_numba = None
+
+
+def erf_numpy(x):
+    """erf elementwise in x's dtype (np.vectorize over math.erf: slow, the reference)."""
+    return np.asarray(_erf(x)).astype(x.dtype, copy=False)
+
+
+def erf_numba(x):
+    """erf elementwise: a Numba ufunc over math.erf, compiled on first use (so importing the
+    engine pays no compile), for float32 and float64."""
+    global _erf_numba
+    if x.dtype not in KERNEL_DTYPES:
+        return erf_numpy(x)
+    if _erf_numba is None:
+        from numba import vectorize
+
+        @vectorize(["float32(float32)", "float64(float64)"], cache=True)
+        def erf(v):
+            return math.erf(v)
+
+        _erf_numba = erf
+    return np.asarray(_erf_numba(x))
 
 
 # ---------------------------------------------------------------------------- numpy twins

@@ -1,0 +1,137 @@
+"""Higher-order gradients (issue 19): create_graph on Tensor.backward and autograd.grad, the
+graph path of every op (gradgradcheck over the op catalogue), and torch's semantics."""
+import numpy as np
+import pytest
+
+import tinygrad_tf as tg
+from tinygrad_tf import Function, Tensor
+from tinygrad_tf.autograd import grad
+
+from op_catalogue import CASES, build
+
+
+@pytest.mark.parametrize("name", sorted(set(CASES) - {"Cast"}))
+def test_gradgradcheck_every_function(name):
+    fn, inputs = build(name)
+    assert tg.gradgradcheck(fn, inputs, atol=1e-6, rtol=1e-5)
+
+
+def test_cast_second_derivative():
+    x = Tensor(np.array([0.5, -2.0], np.float32)).requires_grad_()
+    (g,) = grad((x.double() ** 3).sum(), x, create_graph=True)
+    assert g.dtype == np.float32
+    (h,) = grad(g.sum(), x)
+    np.testing.assert_allclose(h.array, 6 * x.array, rtol=1e-6)
+
+
+def test_third_derivative():
+    x = Tensor(np.array([0.5, -1.5, 2.0])).requires_grad_()
+    (g,) = grad((x ** 4).sum(), x, create_graph=True)
+    (h,) = grad(g.sum(), x, create_graph=True)
+    (t,) = grad(h.sum(), x)
+    np.testing.assert_allclose(t.array, 24 * x.array)
+
+
+class Cube(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x ** 3
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * 3 * x ** 2
+
+
+class NumpyOnly(Cube):
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return np.asarray(grad) * 3 * x ** 2
+
+
+def test_a_users_function_written_with_operators_is_twice_differentiable():
+    x = Tensor(np.array([0.5, -1.5])).requires_grad_()
+    (g,) = grad(Cube.apply(x).sum(), x, create_graph=True)
+    (h,) = grad(g.sum(), x)
+    np.testing.assert_allclose(h.array, 6 * x.array)
+
+
+def test_converting_to_numpy_inside_a_graph_backward_is_an_error():
+    x = Tensor(np.array([0.5, -1.5])).requires_grad_()
+    (g,) = grad(NumpyOnly.apply(x).sum(), x)  # first order: numpy is fine
+    np.testing.assert_allclose(g.array, 3 * x.array ** 2)
+    with pytest.raises(RuntimeError, match="create_graph=True.*constant"):
+        grad(NumpyOnly.apply(x).sum(), x, create_graph=True)
+
+
+def test_retain_graph_defaults_to_create_graph():
+    x = Tensor(np.array([0.5, -1.5])).requires_grad_()
+    y = (x.exp() * x).sum()
+    y.backward(create_graph=True)
+    y.backward()  # the graph was kept
+    z = (x.exp() * x).sum()
+    z.backward()
+    with pytest.raises(RuntimeError, match="second time"):
+        z.backward()
+
+
+@pytest.mark.filterwarnings("ignore:Using backward")  # torch's note on .grad reference cycles
+def test_backward_create_graph_accumulates_as_torch():
+    torch = pytest.importorskip("torch")
+    values = np.array([0.3, -0.7, 1.2])
+    x = Tensor(values).requires_grad_()
+    tx = torch.tensor(values, requires_grad=True)
+    for lib, v in ((tg, x), (torch, tx)):
+        y = (v.sin() * v * v).sum()
+        y.backward(create_graph=True)
+        first = v.grad
+        (first * first).sum().backward()  # grads of grads accumulate into v.grad
+    np.testing.assert_allclose(x.grad.array, tx.grad.detach().numpy(), rtol=1e-12)
+    assert x.grad.requires_grad == tx.grad.requires_grad
+
+
+def test_backward_inputs_as_torch():
+    torch = pytest.importorskip("torch")
+    a_values, b_values = np.array([0.3, -0.7]), np.array([1.5, 0.2])
+    a, b = Tensor(a_values).requires_grad_(), Tensor(b_values).requires_grad_()
+    ta = torch.tensor(a_values, requires_grad=True)
+    tb = torch.tensor(b_values, requires_grad=True)
+    h, th = a * b, ta * tb
+    (h.exp().sum()).backward(inputs=[a, h])
+    th.retain_grad()  # torch fills a non-leaf input's .grad too; compare to its value
+    (th.exp().sum()).backward(inputs=[ta, th])
+    assert b.grad is None and tb.grad is None
+    np.testing.assert_allclose(a.grad.array, ta.grad.numpy())
+    np.testing.assert_allclose(h.grad.array, th.grad.numpy())
+    with pytest.raises(RuntimeError, match="cannot be empty"):
+        (a * 2).sum().backward(inputs=[])
+
+
+def test_grad_create_graph_hessian_vector_product_matches_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    w_values, v_values, x_values = rng.standard_normal((3, 4)), rng.standard_normal((3, 4)), \
+        rng.standard_normal((5, 3))
+
+    def loss(lib, w, x):
+        h = (x @ w).tanh()
+        return (h.softmax(-1) * h).sum() + (w * w).sum() * 0.1
+
+    w = Tensor(w_values).requires_grad_()
+    (g,) = grad(loss(tg, w, Tensor(x_values)), w, create_graph=True)
+    (hv,) = grad((g * Tensor(v_values)).sum(), w)
+    tw = torch.tensor(w_values, requires_grad=True)
+    (tg_,) = torch.autograd.grad(loss(torch, tw, torch.tensor(x_values)), tw, create_graph=True)
+    (thv,) = torch.autograd.grad((tg_ * torch.tensor(v_values)).sum(), tw)
+    np.testing.assert_allclose(g.array, tg_.detach().numpy(), rtol=1e-10)
+    np.testing.assert_allclose(hv.array, thv.numpy(), rtol=1e-10)
+
+
+def test_grad_outputs_tensor_is_differentiated_through():
+    x = Tensor(np.array([0.5, 1.5])).requires_grad_()
+    v = Tensor(np.array([2.0, -1.0])).requires_grad_()
+    (g,) = grad(x * x, x, grad_outputs=v, create_graph=True)  # 2 x v
+    (dv,) = grad(g.sum(), v)
+    np.testing.assert_allclose(dv.array, 2 * x.array)

@@ -1,0 +1,167 @@
+"""Backward with create_graph=True: the same graph walk as autograd.backward, on Tensors.
+
+Each op's backward runs with `ctx.xp = tensor_ops` (xp.py), its gradient and its saved arrays
+as Tensors: a saved array that is one of the op's inputs, or its output, becomes that very
+Tensor (matched by identity); any other saved array (a mask, an index) stays a constant array. The backward's lines then
+record ops like a forward does, so the gradients it returns can be differentiated again. An op
+whose backward only numpy can run has a `composed(ctx, *inputs)` twin (its forward from
+differentiable Tensor ops): here it is recomputed and differentiated instead.
+
+Turning a Tensor into a numpy array inside a backward on this path (np.asarray, .numpy())
+raises: the result would be a constant, and a second derivative through it silently zero.
+"""
+import numpy as np
+
+from . import autograd as _autograd
+from .xp import graph_guard, tensor_ops
+
+_wrap = _autograd._wrap_array
+_FAR_FUTURE = 1 << 62
+
+
+def _order(roots, stop=()):
+    """Tensors leading to `roots` that require grad, inputs first; the walk does not go past
+    tensors whose id is in `stop`."""
+    order, visited = [], set()
+    stack = [(root, False) for root in roots]
+    while stack:
+        tensor, children_done = stack.pop()
+        if children_done:
+            order.append(tensor)
+            continue
+        if id(tensor) in visited:
+            continue
+        visited.add(id(tensor))
+        stack.append((tensor, True))
+        ctx = tensor._ctx
+        if ctx is None or id(tensor) in stop:
+            continue
+        if ctx.parents is None:
+            raise RuntimeError(
+                f"backward through {type(ctx).__name__} a second time: its saved arrays were "
+                "freed by the first backward; pass retain_graph=True (or create_graph=True) to "
+                "the first call")
+        for parent in ctx.parents:
+            if parent.requires_grad and id(parent) not in visited:
+                stack.append((parent, False))
+    return order
+
+
+def _unbroadcast(grad, shape, op):
+    extra = grad.ndim - len(shape)
+    if extra < 0:
+        raise RuntimeError(f"{op}.backward returned a gradient of shape {grad.shape}, fewer "
+                           f"dims than its input's {tuple(shape)}")
+    if extra:
+        grad = grad.sum(tuple(range(extra)))
+    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if stretched:
+        grad = grad.sum(stretched, keepdim=True)
+    if grad.shape != tuple(shape):
+        raise RuntimeError(f"{op}.backward returned a gradient of shape {grad.shape} for an "
+                           f"input of shape {tuple(shape)}")
+    return grad
+
+
+def _saved_as_tensors(ctx, output):
+    known = {id(p.array): p for p in ctx.parents}
+    known[id(output.array)] = output
+
+    # other arrays (masks, indices, constants) stay arrays: the xp calls and the Tensor
+    # operators take them as constants
+    return tuple(known.get(id(item), item) if isinstance(item, np.ndarray) else item
+                 for item in ctx._saved)
+
+
+def _op_grads(ctx, output, grad):
+    """The gradients of one op's inputs, as Tensors on a graph."""
+    cls = type(ctx)
+    composed = getattr(cls, "composed", None)
+    if composed is not None:
+        ctx.saved_tensors  # noqa: B018 (the in-place check on the saved arrays)
+        parents = ctx.parents
+        with _autograd.enable_grad():
+            out = composed(ctx, *parents)
+        wanted = [p for p in parents if p.requires_grad]
+        if not out.requires_grad or not wanted:
+            return (None,) * len(parents)
+        capture = {id(p): None for p in wanted}
+        run([out], [grad], retain_graph=True, capture=capture, stop=set(capture))
+        return tuple(capture.get(id(p)) for p in parents)
+    ctx.saved_tensors  # noqa: B018 (the in-place check, on the arrays)
+    saved, clock = ctx._saved, ctx.saved_clock
+    ctx._saved, ctx.saved_clock, ctx.xp = _saved_as_tensors(ctx, output), _FAR_FUTURE, tensor_ops
+    graph_guard.depth += 1
+    try:
+        with _autograd.enable_grad():
+            return cls.backward(ctx, grad)
+    finally:
+        graph_guard.depth -= 1
+        del ctx.xp
+        ctx._saved, ctx.saved_clock = saved, clock
+
+
+def _run_hooks(tensor, grad):
+    reference, hooks = _autograd._hooks[id(tensor)]
+    if reference() is not tensor:
+        return grad
+    for hook in list(hooks):
+        result = hook(grad)
+        if result is not None:
+            grad = result
+    return grad
+
+
+def run(roots, grads, retain_graph=True, capture=None, stop=()):
+    """Accumulate d(roots)/d(leaf) * grads (Tensors) into each leaf's `.grad` as a Tensor on a
+    graph; with `capture` (ids of tensors -> None) store the gradients reaching those tensors
+    there instead, touching no `.grad` (autograd.grad)."""
+    Tensor = _autograd._Tensor
+    order = _order(roots, stop)
+    pending = {}
+    for root, grad in zip(roots, grads):
+        key = id(root)
+        pending[key] = pending[key] + grad if key in pending else grad
+    while order:
+        tensor = order.pop()
+        grad = pending.pop(id(tensor), None)
+        if grad is None:
+            continue
+        if id(tensor) in _autograd._hooks:
+            grad = _run_hooks(tensor, grad)
+        ctx = tensor._ctx
+        if capture is not None:
+            if id(tensor) in capture:
+                capture[id(tensor)] = grad
+            if ctx is None or id(tensor) in stop:
+                continue
+        elif ctx is None:  # a leaf: as torch, accumulated out of place under create_graph
+            tensor.grad = grad if tensor.grad is None else tensor.grad + grad
+            continue
+        elif tensor._retains_grad:
+            tensor.grad = grad if tensor.grad is None else tensor.grad + grad
+        name = type(ctx).__name__
+        input_grads = _op_grads(ctx, tensor, grad)
+        if input_grads.__class__ is not tuple:
+            input_grads = (input_grads,)
+        parents = ctx.parents
+        if len(input_grads) != len(parents):
+            raise RuntimeError(f"{name}.backward returned {len(input_grads)} gradients for "
+                               f"{len(parents)} inputs")
+        for parent, parent_grad in zip(parents, input_grads):
+            if parent_grad is None or not parent.requires_grad:
+                continue
+            if not isinstance(parent_grad, Tensor):
+                raise RuntimeError(
+                    f"{name}.backward returned a {type(parent_grad).__name__} under "
+                    "create_graph=True; it must compute with ctx.xp (or the Tensor operators) so "
+                    "the gradient records a graph, or define composed(ctx, *inputs)")
+            if parent_grad.shape != parent.shape:
+                parent_grad = _unbroadcast(parent_grad, parent.shape, name)
+            if parent_grad.dtype != parent.dtype:
+                parent_grad = parent_grad.to(parent.dtype)
+            key = id(parent)
+            pending[key] = pending[key] + parent_grad if key in pending else parent_grad
+        if not retain_graph:
+            ctx.__dict__.clear()
+            ctx.parents = None
