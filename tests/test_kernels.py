@@ -426,3 +426,11 @@ def test_malloc_setting_is_applied_only_on_request_and_can_be_switched_off():
     assert before == "False"  # importing changes no allocator setting
     assert reason == "mallopt" or reason.startswith(("no glibc", "TINYGRAD_TF_MALLOC"))
     assert run_python(code, TINYGRAD_TF_MALLOC="system") == "False TINYGRAD_TF_MALLOC=system"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_erf_kernel_matches_its_twin(dtype):
+    x = np.linspace(-4, 4, 37).astype(dtype).reshape(37, 1)[::2]  # strided
+    ours, reference = ew.erf_numba(x), ew.erf_numpy(x)
+    assert ours.dtype == dtype and ours.shape == x.shape
+    np.testing.assert_allclose(ours, reference, rtol=1e-6 if dtype == np.float32 else 1e-15)

@@ -217,12 +217,13 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, TorchMethods):
         if gradient is None:
             if self.array.size != 1:
                 raise RuntimeError(f"backward: a tensor of shape {self.shape} needs an explicit "
-                                   "gradient of the same shape; only a scalar's defaults to 1")
+                                   "grad (gradient=) of the same shape; only a scalar's defaults "
+                                   "to 1")
             gradient = np.ones_like(self.array)
         elif not (create_graph and isinstance(gradient, Tensor)):
             gradient = _as_array(gradient, self.dtype)
         if gradient.shape != self.shape:
-            raise ValueError(f"backward: gradient has shape {gradient.shape} but the tensor has "
+            raise ValueError(f"backward: grad has shape {gradient.shape} but the tensor has "
                              f"shape {self.shape}")
         if retain_graph is None:
             retain_graph = create_graph

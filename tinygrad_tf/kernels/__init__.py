@@ -131,7 +131,8 @@ layer_norm = register("layer_norm", _layer_norm.layer_norm_forward_numpy,
 layer_norm_backward = register("layer_norm_backward", _layer_norm.layer_norm_backward_numpy,
                                _layer_norm.layer_norm_backward_numba,
                                compiled=[_layer_norm.layer_norm_backward_rows])
-erf = register("erf", _elementwise.erf_numpy, _elementwise.erf_numba)
+erf = register("erf", _elementwise.erf_numpy, _elementwise.erf_numba,
+               compiled=[_elementwise.erf_kernel])
 bias_activation = register("bias_activation", _elementwise.bias_activation_forward_numpy,
                            _elementwise.bias_activation_forward_numba,
                            compiled=[_elementwise.bias_activation_rows])

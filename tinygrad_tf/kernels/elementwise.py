@@ -29,29 +29,11 @@ _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 _INV_SQRT2 = 1 / math.sqrt(2)
 _INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
 _erf = np.vectorize(math.erf, otypes=[np.float64])  # numpy has no erf; the twin's is slow
-_erf_numba = None
 
 
 def erf_numpy(x):
     """erf elementwise in x's dtype (np.vectorize over math.erf: slow, the reference)."""
     return np.asarray(_erf(x)).astype(x.dtype, copy=False)
-
-
-def erf_numba(x):
-    """erf elementwise: a Numba ufunc over math.erf, compiled on first use (so importing the
-    engine pays no compile), for float32 and float64."""
-    global _erf_numba
-    if x.dtype not in KERNEL_DTYPES:
-        return erf_numpy(x)
-    if _erf_numba is None:
-        from numba import vectorize
-
-        @vectorize(["float32(float32)", "float64(float64)"], cache=True)
-        def erf(v):
-            return math.erf(v)
-
-        _erf_numba = erf
-    return np.asarray(_erf_numba(x))
 
 
 # ---------------------------------------------------------------------------- numpy twins
@@ -227,6 +209,25 @@ embedding_position_rows = LazyKernel(_embedding_position_rows,
 scatter_add_rows_kernel = LazyKernel(_scatter_add_rows, _signatures("scatter_add"),
                                      fastmath={"contract"})
 _NO_MASK = np.ones((1, 1), dtype=bool)
+
+
+def _erf_flat(x, out):
+    for i in prange(x.shape[0]):
+        out[i] = math.erf(x[i])
+
+
+erf_kernel = LazyKernel(_erf_flat, {d: f"void({d}[::1], {d}[::1])" for d in ("float32", "float64")},
+                        parallel=True)
+
+
+def erf_numba(x):
+    """erf_numpy on the Numba kernel (the engine's Erf op; GELU's exact form)."""
+    if x.dtype not in KERNEL_DTYPES:
+        return erf_numpy(x)
+    flat = np.ascontiguousarray(x).reshape(-1)
+    out = np.empty_like(flat)
+    erf_kernel(flat, out, work=flat.size)
+    return out.reshape(x.shape)
 
 
 def _fits(*arrays):
