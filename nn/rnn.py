@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 
 from tinygrad_tf.device import check as _check_device
-from tinygrad_tf import Tensor, cat, kernels, stack
+from tinygrad_tf import Tensor, cat, kernels, stack, where
 from tinygrad_tf.autograd import Function
 
 from . import functional as F
@@ -68,14 +68,14 @@ class Recurrence(Function):
         result[steps] = h
         if mode == 2:
             result[steps + 1] = c
-        ctx.save_for_backward(w_hh, h_prev, c_prev, saved)
-        ctx.mode, ctx.reverse, ctx.active, ctx.has_bias = mode, reverse, active, has_bias
+        ctx.save_for_backward(w_hh, h_prev, c_prev, saved, active)
+        ctx.mode, ctx.reverse, ctx.has_bias = mode, reverse, has_bias
         return result
 
     @staticmethod
     def backward(ctx, grad):
-        w_hh, h_prev, c_prev, saved = ctx.saved_tensors
-        mode, active = ctx.mode, ctx.active
+        w_hh, h_prev, c_prev, saved, active = ctx.saved_tensors
+        mode = ctx.mode
         steps = h_prev.shape[0]
         grad_out = grad[:steps]
         dh = grad[steps].copy()
@@ -97,6 +97,47 @@ class Recurrence(Function):
         if mode == 2:
             grads.append(dc)
         return tuple(grads)
+
+    @staticmethod
+    def composed(ctx, xw, h, w_hh, *rest):
+        """The same loop from differentiable Tensor ops (the create_graph path,
+        graph_backward.py): kernels/recurrent.py's formulas, step by step."""
+        active = ctx.saved_tensors[4]
+        mode, steps, width = ctx.mode, xw.shape[0], h.shape[1]
+        b_hh = rest[0] if ctx.has_bias else None
+        c = rest[-1] if mode == 2 else None
+        outputs = [None] * steps
+        for t in (range(steps - 1, -1, -1) if ctx.reverse else range(steps)):
+            hh = h.matmul(w_hh.T)
+            if b_hh is not None:
+                hh = hh + b_hh
+            h_new, c_new = _cell_composed(mode, xw[t], hh, h, c, width)
+            if active is not None:
+                keep = active[t][:, None]
+                h_new = where(keep, h_new, h)
+                c_new = None if c is None else where(keep, c_new, c)
+                outputs[t] = h_new * keep
+            else:
+                outputs[t] = h_new
+            h, c = h_new, c_new
+        return stack(outputs + [h] + ([c] if mode == 2 else []))
+
+
+def _cell_composed(mode, xw, hh, h, c, width):
+    gate = lambda x, k: x[:, k * width:(k + 1) * width]  # noqa: E731
+    if mode <= 1:
+        pre = xw + hh
+        return (pre.tanh() if mode == 0 else pre.relu()), None
+    if mode == 2:
+        pre = xw + hh
+        i, f, g, o = gate(pre, 0).sigmoid(), gate(pre, 1).sigmoid(), gate(pre, 2).tanh(), \
+            gate(pre, 3).sigmoid()
+        c_new = f * c + i * g
+        return o * c_new.tanh(), c_new
+    r = (gate(xw, 0) + gate(hh, 0)).sigmoid()
+    z = (gate(xw, 1) + gate(hh, 1)).sigmoid()
+    n = (gate(xw, 2) + r * gate(hh, 2)).tanh()
+    return (1 - z) * n + z * h, None
 
 
 def recurrence(xw, h0, w_hh, b_hh=None, c0=None, mode="GRU", reverse=False, active=None):

@@ -12,7 +12,7 @@ import tinygrad_tf as tg
 from tinygrad_tf import Tensor
 from tinygrad_tf.autograd import Function
 from tinygrad_tf import nn
-from tinygrad_tf.nn import attention, fused
+from tinygrad_tf.nn import attention, fused, rnn
 from tinygrad_tf.nn import functional as F
 
 
@@ -149,6 +149,15 @@ def _cases():
         lambda rng: [_float(rng, 2, 3), _float(rng, 2, 3, low=0.0, high=1.0),
                      _float(rng, 3, low=0.5, high=2.0, grad=False),
                      _float(rng, 3, low=0.5, high=2.0, grad=False)])
+    for mode, gates in (("GRU", 3), ("LSTM", 4), ("RNN_TANH", 1)):
+        c[f"Recurrence:{mode}"] = (
+            lambda xw, h, w, b, *rest, mode=mode: rnn.recurrence(
+                xw, h, w, b, c0=rest[0] if mode == "LSTM" else None, mode=mode,
+                active=rest[-1].array)[0],
+            lambda rng, gates=gates, mode=mode: [
+                _float(rng, 3, 2, 2 * gates), _float(rng, 2, 2), _float(rng, 2 * gates, 2),
+                _float(rng, 2 * gates)] + ([_float(rng, 2, 2)] if mode == "LSTM" else []) +
+            [Tensor(np.array([[True, True], [True, False], [True, False]]))])
     return c
 
 
@@ -157,8 +166,10 @@ CASES = _cases()
 
 def case_name(cls):
     """The catalogue key of a Function class (qualified by module when nn reuses an engine
-    op's name)."""
+    op's name; Recurrence by one of its modes)."""
     from tinygrad_tf import function
+    if cls.__name__ == "Recurrence":
+        return "Recurrence:GRU"
     if cls.__module__ != "tinygrad_tf.function" and hasattr(function, cls.__name__):
         return f"{cls.__name__}:{cls.__module__}"
     return cls.__name__
