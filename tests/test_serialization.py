@@ -105,3 +105,32 @@ def test_files_open_in_torch_and_safetensors():
     x = np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)
     np.testing.assert_allclose(reference(torch.tensor(x)).detach().numpy(),
                                model(tg.tensor(x)).numpy(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(), (0,), (0, 3), (3, 0), (1,), (2, 3), (1, 1, 1)])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "int64", "int32", "int8",
+                                   "uint8", "bool"])
+def test_every_shape_and_dtype_round_trips(tmp_path, shape, dtype):
+    # Regression (issue 18, defect 9): a 0-d tensor came back with shape (1,), so a model with
+    # a 0-d parameter or buffer could not load its own checkpoint.
+    array = (np.arange(int(np.prod(shape))).reshape(shape) % 3).astype(dtype)
+    tensors = {"x": tg.tensor(array), "view": tg.tensor(array).permute(*reversed(range(len(shape))))}
+    for save, load in ((tg.save, tg.load), (lambda obj, p: nn.state.save(p, obj), nn.state.load)):
+        save(tensors, tmp_path / "f.safetensors")
+        back = load(tmp_path / "f.safetensors")
+        for name, tensor in tensors.items():
+            assert back[name].shape == tensor.shape and back[name].dtype == tensor.dtype
+            np.testing.assert_array_equal(back[name].numpy(), tensor.numpy())
+
+
+def test_a_module_with_0d_parameters_and_buffers_loads_its_own_checkpoint(tmp_path):
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = nn.Parameter(tg.tensor(2.0))
+            self.register_buffer("count", tg.tensor(np.int64(7)))
+
+    nn.state.save(tmp_path / "m.safetensors", Scaled().state_dict())
+    model = Scaled()
+    model.load_state_dict(nn.state.load(tmp_path / "m.safetensors"))
+    assert model.scale.shape == () and model.count.item() == 7

@@ -2,6 +2,8 @@
 NaN, inf, -0.0), empty and 0-dim shapes. Each row runs one op through both libraries on the same
 array: both must raise, or both return the same values, shapes and dtypes. Skipped without torch.
 """
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -154,3 +156,114 @@ def test_min_gradient_goes_to_the_first_smallest():
     np.testing.assert_array_equal(x.grad.numpy(), [[0, 1, 0], [0, 0, 2]])
     assert tg.gradcheck(lambda t: t.amin(0), tg.tensor(np.array([[1.0, 2.0], [3.0, -1.0]]),
                                                           requires_grad=True))
+
+
+# ---------------------------------------------------------------------------- defect 9: reductions
+
+REDUCTIONS = {
+    "sum": lambda lib, t: t.sum(),
+    "sum_dim": lambda lib, t, d: t.sum(d),
+    "prod": lambda lib, t: t.prod(),
+    "prod_dim": lambda lib, t, d: t.prod(d),
+    "cumsum": lambda lib, t, d: t.cumsum(d),
+    "mean": lambda lib, t: t.mean(),
+    "mean_dim": lambda lib, t, d: t.mean(d, keepdim=True),
+    "var_dim": lambda lib, t, d: t.var(d),
+    "std": lambda lib, t: t.std(),
+    "norm_dim": lambda lib, t, d: t.norm(dim=d),
+    "any_dim": lambda lib, t, d: t.any(d),
+    "all": lambda lib, t: t.all(),
+    "logsumexp": lambda lib, t, d: t.logsumexp(d),
+    "softmax": lambda lib, t, d: t.softmax(d),
+    "log_softmax": lambda lib, t, d: t.log_softmax(d),
+    "amax_all": lambda lib, t: t.amax(tuple(range(t.ndim))),
+}
+FLOAT_ONLY = {"softmax", "log_softmax", "logsumexp"}  # torch: int softmax raises, unless empty
+
+
+@pytest.mark.parametrize("op", sorted(REDUCTIONS))
+@settings(max_examples=20)
+@given(data=st.data(), array=arrays())
+def test_reductions_match_torch_on_every_dtype_and_empty_shapes(op, data, array):
+    # Regression (issue 18, defect 9): x.max(1), softmax and logsumexp of an empty batch raised;
+    # uint8 sums were uint64 (torch: int64); means and norms of ints returned floats (torch
+    # raises); uint8 any/all gave bool (torch: uint8).
+    if op in FLOAT_ONLY and array.dtype.kind != "f":
+        return
+    fn = REDUCTIONS[op]
+    args = (data.draw(dims(array)),) if fn.__code__.co_argcount == 3 else ()
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's "degrees of freedom <= 0"
+        check(fn, array, *args, exact=False)
+
+
+def test_an_empty_batch_reduces_to_empty_results():
+    empty = tg.zeros(0, 3)
+    values, indices = empty.max(1)
+    assert values.shape == indices.shape == (0,)
+    assert empty.argmax(1).shape == (0,) and empty.softmax(1).shape == (0, 3)
+    assert empty.sum(1).shape == (0,) and empty.logsumexp(1).shape == (0,)
+    np.testing.assert_array_equal(empty.logsumexp(0).numpy(), [-np.inf] * 3)
+    with pytest.raises(IndexError, match="dim 0 of size 0"):
+        empty.max(0)
+    with pytest.raises(IndexError, match="size 0"):
+        empty.argmax()
+
+
+# ---------------------------------------------------------------------------- integer division
+
+DIVISIONS = {
+    "floor_divide": lambda lib, a, b: a // b,
+    "remainder": lambda lib, a, b: a % b,
+    "floor_divide_scalar": lambda lib, a, b: a // 0,
+    "remainder_scalar": lambda lib, a, b: a % 0,
+    "rfloordiv": lambda lib, a, b: 7 // b,
+    "rmod": lambda lib, a, b: 7 % b,
+}
+
+
+@pytest.mark.parametrize("op", sorted(DIVISIONS))
+@settings(max_examples=15)
+@given(array=arrays(dtypes=["int64", "int32", "int8", "uint8", "float32"]))
+def test_integer_division_by_zero_raises_as_torch(op, array):
+    # Regression (issue 18, defect 9): numpy's integer division by zero gave 0 silently.
+    divisor = np.array(np.flip(array))
+    with np.errstate(all="ignore"):
+        check(lambda lib, t: DIVISIONS[op](lib, t, lib.tensor(divisor) if lib is tg
+                                           else torch.from_numpy(divisor)), array)
+
+
+def test_integer_division_by_zero_is_both_errors_torch_code_catches():
+    with pytest.raises(ZeroDivisionError, match="floor_divide: integer division by zero"):
+        tg.tensor([4, 2]) // tg.tensor([1, 0])
+    with pytest.raises(RuntimeError, match="remainder"):
+        tg.tensor([4, 2]) % 0
+    assert (tg.zeros(0, dtype=tg.int64) // 0).shape == (0,)  # an empty result divides nothing
+
+
+# ---------------------------------------------------------------------------- bitwise, indices
+
+BITWISE = {
+    "and": lambda lib, t: t & t.flip(0) if t.ndim else t & t,
+    "or": lambda lib, t: t | 3 if t.dtype not in (torch.bool, np.bool_) else t | True,
+    "xor": lambda lib, t: t ^ t,
+    "invert": lambda lib, t: ~t,
+}
+
+
+@pytest.mark.parametrize("op", sorted(BITWISE))
+@settings(max_examples=15)
+@given(array=arrays(min_side=1))
+def test_bitwise_ops_are_bitwise_on_ints_logical_on_bools_refused_on_floats(op, array):
+    # Regression: `&` and `|` were logical on every dtype (5 & 6 gave True, torch 4).
+    check(BITWISE[op], array)
+
+
+def test_negative_indices_and_sizes_are_refused_where_torch_refuses_them():
+    x = np.arange(12.0).reshape(3, 4)
+    check(lambda lib, t: t.index_select(0, lib.tensor([-1])), x)  # torch: out of range
+    check(lambda lib, t: t.index_select(1, lib.tensor([3, 0])), x)
+    check(lambda lib, t: t.reshape(-2, 6), x)  # numpy would read any negative size as -1
+    check(lambda lib, t: t.reshape(-1, 6), x)
+    check(lambda lib, t: t[lib.tensor([-1, 0])], x)  # advanced indexing takes negatives
+    check(lambda lib, t: t.gather(1, lib.tensor([[-1], [0], [1]])), x)

@@ -59,7 +59,8 @@ def _flatten(value, path, arrays, seen):
             return {"tensor": seen[key]}
         if key is not None:
             seen[key] = name
-        arrays[name] = np.ascontiguousarray(array)
+        # C order for the file; not np.ascontiguousarray, which turns a 0-d array into (1,).
+        arrays[name] = array if array.flags.c_contiguous else np.array(array, order="C")
         return {"tensor": name}
     if isinstance(value, dict):
         items = []

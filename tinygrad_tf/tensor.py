@@ -50,6 +50,20 @@ def _binary_op(fn, op, reflected=False):
     return method
 
 
+class IntegerDivisionByZero(ZeroDivisionError, RuntimeError):
+    """torch raises RuntimeError("ZeroDivisionError") here; both `except`s catch this one."""
+
+
+def _nonzero(dividend, divisor, op):
+    """An integer divisor's array, refused if it holds a zero that divides (an empty result
+    divides nothing, as in torch)."""
+    empty = 0 in np.broadcast_shapes(dividend.shape, divisor.shape)
+    if not empty and not divisor.array.all():
+        raise IntegerDivisionByZero(f"{op}: integer division by zero (the divisor holds a 0; "
+                                    "convert to float for inf/nan results)")
+    return divisor.array
+
+
 class Tensor(ReduceOps, IndexOps, InplaceOps, TorchMethods):
     """An n-dimensional array that can record the ops applied to it and differentiate them."""
 
@@ -347,10 +361,11 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, TorchMethods):
     div = __truediv__
 
     def __floordiv__(self, other):
-        """floor(self / other); no gradient flows (it is piecewise constant), as in torch."""
+        """floor(self / other); no gradient flows (it is piecewise constant), as in torch.
+        Integers divided by zero raise ZeroDivisionError, as torch (numpy would give 0)."""
         a, b = self._operands(other, "floor_divide")
         if a.dtype.kind != "f":
-            return Tensor._wrap(np.asarray(np.floor_divide(a.array, b.array)))
+            return Tensor._wrap(np.asarray(np.floor_divide(a.array, _nonzero(a, b, "floor_divide"))))
         return (a / b).floor()
 
     def __rfloordiv__(self, other):
@@ -361,7 +376,7 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, TorchMethods):
         """self - floor(self / other) * other: the sign follows the divisor (torch.remainder)."""
         a, b = self._operands(other, "remainder")
         if a.dtype.kind != "f":
-            return Tensor._wrap(np.asarray(np.remainder(a.array, b.array)))
+            return Tensor._wrap(np.asarray(np.remainder(a.array, _nonzero(a, b, "remainder"))))
         return a - (a / b).floor() * b
 
     def __rmod__(self, other):
@@ -477,6 +492,8 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, TorchMethods):
 
     def reshape(self, *shape):
         shape = _shape_arg(shape)
+        if any(n < -1 for n in shape):  # numpy would take any negative size as -1
+            raise ValueError(f"reshape: invalid size in {shape}: sizes are >= 0, or one -1")
         try:
             return F.Reshape.apply(self, shape=shape)
         except ValueError:
@@ -577,16 +594,33 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, TorchMethods):
     def __ge__(self, other):
         return self._compare(other, np.greater_equal)
 
+    # Bitwise ops, as torch: logical on bools, bitwise on integers, refused for floats.
     def __invert__(self):
-        if self.dtype != _BOOL:
-            raise TypeError(f"~: only for bool tensors, not {self.dtype}")
-        return Tensor._wrap(~self.array)
+        if self.dtype.kind == "f":
+            raise TypeError(f"~: only for bool and integer tensors, not {self.dtype}")
+        return Tensor._wrap(np.invert(self.array))
+
+    def _bitwise(self, other, ufunc, op):
+        if not isinstance(other, (Tensor, np.ndarray, numbers.Integral, np.bool_)):
+            return NotImplemented
+        a, b = self._operands(other, op)
+        if a.dtype.kind == "f":
+            raise TypeError(f"{op}: only for bool and integer tensors, not {a.dtype}")
+        try:
+            return Tensor._wrap(np.asarray(ufunc(a.array, b.array)))
+        except ValueError:
+            raise ValueError(f"{op}: shapes {a.shape} and {b.shape} do not broadcast") from None
 
     def __and__(self, other):
-        return self._compare(other, np.logical_and)
+        return self._bitwise(other, np.bitwise_and, "bitwise_and")
 
     def __or__(self, other):
-        return self._compare(other, np.logical_or)
+        return self._bitwise(other, np.bitwise_or, "bitwise_or")
+
+    def __xor__(self, other):
+        return self._bitwise(other, np.bitwise_xor, "bitwise_xor")
+
+    __rand__, __ror__, __rxor__ = __and__, __or__, __xor__
 
 
 # ---------------------------------------------------------------------------- module-level ops

@@ -98,6 +98,10 @@ class IndexOps:
         index = _index_tensor(index, "index_select")
         if index.ndim > 1:
             raise ValueError(f"index_select: index must be 1-D, got shape {index.shape}")
+        size = self.shape[axis] if self.ndim else 1
+        if index.size and not (0 <= index.min() and index.max() < size):  # no negatives: torch's
+            raise IndexError(f"index_select: index values must be in [0, {size}) for dim {dim}; "
+                             f"got {index.min()} to {index.max()}")
         return self[(slice(None),) * axis + (index.reshape(-1),)]
 
     # ------------------------------------------------------------------ splitting

@@ -21,25 +21,42 @@ def _count(tensor, axes):
     return tensor.array.size if axes is None else int(np.prod([tensor.shape[a] for a in axes]))
 
 
+def _wide(tensor):
+    """The input of an integer sum or product: int64, as torch's result (numpy would keep uint64
+    for unsigned ints)."""
+    return tensor if tensor.dtype.kind == "f" else tensor.to(np.int64)
+
+
+def _floats_only(tensor, op):
+    # torch has no integer mean, variance or norm (what dtype would it be?); neither do we.
+    if tensor.dtype.kind != "f":
+        raise TypeError(f"{op}: needs a float tensor, not {tensor.dtype} (as in torch); convert "
+                        "with .float() first")
+
+
 class ReduceOps:
     __slots__ = ()  # a mixin of Tensor, which keeps its fields in slots
 
     # ------------------------------------------------------------------ sums and statistics
 
     def sum(self, dim=None, keepdim=False):
-        """Sum over `dim` (an int, a tuple, or None for every dim)."""
-        return F.Sum.apply(self, axes=_normalize_dims(dim, self.ndim, "sum"), keepdim=keepdim)
+        """Sum over `dim` (an int, a tuple, or None for every dim); integers and bools sum to
+        int64, as in torch."""
+        return F.Sum.apply(_wide(self), axes=_normalize_dims(dim, self.ndim, "sum"),
+                           keepdim=keepdim)
 
     def mean(self, dim=None, keepdim=False):
         """sum / n over `dim`; the mean of no elements is NaN, as in torch."""
         axes = _normalize_dims(dim, self.ndim, "mean")
+        _floats_only(self, "mean")
         count = _count(self, axes)
-        return self._float_input().sum(axes, keepdim) * (1.0 / count if count else float("nan"))
+        return self.sum(axes, keepdim) * (1.0 / count if count else float("nan"))
 
     def var(self, dim=None, keepdim=False, correction=1):
         """sum((x - mean)^2) / (n - correction) over `dim`: correction=1 is the unbiased estimate.
         As in torch, n <= correction gives NaN (there is no spread to estimate)."""
         axes = _normalize_dims(dim, self.ndim, "var")
+        _floats_only(self, "var")
         count = _count(self, axes)
         centered = self - self.mean(axes, keepdim=True)
         scale = 1.0 / (count - correction) if count > correction else float("nan")
@@ -50,7 +67,8 @@ class ReduceOps:
         return self.var(dim, keepdim, correction).sqrt()
 
     def prod(self, dim=None, keepdim=False):
-        """Product over one dim (or every element if dim is None)."""
+        """Product over one dim (or every element if dim is None); integers give int64."""
+        self = _wide(self)
         if dim is None:
             out = F.Prod.apply(self.reshape(-1), axis=0, keepdim=False)
             return out.reshape((1,) * self.ndim) if keepdim else out
@@ -61,7 +79,8 @@ class ReduceOps:
 
     def norm(self, p=2, dim=None, keepdim=False):
         """The p-norm (sum |x|^p)^(1/p) over `dim`; p may be float('inf')."""
-        x = self._float_input()
+        _floats_only(self, "norm")
+        x = self
         if p == float("inf"):
             return x.abs().amax(dim, keepdim)
         if p == 1:
@@ -78,17 +97,20 @@ class ReduceOps:
         """log(sum(exp(x))) over `dim`, computed stably (the max is subtracted first)."""
         axes = _normalize_dims(dim, self.ndim, "logsumexp")
         x = self._float_input()
+        if x.array.size == 0:  # nothing to shift by: log of an empty sum is -inf, as torch
+            with np.errstate(divide="ignore"):
+                return x.exp().sum(axes, keepdim).log()
         shift = x.detach().amax(axes, keepdim=True)
         shift = shift.masked_fill(~shift.isfinite(), 0.0)  # an all -inf row stays -inf, not NaN
         out = (x - shift).exp().sum(axes, keepdim=True).log() + shift
         return out if keepdim else out.squeeze(axes) if axes is not None else out.reshape(())
 
     def cumsum(self, dim):
-        """Running sum along `dim`."""
+        """Running sum along `dim`; integers give int64, as in torch."""
         axis = _normalize_dim(dim, self.ndim, "cumsum")
         if self.ndim == 0:
             return self.reshape(1).cumsum(0).reshape(())
-        return F.CumSum.apply(self, axis=axis)
+        return F.CumSum.apply(_wide(self), axis=axis)
 
     # ------------------------------------------------------------------ max and min
 
@@ -157,12 +179,16 @@ class ReduceOps:
         return self._arg("argmin", dim, keepdim)
 
     def any(self, dim=None, keepdim=False):
+        """True where any element over `dim` is nonzero; bool, or uint8 for uint8 (torch's)."""
         axes = _normalize_dims(dim, self.ndim, "any")
-        return _wrap(np.asarray(self.array.any(axis=axes, keepdims=keepdim)))
+        out = np.asarray(self.array.any(axis=axes, keepdims=keepdim))
+        return _wrap(out.astype(np.uint8) if self.dtype == np.uint8 else out)
 
     def all(self, dim=None, keepdim=False):
+        """True where every element over `dim` is nonzero; bool, or uint8 for uint8 (torch's)."""
         axes = _normalize_dims(dim, self.ndim, "all")
-        return _wrap(np.asarray(self.array.all(axis=axes, keepdims=keepdim)))
+        out = np.asarray(self.array.all(axis=axes, keepdims=keepdim))
+        return _wrap(out.astype(np.uint8) if self.dtype == np.uint8 else out)
 
     # ------------------------------------------------------------------ softmax
 
@@ -171,6 +197,8 @@ class ReduceOps:
         axis = _normalize_dim(dim, self.ndim, "softmax")
         if self.ndim == 0:  # the kernels work along a real axis
             return self.reshape(1).softmax(0).reshape(())
+        if self.array.size == 0:  # an empty batch: nothing to normalise (the kernels need rows)
+            return self._float_input().clone()
         return F.Softmax.apply(self._float_input(), axis=axis)
 
     def log_softmax(self, dim):
@@ -179,6 +207,8 @@ class ReduceOps:
         axis = _normalize_dim(dim, self.ndim, "log_softmax")
         if self.ndim == 0:
             return self.reshape(1).log_softmax(0).reshape(())
+        if self.array.size == 0:
+            return self._float_input().clone()
         return F.LogSoftmax.apply(self._float_input(), axis=axis)
 
     # ------------------------------------------------------------------ sorting
