@@ -19,10 +19,12 @@ import os
 import sys
 import time
 
+from tinygrad_tf import kernels
 from tinygrad_tf.models.attention_maps import save_attention_maps
 from tinygrad_tf.models.train import TrainConfig, decode_texts, format_decoding_score, load_run
 from tinygrad_tf.models.train import train
 
+kernels.tune_process()  # a program of its own, tuned as `tinygrad-tf train` is (docs/kernels.md)
 started = time.perf_counter()
 run_dir = os.path.join("runs", time.strftime("demo-%Y%m%d-%H%M%S"))
 config = TrainConfig(run_dir=run_dir, task="reverse", seed=0, n_train=20000, n_valid=500,

@@ -214,7 +214,9 @@ def one_hot(tensor, num_classes=-1):
     num_classes=-1 takes max(id) + 1, as torch."""
     ids = _index_array(tensor, "one_hot")
     if num_classes == -1:
-        num_classes = int(ids.max()) + 1 if ids.size else 0
+        if not ids.size:  # as torch: no ids, no maximum to count classes from
+            raise ValueError("one_hot: cannot infer num_classes from an empty tensor; pass it")
+        num_classes = int(ids.max()) + 1
     if ids.size and (ids.min() < 0 or ids.max() >= num_classes):
         bad = ids[(ids < 0) | (ids >= num_classes)].flat[0]
         raise IndexError(f"one_hot: class id {int(bad)} is outside [0, {num_classes})")

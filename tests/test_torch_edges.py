@@ -267,3 +267,11 @@ def test_negative_indices_and_sizes_are_refused_where_torch_refuses_them():
     check(lambda lib, t: t.reshape(-1, 6), x)
     check(lambda lib, t: t[lib.tensor([-1, 0])], x)  # advanced indexing takes negatives
     check(lambda lib, t: t.gather(1, lib.tensor([[-1], [0], [1]])), x)
+
+
+def test_one_hot_of_no_ids_needs_num_classes_as_torch():
+    def fn(lib, ids):
+        functional = tg.nn.functional if lib is tg else torch.nn.functional
+        return functional.one_hot(ids)
+    check(fn, np.zeros(0, dtype=np.int64))
+    check(fn, np.array([2, 0]))
