@@ -5,9 +5,9 @@ Parameters are torch's (`weight_ih_l0` (G, input), `weight_hh_l0` (G, H), `bias_
 i, f, g, o; GRU r, z, n), so `load_state_dict(torch_model.state_dict())` works.
 
 One layer in one direction is two nodes: the input projection of every step at once
-(`F.linear`, one GEMM) and `Recurrence`, which runs the time loop: per step one GEMM
-`h @ W_hh^T` (OpenBLAS) and the cell's gate arithmetic as one kernel (`kernels.rnn_cell`, Numba,
-beside its numpy twin), and backward the same way in reverse, with W_hh's gradient as one GEMM
+(`F.linear`, one GEMM) and `Recurrence`, the time loop (`kernels.rnn_forward` / `rnn_backward`:
+one Numba kernel call for the whole sequence, or for big matrices per step one OpenBLAS GEMM
+`h @ W_hh^T` and a Numba cell kernel; numpy twins beside them), with W_hh's gradient as one GEMM
 over all steps at the end.
 
 Variable lengths: `lengths` (B,) (our keyword), or a PackedSequence from
@@ -21,9 +21,9 @@ import warnings
 
 import numpy as np
 
-from tinygrad_tf.device import check as _check_device
 from tinygrad_tf import Tensor, cat, kernels, stack, where
 from tinygrad_tf.autograd import Function
+from tinygrad_tf.device import check as _check_device
 
 from . import functional as F
 from . import init
@@ -45,29 +45,9 @@ class Recurrence(Function):
     @staticmethod
     def forward(ctx, xw, h0, w_hh, *rest, mode, reverse, active, has_bias):
         b_hh = rest[0] if has_bias else None
-        c = rest[-1] if mode == 2 else None
-        steps, batch, width = xw.shape[0], h0.shape[0], h0.shape[1]
-        w_hh_t = w_hh.T
-        result = np.empty((steps + 1 + (mode == 2), batch, width), dtype=xw.dtype)
-        h_prev = np.empty((steps, batch, width), dtype=xw.dtype)  # each step's input state
-        c_prev = np.empty_like(h_prev) if mode == 2 else None
-        saved = np.empty((steps, batch, kernels._recurrent.SAVED[mode] * width), dtype=xw.dtype)
-        h = h0
-        for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
-            h_prev[t] = h
-            if c is not None:
-                c_prev[t] = c
-            hh = kernels.matmul(h, w_hh_t)
-            if b_hh is not None:
-                hh += b_hh
-            step_active = None if active is None else active[t]
-            h, c, saved[t] = kernels.rnn_cell(mode, xw[t], hh, h, c, step_active)
-            result[t] = h
-        if active is not None:
-            result[:steps] *= active[:, :, None]  # steps past a sequence's end output zeros
-        result[steps] = h
-        if mode == 2:
-            result[steps + 1] = c
+        c0 = rest[-1] if mode == 2 else None
+        result, h_prev, c_prev, saved = kernels.rnn_forward(mode, xw, w_hh, b_hh, h0, c0,
+                                                            active, reverse)
         ctx.save_for_backward(w_hh, h_prev, c_prev, saved, active)
         ctx.mode, ctx.reverse, ctx.has_bias = mode, reverse, has_bias
         return result
@@ -75,27 +55,15 @@ class Recurrence(Function):
     @staticmethod
     def backward(ctx, grad):
         w_hh, h_prev, c_prev, saved, active = ctx.saved_tensors
-        mode = ctx.mode
-        steps = h_prev.shape[0]
-        grad_out = grad[:steps]
-        dh = grad[steps].copy()
-        dc = grad[steps + 1].copy() if mode == 2 else None
-        d_xw = np.empty(h_prev.shape[:2] + (w_hh.shape[0],), dtype=grad.dtype)
-        d_hh = np.empty_like(d_xw)
-        for t in (range(steps) if ctx.reverse else range(steps - 1, -1, -1)):
-            dh += grad_out[t] if active is None else grad_out[t] * active[t][:, None]
-            step_active = None if active is None else active[t]
-            d_xw[t], d_hh[t], dh_direct, dc = kernels.rnn_cell_backward(
-                mode, dh, dc, h_prev[t], None if c_prev is None else c_prev[t], saved[t],
-                step_active)
-            dh = dh_direct + kernels.matmul(d_hh[t], w_hh)
+        d_xw, d_hh, dh0, dc0 = kernels.rnn_backward(ctx.mode, grad, w_hh, h_prev, c_prev, saved,
+                                                    active, ctx.reverse)
+        # W_hh's gradient: every step's d_hh against its input state, one GEMM
         flat_d_hh = d_hh.reshape(-1, d_hh.shape[-1])
-        grad_w_hh = kernels.matmul(flat_d_hh.T, h_prev.reshape(-1, h_prev.shape[-1]))
-        grads = [d_xw, dh, grad_w_hh]
+        grads = [d_xw, dh0, kernels.matmul(flat_d_hh.T, h_prev.reshape(-1, h_prev.shape[-1]))]
         if ctx.has_bias:
             grads.append(flat_d_hh.sum(axis=0))
-        if mode == 2:
-            grads.append(dc)
+        if ctx.mode == 2:
+            grads.append(dc0)
         return tuple(grads)
 
     @staticmethod
@@ -151,7 +119,6 @@ def recurrence(xw, h0, w_hh, b_hh=None, c0=None, mode="GRU", reverse=False, acti
                               has_bias=b_hh is not None)
     steps = xw.shape[0]
     return result[:steps], result[steps], (result[steps + 1] if code == 2 else None)
-
 
 
 def _gate_count(mode):
@@ -376,7 +343,8 @@ class RNNCellBase(Module):
     def __init__(self, mode, input_size, hidden_size, bias=True, device=None, dtype=None):
         super().__init__()
         _check_device(device, type(self).__name__)
-        self.mode, self.input_size, self.hidden_size, self.bias = mode, input_size, hidden_size, bias
+        self.mode, self.input_size, self.hidden_size = mode, input_size, hidden_size
+        self.bias = bias
         gates = _gate_count(mode) * hidden_size
         self.weight_ih = _empty((gates, input_size), dtype)
         self.weight_hh = _empty((gates, hidden_size), dtype)

@@ -13,8 +13,8 @@ import copy
 
 import numpy as np
 
-from tinygrad_tf.device import check as _check_device
 from tinygrad_tf import Tensor, is_grad_enabled
+from tinygrad_tf.device import check as _check_device
 
 from . import functional as F
 from . import fused, init
@@ -210,7 +210,8 @@ class TransformerEncoder(Module):
         a key padding mask with padding at the ends) packs the batch into a nested tensor and
         unpacks it with zeros at the padded positions; we give the same values there."""
         first = self.layers[0]
-        if (not self.enable_nested_tensor or self.training or padding is None or mask is not None or src.ndim != 3):
+        if (not self.enable_nested_tensor or self.training or padding is None or mask is not None
+                or src.ndim != 3):
             return False
         if is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
             return False

@@ -1,4 +1,4 @@
-"""nn.RNN / LSTM / GRU and their cells: gradcheck in float64 on Hypothesis shapes, the step kernel
+"""nn.RNN / LSTM / GRU and their cells: gradcheck in float64 on Hypothesis shapes, the loop kernel
 against its numpy twin, and (with torch) torch's state_dict, outputs, h_n/c_n and gradients."""
 import numpy as np
 import pytest
@@ -15,44 +15,47 @@ from tinygrad_tf.nn.utils import rnn as rnn_utils
 MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU"]
 
 
-# ---------------------------------------------------------------------------- the step kernel
-
-def _step_inputs(rng, mode, batch, width, dtype, with_active):
-    gates = recurrent.GATES[recurrent.MODES[mode]] * width
-    xw, hh = (rng.standard_normal((batch, gates)).astype(dtype) for _ in range(2))
-    h, c = (rng.standard_normal((batch, width)).astype(dtype) for _ in range(2))
-    active = rng.random(batch) < 0.6 if with_active else None
-    return xw, hh, h, (c if mode == "LSTM" else None), active
-
+# ---------------------------------------------------------------------------- the loop kernel
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("with_active", [False, True])
+@pytest.mark.parametrize("variable", [False, True])
 @pytest.mark.parametrize("mode", MODES)
-def test_step_kernel_matches_its_numpy_twin(mode, with_active, dtype):
+def test_sequence_kernel_matches_its_numpy_twin(mode, variable, dtype):
+    """Forward and backward of the one-call Numba loop against the numpy loop, both directions,
+    with and without bias and variable lengths."""
     rng = np.random.default_rng(0)
     code = recurrent.MODES[mode]
-    xw, hh, h, c, active = _step_inputs(rng, mode, 5, 6, dtype, with_active)
-    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
-    twin = recurrent.cell_forward_numpy(code, xw, hh, h, c, active)
-    fast = recurrent.cell_forward_numba(code, xw, hh, h, c, active)
-    for index, (a, b) in enumerate(zip(twin, fast)):
-        if a is None:
-            assert b is None
-            continue
-        assert a.dtype == b.dtype == dtype
-        rows = slice(None) if active is None or index < 2 else active  # saved: active rows
-        np.testing.assert_allclose(b[rows], a[rows], **tol)
-    saved = twin[2]
-    dh, dc = (rng.standard_normal(h.shape).astype(dtype) for _ in range(2))
-    dc = dc if mode == "LSTM" else None
-    twin = recurrent.cell_backward_numpy(code, dh, dc, h, c, saved, active)
-    fast = recurrent.cell_backward_numba(code, dh, dc, h, c, saved, active)
-    for a, b in zip(twin, fast):
-        if a is None:
-            assert b is None
-        else:
+    steps, batch, width = 4, 3, 5
+    gates = recurrent.GATES[code] * width
+    tol = dict(rtol=2e-5, atol=2e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
+    active = None
+    if variable:
+        active = np.arange(steps)[:, None] < np.array([2, 4, 1])[None, :]
+    for reverse, bias in ((False, True), (True, False)):
+        xw = rng.standard_normal((steps, batch, gates)).astype(dtype)
+        w_hh = (rng.standard_normal((gates, width)) * 0.5).astype(dtype)
+        b_hh = rng.standard_normal(gates).astype(dtype) if bias else None
+        h0 = rng.standard_normal((batch, width)).astype(dtype)
+        c0 = rng.standard_normal((batch, width)).astype(dtype) if code == 2 else None
+        twin = recurrent.rnn_forward_numpy(code, xw, w_hh, b_hh, h0, c0, active, reverse)
+        fast = recurrent.rnn_forward_numba(code, xw, w_hh, b_hh, h0, c0, active, reverse)
+        keep = slice(None) if active is None else active  # saved is unused on inactive rows
+        for index, (a, b) in enumerate(zip(twin, fast)):
+            if a is None:
+                assert b is None
+                continue
             assert a.dtype == b.dtype == dtype
-            np.testing.assert_allclose(b, a, **tol)
+            np.testing.assert_allclose(b[keep] if index == 3 else b, a[keep] if index == 3 else a,
+                                       **tol)
+        grad = rng.standard_normal(twin[0].shape).astype(dtype)
+        twin_back = recurrent.rnn_backward_numpy(code, grad, w_hh, *twin[1:], active, reverse)
+        fast_back = recurrent.rnn_backward_numba(code, grad, w_hh, *twin[1:], active, reverse)
+        for a, b in zip(twin_back, fast_back):
+            if a is None:
+                assert b is None
+            else:
+                assert a.dtype == b.dtype == dtype
+                np.testing.assert_allclose(b, a, **tol)
 
 
 def test_sigmoid_twin_is_finite_far_out():

@@ -175,12 +175,15 @@ adagrad_step = register("adagrad_step", _optim.adagrad_step_numpy, _optim.adagra
 sum_of_squares = register("sum_of_squares", _optim.sum_of_squares_numpy,
                           _optim.sum_of_squares_numba, compiled=[_optim.sum_of_squares_kernel])
 
-# One time step of nn.RNN / LSTM / GRU: the gate arithmetic after the step's GEMM.
-rnn_cell = register("rnn_cell", _recurrent.cell_forward_numpy, _recurrent.cell_forward_numba,
-                    compiled=[_recurrent.cell_forward_rows])
-rnn_cell_backward = register("rnn_cell_backward", _recurrent.cell_backward_numpy,
-                             _recurrent.cell_backward_numba,
-                             compiled=[_recurrent.cell_backward_rows])
+# nn.RNN / LSTM / GRU: one layer's time loop in one direction, forward and backward. "auto"
+# runs small layers in the one-call sequence kernel and bigger ones on the numpy twin (OpenBLAS
+# and numpy's vectorised exp/tanh; kernels/recurrent.py, AUTO_SEQUENCE_MAX_MACS).
+rnn_forward = register("rnn_forward", _recurrent.rnn_forward_numpy, _recurrent.rnn_forward_numba,
+                       auto=_recurrent.rnn_forward_auto,
+                       compiled=[_recurrent.sequence_forward_kernel])
+rnn_backward = register("rnn_backward", _recurrent.rnn_backward_numpy,
+                        _recurrent.rnn_backward_numba, auto=_recurrent.rnn_backward_auto,
+                        compiled=[_recurrent.sequence_backward_kernel])
 
 ACTIVATIONS = _elementwise.ACTIVATIONS  # what bias_activation accepts
 
