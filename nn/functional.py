@@ -16,7 +16,7 @@ from tinygrad_tf import Tensor, kernels, where
 from tinygrad_tf.autograd import Function
 from tinygrad_tf.random import generator
 
-from .losses import FusedCrossEntropy, _stable_sigmoid  # noqa: F401
+from .losses import FusedCrossEntropy, _softplus_neg_composed, _stable_sigmoid  # noqa: F401
 from .losses import (binary_cross_entropy, binary_cross_entropy_with_logits,  # noqa: F401
                      cross_entropy, kl_div, l1_loss, mse_loss, nll_loss, smooth_l1_loss)
 
@@ -188,8 +188,7 @@ class Softplus(Function):
     @staticmethod
     def composed(ctx, x):
         _, linear = ctx.saved_tensors
-        scaled = x * ctx.beta
-        soft = ((-scaled.abs()).exp().log1p() + scaled.relu()) / float(ctx.beta)
+        soft = _softplus_neg_composed(x * -ctx.beta) / float(ctx.beta)
         return where(linear, x, soft)
 
 

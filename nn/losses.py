@@ -344,6 +344,13 @@ def _softplus_neg(x):
     return np.log1p(np.exp(-np.abs(x))) + np.maximum(-x, 0)
 
 
+def _softplus_neg_composed(x):
+    """_softplus_neg from differentiable ops. |x| and max(-x, 0) are taken as one-sided at 0
+    (where, not abs/relu), so the slope there is the true -1/2, not the kinks' 0."""
+    right = x >= 0
+    return (-where(right, x, -x)).exp().log1p() + where(right, 0.0, -x)
+
+
 _BCE_EPS = float(np.float32(1e-12))
 
 
@@ -437,7 +444,7 @@ class BinaryCrossEntropyWithLogits(Function):
     @staticmethod
     def composed(ctx, x, t):
         _, _, _, weight, pos_weight, _ = ctx.saved_tensors
-        softplus = (-x.abs()).exp().log1p() + (-x).relu()  # log(1 + exp(-x)), stable
+        softplus = _softplus_neg_composed(x)
         log_weight = 1 if pos_weight is None else t * (pos_weight - 1) + 1
         loss = (1 - t) * x + softplus * log_weight
         return loss if weight is None else loss * weight

@@ -135,3 +135,34 @@ def test_grad_outputs_tensor_is_differentiated_through():
     (g,) = grad(x * x, x, grad_outputs=v, create_graph=True)  # 2 x v
     (dv,) = grad(g.sum(), v)
     np.testing.assert_allclose(dv.array, 2 * x.array)
+
+
+def _nn_functionals():
+    from tinygrad_tf.nn import functional as F
+    t = lambda *shape: Tensor(np.linspace(-1.3, 1.1, int(np.prod(shape))).reshape(shape)  # noqa
+                              ).requires_grad_()
+    pos = Tensor(np.linspace(0.2, 0.9, 6).reshape(2, 3))
+    return {
+        "mse_loss": (lambda x: F.mse_loss(x.tanh(), pos), [t(2, 3)]),
+        "l1_loss": (lambda x: F.l1_loss(x * x, pos), [t(2, 3)]),
+        "smooth_l1_loss": (lambda x: F.smooth_l1_loss(x * x, pos, beta=0.5), [t(2, 3)]),
+        "kl_div": (lambda x: F.kl_div(x.log_softmax(-1), pos, reduction="batchmean"), [t(2, 3)]),
+        "rms_norm": (lambda x, w: F.rms_norm(x, (3,), w), [t(2, 3), t(3)]),
+        "leaky_relu": (lambda x: F.leaky_relu(x, 0.2) * x, [t(2, 3)]),
+        "cross_entropy_3d": (lambda x: F.cross_entropy(x, Tensor(np.array([[0, 2], [1, 1]])),
+                                                       label_smoothing=0.3), [t(2, 3, 2)]),
+        "nll_loss_none": (lambda x: F.nll_loss(x.log_softmax(1), Tensor(np.array([2, 0])),
+                                               reduction="none"), [t(2, 3)]),
+        "sdpa_causal": (lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+                        [t(1, 3, 2), t(1, 3, 2), t(1, 3, 2)]),
+        "sdpa_float_mask": (lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v,
+                                                                              attn_mask=m),
+                            [t(1, 2, 2), t(1, 3, 2), t(1, 3, 2), t(2, 3)]),
+        "softmax_log_softmax": (lambda x: F.softmax(x, 0) * F.log_softmax(x, 1), [t(2, 3)]),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_nn_functionals()))
+def test_gradgradcheck_nn_functionals(name):
+    fn, inputs = _nn_functionals()[name]
+    assert tg.gradgradcheck(fn, inputs, atol=1e-6, rtol=1e-5)

@@ -8,6 +8,12 @@ from .factories import arange, eye, full, ones, rand, randn, zeros
 from .tensor import (Tensor, cat, from_numpy, full_like, linspace, ones_like, rand_like, randint,
                      randn_like, stack, tensor, where, zeros_like)
 from . import optim  # noqa: E402 (after Tensor: the optimizers build on it)
+from . import autograd_functional as _autograd_functional  # noqa: E402
+
+# torch's `autograd.functional` (vjp, jvp, hvp, ...): autograd is a module here, so its
+# `functional` is set on it and registered under the dotted name for `import ... as`.
+autograd.functional = _autograd_functional
+__import__("sys").modules[f"{__name__}.autograd.functional"] = _autograd_functional
 
 __version__ = "0.1.0"
 
@@ -42,7 +48,8 @@ def __getattr__(name):
     raise AttributeError(f"module 'tinygrad_tf' has no attribute {name!r}")
 
 __all__ = ["Tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled", "gradcheck",
-           "gradgradcheck", "GradcheckError", "GradcheckKinkError", "manual_seed", "cat", "stack", "where",
+           "gradgradcheck", "GradcheckError", "GradcheckKinkError", "manual_seed", "cat", "stack",
+           "where",
            "zeros_like", "ones_like", "full_like", "rand_like", "randn_like", "tensor",
            "from_numpy", "linspace", "randint", "zeros", "ones", "full", "rand", "randn", "arange",
            "eye", "autograd", "kernels", "optim", "device", "Generator", "amp", "backends", "cuda",

@@ -149,7 +149,9 @@ class Function:
                 raise
             raise _not_tensors(cls, inputs) from None
         if out.__class__ is not np.ndarray:
-            out = _as_output(cls, out)
+            scalar, out = out, _as_output(cls, out)
+            if ctx._saved:  # a saved 0-d result is the output array itself (create_graph maps it)
+                ctx._saved = tuple(out if s is scalar else s for s in ctx._saved)
         tensor = _new_object(_Tensor)
         tensor.array = out
         tensor.grad = None

@@ -244,13 +244,17 @@ class PowTensor(Function):
         need_a, need_b = ctx.needs_input_grad
         xp = ctx.xp
         grad_a = None
-        if need_a:  # a ** 0 is constant: no 0 * inf = NaN at a == 0 (masked: no warnings)
+        # The masked-out values are made harmless, not just masked: under create_graph the
+        # masked branch's gradient is 0 * (its slope), which would be NaN at an inf.
+        if need_a:  # a ** 0 is constant: no 0 * inf = NaN at a == 0
+            zero_b = b == 0
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                grad_a = xp.where(b == 0, 0, grad * b * a ** (b - 1))
+                grad_a = xp.where(zero_b, 0, grad * b * a ** xp.where(zero_b, 1, b - 1))
         grad_b = None
         if need_b:
+            constant = (a == 0) & (b >= 0)
             with np.errstate(divide="ignore", invalid="ignore"):
-                grad_b = xp.where((a == 0) & (b >= 0), 0, grad * out * xp.log(a))
+                grad_b = xp.where(constant, 0, grad * out * xp.log(xp.where(constant, 1, a)))
         return grad_a, grad_b
 
 

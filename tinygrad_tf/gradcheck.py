@@ -114,13 +114,14 @@ def gradgradcheck(func, inputs, grad_outputs=None, *, eps=1e-6, atol=1e-5, rtol=
                   raise_exception=True, seed=0):
     """Check second derivatives (torch.autograd.gradgradcheck's arguments, a subset).
 
-    The first derivatives, autograd.grad(func(*inputs), inputs, grad_outputs,
-    create_graph=True) as a function of (inputs, grad_outputs), go through `gradcheck`: their
-    own gradients from backward are compared with central differences. grad_outputs default to
+    The first derivatives, autograd.grad(func(*inputs), inputs, grad_outputs) as a function of
+    (inputs, grad_outputs), go through `gradcheck`: their gradients by backward through the
+    graph that create_graph=True records are compared with central differences of the plain
+    first-order gradients. grad_outputs default to
     random (seeded) tensors of the outputs' shapes. On a mismatch the GradcheckError names the
     worst element: "input i" counts the inputs first, then the grad_outputs. Returns True;
     False instead of raising if raise_exception=False."""
-    from .autograd import enable_grad, grad as autograd_grad
+    from .autograd import enable_grad, grad as autograd_grad, is_grad_enabled
 
     inputs = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
     tensors = [x if isinstance(x, Tensor) else Tensor.from_numpy(np.asarray(x)) for x in inputs]
@@ -140,6 +141,10 @@ def gradgradcheck(func, inputs, grad_outputs=None, *, eps=1e-6, atol=1e-5, rtol=
     count = len(tensors)
 
     def first_derivatives(*args):
+        # The numeric pass (gradcheck runs it under no_grad) differentiates the plain
+        # first-order gradient, the analytic pass the one create_graph records: a wrong
+        # double backward (or composed twin) then shows as a mismatch.
+        create_graph = is_grad_enabled()
         xs, seeds = list(args[:count]), args[count:]
         with enable_grad():
             for i in differentiable:  # the numeric pass hands in plain arrays' tensors
@@ -150,7 +155,8 @@ def gradgradcheck(func, inputs, grad_outputs=None, *, eps=1e-6, atol=1e-5, rtol=
             if not used:
                 return tuple(xs[i]._wrap(np.zeros(xs[i].shape, xs[i].dtype)) for i in differentiable)
             grads = autograd_grad([o for o, _ in used], [xs[i] for i in differentiable],
-                                  [g for _, g in used], create_graph=True, allow_unused=True)
+                                  [g for _, g in used], create_graph=create_graph,
+                                  allow_unused=True)
         return tuple(g if g is not None else xs[i]._wrap(np.zeros(xs[i].shape, xs[i].dtype))
                      for g, i in zip(grads, differentiable))
 

@@ -164,3 +164,26 @@ def attention_masks(draw, batch, q_len, k_len, kind=None):
         mask[:] = True
         np.put_along_axis(mask, keys[..., None], False, axis=-1)
     return mask
+
+
+@st.composite
+def grad_outputs(draw, outputs, min_value=-2.0, max_value=2.0):
+    """Upstream gradients for `gradgradcheck` (its grad_outputs), or for any vector-Jacobian
+    product: one float tensor per output, of its shape and dtype. `outputs` is a Tensor, a
+    shape, or a sequence of them; a tuple comes back, to pass as grad_outputs.
+
+        @given(x=tt.tensors(), data=st.data())
+        def test_my_op_second_derivative(x, data):
+            v = data.draw(tt.grad_outputs(my_op(x)))
+            assert gradgradcheck(my_op, x, grad_outputs=v)
+    """
+    if isinstance(outputs, Tensor) or (isinstance(outputs, tuple) and
+                                       all(isinstance(n, (int, np.integer)) for n in outputs)):
+        outputs = [outputs]
+    result = []
+    for out in outputs:
+        shape, dtype = (out.shape, out.dtype) if isinstance(out, Tensor) else (tuple(out),
+                                                                               np.float64)
+        result.append(draw(tensors(shape=shape, dtype=dtype, min_value=min_value,
+                                   max_value=max_value, requires_grad=False)))
+    return tuple(result)
