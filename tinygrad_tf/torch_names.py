@@ -59,7 +59,7 @@ FUNCTION_NAMES = (
     "abs", "add", "all", "amax", "amin", "any", "argmax", "argmin", "argsort", "argwhere",
     "bmm", "broadcast_to", "ceil", "chunk", "clamp", "clamp_", "clamp_max", "clamp_min",
     "clip", "clip_", "clone", "cos", "cumsum", "detach", "div", "divide", "dot", "eq", "equal",
-    "allclose", "exp", "expm1", "fill_", "flatten", "flip", "floor", "floor_divide", "gather",
+    "erf", "allclose", "exp", "expm1", "fill_", "flatten", "flip", "floor", "floor_divide", "gather",
     "ge", "greater", "greater_equal", "gt", "index_fill", "index_select", "is_floating_point",
     "isfinite", "isinf", "isnan", "le", "less", "less_equal", "log", "log10", "log1p", "log2",
     "log_softmax", "logical_and", "logical_not", "logical_or", "logical_xor", "logsumexp", "lt",
