@@ -80,8 +80,9 @@ class MultiheadAttention(Module):
         (output, weights): weights (N, L, S) averaged over heads, (N, h, L, S) with
         average_attn_weights=False, or None when need_weights=False."""
         if is_causal and attn_mask is None:
-            raise ValueError("MultiheadAttention: is_causal is a hint, as in torch: pass the "
-                             "causal attn_mask too")
+            raise RuntimeError("MultiheadAttention: need attn_mask if specifying the is_causal "
+                               "hint (as torch); pass the causal mask too, e.g. "
+                               "nn.Transformer.generate_square_subsequent_mask(L)")
         unbatched = query.ndim == 2
         if unbatched:
             query, key, value = (t.unsqueeze(1 - self.batch_first) for t in (query, key, value))

@@ -165,6 +165,12 @@ def test_generate_square_subsequent_mask_is_torchs():
     np.testing.assert_array_equal(mask.array, expected.numpy())
 
 
+def test_is_causal_without_a_mask_raises_as_torch():
+    encoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(D, HEADS, FF, 0.0), 1)
+    with pytest.raises(RuntimeError, match="need attn_mask if specifying the is_causal hint"):
+        encoder(Tensor(np.zeros((S, N, D), np.float32)), is_causal=True)
+
+
 def test_constructor_errors():
     with pytest.raises(RuntimeError, match="relu/gelu"):
         nn.TransformerEncoderLayer(D, HEADS, activation="tanh")
