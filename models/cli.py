@@ -236,7 +236,7 @@ def _cmd_translate(args):
         from .attention_maps import require_matplotlib
         require_matplotlib()  # fail before decoding anything
     model, tokenizer, _, _ = load_run(args.run, args.checkpoint)
-    unknown, texts, skipped, seen = {}, [], [], [0]
+    unknown, texts, skipped = {}, [], []
 
     def skip(problem):
         skipped.append(problem)
@@ -269,12 +269,11 @@ def _cmd_translate(args):
             outputs[index] = output
         for output in outputs:
             print(output, flush=True)
-        seen[0] += len(chunk)
         if args.attention:
             texts.extend(wanted.values())
 
-    chunk = []
-    for item in _inputs(args):
+    chunk, total = [], 0
+    for total, item in enumerate(_inputs(args), 1):
         chunk.append(item)
         if len(chunk) == 256:  # stream long inputs instead of reading all of stdin first
             flush(chunk)
@@ -292,9 +291,9 @@ def _cmd_translate(args):
                                         beam_size=args.beam, alpha=args.alpha, heads=args.heads):
             print(f"attention map: {path}", file=sys.stderr)
     if skipped:  # the rest is translated, but a script must notice
-        print(f"tinygrad-tf translate: error: {len(skipped)} of {seen[0]} input line(s) could "
-              "not be translated (see the warnings); their output lines are empty",
-              file=sys.stderr)
+        shown = "the warnings" if len(skipped) <= 10 else "the first 10 warnings"
+        print(f"tinygrad-tf translate: error: {len(skipped)} of {total} input line(s) could "
+              f"not be translated (see {shown}); their output lines are empty", file=sys.stderr)
         return 1
     return 0
 
