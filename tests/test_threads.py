@@ -87,6 +87,15 @@ def test_the_users_numba_thread_count_wins(machine):
     assert "numba.set_num_threads(1)" in threads.state()["user_choice"]
 
 
+def test_a_numba_thread_count_set_before_enabling_also_wins(machine):
+    fake, blas_calls = machine
+    threads.enable(False)
+    numba.set_num_threads(1)
+    threads.enable(True)
+    fake.advance(0.2, others_cores=0.0, own_cores=1.0)
+    assert threads.adapt() is None and numba.get_num_threads() == 1 and blas_calls == []
+
+
 def test_the_users_blas_thread_count_wins_over_a_later_adaptation(machine):
     fake, blas_calls = machine
     fake.advance(0.2, others_cores=1.0, own_cores=1.0)

@@ -163,6 +163,8 @@ def enable(on=True):
     if on and not _enabled:
         _stopped, _current = None, None
         _expected = _baseline = _counts()
+        if _baseline[0] != numba.config.NUMBA_NUM_THREADS:  # set before enabling: the user's
+            _stopped = f"numba.set_num_threads({_baseline[0]}) called by the user"
     elif not on and _enabled and _current is not None and user_choice() is None:
         numba.set_num_threads(_baseline[0])
         if _baseline[1] is not None:
