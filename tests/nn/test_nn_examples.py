@@ -7,7 +7,7 @@ import pytest
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
 
 
-@pytest.mark.parametrize("name", ["xor.py", "regression.py"])
+@pytest.mark.parametrize("name", ["xor.py", "regression.py", "curvature.py"])
 def test_example_runs_and_its_asserts_hold(name, capsys):
     runpy.run_path(str(EXAMPLES / name), run_name="__main__")  # raises if an assert fails
     assert capsys.readouterr().out
