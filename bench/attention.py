@@ -115,6 +115,7 @@ def main():
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
+    kernels.tune_process()  # as the tinygrad-tf command runs (docs/kernels.md)
     kernel_table(args.calls)
     step_table(args.rounds)
 

@@ -7,8 +7,9 @@ quarters), and ratios against PyTorch running the same weights in a plain uncach
 (encode once, re-run the decoder over the whole prefix every step, project only the last
 position to the vocabulary), as most tutorials do.
 Each figure is the median over `--repeats` runs, so a busy machine disturbs it less. Each library
-runs in its own subprocess (`--only ours|torch`): `import tinygrad_tf` sets OMP_WAIT_POLICY=PASSIVE,
-which torch's OpenMP runtime would read if it loaded later in the same process (torch took
+runs in its own subprocess (`--only ours|torch`): ours runs tuned (`kernels.tune_process()`, as the
+`tinygrad-tf` command), which sets OMP_WAIT_POLICY=PASSIVE, which torch's OpenMP runtime
+would read if it loaded later in the same process (torch took
 51 instead of 7.0 ms per step that way here), and the two libraries' thread pools never meet.
 
     flock /tmp/tgtf-cpu.lock env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
@@ -98,6 +99,7 @@ def build(args):
 def run_ours(args):
     from tinygrad_tf import Tensor, kernels
     from tinygrad_tf.models import beam_search, greedy_decode
+    kernels.tune_process()  # as the tinygrad-tf command runs (docs/kernels.md)
 
     model, src_ids = build(args)
     src = Tensor(src_ids)  # no padding: the output limit is N + max_extra_len = N new tokens
@@ -115,8 +117,7 @@ def run_ours(args):
 
 
 def run_torch(args):
-    # Before build() imports tinygrad_tf: that import sets OMP_WAIT_POLICY=PASSIVE, which torch's
-    # OpenMP runtime reads when it loads.
+    # First, as a user would (tinygrad_tf is imported only to build the same weights).
     import torch
 
     model, src_ids = build(args)

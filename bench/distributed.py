@@ -36,10 +36,11 @@ SMALL = ["--preset", "none", "--d-model", "128", "--n-heads", "4", "--n-encoder-
 
 def worker(args):
     """Train under this process's world (1 or K ranks); rank 0 prints one JSON line."""
-    from tinygrad_tf import distributed
+    from tinygrad_tf import distributed, kernels
     from tinygrad_tf.models.cli import _parser, _train_config
     from tinygrad_tf.models.train import Trainer
 
+    kernels.tune_process()  # each rank as the tinygrad-tf command runs (docs/kernels.md)
     distributed.init()
     run_dir = os.path.join(args.tmp, f"run{distributed.world_size()}")
     argv = ["train", "--task", "reverse", "--n-train", "4000", "--n-valid", "16", "--n-test", "16",

@@ -16,8 +16,8 @@ Columns: times in ms; GFLOP/s (matmul) or GB/s (softmax: bytes read + written) o
 kernel; speedup = numpy time / Numba time; vs torch = torch time / Numba time (>1: Numba
 faster); `auto` = the path the default kernel set takes for that shape. The torch column comes
 from a subprocess (`--only torch`) that imports torch before tinygrad_tf, under the caller's
-environment: `import tinygrad_tf` sets OMP_WAIT_POLICY=PASSIVE, which torch's OpenMP runtime
-reads when it loads.
+environment: ours runs tuned (`kernels.tune_process()`, as the `tinygrad-tf` command), which sets
+OMP_WAIT_POLICY=PASSIVE, which torch's OpenMP runtime reads when it loads.
 """
 import argparse
 import importlib
@@ -55,6 +55,9 @@ import numpy as np  # noqa: E402  (after the thread settings above)
 
 import tinygrad_tf  # noqa: E402
 from tinygrad_tf import kernels  # noqa: E402
+
+if ARGS.only != "torch":
+    kernels.tune_process()  # as the tinygrad-tf command runs (docs/kernels.md)
 
 mm = importlib.import_module("tinygrad_tf.kernels.matmul")
 sm = importlib.import_module("tinygrad_tf.kernels.softmax")
@@ -274,9 +277,9 @@ def mixed_step_table(repeats):
     print("| kernel set | environment | threading layer | median step ms |")
     print("|---|---|---|---:|")
     for kernel_set, extra in MIXED_SETTINGS:
-        env = {**os.environ, "TINYGRAD_TF_KERNELS": kernel_set, **extra}
+        env = {**os.environ, "TINYGRAD_TF_KERNELS": kernel_set, "TINYGRAD_TF_TUNE": "1", **extra}
         if "OMP_WAIT_POLICY" not in extra:
-            env.pop("OMP_WAIT_POLICY", None)  # tinygrad_tf's default (PASSIVE)
+            env.pop("OMP_WAIT_POLICY", None)  # the tuned default (PASSIVE)
         out = subprocess.run([sys.executable, "-c", MIXED_STEP, str(repeats)], env=env,
                              capture_output=True, text=True)
         if out.returncode != 0:

@@ -5,8 +5,9 @@
 Each time is the best of --repeat runs after warm-up (the least disturbed by other processes on
 a shared machine), forward and forward + backward measured in alternation, in float32, on
 whatever kernel set `tinygrad_tf.kernels` has active (TINYGRAD_TF_KERNELS). Ours and torch run
-one after the other, each in its own subprocess (`--only ours|torch`): `import tinygrad_tf` sets
-OMP_WAIT_POLICY=PASSIVE, which torch's OpenMP runtime would read if loaded after it.
+one after the other, each in its own subprocess (`--only ours|torch`): ours runs tuned
+(`kernels.tune_process()`, as the `tinygrad-tf` command), which sets OMP_WAIT_POLICY=PASSIVE,
+which torch's OpenMP runtime would read if loaded after it.
 --torch-threads sets torch's intra-op threads (default: torch's own choice). Without torch only
 our columns print.
 """
@@ -95,6 +96,7 @@ def measure(library, args):
         ones = torch.ones_like
     else:
         import tinygrad_tf as tg
+        tg.kernels.tune_process()  # as the tinygrad-tf command runs (docs/kernels.md)
         tg.manual_seed(0)
         info = f"tinygrad_tf kernels: {tg.kernels.active()}"
         ones = lambda out: np.ones(out.shape, out.dtype)  # noqa: E731

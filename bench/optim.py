@@ -79,6 +79,7 @@ def run_ours(name, steps):
     import numpy as np
 
     from tinygrad_tf import Tensor, kernels, nn, optim
+    kernels.tune_process()  # as the tinygrad-tf command runs (docs/kernels.md)
 
     rng = np.random.default_rng(0)
     shapes = parameter_shapes(name)
@@ -119,7 +120,7 @@ def run_ours(name, steps):
 
 def run_torch(name, steps, threads):
     import numpy as np
-    import torch  # before parameter_shapes imports tinygrad_tf, which sets OMP_WAIT_POLICY=PASSIVE
+    import torch  # first, as a user would (parameter_shapes imports tinygrad_tf)
     torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
     shapes = parameter_shapes(name)

@@ -12,8 +12,9 @@ cost is paid by every op of every training step. Rows:
   column does the arithmetic such an engine must do (one add forward, one add to accumulate).
 
 Times are the best of --repeat runs of --number calls (the least disturbed by other processes).
-numpy and ours run in one subprocess, torch in another (`--only ours|torch`): `import tinygrad_tf`
-sets OMP_WAIT_POLICY=PASSIVE, which torch's OpenMP runtime would read if loaded after it.
+numpy and ours run in one subprocess, torch in another (`--only ours|torch`): ours runs tuned
+(`kernels.tune_process()`, as the `tinygrad-tf` command), which sets OMP_WAIT_POLICY=PASSIVE,
+which torch's OpenMP runtime would read if loaded after it.
 Target (issue 3): no more than PyTorch's time per op, forward and with backward.
 """
 import argparse
@@ -47,7 +48,8 @@ def numpy_cases(a, b):
 
 
 def our_cases(a, b):
-    from tinygrad_tf import Tensor
+    from tinygrad_tf import Tensor, kernels
+    kernels.tune_process()  # as the tinygrad-tf command runs (docs/kernels.md)
     x, y = Tensor(a), Tensor(b)
     leaf = Tensor(a.copy(), requires_grad=True)
     upstream = np.ones_like(a)

@@ -56,10 +56,12 @@ def _exact(decode, tokenizer, pairs):
 
 def run(args):
     if args.run == "torch":
-        # Before _setup imports tinygrad_tf: that import sets OMP_WAIT_POLICY=PASSIVE, which
-        # torch's OpenMP runtime reads when it loads (torch's small training step: 77 ms instead
-        # of 49 in bench/train_step.py).
+        # First, as a user would: a tuned tinygrad_tf sets OMP_WAIT_POLICY=PASSIVE, which torch's
+        # OpenMP runtime would read if it loaded later (torch's small step: 77 ms instead of 49).
         import torch  # noqa: F401
+    else:
+        from tinygrad_tf import kernels
+        kernels.tune_process()  # as the tinygrad-tf command runs (docs/kernels.md)
     import numpy as np
 
     from tinygrad_tf.models.tokenizers import Vocab
