@@ -267,6 +267,8 @@ def test_negative_indices_and_sizes_are_refused_where_torch_refuses_them():
     check(lambda lib, t: t.reshape(-1, 6), x)
     check(lambda lib, t: t[lib.tensor([-1, 0])], x)  # advanced indexing takes negatives
     check(lambda lib, t: t.gather(1, lib.tensor([[-1], [0], [1]])), x)
+    check(lambda lib, t: t.flatten(1, 0), x)  # numpy's reshape made a (3, 1, 4) of it
+    check(lambda lib, t: t.flatten(-2, -1), x)
 
 
 def test_one_hot_of_no_ids_needs_num_classes_as_torch():
@@ -275,3 +277,31 @@ def test_one_hot_of_no_ids_needs_num_classes_as_torch():
         return functional.one_hot(ids)
     check(fn, np.zeros(0, dtype=np.int64))
     check(fn, np.array([2, 0]))
+
+
+GRADIENTS = {
+    "min_dim": lambda t, d: t.min(d)[0],
+    "amin": lambda t, d: t.amin(d),
+    "sort_descending": lambda t, d: t.sort(dim=d, descending=True)[0],
+    "topk_smallest": lambda t, d: t.topk(min(2, t.shape[d]), d, largest=False)[0],
+    "minimum": lambda t, d: t.minimum(t.flip(d) * 0.5),
+}
+
+
+@pytest.mark.parametrize("op", sorted(GRADIENTS))
+@settings(max_examples=10)
+@given(data=st.data(), shape=tt.shapes(min_dims=1, max_dims=3, max_side=4))
+def test_gradients_of_min_sort_topk_match_torch(op, data, shape):
+    dim = data.draw(st.integers(-len(shape), len(shape) - 1))
+    values = np.random.default_rng(len(shape)).permutation(int(np.prod(shape))).reshape(shape)
+    values = values.astype(np.float64) - 3.0  # distinct values: no ties to split
+    weights = None
+    grads = []
+    for lib in (tg, torch):
+        x = lib.tensor(values, requires_grad=True)
+        out = GRADIENTS[op](x, dim)
+        if weights is None:
+            weights = np.random.default_rng(1).standard_normal(tuple(out.shape))
+        (out * lib.tensor(weights)).sum().backward()
+        grads.append(_plain(x.grad))
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-12)

@@ -507,6 +507,9 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, TorchMethods):
             return self.reshape(1)
         start = _normalize_dim(start_dim, self.ndim, "flatten")
         end = _normalize_dim(end_dim, self.ndim, "flatten")
+        if start > end:
+            raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} "
+                             f"(shape {self.shape})")
         return self.reshape(self.shape[:start] + (-1,) + self.shape[end + 1:])
 
     def permute(self, *dims):
