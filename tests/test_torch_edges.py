@@ -271,6 +271,11 @@ def test_negative_indices_and_sizes_are_refused_where_torch_refuses_them():
     check(lambda lib, t: t.flatten(-2, -1), x)
 
 
+def test_powers_of_bools_are_int64_as_torch():
+    check(lambda lib, t: t ** 2, np.array([True, False]))  # numpy's would be int8
+    check(lambda lib, t: t.square(), np.array([True, False]))
+
+
 def test_one_hot_of_no_ids_needs_num_classes_as_torch():
     def fn(lib, ids):
         functional = tg.nn.functional if lib is tg else torch.nn.functional

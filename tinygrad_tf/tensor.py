@@ -335,6 +335,8 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, TorchMethods):
             raise ValueError(f"pow: an integer tensor to the negative power {exponent} is not an "
                              "integer; convert with .float() first")
         floats = self.dtype.kind != "f" and not isinstance(exponent, numbers.Integral)
+        if self.dtype.kind == "b" and not floats:  # an int lifts bools to int64, as in torch
+            return Tensor._wrap(self.array.astype(_INDEX) ** int(exponent))
         return F.Pow.apply(self.float() if floats else self, exponent=exponent)
 
     def __rpow__(self, base):

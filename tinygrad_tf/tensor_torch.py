@@ -250,7 +250,7 @@ class TorchMethods:
     negative = neg
 
     def square(self):
-        return self * self
+        return self ** 2  # (x * x would keep a bool tensor bool; torch gives int64)
 
     def rsqrt(self):
         return self.sqrt().reciprocal()
