@@ -177,6 +177,13 @@ REDUCTIONS = {
     "softmax": lambda lib, t, d: t.softmax(d),
     "log_softmax": lambda lib, t, d: t.log_softmax(d),
     "amax_all": lambda lib, t: t.amax(tuple(range(t.ndim))),
+    # dim=() reduces every dim in torch (numpy: none), except for any/all
+    "sum_no_dims": lambda lib, t: t.sum(dim=()),
+    "mean_no_dims": lambda lib, t: t.mean(dim=(), keepdim=True),
+    "amin_no_dims": lambda lib, t: t.amin(dim=()),
+    "std_no_dims": lambda lib, t: t.std(dim=()),
+    "norm_no_dims": lambda lib, t: t.norm(dim=()),
+    "any_no_dims": lambda lib, t: t.any(dim=()),
 }
 FLOAT_ONLY = {"softmax", "log_softmax", "logsumexp"}  # torch: int softmax raises, unless empty
 

@@ -17,6 +17,14 @@ sort_result = collections.namedtuple("sort", ["values", "indices"])
 topk_result = collections.namedtuple("topk", ["values", "indices"])
 
 
+def _reduced_dims(dim, ndim, op):
+    """normalize_dims for sum/mean/var/amax/amin: torch reduces every dim for dim=() too
+    (numpy would reduce none). any/all keep numpy's reading, as torch's do."""
+    if isinstance(dim, (tuple, list)) and not dim:
+        return None
+    return _normalize_dims(dim, ndim, op)
+
+
 def _count(tensor, axes):
     return tensor.array.size if axes is None else int(np.prod([tensor.shape[a] for a in axes]))
 
@@ -42,12 +50,12 @@ class ReduceOps:
     def sum(self, dim=None, keepdim=False):
         """Sum over `dim` (an int, a tuple, or None for every dim); integers and bools sum to
         int64, as in torch."""
-        return F.Sum.apply(_wide(self), axes=_normalize_dims(dim, self.ndim, "sum"),
+        return F.Sum.apply(_wide(self), axes=_reduced_dims(dim, self.ndim, "sum"),
                            keepdim=keepdim)
 
     def mean(self, dim=None, keepdim=False):
         """sum / n over `dim`; the mean of no elements is NaN, as in torch."""
-        axes = _normalize_dims(dim, self.ndim, "mean")
+        axes = _reduced_dims(dim, self.ndim, "mean")
         _floats_only(self, "mean")
         count = _count(self, axes)
         return self.sum(axes, keepdim) * (1.0 / count if count else float("nan"))
@@ -55,7 +63,7 @@ class ReduceOps:
     def var(self, dim=None, keepdim=False, correction=1):
         """sum((x - mean)^2) / (n - correction) over `dim`: correction=1 is the unbiased estimate.
         As in torch, n <= correction gives NaN (there is no spread to estimate)."""
-        axes = _normalize_dims(dim, self.ndim, "var")
+        axes = _reduced_dims(dim, self.ndim, "var")
         _floats_only(self, "var")
         count = _count(self, axes)
         centered = self - self.mean(axes, keepdim=True)
@@ -117,7 +125,7 @@ class ReduceOps:
     def _extreme_axes(self, op, dim):
         """The dims `op` (max, min, argmax, ...) reduces. There is no largest element of nothing:
         as torch, a reduced dim of size 0 raises, while other empty dims give empty results."""
-        axes = _normalize_dims(dim, self.ndim, op)
+        axes = _reduced_dims(dim, self.ndim, op)
         if self.dtype.kind == "b" and op in ("argmax", "argmin"):
             raise TypeError(f"{op}: bool tensors are not supported (as in torch); convert with "
                             ".long() first")
