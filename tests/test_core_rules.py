@@ -287,15 +287,19 @@ def test_a_grad_the_user_set_keeps_its_identity_through_step():
 def test_fresh_arena_lends_and_takes_memory_without_copies():
     # The fast path stays the normal path: a plain model's parameters are packed, and after
     # the first step every new .grad is written straight into the arena.
+    from tinygrad_tf import distributed
     model = _mlp()
     optimizer = optim.Adam(model.parameters(), lr=0.01)
+    ddp = distributed.DistributedDataParallel(model, optimizer=optimizer)
     arena = optimizer.arena
     assert not any(slot.loose for slot in arena.slots.values())
     # (Only a weak reference: holding the buffer would be holding the arena's memory.)
     flat = weakref.ref(arena.buffers["grad"][np.dtype(np.float32)])
-    for step in range(3):
+    for step in range(3):  # the recipe's step: backward, sync, clip, update
         optimizer.zero_grad()
         _loss(model, step).backward()
+        ddp.sync_gradients()
+        clip_grad_norm_(model.parameters(), 0.01)
         optimizer.step()
         assert all(np.shares_memory(p.grad.array, flat()) for p in model.parameters())
     assert arena.buffers["grad"][np.dtype(np.float32)] is flat()  # never re-allocated

@@ -345,3 +345,41 @@ def test_train_command_failing_on_one_rank_ends_the_job(tmp_path):
     assert done.returncode != 0
     assert "[rank 1/2] error:" in done.stderr and "missing.tsv" in done.stderr, done.stderr
     assert time.perf_counter() - started < 60
+
+
+UNUSED_PARAMETERS = """
+import json, sys
+import numpy as np
+from tinygrad_tf import Tensor, distributed, nn, optim
+distributed.init()
+rank = distributed.rank()
+a, b, c = (nn.Linear(2, 2, dtype=np.float64) for _ in range(3))
+model = nn.ModuleList([a, b, c])
+optimizer = optim.Adam(model.parameters(), lr=0.1) if sys.argv[1] == "arena" else None
+ddp = distributed.DistributedDataParallel(model, optimizer=optimizer)
+x = Tensor(np.full((3, 2), rank + 1.0))
+loss = a(x).sum() if rank == 0 else (a(x) + b(x)).sum()   # c: no rank; b: rank 1 only
+loss.backward()
+ddp.sync_gradients()
+out = {name: None if p.grad is None else p.grad.numpy().tolist()
+       for name, p in model.named_parameters()}
+if rank == 0:
+    print(json.dumps(out))
+"""
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+@needs_mpi
+@pytest.mark.parametrize("flat", ["arena", "packed"])
+def test_ddp_two_ranks_skip_parameters_no_rank_used(tmp_path, flat):
+    # Regression (issue 18, defect 3): sync zero-filled every missing gradient, so Adam moved
+    # parameters no rank had used. Now: unused everywhere stays None; used on one rank averages.
+    script = tmp_path / "unused.py"
+    script.write_text(UNUSED_PARAMETERS)
+    done, _ = _run([sys.executable, str(script), flat])
+    assert done.returncode == 0, done.stderr
+    grads = json.loads(done.stdout.strip().splitlines()[-1])
+    assert grads["2.weight"] is None and grads["2.bias"] is None
+    np.testing.assert_allclose(grads["1.bias"], [1.5, 1.5])      # (0 + 3) / 2: rank 1's share
+    np.testing.assert_allclose(grads["0.weight"], [[4.5, 4.5], [4.5, 4.5]])  # (3 + 6) / 2
