@@ -171,6 +171,7 @@ REDUCTIONS = {
     "var_dim": lambda lib, t, d: t.var(d),
     "std": lambda lib, t: t.std(),
     "norm_dim": lambda lib, t, d: t.norm(dim=d),
+    "norm_p": lambda lib, t, d: [t.norm(p, dim=d) for p in (0, 1, 3, 0.5, -1, float("inf"), -float("inf"))],
     "any_dim": lambda lib, t, d: t.any(d),
     "all": lambda lib, t: t.all(),
     "logsumexp": lambda lib, t, d: t.logsumexp(d),

@@ -91,6 +91,10 @@ class ReduceOps:
         x = self
         if p == float("inf"):
             return x.abs().amax(dim, keepdim)
+        if p == float("-inf"):
+            return x.abs().amin(dim, keepdim)
+        if p == 0:  # the count of nonzero elements; piecewise constant: no gradient, as torch
+            return (x != 0).to(x.dtype).sum(dim, keepdim).detach()
         if p == 1:
             return x.abs().sum(dim, keepdim)
         total = (x * x).sum(dim, keepdim) if p == 2 else (x.abs() ** p).sum(dim, keepdim)
