@@ -279,6 +279,12 @@ def test_negative_indices_and_sizes_are_refused_where_torch_refuses_them():
     check(lambda lib, t: t.flatten(-2, -1), x)
 
 
+@settings(max_examples=20)
+@given(array=arrays())
+def test_sign_matches_torch_nan_and_bool_included(array):
+    check(lambda lib, t: t.sign(), array)  # numpy's sign(NaN) is NaN, torch's 0
+
+
 def test_powers_of_bools_are_int64_as_torch():
     check(lambda lib, t: t ** 2, np.array([True, False]))  # numpy's would be int8
     check(lambda lib, t: t.square(), np.array([True, False]))

@@ -50,6 +50,11 @@ def _binary_op(fn, op, reflected=False):
     return method
 
 
+def _sign(array):
+    out = np.sign(array)
+    return np.where(np.isnan(out), 0, out).astype(out.dtype) if out.dtype.kind == "f" else out
+
+
 class IntegerDivisionByZero(ZeroDivisionError, RuntimeError):
     """torch raises RuntimeError("ZeroDivisionError") here; both `except`s catch this one."""
 
@@ -460,7 +465,10 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, TorchMethods):
         return self._step(np.round)
 
     def sign(self):
-        return self._step(np.sign)
+        """-1, 0 or 1; as torch, sign(NaN) is 0 (numpy's is NaN) and a bool tensor is kept."""
+        if self.dtype.kind == "b":
+            return Tensor._wrap(self.array.copy())
+        return self._step(_sign)
 
     def isnan(self):
         return Tensor._wrap(np.isnan(self.array))
