@@ -35,34 +35,49 @@ SAVED = {0: 1, 1: 1, 2: 5, 3: 4}   # blocks of width H in `saved`
 
 # ---------------------------------------------------------------------------- numpy twins
 
-def _sigmoid_numpy(v):
-    # two-sided: exp of a non-positive number only, so no overflow warning for large |v|
-    e = np.exp(-np.abs(v))
-    return np.where(v >= 0, 1 / (1 + e), e / (1 + e)).astype(v.dtype)
+def _sigmoid_numpy(v, out=None):
+    """sigmoid(v) = (1 + tanh(v / 2)) / 2: one transcendental, no overflow for any v, and the
+    input's dtype kept; written into `out` when given."""
+    out = np.multiply(v, 0.5, out=out)
+    np.tanh(out, out=out)
+    out += 1
+    out *= 0.5
+    return out
 
 
 def cell_forward_numpy(mode, xw, hh, h, c, active):
     """xw, hh (B, G); h, c (B, H) (c None unless LSTM); active (B,) bool or None ->
-    (h_new, c_new or None, saved)."""
+    (h_new, c_new or None, saved). Few passes, written into `saved` where it can."""
     width = h.shape[1]
+    c_new = None
     if mode <= 1:
         pre = xw + hh
-        h_new = np.tanh(pre) if mode == 0 else np.maximum(pre, 0)
-        saved, c_new = h_new, None
+        h_new = np.tanh(pre, out=pre) if mode == 0 else np.maximum(pre, 0, out=pre)
+        saved = h_new
     elif mode == 2:
-        pre = xw + hh
-        i, f = _sigmoid_numpy(pre[:, :width]), _sigmoid_numpy(pre[:, width:2 * width])
-        g, o = np.tanh(pre[:, 2 * width:3 * width]), _sigmoid_numpy(pre[:, 3 * width:])
-        c_new = f * c + i * g
-        h_new = o * np.tanh(c_new)
-        saved = np.concatenate([i, f, g, o, c_new], axis=1)
+        saved = np.empty((h.shape[0], 5 * width), dtype=h.dtype)  # [i f g o c']
+        pre = np.add(xw, hh, out=saved[:, :4 * width])
+        g_pre = pre[:, 2 * width:3 * width].copy()
+        _sigmoid_numpy(pre, out=pre)
+        i, f, g, o = (saved[:, k * width:(k + 1) * width] for k in range(4))
+        np.tanh(g_pre, out=g)
+        c_new = np.multiply(f, c, out=saved[:, 4 * width:])
+        c_new += i * g
+        h_new = np.tanh(c_new)
+        h_new *= o
     else:
-        r = _sigmoid_numpy(xw[:, :width] + hh[:, :width])
-        z = _sigmoid_numpy(xw[:, width:2 * width] + hh[:, width:2 * width])
-        hh_n = hh[:, 2 * width:]
-        n = np.tanh(xw[:, 2 * width:] + r * hh_n)
-        h_new = (1 - z) * n + z * h
-        saved, c_new = np.concatenate([r, z, n, hh_n], axis=1), None
+        saved = np.empty((h.shape[0], 4 * width), dtype=h.dtype)  # [r z n hh_n]
+        rz = np.add(xw[:, :2 * width], hh[:, :2 * width], out=saved[:, :2 * width])
+        _sigmoid_numpy(rz, out=rz)
+        r, z = saved[:, :width], saved[:, width:2 * width]
+        hh_n = saved[:, 3 * width:]
+        hh_n[...] = hh[:, 2 * width:]
+        n = np.multiply(r, hh_n, out=saved[:, 2 * width:3 * width])
+        n += xw[:, 2 * width:]
+        np.tanh(n, out=n)
+        h_new = h - n      # h' = (1 - z) n + z h = n + z (h - n)
+        h_new *= z
+        h_new += n
     if active is not None:
         h_new = np.where(active[:, None], h_new, h)
         if c_new is not None:
@@ -72,10 +87,9 @@ def cell_forward_numpy(mode, xw, hh, h, c, active):
 
 def cell_backward_numpy(mode, dh, dc, h, c, saved, active):
     """dh, dc (B, H) (dc None unless LSTM); h, c the step's input state; saved from forward ->
-    (d_xw, d_hh, dh_direct, dc_prev or None)."""
+    (d_xw, d_hh, dh_direct (None: zero), dc_prev or None)."""
     width = h.shape[1]
-    dc_prev = None
-    dh_direct = np.zeros_like(dh)
+    dc_prev = dh_direct = None
     if mode <= 1:
         h_new = saved
         d_pre = dh * (1 - h_new * h_new) if mode == 0 else dh * (h_new > 0)
@@ -83,23 +97,39 @@ def cell_backward_numpy(mode, dh, dc, h, c, saved, active):
     elif mode == 2:
         i, f, g, o, c_new = (saved[:, k * width:(k + 1) * width] for k in range(5))
         tanh_c = np.tanh(c_new)
-        dc_total = dc + dh * o * (1 - tanh_c * tanh_c)
-        d_pre = np.concatenate([dc_total * g * i * (1 - i), dc_total * c * f * (1 - f),
-                                dc_total * i * (1 - g * g), dh * tanh_c * o * (1 - o)], axis=1)
+        d_pre = np.empty((h.shape[0], 4 * width), dtype=dh.dtype)
+        d_i, d_f, d_g, d_o = (d_pre[:, k * width:(k + 1) * width] for k in range(4))
+        np.multiply(dh, tanh_c, out=d_o)          # dL/do, then through o's sigmoid below
+        dc_total = 1 - tanh_c * tanh_c
+        dc_total *= o
+        dc_total *= dh
+        dc_total += dc
+        np.multiply(dc_total, g, out=d_i)
+        np.multiply(dc_total, c, out=d_f)
+        np.multiply(dc_total, i, out=d_g)
+        d_g *= 1 - g * g
+        for gate, s in ((d_i, i), (d_f, f), (d_o, o)):  # through the sigmoids: s (1 - s)
+            gate *= s * (1 - s)
         d_xw = d_hh = d_pre
         dc_prev = dc_total * f
     else:
         r, z, n, hh_n = (saved[:, k * width:(k + 1) * width] for k in range(4))
-        dn_pre = dh * (1 - z) * (1 - n * n)
-        dr_pre = dn_pre * hh_n * r * (1 - r)
-        dz_pre = dh * (h - n) * z * (1 - z)
-        d_xw = np.concatenate([dr_pre, dz_pre, dn_pre], axis=1)
-        d_hh = np.concatenate([dr_pre, dz_pre, dn_pre * r], axis=1)
+        d_xw = np.empty((h.shape[0], 3 * width), dtype=dh.dtype)
+        d_r, d_z, d_n = (d_xw[:, k * width:(k + 1) * width] for k in range(3))
+        np.multiply(dh, 1 - z, out=d_n)
+        d_n *= 1 - n * n
+        np.multiply(d_n, hh_n, out=d_r)
+        d_r *= r * (1 - r)
+        np.subtract(h, n, out=d_z)
+        d_z *= dh
+        d_z *= z * (1 - z)
+        d_hh = d_xw.copy()
+        d_hh[:, 2 * width:] *= r
         dh_direct = dh * z
     if active is not None:
         keep = active[:, None]
         d_xw, d_hh = np.where(keep, d_xw, 0), np.where(keep, d_hh, 0)
-        dh_direct = np.where(keep, dh_direct, dh)
+        dh_direct = np.where(keep, 0 if dh_direct is None else dh_direct, dh)
         if dc_prev is not None:
             dc_prev = np.where(keep, dc_prev, dc)
     return d_xw, d_hh, dh_direct, dc_prev
@@ -361,7 +391,9 @@ def rnn_backward_numpy(mode, grad, w_hh, h_prev, c_prev, saved, active, reverse)
         d_xw[t], d_hh[t], dh_direct, dc = cell_backward_numpy(
             mode, dh, dc, h_prev[t], None if c_prev is None else c_prev[t], saved[t],
             None if active is None else active[t])
-        dh = dh_direct + np.matmul(d_hh[t], w_hh)
+        dh = np.matmul(d_hh[t], w_hh)
+        if dh_direct is not None:
+            dh += dh_direct
     return d_xw, d_hh, dh, dc
 
 
@@ -405,10 +437,10 @@ def rnn_backward_numba(mode, grad, w_hh, h_prev, c_prev, saved, active, reverse)
 # Under "auto", the sequence kernel runs layers whose step (B x G x H multiply-adds of
 # h @ W_hh^T) is at most this; bigger ones run the numpy twin. Numba has no vectorised exp/tanh
 # here (no SVML): a transcendental costs it ~7-15 ns against numpy's ~1.5-3, so the kernel wins
-# where the twin's per-step call overhead dominates. One thread, 20 steps, fwd + bwd (a busy
-# machine, noisy): LSTM H16 B4 0.21 vs 1.68 ms, H32 B8 0.81 vs 1.92, H32 B32 3.1 vs 3.1,
-# H128 B32 19 vs 12; GRU H32 B32 1.7 vs 2.4, H64 B64 9.4 vs 5.4.
-AUTO_SEQUENCE_MAX_MACS = 1 << 17
+# where the twin's per-step call overhead dominates. One thread, 20 steps, fwd + bwd, kernel vs
+# twin (a busy machine, noisy): LSTM H16 B4 0.20 vs 1.40 ms, H32 B8 0.75 vs 1.62, H32 B32 3.1
+# vs 2.5, H128 B32 17 vs 7.0; GRU H32 B8 0.43 vs 1.40, H32 B32 1.7 vs 2.0, H64 B64 7.4 vs 4.3.
+AUTO_SEQUENCE_MAX_MACS = 1 << 16
 
 
 def _use_sequence_kernel(w_hh, batch):
