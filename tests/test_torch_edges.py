@@ -61,6 +61,9 @@ def _same(ours, theirs, where, exact=True):
         for a, b in zip(ours, theirs):
             _same(a, b, where, exact)
         return
+    if not isinstance(theirs, np.ndarray):  # a number or a size
+        assert ours == theirs, where
+        return
     assert isinstance(ours, np.ndarray), (where, ours)
     assert (ours.shape, ours.dtype) == (theirs.shape, theirs.dtype), (where, ours, theirs)
     if exact or theirs.dtype.kind != "f":
@@ -283,6 +286,12 @@ def test_negative_indices_and_sizes_are_refused_where_torch_refuses_them():
 @given(array=arrays())
 def test_sign_matches_torch_nan_and_bool_included(array):
     check(lambda lib, t: t.sign(), array)  # numpy's sign(NaN) is NaN, torch's 0
+
+
+def test_chunks_of_an_empty_dim_are_as_many_as_asked():
+    for chunks in (1, 3):
+        check(lambda lib, t: list(t.chunk(chunks)), np.zeros((0, 3)))
+        check(lambda lib, t: len(t.chunk(chunks, 1)), np.zeros((2, 5)))
 
 
 def test_powers_of_bools_are_int64_as_torch():

@@ -128,7 +128,10 @@ class IndexOps:
         """At most `chunks` pieces of ceil(size / chunks) along `dim`, as torch.chunk."""
         if chunks <= 0:
             raise ValueError(f"chunk: chunks must be positive, got {chunks}")
-        size = self.shape[_normalize_dim(dim, self.ndim, "chunk")]
+        axis = _normalize_dim(dim, self.ndim, "chunk")
+        size = self.shape[axis] if self.ndim else 1
+        if size == 0:  # torch gives `chunks` empty pieces of an empty dim
+            return tuple(self[(slice(None),) * axis + (slice(0, 0),)] for _ in range(chunks))
         return self.split(max(-(-size // chunks), 1), dim)
 
     def unbind(self, dim=0):
