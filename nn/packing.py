@@ -86,6 +86,12 @@ def _pack(x, batch_sizes, order):
     return PackedSequence(data, Tensor(np.asarray(batch_sizes, dtype=np.int64)), sorted_indices)
 
 
+def pack_like(x, template):
+    """x (T, B, *) in the caller's batch order, packed as PackedSequence `template` is."""
+    order = None if template.sorted_indices is None else _ints(template.sorted_indices)
+    return _pack(x, _ints(template.batch_sizes), order)
+
+
 def pad_packed_sequence(sequence, batch_first=False, padding_value=0.0, total_length=None):
     """PackedSequence -> (padded (T, B, *) ((B, T, *) with batch_first), lengths (B,) int64),
     in the batch order the sequence was packed from."""

@@ -29,7 +29,7 @@ from . import functional as F
 from . import init
 from .layers import _empty
 from .module import Module
-from .packing import PackedSequence, pack_padded_sequence, pad_packed_sequence
+from .packing import PackedSequence, pack_like, pad_packed_sequence
 
 _MODES = kernels._recurrent.MODES
 
@@ -216,6 +216,7 @@ class RNNBase(Module):
         name = type(self).__name__
         packed = isinstance(input, PackedSequence)
         if packed:
+            template = input
             if lengths is not None:
                 raise ValueError(f"{name}: pass lengths or a PackedSequence, not both")
             input, lengths = pad_packed_sequence(input)  # (T, B, *), original batch order
@@ -260,7 +261,7 @@ class RNNBase(Module):
             x, h_n = x.squeeze(1), h_n.squeeze(1)
             c_n = None if c_n is None else c_n.squeeze(1)
         elif packed:
-            x = pack_padded_sequence(x, lengths, enforce_sorted=False)
+            x = pack_like(x, template)  # the input's batch sizes and order, as torch
         elif batch_first:
             x = x.transpose(0, 1)
         return (x, (h_n, c_n)) if is_lstm else (x, h_n)

@@ -271,6 +271,14 @@ def test_packed_variable_lengths_match_torch(mode):
     ours.zero_grad()
     by_lengths = ours(Tensor(x), lengths=lengths)[0]  # our keyword: the same numbers
     _close(by_lengths, t_pad)
+    assert o_out.sorted_indices.array.tolist() == t_out.sorted_indices.tolist()
+    # already sorted (enforce_sorted=True): no permutation, in and out, as torch
+    o_sorted = ours(rnn_utils.pack_padded_sequence(Tensor(x[[1, 2, 0]]), [5, 3, 2],
+                                                   batch_first=True))[0]
+    t_sorted = theirs(torch.nn.utils.rnn.pack_padded_sequence(
+        torch.tensor(x[[1, 2, 0]]), torch.tensor([5, 3, 2]), batch_first=True))[0]
+    assert o_sorted.sorted_indices is None and t_sorted.sorted_indices is None
+    _close(o_sorted.data, t_sorted.data)
 
 
 @pytest.mark.parametrize("mode", MODES)
