@@ -150,17 +150,15 @@ scatter_add_rows = register("scatter_add_rows", _elementwise.scatter_add_rows_nu
 cross_entropy_grad = register("cross_entropy_grad", _loss.cross_entropy_grad_numpy,
                               _loss.cross_entropy_grad_numba,
                               compiled=[_loss.cross_entropy_grad_rows])
-# Alone, the fused attention kernels beat the np.matmul twin on the small model's (32, 4, 32, 32)
-# blocks (1.2x forward, 1.5x backward), but inside a training step, between OpenBLAS calls, the
-# step was faster with the twin (docs/kernels.md), so "auto" takes the twin's OpenBLAS products
-# with the Numba softmax kernels between them (kernels/attention.py, "mixed").
+# Scaled dot-product attention: the fused kernel for short sequences, OpenBLAS products with the
+# Numba softmax kernels between them above FUSED_MAX_LENGTH (kernels/attention.py).
 attention_forward = register("attention_forward", _attention.attention_forward_numpy,
-                             _attention.attention_forward_numba,
-                             auto=_attention.attention_forward_mixed,
+                             _attention.attention_forward_fused,
+                             auto=_attention.attention_forward_auto,
                              compiled=[_attention.attention_forward_blocks])
 attention_backward = register("attention_backward", _attention.attention_backward_numpy,
-                              _attention.attention_backward_numba,
-                              auto=_attention.attention_backward_mixed,
+                              _attention.attention_backward_fused,
+                              auto=_attention.attention_backward_auto,
                               compiled=[_attention.attention_backward_blocks])
 
 # The optimizers' fused updates over a whole arena segment, and clip_grad_norm_'s one pass.
