@@ -44,7 +44,7 @@ def kernel_table(calls):
           f"{calls} calls")
     for name, forward, backward in (
             ("numpy twin", ka.attention_forward_numpy, ka.attention_backward_numpy),
-            ("numba kernel", ka.attention_forward_numba, ka.attention_backward_numba)):
+            ("fused kernel", ka.attention_forward_fused, ka.attention_backward_fused)):
         _, weights = forward(q, k, v, fill, scale)
         grads = [np.empty_like(x) for x in (q, k, v)]
         f_us = median_us(lambda: forward(q, k, v, fill, scale), calls)
@@ -83,8 +83,8 @@ def step_table(rounds):
     variants = {
         "packed path, numpy twin": (packed, ka.attention_forward_numpy,
                                     ka.attention_backward_numpy),
-        "packed path, Numba kernel": (packed, ka.attention_forward_numba,
-                                      ka.attention_backward_numba),
+        "packed path, fused kernel": (packed, ka.attention_forward_fused,
+                                      ka.attention_backward_fused),
         "plain split-heads path": (plain, ka.attention_forward_numpy,
                                    ka.attention_backward_numpy),
     }

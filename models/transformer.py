@@ -24,7 +24,7 @@ import tinygrad_tf as tg
 from tinygrad_tf import Tensor, nn
 from tinygrad_tf.nn import functional as F
 from tinygrad_tf.nn import fused
-from tinygrad_tf.nn.attention import packed_attention
+from tinygrad_tf.nn.attention import composed_attention, packed_attention
 
 
 # ---------------------------------------------------------------------------- configuration
@@ -204,12 +204,10 @@ class MultiHeadAttention(nn.Module):
         k, v = self.project_kv(key, value) if kv is None else kv  # (B, h, S, d_k)
         weights = None
         if need_weights:  # the composed formula, which exposes the weights
-            scores = q @ k.transpose(-2, -1) / math.sqrt(self.d_k)  # (B, h, T, S)
-            if mask is not None:
-                scores = (scores.masked_fill(~mask.array, -np.inf) if mask.dtype == np.bool_
-                          else scores + mask)
-            weights = scores.softmax(-1)
-            heads = weights @ v  # (B, h, T, d_k)
+            boolean = mask is not None and mask.dtype == np.bool_
+            heads, weights = composed_attention(  # (B, h, T, d_k), (B, h, T, S)
+                q, k, v, 1 / math.sqrt(self.d_k), fill=~mask.array if boolean else None,
+                additive=None if boolean else mask)
         else:  # softmax(q k^T / sqrt(d_k)) v: the 1/sqrt(d_k) scale is the function's default.
             heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, h, T, d_k)
         B, _, T, _ = heads.shape

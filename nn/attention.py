@@ -46,11 +46,30 @@ class PackedAttention(Function):
     def composed(ctx, first, *second):  # the create_graph path (graph_backward.py)
         fill = ctx.saved_tensors[3]
         heads_first = [x.permute(0, 2, 1, 3) for x in _split(first, second[0] if second else None)]
-        q, k, v = heads_first  # (B, h, L or S, E)
-        scores = q.matmul(k.transpose(-1, -2)) * ctx.scale
-        if fill is not None:
-            scores = where(fill, -np.inf, scores)
-        return scores.softmax(-1).matmul(v).permute(0, 2, 1, 3)
+        out, _ = composed_attention(*heads_first, ctx.scale, fill)  # (B, h, L, E)
+        return out.permute(0, 2, 1, 3)
+
+
+def attention_weights(q, k, scale, fill=None, additive=None):
+    """softmax(q k^T * scale + additive, masked where `fill`) in Tensor ops: q (..., L, E),
+    k (..., S, E) -> (..., L, S). A fully masked row gives zeros (softmax's rule), not NaN."""
+    scores = q.matmul(k.transpose(-1, -2)) * scale  # (..., L, S)
+    if additive is not None:
+        scores = scores + additive
+    if fill is not None:
+        scores = where(fill, -np.inf, scores)
+    return scores.softmax(-1)
+
+
+def composed_attention(q, k, v, scale, fill=None, additive=None, keep=None, drop_scale=1.0):
+    """(out, weights): scaled dot-product attention written out in Tensor ops, on heads-first
+    tensors q (..., L, E), k (..., S, E), v (..., S, Ev), the masks as kernels/attention.py
+    takes them (fill: True = masked out; additive: added to the scaled scores; keep and
+    drop_scale: dropout on the weights). The readable definition the fused kernels compute, the
+    path that exposes the weights, and the create_graph twin (it records differentiable ops)."""
+    weights = attention_weights(q, k, scale, fill, additive)
+    dropped = weights if keep is None else weights * keep * drop_scale
+    return dropped.matmul(v), weights
 
 
 def _split(first, second):

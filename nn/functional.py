@@ -16,6 +16,7 @@ from tinygrad_tf import Tensor, kernels, where
 from tinygrad_tf.autograd import Function
 from tinygrad_tf.random import generator
 
+from .attention import composed_attention
 from .losses import FusedCrossEntropy, _softplus_neg_composed, _stable_sigmoid  # noqa: F401
 from .losses import (binary_cross_entropy, binary_cross_entropy_with_logits,  # noqa: F401
                      cross_entropy, kl_div, l1_loss, mse_loss, nll_loss, smooth_l1_loss)
@@ -506,72 +507,65 @@ def embedding(input, weight, padding_idx=None):
 # ---------------------------------------------------------------------------- attention
 
 class FusedAttention(Function):
-    """softmax(q @ k^T * scale + mask) @ v (with dropout on the weights), and its backward.
+    """softmax(q @ k^T * scale + mask) @ v (with dropout on the weights), and its backward, on
+    kernels.attention_forward / attention_backward (kernels/attention.py: the arithmetic and the
+    mask convention, once).
 
-    `fill` is a boolean array, True where a score is masked out (set to -inf); `additive` a
-    float array added to the scores, an input with a gradient (a learned bias trains). A query row
-    with every key masked gets zero weights, so a zero output and zero gradients (never NaN).
+    `fill` is a boolean array, True where a score is masked out; `additive` a float array added
+    to the scores, an input with a gradient (a learned bias trains). A query row with every key
+    masked gets zero weights, so a zero output and zero gradients (never NaN). The kernels take
+    (B, L, h, E) blocks: here every batch item is one block of one head, (B', L, 1, E).
     """
 
     @staticmethod
     def forward(ctx, q, k, v, additive=None, *, scale, fill, dropout_p):
-        scores = kernels.matmul(q, np.swapaxes(k, -1, -2))  # (..., L, S)
-        scores *= scale
-        if additive is not None:
-            scores = scores + additive  # may broadcast scores up to the mask's batch dims
-        if fill is not None:
-            if np.broadcast_shapes(scores.shape, fill.shape) == scores.shape:
-                np.copyto(scores, -np.inf, where=fill)  # in place, no new (..., L, S) array
-            else:
-                scores = np.where(fill, -np.inf, scores)
-        weights = kernels.softmax(scores, -1)
-        keep = None
-        if dropout_p:
-            keep = _keep_mask(weights.shape, dropout_p)
-            ctx.drop_scale = weights.dtype.type(1 / (1 - dropout_p))
-            dropped = weights * keep
-            dropped *= ctx.drop_scale
-        else:
-            dropped = weights
-        ctx.save_for_backward(q, k, v, weights, dropped, keep, additive, fill)
-        ctx.scale = scale
-        return kernels.matmul(dropped, v)
+        batch = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+        blocks = [_attention_blocks(x, batch) for x in (q, k, v)]
+        scores = batch + (q.shape[-2], k.shape[-2])
+        keep = _keep_mask(scores, dropout_p) if dropout_p else None
+        drop_scale = 1 / (1 - dropout_p)
+        masks = [None if m is None else _mask_blocks(m, scores) for m in (fill, additive, keep)]
+        out, weights = kernels.attention_forward(*blocks, masks[0], scale, masks[1], masks[2],
+                                                 drop_scale)
+        ctx.save_for_backward(q, k, v, weights, keep, additive, fill)
+        ctx.scale, ctx.drop_scale = scale, drop_scale
+        return out.reshape(batch + out.shape[1:2] + out.shape[3:])
 
     @staticmethod
     def backward(ctx, grad):
-        q, k, v, weights, dropped, keep = ctx.saved_tensors[:6]
-        need_q, need_k, need_v = ctx.needs_input_grad[:3]
-        need_mask = len(ctx.needs_input_grad) == 4 and ctx.needs_input_grad[3]
-        grad_v = kernels.matmul(np.swapaxes(dropped, -1, -2), grad) if need_v else None
-        if not (need_q or need_k or need_mask):
-            return (None, None, grad_v) + ((None,) if len(ctx.needs_input_grad) == 4 else ())
-        grad_weights = kernels.matmul(grad, np.swapaxes(v, -1, -2))  # (..., L, S)
-        if keep is not None:
-            grad_weights *= keep
-            grad_weights *= ctx.drop_scale
-        # Masked scores have weight 0, so softmax_backward gives them (and empty rows) 0 grad.
-        grad_scores = kernels.softmax_backward(weights, grad_weights, -1)
-        # The additive mask's gradient is dL/dscores itself (the engine sums it to its shape).
-        grad_mask = grad_scores.copy() if need_mask else None
-        grad_scores *= ctx.scale
-        grad_q = kernels.matmul(grad_scores, k) if need_q else None
-        grad_k = kernels.matmul(np.swapaxes(grad_scores, -1, -2), q) if need_k else None
-        if len(ctx.needs_input_grad) == 4:
-            return grad_q, grad_k, grad_v, grad_mask
-        return grad_q, grad_k, grad_v
+        q, k, v, weights, keep, additive, fill = ctx.saved_tensors
+        batch = grad.shape[:-2]
+        blocks = [_attention_blocks(x, batch) for x in (q, k, v, grad)]
+        grads = [np.empty(x.shape, x.dtype) for x in blocks[:3]]
+        grad_mask = None
+        if additive is not None and ctx.needs_input_grad[3]:
+            grad_mask = np.empty(weights.shape, weights.dtype)  # dL/dscores (B', 1, L, S)
+        keep = None if keep is None else _mask_blocks(keep, keep.shape)
+        kernels.attention_backward(*blocks[:3], weights, blocks[3], ctx.scale, *grads, keep,
+                                   ctx.drop_scale, grad_mask)
+        out = [g.reshape(batch + g.shape[1:2] + g.shape[3:]) for g in grads]
+        if additive is not None:  # the engine sums each gradient to its input's shape
+            out.append(None if grad_mask is None else grad_mask.reshape(batch + weights.shape[2:]))
+        return tuple(out)
 
     @staticmethod
     def composed(ctx, q, k, v, *additive):
-        keep, _, fill = ctx.saved_tensors[5:]
-        scores = q.matmul(k.transpose(-1, -2)) * ctx.scale
-        if additive:
-            scores = scores + additive[0]
-        if fill is not None:
-            scores = where(fill, -np.inf, scores)
-        weights = scores.softmax(-1)
-        if keep is not None:
-            weights = weights * keep * ctx.drop_scale
-        return weights.matmul(v)
+        keep, _, fill = ctx.saved_tensors[4:]
+        out, _ = composed_attention(q, k, v, ctx.scale, fill, additive[0] if additive else None,
+                                    keep, ctx.drop_scale)
+        return out
+
+
+def _attention_blocks(x, batch):
+    """x (..., T, E) broadcast to batch dims `batch`, as the kernels' (B', T, 1, E) blocks (a
+    view when x is contiguous and needs no broadcasting)."""
+    x = np.broadcast_to(x, batch + x.shape[-2:]).reshape((-1,) + x.shape[-2:])
+    return x[:, :, None, :]
+
+
+def _mask_blocks(mask, scores):
+    """A mask broadcast to the scores' shape (..., L, S) as the kernels' (B', 1, L, S)."""
+    return np.broadcast_to(mask, scores).reshape((-1, 1) + scores[-2:])
 
 
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,

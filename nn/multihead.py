@@ -13,6 +13,7 @@ import numpy as np
 from tinygrad_tf import Tensor
 
 from . import functional as F
+from .attention import attention_weights
 from . import init
 from .layers import Linear, _empty
 from .module import Module
@@ -100,11 +101,10 @@ class MultiheadAttention(Module):
         q, k, v = (self._heads(self._project(t, i)) for i, t in enumerate((query, key, value)))
         mask = self._merged_mask(key_padding_mask, attn_mask, batch, length, source, q.dtype)
         dropout_p = self.dropout if self.training else 0.0
-        if need_weights:
-            scores = (q @ k.transpose(-2, -1)) * (1 / math.sqrt(self.head_dim))  # (N, h, L, S)
-            if mask is not None:
-                scores = scores + Tensor(mask)
-            weights = F.dropout(scores.softmax(-1), dropout_p, self.training)
+        if need_weights:  # torch returns the weights after dropout
+            weights = attention_weights(q, k, 1 / math.sqrt(self.head_dim),
+                                        additive=None if mask is None else Tensor(mask))
+            weights = F.dropout(weights, dropout_p, self.training)
             attended = weights @ v
         else:
             weights = None

@@ -33,8 +33,9 @@ from .matmul import MR, NR, _strips_times_panel
 from .softmax import (_exp, softmax_backward_numba, softmax_backward_numpy, softmax_numba,
                       softmax_numpy)
 
-# Measured on the 2-core EPYC (docs/kernels.md, "Attention"): the fused kernel wins at T = 10
-# and T = 32 ... (see there); above this length the OpenBLAS products of "mixed" take over.
+# docs/kernels.md, "Attention": on the 2-core EPYC the fused kernel was 1.1-1.24x the mixed
+# version forward and 0.92-1.06x backward from T = 10 to T = 128 (one thread; two parallelize
+# only the fused kernel's products); longer sequences take the mixed version's OpenBLAS products.
 FUSED_MAX_LENGTH = 128
 
 
@@ -252,14 +253,15 @@ def _fused_backward(q, q_slot, k, k_slot, v, v_slot, weights, grad_out, drop, sc
 
 
 def _forward_signature(dtype):
-    x, mask = f"Array({dtype}, 5, 'C', readonly=True), int64", f"Array({dtype}, 4, 'C', readonly=True)"
-    out = f"Array({dtype}, 4, 'C')"
+    x = f"Array({dtype}, 5, 'C', readonly=True), int64"
+    mask, out = f"Array({dtype}, 4, 'C', readonly=True)", f"Array({dtype}, 4, 'C')"
     return f"void({x}, {x}, {x}, {mask}, {mask}, {dtype}, {out}, {out}, int64)"
 
 
 def _backward_signature(dtype):
     x, grad = f"Array({dtype}, 5, 'C', readonly=True), int64", f"Array({dtype}, 5, 'C'), int64"
-    block, grad_out = f"Array({dtype}, 4, 'C', readonly=True)", f"Array({dtype}, 5, 'C', readonly=True)"
+    block = f"Array({dtype}, 4, 'C', readonly=True)"
+    grad_out = f"Array({dtype}, 5, 'C', readonly=True)"
     return (f"void({x}, {x}, {x}, {block}, {grad_out}, {block}, {dtype}, {grad}, {grad}, {grad}, "
             "int64)")
 
@@ -283,15 +285,21 @@ def _scores_shape(q, k):
     return (q.shape[0], q.shape[2], q.shape[1], k.shape[1])  # (B, h, L, S)
 
 
+def _compact(mask):
+    """mask as 4-D with its broadcast (stride-0) batch and head dims cut to size 1."""
+    mask = np.asarray(mask)
+    mask = mask.reshape((1,) * (4 - mask.ndim) + mask.shape)
+    return mask[tuple(slice(0, 1) if stride == 0 else slice(None) for stride in mask.strides[:2])]
+
+
 def _row_mask(shape, dtype, fill=None, additive=None, keep=None, drop_scale=1.0, default=0):
     """One float mask for the kernel, C-contiguous (B or 1, h or 1, L, S): additive plus -inf
     where `fill` (the bias), or keep * drop_scale (the dropout factor); `default` without them."""
-    parts = [m for m in (fill, additive, keep) if m is not None]
+    parts = [_compact(m) for m in (fill, additive, keep) if m is not None]
     if not parts:
         return np.full((1, 1) + shape[2:], default, dtype)
-    lead = np.broadcast_shapes(*(np.shape(m)[:-2] if np.ndim(m) >= 2 else () for m in parts))
-    lead = ((1,) * (2 - len(lead)) + lead)[-2:] if lead else (1, 1)
-    out = np.zeros(lead + shape[2:], dtype)
+    out = np.zeros(np.broadcast_shapes(*(m.shape[:2] for m in parts)) + shape[2:], dtype)
+    fill, additive, keep = (None if m is None else _compact(m) for m in (fill, additive, keep))
     if additive is not None:
         out += additive
     if fill is not None:
@@ -320,7 +328,8 @@ def _slots(x):
     slots = strides[1] // row
     return np.lib.stride_tricks.as_strided(
         x, (batch, length, slots, heads, features),
-        (length * strides[1], strides[1], row, features * item, item), writeable=x.flags.writeable), 0
+        (length * strides[1], strides[1], row, features * item, item),
+        writeable=x.flags.writeable), 0
 
 
 def attention_forward_fused(q, k, v, fill, scale, additive=None, keep=None, drop_scale=1.0):
