@@ -262,7 +262,11 @@ def backward(root, grad, retain_graph=False, capture=None):
 
     `root` and `grad` may be lists (several outputs). With `capture` (a dict keyed by the ids of
     some tensors of the graph) the gradient reaching each of those is stored there instead, and
-    no `.grad` is touched (`autograd.grad`)."""
+    no `.grad` is touched (`autograd.grad`).
+
+    Grad ownership (docs/autograd.md, section 10): a `.grad` is the user's. Here a leaf's .grad
+    is either created (a new Tensor, when it is None) or added into in place; nothing else in
+    the engine writes one, and an optimizer only reads it."""
     profiler = _plugins.profiler
     if profiler is not None:
         profiler.begin("autograd.backward", "engine")
