@@ -38,7 +38,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
         with np.errstate(invalid="ignore"):
             for g in flats:
                 g *= coefficient
-        increment_version(*grads)
+        increment_version(*flats)  # (one bump per run of memory covers each grad in it)
     return Tensor(np.asarray(total, dtype=grads[0].dtype))
 
 

@@ -411,3 +411,18 @@ def test_the_grad_ownership_example_in_the_docs_runs():
     blocks = [b.split("```", 1)[0] for b in text.split("```python\n")[1:]]
     example = next(b for b in blocks if "keep this step's gradient" in b)
     exec(compile(example, "docs/autograd.md", "exec"), {})  # asserts inside
+
+
+@pytest.mark.parametrize("write", ["clip_grad_norm_", "clip_grad_value_", "zero_grad",
+                                   "accumulate"])
+def test_writes_into_grads_bump_their_version(write):
+    model = _mlp()
+    optimizer = optim.SGD(model.parameters(), lr=0.1)
+    _loss(model, 0).backward()
+    grad = model[0].weight.grad
+    before = grad._version
+    {"clip_grad_norm_": lambda: clip_grad_norm_(model.parameters(), 1e-3),
+     "clip_grad_value_": lambda: nn.utils.clip_grad_value_(model.parameters(), 1e-3),
+     "zero_grad": lambda: optimizer.zero_grad(set_to_none=False),
+     "accumulate": lambda: _loss(model, 1).backward()}[write]()
+    assert model[0].weight.grad is grad and grad._version > before

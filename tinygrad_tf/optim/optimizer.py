@@ -212,10 +212,11 @@ class Optimizer:
             return
         grads = [p.grad.array for g in self.param_groups for p in g["params"]
                  if p.grad is not None]
-        for flat in merged_flat(grads):  # in place, as torch: a kept .grad sees the zeros
+        flats = merged_flat(grads)
+        for flat in flats:  # in place, as torch: a kept .grad sees the zeros
             flat.fill(0)
-        if grads:
-            autograd.increment_version(*grads)
+        if flats:  # (a version belongs to the memory: one bump per run covers its grads)
+            autograd.increment_version(*flats)
 
     # ------------------------------------------------------------------ flat gradients
 
