@@ -9,6 +9,7 @@ import numbers
 import numpy as np
 
 from tinygrad_tf.autograd import no_grad
+from tinygrad_tf.device import check as _check_device
 
 from . import functional as F
 from . import init
@@ -158,8 +159,9 @@ class Linear(Module):
     and bias ~ U(-1/sqrt(in), 1/sqrt(in)).
     """
 
-    def __init__(self, in_features, out_features, bias=True, dtype=None):
+    def __init__(self, in_features, out_features, bias=True, device=None, dtype=None):
         super().__init__()
+        _check_device(device, "Linear")
         self.in_features, self.out_features = in_features, out_features
         self.weight = _empty((out_features, in_features), dtype)
         if bias:
@@ -188,8 +190,9 @@ class Embedding(Module):
     weight ~ N(0, 1) as torch; the row at padding_idx starts at zero and gets no gradient.
     """
 
-    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, dtype=None):
+    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, device=None, dtype=None):
         super().__init__()
+        _check_device(device, "Embedding")
         if padding_idx is not None:
             if not -num_embeddings <= padding_idx < num_embeddings:
                 raise ValueError(f"Embedding: padding_idx {padding_idx} is outside "
@@ -218,8 +221,10 @@ class LayerNorm(Module):
     """Normalise over the trailing `normalized_shape` dims, then scale and shift (weight = 1,
     bias = 0 at start)."""
 
-    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, dtype=None):
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, device=None,
+                 dtype=None):
         super().__init__()
+        _check_device(device, "LayerNorm")
         if isinstance(normalized_shape, numbers.Integral):
             normalized_shape = (normalized_shape,)
         self.normalized_shape = tuple(normalized_shape)
@@ -247,8 +252,10 @@ class RMSNorm(Module):
     """x / sqrt(mean(x^2) + eps) * weight over the trailing `normalized_shape` dims (weight = 1 at
     start); eps=None means the input dtype's machine epsilon, as torch."""
 
-    def __init__(self, normalized_shape, eps=None, elementwise_affine=True, dtype=None):
+    def __init__(self, normalized_shape, eps=None, elementwise_affine=True, device=None,
+                 dtype=None):
         super().__init__()
+        _check_device(device, "RMSNorm")
         if isinstance(normalized_shape, numbers.Integral):
             normalized_shape = (normalized_shape,)
         self.normalized_shape = tuple(normalized_shape)

@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from tinygrad_tf import Tensor
+from tinygrad_tf.device import check as _check_device
 
 from . import functional as F
 from .attention import attention_weights
@@ -36,8 +37,10 @@ class MultiheadAttention(Module):
     no add_bias_kv / add_zero_attn)."""
 
     def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, add_bias_kv=False,
-                 add_zero_attn=False, kdim=None, vdim=None, batch_first=False, dtype=None):
+                 add_zero_attn=False, kdim=None, vdim=None, batch_first=False, device=None,
+                 dtype=None):
         super().__init__()
+        _check_device(device, "MultiheadAttention")
         if embed_dim % num_heads:
             raise ValueError(f"MultiheadAttention: embed_dim {embed_dim} must be divisible by "
                              f"num_heads {num_heads}")

@@ -64,6 +64,16 @@ def test_module_to_device_and_dtype():
         model.cuda()
 
 
+def test_layers_take_device_as_torch():
+    for make in (lambda d: nn.Linear(2, 3, device=d), lambda d: nn.Embedding(4, 2, device=d),
+                 lambda d: nn.LayerNorm(3, device=d), lambda d: nn.RMSNorm(3, device=d),
+                 lambda d: nn.MultiheadAttention(4, 2, device=d)):
+        make("cpu")
+        make(tg.device("cpu"))
+        with pytest.raises(RuntimeError, match="CPU only"):
+            make("cuda")
+
+
 def test_cuda_backends_amp_onnx_stand_ins():
     assert tg.cuda.is_available() is False and tg.cuda.device_count() == 0
     tg.cuda.manual_seed_all(0)
