@@ -40,8 +40,9 @@ _LAZY = ("distributed", "multiprocessing", "onnx", "utils", "profiler", "testing
 
 
 def __getattr__(name):
-    if name in _MISSING_DTYPES:
-        raise AttributeError(f"tinygrad_tf has no dtype {name!r}: {_MISSING_DTYPES[name]}")
+    if name in _MISSING_DTYPES:  # the name exists; using it as a dtype raises, saying why
+        from .dtypes import UnsupportedDtype
+        return UnsupportedDtype(name, _MISSING_DTYPES[name])
     if name in _LAZY:
         import importlib
         return importlib.import_module(f"{__name__}.{name}")

@@ -71,6 +71,8 @@ def check(value, op):
 def _is_dtype(value):
     if isinstance(value, (str, device)) or value is None:
         return False
+    if getattr(type(value), "unsupported", False):  # dtypes.UnsupportedDtype: np.dtype says why
+        return True
     try:
         np.dtype(value)
     except TypeError:

@@ -54,3 +54,19 @@ def as_array(data, dtype=None):
     if array.dtype.kind not in "fiub":
         raise TypeError(f"Tensor: unsupported dtype {array.dtype}; expected a float, int or bool array")
     return array
+
+
+class UnsupportedDtype:
+    """A torch dtype name with no numpy type behind it (`tinygrad_tf.bfloat16`): the name exists,
+    so code that only mentions it (a dict of dtype choices) runs; using it as a dtype raises."""
+    unsupported = True
+
+    def __init__(self, name, reason):
+        self.name, self.reason = name, reason
+
+    @property
+    def dtype(self):  # numpy asks this of anything given as a dtype
+        raise TypeError(f"tinygrad_tf.{self.name} is not supported: {self.reason}")
+
+    def __repr__(self):
+        return f"tinygrad_tf.{self.name}"
