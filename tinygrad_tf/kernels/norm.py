@@ -7,8 +7,9 @@
 numpy's version is about six passes over memory with a temporary per pass; a row of d_model
 floats fits in L1, so the Numba kernel reads each input once and writes each output once, one
 row per prange task. Backward is one pass per row as well, with weight's and bias's column sums
-kept per chunk of rows (float64, a fixed number of chunks so the result does not depend on the
-thread count) and added at the end.
+kept per chunk of rows (a fixed number of chunks so the result does not depend on the thread
+count) and added at the end. Every loop computes in the data's dtype: a float64 accumulator in a
+float32 loop costs a conversion per element and halves the vector width.
 """
 import math
 
@@ -67,7 +68,7 @@ def _layer_norm_rows(x, residual, mask, weight, bias, eps, scale, has_residual, 
     for i in prange(m):
         # h goes to `normed` first (one pass reads the inputs), then is normalised in place.
         h = normed[i]
-        total = 0.0
+        total = zero
         for j in range(n):
             v = x[i, j]
             if has_residual:
@@ -78,12 +79,12 @@ def _layer_norm_rows(x, residual, mask, weight, bias, eps, scale, has_residual, 
             h[j] = v
             total += v
         mean = total / n
-        spread = 0.0
+        spread = zero
         for j in range(n):
             d = h[j] - mean
             spread += d * d
-        r = 1.0 / math.sqrt(spread / n + eps)
-        rstd[i] = r
+        rstd[i] = 1.0 / math.sqrt(spread / n + eps)
+        r = rstd[i]  # read back in the data's dtype: the loop below stays float32 for float32
         for j in range(n):
             y = (h[j] - mean) * r
             h[j] = y
@@ -94,29 +95,37 @@ def _layer_norm_backward_rows(grad, normed, rstd, weight, mask, scale, has_resid
                               grad_x, grad_residual, partial_w, partial_b):
     m, n = normed.shape
     chunks = partial_w.shape[0]
+    zero = scale - scale  # 0 typed like the data: every loop stays in one dtype and vectorizes
     for c in prange(chunks):
-        for j in range(n):
-            partial_w[c, j] = 0.0
-            partial_b[c, j] = 0.0
+        column_w, column_b = partial_w[c], partial_b[c]
+        column_w[:] = zero
+        column_b[:] = zero
         for i in range(c * m // chunks, (c + 1) * m // chunks):
-            sum_g = 0.0
-            sum_gx = 0.0
+            g_row, x_row = grad[i], normed[i]
+            sum_g = zero
+            sum_gx = zero
             for j in range(n):
-                gw = grad[i, j] * weight[j]
+                gw = g_row[j] * weight[j]
                 sum_g += gw
-                sum_gx += gw * normed[i, j]
-                partial_w[c, j] += grad[i, j] * normed[i, j]
-                partial_b[c, j] += grad[i, j]
+                sum_gx += gw * x_row[j]
+            for j in range(n):  # weight's and bias's column sums, this chunk's rows
+                column_w[j] += g_row[j] * x_row[j]
+                column_b[j] += g_row[j]
             mean_g = sum_g / n
             mean_gx = sum_gx / n
             r = rstd[i]
+            out = grad_x[i]
             for j in range(n):
-                g = r * (grad[i, j] * weight[j] - mean_g - normed[i, j] * mean_gx)
-                grad_x[i, j] = g
-                if has_residual:
-                    if has_mask:
-                        g = g * scale if mask[i, j] else 0.0  # g is float64 here
-                    grad_residual[i, j] = g
+                out[j] = r * (g_row[j] * weight[j] - mean_g - x_row[j] * mean_gx)
+            if has_residual:  # one loop per case: no branch inside the vector loops
+                residual = grad_residual[i]
+                if has_mask:
+                    keep = mask[i]
+                    for j in range(n):
+                        residual[j] = out[j] * scale if keep[j] else zero
+                else:
+                    for j in range(n):
+                        residual[j] = out[j]
 
 
 def _signatures(kind):
@@ -125,12 +134,12 @@ def _signatures(kind):
             f"Array({dtype}, 1, 'C', readonly=True)"
         out2, out1 = f"Array({dtype}, 2, 'C')", f"Array({dtype}, 1, 'C')"
         mask = "Array(boolean, 2, 'C', readonly=True)"
-        wide = "Array(float64, 2, 'C')"
+        partial = f"Array({dtype}, 2, 'C')"
         if kind == "forward":
             return (f"void({matrix}, {matrix}, {mask}, {vector}, {vector}, {dtype}, {dtype}, "
                     f"boolean, boolean, {out2}, {out2}, {out1})")
         return (f"void({matrix}, {matrix}, {vector}, {vector}, {mask}, {dtype}, boolean, "
-                f"boolean, {out2}, {out2}, {wide}, {wide})")
+                f"boolean, {out2}, {out2}, {partial}, {partial})")
     return {dtype: signature(dtype) for dtype in ("float32", "float64")}
 
 
@@ -166,11 +175,11 @@ def layer_norm_backward_numba(grad, normed, rstd, weight, mask=None, scale=1.0, 
     grad_x = np.empty_like(normed)
     grad_residual = np.empty_like(normed) if residual else grad_x
     chunks = min(CHUNKS, normed.shape[0])
-    partial_w = np.empty((chunks, normed.shape[1]))
-    partial_b = np.empty((chunks, normed.shape[1]))
+    partial_w = np.empty((chunks, normed.shape[1]), normed.dtype)
+    partial_b = np.empty((chunks, normed.shape[1]), normed.dtype)
     layer_norm_backward_rows(grad, normed, rstd, weight, _NO_MASK if mask is None else mask,
                              normed.dtype.type(scale), residual, mask is not None, grad_x,
                              grad_residual, partial_w, partial_b, work=normed.size)
     dtype = normed.dtype
-    return (grad_x, partial_w.sum(axis=0).astype(dtype), partial_b.sum(axis=0).astype(dtype),
+    return (grad_x, partial_w.sum(axis=0, dtype=dtype), partial_b.sum(axis=0, dtype=dtype),
             grad_residual if residual else None)
