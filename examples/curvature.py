@@ -5,9 +5,10 @@ loss, and a gradient penalty.
 
 1. Hessian-vector products of the tiny Transformer's loss (float64): H v is the gradient of
    <grad L, v>, two backward passes, never the Hessian itself. Power iteration on H v finds the
-   largest-magnitude eigenvalue of the Hessian (the loss's sharpest curvature, the one a learning rate must
-   stay under: lr < 2 / lambda_max for gradient descent on a quadratic), and a few Newton-CG
-   steps (conjugate gradients on H d = -g, one HVP per CG step) on a logistic regression.
+   largest-magnitude eigenvalue of the Hessian (the loss's sharpest curvature, the one a
+   learning rate must stay under: lr < 2 / lambda_max for gradient descent on a quadratic),
+   and a few Newton-CG steps (conjugate gradients on H d = -g, one HVP per CG step) on a
+   logistic regression.
 2. A WGAN-GP critic on a small MLP: the penalty (||grad_x D(x_hat)|| - 1)^2 needs the gradient
    of a gradient with respect to the weights, which `create_graph=True` records.
 """

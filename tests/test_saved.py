@@ -64,7 +64,8 @@ def test_mutating_an_input_after_forward(name):
 _UNARY = [lambda x: x.exp(), lambda x: x.tanh(), lambda x: x * x, lambda x: x.sigmoid(),
           lambda x: x.sin(), lambda x: x.softmax(-1), lambda x: x.relu(),
           lambda x: x[np.array([1, 0, 1])], lambda x: x.masked_fill(x.array > 0.5, 0.0)]
-_BINARY = [lambda x, y: x + y, lambda x, y: x * y, lambda x, y: x @ y.T, lambda x, y: x / (y * y + 1),
+_BINARY = [lambda x, y: x + y, lambda x, y: x * y, lambda x, y: x @ y.T,
+           lambda x, y: x / (y * y + 1),
            lambda x, y: tg.where(y.array > 0, x, y)]
 
 

@@ -153,7 +153,8 @@ def gradgradcheck(func, inputs, grad_outputs=None, *, eps=1e-6, atol=1e-5, rtol=
             outs = [o for o in _as_tuple(func(*xs))]
             used = [(o, g) for o, g in zip(outs, seeds) if o.requires_grad]
             if not used:
-                return tuple(xs[i]._wrap(np.zeros(xs[i].shape, xs[i].dtype)) for i in differentiable)
+                return tuple(xs[i]._wrap(np.zeros(xs[i].shape, xs[i].dtype))
+                             for i in differentiable)
             grads = autograd_grad([o for o, _ in used], [xs[i] for i in differentiable],
                                   [g for _, g in used], create_graph=create_graph,
                                   allow_unused=True)

@@ -2,10 +2,11 @@
 
 Each op's backward runs with `ctx.xp = tensor_ops` (xp.py), its gradient and its saved arrays
 as Tensors: a saved array that is one of the op's inputs, or its output, becomes that very
-Tensor (matched by identity); any other saved array (a mask, an index) stays a constant array. The backward's lines then
-record ops like a forward does, so the gradients it returns can be differentiated again. An op
-whose backward only numpy can run has a `composed(ctx, *inputs)` twin (its forward from
-differentiable Tensor ops): here it is recomputed and differentiated instead.
+Tensor (matched by identity); any other saved array (a mask, an index) stays a constant
+array. The backward's lines then record ops like a forward does, so the gradients it returns
+can be differentiated again. An op whose backward only numpy can run has a
+`composed(ctx, *inputs)` twin (its forward from differentiable Tensor ops): here it is
+recomputed and differentiated instead.
 
 Turning a Tensor into a numpy array inside a backward on this path (np.asarray, .numpy())
 raises: the result would be a constant, and a second derivative through it silently zero.
