@@ -15,6 +15,7 @@ import numpy as np
 from tinygrad_tf import Tensor, kernels, where
 from tinygrad_tf.autograd import Function
 from tinygrad_tf.random import generator
+from tinygrad_tf.xp import numpy_ops
 
 from .attention import composed_attention
 from .losses import FusedCrossEntropy, _softplus_neg_composed, _stable_sigmoid  # noqa: F401
@@ -46,8 +47,8 @@ class FusedLinear(Function):
     @staticmethod
     def forward(ctx, x, weight, *bias):
         rows = _rows(x, x.shape[-1])
-        ctx.save_for_backward(rows, weight)  # the contiguous rows: backward needs no new copy
-        ctx.input_shape = x.shape
+        # the contiguous rows (backward needs no new copy), and x for the create_graph path
+        ctx.save_for_backward(rows, weight, x)
         out = kernels.matmul(rows, weight.T)
         if bias:
             out += bias[0]
@@ -55,19 +56,17 @@ class FusedLinear(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        rows, weight = ctx.saved_tensors
-        grad_rows = _rows(grad, weight.shape[0])
+        rows, weight, x = ctx.saved_tensors
+        xp = ctx.xp
+        if xp is not numpy_ops:  # under create_graph `rows` would be a constant: x's rows
+            rows = xp.reshape(x, (-1, x.shape[-1]))
+        grad_rows = xp.reshape(grad, (-1, weight.shape[0]))
         needs = ctx.needs_input_grad
-        grad_x = kernels.matmul(grad_rows, weight).reshape(ctx.input_shape) if needs[0] else None
-        grad_w = kernels.matmul(grad_rows.T, rows) if needs[1] else None
+        grad_x = xp.reshape(xp.matmul(grad_rows, weight), x.shape) if needs[0] else None
+        grad_w = xp.matmul(grad_rows.T, rows) if needs[1] else None
         if len(needs) == 2:
             return grad_x, grad_w
-        return grad_x, grad_w, (grad_rows.sum(axis=0) if needs[2] else None)
-
-    @staticmethod
-    def composed(ctx, x, weight, *bias):  # the create_graph path (graph_backward.py)
-        out = x.matmul(weight.T)
-        return out + bias[0] if bias else out
+        return grad_x, grad_w, (xp.sum(grad_rows, 0) if needs[2] else None)
 
 
 def linear(input, weight, bias=None):
