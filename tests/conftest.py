@@ -2,6 +2,14 @@ import os
 
 from hypothesis import HealthCheck, Phase, settings
 
+# The test process opts in to what `kernels.tune_process()` sets for its OpenMP threads (import
+# itself sets nothing): with libgomp's default wait policy Numba's threads spin after every
+# parallel kernel, and on a machine shared with other work the tiny copy model's training
+# fixture (tests/models/test_recipe.py) took 126-156 s instead of about 20 s. libgomp reads the
+# variable when it loads, at the first parallel kernel, so it is set here, before any test runs.
+# Tests that check the defaults run fresh processes without it (tests/test_threads.py).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 # `ci` is derandomized so a red build reproduces; `thorough` digs deeper on a developer's machine:
 #   HYPOTHESIS_PROFILE=thorough make test
 settings.register_profile("ci", derandomize=True, max_examples=25, deadline=None,

@@ -24,7 +24,7 @@ from ._jit import ROWS_SERIAL_BELOW, LazyKernel
 
 KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh")  # kernel codes 0, 1, 2
-CHUNKS = 16  # row chunks for the bias's column sum (float64 partials, summed in order)
+CHUNKS = 16  # row chunks for the bias's column sum (partials summed in order at the end)
 _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 _INV_SQRT2 = 1 / math.sqrt(2)
 _INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
@@ -129,14 +129,15 @@ def _bias_activation_backward_rows(grad, saved, mask, scale, kind, has_mask, gra
     chunks = partial_b.shape[0]
     zero = scale - scale
     for c in prange(chunks):
-        for j in range(n):
-            partial_b[c, j] = 0.0
+        column = partial_b[c]  # in the data's dtype: a float64 sum would convert per element
+        column[:] = zero
         for i in range(c * m // chunks, (c + 1) * m // chunks):
             if kind == 0:  # ReLU: the slope is read from the output (saved), mask included
+                g_row, s_row, out = grad[i], saved[i], grad_pre[i]
                 for j in range(n):
-                    r = grad[i, j] * scale if saved[i, j] > zero else zero
-                    grad_pre[i, j] = r
-                    partial_b[c, j] += r
+                    r = g_row[j] * scale if s_row[j] > zero else zero
+                    out[j] = r
+                    column[j] += r
                 continue
             for j in range(n):
                 g = grad[i, j]
@@ -152,7 +153,7 @@ def _bias_activation_backward_rows(grad, saved, mask, scale, kind, has_mask, gra
                         v * 0.5 * (1 - t * t) * _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * v * v)
                 d = g * slope
                 grad_pre[i, j] = d
-                partial_b[c, j] += d
+                column[j] += d
 
 
 def _embedding_position_rows(weight, ids, table, embed_scale, mask, scale, has_mask, out):
@@ -186,12 +187,11 @@ def _signatures(kind):
             f"Array({dtype}, 1, 'C', readonly=True)"
         out2 = f"Array({dtype}, 2, 'C')"
         mask, ids = "Array(boolean, 2, 'C', readonly=True)", "Array(int64, 1, 'C', readonly=True)"
-        wide = "Array(float64, 2, 'C')"
         return {
             "bias_activation": f"void({out2}, {vector}, {mask}, {dtype}, int64, boolean, boolean, "
                                f"{out2})",
             "bias_activation_backward": f"void({matrix}, {matrix}, {mask}, {dtype}, int64, "
-                                        f"boolean, {out2}, {wide})",
+                                        f"boolean, {out2}, {out2})",
             "embedding_position": f"void({matrix}, {ids}, {matrix}, {dtype}, {mask}, {dtype}, "
                                   f"boolean, {out2})",
             "scatter_add": f"void({matrix}, {ids}, {mask}, {dtype}, boolean, {out2})",
@@ -253,11 +253,11 @@ def bias_activation_backward_numba(grad, saved, activation, mask=None, scale=1.0
         return bias_activation_backward_numpy(grad, saved, activation, mask, scale)
     grad = np.ascontiguousarray(grad)
     grad_pre = np.empty_like(saved)
-    partial_b = np.empty((min(CHUNKS, grad.shape[0]), grad.shape[1]))
+    partial_b = np.empty((min(CHUNKS, grad.shape[0]), grad.shape[1]), grad.dtype)
     bias_activation_backward_rows(grad, saved, _NO_MASK if mask is None else mask,
                                   grad.dtype.type(scale), ACTIVATIONS.index(activation),
                                   mask is not None, grad_pre, partial_b, work=grad.size)
-    return grad_pre, partial_b.sum(axis=0).astype(grad.dtype)
+    return grad_pre, partial_b.sum(axis=0, dtype=grad.dtype)
 
 
 def embedding_position_forward_numba(weight, ids, table, embed_scale, mask=None, scale=1.0):
