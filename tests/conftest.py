@@ -20,3 +20,27 @@ settings.register_profile("thorough", max_examples=300, deadline=None)
 settings.register_profile("noshrink", parent=settings.get_profile("ci"),
                           phases=[Phase.explicit, Phase.reuse, Phase.generate])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# A cold Numba cache (a fresh clone) costs about 100 s of compiling on this project's 2-core
+# machine, most of it in the first tests that touch each kernel. A full run therefore starts
+# `kernels.warmup()` in a second process that fills the on-disk cache (Numba writes each entry
+# atomically) while the tests run here; a kernel this process needs before the warm-up reached
+# it is compiled here as before. Runs of a few tests, and TINYGRAD_TF_TEST_WARMUP=0, skip it.
+_warmup = None
+
+
+def pytest_collection_finish(session):
+    global _warmup
+    import subprocess
+    import sys
+    if len(session.items) < 200 or os.environ.get("TINYGRAD_TF_TEST_WARMUP") == "0":
+        return
+    _warmup = subprocess.Popen(
+        [sys.executable, "-c", "from tinygrad_tf import kernels; kernels.warmup()"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def pytest_sessionfinish(session):
+    if _warmup is not None and _warmup.poll() is None:
+        _warmup.terminate()
+        _warmup.wait()
