@@ -19,6 +19,16 @@ def test_threads_for_rounds_the_free_cores_and_clamps():
     assert threads.threads_for(0.0, cores=8, maximum=3) == 3  # never above the maximum
 
 
+def test_threads_for_keeps_the_count_under_noise_around_half_a_core():
+    # On a quiet machine background noise near half a core must not flip 2 <-> 1 threads; a
+    # real neighbour (a busy core) still takes one away, and a quiet machine gives it back.
+    for noise in (0.55, 0.7):
+        assert threads.threads_for(noise, cores=2, maximum=2, current=2) == 2
+    assert threads.threads_for(0.8, cores=2, maximum=2, current=2) == 1
+    assert threads.threads_for(0.3, cores=2, maximum=2, current=1) == 1
+    assert threads.threads_for(0.2, cores=2, maximum=2, current=1) == 2
+
+
 class FakeMachine:
     """/proc/stat and os.times as a script: each `advance` moves time and busy seconds."""
 

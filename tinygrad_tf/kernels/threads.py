@@ -103,12 +103,23 @@ def max_threads():
     return numba.config.NUMBA_NUM_THREADS
 
 
-def threads_for(others_busy, cores=None, maximum=None):
+# A change needs the free cores this far past the halfway mark between two counts: background
+# noise that hovers around half a core (a quiet machine's daemons, a short-lived process) would
+# otherwise flip the count every CHECK_SECONDS, and each drop costs a parallel step on a free core.
+HYSTERESIS = 0.25
+
+
+def threads_for(others_busy, cores=None, maximum=None, current=None):
     """The thread count for `others_busy` cores' worth of other processes' work: the free
-    cores, rounded to nearest, clamped to [1, maximum]."""
+    cores, rounded to nearest, clamped to [1, maximum]; with `current` (the count in effect)
+    it changes only when the free cores are more than HYSTERESIS past the rounding point."""
     cores = os.cpu_count() if cores is None else cores
     maximum = max_threads() if maximum is None else maximum
-    return max(1, min(maximum, int(cores - others_busy + 0.5)))
+    free = cores - others_busy
+    wanted = max(1, min(maximum, int(free + 0.5)))
+    if current is not None and wanted != current and abs(free - current) < 0.5 + HYSTERESIS:
+        return current
+    return wanted
 
 
 def set_threads(threads):
@@ -144,7 +155,7 @@ def adapt():
         return None
     elapsed = now - previous[0]
     others = max(0.0, (busy - previous[1]) - (own - previous[2])) / elapsed  # in cores
-    threads = threads_for(others)
+    threads = threads_for(others, current=_current)
     if threads != _current:
         set_threads(threads)
     return threads
