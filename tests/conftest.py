@@ -22,10 +22,11 @@ settings.register_profile("noshrink", parent=settings.get_profile("ci"),
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # A cold Numba cache (a fresh clone) costs about 100 s of compiling on this project's 2-core
-# machine, most of it in the first tests that touch each kernel. A full run therefore starts
-# `kernels.warmup()` in a second process that fills the on-disk cache (Numba writes each entry
-# atomically) while the tests run here; a kernel this process needs before the warm-up reached
-# it is compiled here as before. Runs of a few tests, and TINYGRAD_TF_TEST_WARMUP=0, skip it.
+# machine, most of it in the first tests that touch each kernel. A full run therefore compiles
+# every kernel (kernels.warmup's work) in a second process that fills the on-disk cache (Numba
+# writes each entry atomically) while the tests run here; a kernel this process needs before
+# the warm-up reached it is compiled here as before. Runs of a few tests, and
+# TINYGRAD_TF_TEST_WARMUP=0, skip it.
 _warmup = None
 
 
@@ -35,9 +36,14 @@ def pytest_collection_finish(session):
     import sys
     if len(session.items) < 200 or os.environ.get("TINYGRAD_TF_TEST_WARMUP") == "0":
         return
-    _warmup = subprocess.Popen(
-        [sys.executable, "-c", "from tinygrad_tf import kernels; kernels.warmup()"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # float32 first (the models' tests), the Numba GEMM last ("auto" runs matmul on OpenBLAS).
+    code = ("from tinygrad_tf import kernels\n"
+            "for dtype in ('float32', 'float64'):\n"
+            "    for kernel in sorted(kernels.compiled_kernels(),\n"
+            "                         key=lambda kernel: kernel.name == '_gemm'):\n"
+            "        kernel.compile(dtype)\n")
+    _warmup = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
 
 
 def pytest_sessionfinish(session):

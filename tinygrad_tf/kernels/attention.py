@@ -136,6 +136,14 @@ def _pack_transposed(x, slot, b, h, panels):
             panel[e, c] = row[e]
 
 
+@numba.njit(cache=True, inline="always")
+def _block(rows, cols, dtype):
+    """A (rows, cols) scratch block typed as a strided ('A') array, like every other left
+    operand of _product (q and dO slices, transposes): one compiled _product per dtype, not one
+    per layout (each costs seconds of compiling)."""
+    return np.empty((rows, cols + 1), dtype)[:, :cols]
+
+
 @numba.njit(cache=True)
 def _product(a, rows, panels, dest, zero):
     """dest[:rows, :] = a[:rows] @ B for B packed as `panels`; dest has _padded(rows) rows."""
@@ -162,7 +170,7 @@ def _fused_forward(q, q_slot, k, k_slot, v, v_slot, bias, drop, scale, out, weig
         k_t = np.zeros((_panels(source), features, NR), dtype)  # K^T, packed
         v_p = np.zeros((_panels(v_features), source, NR), dtype)
         scores = np.empty((_padded(length), _panels(source) * NR), dtype)
-        dropped = np.empty((length, source), dtype)  # weights * keep * drop_scale
+        dropped = _block(length, source, dtype)  # weights * keep * drop_scale
         result = np.empty((_padded(length), _panels(v_features) * NR), dtype)
         for block in range(chunk * blocks // chunks, (chunk + 1) * blocks // chunks):
             b, h = block // heads, block % heads
@@ -210,8 +218,8 @@ def _fused_backward(q, q_slot, k, k_slot, v, v_slot, weights, grad_out, drop, sc
         v_t = np.zeros((_panels(source), v_features, NR), dtype)  # V^T
         k_p = np.zeros((_panels(features), source, NR), dtype)
         q_p = np.zeros((_panels(features), length, NR), dtype)
-        dropped = np.empty((length, source), dtype)
-        ds = np.empty((length, source), dtype)
+        dropped = _block(length, source, dtype)
+        ds = _block(length, source, dtype)
         dv = np.empty((_padded(source), _panels(v_features) * NR), dtype)
         dp = np.empty((_padded(length), _panels(source) * NR), dtype)
         dq = np.empty((_padded(length), _panels(features) * NR), dtype)
@@ -253,15 +261,17 @@ def _fused_backward(q, q_slot, k, k_slot, v, v_slot, weights, grad_out, drop, sc
 
 
 def _forward_signature(dtype):
-    x = f"Array({dtype}, 5, 'C', readonly=True), int64"
+    # Inputs typed writable (the kernels never write them; _slots copies a read-only array) so
+    # that their slices share one type with the scratch blocks: see _block.
+    x = f"Array({dtype}, 5, 'C'), int64"
     mask, out = f"Array({dtype}, 4, 'C', readonly=True)", f"Array({dtype}, 4, 'C')"
     return f"void({x}, {x}, {x}, {mask}, {mask}, {dtype}, {out}, {out}, int64)"
 
 
 def _backward_signature(dtype):
-    x, grad = f"Array({dtype}, 5, 'C', readonly=True), int64", f"Array({dtype}, 5, 'C'), int64"
+    x = grad = f"Array({dtype}, 5, 'C'), int64"
     block = f"Array({dtype}, 4, 'C', readonly=True)"
-    grad_out = f"Array({dtype}, 5, 'C', readonly=True)"
+    grad_out = f"Array({dtype}, 5, 'C')"
     return (f"void({x}, {x}, {x}, {block}, {grad_out}, {block}, {dtype}, {grad}, {grad}, {grad}, "
             "int64)")
 
@@ -322,14 +332,13 @@ def _slots(x):
     fits = (strides[3] == item or features == 1) and (strides[2] == features * item or heads == 1)
     fits = fits and strides[1] % row == 0 and strides[1] > 0 and (
         strides[0] == length * strides[1] or batch == 1)
-    if not fits:
-        x = np.ascontiguousarray(x)
+    if not fits or not x.flags.writeable:  # the kernel's signature takes writable arrays
+        x = np.array(x, order="C")
         return x.reshape(batch, length, 1, heads, features), 0
     slots = strides[1] // row
     return np.lib.stride_tricks.as_strided(
         x, (batch, length, slots, heads, features),
-        (length * strides[1], strides[1], row, features * item, item),
-        writeable=x.flags.writeable), 0
+        (length * strides[1], strides[1], row, features * item, item)), 0
 
 
 def attention_forward_fused(q, k, v, fill, scale, additive=None, keep=None, drop_scale=1.0):
