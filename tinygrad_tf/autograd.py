@@ -204,10 +204,11 @@ def unbroadcast(grad, shape, op="op"):
     return grad
 
 
-def _topological_order(roots):
+def _topological_order(roots, stop=()):
     """Tensors that lead to `roots` (one tensor or a list) and require grad, inputs before
-    outputs. Iterative DFS so a chain of any length works; keyed by id because Tensor `==` is
-    elementwise."""
+    outputs; the walk does not go past tensors whose id is in `stop` (backward's `inputs=`).
+    Iterative DFS so a chain of any length works; keyed by id because Tensor `==` is
+    elementwise. The create_graph walk (graph_backward.py) uses it too."""
     order, visited = [], set()
     stack = [(root, False) for root in (roots if isinstance(roots, list) else [roots])]
     while stack:
@@ -220,14 +221,16 @@ def _topological_order(roots):
         visited.add(id(tensor))
         stack.append((tensor, True))
         ctx = tensor._ctx
-        if ctx is not None:
-            if ctx.parents is None:
-                raise RuntimeError(
-                    f"backward through {type(ctx).__name__} a second time: its saved arrays were "
-                    "freed by the first backward; pass retain_graph=True to the first call")
-            for parent in ctx.parents:
-                if parent.requires_grad and id(parent) not in visited:
-                    stack.append((parent, False))
+        if ctx is None or id(tensor) in stop:
+            continue
+        if ctx.parents is None:
+            raise RuntimeError(
+                f"backward through {type(ctx).__name__} a second time: its saved arrays were "
+                "freed by the first backward; pass retain_graph=True (or create_graph=True) to "
+                "the first call")
+        for parent in ctx.parents:
+            if parent.requires_grad and id(parent) not in visited:
+                stack.append((parent, False))
     return order
 
 

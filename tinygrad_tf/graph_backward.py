@@ -20,34 +20,6 @@ _wrap = _autograd._wrap_array
 _FAR_FUTURE = 1 << 62
 
 
-def _order(roots, stop=()):
-    """Tensors leading to `roots` that require grad, inputs first; the walk does not go past
-    tensors whose id is in `stop`."""
-    order, visited = [], set()
-    stack = [(root, False) for root in roots]
-    while stack:
-        tensor, children_done = stack.pop()
-        if children_done:
-            order.append(tensor)
-            continue
-        if id(tensor) in visited:
-            continue
-        visited.add(id(tensor))
-        stack.append((tensor, True))
-        ctx = tensor._ctx
-        if ctx is None or id(tensor) in stop:
-            continue
-        if ctx.parents is None:
-            raise RuntimeError(
-                f"backward through {type(ctx).__name__} a second time: its saved arrays were "
-                "freed by the first backward; pass retain_graph=True (or create_graph=True) to "
-                "the first call")
-        for parent in ctx.parents:
-            if parent.requires_grad and id(parent) not in visited:
-                stack.append((parent, False))
-    return order
-
-
 def _unbroadcast(grad, shape, op):
     extra = grad.ndim - len(shape)
     if extra < 0:
@@ -118,7 +90,7 @@ def run(roots, grads, retain_graph=True, capture=None, stop=()):
     graph; with `capture` (ids of tensors -> None) store the gradients reaching those tensors
     there instead, touching no `.grad` (autograd.grad)."""
     Tensor = _autograd._Tensor
-    order = _order(roots, stop)
+    order = _autograd._topological_order(roots, stop)
     pending = {}
     for root, grad in zip(roots, grads):
         key = id(root)
