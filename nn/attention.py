@@ -18,10 +18,10 @@ import math
 import numpy as np
 
 from tinygrad_tf import Tensor, kernels, where
-from tinygrad_tf.autograd import Function
+from tinygrad_tf.autograd import ArrayFunction
 
 
-class PackedAttention(Function):
+class PackedAttention(ArrayFunction):
     """softmax(q k^T * scale, masked) v over every head of packed projections (see the module)."""
 
     @staticmethod

@@ -13,7 +13,7 @@ import numbers
 import numpy as np
 
 from tinygrad_tf import Tensor, kernels, where
-from tinygrad_tf.autograd import Function
+from tinygrad_tf.autograd import ArrayFunction
 from tinygrad_tf.random import generator
 from tinygrad_tf.xp import numpy_ops
 
@@ -41,7 +41,7 @@ def _check_float(op, **tensors):
 
 # ---------------------------------------------------------------------------- linear
 
-class FusedLinear(Function):
+class FusedLinear(ArrayFunction):
     """y = x @ W^T + b, as one BLAS call on the (rows, in_features) view of x."""
 
     @staticmethod
@@ -89,7 +89,7 @@ def relu(input):
     return input.relu()
 
 
-class Gelu(Function):
+class Gelu(ArrayFunction):
     """x * Phi(x), Phi the standard normal CDF; 'tanh' uses the tanh approximation of Phi."""
 
     @staticmethod
@@ -143,7 +143,7 @@ def log_softmax(input, dim):
     return input.log_softmax(dim)
 
 
-class Silu(Function):
+class Silu(ArrayFunction):
     """x * sigmoid(x), the sigmoid in its stable two-sided form."""
 
     @staticmethod
@@ -168,7 +168,7 @@ def silu(input):
     return Silu.apply(input)
 
 
-class Softplus(Function):
+class Softplus(ArrayFunction):
     """log(1 + exp(beta x)) / beta, and x itself where beta x > threshold (as torch)."""
 
     @staticmethod
@@ -224,7 +224,7 @@ def one_hot(tensor, num_classes=-1):
     return Tensor(out)
 
 
-class Pad(Function):
+class Pad(ArrayFunction):
     """Constant padding; backward slices the padded border off."""
 
     @staticmethod
@@ -254,7 +254,7 @@ def pad(input, pad, mode="constant", value=None):
     return Pad.apply(input, widths=tuple(widths), value=0 if value is None else value)
 
 
-class VectorNorm(Function):
+class VectorNorm(ArrayFunction):
     """(sum |x|^p)^(1/p) along dim (kept); its gradient is 0 where the norm is 0, as torch's
     (composed from sqrt it would be 0 * inf = nan there)."""
 
@@ -328,7 +328,7 @@ def _keep_mask(shape, p):
     return (bits >= threshold).reshape(shape)
 
 
-class FusedDropout(Function):
+class FusedDropout(ArrayFunction):
     """x * mask / (1 - p), mask ~ Bernoulli(1 - p), drawn once and reused by backward."""
 
     @staticmethod
@@ -368,7 +368,7 @@ def dropout(input, p=0.5, training=True):
 
 # ---------------------------------------------------------------------------- layer norm
 
-class FusedLayerNorm(Function):
+class FusedLayerNorm(ArrayFunction):
     """(x - mean) / sqrt(var + eps) * weight + bias over the trailing `normalized_shape` dims.
     The loops are the kernel layer's layer_norm (one pass per row with Numba, a numpy twin beside
     it), which also serves the fused residual + dropout + layer norm of nn.fused."""
@@ -437,7 +437,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
 
 # ---------------------------------------------------------------------------- embedding
 
-class Gather(Function):
+class Gather(ArrayFunction):
     """weight[ids]: forward is a row gather; backward scatters-adds rows of the gradient."""
 
     @staticmethod
@@ -505,7 +505,7 @@ def embedding(input, weight, padding_idx=None):
 
 # ---------------------------------------------------------------------------- attention
 
-class FusedAttention(Function):
+class FusedAttention(ArrayFunction):
     """softmax(q @ k^T * scale + mask) @ v (with dropout on the weights), and its backward, on
     kernels.attention_forward / attention_backward (kernels/attention.py: the arithmetic and the
     mask convention, once).

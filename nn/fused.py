@@ -17,7 +17,7 @@ import numbers
 import numpy as np
 
 from tinygrad_tf import kernels
-from tinygrad_tf.autograd import Function
+from tinygrad_tf.autograd import ArrayFunction
 
 from .functional import _check_float, _index_array, _keep_mask, _rows, _check_range
 from .functional import _gelu_composed, _layer_norm_composed, _pick_rows
@@ -32,7 +32,7 @@ def _dropout_args(p, training, op):
 
 # ---------------------------------------------------------------------------- Add & Norm
 
-class ResidualDropoutLayerNorm(Function):
+class ResidualDropoutLayerNorm(ArrayFunction):
     """layer_norm(x + dropout(s)) over the last dim, one node (post-norm "Add & Norm")."""
 
     @staticmethod
@@ -77,7 +77,7 @@ def residual_dropout_layer_norm(x, sublayer_out, weight, bias, p=0.0, training=T
 
 # ---------------------------------------------------------------------------- feed-forward
 
-class LinearActivationDropout(Function):
+class LinearActivationDropout(ArrayFunction):
     """dropout(act(input @ weight.T + bias)), one node: a GEMM, then one fused pass."""
 
     @staticmethod
@@ -129,7 +129,7 @@ def linear_activation_dropout(input, weight, bias, activation="relu", p=0.0, tra
 
 # ---------------------------------------------------------------------------- embeddings
 
-class EmbeddingPositionDropout(Function):
+class EmbeddingPositionDropout(ArrayFunction):
     """dropout(weight[ids] * scale + table[t]) for ids (B, T), table (T, D), one node."""
 
     @staticmethod

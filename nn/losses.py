@@ -11,7 +11,7 @@ import numbers
 import numpy as np
 
 from tinygrad_tf import Tensor, kernels, where
-from tinygrad_tf.autograd import Function
+from tinygrad_tf.autograd import ArrayFunction
 
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -130,7 +130,7 @@ def _reduce_rows_composed(loss, ctx):
 
 # ---------------------------------------------------------------------------- cross-entropy
 
-class FusedCrossEntropy(Function):
+class FusedCrossEntropy(ArrayFunction):
     """Per row i with target y (w the class weights, all 1 without weight, s the smoothing):
         loss_i = (1 - s) * w[y] * -log p[i, y] + (s / C) * sum_c w[c] * -log p[i, c]
     p = softmax over classes; rows with y == ignore_index give 0. 'mean' divides the sum by
@@ -221,7 +221,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
                                    reduction=reduction)
 
 
-class NllLoss(Function):
+class NllLoss(ArrayFunction):
     """-w[y] * input[i, y] per row (input holds log-probabilities); ignored rows give 0."""
 
     @staticmethod
@@ -354,7 +354,7 @@ def _softplus_neg_composed(x):
 _BCE_EPS = float(np.float32(1e-12))
 
 
-class BinaryCrossEntropy(Function):
+class BinaryCrossEntropy(ArrayFunction):
     """-w (t log x + (1 - t) log(1 - x)), each log clamped at -100 as torch."""
 
     @staticmethod
@@ -414,7 +414,7 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):
     return _reduce(BinaryCrossEntropy.apply(input, target, weight=weight), reduction)
 
 
-class BinaryCrossEntropyWithLogits(Function):
+class BinaryCrossEntropyWithLogits(ArrayFunction):
     """w ((1 - t) x + (1 + (pw - 1) t) log(1 + exp(-x))), the stable form of
     -w (pw t log sigmoid(x) + (1 - t) log(1 - sigmoid(x)))."""
 

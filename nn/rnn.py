@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 
 from tinygrad_tf import Tensor, cat, kernels, stack, where
-from tinygrad_tf.autograd import Function
+from tinygrad_tf.autograd import ArrayFunction
 from tinygrad_tf.device import check as _check_device
 
 from . import functional as F
@@ -34,7 +34,7 @@ from .packing import PackedSequence, pack_like, pad_packed_sequence
 _MODES = kernels._recurrent.MODES
 
 
-class Recurrence(Function):
+class Recurrence(ArrayFunction):
     """One recurrent layer in one direction over (T, B, G) input projections `xw`.
 
     Inputs: xw, h0 (B, H), w_hh (G, H), then b_hh (G,) if has_bias, then c0 (B, H) for the LSTM.

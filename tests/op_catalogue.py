@@ -10,18 +10,20 @@ import numpy as np
 
 import tinygrad_tf as tg
 from tinygrad_tf import Tensor
-from tinygrad_tf.autograd import Function
+from tinygrad_tf.autograd import ArrayFunction
 from tinygrad_tf import nn
 from tinygrad_tf.nn import attention, fused, rnn
 from tinygrad_tf.nn import functional as F
 
 
 def all_functions():
-    """Every Function subclass defined in tinygrad_tf or nn."""
-    found, stack = set(), list(Function.__subclasses__())
+    """Every ArrayFunction subclass defined in tinygrad_tf or nn. (autograd_function.py's nodes
+    run a user's backward: the custom-Function cases below and test_custom_function.py.)"""
+    found, stack = set(), list(ArrayFunction.__subclasses__())
     while stack:
         cls = stack.pop()
-        if cls.__module__.startswith("tinygrad_tf.") and cls not in found:
+        if (cls.__module__.startswith("tinygrad_tf.") and cls not in found
+                and cls.__module__ != "tinygrad_tf.autograd_function"):
             found.add(cls)
         stack.extend(cls.__subclasses__())
     return found
@@ -158,7 +160,36 @@ def _cases():
                 _float(rng, 3, 2, 2 * gates), _float(rng, 2, 2), _float(rng, 2 * gates, 2),
                 _float(rng, 2 * gates)] + ([_float(rng, 2, 2)] if mode == "LSTM" else []) +
             [Tensor(np.array([[True, True], [True, False], [True, False]]))])
+    # torch-style Functions (autograd_function.py): one output, and two (through _OutputOf)
+    c["custom:Function"] = (lambda x, y: _ScaledProduct.apply(x, y, 1.5), b)
+    c["custom:two outputs"] = (lambda x: _Halves.apply(x)[0] * _Halves.apply(x)[1].exp(),
+                               lambda rng: [_float(rng, 2, 4)])
     return c
+
+
+class _ScaledProduct(tg.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, y, scale):
+        ctx.save_for_backward(x, y)
+        ctx.scale = scale
+        return scale * x * y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, y = ctx.saved_tensors
+        return grad * ctx.scale * y, grad * ctx.scale * x, None
+
+
+class _Halves(tg.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x[..., :2] * x[..., :2], x[..., 2:] * 3
+
+    @staticmethod
+    def backward(ctx, grad_a, grad_b):
+        (x,) = ctx.saved_tensors
+        return tg.cat([grad_a * 2 * x[..., :2], grad_b * 3], -1)
 
 
 CASES = _cases()

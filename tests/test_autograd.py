@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import tinygrad_tf as tg
-from tinygrad_tf import Function, Tensor, gradcheck
+from tinygrad_tf import Tensor, gradcheck
+from tinygrad_tf.autograd import ArrayFunction
 
 
 def leaf(*values):
@@ -183,7 +184,7 @@ def test_second_backward_needs_retain_graph():
         y.backward()
 
 
-class Cube(Function):
+class Cube(ArrayFunction):
     """A user-defined op, written the way the built-ins are."""
     @staticmethod
     def forward(ctx, x):
@@ -196,7 +197,7 @@ class Cube(Function):
         return grad * 3 * x ** 2
 
 
-class ScaledSub(Function):
+class ScaledSub(ArrayFunction):
     """Two inputs, a keyword argument, and `needs_input_grad` to skip unneeded work."""
     @staticmethod
     def forward(ctx, a, b, scale):
@@ -219,7 +220,7 @@ def test_custom_function_is_gradchecked():
 
 
 def test_custom_function_errors_are_clear():
-    class WrongShape(Function):
+    class WrongShape(ArrayFunction):
         @staticmethod
         def forward(ctx, x):
             return x.sum()
@@ -228,7 +229,7 @@ def test_custom_function_errors_are_clear():
         def backward(ctx, grad):
             return np.ones(7)
 
-    class TooMany(Function):
+    class TooMany(ArrayFunction):
         @staticmethod
         def forward(ctx, x):
             return x * 1
@@ -237,7 +238,7 @@ def test_custom_function_errors_are_clear():
         def backward(ctx, grad):
             return grad, grad
 
-    class TwoOutputs(Function):
+    class TwoOutputs(ArrayFunction):
         @staticmethod
         def forward(ctx, x):
             return x, x
@@ -311,7 +312,7 @@ def test_backward_releases_saved_arrays():
 def test_backward_frees_each_activation_once_its_consumers_are_done():
     seen = {}
 
-    class Probe(Function):  # the first op of the chain: its backward runs last
+    class Probe(ArrayFunction):  # the first op of the chain: its backward runs last
         @staticmethod
         def forward(ctx, x):
             return x.copy()

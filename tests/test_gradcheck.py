@@ -3,12 +3,13 @@ kinks apart, and checks every element."""
 import numpy as np
 import pytest
 
-from tinygrad_tf import Function, GradcheckError, GradcheckKinkError, Tensor, gradcheck
+from tinygrad_tf import GradcheckError, GradcheckKinkError, Tensor, gradcheck
+from tinygrad_tf.autograd import ArrayFunction
 
 
 def make_op(backward):
     """A Function computing x * y whose backward is the given (possibly wrong) formula."""
-    class Op(Function):
+    class Op(ArrayFunction):
         @staticmethod
         def forward(ctx, x, y):
             ctx.save_for_backward(x, y)

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from tinygrad_tf import Function, Tensor, plugins, profiler
+from tinygrad_tf import Tensor, plugins, profiler
+from tinygrad_tf.autograd import ArrayFunction
 from tinygrad_tf.nn import functional as F
 
 
@@ -69,7 +70,7 @@ def test_results_are_unchanged_under_the_profiler():
 
 
 def test_an_error_inside_backward_leaves_no_event_open():
-    class Broken(Function):
+    class Broken(ArrayFunction):
         @staticmethod
         def forward(ctx, x):
             return x * 1.0

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import tinygrad_tf as tg
-from tinygrad_tf import Function, Tensor, testing as tt
+from tinygrad_tf import Tensor, testing as tt
+from tinygrad_tf.autograd import ArrayFunction
 from tinygrad_tf.autograd import functional as AF, grad
 from tinygrad_tf.nn import functional as F
 
@@ -190,7 +191,7 @@ def test_autograd_functional_strict_and_errors():
         AF.jacobian(lambda a: a, x, strategy="forward-mode")
 
 
-class SinWrongTwin(Function):
+class SinWrongTwin(ArrayFunction):
     """sin with a right first derivative and a deliberately wrong second one."""
 
     @staticmethod

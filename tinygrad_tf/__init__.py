@@ -14,6 +14,9 @@ from . import autograd_functional as _autograd_functional  # noqa: E402
 # `functional` is set on it and registered under the dotted name for `import ... as`.
 autograd.functional = _autograd_functional
 __import__("sys").modules[f"{__name__}.autograd.functional"] = _autograd_functional
+from . import autograd_function as _autograd_function  # noqa: E402
+autograd.function = _autograd_function  # torch.autograd.function.once_differentiable
+__import__("sys").modules[f"{__name__}.autograd.function"] = _autograd_function
 
 __version__ = "0.1.0"
 

@@ -1,8 +1,10 @@
-"""The autograd machinery: grad mode, the `Function` base class, and the backward graph walk.
+"""The autograd machinery: grad mode, the `ArrayFunction` base class of every op, and the
+backward graph walk. (torch's `autograd.Function`, on Tensors, is autograd_function.py.)
 
-Every op records a `Function` instance (the "ctx") on the tensor it produces. The ctx holds the
-op's input tensors (`parents`) and whatever arrays its backward needs. `backward()` orders the
-recorded graph topologically, then calls each op's `backward` from the output towards the leaves.
+Every op records an `ArrayFunction` instance (the "ctx") on the tensor it produces. The ctx
+holds the op's input tensors (`parents`) and whatever arrays its backward needs. `backward()`
+orders the recorded graph topologically, then calls each op's `backward` from the output
+towards the leaves.
 """
 import contextlib
 import numbers
@@ -66,17 +68,18 @@ def is_grad_enabled():
     return _GradMode.enabled
 
 
-# ---------------------------------------------------------------------------- Function
+# ---------------------------------------------------------------------------- ArrayFunction
 
 # Set by tensor.py (which imports this module): the class `apply` wraps results in.
 _Tensor = None
 _new_object = object.__new__
 
 
-class Function:
-    """A differentiable op. Subclass it and write two static methods side by side:
+class ArrayFunction:
+    """A differentiable op on numpy arrays (the engine's primitives, nn's fused ops). Subclass it
+    and write two static methods side by side:
 
-        class Cube(Function):
+        class Cube(ArrayFunction):
             @staticmethod
             def forward(ctx, x):                 # numpy arrays in, a numpy array out
                 ctx.save_for_backward(x)
@@ -484,3 +487,6 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
 
 
 increment_version = _versions.increment_version
+
+# torch's autograd.Function (Tensors in and out), built on ArrayFunction: imported last.
+from .autograd_function import Function, FunctionCtx, once_differentiable  # noqa: E402

@@ -12,13 +12,13 @@ from differentiable Tensor ops, which the create_graph path differentiates (grap
 import numpy as np
 
 from . import kernels
-from .autograd import Function, unbroadcast
+from .autograd import ArrayFunction, unbroadcast
 from .xp import _index_add
 
 
 # ---------------------------------------------------------------------------- elementwise, binary
 
-class Add(Function):
+class Add(ArrayFunction):
     @staticmethod
     def forward(ctx, a, b):
         return a + b
@@ -28,7 +28,7 @@ class Add(Function):
         return grad, grad
 
 
-class Sub(Function):
+class Sub(ArrayFunction):
     @staticmethod
     def forward(ctx, a, b):
         return a - b
@@ -38,7 +38,7 @@ class Sub(Function):
         return grad, -grad
 
 
-class Mul(Function):
+class Mul(ArrayFunction):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
@@ -51,7 +51,7 @@ class Mul(Function):
         return (grad * b if ga else None), (grad * a if gb else None)
 
 
-class Div(Function):
+class Div(ArrayFunction):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
@@ -64,7 +64,7 @@ class Div(Function):
         return grad_a, (-grad_a * a / b if ctx.needs_input_grad[1] else None)
 
 
-class Maximum(Function):
+class Maximum(ArrayFunction):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
@@ -78,7 +78,7 @@ class Maximum(Function):
         return grad * share_a, grad * (1 - share_a)
 
 
-class Minimum(Function):
+class Minimum(ArrayFunction):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
@@ -93,7 +93,7 @@ class Minimum(Function):
 
 # ---------------------------------------------------------------------------- elementwise, unary
 
-class Neg(Function):
+class Neg(ArrayFunction):
     @staticmethod
     def forward(ctx, x):
         return -x
@@ -114,7 +114,7 @@ def _power(x, p):
     return x ** p  # numpy fast-paths 2, 1, 0.5, 0, -1 itself
 
 
-class Pow(Function):
+class Pow(ArrayFunction):
     """x ** exponent for a Python-number exponent."""
     @staticmethod
     def forward(ctx, x, exponent):
@@ -131,7 +131,7 @@ class Pow(Function):
         return grad * p * _power(x, p - 1)
 
 
-class Exp(Function):
+class Exp(ArrayFunction):
     @staticmethod
     def forward(ctx, x):
         out = np.exp(x)
@@ -144,7 +144,7 @@ class Exp(Function):
         return grad * out
 
 
-class Log(Function):
+class Log(ArrayFunction):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
@@ -156,7 +156,7 @@ class Log(Function):
         return grad / x
 
 
-class Sqrt(Function):
+class Sqrt(ArrayFunction):
     @staticmethod
     def forward(ctx, x):
         out = np.sqrt(x)
@@ -169,7 +169,7 @@ class Sqrt(Function):
         return grad / (2 * out)
 
 
-class Tanh(Function):
+class Tanh(ArrayFunction):
     @staticmethod
     def forward(ctx, x):
         out = np.tanh(x)
@@ -182,7 +182,7 @@ class Tanh(Function):
         return grad * (1 - out * out)
 
 
-class Sigmoid(Function):
+class Sigmoid(ArrayFunction):
     @staticmethod
     def forward(ctx, x):
         # exp(-|x|) never overflows; dividing by 1 + e keeps full relative precision far into
@@ -198,7 +198,7 @@ class Sigmoid(Function):
         return grad * out * (1 - out)
 
 
-class Relu(Function):
+class Relu(ArrayFunction):
     @staticmethod
     def forward(ctx, x):
         out = np.maximum(x, 0)
@@ -211,7 +211,7 @@ class Relu(Function):
         return grad * (out > 0)
 
 
-class Abs(Function):
+class Abs(ArrayFunction):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
@@ -223,7 +223,7 @@ class Abs(Function):
         return grad * ctx.xp.sign(x)
 
 
-class Clip(Function):
+class Clip(ArrayFunction):
     """min(max(x, low), high); either bound may be None."""
     @staticmethod
     def forward(ctx, x, low, high):
@@ -241,7 +241,7 @@ class Clip(Function):
         return grad * ((x >= ctx.low) & (x <= ctx.high))
 
 
-class PowTensor(Function):
+class PowTensor(ArrayFunction):
     """a ** b for two tensors; d/db is a ** b * log(a), taken as 0 where a == 0 and b >= 0."""
     @staticmethod
     def forward(ctx, a, b):
@@ -269,7 +269,7 @@ class PowTensor(Function):
         return grad_a, grad_b
 
 
-class Erf(Function):
+class Erf(ArrayFunction):
     """The error function (numpy has none: a kernel); d/dx erf(x) = 2 / sqrt(pi) exp(-x^2)."""
     @staticmethod
     def forward(ctx, x):
@@ -282,7 +282,7 @@ class Erf(Function):
         return grad * (2 / np.sqrt(np.pi)) * ctx.xp.exp(-(x * x))
 
 
-class Log1p(Function):
+class Log1p(ArrayFunction):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
@@ -294,7 +294,7 @@ class Log1p(Function):
         return grad / (1 + x)
 
 
-class Expm1(Function):
+class Expm1(ArrayFunction):
     @staticmethod
     def forward(ctx, x):
         out = np.expm1(x)
@@ -307,7 +307,7 @@ class Expm1(Function):
         return grad * (out + 1)
 
 
-class Sin(Function):
+class Sin(ArrayFunction):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
@@ -319,7 +319,7 @@ class Sin(Function):
         return grad * ctx.xp.cos(x)
 
 
-class Cos(Function):
+class Cos(ArrayFunction):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
@@ -331,7 +331,7 @@ class Cos(Function):
         return -grad * ctx.xp.sin(x)
 
 
-class Step(Function):
+class Step(ArrayFunction):
     """A piecewise-constant function (`floor`, `ceil`, `round`, `sign`): gradient zero, as torch."""
     @staticmethod
     def forward(ctx, x, fn):
@@ -342,7 +342,7 @@ class Step(Function):
         return ctx.xp.zeros_like(grad)
 
 
-class Cast(Function):
+class Cast(ArrayFunction):
     """Change dtype; the gradient is cast back to the input's dtype by the engine."""
     @staticmethod
     def forward(ctx, x, dtype):
@@ -359,7 +359,7 @@ def _keepdim_shape(shape, axes):
     return tuple(1 if i in axes else n for i, n in enumerate(shape))
 
 
-class Sum(Function):
+class Sum(ArrayFunction):
     """Sum over `axes` (a tuple of non-negative dims, or None for all)."""
     @staticmethod
     def forward(ctx, x, axes, keepdim):
@@ -373,7 +373,7 @@ class Sum(Function):
         return ctx.xp.broadcast_to(grad, ctx.input_shape)
 
 
-class Max(Function):
+class Max(ArrayFunction):
     """Max (min if not `largest`) over `axes`; the gradient goes to one arg-max per reduced
     slice (as torch.max(dim)). No negation for min: it would wrap unsigned ints and INT64_MIN."""
     @staticmethod
@@ -414,7 +414,7 @@ class Max(Function):
 
 # ---------------------------------------------------------------------------- movement (views)
 
-class Reshape(Function):
+class Reshape(ArrayFunction):
     @staticmethod
     def forward(ctx, x, shape):
         ctx.input_shape = x.shape
@@ -425,7 +425,7 @@ class Reshape(Function):
         return grad.reshape(ctx.input_shape)
 
 
-class Permute(Function):
+class Permute(ArrayFunction):
     @staticmethod
     def forward(ctx, x, dims):
         ctx.dims = dims
@@ -436,7 +436,7 @@ class Permute(Function):
         return ctx.xp.transpose(grad, np.argsort(ctx.dims))
 
 
-class Expand(Function):
+class Expand(ArrayFunction):
     @staticmethod
     def forward(ctx, x, shape):
         return np.broadcast_to(x, shape)
@@ -446,7 +446,7 @@ class Expand(Function):
         return grad  # the engine sums it back to the input's shape
 
 
-class Contiguous(Function):
+class Contiguous(ArrayFunction):
     """A C-contiguous copy (`contiguous()` on a strided view, and `clone()`)."""
     @staticmethod
     def forward(ctx, x):
@@ -459,7 +459,7 @@ class Contiguous(Function):
 
 # ---------------------------------------------------------------------------- indexing and joining
 
-class GetItem(Function):
+class GetItem(ArrayFunction):
     """x[index]; the gradient adds up over repeated integer-array indices."""
     @staticmethod
     def forward(ctx, x, index, advanced):
@@ -473,7 +473,7 @@ class GetItem(Function):
         return ctx.xp.index_add(ctx.input_shape, index, grad, ctx.advanced)
 
 
-class AddAt(Function):
+class AddAt(ArrayFunction):
     """zeros(shape) with x added at `index` (repeats add up): GetItem's backward as an op, so
     that backward has a backward too (GetItem again)."""
     @staticmethod
@@ -487,7 +487,7 @@ class AddAt(Function):
         return ctx.xp.getitem(grad, index)
 
 
-class CumSum(Function):
+class CumSum(ArrayFunction):
     @staticmethod
     def forward(ctx, x, axis):
         ctx.axis = axis
@@ -500,7 +500,7 @@ class CumSum(Function):
         return xp.flip(xp.cumsum(xp.flip(grad, ctx.axis), ctx.axis), ctx.axis)
 
 
-class Prod(Function):
+class Prod(ArrayFunction):
     """Product along one axis. The gradient is the product of all the other elements, taken as
     (product of those before) * (product of those after), so zeros need no division."""
     @staticmethod
@@ -537,7 +537,7 @@ def _exclusive_cumprod(x, axis):
     return np.cumprod(np.concatenate([first, np.delete(x, -1, axis=axis)], axis=axis), axis=axis)
 
 
-class Gather(Function):
+class Gather(ArrayFunction):
     """x[index] along `axis` (torch.gather): out[i][j][k] = x[i][index[i][j][k]][k] for axis 1.
     `index` may be smaller than x in the other dims; repeats add up in the gradient."""
     @staticmethod
@@ -553,7 +553,7 @@ class Gather(Function):
         return ctx.xp.index_add(ctx.input_shape, where, grad, True)
 
 
-class Scatter(Function):
+class Scatter(ArrayFunction):
     """A copy of x with src written (add=False) or added (add=True) at `index` along `axis`
     (torch.scatter / scatter_add). With repeated indices and add=False one write wins."""
     @staticmethod
@@ -586,7 +586,7 @@ def _along(index, axis):
     return tuple(where)
 
 
-class MaskedFill(Function):
+class MaskedFill(ArrayFunction):
     """Where the boolean `mask` (broadcast against x) is True, take `value`; else x. `value` is a
     number, or a 0-d tensor given as a second input (it gets the filled positions' gradient)."""
     @staticmethod
@@ -606,7 +606,7 @@ class MaskedFill(Function):
         return grad_x, (ctx.xp.where(mask, grad, zero) if ctx.needs_input_grad[1] else None)
 
 
-class Where(Function):
+class Where(ArrayFunction):
     """cond ? a : b elementwise, `cond` a boolean array."""
     @staticmethod
     def forward(ctx, a, b, cond):
@@ -620,7 +620,7 @@ class Where(Function):
         return ctx.xp.where(cond, grad, zero), ctx.xp.where(cond, zero, grad)
 
 
-class Cat(Function):
+class Cat(ArrayFunction):
     @staticmethod
     def forward(ctx, *xs, axis):
         ctx.axis = axis
@@ -634,7 +634,7 @@ class Cat(Function):
 
 # ---------------------------------------------------------------------------- matmul and softmax
 
-class MatMul(Function):
+class MatMul(ArrayFunction):
     """a @ b with numpy's rules: batch dims broadcast; a 1-D operand is a row (a) or column (b)."""
     @staticmethod
     def forward(ctx, a, b):
@@ -670,7 +670,7 @@ class MatMul(Function):
         return grad_a, grad_b
 
 
-class Softmax(Function):
+class Softmax(ArrayFunction):
     @staticmethod
     def forward(ctx, x, axis):
         out = kernels.softmax(x, axis)
@@ -684,7 +684,7 @@ class Softmax(Function):
         return ctx.xp.softmax_backward(out, grad, ctx.axis)
 
 
-class LogSoftmax(Function):
+class LogSoftmax(ArrayFunction):
     @staticmethod
     def forward(ctx, x, axis):
         out = kernels.log_softmax(x, axis)
@@ -698,4 +698,4 @@ class LogSoftmax(Function):
         return ctx.xp.log_softmax_backward(out, grad, ctx.axis)
 
 
-__all__ = ["Function", "unbroadcast"]
+__all__ = ["ArrayFunction", "unbroadcast"]

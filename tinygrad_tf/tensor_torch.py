@@ -56,6 +56,11 @@ class TorchMethods:
     is_cuda = False
     is_cpu = True
 
+    @property
+    def grad_fn(self):
+        """The op that made this tensor (its recorded node), None for a leaf or without grad."""
+        return self._ctx
+
     def cpu(self):
         return self
 
