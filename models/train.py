@@ -469,10 +469,10 @@ class Trainer:
         window_tokens, window_start = 0, time.perf_counter()
         self.model.train()
         stream = self.batcher.stream(self.epoch, self.batch_index)
+        started = time.perf_counter()
         try:
             with _StopOnInterrupt(progress) as interrupt:
                 while self._budget_left():
-                    started = time.perf_counter()
                     epoch, index, batch = next(stream)
                     if self.parallel is None:
                         loss, _ = loss_of(self.model, batch, config.label_smoothing)
@@ -495,13 +495,17 @@ class Trainer:
                         self.schedule.step()  # sets the rate of the next update
                     self.step += 1
                     self.epoch, self.batch_index = epoch, index + 1
-                    self.elapsed += time.perf_counter() - started
+                    # Training time: this step and the bookkeeping after the previous one
+                    # (log, progress); validation and checkpoints are left out below.
+                    now = time.perf_counter()
+                    self.elapsed += now - started
+                    started = now
                     if self.parallel is not None:
                         self.elapsed, stop = self.parallel.agree(self.elapsed, interrupt.requested)
                         interrupt.requested = interrupt.requested or stop
                     window_tokens += batch.n_tokens
                     self._log({"kind": "train", "step": self.step, "loss": loss_value, "lr": lr,
-                               "tokens": batch.n_tokens})
+                               "tokens": batch.n_tokens, "elapsed": round(self.elapsed, 6)})
                     if self.step % config.log_every == 0 or not self._budget_left():
                         now = time.perf_counter()
                         progress.train(self.step, loss_value, window_tokens / (now - window_start),
@@ -511,7 +515,7 @@ class Trainer:
                         progress.tick(self.step)
                     if self.step % config.eval_every == 0:
                         last_valid = self.validate(progress)
-                        window_start = time.perf_counter()
+                        window_start = started = time.perf_counter()
                         reached = (config.target_exact_match is not None and last_valid is not None
                                    and last_valid["exact_match"] >= config.target_exact_match)
                         if self.parallel is not None:
@@ -522,6 +526,7 @@ class Trainer:
                         status = "interrupted"
                     if self.step % save_every == 0 or status != "finished":
                         self.save()
+                        started = time.perf_counter()
                     if status != "finished":
                         break
         finally:

@@ -214,6 +214,11 @@ def test_progress_is_json_lines_without_a_terminal(tmp_path, capsys):
     assert [line["step"] for line in valid] == [2, 4]
     assert {"loss", "token_accuracy", "exact_match", "bleu"} <= set(valid[0])
     assert summary["step"] == 4 and summary["status"] == "finished"
+    # Each step's record carries the training time so far (bench/recipe_step.py reads it).
+    with open(os.path.join(summary["run_dir"], "metrics.jsonl")) as file:
+        elapsed = [r["elapsed"] for r in map(json.loads, file) if r["kind"] == "train"]
+    assert len(elapsed) == 4 and all(b > a > 0 for a, b in zip(elapsed, elapsed[1:]))
+    assert elapsed[-1] == pytest.approx(summary["elapsed"], abs=1e-5)
 
 
 def test_training_works_without_the_optional_extras(tmp_path, monkeypatch, capsys):
