@@ -383,36 +383,122 @@ class FusedLayerNorm(ArrayFunction):
         bias = np.ascontiguousarray(affine[-1]).reshape(width) if has_bias \
             else np.zeros(width, x.dtype)
         out, normed, rstd = kernels.layer_norm(rows, weight, bias, eps)
-        ctx.save_for_backward(normed, rstd, weight)
+        # x and the weight as given: the create_graph path differentiates through them
+        ctx.save_for_backward(normed, rstd, weight, x, affine[0] if has_weight else None)
         ctx.input_shape, ctx.normalized_shape = x.shape, normalized_shape
         ctx.has_weight, ctx.eps = has_weight, eps
         return out.reshape(x.shape)
 
     @staticmethod
     def backward(ctx, grad):
-        normed, rstd, weight = ctx.saved_tensors
-        grad_rows = _rows(grad, normed.shape[1])
-        grad_x, grad_w, grad_b, _ = kernels.layer_norm_backward(grad_rows, normed, rstd, weight)
-        grads = [grad_x.reshape(ctx.input_shape)]
+        normed, rstd, weight, x, given_weight = ctx.saved_tensors
+        width = normed.shape[1]
+        if ctx.xp is numpy_ops:
+            grad_rows = _rows(grad, width)
+            grad_x, grad_w, grad_b, _ = kernels.layer_norm_backward(grad_rows, normed, rstd,
+                                                                    weight)
+            grad_x = grad_x.reshape(ctx.input_shape)
+        elif len(ctx.normalized_shape) == 1:  # create_graph: Tensors in, a graph out
+            grad_x, grad_w, grad_b = _layer_norm_graph_grads(
+                grad, x, given_weight if ctx.has_weight else None, ctx.eps)
+        else:  # over several dims: the same on the (rows, width) view
+            grad_x, grad_w, grad_b = _layer_norm_graph_grads(
+                grad.reshape(-1, width), x.reshape(-1, width),
+                given_weight.reshape(width) if ctx.has_weight else None, ctx.eps)
+            grad_x = grad_x.reshape(ctx.input_shape)
+        grads = [grad_x]
         if ctx.has_weight:
             grads.append(grad_w.reshape(ctx.normalized_shape))
         if len(ctx.needs_input_grad) > 1 + ctx.has_weight:
             grads.append(grad_b.reshape(ctx.normalized_shape))
         return tuple(grads)
 
+
+class Normalize(ArrayFunction):
+    """(y - mean) * rstd over the last dim, rstd = 1 / sqrt(var + eps): layer norm without its
+    affine part. The create_graph path's node for the normalised rows (one node, not the eight
+    of the composed formula); its backward records NormalizeBackward."""
+
     @staticmethod
-    def composed(ctx, x, *affine):
-        out = _layer_norm_composed(x, len(ctx.normalized_shape), ctx.eps)
-        if ctx.has_weight:
-            out = out * affine[0]
-        return out + affine[-1] if len(affine) > ctx.has_weight else out
+    def forward(ctx, y, eps):
+        rows = _rows(y, y.shape[-1])
+        _, normed, rstd = kernels.layer_norm(rows, *_unit_affine(rows), eps)
+        normed = normed.reshape(y.shape)
+        ctx.save_for_backward(y, normed, rstd)
+        ctx.eps = eps
+        return normed
+
+    @staticmethod
+    def backward(ctx, grad):
+        y, normed, rstd = ctx.saved_tensors
+        if ctx.xp is not numpy_ops:
+            return NormalizeBackward.apply(grad, y, eps=ctx.eps)
+        width = y.shape[-1]
+        return kernels.layer_norm_backward(_rows(grad, width), normed.reshape(-1, width), rstd,
+                                           _unit_affine(normed)[0])[0].reshape(y.shape)
 
 
-def _layer_norm_composed(x, n, eps):
-    """(x - mean) / sqrt(var + eps) over the last n dims, from differentiable ops."""
-    dims = tuple(range(x.ndim - n, x.ndim))
-    centered = x - x.mean(dims, keepdim=True)
-    return centered / ((centered * centered).mean(dims, keepdim=True) + eps).sqrt()
+class NormalizeBackward(ArrayFunction):
+    """Normalize's input gradient as a node: rstd * P g, P g = g - mean(g) - x * mean(g x) over
+    the last dim, x the normalised y. Its own backward (layer norm's second derivative):
+        d/dg = rstd * P u
+        d/dy = -(rstd^2 / n) * (x <u, P g> + <g, x> P u + <u, x> P g)   (<,> per row)
+    with u the upstream gradient; third order goes through `composed`."""
+
+    @staticmethod
+    def forward(ctx, grad, y, eps):
+        width = y.shape[-1]
+        rows = _rows(y, width)
+        _, normed, rstd = kernels.layer_norm(rows, *_unit_affine(rows), eps)
+        ctx.save_for_backward(grad, normed, rstd)
+        ctx.eps, ctx.shape = eps, y.shape
+        return kernels.layer_norm_backward(_rows(grad, width), normed, rstd,
+                                           _unit_affine(rows)[0])[0].reshape(y.shape)
+
+    @staticmethod
+    def backward(ctx, up):
+        grad, normed, rstd = ctx.saved_tensors
+        width = normed.shape[1]
+        grad, up = _rows(grad, width), _rows(up, width)
+
+        def projected(v):  # P v
+            return v - v.mean(1, keepdims=True) - normed * (_row_dot(v, normed) / width)
+
+        r = rstd[:, None]
+        pu = projected(up)
+        grad_y = None
+        if ctx.needs_input_grad[1]:
+            pg = projected(grad)
+            grad_y = ((normed * _row_dot(up, pg) + _row_dot(grad, normed) * pu
+                       + _row_dot(up, normed) * pg) * (-r * r / width)).reshape(ctx.shape)
+        return (r * pu).reshape(ctx.shape), grad_y
+
+    @staticmethod
+    def composed(ctx, grad, y):
+        centered = y - y.mean(-1, keepdim=True)
+        rstd = ((centered * centered).mean(-1, keepdim=True) + ctx.eps) ** -0.5
+        normed = centered * rstd
+        return rstd * (grad - grad.mean(-1, keepdim=True)
+                       - normed * (grad * normed).mean(-1, keepdim=True))
+
+
+def _row_dot(a, b):
+    return np.einsum("ij,ij->i", a, b)[:, None]
+
+
+def _unit_affine(rows):
+    width = rows.shape[-1]
+    return np.ones(width, rows.dtype), np.zeros(width, rows.dtype)
+
+
+def _layer_norm_graph_grads(grad, y, weight, eps):
+    """(grad of y, of weight, of bias) of layer_norm(y) * weight + bias over y's last dim, on
+    Tensors: the create_graph path of the layer norm Functions, as five nodes."""
+    normed = Normalize.apply(y, eps=eps)
+    leading = tuple(range(y.ndim - 1))
+    grad_w = (grad * normed).sum(leading) if weight is not None else None
+    scaled = grad if weight is None else grad * weight
+    return NormalizeBackward.apply(scaled, y, eps=eps), grad_w, grad.sum(leading)
 
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):

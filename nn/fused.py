@@ -18,9 +18,10 @@ import numpy as np
 
 from tinygrad_tf import kernels
 from tinygrad_tf.autograd import ArrayFunction
+from tinygrad_tf.xp import numpy_ops
 
 from .functional import _check_float, _index_array, _keep_mask, _rows, _check_range
-from .functional import _gelu_composed, _layer_norm_composed, _pick_rows
+from .functional import _gelu_composed, _layer_norm_graph_grads, _pick_rows
 
 
 def _dropout_args(p, training, op):
@@ -42,23 +43,26 @@ class ResidualDropoutLayerNorm(ArrayFunction):
         mask = _keep_mask(rows.shape, p) if p else None
         scale = 1 / (1 - p)
         out, normed, rstd = kernels.layer_norm(rows, weight, bias, eps, residual, mask, scale)
-        ctx.save_for_backward(normed, rstd, weight, mask)
+        ctx.save_for_backward(normed, rstd, weight, mask, x, s)  # x, s: the create_graph path
         ctx.scale, ctx.shape, ctx.eps = scale, x.shape, eps
         return out.reshape(x.shape)
 
     @staticmethod
     def backward(ctx, grad):
-        normed, rstd, weight, mask = ctx.saved_tensors
+        normed, rstd, weight, mask, x, s = ctx.saved_tensors
+        if ctx.xp is not numpy_ops:  # create_graph: the same sums as a few recorded nodes
+            return _residual_layer_norm_graph(ctx, grad, x, s, weight, mask)
         grad_x, grad_w, grad_b, grad_s = kernels.layer_norm_backward(
             _rows(grad, normed.shape[1]), normed, rstd, weight, mask, ctx.scale,
             residual=True)
         return grad_x.reshape(ctx.shape), grad_s.reshape(ctx.shape), grad_w, grad_b
 
-    @staticmethod
-    def composed(ctx, x, s, weight, bias):  # the create_graph path (graph_backward.py)
-        mask = ctx.saved_tensors[3]
-        dropped = s if mask is None else s * mask.reshape(s.shape) * ctx.scale
-        return _layer_norm_composed(x + dropped, 1, ctx.eps) * weight + bias
+
+def _residual_layer_norm_graph(ctx, grad, x, s, weight, mask):
+    kept = None if mask is None else mask.reshape(s.shape) * x.dtype.type(ctx.scale)
+    h = x + (s if kept is None else s * kept)
+    grad_h, grad_w, grad_b = _layer_norm_graph_grads(grad, h, weight, ctx.eps)
+    return grad_h, (grad_h if kept is None else grad_h * kept), grad_w, grad_b
 
 
 def residual_dropout_layer_norm(x, sublayer_out, weight, bias, p=0.0, training=True, eps=1e-5):

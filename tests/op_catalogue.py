@@ -116,6 +116,10 @@ def _cases():
     c["FusedDropout"] = (_seeded(lambda x: F.dropout(x, 0.4)), u)
     c["FusedLayerNorm"] = (lambda x, w, b: F.layer_norm(x, (3,), w, b),
                            lambda rng: [_float(rng, 2, 3), _float(rng, 3), _float(rng, 3)])
+    c["Normalize"] = (lambda y: F.Normalize.apply(y, eps=1e-5),
+                      lambda rng: [_float(rng, 2, 2, 4)])
+    c["NormalizeBackward"] = (lambda g, y: F.NormalizeBackward.apply(g, y, eps=1e-5),
+                              lambda rng: [_float(rng, 3, 4), _float(rng, 3, 4)])
     c["Gather:tinygrad_tf.nn.functional"] = (lambda w, i: F.embedding(i, w, padding_idx=1),
                                  lambda rng: [_float(rng, 4, 3), Tensor([[0, 3, 1], [3, 2, 0]])])
     c["FusedAttention"] = (_seeded(lambda q, k, v, m: F.scaled_dot_product_attention(
