@@ -106,23 +106,21 @@ class Gelu(ArrayFunction):
     @staticmethod
     def backward(ctx, grad):
         x, cdf = ctx.saved_tensors
-        if ctx.approximate == "tanh":
-            tanh = 2 * cdf - 1
-            d_inner = math.sqrt(2 / math.pi) * (1 + 3 * 0.044715 * x * x)
-            return grad * (cdf + x * 0.5 * (1 - tanh * tanh) * d_inner)
-        pdf = np.exp(-0.5 * x * x) * x.dtype.type(1 / math.sqrt(2 * math.pi))
-        return grad * (cdf + x * pdf)
-
-    @staticmethod
-    def composed(ctx, x):
-        return _gelu_composed(x, ctx.approximate)
+        xp = ctx.xp  # under create_graph the saved cdf is a constant: recomputed from x
+        return grad * gelu_slope(xp, x, ctx.approximate, cdf if xp is numpy_ops else None)
 
 
-def _gelu_composed(x, approximate):
+def gelu_slope(xp, x, approximate, cdf=None):
+    """d gelu(x) / dx against the namespace xp; cdf is Phi(x) (or its tanh form) if known."""
     if approximate == "tanh":
-        inner = (x + x * x * x * 0.044715) * math.sqrt(2 / math.pi)
-        return x * ((inner.tanh() + 1) * 0.5)
-    return x * (((x * (1 / math.sqrt(2))).erf() + 1) * 0.5)
+        if cdf is None:
+            cdf = (xp.tanh((x + x * x * x * 0.044715) * math.sqrt(2 / math.pi)) + 1) * 0.5
+        tanh = cdf * 2 - 1
+        d_inner = (x * x * (3 * 0.044715) + 1) * math.sqrt(2 / math.pi)
+        return cdf + x * 0.5 * (1 - tanh * tanh) * d_inner
+    if cdf is None:
+        cdf = (xp.erf(x * (1 / math.sqrt(2))) + 1) * 0.5
+    return cdf + x * xp.exp(x * x * -0.5) * (1 / math.sqrt(2 * math.pi))
 
 
 def gelu(input, approximate="none"):

@@ -21,7 +21,7 @@ from tinygrad_tf.autograd import ArrayFunction
 from tinygrad_tf.xp import numpy_ops
 
 from .functional import _check_float, _index_array, _keep_mask, _rows, _check_range
-from .functional import _gelu_composed, _layer_norm_graph_grads, _pick_rows
+from .functional import _layer_norm_graph_grads, _pick_rows, gelu_slope
 
 
 def _dropout_args(p, training, op):
@@ -91,27 +91,33 @@ class LinearActivationDropout(ArrayFunction):
         mask = _keep_mask(pre.shape, p) if p else None
         scale = 1 / (1 - p)
         out, saved = kernels.bias_activation(pre, bias, activation, mask, scale)
-        ctx.save_for_backward(rows, weight, saved, mask)
+        ctx.save_for_backward(rows, weight, saved, mask, x, bias)  # x, bias: create_graph's
         ctx.scale, ctx.activation, ctx.shape = scale, activation, x.shape
         return out.reshape(x.shape[:-1] + (weight.shape[0],))
 
     @staticmethod
     def backward(ctx, grad):
-        rows, weight, saved, mask = ctx.saved_tensors
-        grad_pre, grad_b = kernels.bias_activation_backward(
-            _rows(grad, weight.shape[0]), saved, ctx.activation, mask, ctx.scale)
+        rows, weight, saved, mask, x, bias = ctx.saved_tensors
+        xp = ctx.xp
+        if xp is numpy_ops:
+            grad_pre, grad_b = kernels.bias_activation_backward(
+                _rows(grad, weight.shape[0]), saved, ctx.activation, mask, ctx.scale)
+        else:  # create_graph: Tensors; only GELU's slope needs the pre-activation again
+            rows = x.reshape(-1, x.shape[-1])
+            grad_pre = grad.reshape(-1, weight.shape[0])
+            dtype = x.dtype.type
+            if ctx.activation == "relu":  # the slope and the dropout mask: one constant
+                grad_pre = grad_pre * np.where(saved > 0, dtype(ctx.scale), dtype(0))
+            else:
+                if mask is not None:
+                    grad_pre = grad_pre * (mask * dtype(ctx.scale))
+                approximate = "tanh" if ctx.activation == "gelu_tanh" else "none"
+                grad_pre = grad_pre * gelu_slope(xp, rows.matmul(weight.T) + bias, approximate)
+            grad_b = grad_pre.sum(0)
         needs = ctx.needs_input_grad
-        grad_x = kernels.matmul(grad_pre, weight).reshape(ctx.shape) if needs[0] else None
-        grad_w = kernels.matmul(grad_pre.T, rows) if needs[1] else None
+        grad_x = xp.reshape(xp.matmul(grad_pre, weight), ctx.shape) if needs[0] else None
+        grad_w = xp.matmul(grad_pre.T, rows) if needs[1] else None
         return grad_x, grad_w, grad_b
-
-    @staticmethod
-    def composed(ctx, x, weight, bias):
-        mask = ctx.saved_tensors[3]
-        pre = x.matmul(weight.T) + bias
-        out = pre.relu() if ctx.activation == "relu" else \
-            _gelu_composed(pre, "tanh" if ctx.activation == "gelu_tanh" else "none")
-        return out if mask is None else out * mask.reshape(out.shape) * ctx.scale
 
 
 def linear_activation_dropout(input, weight, bias, activation="relu", p=0.0, training=True):

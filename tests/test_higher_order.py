@@ -138,7 +138,7 @@ def test_grad_outputs_tensor_is_differentiated_through():
 
 
 def _nn_functionals():
-    from tinygrad_tf.nn import functional as F
+    from tinygrad_tf.nn import functional as F, fused
     t = lambda *shape: Tensor(np.linspace(-1.3, 1.1, int(np.prod(shape))).reshape(shape)  # noqa
                               ).requires_grad_()
     pos = Tensor(np.linspace(0.2, 0.9, 6).reshape(2, 3))
@@ -159,7 +159,23 @@ def _nn_functionals():
                                                                               attn_mask=m),
                             [t(1, 2, 2), t(1, 3, 2), t(1, 3, 2), t(2, 3)]),
         "softmax_log_softmax": (lambda x: F.softmax(x, 0) * F.log_softmax(x, 1), [t(2, 3)]),
+        # the create_graph branches of the fused ops the catalogue's one case each leaves out
+        "layer_norm_2d_no_affine": (lambda x: F.layer_norm(x, (2, 3)) * x, [t(2, 2, 3)]),
+        "layer_norm_bias_only": (lambda x, b: F.layer_norm(x, (3,), bias=b) * x,
+                                 [t(2, 3), t(3)]),
+        "linear_relu_dropout": (lambda x, w, b: _seeded_relu_ffn(x, w, b) * x.sum(),
+                                [t(2, 3), t(4, 3), t(4)]),
+        "linear_gelu_tanh": (lambda x, w, b: fused.linear_activation_dropout(
+            x, w, b, activation="gelu_tanh"), [t(2, 3), t(4, 3), t(4)]),
+        "residual_layer_norm_no_dropout": (lambda x, s, w, b: fused.residual_dropout_layer_norm(
+            x, s, w, b) * s, [t(2, 3), t(2, 3), t(3), t(3)]),
     }
+
+
+def _seeded_relu_ffn(x, w, b):
+    from tinygrad_tf.nn import fused
+    tg.manual_seed(0)
+    return fused.linear_activation_dropout(x, w, b, activation="relu", p=0.3)
 
 
 @pytest.mark.parametrize("name", sorted(_nn_functionals()))

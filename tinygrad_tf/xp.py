@@ -51,6 +51,8 @@ class numpy_ops:
     expand_dims = staticmethod(np.expand_dims)
     sign = staticmethod(np.sign)
     exp = staticmethod(np.exp)
+    tanh = staticmethod(np.tanh)
+    erf = staticmethod(kernels.erf)
     sin = staticmethod(np.sin)
     cos = staticmethod(np.cos)
     log = staticmethod(np.log)
@@ -127,6 +129,14 @@ class tensor_ops:
     @staticmethod
     def cos(x):
         return x.cos()
+
+    @staticmethod
+    def tanh(x):
+        return x.tanh()
+
+    @staticmethod
+    def erf(x):
+        return x.erf()
 
     @staticmethod
     def log(x):
