@@ -17,8 +17,9 @@ import math
 
 import numpy as np
 
-from tinygrad_tf import Tensor, kernels, where
+from tinygrad_tf import Tensor, kernels, stack, where
 from tinygrad_tf.autograd import ArrayFunction
+from tinygrad_tf.xp import numpy_ops, tensor_ops
 
 
 class PackedAttention(ArrayFunction):
@@ -35,6 +36,8 @@ class PackedAttention(ArrayFunction):
     @staticmethod
     def backward(ctx, grad):
         first, second, weights, _ = ctx.saved_tensors
+        if ctx.xp is not numpy_ops:  # create_graph: the same products on Tensors
+            return _packed_attention_graph(ctx, first, second, grad)
         q, k, v = _split(first, second)
         grad_first = np.empty_like(first)
         grad_second = None if second is None else np.empty_like(second)
@@ -42,12 +45,54 @@ class PackedAttention(ArrayFunction):
         kernels.attention_backward(q, k, v, weights, grad, ctx.scale, grad_q, grad_k, grad_v)
         return (grad_first,) if second is None else (grad_first, grad_second)
 
+
+def _packed_attention_graph(ctx, first, second, grad):
+    """PackedAttention's gradients as recorded Tensor ops, heads first: the weights as one
+    AttentionWeights node (whose backward gives q's and k's gradients), v's by one product."""
+    fill = ctx.saved_tensors[3]
+    if second is None:  # (B, L, 3, h, E) -> (3, B, h, L, E)
+        heads = first.permute(2, 0, 3, 1, 4)
+        q, k, v = heads[0], heads[1], heads[2]
+    else:
+        heads = second.permute(2, 0, 3, 1, 4)
+        q, k, v = first.permute(0, 2, 1, 3), heads[0], heads[1]
+    weights = AttentionWeights.apply(q, k, fill=fill, scale=ctx.scale)  # (B, h, L, S)
+    grad = grad.permute(0, 2, 1, 3)
+    grad_v = weights.transpose(-1, -2).matmul(grad)
+    grad_q, grad_k = _weights_grads(
+        tensor_ops, q, k, weights, grad.matmul(v.transpose(-1, -2)), ctx.scale)
+    if second is None:
+        return (stack([grad_q, grad_k, grad_v]).permute(1, 3, 0, 2, 4),)
+    return grad_q.permute(0, 2, 1, 3), stack([grad_k, grad_v]).permute(1, 3, 0, 2, 4)
+
+
+class AttentionWeights(ArrayFunction):
+    """softmax(q k^T * scale, masked where `fill`) for heads-first q (..., L, E), k (..., S, E):
+    one node for the create_graph path of PackedAttention (its backward needs only q, k and
+    this output, so nothing is recomputed; written once against ctx.xp)."""
+
     @staticmethod
-    def composed(ctx, first, *second):  # the create_graph path (graph_backward.py)
-        fill = ctx.saved_tensors[3]
-        heads_first = [x.permute(0, 2, 1, 3) for x in _split(first, second[0] if second else None)]
-        out, _ = composed_attention(*heads_first, ctx.scale, fill)  # (B, h, L, E)
-        return out.permute(0, 2, 1, 3)
+    def forward(ctx, q, k, fill, scale):
+        scores = kernels.matmul(q, np.swapaxes(k, -1, -2))
+        scores *= scale
+        if fill is not None:
+            scores[np.broadcast_to(fill, scores.shape)] = -np.inf
+        weights = kernels.softmax(scores, -1)
+        ctx.save_for_backward(q, k, weights)
+        ctx.scale = scale
+        return weights
+
+    @staticmethod
+    def backward(ctx, grad):
+        q, k, weights = ctx.saved_tensors
+        return _weights_grads(ctx.xp, q, k, weights, grad, ctx.scale)
+
+
+def _weights_grads(xp, q, k, weights, grad, scale):
+    # masked scores have weight 0, so the softmax's backward gives them no gradient
+    grad_scores = xp.softmax_backward(weights, grad, -1) * scale
+    return (xp.matmul(grad_scores, k),
+            xp.matmul(xp.swapaxes(grad_scores, -1, -2), q))
 
 
 def attention_weights(q, k, scale, fill=None, additive=None):

@@ -138,6 +138,11 @@ def _cases():
     c["PackedAttention"] = (lambda qkv, m: attention.packed_attention(qkv, mask=m),
                             lambda rng: [_float(rng, 2, 3, 3, 2, 2),
                                          Tensor(np.tril(np.ones((3, 3), bool)))])
+    c["AttentionWeights"] = (lambda q, k, m: attention.AttentionWeights.apply(
+        q, k, fill=m.array, scale=0.7),
+        lambda rng: [_float(rng, 2, 3, 2), _float(rng, 2, 4, 2),
+                     Tensor(np.array([[False, True, False, False], [False] * 4,
+                                      [True, False, True, False]]))])
     c["FusedCrossEntropy"] = (lambda x, w, t: F.cross_entropy(x, t, weight=w, ignore_index=1,
                                                              label_smoothing=0.2),
                               lambda rng: [_float(rng, 4, 3),

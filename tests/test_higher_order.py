@@ -138,7 +138,7 @@ def test_grad_outputs_tensor_is_differentiated_through():
 
 
 def _nn_functionals():
-    from tinygrad_tf.nn import functional as F, fused
+    from tinygrad_tf.nn import attention, functional as F, fused
     t = lambda *shape: Tensor(np.linspace(-1.3, 1.1, int(np.prod(shape))).reshape(shape)  # noqa
                               ).requires_grad_()
     pos = Tensor(np.linspace(0.2, 0.9, 6).reshape(2, 3))
@@ -169,6 +169,9 @@ def _nn_functionals():
             x, w, b, activation="gelu_tanh"), [t(2, 3), t(4, 3), t(4)]),
         "residual_layer_norm_no_dropout": (lambda x, s, w, b: fused.residual_dropout_layer_norm(
             x, s, w, b) * s, [t(2, 3), t(2, 3), t(3), t(3)]),
+        "packed_cross_attention": (lambda q, kv: attention.packed_attention(
+            q, kv, mask=Tensor(np.array([[True, False, True], [False, False, False]]))),
+            [t(2, 2, 2, 2), t(2, 3, 2, 2, 2)]),  # the second query sees no key
     }
 
 
