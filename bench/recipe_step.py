@@ -12,10 +12,12 @@ ours   the command itself, `python -m tinygrad_tf train ...` (tuned as it always
        fetching and padding the batch, forward, loss, backward, Adam, the schedule, the log line
        and progress; validation and checkpoints are left out). Validation and checkpoints run
        only after the last step, outside the timed steps.
-torch  in its own process: the same pairs, tokenizer and batches in the same order (the recipe's
-       Batcher with the same seed), the same initial weights (tests/models/torch_transformer.py),
-       the same recipe, written the way a PyTorch user would (torch.from_numpy on the batch,
-       loss.item() each step); timed from fetching the batch to the end of the schedule step.
+loops  the same run as a plain loop, torch's and ours, each in its own process: the same pairs,
+       tokenizer and batches in the same order (the recipe's Batcher with the same seed), the
+       same initial weights (torch's copied by tests/models/torch_transformer.py), the same
+       recipe, written as a user would (from_numpy on the batch, loss.item() each step); timed
+       from fetching the batch to the end of the schedule step. Our command's time minus our
+       loop's is what the recipe's bookkeeping adds per step.
 
 Per step: the mean and the median over the steps after --warmup (the widths vary, so the mean
 over the same batches is the fair total; the median is shown too). Threads: each library's
@@ -65,24 +67,26 @@ def run_ours(args):
     return [r["elapsed"] for r in train], [r["loss"] for r in train]
 
 
-def run_torch(args):
-    """The same run written in PyTorch; prints cumulative step times and losses as JSON."""
+def run_loop(args):
+    """The same run as a plain loop, in PyTorch (--loop torch) or in ours (--loop ours: what the
+    recipe's own bookkeeping adds is the command's time minus this); prints cumulative step
+    times and losses as JSON."""
     import math
 
+    if args.loop == "torch":
+        import torch  # first, as a user would (a tuned tinygrad_tf sets OMP_WAIT_POLICY)
     import numpy as np
-    import torch
 
-    from tinygrad_tf import manual_seed
+    from tinygrad_tf import Tensor, kernels, manual_seed, nn
     from tinygrad_tf.models import Transformer
     from tinygrad_tf.models.batching import Batcher, encode_pairs
     from tinygrad_tf.models.data import make_task
     from tinygrad_tf.models.tokenizers import Vocab, build_tokenizer
     from tinygrad_tf.models.train import TrainConfig, model_config
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "models"))
-    from torch_transformer import from_ours
+    from tinygrad_tf.nn import functional as F
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if args.loop == "ours":
+        kernels.tune_process()  # as the command does
     config = TrainConfig(task=args.task, seed=0, n_train=args.n_train, n_valid=20, n_test=0,
                          preset=None, dropout=args.dropout, batch_size=args.batch_size,
                          steps=args.steps, **SHORT)
@@ -94,26 +98,39 @@ def run_torch(args):
     corpus = encode_pairs(tokenizer, splits.train)
     batcher = Batcher(corpus, batch_size=config.batch_size, max_tokens=config.max_tokens,
                       seed=config.seed)
-    torch.manual_seed(config.seed)
-    model = from_ours(Transformer(shape), dtype=torch.float32).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1.0, betas=(config.beta1, config.beta2),
-                                 eps=config.eps)
-    d, warmup = shape.d_model, config.warmup_steps
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: d ** -0.5 * min((step + 1) ** -0.5, (step + 1) * warmup ** -1.5))
-    vocab = len(tokenizer.vocab)
+    ours = Transformer(shape)
+    d, warmup, vocab = shape.d_model, config.warmup_steps, len(tokenizer.vocab)
+    rate = lambda step: d ** -0.5 * min(step ** -0.5, step * warmup ** -1.5)  # noqa: E731
+    if args.loop == "torch":
+        sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "models"))
+        from torch_transformer import from_ours
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        torch.manual_seed(config.seed)
+        model = from_ours(ours, dtype=torch.float32).train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1.0,
+                                     betas=(config.beta1, config.beta2), eps=config.eps)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: rate(step + 1))
+        wrap, cross_entropy = torch.from_numpy, torch.nn.functional.cross_entropy
+        version = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    else:
+        model = ours.train()
+        optimizer = nn.optim.Adam(model.parameters(), lr=0.0, betas=(config.beta1, config.beta2),
+                                  eps=config.eps)
+        schedule = nn.schedules.TransformerLR(optimizer, d_model=d, warmup_steps=warmup)
+        wrap, cross_entropy = Tensor.from_numpy, F.cross_entropy
+        version = f"ours, kernels {kernels.active()}"
     stream = batcher.stream()
     elapsed, losses, total = [], [], 0.0
     for _ in range(config.steps):
         started = time.perf_counter()
         _, _, batch = next(stream)
-        logits = model(torch.from_numpy(batch.src), torch.from_numpy(batch.tgt_in))
-        loss = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, vocab), torch.from_numpy(batch.tgt_out.reshape(-1)),
-            ignore_index=Vocab.pad_id, label_smoothing=config.label_smoothing)
+        logits = model(wrap(batch.src), wrap(batch.tgt_in))
+        loss = cross_entropy(logits.reshape(-1, vocab), wrap(batch.tgt_out.reshape(-1)),
+                             ignore_index=Vocab.pad_id, label_smoothing=config.label_smoothing)
         value = loss.item()
         if not math.isfinite(value):
-            sys.exit(f"torch: loss {value} at step {len(losses) + 1}")
+            sys.exit(f"{args.loop}: loss {value} at step {len(losses) + 1}")
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -122,8 +139,7 @@ def run_torch(args):
         elapsed.append(total)
         losses.append(value)
     print(json.dumps({"elapsed": elapsed, "loss": losses,
-                      "version": f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-                      f"numpy {np.__version__}"}))
+                      "version": f"{version}, numpy {np.__version__}"}))
 
 
 def _env(args):
@@ -144,33 +160,38 @@ def main():
     parser.add_argument("--n-train", type=int, default=20000)
     parser.add_argument("--threads", type=int, default=0,
                         help="threads for both libraries (default: each library's own choice)")
-    parser.add_argument("--torch-row", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--loop", choices=["ours", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.torch_row:
-        return run_torch(args)
+    if args.loop:
+        return run_loop(args)
     import numpy as np
 
-    ours_elapsed, ours_loss = run_ours(args)
-    passed = sys.argv[1:]
-    done = subprocess.run([sys.executable, __file__, *passed, "--torch-row"],
-                          capture_output=True, text=True, env=_env(args))
-    if done.returncode:
-        sys.exit(f"torch row failed:\n{done.stderr[-3000:]}")
-    theirs = json.loads(done.stdout.strip().splitlines()[-1])
-    ours, torch_steps = per_step(ours_elapsed, args.warmup), per_step(theirs["elapsed"],
-                                                                      args.warmup)
+    rows = {"ours": run_ours(args)}
+    for loop in ("ours", "torch"):
+        done = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--loop", loop],
+                              capture_output=True, text=True, env=_env(args))
+        if done.returncode:
+            sys.exit(f"the {loop} loop failed:\n{done.stderr[-3000:]}")
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        rows[f"{loop} loop"] = result["elapsed"], result["loss"]
+        version = result["version"]
+    times = {name: per_step(elapsed, args.warmup) for name, (elapsed, _) in rows.items()}
     print(f"`tinygrad-tf train --task {args.task}` vs the same loop in PyTorch: short model "
           f"{SHORT}, dropout {args.dropout}, {args.batch_size} sentences per batch, "
           f"{args.steps} steps, figures over steps {args.warmup + 1}-{args.steps}, "
-          f"threads {args.threads or 'default'}; {theirs['version']}")
-    print(f"first losses: ours {ours_loss[0]:.4f}, torch {theirs['loss'][0]:.4f}; last: ours "
-          f"{ours_loss[-1]:.4f}, torch {theirs['loss'][-1]:.4f}")
-    print(f"{'':<8}{'mean ms':>9}{'median ms':>11}{'min ms':>8}")
-    for name, times in (("ours", ours), ("torch", torch_steps)):
-        print(f"{name:<8}{1e3 * times.mean():>9.1f}{1e3 * np.median(times):>11.1f}"
-              f"{1e3 * times.min():>8.1f}")
-    print(f"ours/torch: mean {ours.mean() / torch_steps.mean():.2f}x, median "
-          f"{np.median(ours) / np.median(torch_steps):.2f}x")
+          f"threads {args.threads or 'default'}; {version}")
+    print(f"{'':<22}{'mean ms':>9}{'median ms':>11}{'min ms':>8}{'/torch':>8}"
+          f"{'first loss':>12}{'last loss':>11}")
+    names = {"ours": "ours tinygrad-tf train", "ours loop": "ours plain loop",
+             "torch loop": "torch loop"}
+    theirs = times["torch loop"].mean()
+    for name, (_, losses) in rows.items():
+        step = times[name]
+        print(f"{names[name]:<22}{1e3 * step.mean():>9.1f}{1e3 * np.median(step):>11.1f}"
+              f"{1e3 * step.min():>8.1f}{step.mean() / theirs:>7.2f}x{losses[0]:>12.4f}"
+              f"{losses[-1]:>11.4f}")
+    print("/torch: mean over mean; the command's time minus the plain loop's is what the "
+          "recipe adds per step")
 
 
 if __name__ == "__main__":
