@@ -104,6 +104,9 @@ def _cases():
     c["Cat"] = (lambda x, y: tg.cat([x, y.reshape(1, 3)], 0), b)
     c["MatMul"] = (lambda x, y: x @ y, lambda rng: [_float(rng, 2, 3), _float(rng, 3, 4)])
     c["Softmax"] = (lambda x: x.softmax(1), u)
+    c["SoftmaxBackward"] = (lambda g, y: tg.function.SoftmaxBackward.apply(g, y.softmax(0),
+                                                                           axis=0),
+                            lambda rng: [_float(rng, 3, 2), _float(rng, 3, 2)])
     c["LogSoftmax"] = (lambda x: x.log_softmax(1), u)
     # nn
     c["FusedLinear"] = (lambda x, w, b: F.linear(x, w, b),

@@ -684,6 +684,31 @@ class Softmax(ArrayFunction):
         return ctx.xp.softmax_backward(out, grad, ctx.axis)
 
 
+class SoftmaxBackward(ArrayFunction):
+    """Softmax's input gradient y * (g - sum(g * y)) (y the softmax's output, sums along `axis`)
+    as one node: the create_graph path of Softmax (and of attention's weights) records this
+    instead of four. Its backward, written once against ctx.xp, with u the upstream gradient:
+        d/dg = y * (u - sum(u * y))                   (Softmax's backward again)
+        d/dy = u * (g - sum(g * y)) - g * sum(u * y)"""
+    @staticmethod
+    def forward(ctx, grad, out, axis):
+        ctx.save_for_backward(grad, out)
+        ctx.axis = axis
+        return kernels.softmax_backward(out, grad, axis)
+
+    @staticmethod
+    def backward(ctx, up):
+        grad, out = ctx.saved_tensors
+        xp, axis = ctx.xp, ctx.axis
+        need_grad, need_out = ctx.needs_input_grad
+        d_grad = xp.softmax_backward(out, up, axis) if need_grad else None
+        d_out = None
+        if need_out:
+            d_out = (up * (grad - xp.sum(grad * out, axis, True))
+                     - grad * xp.sum(up * out, axis, True))
+        return d_grad, d_out
+
+
 class LogSoftmax(ArrayFunction):
     @staticmethod
     def forward(ctx, x, axis):

@@ -162,7 +162,8 @@ class tensor_ops:
 
     @staticmethod
     def softmax_backward(out, grad, axis):
-        return out * (grad - (grad * out).sum(axis, keepdim=True))
+        from .function import SoftmaxBackward
+        return SoftmaxBackward.apply(grad, out, axis=axis)
 
     @staticmethod
     def log_softmax_backward(out, grad, axis):
