@@ -37,13 +37,24 @@ def _unbroadcast(grad, shape, op):
 
 
 def _saved_as_tensors(ctx, output):
-    known = {id(p.array): p for p in ctx.parents}
-    known[id(output.array)] = output
-
-    # other arrays (masks, indices, constants) stay arrays: the xp calls and the Tensor
-    # operators take them as constants
-    return tuple(known.get(id(item), item) if isinstance(item, np.ndarray) else item
-                 for item in ctx._saved)
+    saved = ctx._saved
+    if not saved:
+        return saved
+    # matched by identity, the output first; other arrays (masks, indices, constants) stay
+    # arrays: the xp calls and the Tensor operators take them as constants. (A loop over the
+    # one to three parents: this runs once per op of every create_graph walk.)
+    parents, out_array, mapped = ctx.parents, output.array, []
+    for item in saved:
+        if isinstance(item, np.ndarray):
+            if item is out_array:
+                item = output
+            else:
+                for parent in parents:
+                    if parent.array is item:
+                        item = parent
+                        break
+        mapped.append(item)
+    return tuple(mapped)
 
 
 def _op_grads(ctx, output, grad):
@@ -65,9 +76,8 @@ def _op_grads(ctx, output, grad):
     saved, clock = ctx._saved, ctx.saved_clock
     ctx._saved, ctx.saved_clock, ctx.xp = _saved_as_tensors(ctx, output), _FAR_FUTURE, tensor_ops
     graph_guard.depth += 1
-    try:
-        with _autograd.enable_grad():
-            return cls.backward(ctx, grad)
+    try:  # grad mode is on: run() turned it on for the whole walk
+        return cls.backward(ctx, grad)
     finally:
         graph_guard.depth -= 1
         del ctx.xp
@@ -89,6 +99,15 @@ def run(roots, grads, retain_graph=True, capture=None, stop=()):
     """Accumulate d(roots)/d(leaf) * grads (Tensors) into each leaf's `.grad` as a Tensor on a
     graph; with `capture` (ids of tensors -> None) store the gradients reaching those tensors
     there instead, touching no `.grad` (autograd.grad)."""
+    grad_mode = _autograd._GradMode
+    previous, grad_mode.enabled = grad_mode.enabled, True  # the backwards record their ops
+    try:
+        _walk(roots, grads, retain_graph, capture, stop)
+    finally:
+        grad_mode.enabled = previous
+
+
+def _walk(roots, grads, retain_graph, capture, stop):
     Tensor = _autograd._Tensor
     order = _autograd._topological_order(roots, stop)
     pending = {}
@@ -113,26 +132,26 @@ def run(roots, grads, retain_graph=True, capture=None, stop=()):
             continue
         elif tensor._retains_grad:
             tensor.grad = grad if tensor.grad is None else tensor.grad + grad
-        name = type(ctx).__name__
         input_grads = _op_grads(ctx, tensor, grad)
         if input_grads.__class__ is not tuple:
             input_grads = (input_grads,)
         parents = ctx.parents
         if len(input_grads) != len(parents):
-            raise RuntimeError(f"{name}.backward returned {len(input_grads)} gradients for "
-                               f"{len(parents)} inputs")
+            raise RuntimeError(f"{type(ctx).__name__}.backward returned {len(input_grads)} "
+                               f"gradients for {len(parents)} inputs")
         for parent, parent_grad in zip(parents, input_grads):
             if parent_grad is None or not parent.requires_grad:
                 continue
             if not isinstance(parent_grad, Tensor):
                 raise RuntimeError(
-                    f"{name}.backward returned a {type(parent_grad).__name__} under "
-                    "create_graph=True; it must compute with ctx.xp (or the Tensor operators) so "
-                    "the gradient records a graph, or define composed(ctx, *inputs)")
-            if parent_grad.shape != parent.shape:
-                parent_grad = _unbroadcast(parent_grad, parent.shape, name)
-            if parent_grad.dtype != parent.dtype:
-                parent_grad = parent_grad.to(parent.dtype)
+                    f"{type(ctx).__name__}.backward returned a {type(parent_grad).__name__} "
+                    "under create_graph=True; it must compute with ctx.xp (or the Tensor "
+                    "operators) so the gradient records a graph, or define composed(ctx, *inputs)")
+            array, data = parent_grad.array, parent.array
+            if array.shape != data.shape:
+                parent_grad = _unbroadcast(parent_grad, data.shape, type(ctx).__name__)
+            if array.dtype != data.dtype:
+                parent_grad = parent_grad.to(data.dtype)
             key = id(parent)
             pending[key] = pending[key] + parent_grad if key in pending else parent_grad
         if not retain_graph:
