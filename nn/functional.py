@@ -58,15 +58,16 @@ class FusedLinear(ArrayFunction):
     def backward(ctx, grad):
         rows, weight, x = ctx.saved_tensors
         xp = ctx.xp
-        if xp is not numpy_ops:  # under create_graph `rows` would be a constant: x's rows
-            rows = xp.reshape(x, (-1, x.shape[-1]))
-        grad_rows = xp.reshape(grad, (-1, weight.shape[0]))
+        if xp is not numpy_ops:  # under create_graph `rows` would be a constant: x itself
+            rows = x
         needs = ctx.needs_input_grad
-        grad_x = xp.reshape(xp.matmul(grad_rows, weight), x.shape) if needs[0] else None
-        grad_w = xp.matmul(grad_rows.T, rows) if needs[1] else None
+        # both products take (..., features) operands: under create_graph, three nodes in all
+        grad_x = xp.matmul(grad, weight) if needs[0] else None  # one 2-D GEMM (kernels.matmul)
+        grad_w = xp.weight_grad(grad, rows) if needs[1] else None
         if len(needs) == 2:
             return grad_x, grad_w
-        return grad_x, grad_w, (xp.sum(grad_rows, 0) if needs[2] else None)
+        lead = tuple(range(grad.ndim - 1))
+        return grad_x, grad_w, ((xp.sum(grad, lead) if lead else grad) if needs[2] else None)
 
 
 def linear(input, weight, bias=None):

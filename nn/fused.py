@@ -102,21 +102,24 @@ class LinearActivationDropout(ArrayFunction):
         if xp is numpy_ops:
             grad_pre, grad_b = kernels.bias_activation_backward(
                 _rows(grad, weight.shape[0]), saved, ctx.activation, mask, ctx.scale)
-        else:  # create_graph: Tensors; only GELU's slope needs the pre-activation again
-            rows = x.reshape(-1, x.shape[-1])
-            grad_pre = grad.reshape(-1, weight.shape[0])
-            dtype = x.dtype.type
+        else:  # create_graph: Tensors of x's (..., features) shape, no reshape nodes; only
+            rows, dtype = x, x.dtype.type  # GELU's slope needs the pre-activation again
             if ctx.activation == "relu":  # the slope and the dropout mask: one constant
-                grad_pre = grad_pre * np.where(saved > 0, dtype(ctx.scale), dtype(0))
+                grad_pre = grad * np.where(saved > 0, dtype(ctx.scale),
+                                           dtype(0)).reshape(grad.shape)
             else:
-                if mask is not None:
-                    grad_pre = grad_pre * (mask * dtype(ctx.scale))
+                grad_pre = grad if mask is None else grad * (mask * dtype(ctx.scale)).reshape(
+                    grad.shape)
                 approximate = "tanh" if ctx.activation == "gelu_tanh" else "none"
-                grad_pre = grad_pre * gelu_slope(xp, rows.matmul(weight.T) + bias, approximate)
-            grad_b = grad_pre.sum(0)
+                grad_pre = grad_pre * gelu_slope(xp, x.matmul(weight.T) + bias, approximate)
+            grad_b = grad_pre.sum(tuple(range(grad.ndim - 1))) if grad.ndim > 1 else grad_pre
         needs = ctx.needs_input_grad
-        grad_x = xp.reshape(xp.matmul(grad_pre, weight), ctx.shape) if needs[0] else None
-        grad_w = xp.matmul(grad_pre.T, rows) if needs[1] else None
+        grad_x = None
+        if needs[0]:
+            grad_x = xp.matmul(grad_pre, weight)
+            if grad_x.shape != ctx.shape:  # the first-order path's rows
+                grad_x = xp.reshape(grad_x, ctx.shape)
+        grad_w = xp.weight_grad(grad_pre, rows) if needs[1] else None
         return grad_x, grad_w, grad_b
 
 

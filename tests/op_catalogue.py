@@ -103,6 +103,8 @@ def _cases():
                                Tensor([[True, False, True], [False, False, True]])])
     c["Cat"] = (lambda x, y: tg.cat([x, y.reshape(1, 3)], 0), b)
     c["MatMul"] = (lambda x, y: x @ y, lambda rng: [_float(rng, 2, 3), _float(rng, 3, 4)])
+    c["LinearWeightGrad"] = (lambda g, x: tg.function.LinearWeightGrad.apply(g, x),
+                             lambda rng: [_float(rng, 2, 3, 4), _float(rng, 2, 3, 2)])
     c["Softmax"] = (lambda x: x.softmax(1), u)
     c["SoftmaxBackward"] = (lambda g, y: tg.function.SoftmaxBackward.apply(g, y.softmax(0),
                                                                            axis=0),

@@ -670,6 +670,25 @@ class MatMul(ArrayFunction):
         return grad_a, grad_b
 
 
+class LinearWeightGrad(ArrayFunction):
+    """A linear layer's weight gradient as one node: grad (..., out), x (..., in) -> (out, in),
+    the sum over rows of grad^T x (the create_graph path of the linear layers; xp.weight_grad).
+    Its backward, written once against ctx.xp, with u (out, in) the upstream gradient:
+        d/dgrad = x @ u^T,  d/dx = grad @ u"""
+    @staticmethod
+    def forward(ctx, grad, x):
+        ctx.save_for_backward(grad, x)
+        return kernels.matmul(grad.reshape(-1, grad.shape[-1]).T, x.reshape(-1, x.shape[-1]))
+
+    @staticmethod
+    def backward(ctx, up):
+        grad, x = ctx.saved_tensors
+        xp = ctx.xp
+        need_grad, need_x = ctx.needs_input_grad
+        return (xp.matmul(x, xp.swapaxes(up, 0, 1)) if need_grad else None,
+                xp.matmul(grad, up) if need_x else None)
+
+
 class Softmax(ArrayFunction):
     @staticmethod
     def forward(ctx, x, axis):

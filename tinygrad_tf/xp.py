@@ -73,6 +73,11 @@ class numpy_ops:
         return x[index]
 
     @staticmethod
+    def weight_grad(grad, rows):
+        """A linear layer's weight gradient: grad (..., out) over rows (R, in) -> (out, in)."""
+        return kernels.matmul(grad.reshape(-1, grad.shape[-1]).T, rows)
+
+    @staticmethod
     def zeros(shape, like):
         return np.zeros(shape, dtype=like.dtype)
 
@@ -177,6 +182,11 @@ class tensor_ops:
     @staticmethod
     def sum(x, axis=None, keepdims=False):
         return x.sum(axis, keepdims)
+
+    @staticmethod
+    def weight_grad(grad, x):
+        from .function import LinearWeightGrad
+        return LinearWeightGrad.apply(grad, x)
 
     @staticmethod
     def getitem(x, index):
