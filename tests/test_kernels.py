@@ -1,6 +1,7 @@
 """The kernel layer: every Numba kernel against its numpy twin, the switch, warmup/info, and the
 engine's gradient checks under each kernel set."""
 import importlib
+import math
 import os
 import subprocess
 import sys
@@ -108,12 +109,40 @@ def test_matmul_auto_routes_by_shape_class(monkeypatch):
     calls = []
     monkeypatch.setattr(mm, "matmul_numba", lambda a, b: calls.append("numba") or a @ b)
     monkeypatch.setattr(mm, "matmul_numpy", lambda a, b: calls.append("numpy") or a @ b)
-    monkeypatch.setattr(kernels, "AUTO_NUMBA_MAX_MATRIX", 64 * 64)
+    monkeypatch.setattr(kernels, "_numba_threads", lambda: 2)
     f32 = np.float32
-    kernels.matmul_auto(np.ones((8, 64, 32), f32), np.ones((8, 32, 64), f32))
+    keys = np.ones((8, 64, 32), f32)
+    kernels.matmul_auto(np.ones((8, 64, 32), f32), keys.swapaxes(-1, -2))  # q @ k^T
+    kernels.matmul_auto(np.ones((8, 64, 32), f32), np.ones((8, 32, 64), f32))  # contiguous
+    kernels.matmul_auto(np.ones((8, 8, 32), f32), np.ones((8, 8, 32), f32).swapaxes(-1, -2))
     kernels.matmul_auto(np.ones((1024, 128), f32), np.ones((128, 512), f32))
-    kernels.matmul_auto(np.ones((8, 64, 32)), np.ones((8, 32, 64)))  # float64
-    assert calls == ["numba", "numpy", "numpy"]
+    kernels.matmul_auto(np.ones((8, 64, 32)), np.ones((8, 64, 32)).swapaxes(-1, -2))  # f64
+    assert calls == ["numba", "numpy", "numpy", "numpy", "numpy"]
+    monkeypatch.setattr(kernels, "_numba_threads", lambda: 1)  # one core: numpy's per-item
+    kernels.matmul_auto(np.ones((8, 64, 32), f32), keys.swapaxes(-1, -2))  # loop is as fast
+    assert calls[-1] == "numpy"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape_a, shape_b, transpose_b", [
+    ((128, 32, 32), (128, 32, 32), True), ((3, 1, 5), (3, 5, 1), False),
+    ((2, 3, 17, 9), (3, 19, 9), True), ((4, 1, 6, 33), (1, 3, 33, 16), False),
+    ((5, 13, 7), (7, 35), False)])
+def test_batched_gemm_matches_numpy(dtype, shape_a, shape_b, transpose_b):
+    # The per-item kernel, called directly and through matmul_numba: odd sizes (edge tiles, a
+    # partial panel), broadcast batch dims (stride 0), a transposed right operand (a view).
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal(shape_a).astype(dtype)
+    b = rng.standard_normal(shape_b).astype(dtype)
+    b = b.swapaxes(-1, -2) if transpose_b else b
+    check_matmul(a, b)  # matmul_numba takes the batched kernel for these
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    (m, k), n = a.shape[-2:], b.shape[-1]
+    count = math.prod(batch)
+    out = np.empty((count, m, n), dtype)
+    mm.batched_gemm(mm._as_3d(a, batch, m, k), mm._as_3d(b, batch, k, n), out, 3, work=0)
+    np.testing.assert_allclose(out.reshape(batch + (m, n)), mm.matmul_numpy(a, b),
+                               rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
 
 
 # ---------------------------------------------------------------------------- softmax family

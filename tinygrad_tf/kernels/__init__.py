@@ -20,9 +20,11 @@ setting). `tune_process()` opts in to the settings measured fastest here; the `t
 command calls it for its own process; TINYGRAD_TF_TUNE=1 in the environment applies it at import.
 """
 import contextlib
+import math
 import os
 import time
 
+import numba
 import numpy as np
 
 from .. import plugins as _plugins
@@ -37,23 +39,31 @@ from . import softmax as _softmax
 from . import threads
 from ._malloc import keep_freed_memory
 
-# Batched float32 products with small matrices (output at most AUTO_NUMBA_MAX_MATRIX elements,
-# inner dim at most AUTO_NUMBA_MAX_K) go to Numba under "auto". On this project's 2-core machine
-# the cleanest bench/kernels.py runs had OpenBLAS ahead on every matmul shape (Numba 0.5-0.9x,
-# docs/kernels.md), so the threshold is 0: "auto" uses OpenBLAS for all matmuls. Set it to e.g.
-# 64 * 64 where the benchmark shows the batch-parallel Numba GEMM ahead (one noisy run here did).
-AUTO_NUMBA_MAX_MATRIX = 0
-AUTO_NUMBA_MAX_K = 64
+# Batched float32 products of small matrices whose right operand is a transposed view (q @ k^T,
+# the attention scores' layout) go to Numba's batched kernel under "auto" when it has both
+# cores: one parallel loop over the items beats numpy's one OpenBLAS call per item there. On
+# the 2-core EPYC (Zen 4, bench/RESULTS.md, one thread each) the kernel was 0.8-1.1x numpy from
+# 16 x 16 to 64 x 64 (K 32-64) and 1.8x at 128 x 128: it wins by using the second core, which
+# numpy's per-item loop leaves idle. Smaller matrices (a panel mostly padding), a contiguous
+# right operand (numpy's fast case) and K < 16 stay on OpenBLAS.
+AUTO_NUMBA_MIN_SIDE = 16
+AUTO_NUMBA_MAX_MATRIX = 128 * 128
+AUTO_NUMBA_MIN_K, AUTO_NUMBA_MAX_K = 16, 256
+
+
+def _numba_threads():
+    return numba.get_num_threads()  # a function: the tests stand in a count
 
 
 def matmul_auto_path(a, b):
     """Which matmul "auto" takes for these operands: "numba" or "numpy"."""
-    if b.ndim > 2 and a.dtype == b.dtype == np.float32:
+    if (a.ndim > 2 and b.ndim > 2 and a.dtype == b.dtype == np.float32
+            and b.strides[-2] == b.itemsize and _numba_threads() > 1):
+        rows, (inner, cols) = a.shape[-2], b.shape[-2:]
         batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-        rows = a.shape[-2] if a.ndim > 1 else 1
-        cols, inner = b.shape[-1], b.shape[-2]
-        if (int(np.prod(batch)) > 1 and rows * cols <= AUTO_NUMBA_MAX_MATRIX
-                and inner <= AUTO_NUMBA_MAX_K):
+        if (math.prod(batch) > 1 and min(rows, cols) >= AUTO_NUMBA_MIN_SIDE
+                and rows * cols <= AUTO_NUMBA_MAX_MATRIX
+                and AUTO_NUMBA_MIN_K <= inner <= AUTO_NUMBA_MAX_K):
             return "numba"
     return "numpy"
 

@@ -13,6 +13,8 @@ and is slower.)
 Parallelism: one `prange` over (batch item, B panel, chunk of row strips) jobs, so both a big 2-D
 product and a batch of small attention matrices keep every core busy.
 """
+import math
+
 import numba
 import numpy as np
 from numba import prange
@@ -21,6 +23,9 @@ from ._jit import LazyKernel
 
 MR, NR = 4, 16           # micro-tile: 4 x 16 float32 accumulators = 8 AVX2 registers
 A_CHUNK_BYTES = 1 << 17  # rows of A one job streams past its B panel: about 128 KiB, L2-sized
+# Batched products whose matrices have at most this many output elements run per batch item
+# (`batched_gemm`): one parallel loop over the items instead of the GEMM's two.
+BATCHED_MAX_MATRIX = 128 * 128
 
 
 def matmul_numpy(a, b):
@@ -143,6 +148,67 @@ def _gemm(a, b, out):
                     out_t[i0 + r, j0 + j] = tile[r, j]
 
 
+# ---------------------------------------------------------------------------- batched small
+
+@numba.njit(cache=True)
+def _pack_panels(b, panels, zero):
+    """panels[p, k, j] = b[k, p NR + j], zero past b's last column. A transposed view (unit
+    stride along k) is read along k, so both the reads and the writes stay in cache lines."""
+    kdim, n = b.shape
+    for p in range(panels.shape[0]):
+        j0 = p * NR
+        ncols = min(NR, n - j0)
+        panel = panels[p]
+        if b.strides[0] < b.strides[1]:
+            for j in range(ncols):
+                for k in range(kdim):
+                    panel[k, j] = b[k, j0 + j]
+        else:
+            for k in range(kdim):
+                for j in range(ncols):
+                    panel[k, j] = b[k, j0 + j]
+        for k in range(kdim):
+            for j in range(ncols, NR):
+                panel[k, j] = zero
+
+
+def _batched_gemm(a, b, out, chunks):
+    """out[t] = a[t] @ b[t] for (T, M, K) and (T, K, N) operands of any strides, small M, N:
+    one prange over `chunks` runs of batch items; each item packs its B into NR-column panels
+    (scratch allocated once per run) and streams its A strips past them, writing whole tiles
+    straight into `out` and edge tiles through a spare tile."""
+    nbatch, m, kdim = a.shape
+    n = b.shape[2]
+    npanel, nstrip, full = (n + NR - 1) // NR, (m + MR - 1) // MR, m // MR
+    zero = np.zeros(1, out.dtype)[0]
+    for chunk in prange(chunks):
+        panels = np.empty((npanel, kdim, NR), out.dtype)
+        tile = np.empty((MR, NR), out.dtype)
+        for t in range(chunk * nbatch // chunks, (chunk + 1) * nbatch // chunks):
+            a_t, out_t = a[t], out[t]
+            _pack_panels(b[t], panels, zero)
+            for p in range(npanel):
+                j0 = p * NR
+                ncols = min(NR, n - j0)
+                full_end = full if ncols == NR else 0
+                _strips_times_panel(a_t, panels[p], out_t, 0, full_end, j0, 0, zero)
+                for s in range(full_end, nstrip):
+                    i0 = s * MR
+                    _strips_times_panel(a_t, panels[p], tile, s, s + 1, 0, i0, zero)
+                    for r in range(min(MR, m - i0)):
+                        for j in range(ncols):
+                            out_t[i0 + r, j0 + j] = tile[r, j]
+
+
+def _batched_signature(dtype):
+    operand = f"Array({dtype}, 3, 'A', readonly=True)"
+    return f"void({operand}, {operand}, Array({dtype}, 3, 'C'), int64)"
+
+
+batched_gemm = LazyKernel(_batched_gemm, {d: _batched_signature(d) for d in ("float32", "float64")},
+                          parallel=True, fastmath={"contract"})
+
+
 def _gemm_signature(dtype):
     operand = f"Array({dtype}, 4, 'A', readonly=True)"
     return f"void({operand}, {operand}, Array({dtype}, 4, 'C'))"
@@ -162,6 +228,15 @@ def _as_4d(x, batch, rows, cols):
     return x.reshape((1,) * (4 - x.ndim) + x.shape)
 
 
+def _as_3d(x, batch, rows, cols):
+    # A read-only (items, rows, cols) view, the batch dims merged (a copy only where their
+    # strides do not allow it, e.g. some broadcast operands).
+    x = np.broadcast_to(x, batch + (rows, cols)).reshape((-1, rows, cols))
+    if x.flags.writeable:  # a copy: the kernel's signature takes read-only operands
+        x.flags.writeable = False
+    return x
+
+
 def matmul_numba(a, b):
     """a @ b on the Numba GEMM, with numpy's rules (batch broadcasting, 1-D operands).
     Dtypes other than matching float32/float64, and empty operands, go to `matmul_numpy`."""
@@ -175,12 +250,22 @@ def matmul_numba(a, b):
     if b.ndim == 2 and a.ndim > 2:  # a linear layer: fold a's batch into rows, one 2-D product
         return matmul_numba(a.reshape(-1, kdim), b).reshape(a.shape[:-1] + (n,))
     batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
+    count = math.prod(batch)
+    if count > 1 and m * n <= BATCHED_MAX_MATRIX:
+        out = np.empty((count, m, n), dtype=a.dtype)
+        batched_gemm(_as_3d(a2, batch, m, kdim), _as_3d(b2, batch, kdim, n), out,
+                     min(count, 4 * numba.get_num_threads()), work=out.size * kdim)
+        return _unbatch(out.reshape(batch + (m, n)), a.ndim, b.ndim)
     a4, b4 = _as_4d(a2, batch, m, kdim), _as_4d(b2, batch, kdim, n)
     out = np.empty(a4.shape[:2] + (m, n), dtype=a.dtype)
     gemm(a4, b4, out, work=out.size * kdim)
-    out = out.reshape(batch + (m, n))
-    if a.ndim == 1:
+    return _unbatch(out.reshape(batch + (m, n)), a.ndim, b.ndim)
+
+
+def _unbatch(out, a_ndim, b_ndim):
+    # A 1-D operand's row / column dim comes off again, as in numpy.
+    if a_ndim == 1:
         out = out[..., 0, :]
-    if b.ndim == 1:
+    if b_ndim == 1:
         out = out[..., 0]
     return out
