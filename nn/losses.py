@@ -143,13 +143,12 @@ class FusedCrossEntropy(ArrayFunction):
         flat_target = target.reshape(-1)
         keep = flat_target != ignore_index
         safe_target = np.where(keep, flat_target, 0)
-        logp = kernels.log_softmax(rows, 1)
-        picked = np.take_along_axis(logp, safe_target[:, None], axis=1)[:, 0]
+        # one pass over the logits: log-sum-exp, log p[target] and sum_c w[c] log p[c] per row
+        lse, picked, weighted = kernels.cross_entropy_rows(
+            rows, safe_target, np.ones(classes, rows.dtype) if weight is None else weight)
         target_weight = weight[safe_target] if weight is not None else None
         loss = -(1 - smoothing) * (picked if weight is None else picked * target_weight)
         if smoothing:
-            # sum_c w[c] log p[c] as a mat-vec: no (rows, C) temporary
-            weighted = logp.sum(axis=1) if weight is None else logp @ weight
             loss -= (smoothing / classes) * weighted
         # np.where, not a multiply: an ignored row whose logits hold -inf has loss nan/inf here
         loss = np.where(keep, loss, 0).astype(logits.dtype, copy=False)
@@ -157,9 +156,9 @@ class FusedCrossEntropy(ArrayFunction):
             denominator = float(keep.sum())
         else:
             denominator = float(np.where(keep, target_weight, 0).sum(dtype=np.float64))
-        # backward recomputes softmax from the logits (a fused kernel) rather than keeping logp:
-        # the logits are alive anyway, so this saves one (rows, C) array between the passes
-        ctx.save_for_backward(rows, safe_target, keep, weight, target_weight)
+        # backward recomputes softmax from the logits and lse (one pass) rather than keeping
+        # logp: the logits are alive anyway, so this saves one (rows, C) array between passes
+        ctx.save_for_backward(rows, safe_target, keep, weight, target_weight, lse)
         ctx.smoothing, ctx.reduction, ctx.denominator = smoothing, reduction, denominator
         ctx.input_shape, ctx.target_shape = logits.shape, target.shape
         return _reduce_rows(loss.astype(logits.dtype, copy=False), reduction, denominator,
@@ -167,28 +166,26 @@ class FusedCrossEntropy(ArrayFunction):
 
     @staticmethod
     def backward(ctx, grad):
-        rows, target, keep, w, w_target = ctx.saved_tensors
+        rows, target, keep, w, w_target, lse = ctx.saved_tensors
         classes, s = rows.shape[1], ctx.smoothing
         dtype = rows.dtype
         scale = _row_scale(grad, ctx.reduction, ctx.denominator, len(rows), dtype)
         scale = np.where(keep, scale, 0).astype(dtype, copy=False)
         # dloss/dlogp_c = -(1 - s) w[y] [c == y] - (s / C) w[c]; through log-softmax,
         # dloss/dlogit_j = p_j * A - (1 - s) w[y] [j == y] - (s / C) w[j], A = (1 - s) w[y] +
-        # (s / C) sum(w); times each row's scale. Built in place in the softmax array, which
-        # becomes the gradient (kernels.cross_entropy_grad, one pass).
+        # (s / C) sum(w); times each row's scale (kernels.cross_entropy_grad, one pass with p).
         target_term = (1 - s) * (np.ones(len(rows), dtype) if w is None else w_target)
         total_weight = classes if w is None else float(w.sum())
         coef = ((target_term + (s / classes) * total_weight) * scale).astype(dtype, copy=False)
         off = ((s / classes) * scale).astype(dtype, copy=False)
         picked = (target_term * scale).astype(dtype, copy=False)
         weight = np.ones(classes, dtype) if w is None else w
-        out = kernels.cross_entropy_grad(kernels.softmax(rows, 1), target, keep, coef,
-                                         off, weight, picked)
+        out = kernels.cross_entropy_grad(rows, lse, target, keep, coef, off, weight, picked)
         return _rows_back(out, ctx.input_shape)
 
     @staticmethod
     def composed(ctx, logits):  # the create_graph path (graph_backward.py)
-        _, target, keep, w, w_target = ctx.saved_tensors
+        _, target, keep, w, w_target, _ = ctx.saved_tensors
         logp = _class_rows(logits).log_softmax(1)
         s, classes = ctx.smoothing, logp.shape[1]
         picked = logp[np.arange(len(target)), target]

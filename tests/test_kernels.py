@@ -410,19 +410,45 @@ def test_embedding_position_and_scatter_kernels_match_numpy(dtype, vocab, width,
 lo = importlib.import_module("tinygrad_tf.kernels.loss")
 
 
-@given(st.sampled_from(DTYPES), st.integers(1, 30), st.integers(1, 70), st.integers(0, 2**32 - 1))
+def cross_entropy_logits(rng, dtype, rows, classes):
+    z = (3 * rng.standard_normal((rows, classes))).astype(dtype)
+    z[0] = -np.inf  # a row whose logits are all -inf: lse 0, p 0, never NaN
+    if classes > 1:
+        z[-1, 0] = -np.inf  # one masked class in an otherwise normal row
+    return z
+
+
+@given(st.sampled_from(DTYPES), st.integers(1, 30), st.sampled_from([1, 2, 7, 16, 33, 70]),
+       st.booleans(), st.integers(0, 2**32 - 1))
+def test_cross_entropy_rows_kernel_matches_numpy(dtype, rows, classes, weighted, seed):
+    rng = np.random.default_rng(seed)
+    z = cross_entropy_logits(rng, dtype, rows, classes)
+    target = rng.integers(0, classes, rows)
+    weight = (rng.uniform(0.5, 2, classes) if weighted else np.ones(classes)).astype(dtype)
+    ours = lo.cross_entropy_rows_numba(z, target, weight)
+    reference = lo.cross_entropy_rows_numpy(z, target, weight)
+    assert ours[0][0] == 0 and not np.isnan(ours[1][0])  # the all -inf row
+    # the row sums are reassociated in the kernel; the -inf entries must match exactly
+    for got, want in zip(ours, reference):
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+        finite = np.isfinite(want)
+        assert_twins_agree([got[finite]], [want[finite]], dtype, atol_scale=classes)
+
+
+@given(st.sampled_from(DTYPES), st.integers(1, 30), st.sampled_from([1, 2, 7, 16, 33, 70]),
+       st.integers(0, 2**32 - 1))
 def test_cross_entropy_grad_kernel_matches_numpy(dtype, rows, classes, seed):
     rng = np.random.default_rng(seed)
-    p = rng.uniform(size=(rows, classes)).astype(dtype)
-    p[0] = np.nan  # an ignored row whose logits were all -inf: must come out 0, not NaN
+    z = cross_entropy_logits(rng, dtype, rows, classes)
     target = rng.integers(0, classes, rows)
-    keep = rng.uniform(size=rows) < 0.7
-    keep[0] = False
-    coef, off, picked = (rng.standard_normal(rows).astype(dtype) for _ in range(3))
     weight = rng.uniform(0.5, 2, classes).astype(dtype)
-    ours = lo.cross_entropy_grad_numba(p.copy(), target, keep, coef, off, weight, picked)
-    reference = lo.cross_entropy_grad_numpy(p.copy(), target, keep, coef, off, weight, picked)
-    assert np.isfinite(ours).all()
+    lse = lo.cross_entropy_rows_numpy(z, target, weight)[0]
+    keep = rng.uniform(size=rows) < 0.7
+    keep[0] = False  # the all -inf row is an ignored (padding) row: comes out 0
+    coef, off, picked = (rng.standard_normal(rows).astype(dtype) for _ in range(3))
+    ours = lo.cross_entropy_grad_numba(z, lse, target, keep, coef, off, weight, picked)
+    reference = lo.cross_entropy_grad_numpy(z, lse, target, keep, coef, off, weight, picked)
+    assert np.isfinite(ours).all() and not ours[0].any()
     assert_twins_agree([ours], [reference], dtype)
 
 
@@ -438,7 +464,7 @@ def test_fused_kernels_fall_back_to_their_twins_for_other_dtypes():
 def test_every_registered_kernel_has_twins_and_a_definition_site():
     assert set(kernels.REGISTRY) >= {"matmul", "softmax", "layer_norm", "bias_activation",
                                      "embedding_position", "scatter_add_rows",
-                                     "cross_entropy_grad"}
+                                     "cross_entropy_rows", "cross_entropy_grad"}
     for name, kernel in kernels.REGISTRY.items():
         assert getattr(kernels, name) is kernel  # `kernels.<name>` is the registered entry
         assert set(kernel.implementations) == set(kernels.SETS)

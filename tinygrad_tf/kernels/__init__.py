@@ -157,6 +157,9 @@ embedding_position = register("embedding_position",
 scatter_add_rows = register("scatter_add_rows", _elementwise.scatter_add_rows_numpy,
                             _elementwise.scatter_add_rows_numba,
                             compiled=[_elementwise.scatter_add_rows_kernel])
+cross_entropy_rows = register("cross_entropy_rows", _loss.cross_entropy_rows_numpy,
+                              _loss.cross_entropy_rows_numba,
+                              compiled=[_loss.cross_entropy_rows_kernel])
 cross_entropy_grad = register("cross_entropy_grad", _loss.cross_entropy_grad_numpy,
                               _loss.cross_entropy_grad_numba,
                               compiled=[_loss.cross_entropy_grad_rows])
