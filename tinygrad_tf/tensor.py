@@ -1,11 +1,13 @@
 """The Tensor: a numpy array, an optional gradient, and the op that made it.
 
-Ops with PyTorch's names and semantics are methods, each either one primitive from
-`function.py` or a short composition of them. The class is spread over a few files, each
-readable in one sitting: this one (construction, autograd, arithmetic, elementwise ops,
-movement, comparisons), `tensor_reduce.py` (reductions, max/min, softmax, sorting),
-`tensor_index.py` (indexing, gather/scatter, splitting, `where`/`cat`/`stack`), `inplace.py`
-(in-place ops and version counters) and `factories.py` (making tensors).
+This file is the class's core: its fields, `backward`, and the arithmetic operators, each one
+primitive from `function.py` after PyTorch's type promotion. The other methods, with PyTorch's
+names and semantics, are mixed in from files each readable in one sitting: `tensor_elementwise.py`
+(exp, log, rounding, clip, bitwise ops), `tensor_index.py` (views: reshape, permute, expand;
+indexing, gather/scatter, splitting, `where`/`cat`/`stack`), `tensor_reduce.py` (reductions,
+max/min, softmax, sorting), `inplace.py` (in-place ops and version counters) and
+`tensor_torch.py` (the rest of torch's surface: `.data`, `item`, `len`, `repr`, `float()`,
+`new_zeros`...); `factories.py` makes tensors.
 """
 import numbers
 
@@ -15,12 +17,10 @@ from . import autograd as _autograd
 from . import dtypes as _dtypes
 from . import factories as _factories
 from . import function as F
-from . import xp as _xp
-from .args import normalize_dim as _normalize_dim, normalize_dims as _normalize_dims
-from .args import shape_arg as _shape_arg
-from .dtypes import BOOL as _BOOL, DEFAULT_FLOAT as _DEFAULT_FLOAT, INDEX as _INDEX
+from .dtypes import DEFAULT_FLOAT as _DEFAULT_FLOAT, INDEX as _INDEX
 from .dtypes import category as _category, scalar_category as _scalar_category
 from .inplace import InplaceOps
+from .tensor_elementwise import ElementwiseOps
 from .tensor_index import IndexOps, cat, stack, where  # noqa: F401 (re-exported)
 from .tensor_reduce import ReduceOps
 from .tensor_torch import TorchMethods
@@ -50,11 +50,6 @@ def _binary_op(fn, op, reflected=False):
     return method
 
 
-def _sign(array):
-    out = np.sign(array)
-    return np.where(np.isnan(out), 0, out).astype(out.dtype) if out.dtype.kind == "f" else out
-
-
 class IntegerDivisionByZero(ZeroDivisionError, RuntimeError):
     """torch raises RuntimeError("ZeroDivisionError") here; both `except`s catch this one."""
 
@@ -69,7 +64,7 @@ def _nonzero(dividend, divisor, op):
     return divisor.array
 
 
-class Tensor(ReduceOps, IndexOps, InplaceOps, TorchMethods):
+class Tensor(ReduceOps, IndexOps, InplaceOps, ElementwiseOps, TorchMethods):
     """An n-dimensional array that can record the ops applied to it and differentiate them."""
 
     __slots__ = ("array", "grad", "requires_grad", "_ctx", "_retains_grad", "__weakref__")
@@ -96,38 +91,7 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, TorchMethods):
     # The ops' fast path: the array is already a valid ndarray, so skip __init__'s checks.
     _wrap = staticmethod(_autograd._wrap_array)
 
-    # ------------------------------------------------------------------ factories
-
-    zeros = staticmethod(_factories.zeros)
-    ones = staticmethod(_factories.ones)
-    full = staticmethod(_factories.full)
-    randn = staticmethod(_factories.randn)
-    rand = staticmethod(_factories.rand)
-    randint = staticmethod(_factories.randint)
-    arange = staticmethod(_factories.arange)
-    linspace = staticmethod(_factories.linspace)
-    eye = staticmethod(_factories.eye)
-    from_numpy = staticmethod(_factories.from_numpy)
-
     # ------------------------------------------------------------------ basic properties
-
-    # `array` (a slot) is the numpy array holding the values: the engine reads and writes it
-    # directly. `data` is torch's: a Tensor sharing that memory, cut from the graph.
-    @property
-    def data(self):
-        """This tensor's values as a new Tensor sharing its memory, with no graph and no grad
-        (torch's `.data`). Unlike torch, an in-place write through it bumps the version the
-        two share, so a backward that saved the old values raises instead of using new ones."""
-        return Tensor._wrap(self.array)
-
-    @data.setter
-    def data(self, value):
-        """`t.data = other` makes `t` hold `other`'s memory (any shape or dtype), as torch."""
-        if not isinstance(value, Tensor):
-            raise TypeError(f"data: a tensor's .data can only be set to a Tensor, not "
-                            f"{type(value).__name__} (wrap a numpy array with tensor(...) or "
-                            "from_numpy(...))")
-        self.array = value.array
 
     @property
     def shape(self):
@@ -145,55 +109,7 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, TorchMethods):
     def is_leaf(self):
         return self._ctx is None
 
-    def size(self, dim=None):
-        return self.array.shape if dim is None else self.array.shape[dim]
-
-    def numel(self):
-        return self.array.size
-
-    def numpy(self):
-        _xp.check_not_in_graph_backward("Tensor.numpy()")
-        return self.array
-
-    def item(self):
-        if self.array.size != 1:
-            raise ValueError(f"item: only a one-element tensor has an item; this one has shape "
-                             f"{self.shape}")
-        return self.array.item()
-
-    def tolist(self):
-        return self.array.tolist()
-
-    def __array__(self, dtype=None, copy=None):
-        _xp.check_not_in_graph_backward("converting a Tensor to a numpy array")
-        if dtype is not None and np.dtype(dtype) != self.dtype:
-            return self.array.astype(dtype)
-        return self.array.copy() if copy else self.array
-
-    def __len__(self):
-        if self.ndim == 0:
-            raise TypeError("len() of a 0-d tensor")
-        return self.array.shape[0]
-
-    def __iter__(self):
-        return (self[i] for i in range(len(self)))
-
-    def __bool__(self):
-        if self.array.size != 1:
-            raise RuntimeError(f"bool() of a tensor of shape {self.shape} is ambiguous; "
-                               "use .any() or .all()")
-        return bool(self.array)
-
     __hash__ = object.__hash__  # identity: `==` is elementwise, so it cannot define equality
-
-    def __repr__(self):
-        body = np.array2string(self.array, separator=", ", precision=4, prefix="Tensor(")
-        extras = "" if self.dtype == _DEFAULT_FLOAT else f", dtype={self.dtype}"
-        if self._ctx is not None:
-            extras += f", grad_fn={type(self._ctx).__name__}"
-        elif self.requires_grad:
-            extras += ", requires_grad=True"
-        return f"Tensor({body}{extras})"
 
     # ------------------------------------------------------------------ autograd
 
@@ -263,21 +179,6 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, TorchMethods):
         if dtype.kind != "f":
             return Tensor._wrap(self.array.astype(dtype))
         return F.Cast.apply(self, dtype=dtype)
-
-    def astype(self, dtype):
-        return self.to(np.dtype(dtype))
-
-    def float(self):
-        return self.to(np.float32)
-
-    def double(self):
-        return self.to(np.float64)
-
-    def long(self):
-        return self.to(np.int64)
-
-    def bool(self):
-        return self.to(np.bool_)
 
     # ------------------------------------------------------------------ arithmetic
 
@@ -412,169 +313,9 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, TorchMethods):
                              "broadcast") from None
         return F.MatMul.apply(a, b)
 
-    # ------------------------------------------------------------------ elementwise
-
-    def _float_input(self):
-        return self if self.dtype.kind == "f" else self.float()
-
-    def exp(self):
-        return F.Exp.apply(self._float_input())
-
-    def log(self):
-        return F.Log.apply(self._float_input())
-
-    def sqrt(self):
-        return F.Sqrt.apply(self._float_input())
-
-    def tanh(self):
-        return F.Tanh.apply(self._float_input())
-
-    def sigmoid(self):
-        return F.Sigmoid.apply(self._float_input())
-
-    def log1p(self):
-        """log(1 + x), precise for small x."""
-        return F.Log1p.apply(self._float_input())
-
-    def expm1(self):
-        """exp(x) - 1, precise for small x."""
-        return F.Expm1.apply(self._float_input())
-
-    def sin(self):
-        return F.Sin.apply(self._float_input())
-
-    def erf(self):
-        """The error function, 2 / sqrt(pi) * integral of exp(-t^2) from 0 to x."""
-        return F.Erf.apply(self._float_input())
-
-    def cos(self):
-        return F.Cos.apply(self._float_input())
-
-    def _step(self, fn):
-        # Integer and bool tensors are already whole (and have no gradient).
-        return Tensor._wrap(fn(self.array)) if self.dtype.kind != "f" else F.Step.apply(self, fn=fn)
-
-    def floor(self):
-        return self._step(np.floor)
-
-    def ceil(self):
-        return self._step(np.ceil)
-
-    def round(self):
-        """Round half to even, as torch.round."""
-        return self._step(np.round)
-
-    def sign(self):
-        """-1, 0 or 1; as torch, sign(NaN) is 0 (numpy's is NaN) and a bool tensor is kept."""
-        if self.dtype.kind == "b":
-            return Tensor._wrap(self.array.copy())
-        return self._step(_sign)
-
-    def isnan(self):
-        return Tensor._wrap(np.isnan(self.array))
-
-    def isfinite(self):
-        return Tensor._wrap(np.isfinite(self.array))
-
-    def relu(self):
-        return F.Relu.apply(self)
-
-    def abs(self):
-        return F.Abs.apply(self)
-
     # Elementwise max and min; NaN propagates and ties split the gradient evenly, as in torch.
     maximum = _binary_op(F.Maximum, "maximum")
     minimum = _binary_op(F.Minimum, "minimum")
-
-    def clip(self, min=None, max=None):
-        if min is None and max is None:
-            raise ValueError("clip: give at least one of min and max")
-        bounds = [b for b in (min, max) if b is not None]
-        if not all(isinstance(b, numbers.Real) for b in bounds):
-            raise TypeError(f"clip: bounds must be numbers, got {min!r} and {max!r}")
-        floats = any(_scalar_category(b) == 2 for b in bounds)
-        x = self._float_input() if floats else self  # an int tensor clipped at 0.5 is float32
-        return F.Clip.apply(x, low=min, high=max)
-
-    clamp = clip
-
-    # ------------------------------------------------------------------ movement (numpy views)
-
-    def reshape(self, *shape):
-        shape = _shape_arg(shape)
-        if any(n < -1 for n in shape):  # numpy would take any negative size as -1
-            raise ValueError(f"reshape: invalid size in {shape}: sizes are >= 0, or one -1")
-        try:
-            return F.Reshape.apply(self, shape=shape)
-        except ValueError:
-            raise ValueError(f"reshape: cannot view a tensor of shape {self.shape} "
-                             f"({self.array.size} elements) as {shape}") from None
-
-    view = reshape
-
-    def flatten(self, start_dim=0, end_dim=-1):
-        if self.ndim == 0:
-            return self.reshape(1)
-        start = _normalize_dim(start_dim, self.ndim, "flatten")
-        end = _normalize_dim(end_dim, self.ndim, "flatten")
-        if start > end:
-            raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} "
-                             f"(shape {self.shape})")
-        return self.reshape(self.shape[:start] + (-1,) + self.shape[end + 1:])
-
-    def permute(self, *dims):
-        dims = _shape_arg(dims)
-        axes = tuple(_normalize_dim(d, self.ndim, "permute") for d in dims)
-        if sorted(axes) != list(range(self.ndim)):
-            raise ValueError(f"permute: {dims} is not a permutation of the {self.ndim} dims of a "
-                             f"tensor of shape {self.shape}")
-        return F.Permute.apply(self, dims=axes)
-
-    def transpose(self, dim0, dim1):
-        dims = list(range(self.ndim))
-        a, b = _normalize_dim(dim0, self.ndim, "transpose"), _normalize_dim(dim1, self.ndim, "transpose")
-        if a != b:  # (a 0-d tensor has no dims to swap)
-            dims[a], dims[b] = dims[b], dims[a]
-        return F.Permute.apply(self, dims=tuple(dims))
-
-    @property
-    def T(self):
-        if self.ndim != 2:
-            raise ValueError(f".T: only for 2-D tensors (this one has shape {self.shape}); "
-                             "use transpose or permute")
-        return self.transpose(0, 1)
-
-    def unsqueeze(self, dim):
-        axis = _normalize_dim(dim, self.ndim + 1, "unsqueeze")
-        return self.reshape(self.shape[:axis] + (1,) + self.shape[axis:])
-
-    def squeeze(self, dim=None):
-        if dim is None:
-            return self.reshape(tuple(n for n in self.shape if n != 1))
-        axes = _normalize_dims(dim, self.ndim, "squeeze") or ()
-        return self.reshape(tuple(n for i, n in enumerate(self.shape) if not (i in axes and n == 1)))
-
-    def expand(self, *shape):
-        shape = _shape_arg(shape)
-        # -1 keeps a dim's size, as in torch.
-        lead = len(shape) - self.ndim
-        if lead < 0 or -1 in shape[:lead]:
-            raise ValueError(f"expand: cannot expand shape {self.shape} to {shape} (the target "
-                             "needs at least as many dims, and -1 only for existing dims)")
-        full = tuple(self.shape[i - lead] if n == -1 else n for i, n in enumerate(shape))
-        try:
-            return F.Expand.apply(self, shape=full)
-        except ValueError:
-            raise ValueError(f"expand: cannot expand shape {self.shape} to {shape}") from None
-
-    def contiguous(self):
-        return self if self.array.flags.c_contiguous else F.Contiguous.apply(self)
-
-    def expand_as(self, other):
-        return self.expand(other.shape)
-
-    def view_as(self, other):
-        return self.reshape(other.shape)
 
     # ------------------------------------------------------------------ comparisons (no grad)
 
@@ -606,34 +347,6 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, TorchMethods):
 
     def __ge__(self, other):
         return self._compare(other, np.greater_equal)
-
-    # Bitwise ops, as torch: logical on bools, bitwise on integers, refused for floats.
-    def __invert__(self):
-        if self.dtype.kind == "f":
-            raise TypeError(f"~: only for bool and integer tensors, not {self.dtype}")
-        return Tensor._wrap(np.invert(self.array))
-
-    def _bitwise(self, other, ufunc, op):
-        if not isinstance(other, (Tensor, np.ndarray, numbers.Integral, np.bool_)):
-            return NotImplemented
-        a, b = self._operands(other, op)
-        if a.dtype.kind == "f":
-            raise TypeError(f"{op}: only for bool and integer tensors, not {a.dtype}")
-        try:
-            return Tensor._wrap(np.asarray(ufunc(a.array, b.array)))
-        except ValueError:
-            raise ValueError(f"{op}: shapes {a.shape} and {b.shape} do not broadcast") from None
-
-    def __and__(self, other):
-        return self._bitwise(other, np.bitwise_and, "bitwise_and")
-
-    def __or__(self, other):
-        return self._bitwise(other, np.bitwise_or, "bitwise_or")
-
-    def __xor__(self, other):
-        return self._bitwise(other, np.bitwise_xor, "bitwise_xor")
-
-    __rand__, __ror__, __rxor__ = __and__, __or__, __xor__
 
 
 # ---------------------------------------------------------------------------- module-level ops

@@ -10,6 +10,7 @@ from . import dtypes as _dtypes
 from . import function as F
 from .args import bool_mask as _bool_mask, index_arg as _index_arg, index_tensor as _index_tensor
 from .args import normalize_dim as _normalize_dim, normalize_dims as _normalize_dims
+from .args import shape_arg as _shape_arg
 from .dtypes import promote_dtypes as _promote_dtypes
 
 _wrap = _autograd._wrap_array
@@ -138,6 +139,84 @@ class IndexOps:
         """The slices along `dim`, each without that dim."""
         axis = _normalize_dim(dim, self.ndim, "unbind")
         return tuple(self[(slice(None),) * axis + (i,)] for i in range(self.shape[axis]))
+
+    # ------------------------------------------------------------------ movement (numpy views)
+
+    def reshape(self, *shape):
+        shape = _shape_arg(shape)
+        if any(n < -1 for n in shape):  # numpy would take any negative size as -1
+            raise ValueError(f"reshape: invalid size in {shape}: sizes are >= 0, or one -1")
+        try:
+            return F.Reshape.apply(self, shape=shape)
+        except ValueError:
+            raise ValueError(f"reshape: cannot view a tensor of shape {self.shape} "
+                             f"({self.array.size} elements) as {shape}") from None
+
+    view = reshape
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        if self.ndim == 0:
+            return self.reshape(1)
+        start = _normalize_dim(start_dim, self.ndim, "flatten")
+        end = _normalize_dim(end_dim, self.ndim, "flatten")
+        if start > end:
+            raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} "
+                             f"(shape {self.shape})")
+        return self.reshape(self.shape[:start] + (-1,) + self.shape[end + 1:])
+
+    def permute(self, *dims):
+        dims = _shape_arg(dims)
+        axes = tuple(_normalize_dim(d, self.ndim, "permute") for d in dims)
+        if sorted(axes) != list(range(self.ndim)):
+            raise ValueError(f"permute: {dims} is not a permutation of the {self.ndim} dims of a "
+                             f"tensor of shape {self.shape}")
+        return F.Permute.apply(self, dims=axes)
+
+    def transpose(self, dim0, dim1):
+        dims = list(range(self.ndim))
+        a, b = _normalize_dim(dim0, self.ndim, "transpose"), _normalize_dim(dim1, self.ndim, "transpose")
+        if a != b:  # (a 0-d tensor has no dims to swap)
+            dims[a], dims[b] = dims[b], dims[a]
+        return F.Permute.apply(self, dims=tuple(dims))
+
+    @property
+    def T(self):
+        if self.ndim != 2:
+            raise ValueError(f".T: only for 2-D tensors (this one has shape {self.shape}); "
+                             "use transpose or permute")
+        return self.transpose(0, 1)
+
+    def unsqueeze(self, dim):
+        axis = _normalize_dim(dim, self.ndim + 1, "unsqueeze")
+        return self.reshape(self.shape[:axis] + (1,) + self.shape[axis:])
+
+    def squeeze(self, dim=None):
+        if dim is None:
+            return self.reshape(tuple(n for n in self.shape if n != 1))
+        axes = _normalize_dims(dim, self.ndim, "squeeze") or ()
+        return self.reshape(tuple(n for i, n in enumerate(self.shape) if not (i in axes and n == 1)))
+
+    def expand(self, *shape):
+        shape = _shape_arg(shape)
+        # -1 keeps a dim's size, as in torch.
+        lead = len(shape) - self.ndim
+        if lead < 0 or -1 in shape[:lead]:
+            raise ValueError(f"expand: cannot expand shape {self.shape} to {shape} (the target "
+                             "needs at least as many dims, and -1 only for existing dims)")
+        full = tuple(self.shape[i - lead] if n == -1 else n for i, n in enumerate(shape))
+        try:
+            return F.Expand.apply(self, shape=full)
+        except ValueError:
+            raise ValueError(f"expand: cannot expand shape {self.shape} to {shape}") from None
+
+    def contiguous(self):
+        return self if self.array.flags.c_contiguous else F.Contiguous.apply(self)
+
+    def expand_as(self, other):
+        return self.expand(other.shape)
+
+    def view_as(self, other):
+        return self.reshape(other.shape)
 
     # ------------------------------------------------------------------ rearranging
 

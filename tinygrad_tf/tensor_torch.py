@@ -9,7 +9,10 @@ import numpy as np
 
 from . import autograd as _autograd
 from . import device as _device
+from . import factories as _factories
+from . import xp as _xp
 from .args import index_tensor as _index_tensor, normalize_dim as _normalize_dim
+from .dtypes import DEFAULT_FLOAT as _DEFAULT_FLOAT
 
 _wrap = _autograd._wrap_array
 
@@ -71,6 +74,87 @@ class TorchMethods:
     def get_device(self):
         return -1  # torch's answer for a CPU tensor
 
+    # ------------------------------------------------------------------ factories
+
+    zeros = staticmethod(_factories.zeros)
+    ones = staticmethod(_factories.ones)
+    full = staticmethod(_factories.full)
+    randn = staticmethod(_factories.randn)
+    rand = staticmethod(_factories.rand)
+    randint = staticmethod(_factories.randint)
+    arange = staticmethod(_factories.arange)
+    linspace = staticmethod(_factories.linspace)
+    eye = staticmethod(_factories.eye)
+    from_numpy = staticmethod(_factories.from_numpy)
+
+    # ------------------------------------------------------------------ the array and Python's protocols
+
+    # `array` (a slot) is the numpy array holding the values: the engine reads and writes it
+    # directly. `data` is torch's: a Tensor sharing that memory, cut from the graph.
+    @property
+    def data(self):
+        """This tensor's values as a new Tensor sharing its memory, with no graph and no grad
+        (torch's `.data`). Unlike torch, an in-place write through it bumps the version the
+        two share, so a backward that saved the old values raises instead of using new ones."""
+        return _wrap(self.array)
+
+    @data.setter
+    def data(self, value):
+        """`t.data = other` makes `t` hold `other`'s memory (any shape or dtype), as torch."""
+        if not isinstance(value, TorchMethods):
+            raise TypeError(f"data: a tensor's .data can only be set to a Tensor, not "
+                            f"{type(value).__name__} (wrap a numpy array with tensor(...) or "
+                            "from_numpy(...))")
+        self.array = value.array
+
+    def size(self, dim=None):
+        return self.array.shape if dim is None else self.array.shape[dim]
+
+    def numel(self):
+        return self.array.size
+
+    def numpy(self):
+        _xp.check_not_in_graph_backward("Tensor.numpy()")
+        return self.array
+
+    def item(self):
+        if self.array.size != 1:
+            raise ValueError(f"item: only a one-element tensor has an item; this one has shape "
+                             f"{self.shape}")
+        return self.array.item()
+
+    def tolist(self):
+        return self.array.tolist()
+
+    def __array__(self, dtype=None, copy=None):
+        _xp.check_not_in_graph_backward("converting a Tensor to a numpy array")
+        if dtype is not None and np.dtype(dtype) != self.dtype:
+            return self.array.astype(dtype)
+        return self.array.copy() if copy else self.array
+
+    def __len__(self):
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.array.shape[0]
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def __bool__(self):
+        if self.array.size != 1:
+            raise RuntimeError(f"bool() of a tensor of shape {self.shape} is ambiguous; "
+                               "use .any() or .all()")
+        return bool(self.array)
+
+    def __repr__(self):
+        body = np.array2string(self.array, separator=", ", precision=4, prefix="Tensor(")
+        extras = "" if self.dtype == _DEFAULT_FLOAT else f", dtype={self.dtype}"
+        if self._ctx is not None:
+            extras += f", grad_fn={type(self._ctx).__name__}"
+        elif self.requires_grad:
+            extras += ", requires_grad=True"
+        return f"Tensor({body}{extras})"
+
     # ------------------------------------------------------------------ conversions
 
     def _one_element(self, op):
@@ -110,6 +194,21 @@ class TorchMethods:
         elif self.requires_grad:
             extras += ", requires_grad=True"
         return f"tensor({format_scalar(self.array.item(), self.dtype)}{extras})"
+
+    def astype(self, dtype):
+        return self.to(np.dtype(dtype))
+
+    def float(self):
+        return self.to(np.float32)
+
+    def double(self):
+        return self.to(np.float64)
+
+    def long(self):
+        return self.to(np.int64)
+
+    def bool(self):
+        return self.to(np.bool_)
 
     def type(self, dtype=None):
         """t.type() -> 'torch.FloatTensor'; t.type(dtype or 'torch.LongTensor') -> converted."""

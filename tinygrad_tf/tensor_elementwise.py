@@ -1,0 +1,130 @@
+"""Tensor methods that apply one function to every element: exp, log and the other math
+functions, rounding, sign, clip, and the bitwise operators. Mixed into `Tensor` (tensor.py)."""
+import numbers
+
+import numpy as np
+
+from . import autograd as _autograd
+from . import function as F
+from .dtypes import scalar_category as _scalar_category
+
+_wrap = _autograd._wrap_array
+
+
+def _sign(array):
+    out = np.sign(array)
+    return np.where(np.isnan(out), 0, out).astype(out.dtype) if out.dtype.kind == "f" else out
+
+
+class ElementwiseOps:
+    __slots__ = ()  # a mixin of Tensor, which keeps its fields in slots
+
+    # ------------------------------------------------------------------ elementwise
+
+    def _float_input(self):
+        return self if self.dtype.kind == "f" else self.float()
+
+    def exp(self):
+        return F.Exp.apply(self._float_input())
+
+    def log(self):
+        return F.Log.apply(self._float_input())
+
+    def sqrt(self):
+        return F.Sqrt.apply(self._float_input())
+
+    def tanh(self):
+        return F.Tanh.apply(self._float_input())
+
+    def sigmoid(self):
+        return F.Sigmoid.apply(self._float_input())
+
+    def log1p(self):
+        """log(1 + x), precise for small x."""
+        return F.Log1p.apply(self._float_input())
+
+    def expm1(self):
+        """exp(x) - 1, precise for small x."""
+        return F.Expm1.apply(self._float_input())
+
+    def sin(self):
+        return F.Sin.apply(self._float_input())
+
+    def erf(self):
+        """The error function, 2 / sqrt(pi) * integral of exp(-t^2) from 0 to x."""
+        return F.Erf.apply(self._float_input())
+
+    def cos(self):
+        return F.Cos.apply(self._float_input())
+
+    def _step(self, fn):
+        # Integer and bool tensors are already whole (and have no gradient).
+        return _wrap(fn(self.array)) if self.dtype.kind != "f" else F.Step.apply(self, fn=fn)
+
+    def floor(self):
+        return self._step(np.floor)
+
+    def ceil(self):
+        return self._step(np.ceil)
+
+    def round(self):
+        """Round half to even, as torch.round."""
+        return self._step(np.round)
+
+    def sign(self):
+        """-1, 0 or 1; as torch, sign(NaN) is 0 (numpy's is NaN) and a bool tensor is kept."""
+        if self.dtype.kind == "b":
+            return _wrap(self.array.copy())
+        return self._step(_sign)
+
+    def isnan(self):
+        return _wrap(np.isnan(self.array))
+
+    def isfinite(self):
+        return _wrap(np.isfinite(self.array))
+
+    def relu(self):
+        return F.Relu.apply(self)
+
+    def abs(self):
+        return F.Abs.apply(self)
+
+    def clip(self, min=None, max=None):
+        if min is None and max is None:
+            raise ValueError("clip: give at least one of min and max")
+        bounds = [b for b in (min, max) if b is not None]
+        if not all(isinstance(b, numbers.Real) for b in bounds):
+            raise TypeError(f"clip: bounds must be numbers, got {min!r} and {max!r}")
+        floats = any(_scalar_category(b) == 2 for b in bounds)
+        x = self._float_input() if floats else self  # an int tensor clipped at 0.5 is float32
+        return F.Clip.apply(x, low=min, high=max)
+
+    clamp = clip
+
+    # Bitwise ops, as torch: logical on bools, bitwise on integers, refused for floats.
+    def __invert__(self):
+        if self.dtype.kind == "f":
+            raise TypeError(f"~: only for bool and integer tensors, not {self.dtype}")
+        return _wrap(np.invert(self.array))
+
+    def _bitwise(self, other, ufunc, op):
+        if not isinstance(other, (ElementwiseOps, np.ndarray, numbers.Integral, np.bool_)):
+            return NotImplemented
+        a, b = self._operands(other, op)
+        if a.dtype.kind == "f":
+            raise TypeError(f"{op}: only for bool and integer tensors, not {a.dtype}")
+        try:
+            return _wrap(np.asarray(ufunc(a.array, b.array)))
+        except ValueError:
+            raise ValueError(f"{op}: shapes {a.shape} and {b.shape} do not broadcast") from None
+
+    def __and__(self, other):
+        return self._bitwise(other, np.bitwise_and, "bitwise_and")
+
+    def __or__(self, other):
+        return self._bitwise(other, np.bitwise_or, "bitwise_or")
+
+    def __xor__(self, other):
+        return self._bitwise(other, np.bitwise_xor, "bitwise_xor")
+
+    __rand__, __ror__, __rxor__ = __and__, __or__, __xor__
