@@ -13,6 +13,7 @@ float32 loop costs a conversion per element and halves the vector width.
 """
 import math
 
+import numba
 import numpy as np
 from numba import prange
 
@@ -61,34 +62,56 @@ def layer_norm_backward_numpy(grad, normed, rstd, weight, mask=None, scale=1.0, 
 
 # ---------------------------------------------------------------------------- Numba kernels
 
+@numba.njit(cache=True, inline="always")
+def _as_dtype_of(n, like):
+    """n as a float typed like `like`'s elements: `total / n` with an int n would be float64
+    (float32 / int is) and turn every loop using the result into float64, a conversion per
+    element. (A division, not a multiply by 1/n: the mean of a constant row stays exact.)"""
+    typed = np.empty(1, like.dtype)
+    typed[0] = n
+    return typed[0]
+
+
+@numba.njit(cache=True, inline="always")
+def _normalize_row(h, normed, out, weight, bias, eps, width, rstd, i):
+    """normed = (h - mean) * rstd[i], out = normed * weight + bias for one row (normed may be
+    h itself); stores rstd[i]."""
+    n = h.shape[0]
+    zero = eps - eps
+    total = zero
+    for j in range(n):
+        total += h[j]
+    mean = total / width
+    spread = zero
+    for j in range(n):
+        d = h[j] - mean
+        spread += d * d
+    rstd[i] = 1.0 / math.sqrt(spread / width + eps)
+    r = rstd[i]  # read back in the data's dtype: the loop below stays float32 for float32
+    for j in range(n):
+        y = (h[j] - mean) * r
+        normed[j] = y
+        out[j] = y * weight[j] + bias[j]
+
+
 def _layer_norm_rows(x, residual, mask, weight, bias, eps, scale, has_residual, has_mask,
                      out, normed, rstd):
     m, n = x.shape
     zero = scale - scale  # 0 typed like the data
+    width = _as_dtype_of(n, x)
     for i in prange(m):
-        # h goes to `normed` first (one pass reads the inputs), then is normalised in place.
         h = normed[i]
-        total = zero
-        for j in range(n):
-            v = x[i, j]
-            if has_residual:
-                s = residual[i, j]
-                if has_mask:
-                    s = s * scale if mask[i, j] else zero
-                v += s
-            h[j] = v
-            total += v
-        mean = total / n
-        spread = zero
-        for j in range(n):
-            d = h[j] - mean
-            spread += d * d
-        rstd[i] = 1.0 / math.sqrt(spread / n + eps)
-        r = rstd[i]  # read back in the data's dtype: the loop below stays float32 for float32
-        for j in range(n):
-            y = (h[j] - mean) * r
-            h[j] = y
-            out[i, j] = y * weight[j] + bias[j]
+        if has_residual:  # h = x + s goes to `normed` first, then is normalised in place
+            if has_mask:  # one loop per case: no branch inside the vector loops
+                keep = mask[i]
+                for j in range(n):
+                    h[j] = x[i, j] + (residual[i, j] * scale if keep[j] else zero)
+            else:
+                for j in range(n):
+                    h[j] = x[i, j] + residual[i, j]
+            _normalize_row(h, h, out[i], weight, bias, eps, width, rstd, i)
+        else:  # read x itself: no copy into `normed` first
+            _normalize_row(x[i], h, out[i], weight, bias, eps, width, rstd, i)
 
 
 def _layer_norm_backward_rows(grad, normed, rstd, weight, mask, scale, has_residual, has_mask,
@@ -96,6 +119,7 @@ def _layer_norm_backward_rows(grad, normed, rstd, weight, mask, scale, has_resid
     m, n = normed.shape
     chunks = partial_w.shape[0]
     zero = scale - scale  # 0 typed like the data: every loop stays in one dtype and vectorizes
+    width = _as_dtype_of(n, normed)
     for c in prange(chunks):
         column_w, column_b = partial_w[c], partial_b[c]
         column_w[:] = zero
@@ -111,8 +135,8 @@ def _layer_norm_backward_rows(grad, normed, rstd, weight, mask, scale, has_resid
             for j in range(n):  # weight's and bias's column sums, this chunk's rows
                 column_w[j] += g_row[j] * x_row[j]
                 column_b[j] += g_row[j]
-            mean_g = sum_g / n
-            mean_gx = sum_gx / n
+            mean_g = sum_g / width
+            mean_gx = sum_gx / width
             r = rstd[i]
             out = grad_x[i]
             for j in range(n):
