@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from tinygrad_tf import Tensor, kernels, stack, where
+from tinygrad_tf import Tensor, cat, kernels, where
 from tinygrad_tf.autograd import ArrayFunction
 from tinygrad_tf.xp import numpy_ops, tensor_ops
 
@@ -50,20 +50,22 @@ def _packed_attention_graph(ctx, first, second, grad):
     """PackedAttention's gradients as recorded Tensor ops, heads first: the weights as one
     AttentionWeights node (whose backward gives q's and k's gradients), v's by one product."""
     fill = ctx.saved_tensors[3]
-    if second is None:  # (B, L, 3, h, E) -> (3, B, h, L, E)
+    # (B, L, n, h, E) -> (n, B, h, L, E); slices 0:1, 1:2, ... keep that leading dim, so the
+    # products broadcast over it and the gradients join back with one cat, no reshape nodes
+    if second is None:
         heads = first.permute(2, 0, 3, 1, 4)
-        q, k, v = heads[0], heads[1], heads[2]
+        q, k, v = heads[0:1], heads[1:2], heads[2:3]
     else:
         heads = second.permute(2, 0, 3, 1, 4)
-        q, k, v = first.permute(0, 2, 1, 3), heads[0], heads[1]
-    weights = AttentionWeights.apply(q, k, fill=fill, scale=ctx.scale)  # (B, h, L, S)
+        q, k, v = first.permute(0, 2, 1, 3), heads[0:1], heads[1:2]
+    weights = AttentionWeights.apply(q, k, fill=fill, scale=ctx.scale)  # (1, B, h, L, S)
     grad = grad.permute(0, 2, 1, 3)
     grad_v = weights.transpose(-1, -2).matmul(grad)
     grad_q, grad_k = _weights_grads(
         tensor_ops, q, k, weights, grad.matmul(v.transpose(-1, -2)), ctx.scale)
     if second is None:
-        return (stack([grad_q, grad_k, grad_v]).permute(1, 3, 0, 2, 4),)
-    return grad_q.permute(0, 2, 1, 3), stack([grad_k, grad_v]).permute(1, 3, 0, 2, 4)
+        return (cat([grad_q, grad_k, grad_v]).permute(1, 3, 0, 2, 4),)
+    return grad_q[0].permute(0, 2, 1, 3), cat([grad_k, grad_v]).permute(1, 3, 0, 2, 4)
 
 
 class AttentionWeights(ArrayFunction):
