@@ -21,7 +21,7 @@ from tinygrad_tf.autograd import ArrayFunction
 from tinygrad_tf.xp import numpy_ops
 
 from .functional import _check_float, _index_array, _keep_mask, _rows, _check_range
-from .functional import _layer_norm_graph_grads, _pick_rows, gelu_slope
+from .functional import _layer_norm_graph_grads, gelu_slope
 
 
 def _dropout_args(p, training, op):
@@ -160,18 +160,20 @@ class EmbeddingPositionDropout(ArrayFunction):
     @staticmethod
     def backward(ctx, grad):
         flat, mask, _ = ctx.saved_tensors
-        grad_weight = kernels.scatter_add_rows(flat, _rows(grad, grad.shape[-1]),
-                                               ctx.num_embeddings, mask, ctx.scale)
+        width = grad.shape[-1]
+        if ctx.xp is not numpy_ops:  # create_graph: one constant factor per row, an index-add
+            factor = np.full((flat.size, 1), ctx.scale, grad.dtype)
+            if ctx.padding_idx is not None:
+                factor[flat == ctx.padding_idx] = 0
+            if mask is not None:
+                factor = factor * mask
+            return ctx.xp.index_add((ctx.num_embeddings, width), flat,
+                                    grad.reshape(-1, width) * factor, True)
+        grad_weight = kernels.scatter_add_rows(flat, _rows(grad, width), ctx.num_embeddings,
+                                               mask, ctx.scale)
         if ctx.padding_idx is not None:
             grad_weight[ctx.padding_idx] = 0  # the padding row is never trained
         return grad_weight
-
-    @staticmethod
-    def composed(ctx, weight):
-        flat, mask, table = ctx.saved_tensors
-        out = _pick_rows(weight, flat.reshape(ctx.ids_shape), ctx.padding_idx) * ctx.emb_scale
-        out = out + table
-        return out if mask is None else out * mask.reshape(out.shape) * ctx.drop_scale
 
 
 def embedding_position_dropout(ids, weight, table, scale=1.0, p=0.0, training=True,
