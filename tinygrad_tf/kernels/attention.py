@@ -138,10 +138,42 @@ def _pack_transposed(x, slot, b, h, panels):
 
 @numba.njit(cache=True, inline="always")
 def _block(rows, cols, dtype):
-    """A (rows, cols) scratch block typed as a strided ('A') array, like every other left
-    operand of _product (q and dO slices, transposes): one compiled _product per dtype, not one
-    per layout (each costs seconds of compiling)."""
-    return np.empty((rows, cols + 1), dtype)[:, :cols]
+    """A C-contiguous (rows, cols + 1) scratch array and its (rows, cols) view typed as a
+    strided ('A') array, like every other left operand of _product (q and dO slices,
+    transposes): one compiled _product per dtype, not one per layout (each costs seconds of
+    compiling). Loops write through the C array, where their stores vectorize."""
+    base = np.empty((rows, cols + 1), dtype)
+    return base, base[:, :cols]
+
+
+@numba.njit(cache=True, inline="always")
+def _max_of(row, n, start):
+    """max(start, row[:n]) with eight running maxima: a float max loop does not vectorize (NaN
+    rules), and one running maximum makes every compare wait for the one before."""
+    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = start
+    n8 = n - n % 8
+    for j in range(0, n8, 8):
+        v = row[j]
+        m0 = v if v > m0 else m0
+        v = row[j + 1]
+        m1 = v if v > m1 else m1
+        v = row[j + 2]
+        m2 = v if v > m2 else m2
+        v = row[j + 3]
+        m3 = v if v > m3 else m3
+        v = row[j + 4]
+        m4 = v if v > m4 else m4
+        v = row[j + 5]
+        m5 = v if v > m5 else m5
+        v = row[j + 6]
+        m6 = v if v > m6 else m6
+        v = row[j + 7]
+        m7 = v if v > m7 else m7
+    for j in range(n8, n):
+        v = row[j]
+        m0 = v if v > m0 else m0
+    m0, m1, m2, m3 = max(m0, m4), max(m1, m5), max(m2, m6), max(m3, m7)
+    return max(max(m0, m2), max(m1, m3))
 
 
 @numba.njit(cache=True)
@@ -165,12 +197,13 @@ def _fused_forward(q, q_slot, k, k_slot, v, v_slot, bias, drop, scale, out, weig
     # Constants typed like the data: a literal (or float32 + int) would be float64.
     zero, one = np.zeros(1, dtype)[0], np.ones(1, dtype)[0]
     minus_inf = np.full(1, -np.inf, dtype)[0]
+    has_drop = drop.shape[2] > 0  # an empty `drop`: no dropout, the weights go in directly
     blocks = batch * heads
     for chunk in prange(chunks):
         k_t = np.zeros((_panels(source), features, NR), dtype)  # K^T, packed
         v_p = np.zeros((_panels(v_features), source, NR), dtype)
         scores = np.empty((_padded(length), _panels(source) * NR), dtype)
-        dropped = _block(length, source, dtype)  # weights * keep * drop_scale
+        dropped_c, dropped = _block(length, source, dtype)  # weights * keep * drop_scale
         result = np.empty((_padded(length), _panels(v_features) * NR), dtype)
         for block in range(chunk * blocks // chunks, (chunk + 1) * blocks // chunks):
             b, h = block // heads, block % heads
@@ -181,12 +214,10 @@ def _fused_forward(q, q_slot, k, k_slot, v, v_slot, bias, drop, scale, out, weig
                 row, x, bias_row = weights[b, h, i], scores[i], _mask_row(bias, b, h, i)
                 for j in range(source):
                     row[j] = x[j] * scale + bias_row[j]
-                row_max = minus_inf
-                for j in range(source):
-                    row_max = max(row_max, row[j])
+                row_max = _max_of(row, source, minus_inf)
                 if row_max == minus_inf:  # every key masked: zero weights, zero output
                     row[:] = zero
-                    dropped[i] = zero
+                    dropped_c[i] = zero
                     continue
                 total = zero
                 for j in range(source):
@@ -194,12 +225,17 @@ def _fused_forward(q, q_slot, k, k_slot, v, v_slot, bias, drop, scale, out, weig
                     row[j] = w
                     total += w
                 inverse = one / total
-                drop_row = _mask_row(drop, b, h, i)
-                for j in range(source):
-                    w = row[j] * inverse
-                    row[j] = w
-                    dropped[i, j] = w * drop_row[j]
-            _product(dropped, length, v_p, result, zero)
+                if has_drop:
+                    drop_row, dropped_row = _mask_row(drop, b, h, i), dropped_c[i]
+                    for j in range(source):
+                        w = row[j] * inverse
+                        row[j] = w
+                        dropped_row[j] = w * drop_row[j]
+                else:
+                    for j in range(source):
+                        row[j] *= inverse
+            left = dropped if has_drop else weights[b, h][:, :source]  # both strided (L, S)
+            _product(left, length, v_p, result, zero)
             for i in range(length):
                 out_row = out[b, i, h]
                 for e in range(v_features):
@@ -212,14 +248,15 @@ def _fused_backward(q, q_slot, k, k_slot, v, v_slot, weights, grad_out, drop, sc
     source, v_features = k.shape[1], v.shape[4]
     dtype = weights.dtype
     zero = np.zeros(1, dtype)[0]
+    has_drop = drop.shape[2] > 0  # as in _fused_forward
     blocks = batch * heads
     for chunk in prange(chunks):
         g_p = np.zeros((_panels(v_features), length, NR), dtype)  # dO
         v_t = np.zeros((_panels(source), v_features, NR), dtype)  # V^T
         k_p = np.zeros((_panels(features), source, NR), dtype)
         q_p = np.zeros((_panels(features), length, NR), dtype)
-        dropped = _block(length, source, dtype)
-        ds = _block(length, source, dtype)
+        dropped_c, dropped = _block(length, source, dtype)
+        ds_c, ds = _block(length, source, dtype)
         dv = np.empty((_padded(source), _panels(v_features) * NR), dtype)
         dp = np.empty((_padded(length), _panels(source) * NR), dtype)
         dq = np.empty((_padded(length), _panels(features) * NR), dtype)
@@ -231,21 +268,25 @@ def _fused_backward(q, q_slot, k, k_slot, v, v_slot, weights, grad_out, drop, sc
             _pack(k, k_slot, b, h, k_p)
             _pack(q, q_slot, b, h, q_p)
             p = weights[b, h]  # (L, S)
-            for i in range(length):
-                drop_row = _mask_row(drop, b, h, i)
-                for j in range(source):
-                    dropped[i, j] = p[i, j] * drop_row[j]
-            _product(dropped.T, source, g_p, dv, zero)  # dV = (P * keep * s)^T dO
+            if has_drop:
+                for i in range(length):
+                    drop_row, p_row, dropped_row = _mask_row(drop, b, h, i), p[i], dropped_c[i]
+                    for j in range(source):
+                        dropped_row[j] = p_row[j] * drop_row[j]
+            left = dropped if has_drop else p[:, :source]  # both strided (L, S)
+            _product(left.T, source, g_p, dv, zero)  # dV = (P * keep * s)^T dO
             _product(grad_out[b, :, 0, h, :], length, v_t, dp, zero)  # d(dropped) = dO V^T
             for i in range(length):  # dS = P * (dP - rowsum(P * dP)) * scale
+                p_row, dp_row, ds_row = p[i], dp[i], ds_c[i]
+                if has_drop:
+                    drop_row = _mask_row(drop, b, h, i)
+                    for j in range(source):
+                        dp_row[j] *= drop_row[j]  # dP
                 dot = zero
-                drop_row = _mask_row(drop, b, h, i)
                 for j in range(source):
-                    g = dp[i, j] * drop_row[j]  # dP
-                    dp[i, j] = g
-                    dot += p[i, j] * g
+                    dot += p_row[j] * dp_row[j]
                 for j in range(source):
-                    ds[i, j] = p[i, j] * (dp[i, j] - dot) * scale
+                    ds_row[j] = p_row[j] * (dp_row[j] - dot) * scale
             _product(ds, length, k_p, dq, zero)  # dQ = dS K
             _product(ds.T, source, q_p, dk, zero)  # dK = dS^T Q
             for i in range(length):
@@ -270,10 +311,11 @@ def _forward_signature(dtype):
 
 def _backward_signature(dtype):
     x = grad = f"Array({dtype}, 5, 'C'), int64"
-    block = f"Array({dtype}, 4, 'C', readonly=True)"
+    # weights writable too: its blocks are a left operand of _product, as the scratch blocks
+    weights, block = f"Array({dtype}, 4, 'C')", f"Array({dtype}, 4, 'C', readonly=True)"
     grad_out = f"Array({dtype}, 5, 'C')"
-    return (f"void({x}, {x}, {x}, {block}, {grad_out}, {block}, {dtype}, {grad}, {grad}, {grad}, "
-            "int64)")
+    return (f"void({x}, {x}, {x}, {weights}, {grad_out}, {block}, {dtype}, {grad}, {grad}, "
+            f"{grad}, int64)")
 
 
 # reassoc: the row sums keep vector partial sums. No nnan/ninf: -inf marks masked scores.
@@ -302,12 +344,20 @@ def _compact(mask):
     return mask[tuple(slice(0, 1) if stride == 0 else slice(None) for stride in mask.strides[:2])]
 
 
-def _row_mask(shape, dtype, fill=None, additive=None, keep=None, drop_scale=1.0, default=0):
+def _drop_factor(shape, dtype, keep, drop_scale):
+    """keep * drop_scale as a kernel mask (below), or without dropout an empty (1, 1, 0, 0)
+    array: the kernels then use the weights as they are."""
+    if keep is None:
+        return np.zeros((1, 1, 0, 0), dtype)
+    return _row_mask(shape, dtype, keep=keep, drop_scale=drop_scale)
+
+
+def _row_mask(shape, dtype, fill=None, additive=None, keep=None, drop_scale=1.0):
     """One float mask for the kernel, C-contiguous (B or 1, h or 1, L, S): additive plus -inf
-    where `fill` (the bias), or keep * drop_scale (the dropout factor); `default` without them."""
+    where `fill` (the bias), or keep * drop_scale (the dropout factor); zeros without them."""
     parts = [_compact(m) for m in (fill, additive, keep) if m is not None]
     if not parts:
-        return np.full((1, 1) + shape[2:], default, dtype)
+        return np.zeros((1, 1) + shape[2:], dtype)
     out = np.zeros(np.broadcast_shapes(*(m.shape[:2] for m in parts)) + shape[2:], dtype)
     fill, additive, keep = (None if m is None else _compact(m) for m in (fill, additive, keep))
     if additive is not None:
@@ -350,11 +400,17 @@ def attention_forward_fused(q, k, v, fill, scale, additive=None, keep=None, drop
     out = np.empty(q.shape[:3] + (v.shape[3],), q.dtype)
     weights = np.empty(shape, q.dtype)
     bias = _row_mask(shape, dtype, fill=fill, additive=additive)
-    drop = _row_mask(shape, dtype, keep=keep, drop_scale=drop_scale, default=1)
+    drop = _drop_factor(shape, dtype, keep, drop_scale)
     attention_forward_blocks(
         *_slots(q), *_slots(k), *_slots(v), bias, drop, dtype(scale), out, weights,
         _chunks(q.shape[0] * q.shape[2]), work=2 * weights.size * q.shape[3])
     return out, weights
+
+
+def _writable(x):
+    # The kernels' signatures take writable arrays (they never write these): see _slots.
+    x = np.ascontiguousarray(x)
+    return x if x.flags.writeable else x.copy()
 
 
 def attention_backward_fused(q, k, v, weights, grad_out, scale, grad_q, grad_k, grad_v,
@@ -366,9 +422,8 @@ def attention_backward_fused(q, k, v, weights, grad_out, scale, grad_q, grad_k, 
     dtype = q.dtype.type
     grads = [_slots(g) for g in (grad_q, grad_k, grad_v)]
     attention_backward_blocks(
-        *_slots(q), *_slots(k), *_slots(v), np.ascontiguousarray(weights),
-        _slots(grad_out)[0],
-        _row_mask(weights.shape, dtype, keep=keep, drop_scale=drop_scale, default=1), dtype(scale),
+        *_slots(q), *_slots(k), *_slots(v), _writable(weights), _slots(grad_out)[0],
+        _drop_factor(weights.shape, dtype, keep, drop_scale), dtype(scale),
         *grads[0], *grads[1], *grads[2], _chunks(q.shape[0] * q.shape[2]),
         work=4 * weights.size * q.shape[3])
     for grad, (written, _) in zip((grad_q, grad_k, grad_v), grads):
