@@ -1,0 +1,179 @@
+"""Every matmul of one training step, with its layout, timed alone against the GEMM roof.
+
+Runs bench/train_step.py's step (its configurations and data), records each `kernels.matmul`
+call of one step (operand shapes, strides, C/F-contiguity, dtype, the caller) and then times
+each distinct call alone, on fresh operands of the same shapes and strides, with OpenBLAS at the
+step's thread count and at one thread (threadpoolctl), beside the roof (a large float32 GEMM).
+The last column is the same call on the Numba GEMM (GFLOP/s). Also counted: the copies
+`np.ascontiguousarray` made of non-contiguous activations during the step (they sit in front of
+the GEMMs).
+
+    flock /tmp/tgtf-heavy.lock .venv/bin/python bench/gemm_calls.py [--config small] [--threads 2]
+"""
+import argparse
+import collections
+import os
+import sys
+import time
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="small", help="tiny, small, medium or short")
+    parser.add_argument("--dropout", type=float, default=0.0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=30, help="timings per call (best kept)")
+    args = parser.parse_args()
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        if os.environ.get(name) != str(args.threads):  # read when the libraries load: re-exec
+            env = dict(os.environ, OPENBLAS_NUM_THREADS=str(args.threads),
+                       OMP_NUM_THREADS=str(args.threads), NUMBA_NUM_THREADS=str(args.threads))
+            os.execve(sys.executable, [sys.executable, __file__] + sys.argv[1:], env)
+
+    import numba
+    import numpy as np
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from tinygrad_tf import Tensor, kernels, manual_seed, nn
+    kernels.tune_process()
+    from tinygrad_tf.models import Transformer, TransformerConfig
+    from tinygrad_tf.nn import functional as F
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    from train_step import CONFIGS, make_batch
+
+    manual_seed(0)
+    vocab, src_ids, tgt_ids, tgt_out_ids = make_batch(args.config)
+    config = TransformerConfig(vocab, vocab, dropout=args.dropout, share_embeddings=True,
+                               max_len=64, **CONFIGS[args.config])
+    model = Transformer(config)
+    optimizer = nn.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9)
+    src, tgt_in, tgt_out = Tensor(src_ids), Tensor(tgt_ids), Tensor(tgt_out_ids)
+
+    def step():
+        logits = model(src, tgt_in)
+        loss = F.cross_entropy(logits.reshape(-1, vocab), tgt_out, ignore_index=0,
+                               label_smoothing=0.1)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(3):
+        step()
+
+    calls, copies = [], collections.Counter()
+    matmul_entry, original_copy = kernels.matmul, np.ascontiguousarray
+
+    def layout(x):
+        flags = "C" if x.flags.c_contiguous else "F" if x.flags.f_contiguous else "-"
+        return x.shape, tuple(s // x.itemsize for s in x.strides), flags
+
+    def caller():
+        frame = sys._getframe(2)
+        while frame and "kernels" in frame.f_code.co_filename:
+            frame = frame.f_back
+        return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_code.co_name}"
+
+    def recording(a, b):
+        calls.append((layout(a), layout(b), a.dtype.name, caller()))
+        return matmul_impl(a, b)
+
+    def counting_copy(x, *rest, **kw):
+        x_arr = np.asarray(x)
+        if not x_arr.flags.c_contiguous:
+            copies[(caller(), x_arr.shape)] += 1
+        return original_copy(x, *rest, **kw)
+
+    matmul_impl = matmul_entry.current
+    matmul_entry.current = recording
+    np.ascontiguousarray = counting_copy
+    try:
+        step()
+    finally:
+        matmul_entry.current = matmul_impl
+        np.ascontiguousarray = original_copy
+
+    blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
+    print(f"config {args.config} {CONFIGS[args.config]}, dropout {args.dropout}, "
+          f"{args.threads} threads; numpy {np.__version__}; BLAS: "
+          + ", ".join(f"{i['internal_api']} {i['version']} kernel {i.get('architecture')}"
+                      for i in blas)
+          + f"; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}")
+
+    rng = np.random.default_rng(0)
+
+    def operand(shape, strides, dtype):
+        # a fresh array with the recorded strides: a view of a larger buffer where needed
+        span = 1 + sum((n - 1) * abs(s) for n, s in zip(shape, strides)) if shape else 1
+        base = rng.standard_normal(span).astype(dtype)
+        return np.lib.stride_tricks.as_strided(
+            base, shape, tuple(s * base.itemsize for s in strides))
+
+    def best(fn, repeats, clock=time.perf_counter):
+        fn()
+        times = []
+        for _ in range(repeats):
+            started = clock()
+            fn()
+            times.append(clock() - started)
+        return min(times)
+
+    # One thread's CPU time (its own clock) barely moves when other processes take the cores,
+    # so on a shared machine the 1-thread columns compare kernels where wall times cannot.
+    cpu = time.thread_time
+    numba_gemm = kernels.REGISTRY["matmul"].implementations["numba"]
+    big = rng.standard_normal((2048, 2048)).astype(np.float32)
+    roof = 2 * 2048 ** 3 / best(lambda: np.matmul(big, big), 5) / 1e9
+    with threadpool_limits(1, "blas"):
+        roof_1 = 2 * 2048 ** 3 / best(lambda: np.matmul(big, big), 5, cpu) / 1e9
+    print(f"roof: {roof:.0f} GFLOP/s wall at {args.threads} threads, {roof_1:.0f} per core "
+          "(one thread's CPU time) (float32 2048^3 np.matmul)")
+
+    grouped = collections.Counter(calls)
+    total_time = total_flops = total_1 = total_numba = total_swapped = 0.0
+    print(f"\n{len(calls)} matmul calls in one step, {len(grouped)} distinct. GFLOP/s: wall "
+          f"at {args.threads} threads; then per core, from one thread's CPU time: OpenBLAS, "
+          "the Numba GEMM, and OpenBLAS computing the transposed product (b.T @ a.T).T")
+    print(f"{'n':>3} {'A shape':>16} {'A strides':>14} {'':1} {'B shape':>13} {'B strides':>12} "
+          f"{'':1} {'caller':34} {'wall us':>8} {'GF/s':>5} {'1t us':>7} {'GF/s':>5} "
+          f"{'numba':>5} {'swap':>5}")
+    for (la, lb, dtype, where), count in sorted(grouped.items(), key=lambda kv: kv[0][3]):
+        a, b = operand(la[0], la[1], dtype), operand(lb[0], lb[1], dtype)
+        m, k = la[0][-2], la[0][-1]
+        n = lb[0][-1]
+        batch = int(np.prod(np.broadcast_shapes(la[0][:-2], lb[0][:-2])))
+        flops = 2 * batch * m * n * k
+        t = best(lambda: matmul_impl(a, b), args.repeats)
+        threads = numba.get_num_threads()
+        numba.set_num_threads(1)
+        with threadpool_limits(1, "blas"):
+            t1 = best(lambda: matmul_impl(a, b), args.repeats, cpu)
+            tn = best(lambda: numba_gemm(a, b), args.repeats, cpu)
+            ts = best(lambda: np.swapaxes(matmul_impl(np.swapaxes(b, -1, -2),
+                                                      np.swapaxes(a, -1, -2)), -1, -2),
+                      args.repeats, cpu)
+        numba.set_num_threads(threads)
+        total_time += count * t
+        total_1 += count * t1
+        total_numba += count * tn
+        total_swapped += count * ts
+        total_flops += count * flops
+        print(f"{count:>3} {str(la[0]):>16} {str(la[1]):>14} {la[2]:1} {str(lb[0]):>13} "
+              f"{str(lb[1]):>12} {lb[2]:1} {where:34} {1e6 * t:8.0f} {flops / t / 1e9:5.0f} "
+              f"{1e6 * t1:7.0f} {flops / t1 / 1e9:5.0f} {flops / tn / 1e9:5.0f} "
+              f"{flops / ts / 1e9:5.0f}")
+    print(f"\nthe step's {total_flops / 1e9:.2f} GFLOP of matmul, each call alone: wall "
+          f"{1e3 * total_time:.1f} ms at {args.threads} threads "
+          f"({total_flops / total_time / 1e9:.0f} GFLOP/s; the floor at the roof "
+          f"{1e3 * total_flops / roof / 1e9:.1f} ms); per core (CPU time, one thread): "
+          f"OpenBLAS {total_flops / total_1 / 1e9:.0f} GFLOP/s, Numba GEMM "
+          f"{total_flops / total_numba / 1e9:.0f}, transposed products "
+          f"{total_flops / total_swapped / 1e9:.0f} (roof {roof_1:.0f})")
+    if copies:
+        print("\nnp.ascontiguousarray copies of non-contiguous arrays in one step:")
+        for (where, shape), count in copies.most_common():
+            print(f"{count:>3} {str(shape):>20} {where}")
+
+
+if __name__ == "__main__":
+    main()
