@@ -3,8 +3,9 @@
 Runs bench/train_step.py's step (its configurations and data), records each `kernels.matmul`
 call of one step (operand shapes, strides, C/F-contiguity, dtype, the caller) and then times
 each distinct call alone, on fresh operands of the same shapes and strides, with OpenBLAS at the
-step's thread count and at one thread (threadpoolctl), beside the roof (a large float32 GEMM).
-The last column is the same call on the Numba GEMM (GFLOP/s). Also counted: the copies
+step's thread count (wall time) and, per core, from one thread's CPU time (a clock that other
+processes on a shared machine barely move): OpenBLAS, the Numba GEMM and OpenBLAS computing the
+transposed product, each beside its roof (a large float32 GEMM). Also counted: the copies
 `np.ascontiguousarray` made of non-contiguous activations during the step (they sit in front of
 the GEMMs).
 
@@ -12,9 +13,26 @@ the GEMMs).
 """
 import argparse
 import collections
+import ctypes
+import glob
 import os
 import sys
 import time
+
+
+def openblas_config(np):
+    """numpy's bundled OpenBLAS: its version, build and the kernel it picked for this CPU."""
+    libs = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
+    for path in glob.glob(os.path.join(libs, "*openblas*")):
+        lib = ctypes.CDLL(path)  # already loaded by numpy: the same library
+        for prefix, suffix in (("scipy_openblas", "64_"), ("scipy_openblas", ""),
+                               ("openblas", "64_"), ("openblas", "")):
+            config = getattr(lib, f"{prefix}_get_config{suffix}", None)
+            core = getattr(lib, f"{prefix}_get_corename{suffix}", None)
+            if config is not None and core is not None:
+                config.restype = core.restype = ctypes.c_char_p
+                return f"{config().decode()}, kernel {core().decode()}"
+    return "BLAS: not numpy's bundled OpenBLAS"
 
 
 def main():
@@ -30,11 +48,10 @@ def main():
                        OMP_NUM_THREADS=str(args.threads), NUMBA_NUM_THREADS=str(args.threads))
             os.execve(sys.executable, [sys.executable, __file__] + sys.argv[1:], env)
 
-    import numba
     import numpy as np
-    from threadpoolctl import threadpool_info, threadpool_limits
 
     from tinygrad_tf import Tensor, kernels, manual_seed, nn
+    from tinygrad_tf.kernels import threads as thread_counts
     kernels.tune_process()
     from tinygrad_tf.models import Transformer, TransformerConfig
     from tinygrad_tf.nn import functional as F
@@ -93,12 +110,9 @@ def main():
         matmul_entry.current = matmul_impl
         np.ascontiguousarray = original_copy
 
-    blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
     print(f"config {args.config} {CONFIGS[args.config]}, dropout {args.dropout}, "
-          f"{args.threads} threads; numpy {np.__version__}; BLAS: "
-          + ", ".join(f"{i['internal_api']} {i['version']} kernel {i.get('architecture')}"
-                      for i in blas)
-          + f"; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}")
+          f"{args.threads} threads; numpy {np.__version__}; {openblas_config(np)}; "
+          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}")
 
     rng = np.random.default_rng(0)
 
@@ -124,8 +138,9 @@ def main():
     numba_gemm = kernels.REGISTRY["matmul"].implementations["numba"]
     big = rng.standard_normal((2048, 2048)).astype(np.float32)
     roof = 2 * 2048 ** 3 / best(lambda: np.matmul(big, big), 5) / 1e9
-    with threadpool_limits(1, "blas"):
-        roof_1 = 2 * 2048 ** 3 / best(lambda: np.matmul(big, big), 5, cpu) / 1e9
+    thread_counts.set_threads(1)  # OpenBLAS's and Numba's counts
+    roof_1 = 2 * 2048 ** 3 / best(lambda: np.matmul(big, big), 5, cpu) / 1e9
+    thread_counts.set_threads(args.threads)
     print(f"roof: {roof:.0f} GFLOP/s wall at {args.threads} threads, {roof_1:.0f} per core "
           "(one thread's CPU time) (float32 2048^3 np.matmul)")
 
@@ -144,15 +159,13 @@ def main():
         batch = int(np.prod(np.broadcast_shapes(la[0][:-2], lb[0][:-2])))
         flops = 2 * batch * m * n * k
         t = best(lambda: matmul_impl(a, b), args.repeats)
-        threads = numba.get_num_threads()
-        numba.set_num_threads(1)
-        with threadpool_limits(1, "blas"):
-            t1 = best(lambda: matmul_impl(a, b), args.repeats, cpu)
-            tn = best(lambda: numba_gemm(a, b), args.repeats, cpu)
-            ts = best(lambda: np.swapaxes(matmul_impl(np.swapaxes(b, -1, -2),
-                                                      np.swapaxes(a, -1, -2)), -1, -2),
-                      args.repeats, cpu)
-        numba.set_num_threads(threads)
+        thread_counts.set_threads(1)
+        t1 = best(lambda: matmul_impl(a, b), args.repeats, cpu)
+        tn = best(lambda: numba_gemm(a, b), args.repeats, cpu)
+        ts = best(lambda: np.swapaxes(matmul_impl(np.swapaxes(b, -1, -2),
+                                                  np.swapaxes(a, -1, -2)), -1, -2),
+                  args.repeats, cpu)
+        thread_counts.set_threads(args.threads)
         total_time += count * t
         total_1 += count * t1
         total_numba += count * tn
