@@ -12,6 +12,7 @@ import numpy as np
 
 from tinygrad_tf import Tensor, kernels, where
 from tinygrad_tf.autograd import ArrayFunction
+from tinygrad_tf.xp import numpy_ops
 
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -158,7 +159,7 @@ class FusedCrossEntropy(ArrayFunction):
             denominator = float(np.where(keep, target_weight, 0).sum(dtype=np.float64))
         # backward recomputes softmax from the logits and lse (one pass) rather than keeping
         # logp: the logits are alive anyway, so this saves one (rows, C) array between passes
-        ctx.save_for_backward(rows, safe_target, keep, weight, target_weight, lse)
+        ctx.save_for_backward(rows, safe_target, keep, weight, target_weight, lse, logits)
         ctx.smoothing, ctx.reduction, ctx.denominator = smoothing, reduction, denominator
         ctx.input_shape, ctx.target_shape = logits.shape, target.shape
         return _reduce_rows(loss.astype(logits.dtype, copy=False), reduction, denominator,
@@ -166,7 +167,9 @@ class FusedCrossEntropy(ArrayFunction):
 
     @staticmethod
     def backward(ctx, grad):
-        rows, target, keep, w, w_target, lse = ctx.saved_tensors
+        rows, target, keep, w, w_target, lse, logits = ctx.saved_tensors
+        if ctx.xp is not numpy_ops:  # create_graph: the formula below as a few Tensor ops
+            return _cross_entropy_graph(ctx, logits, grad, target, keep, w, w_target)
         classes, s = rows.shape[1], ctx.smoothing
         dtype = rows.dtype
         scale = _row_scale(grad, ctx.reduction, ctx.denominator, len(rows), dtype)
@@ -183,17 +186,33 @@ class FusedCrossEntropy(ArrayFunction):
         out = kernels.cross_entropy_grad(rows, lse, target, keep, coef, off, weight, picked)
         return _rows_back(out, ctx.input_shape)
 
-    @staticmethod
-    def composed(ctx, logits):  # the create_graph path (graph_backward.py)
-        _, target, keep, w, w_target, _ = ctx.saved_tensors
-        logp = _class_rows(logits).log_softmax(1)
-        s, classes = ctx.smoothing, logp.shape[1]
-        picked = logp[np.arange(len(target)), target]
-        loss = picked * -(1 - s) if w is None else picked * (-(1 - s) * w_target)
-        if s:
-            weighted = logp.sum(1) if w is None else logp.matmul(w)
-            loss = loss - weighted * (s / classes)
-        return _reduce_rows_composed(where(keep, loss, 0.0), ctx)
+
+
+def _cross_entropy_graph(ctx, logits, grad, target, keep, w, w_target):
+    """FusedCrossEntropy's backward on Tensors: (p * coef - fixed) * the rows' upstream
+    gradient, p = softmax(logits) the only differentiable part (coef and fixed are constants:
+    backward's A and its target and smoothing terms, zero on ignored rows)."""
+    dtype = logits.dtype
+    s, classes, count = ctx.smoothing, ctx.input_shape[1 if len(ctx.input_shape) > 1 else 0], \
+        len(target)
+    weight = np.ones(classes, dtype) if w is None else w
+    target_term = (1 - s) * (np.ones(count, dtype) if w is None else w_target)
+    kept = keep.astype(dtype)
+    coef = ((target_term + (s / classes) * float(weight.sum())) * kept).astype(dtype)[:, None]
+    fixed = np.broadcast_to((s / classes) * weight, (count, classes)).astype(dtype)
+    fixed[np.arange(count), target] += target_term
+    fixed *= kept[:, None]
+    out = _class_rows(logits).softmax(1) * coef - fixed
+    if ctx.reduction == "none":
+        out = out * grad.reshape(-1, 1)
+    else:
+        out = out * (grad / ctx.denominator if ctx.reduction == "mean" and ctx.denominator
+                     else grad)
+    shape = ctx.input_shape
+    if len(shape) <= 2:
+        return out.reshape(shape) if out.shape != shape else out
+    moved = out.reshape((shape[0],) + shape[2:] + (shape[1],))
+    return moved.permute((0, moved.ndim - 1) + tuple(range(1, moved.ndim - 1)))
 
 
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",

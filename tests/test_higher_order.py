@@ -118,6 +118,9 @@ def _nn_functionals():
         "leaky_relu": (lambda x: F.leaky_relu(x, 0.2) * x, [t(2, 3)]),
         "cross_entropy_3d": (lambda x: F.cross_entropy(x, Tensor(np.array([[0, 2], [1, 1]])),
                                                        label_smoothing=0.3), [t(2, 3, 2)]),
+        "cross_entropy_none_sum": (lambda x: F.cross_entropy(
+            x, Tensor(np.array([1, 0])), reduction="none", label_smoothing=0.1) * x.sum()
+            + F.cross_entropy(x, Tensor(np.array([2, 2])), reduction="sum"), [t(2, 3)]),
         "nll_loss_none": (lambda x: F.nll_loss(x.log_softmax(1), Tensor(np.array([2, 0])),
                                                reduction="none"), [t(2, 3)]),
         "sdpa_causal": (lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
