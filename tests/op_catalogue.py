@@ -82,7 +82,9 @@ def _cases():
     c["Step"] = (lambda x: x.floor() + x, u)
     c["Cast"] = (lambda x: x.float().double() * x, u)
     c["Sum"] = (lambda x: x.sum(1) * 1.0, u)
-    c["Max"] = (lambda x: x.amax(1), lambda rng: [Tensor([[0.3, -0.7, 1.1], [-0.2, 0.9, -1.4]])
+    c["AMax"] = (lambda x: x.amax((0, 1)) + x.amin(1, keepdim=True),
+                 lambda rng: [Tensor([[0.3, -0.7, 1.1], [-0.2, 0.9, -1.4]]).requires_grad_()])
+    c["Max"] = (lambda x: x.max(1)[0], lambda rng: [Tensor([[0.3, -0.7, 1.1], [-0.2, 0.9, -1.4]])
                                                   .requires_grad_()])
     c["Reshape"] = (lambda x: x.reshape(3, 2), u)
     c["Permute"] = (lambda x: x.permute(1, 0), u)

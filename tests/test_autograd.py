@@ -65,7 +65,10 @@ def test_maximum_and_max_ties_follow_torch():
     assert a.grad.tolist() == [1.0, 0.0, 1.0] and b.grad.tolist() == [1.0, 1.0, 0.0]
     x = leaf(3.0, 1.0, 3.0)
     x.max().backward()
-    assert x.grad.tolist() == [1.0, 0.0, 0.0]  # the first arg-max gets it all, as torch.max(dim)
+    assert x.grad.tolist() == [0.5, 0.0, 0.5]  # a whole max splits it between ties, as torch
+    x = leaf(3.0, 1.0, 3.0)
+    x.max(0)[0].backward()
+    assert x.grad.tolist() == [1.0, 0.0, 0.0]  # max(dim): the first arg-max, as torch
 
 
 def test_gradient_dtype_follows_the_input():
@@ -274,9 +277,7 @@ def test_custom_function_errors_are_clear():
     (lambda: tg.stack([Tensor.ones(2), Tensor.ones(3)]), r"stack: all tensors need the same shape"),
     (lambda: tg.where(np.ones(2, bool), Tensor.ones(3), 0.0), r"where: condition \(2,\), a \(3,\)"),
     (lambda: Tensor.ones(2, 3).T.T.item(), r"item: only a one-element tensor .* \(2, 3\)"),
-    (lambda: Tensor.ones(2, 3, 4).T, r"\.T: only for 2-D tensors .* \(2, 3, 4\)"),
     (lambda: Tensor.ones(3) ** Tensor.ones(2), r"pow: shapes \(3,\) and \(2,\) do not broadcast"),
-    (lambda: (-2.0) ** Tensor.ones(3), r"pow: base -2.0 \*\* tensor needs a positive base"),
     (lambda: Tensor.ones(3).clip(), r"clip: give at least one of min and max"),
 ])
 def test_errors_name_the_op_and_shapes(make_error, pattern):

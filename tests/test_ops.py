@@ -134,7 +134,7 @@ def indices(draw):
             index.append(draw(st.integers(-size, size - 1)))
         elif kind == "slice":
             bound = st.none() | st.integers(-size - 1, size + 1)
-            index.append(slice(draw(bound), draw(bound), draw(st.sampled_from([None, 1, 2, -1]))))
+            index.append(slice(draw(bound), draw(bound), draw(st.sampled_from([None, 1, 2]))))
         else:
             advanced = True
             item = draw(tt.index_arrays(size) if kind == "array" else
@@ -380,7 +380,7 @@ CASES = [
     Case("mod",           unary(avoid=(-1.7, 0.0, 1.7)), lambda a: a % C,                     lambda a: np.remainder(a, C)),
     Case("minimum",       binary(apart=True),            lambda a, b: a.minimum(b),           np.minimum),
     Case("maximum",       binary(apart=True),            lambda a, b: a.maximum(b),           np.maximum),
-    Case("maximum_scalar", unary(avoid=(0.5,)),          lambda a: a.maximum(0.5),            lambda a: np.maximum(a, 0.5)),
+    Case("maximum_0d",     unary(avoid=(0.5,)),          lambda a: a.maximum(Tensor(np.array(0.5, a.dtype))), lambda a: np.maximum(a, 0.5)),
     Case("clip",          unary(avoid=(-1.0, 0.5)),      lambda a: a.clip(-1.0, 0.5),         lambda a: np.clip(a, -1.0, 0.5)),
     Case("clip_min",      unary(avoid=(0.0,)),           lambda a: a.clamp(min=0.0),          lambda a: np.maximum(a, 0.0)),
     Case("sum",           reduction(),                   lambda a, **k: a.sum(**k),           lambda a, dim, keepdim: np.sum(a, dim, keepdims=keepdim)),
@@ -398,7 +398,7 @@ CASES = [
     Case("cumsum",        one_dim(min_dims=0),           lambda a, dim: a.cumsum(dim),        lambda a, dim: np.cumsum(a, dim) if a.ndim else a),
     Case("var",           variance(),                    lambda a, **k: a.var(**k),           np_var),
     Case("reshape",       reshape_targets(),             lambda a, shape: a.reshape(shape),   lambda a, shape: a.reshape(shape)),
-    Case("view",          reshape_targets(),             lambda a, shape: a.view(*shape),     lambda a, shape: a.reshape(shape)),
+    Case("view",          reshape_targets(),             lambda a, shape: a.contiguous().view(*shape), lambda a, shape: a.reshape(shape)),
     Case("transpose",     two_dims(),                    lambda a, **k: a.transpose(**k),     lambda a, dim0, dim1: np.swapaxes(a, dim0, dim1)),
     Case("permute",       permutations(),                lambda a, dims: a.permute(*dims),    lambda a, dims: np.transpose(a, dims)),
     Case("unsqueeze",     unsqueeze_dims(),              lambda a, dim: a.unsqueeze(dim),     lambda a, dim: np.expand_dims(a, dim)),

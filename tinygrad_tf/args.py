@@ -54,6 +54,9 @@ def index_arg(index, op="getitem"):
             item = item.array
         elif isinstance(item, list):
             item = np.asarray(item)
+        elif isinstance(item, slice) and item.step is not None and item.step < 0:
+            raise ValueError(f"{op}: slice step must be positive, got {item.step} (as torch); "
+                             "use flip() to reverse")
         if isinstance(item, np.ndarray):
             if item.dtype.kind not in "iub":
                 raise IndexError(f"{op}: index arrays must be integer or bool, not {item.dtype}")

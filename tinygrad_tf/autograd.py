@@ -244,6 +244,8 @@ def _owned(grad, tensor):
 
 
 def _wrap_array(array):
+    if array.__class__ is not np.ndarray:  # numpy ufuncs give scalars for 0-d: a writable array
+        array = np.asarray(array)
     tensor = _new_object(_Tensor)
     tensor.array, tensor.grad, tensor._ctx = array, None, None
     tensor.requires_grad = tensor._retains_grad = False

@@ -38,6 +38,19 @@ def promote(a, b):
     return promote_dtypes(a.dtype, b.dtype)
 
 
+def refuse_bool(tensor, op):
+    """torch has no bool kernel for `op` (abs, floor, pow, //, softmax...): raise as it does,
+    where numpy would quietly compute in int8, float16 or bool."""
+    if tensor.array.dtype.kind == "b":
+        raise NotImplementedError(f"{op}: not implemented for bool tensors (as in torch); "
+                                  "convert with .long() or .float() first")
+
+
+def is_bool(value):
+    """A bool tensor, array or Python/numpy bool (torch's `-` refuses each)."""
+    return isinstance(value, (bool, np.bool_)) or getattr(value, "dtype", None) == BOOL
+
+
 def as_array(data, dtype=None):
     """`data` as a Tensor's array: numpy data keeps its dtype (shared, like torch.from_numpy);
     Python floats and lists become float32, Python ints int64; `dtype` converts."""

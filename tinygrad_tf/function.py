@@ -412,6 +412,29 @@ class Max(ArrayFunction):
         return out.reshape(ctx.out_shape)
 
 
+class AMax(ArrayFunction):
+    """Max (min if not `largest`) over `axes`, the gradient split evenly between tied
+    elements, as torch.amax/amin and max()/min() of a whole tensor (Max gives one winner)."""
+    @staticmethod
+    def forward(ctx, x, axes, keepdim, largest=True):
+        kept = (np.max if largest else np.min)(x, axis=axes, keepdims=True)
+        if ctx.needs_input_grad[0]:
+            ties = x == kept  # NaN ties nothing: its slice's gradient is NaN, as torch's
+            with np.errstate(invalid="ignore", divide="ignore"):
+                share = (ties / ties.sum(axis=axes, keepdims=True)).astype(x.dtype)
+            ctx.save_for_backward(share)
+            ctx.kept_shape = kept.shape
+        if keepdim:
+            return kept
+        return kept.reshape([n for i, n in enumerate(kept.shape)
+                             if axes is not None and i not in axes])
+
+    @staticmethod
+    def backward(ctx, grad):
+        (share,) = ctx.saved_tensors
+        return grad.reshape(ctx.kept_shape) * share
+
+
 # ---------------------------------------------------------------------------- movement (views)
 
 class Reshape(ArrayFunction):

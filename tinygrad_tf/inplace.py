@@ -12,6 +12,7 @@
 import numpy as np
 
 from . import autograd as _autograd
+from . import dtypes as _dtypes
 from . import versions as _versions
 from .args import bool_mask as _bool_mask, index_arg as _index_arg
 
@@ -63,6 +64,9 @@ class InplaceOps:
 
     def sub_(self, other, alpha=1):
         """self -= alpha * other, in place."""
+        if self.array.dtype.kind == "b" or _dtypes.is_bool(other):
+            raise RuntimeError("sub_: subtraction with a bool tensor or a bool is not supported "
+                               "(as in torch); to invert a mask use logical_not_()")
         return self._write("sub_", np.subtract, other if alpha == 1 else other * alpha)
 
     def mul_(self, other):
@@ -107,6 +111,7 @@ class InplaceOps:
     def clamp_(self, min=None, max=None):
         if min is None and max is None:
             raise ValueError("clamp_: give at least one of min and max")
+        _dtypes.refuse_bool(self, "clamp_")
         self._check_inplace("clamp_")
         np.clip(self.array, min, max, out=self.array)
         _versions.increment_version(self.array)

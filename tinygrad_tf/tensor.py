@@ -50,6 +50,29 @@ def _binary_op(fn, op, reflected=False):
     return method
 
 
+_BOOL_SUB = ("sub: subtraction, the `-` operator, with a bool tensor or a bool is not supported "
+             "(as in torch); to invert a mask use `~` or logical_not(), for two masks `^`")
+
+
+def _integer_power(base, exponent):
+    """base ** exponent in integers, as torch: a negative exponent gives 0 (1 / base**k
+    truncated) except for bases 1 and -1; numpy refuses negative integer exponents."""
+    exponent = np.asarray(exponent)
+    if not (exponent < 0).any():
+        return np.asarray(np.power(base, exponent))
+    negative = exponent < 0
+    out = np.asarray(np.power(base, np.where(negative, 0, exponent)))
+    unit = np.where(exponent % 2 == 0, 1, np.asarray(base))  # (-1) ** odd is -1
+    return np.where(negative, np.where(np.abs(base) == 1, unit, 0), out).astype(out.dtype)
+
+
+def _tensor_argument(other, op):
+    """torch's elementwise functions of two tensors (maximum, logical_and...) take no number."""
+    if not isinstance(other, Tensor):
+        raise TypeError(f"{op}(): argument 'other' must be Tensor, not {type(other).__name__}")
+    return other
+
+
 class IntegerDivisionByZero(ZeroDivisionError, RuntimeError):
     """torch raises RuntimeError("ZeroDivisionError") here; both `except`s catch this one."""
 
@@ -204,8 +227,20 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, ElementwiseOps, TorchMethods):
     # Each binary dunder is made by `_binary_op` (below the class): promotion, then one primitive.
     __add__ = add = _binary_op(F.Add, "add")
     __radd__ = _binary_op(F.Add, "add", reflected=True)
-    __sub__ = sub = _binary_op(F.Sub, "sub")
-    __rsub__ = _binary_op(F.Sub, "sub", reflected=True)
+    _sub = _binary_op(F.Sub, "sub")
+    _rsub = _binary_op(F.Sub, "sub", reflected=True)
+
+    def __sub__(self, other):
+        if self.array.dtype.kind == "b" or _dtypes.is_bool(other):
+            raise RuntimeError(_BOOL_SUB)
+        return self._sub(other)
+
+    def __rsub__(self, other):
+        if self.array.dtype.kind == "b" or _dtypes.is_bool(other):
+            raise RuntimeError(_BOOL_SUB)
+        return self._rsub(other)
+
+    sub = __sub__
     __mul__ = mul = _binary_op(F.Mul, "mul")
     __rmul__ = _binary_op(F.Mul, "mul", reflected=True)
     _div = _binary_op(F.Div, "div")
@@ -222,12 +257,18 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, ElementwiseOps, TorchMethods):
         return self._rdiv(other)
 
     def __neg__(self):
+        if self.array.dtype.kind == "b":
+            raise RuntimeError("neg: negation, the `-` operator, on a bool tensor is not "
+                               "supported (as in torch); to invert a mask use `~` or "
+                               "logical_not()")
         return F.Neg.apply(self)
 
     def __pow__(self, exponent):
         if isinstance(exponent, (Tensor, np.ndarray)):
+            if self.dtype.kind == "b" and exponent.dtype.kind == "b":
+                _dtypes.refuse_bool(self, "pow")
             if self.dtype.kind != "f" and getattr(exponent, "dtype", None).kind != "f":
-                return Tensor._wrap(np.power(self.array, _as_array(exponent)))
+                return Tensor._wrap(_integer_power(self.array, _as_array(exponent)))
             base, exponent = self._operands(exponent, "pow")
             try:
                 return F.PowTensor.apply(base, exponent)
@@ -241,6 +282,9 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, ElementwiseOps, TorchMethods):
             raise ValueError(f"pow: an integer tensor to the negative power {exponent} is not an "
                              "integer; convert with .float() first")
         floats = self.dtype.kind != "f" and not isinstance(exponent, numbers.Integral)
+        if self.dtype.kind == "b" and isinstance(exponent, (bool, np.bool_)):
+            # torch keeps bool for a bool exponent: x ** True is x, x ** False all True
+            return Tensor._wrap(self.array.copy() if exponent else np.ones_like(self.array))
         if self.dtype.kind == "b" and not floats:  # an int lifts bools to int64, as in torch
             return Tensor._wrap(self.array.astype(_INDEX) ** int(exponent))
         return F.Pow.apply(self.float() if floats else self, exponent=exponent)
@@ -250,11 +294,13 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, ElementwiseOps, TorchMethods):
         if not isinstance(base, numbers.Real):
             raise TypeError(f"pow: a base of type {type(base).__name__} is not supported; "
                             "expected a real number")
+        if isinstance(base, (bool, np.bool_)) and self.dtype.kind == "b":
+            _dtypes.refuse_bool(self, "pow")
         if self.dtype.kind != "f" and isinstance(base, numbers.Integral):
-            return Tensor._wrap(np.power(base, self.array))  # int ** int stays int, as in torch
-        if base <= 0:
-            raise ValueError(f"pow: base {base} ** tensor needs a positive base (computed as "
-                             "exp(x * log(base)))")
+            return Tensor._wrap(_integer_power(base, self.array))  # int ** int stays int (torch)
+        if base <= 0:  # as torch: real for whole exponents, NaN otherwise (0 ** x is 0 or 1)
+            exponent = self._float_input()
+            return Tensor._wrap(np.asarray(base, exponent.dtype)) ** exponent
         return (self * float(np.log(base))).exp()
 
     def __matmul__(self, other):
@@ -272,6 +318,7 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, ElementwiseOps, TorchMethods):
         """floor(self / other); no gradient flows (it is piecewise constant), as in torch.
         Integers divided by zero raise ZeroDivisionError, as torch (numpy would give 0)."""
         a, b = self._operands(other, "floor_divide")
+        _dtypes.refuse_bool(a, "floor_divide")
         if a.dtype.kind != "f":
             return Tensor._wrap(np.asarray(np.floor_divide(a.array, _nonzero(a, b, "floor_divide"))))
         return (a / b).floor()
@@ -283,9 +330,14 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, ElementwiseOps, TorchMethods):
     def __mod__(self, other):
         """self - floor(self / other) * other: the sign follows the divisor (torch.remainder)."""
         a, b = self._operands(other, "remainder")
+        _dtypes.refuse_bool(a, "remainder")
         if a.dtype.kind != "f":
             return Tensor._wrap(np.asarray(np.remainder(a.array, _nonzero(a, b, "remainder"))))
-        return a - (a / b).floor() * b
+        # the quotient a constant, as torch's gradient: d/db = -floor(a / b) (-inf at b = 0,
+        # where a floor() on the graph would give 0 * inf = NaN)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            quotient = Tensor._wrap(np.floor(a.array / b.array))
+        return a - quotient * b
 
     def __rmod__(self, other):
         a, b = self._operands(other, "remainder")
@@ -295,8 +347,13 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, ElementwiseOps, TorchMethods):
     remainder = __mod__
 
     def matmul(self, other):
-        """self @ other, numpy's rules: batch dims broadcast, a 1-D operand is a vector."""
-        a, b = self._operands(other, "matmul")
+        """self @ other, numpy's rules: batch dims broadcast, a 1-D operand is a vector. Both
+        operands of one dtype, not bool, as torch (which promotes nothing here)."""
+        a, b = self, other if isinstance(other, Tensor) else Tensor._wrap(_as_array(other))
+        if a.dtype != b.dtype:
+            raise RuntimeError(f"matmul: expected both operands to have the same dtype, got "
+                               f"{a.dtype} and {b.dtype} (as torch); convert one with .to()")
+        _dtypes.refuse_bool(a, "matmul")
         if a.ndim == 0 or b.ndim == 0:
             raise ValueError(f"matmul: both operands need at least 1 dim, got shapes {a.shape} "
                              f"and {b.shape}")
@@ -314,8 +371,14 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, ElementwiseOps, TorchMethods):
         return F.MatMul.apply(a, b)
 
     # Elementwise max and min; NaN propagates and ties split the gradient evenly, as in torch.
-    maximum = _binary_op(F.Maximum, "maximum")
-    minimum = _binary_op(F.Minimum, "minimum")
+    _maximum = _binary_op(F.Maximum, "maximum")
+    _minimum = _binary_op(F.Minimum, "minimum")
+
+    def maximum(self, other):
+        return self._maximum(_tensor_argument(other, "maximum"))
+
+    def minimum(self, other):
+        return self._minimum(_tensor_argument(other, "minimum"))
 
     # ------------------------------------------------------------------ comparisons (no grad)
 

@@ -5,6 +5,7 @@ import numbers
 import numpy as np
 
 from . import autograd as _autograd
+from . import dtypes as _dtypes
 from . import function as F
 from .dtypes import scalar_category as _scalar_category
 
@@ -62,13 +63,16 @@ class ElementwiseOps:
         return _wrap(fn(self.array)) if self.dtype.kind != "f" else F.Step.apply(self, fn=fn)
 
     def floor(self):
+        _dtypes.refuse_bool(self, "floor")
         return self._step(np.floor)
 
     def ceil(self):
+        _dtypes.refuse_bool(self, "ceil")
         return self._step(np.ceil)
 
     def round(self):
         """Round half to even, as torch.round."""
+        _dtypes.refuse_bool(self, "round")
         return self._step(np.round)
 
     def sign(self):
@@ -84,14 +88,17 @@ class ElementwiseOps:
         return _wrap(np.isfinite(self.array))
 
     def relu(self):
+        _dtypes.refuse_bool(self, "relu")
         return F.Relu.apply(self)
 
     def abs(self):
+        _dtypes.refuse_bool(self, "abs")
         return F.Abs.apply(self)
 
     def clip(self, min=None, max=None):
         if min is None and max is None:
             raise ValueError("clip: give at least one of min and max")
+        _dtypes.refuse_bool(self, "clamp")
         bounds = [b for b in (min, max) if b is not None]
         if not all(isinstance(b, numbers.Real) for b in bounds):
             raise TypeError(f"clip: bounds must be numbers, got {min!r} and {max!r}")

@@ -1,6 +1,7 @@
 """Tensor methods that pick, place and rearrange elements: indexing, gather/scatter, splitting,
 repeating, flipping, rolling, triangles; and the module functions `where`, `cat`, `stack`.
 `Tensor` (tensor.py) mixes in `IndexOps`."""
+import functools
 import numbers
 
 import numpy as np
@@ -152,7 +153,15 @@ class IndexOps:
             raise ValueError(f"reshape: cannot view a tensor of shape {self.shape} "
                              f"({self.array.size} elements) as {shape}") from None
 
-    view = reshape
+    def view(self, *shape):
+        """reshape that must not copy, as torch's: a strided tensor (an expand, a transpose)
+        whose layout cannot take the new shape raises instead of silently detaching."""
+        out = self.reshape(*shape)
+        if out.array.size and not np.may_share_memory(out.array, self.array):
+            raise RuntimeError(f"view: a tensor of shape {self.shape} with strides "
+                               f"{self.array.strides} cannot be viewed as {out.shape} without "
+                               "a copy (as torch); use .reshape(...) or .contiguous() first")
+        return out
 
     def flatten(self, start_dim=0, end_dim=-1):
         if self.ndim == 0:
@@ -181,10 +190,8 @@ class IndexOps:
 
     @property
     def T(self):
-        if self.ndim != 2:
-            raise ValueError(f".T: only for 2-D tensors (this one has shape {self.shape}); "
-                             "use transpose or permute")
-        return self.transpose(0, 1)
+        """The dims reversed, as torch's (which deprecates it for other than 2-D)."""
+        return self.permute(*reversed(range(self.ndim)))
 
     def unsqueeze(self, dim):
         axis = _normalize_dim(dim, self.ndim + 1, "unsqueeze")
@@ -233,10 +240,11 @@ class IndexOps:
         return tiled.reshape(tuple(r * size for r, size in zip(sizes, shape)))
 
     def flip(self, dims):
-        """Reverse the order of elements along each of `dims`."""
+        """Reverse the order of elements along each of `dims`: a copy, as torch's (numpy's
+        reversed view would let a write into the result change self)."""
         axes = _normalize_dims(dims, self.ndim, "flip") or ()
-        return self[tuple(slice(None, None, -1) if d in axes else slice(None)
-                          for d in range(self.ndim))]
+        index = tuple(slice(None, None, -1) if d in axes else slice(None) for d in range(self.ndim))
+        return F.GetItem.apply(self, index=index, advanced=False).clone()
 
     def roll(self, shifts, dims=None):
         """Shift elements along `dims` (wrapping around); dims=None rolls the flattened tensor."""
@@ -294,6 +302,12 @@ def cat(tensors, dim=0):
     tensors = list(tensors)
     if not tensors:
         raise ValueError("cat: expected a non-empty list of tensors")
+    if any(getattr(t, "shape", None) == (0,) for t in tensors):
+        # torch's legacy rule: a 1-D empty tensor joins anything (it only counts for the dtype)
+        kept = [t for t in tensors if t.shape != (0,)]
+        if kept and kept != tensors:
+            dtype = functools.reduce(_promote_dtypes, [t.dtype for t in tensors])
+            return cat([t.to(dtype) for t in kept], dim)
     first = tensors[0]
     if first.ndim == 0:
         raise ValueError("cat: 0-d tensors cannot be joined; use stack")

@@ -142,14 +142,19 @@ class ReduceOps:
 
     def amax(self, dim=None, keepdim=False):
         """Largest value over `dim` (an int, a tuple or None); NaN wins, as in torch. The gradient
-        goes to one arg-max per slice (torch splits it between ties)."""
+        is split evenly between ties, as torch's."""
         axes = self._extreme_axes("amax", dim)
-        return F.Max.apply(self, axes=axes, keepdim=keepdim, largest=True)
+        return F.AMax.apply(self, axes=axes, keepdim=keepdim, largest=True)
 
     def amin(self, dim=None, keepdim=False):
         """Smallest value over `dim`; NaN wins, as in torch."""
         axes = self._extreme_axes("amin", dim)
-        return F.Max.apply(self, axes=axes, keepdim=keepdim, largest=False)
+        return F.AMax.apply(self, axes=axes, keepdim=keepdim, largest=False)
+
+    def _winner(self, dim, keepdim, largest):
+        # max(dim) / min(dim): the gradient goes to the index returned, as torch's
+        axes = self._extreme_axes("max" if largest else "min", dim)
+        return F.Max.apply(self, axes=axes, keepdim=keepdim, largest=largest)
 
     def max(self, dim=None, keepdim=False):
         """max() -> the largest value; max(dim) -> (values, indices) along dim, as in torch;
@@ -159,7 +164,7 @@ class ReduceOps:
         if dim is None:
             return self.amax()
         _normalize_dim(dim, self.ndim, "max")
-        return max_result(self.amax(dim, keepdim), self._arg("max", dim, keepdim))
+        return max_result(self._winner(dim, keepdim, True), self._arg("max", dim, keepdim))
 
     def min(self, dim=None, keepdim=False):
         """min() -> the smallest value; min(dim) -> (values, indices) along dim."""
@@ -168,7 +173,7 @@ class ReduceOps:
         if dim is None:
             return self.amin()
         _normalize_dim(dim, self.ndim, "min")
-        return min_result(self.amin(dim, keepdim), self._arg("min", dim, keepdim))
+        return min_result(self._winner(dim, keepdim, False), self._arg("min", dim, keepdim))
 
     def _arg(self, op, dim, keepdim):
         # The first NaN, or else the first extreme, as torch (numpy's argmax/argmin agree).
@@ -207,6 +212,7 @@ class ReduceOps:
     def softmax(self, dim):
         """exp(x) / sum(exp(x)) along `dim`; a row of all -inf gives zeros, never NaN."""
         axis = _normalize_dim(dim, self.ndim, "softmax")
+        _floats_only(self, "softmax")
         if self.ndim == 0:  # the kernels work along a real axis
             return self.reshape(1).softmax(0).reshape(())
         if self.array.size == 0:  # an empty batch: nothing to normalise (the kernels need rows)
@@ -217,6 +223,7 @@ class ReduceOps:
         """x - log(sum(exp(x))) along `dim`, computed stably; a row of all -inf gives -inf
         (log of probability 0) and a finite gradient, never NaN."""
         axis = _normalize_dim(dim, self.ndim, "log_softmax")
+        _floats_only(self, "log_softmax")
         if self.ndim == 0:
             return self.reshape(1).log_softmax(0).reshape(())
         if self.array.size == 0:

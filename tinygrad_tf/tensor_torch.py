@@ -16,6 +16,13 @@ from .dtypes import DEFAULT_FLOAT as _DEFAULT_FLOAT
 
 _wrap = _autograd._wrap_array
 
+
+def _tensor_argument(other, op):
+    """torch's elementwise functions of two tensors take no Python number."""
+    if not isinstance(other, _autograd._Tensor):
+        raise TypeError(f"{op}(): argument 'other' must be Tensor, not {type(other).__name__}")
+    return other
+
 # torch's legacy type names (`t.type()`, `t.type('torch.LongTensor')`)
 TYPE_NAMES = {np.dtype(np.float32): "torch.FloatTensor", np.dtype(np.float64): "torch.DoubleTensor",
               np.dtype(np.float16): "torch.HalfTensor", np.dtype(np.int64): "torch.LongTensor",
@@ -429,13 +436,13 @@ class TorchMethods:
         return _wrap(np.logical_not(self.array))
 
     def logical_and(self, other):
-        return self._compare(other, np.logical_and)
+        return self._compare(_tensor_argument(other, "logical_and"), np.logical_and)
 
     def logical_or(self, other):
-        return self._compare(other, np.logical_or)
+        return self._compare(_tensor_argument(other, "logical_or"), np.logical_or)
 
     def logical_xor(self, other):
-        return self._compare(other, np.logical_xor)
+        return self._compare(_tensor_argument(other, "logical_xor"), np.logical_xor)
 
     def eq(self, other):
         return self == other
