@@ -8,6 +8,7 @@ Differences kept on purpose are loud (we raise, torch returns) and listed in LOU
 docs/porting.md; any other difference fails.
 """
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -247,16 +248,18 @@ def close(a, b, what):
 
 def run_both(fn, ours, theirs, what):
     """(our result, torch's result); both raised -> None; only one raised -> fail or Dead."""
-    try:
-        mine = fn(tg, ours)
-        mine_error = None
-    except Exception as error:  # noqa: BLE001 (any exception: the kind is compared below)
-        mine, mine_error = None, error
-    try:
-        their = fn(torch, theirs)
-        their_error = None
-    except Exception as error:  # noqa: BLE001
-        their, their_error = None, error
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")  # NaN/inf and torch's deprecations are expected here
+        try:
+            mine = fn(tg, ours)
+            mine_error = None
+        except Exception as error:  # noqa: BLE001 (any exception: whether one is raised counts)
+            mine, mine_error = None, error
+        try:
+            their = fn(torch, theirs)
+            their_error = None
+        except Exception as error:  # noqa: BLE001
+            their, their_error = None, error
     if mine_error is not None and their_error is not None:
         return None
     if mine_error is not None:
