@@ -459,17 +459,20 @@ class NormalizeBackward(ArrayFunction):
         grad, normed, rstd = ctx.saved_tensors
         width = normed.shape[1]
         grad, up = _rows(grad, width), _rows(up, width)
-
-        def projected(v):  # P v
-            return v - v.mean(1, keepdims=True) - normed * (_row_dot(v, normed) / width)
-
         r = rstd[:, None]
-        pu = projected(up)
+        # per-row sums first, then each output is one combination of full-size arrays
+        mean_u, u_x = up.mean(1, keepdims=True), _row_dot(up, normed) / width
+        pu = up - mean_u - normed * u_x  # P u
         grad_y = None
         if ctx.needs_input_grad[1]:
-            pg = projected(grad)
-            grad_y = ((normed * _row_dot(up, pg) + _row_dot(grad, normed) * pu
-                       + _row_dot(up, normed) * pg) * (-r * r / width)).reshape(ctx.shape)
+            # the formula above, with P g = g - mean_g - x * g_x and <u, P g> expanded:
+            # -(rstd^2 / n) * (x <u, P g> + n g_x P u + n u_x P g)
+            mean_g, g_x = grad.mean(1, keepdims=True), _row_dot(grad, normed) / width
+            u_pg = _row_dot(up, grad) / width - mean_u * mean_g - u_x * g_x
+            scale = -r * r
+            grad_y = (normed * ((u_pg - 2 * u_x * g_x) * scale) + up * (g_x * scale)
+                      + grad * (u_x * scale) - (g_x * mean_u + u_x * mean_g) * scale)
+            grad_y = grad_y.reshape(ctx.shape)
         return (r * pu).reshape(ctx.shape), grad_y
 
     @staticmethod
