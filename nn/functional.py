@@ -399,11 +399,12 @@ class FusedLayerNorm(ArrayFunction):
             grad_x = grad_x.reshape(ctx.input_shape)
         elif len(ctx.normalized_shape) == 1:  # create_graph: Tensors in, a graph out
             grad_x, grad_w, grad_b = _layer_norm_graph_grads(
-                grad, x, given_weight if ctx.has_weight else None, ctx.eps)
+                grad, x, given_weight if ctx.has_weight else None, ctx.eps, (normed, rstd))
         else:  # over several dims: the same on the (rows, width) view
             grad_x, grad_w, grad_b = _layer_norm_graph_grads(
                 grad.reshape(-1, width), x.reshape(-1, width),
-                given_weight.reshape(width) if ctx.has_weight else None, ctx.eps)
+                given_weight.reshape(width) if ctx.has_weight else None, ctx.eps,
+                (normed, rstd))
             grad_x = grad_x.reshape(ctx.input_shape)
         grads = [grad_x]
         if ctx.has_weight:
@@ -419,9 +420,9 @@ class Normalize(ArrayFunction):
     of the composed formula); its backward records NormalizeBackward."""
 
     @staticmethod
-    def forward(ctx, y, eps):
-        rows = _rows(y, y.shape[-1])
-        _, normed, rstd = kernels.layer_norm(rows, *_unit_affine(rows), eps)
+    def forward(ctx, y, eps, stats=None):
+        # stats: (normed rows, rstd) of y when the caller has them (a layer norm's forward)
+        normed, rstd = stats if stats is not None else _standardize(y, eps)
         normed = normed.reshape(y.shape)
         ctx.save_for_backward(y, normed, rstd)
         ctx.eps = eps
@@ -445,14 +446,14 @@ class NormalizeBackward(ArrayFunction):
     with u the upstream gradient; third order goes through `composed`."""
 
     @staticmethod
-    def forward(ctx, grad, y, eps):
+    def forward(ctx, grad, y, eps, stats=None):
         width = y.shape[-1]
-        rows = _rows(y, width)
-        _, normed, rstd = kernels.layer_norm(rows, *_unit_affine(rows), eps)
+        normed, rstd = stats if stats is not None else _standardize(y, eps)
+        normed = normed.reshape(-1, width)
         ctx.save_for_backward(grad, normed, rstd)
         ctx.eps, ctx.shape = eps, y.shape
         return kernels.layer_norm_backward(_rows(grad, width), normed, rstd,
-                                           _unit_affine(rows)[0])[0].reshape(y.shape)
+                                           _unit_affine(normed)[0])[0].reshape(y.shape)
 
     @staticmethod
     def backward(ctx, up):
@@ -484,6 +485,12 @@ class NormalizeBackward(ArrayFunction):
                        - normed * (grad * normed).mean(-1, keepdim=True))
 
 
+def _standardize(y, eps):
+    rows = _rows(y, y.shape[-1])
+    _, normed, rstd = kernels.layer_norm(rows, *_unit_affine(rows), eps)
+    return normed, rstd
+
+
 def _row_dot(a, b):
     return np.einsum("ij,ij->i", a, b)[:, None]
 
@@ -493,14 +500,15 @@ def _unit_affine(rows):
     return np.ones(width, rows.dtype), np.zeros(width, rows.dtype)
 
 
-def _layer_norm_graph_grads(grad, y, weight, eps):
+def _layer_norm_graph_grads(grad, y, weight, eps, stats):
     """(grad of y, of weight, of bias) of layer_norm(y) * weight + bias over y's last dim, on
-    Tensors: the create_graph path of the layer norm Functions, as five nodes."""
-    normed = Normalize.apply(y, eps=eps)
+    Tensors: the create_graph path of the layer norm Functions, as five nodes. stats: the
+    forward's (normed rows, rstd) of y, so no node computes them again."""
+    normed = Normalize.apply(y, eps=eps, stats=stats)
     leading = tuple(range(y.ndim - 1))
     grad_w = (grad * normed).sum(leading) if weight is not None else None
     scaled = grad if weight is None else grad * weight
-    return NormalizeBackward.apply(scaled, y, eps=eps), grad_w, grad.sum(leading)
+    return NormalizeBackward.apply(scaled, y, eps=eps, stats=stats), grad_w, grad.sum(leading)
 
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):

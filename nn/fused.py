@@ -51,17 +51,17 @@ class ResidualDropoutLayerNorm(ArrayFunction):
     def backward(ctx, grad):
         normed, rstd, weight, mask, x, s = ctx.saved_tensors
         if ctx.xp is not numpy_ops:  # create_graph: the same sums as a few recorded nodes
-            return _residual_layer_norm_graph(ctx, grad, x, s, weight, mask)
+            return _residual_layer_norm_graph(ctx, grad, x, s, weight, mask, (normed, rstd))
         grad_x, grad_w, grad_b, grad_s = kernels.layer_norm_backward(
             _rows(grad, normed.shape[1]), normed, rstd, weight, mask, ctx.scale,
             residual=True)
         return grad_x.reshape(ctx.shape), grad_s.reshape(ctx.shape), grad_w, grad_b
 
 
-def _residual_layer_norm_graph(ctx, grad, x, s, weight, mask):
+def _residual_layer_norm_graph(ctx, grad, x, s, weight, mask, stats):
     kept = None if mask is None else mask.reshape(s.shape) * x.dtype.type(ctx.scale)
     h = x + (s if kept is None else s * kept)
-    grad_h, grad_w, grad_b = _layer_norm_graph_grads(grad, h, weight, ctx.eps)
+    grad_h, grad_w, grad_b = _layer_norm_graph_grads(grad, h, weight, ctx.eps, stats)
     return grad_h, (grad_h if kept is None else grad_h * kept), grad_w, grad_b
 
 
