@@ -49,7 +49,7 @@ class PackedAttention(ArrayFunction):
 def _packed_attention_graph(ctx, first, second, grad):
     """PackedAttention's gradients as recorded Tensor ops, heads first: the weights as one
     AttentionWeights node (whose backward gives q's and k's gradients), v's by one product."""
-    fill = ctx.saved_tensors[3]
+    _, _, saved_weights, fill = ctx.saved_tensors  # the forward's weights: arrays, constants
     # (B, L, n, h, E) -> (n, B, h, L, E); slices 0:1, 1:2, ... keep that leading dim, so the
     # products broadcast over it and the gradients join back with one cat, no reshape nodes
     if second is None:
@@ -58,7 +58,8 @@ def _packed_attention_graph(ctx, first, second, grad):
     else:
         heads = second.permute(2, 0, 3, 1, 4)
         q, k, v = first.permute(0, 2, 1, 3), heads[0:1], heads[1:2]
-    weights = AttentionWeights.apply(q, k, fill=fill, scale=ctx.scale)  # (1, B, h, L, S)
+    weights = AttentionWeights.apply(q, k, fill=fill, scale=ctx.scale,
+                                     weights=saved_weights)  # (1, B, h, L, S)
     grad = grad.permute(0, 2, 1, 3)
     grad_v = weights.transpose(-1, -2).matmul(grad)
     grad_q, grad_k = _weights_grads(
@@ -74,12 +75,16 @@ class AttentionWeights(ArrayFunction):
     this output, so nothing is recomputed; written once against ctx.xp)."""
 
     @staticmethod
-    def forward(ctx, q, k, fill, scale):
-        scores = kernels.matmul(q, np.swapaxes(k, -1, -2))
-        scores *= scale
-        if fill is not None:
-            scores[np.broadcast_to(fill, scores.shape)] = -np.inf
-        weights = kernels.softmax(scores, -1)
+    def forward(ctx, q, k, fill, scale, weights=None):
+        if weights is None:
+            scores = kernels.matmul(q, np.swapaxes(k, -1, -2))
+            scores *= scale
+            if fill is not None:
+                scores[np.broadcast_to(fill, scores.shape)] = -np.inf
+            weights = kernels.softmax(scores, -1)
+        else:  # the caller's forward computed them (PackedAttention): not again
+            weights = weights.reshape(np.broadcast_shapes(q.shape[:-2], k.shape[:-2])
+                                      + (q.shape[-2], k.shape[-2]))
         ctx.save_for_backward(q, k, weights)
         ctx.scale = scale
         return weights
