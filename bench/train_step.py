@@ -12,6 +12,10 @@ each with dropout 0.1 and 0. A step is the recipe's: logits, cross-entropy with 
 0.1 (padding ignored), zero_grad, backward, Adam(0.9, 0.98, 1e-9). PyTorch runs the same
 weights (tests/models/torch_transformer.py, built from torch.nn layers); both get --threads threads.
 
+CPU ms: the process's CPU time per step (every thread). It barely moves when other processes take
+the cores, so on a shared machine `--threads 1` compares the two libraries' work where wall times
+cannot.
+
 Every row runs in its own subprocess, so the two libraries' thread pools never meet and memory is
 that row's alone. Memory: the peak resident set size (Linux VmHWM, reset through
 /proc/self/clear_refs once the model is built) over the warm-up and timed steps, minus the
@@ -197,16 +201,18 @@ def run_row(framework, name, dropout, steps, threads):
         step()
     first_peak = _status_bytes("VmHWM")
     warm = _reset_peak_rss()  # a warm step's own peak from here
-    times = []
+    times, cpu_times = [], []
     for _ in range(steps):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         loss = step()
         times.append(time.perf_counter() - started)
+        cpu_times.append(time.process_time() - cpu_started)
     peak = max(first_peak, _status_bytes("VmHWM"))
     step_peak = _status_bytes("VmHWM")
     if framework == "ours":  # what kernels/threads.py settled on (None: never changed)
         version += f", adaptive threads at the end: {kernels.threads.current()}"
     print(json.dumps({"ms": 1e3 * float(np.median(times)), "ms_min": 1e3 * min(times),
+                      "cpu_ms": 1e3 * float(np.median(cpu_times)),
                       "mem_mb": max(0, peak - before) / 2**20,
                       "step_mb": max(0, step_peak - warm) / 2**20, "jit_mb": jit_mb,
                       "loss": loss, "version": version}))
@@ -331,6 +337,17 @@ def main():
                 one = rows["ours1", name, dropout]
                 line += f"{one['ms']:>11.1f}{ours['ms'] / one['ms']:>7.2f}x"
             print(line)
+    # CPU seconds (all the process's threads) barely move when other processes take the cores:
+    # at --threads 1 they compare the two libraries' work where wall times on a shared machine
+    # cannot (at more threads they include threads waiting for each other).
+    cpu = []
+    for name in args.configs.split(","):
+        for dropout in (0.1, 0.0):
+            ours, theirs = rows["ours", name, dropout], rows.get(("torch", name, dropout))
+            cpu.append(f"{name} {dropout}: ours {ours['cpu_ms']:.1f}" + (
+                f", torch {theirs['cpu_ms']:.1f}, ours/torch "
+                f"{ours['cpu_ms'] / theirs['cpu_ms']:.2f}x" if theirs else ""))
+    print("CPU ms per step (median; every thread of the row's process): " + "; ".join(cpu))
     print("ours MB includes Numba's one-time CPU-target set-up (its first kernel load): "
           + ", ".join(f"{name} {dropout}: {rows['ours', name, dropout]['jit_mb']:.1f} MB"
                       for name in args.configs.split(",") for dropout in (0.1, 0.0)))
