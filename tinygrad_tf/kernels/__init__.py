@@ -9,7 +9,7 @@ Numba kernels with the same signatures and semantics; the registry below names e
 - "numba": every op on its Numba kernel (float32/float64; other dtypes fall back to numpy).
 - "auto" (the default): per op and shape class, whichever measured faster in bench/kernels.py:
   Numba for softmax/log-softmax, layer norm and the fused elementwise kernels, OpenBLAS for
-  matmul (batched small matrices could go to Numba: see AUTO_NUMBA_MAX_MATRIX).
+  matmul, except batched small products in the attention scores' layout (matmul_auto_path).
 
 Pick one with `use(...)` (also a context manager) or the TINYGRAD_TF_KERNELS environment variable.
 Importing compiles nothing: each Numba kernel compiles (or loads from Numba's disk cache) on its
