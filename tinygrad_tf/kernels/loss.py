@@ -12,12 +12,11 @@ The log-softmax matrix is never built: numpy's way (log_softmax, pick, row sums)
 over the logits and a (rows, C) temporary. A row whose logits are all -inf gets lse 0 (so
 logp_target = -inf, as log_softmax gives there, and p = 0 in backward), never NaN from -inf + inf.
 """
-import numba
 import numpy as np
 from numba import prange
 
 from ._jit import ROWS_SERIAL_BELOW, LazyKernel
-from .softmax import _exp, _row_max
+from .softmax import _exp, _max_of
 
 KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -48,24 +47,24 @@ def cross_entropy_grad_numpy(z, lse, target, keep, coef, off, weight, picked):
 
 # ---------------------------------------------------------------------------- Numba kernels
 
-def _cross_entropy_rows(z, target, weight, total_weight, lse, logp_target, smooth, chunks):
+def _cross_entropy_rows(z, target, weight, total_weight, lse, logp_target, smooth):
     m, n = z.shape
     zero = total_weight - total_weight  # 0 typed like the data: every loop in one dtype
-    for chunk in prange(chunks):
-        scratch = np.empty(8, z.dtype)  # _row_max's eight lanes
-        for i in range(chunk * m // chunks, (chunk + 1) * m // chunks):
-            row_max = _row_max(z, i, scratch)
-            shift = row_max if np.isfinite(row_max) else zero
-            total = zero
-            weighted = zero
-            for j in range(n):  # one pass: the exp sum and the weighted sum together
-                d = z[i, j] - shift
-                total += _exp(d)
-                weighted += weight[j] * d
-            offset = np.log(total) if total != zero else zero
-            lse[i] = shift + offset
-            logp_target[i] = (z[i, target[i]] - shift) - offset
-            smooth[i] = weighted - offset * total_weight
+    minus_inf = np.full(1, -np.inf, z.dtype)[0]
+    for i in prange(m):
+        row = z[i]
+        row_max = _max_of(row, n, minus_inf)
+        shift = row_max if np.isfinite(row_max) else zero
+        total = zero
+        weighted = zero
+        for j in range(n):  # one pass: the exp sum and the weighted sum together
+            d = row[j] - shift
+            total += _exp(d)
+            weighted += weight[j] * d
+        offset = np.log(total) if total != zero else zero
+        lse[i] = shift + offset
+        logp_target[i] = (row[target[i]] - shift) - offset
+        smooth[i] = weighted - offset * total_weight
 
 
 def _cross_entropy_grad_rows(z, lse, target, keep, coef, off, weight, picked, out):
@@ -88,8 +87,7 @@ def _signatures(kind):
         out1, out2 = f"Array({dtype}, 1, 'C')", f"Array({dtype}, 2, 'C')"
         target = "Array(int64, 1, 'C', readonly=True)"
         if kind == "forward":
-            return (f"void({matrix}, {target}, {vector}, {dtype}, {out1}, {out1}, {out1}, "
-                    "int64)")
+            return f"void({matrix}, {target}, {vector}, {dtype}, {out1}, {out1}, {out1})"
         keep = "Array(boolean, 1, 'C', readonly=True)"
         return (f"void({matrix}, {vector}, {target}, {keep}, {vector}, {vector}, {vector}, "
                 f"{vector}, {out2})")
@@ -118,8 +116,7 @@ def cross_entropy_rows_numba(z, target, weight):
     z, weight = np.ascontiguousarray(z), np.ascontiguousarray(weight)
     target = np.ascontiguousarray(target, dtype=np.int64)
     cross_entropy_rows_kernel(z, target, weight, z.dtype.type(weight.sum(dtype=z.dtype)), lse,
-                              logp_target, smooth, min(m, 4 * numba.get_num_threads()),
-                              work=z.size)
+                              logp_target, smooth, work=z.size)
     return lse, logp_target, smooth
 
 

@@ -205,7 +205,9 @@ def _batched_signature(dtype):
     return f"void({operand}, {operand}, Array({dtype}, 3, 'C'), int64)"
 
 
-batched_gemm = LazyKernel(_batched_gemm, {d: _batched_signature(d) for d in ("float32", "float64")},
+# float32 only (the training dtype): each compiled dtype costs ~12 s of cold compiling; float64
+# batches take the general GEMM.
+batched_gemm = LazyKernel(_batched_gemm, {"float32": _batched_signature("float32")},
                           parallel=True, fastmath={"contract"})
 
 
@@ -251,7 +253,7 @@ def matmul_numba(a, b):
         return matmul_numba(a.reshape(-1, kdim), b).reshape(a.shape[:-1] + (n,))
     batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
     count = math.prod(batch)
-    if count > 1 and m * n <= BATCHED_MAX_MATRIX:
+    if count > 1 and m * n <= BATCHED_MAX_MATRIX and a.dtype == np.float32:
         out = np.empty((count, m, n), dtype=a.dtype)
         batched_gemm(_as_3d(a2, batch, m, kdim), _as_3d(b2, batch, kdim, n), out,
                      min(count, 4 * numba.get_num_threads()), work=out.size * kdim)

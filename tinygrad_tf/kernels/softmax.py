@@ -140,6 +140,36 @@ def _row_max(x, i, scratch):
     return row_max
 
 
+@numba.njit(cache=True, inline="always")
+def _max_of(row, n, start):
+    """max(start, row[:n]) with eight running maxima: a float max loop does not vectorize (NaN
+    rules), and one running maximum makes every compare wait for the one before."""
+    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = start
+    n8 = n - n % 8
+    for j in range(0, n8, 8):
+        v = row[j]
+        m0 = v if v > m0 else m0
+        v = row[j + 1]
+        m1 = v if v > m1 else m1
+        v = row[j + 2]
+        m2 = v if v > m2 else m2
+        v = row[j + 3]
+        m3 = v if v > m3 else m3
+        v = row[j + 4]
+        m4 = v if v > m4 else m4
+        v = row[j + 5]
+        m5 = v if v > m5 else m5
+        v = row[j + 6]
+        m6 = v if v > m6 else m6
+        v = row[j + 7]
+        m7 = v if v > m7 else m7
+    for j in range(n8, n):
+        v = row[j]
+        m0 = v if v > m0 else m0
+    m0, m1, m2, m3 = max(m0, m4), max(m1, m5), max(m2, m6), max(m3, m7)
+    return max(max(m0, m2), max(m1, m3))
+
+
 @numba.njit(cache=True, fastmath={"contract", "reassoc"}, inline="always")
 def _row_shift_and_total(x, i, out, zero):
     """Store exp(x[i] - shift) in out[i]; return (shift, total), shift as in `_shifted`."""
