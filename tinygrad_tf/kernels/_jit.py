@@ -11,6 +11,7 @@ micro-kernel stays scalar (about 10x slower). We switch it on only while our own
 and restore the user's setting afterwards, so other Numba code in the process is not affected.
 """
 import contextlib
+import os
 import threading
 import time
 
@@ -25,6 +26,31 @@ SERIAL_BELOW = 1 << 15
 # than half the pass) and two won from 512k on (layer norm 1024 x 512: 178 -> 146 us; 2048 x
 # 1024: 1467 -> 752 us); docs/kernels.md has the table.
 ROWS_SERIAL_BELOW = 1 << 19
+
+
+# Processes that share one Numba cache can name a directory here (the test suite does, for its
+# warm-up process, itself and the processes its tests start): each (kernel, dtype) then compiles
+# under a file lock in it, so a second process that needs the kernel meanwhile waits and loads
+# the first one's cache entry instead of compiling it again (a cold compile takes seconds).
+COMPILE_LOCKS = "TINYGRAD_TF_COMPILE_LOCKS"
+
+
+@contextlib.contextmanager
+def _held_across_processes(name, wait):
+    """Hold the lock file `name` in COMPILE_LOCKS (when set); yields False when `wait` is off
+    and another process holds it."""
+    directory = os.environ.get(COMPILE_LOCKS)
+    if not directory:
+        yield True
+        return
+    import fcntl  # POSIX only, like the suite that sets the variable
+    with open(os.path.join(directory, name + ".lock"), "a") as file:  # closing unlocks
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
 
 
 @contextlib.contextmanager
@@ -48,6 +74,7 @@ class LazyKernel:
 
     def __init__(self, py_func, signatures, serial_below=None, **options):
         self.name = py_func.__name__
+        self._lock_name = f"{py_func.__module__}.{py_func.__name__}"
         self.signatures = signatures
         # Work below this runs on the calling thread (default SERIAL_BELOW, read at call time).
         self.serial_below = serial_below
@@ -55,10 +82,14 @@ class LazyKernel:
         self._ready = set()  # dtypes compiled or loaded: a set lookup, not dtype.name (~2 us)
         self._dispatcher = numba.njit(cache=True, **options)(py_func)  # compiles nothing yet
 
-    def compile(self, dtype_name):
-        """Compile or load the `dtype_name` version now (once); returns its report entry."""
+    def compile(self, dtype_name, wait=True):
+        """Compile or load the `dtype_name` version now (once); returns its report entry, or
+        None when `wait` is off and another process is compiling it (see COMPILE_LOCKS)."""
         if dtype_name not in self.report:
-            with _compile_lock:
+            with _compile_lock, _held_across_processes(f"{self._lock_name}-{dtype_name}",
+                                                       wait) as held:
+                if not held:
+                    return None
                 if dtype_name not in self.report:
                     self.report[dtype_name] = self._compile(self.signatures[dtype_name])
         return self.report[dtype_name]
