@@ -5,9 +5,11 @@ bench/second_order.py's HVP (its configurations, batch, loss and v), split into 
   grad+graph autograd.grad(loss, params, create_graph=True): the first backward, recorded
   <g, v>     the scalar sum(g * v)
   second     autograd.grad(<g, v>, params): the plain walk over everything above
-For each phase: the median time, the ops recorded (Function.apply calls, by type) and the
-matmul FLOPs (2 m n k per kernels.matmul call); beside them one plain gradient's. Then a
-cProfile of --profiled HVPs (the Python functions with the most self time).
+For each phase: the median time, the ops recorded (Function.apply calls, by type), the ops a
+plain backward walked, and the matmul FLOPs (2 m n k per kernels.matmul call: the fused
+attention kernel's own products are not counted); beside them one plain gradient's. Then a
+cProfile of --profiled HVPs (the Python functions with the most self time; Numba kernels'
+time can land on the Python line that follows them).
 
     flock /tmp/tgtf-heavy.lock .venv/bin/python bench/profile_hvp.py [--config tiny]
 """
