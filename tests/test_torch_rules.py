@@ -150,3 +150,55 @@ def test_remainder_gradient_for_the_divisor_at_zero_is_minus_inf():
         (a % b).sum().backward()
     np.testing.assert_array_equal(a.grad.array, [1, 1, 1, 1])
     np.testing.assert_array_equal(b.grad.array, [-np.inf, -2, 2, 2])
+
+
+def test_maximum_and_minimum_give_both_inputs_the_gradient_where_one_is_nan():
+    # before: all of it went to the NaN side (neither is larger, so torch gives both all of it)
+    nan = float("nan")
+    for name, a_want, b_want in (("maximum", [1, 1, 0.5, 1, 1], [1, 1, 0.5, 0, 1]),
+                                 ("minimum", [1, 1, 0.5, 0, 1], [1, 1, 0.5, 1, 1])):
+        a = Tensor([1.0, nan, 2.0, 3.0, nan], requires_grad=True)
+        b = Tensor([nan, 1.0, 2.0, 1.0, nan], requires_grad=True)
+        getattr(a, name)(b).sum().backward()
+        assert a.grad.tolist() == a_want and b.grad.tolist() == b_want
+
+
+def test_sum_with_a_dtype():
+    # before: TypeError (no dtype argument)
+    assert Tensor([1.5, 2.0]).sum(dtype=tg.float64).dtype == np.float64
+    out = Tensor([True, False]).sum(dtype=tg.bool)
+    assert out.dtype == np.bool_ and out.item() is True
+    assert Tensor([True, True]).sum(dtype=tg.float32).item() == 2.0
+
+
+def test_clamp_with_tensor_bounds():
+    # before: TypeError (numbers only); torch: ties keep self, each bound gets its gradient
+    x = Tensor([1.0, 2.0, 3.0, 0.5], requires_grad=True)
+    low = Tensor([1.0, 2.5, 0.0, 1.0], requires_grad=True)
+    high = Tensor(2.0, requires_grad=True)
+    out = x.clamp(min=low, max=high)
+    (out * Tensor([1.0, 2.0, 3.0, 4.0])).sum().backward()
+    assert out.tolist() == [1.0, 2.0, 2.0, 1.0]
+    assert x.grad.tolist() == [1, 0, 0, 0] and low.grad.tolist() == [0, 0, 0, 4]
+    assert high.item() == 2.0 and high.grad.item() == 5.0
+
+
+def test_div_rounding_modes():
+    # before: TypeError (no rounding_mode)
+    ints = tg.div(Tensor([-7, 7]), Tensor([2, -2]), rounding_mode="trunc")
+    assert ints.dtype == np.int64 and ints.tolist() == [-3, -3]
+    assert tg.div(Tensor([-7, 7]), 2, rounding_mode="floor").tolist() == [-4, 3]
+    x = Tensor([-7.0, 7.0], requires_grad=True)
+    out = x.div(2, rounding_mode="trunc")
+    out.sum().backward()
+    assert out.tolist() == [-3.0, 3.0] and x.grad.tolist() == [0.0, 0.0]
+    with pytest.raises(ZeroDivisionError):
+        tg.div(Tensor([1]), Tensor([0]), rounding_mode="trunc")
+    with pytest.raises(RuntimeError, match="rounding_mode"):
+        x.div(2, rounding_mode="round")
+
+
+def test_index_select_of_a_0d_tensor():
+    # before: IndexError; torch keeps it 0-d
+    out = Tensor(2.0).index_select(0, Tensor([0]))
+    assert out.shape == () and out.item() == 2.0

@@ -73,9 +73,10 @@ class Maximum(ArrayFunction):
     @staticmethod
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
-        # Ties split the gradient evenly, as torch.maximum does.
-        share_a = (a > b) + 0.5 * (a == b)
-        return grad * share_a, grad * (1 - share_a)
+        # As torch.maximum: ties split the gradient evenly; where either is NaN (the output
+        # NaN) both get all of it, as neither is smaller.
+        tie = 0.5 * (a == b)
+        return grad * (1.0 - ((a < b) + tie)), grad * (1.0 - ((a > b) + tie))
 
 
 class Minimum(ArrayFunction):
@@ -87,8 +88,8 @@ class Minimum(ArrayFunction):
     @staticmethod
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
-        share_a = (a < b) + 0.5 * (a == b)  # ties split evenly, as torch.minimum
-        return grad * share_a, grad * (1 - share_a)
+        tie = 0.5 * (a == b)  # as torch.minimum: ties split evenly, NaN gives both all
+        return grad * (1.0 - ((a > b) + tie)), grad * (1.0 - ((a < b) + tie))
 
 
 # ---------------------------------------------------------------------------- elementwise, unary

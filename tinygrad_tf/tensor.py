@@ -312,7 +312,24 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, ElementwiseOps, TorchMethods):
         return Tensor._wrap(_as_array(other)).matmul(self)
 
     pow = __pow__
-    div = __truediv__
+    def div(self, other, rounding_mode=None):
+        """self / other; rounding_mode 'floor' is `//`, 'trunc' rounds toward zero (both with
+        a zero gradient, as torch's)."""
+        if rounding_mode is None:
+            return self / other
+        if rounding_mode == "floor":
+            return self // other
+        if rounding_mode != "trunc":
+            raise RuntimeError(f"div expected rounding_mode to be one of None, 'trunc', or "
+                               f"'floor' but found {rounding_mode!r}")
+        a, b = self._operands(other, "div")
+        _dtypes.refuse_bool(a, "div (trunc)")
+        if a.dtype.kind != "f":
+            divisor = _nonzero(a, b, "div")
+            quotient = np.abs(a.array) // np.abs(divisor)
+            return Tensor._wrap(np.asarray(np.where((a.array < 0) != (divisor < 0),
+                                                    -quotient, quotient)))
+        return (a / b)._step(np.trunc)
 
     def __floordiv__(self, other):
         """floor(self / other); no gradient flows (it is piecewise constant), as in torch.

@@ -98,8 +98,13 @@ class ElementwiseOps:
     def clip(self, min=None, max=None):
         if min is None and max is None:
             raise ValueError("clip: give at least one of min and max")
-        _dtypes.refuse_bool(self, "clamp")
         bounds = [b for b in (min, max) if b is not None]
+        if any(isinstance(b, _autograd._Tensor) for b in bounds):
+            # as torch: ties keep self (and its gradient); a bound gets it where it is taken
+            from .tensor_index import where
+            out = self if min is None else where(self < min, min, self)
+            return out if max is None else where(out > max, max, out)
+        _dtypes.refuse_bool(self, "clamp")
         if not all(isinstance(b, numbers.Real) for b in bounds):
             raise TypeError(f"clip: bounds must be numbers, got {min!r} and {max!r}")
         floats = any(_scalar_category(b) == 2 for b in bounds)

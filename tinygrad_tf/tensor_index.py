@@ -104,6 +104,10 @@ class IndexOps:
         if index.size and not (0 <= index.min() and index.max() < size):  # no negatives: torch's
             raise IndexError(f"index_select: index values must be in [0, {size}) for dim {dim}; "
                              f"got {index.min()} to {index.max()}")
+        if self.ndim == 0:  # as torch: a 0-d tensor takes one index and stays 0-d
+            if index.size != 1:
+                raise IndexError(f"index_select: a 0-d tensor takes one index, got {index.size}")
+            return self.reshape(1)[index.reshape(-1)].reshape(())
         return self[(slice(None),) * axis + (index.reshape(-1),)]
 
     # ------------------------------------------------------------------ splitting

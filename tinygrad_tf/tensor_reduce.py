@@ -47,11 +47,13 @@ class ReduceOps:
 
     # ------------------------------------------------------------------ sums and statistics
 
-    def sum(self, dim=None, keepdim=False):
+    def sum(self, dim=None, keepdim=False, dtype=None):
         """Sum over `dim` (an int, a tuple, or None for every dim); integers and bools sum to
-        int64, as in torch."""
-        return F.Sum.apply(_wide(self), axes=_reduced_dims(dim, self.ndim, "sum"),
-                           keepdim=keepdim)
+        int64, as in torch; `dtype` converts first."""
+        x = _wide(self) if dtype is None else self.to(dtype)
+        out = F.Sum.apply(x, axes=_reduced_dims(dim, self.ndim, "sum"), keepdim=keepdim)
+        # numpy adds bools as ints: sum(dtype=bool) converts the sum
+        return out if dtype is None or out.dtype == dtype else out.to(dtype)
 
     def mean(self, dim=None, keepdim=False):
         """sum / n over `dim`; the mean of no elements is NaN, as in torch."""
