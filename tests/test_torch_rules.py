@@ -202,3 +202,13 @@ def test_index_select_of_a_0d_tensor():
     # before: IndexError; torch keeps it 0-d
     out = Tensor(2.0).index_select(0, Tensor([0]))
     assert out.shape == () and out.item() == 2.0
+
+
+def test_rounded_division_has_a_zero_gradient_even_at_a_zero_or_nan_divisor():
+    # before: NaN (floor's zero times Div's 0 / b)
+    a = Tensor([-2.0, 3.0, 1.0], requires_grad=True)
+    b = Tensor([float("nan"), 0.0, 2.0], requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        (a // b + tg.div(a, b, rounding_mode="trunc")).sum().backward()
+    assert a.grad.tolist() == [0, 0, 0] and b.grad.tolist() == [0, 0, 0]

@@ -66,6 +66,17 @@ def _integer_power(base, exponent):
     return np.where(negative, np.where(np.abs(base) == 1, unit, 0), out).astype(out.dtype)
 
 
+def _rounded_quotient(a, b, rounding):
+    """rounding(a / b) for float tensors, a zero gradient to both (as torch's div with a
+    rounding mode): not through Div, whose backward would turn 0 / b into NaN at b = 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = Tensor._wrap(np.asarray(rounding(a.array / b.array)))
+    for t in (a, b):
+        if t.requires_grad:  # a zero of t's shape on the graph: t gets a zero gradient
+            out = out + F.Step.apply(t, fn=np.zeros_like)
+    return out
+
+
 def _tensor_argument(other, op):
     """torch's elementwise functions of two tensors (maximum, logical_and...) take no number."""
     if not isinstance(other, Tensor):
@@ -329,7 +340,7 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, ElementwiseOps, TorchMethods):
             quotient = np.abs(a.array) // np.abs(divisor)
             return Tensor._wrap(np.asarray(np.where((a.array < 0) != (divisor < 0),
                                                     -quotient, quotient)))
-        return (a / b)._step(np.trunc)
+        return _rounded_quotient(a, b, np.trunc)
 
     def __floordiv__(self, other):
         """floor(self / other); no gradient flows (it is piecewise constant), as in torch.
@@ -338,7 +349,7 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, ElementwiseOps, TorchMethods):
         _dtypes.refuse_bool(a, "floor_divide")
         if a.dtype.kind != "f":
             return Tensor._wrap(np.asarray(np.floor_divide(a.array, _nonzero(a, b, "floor_divide"))))
-        return (a / b).floor()
+        return _rounded_quotient(a, b, np.floor)
 
     def __rfloordiv__(self, other):
         a, b = self._operands(other, "floor_divide")
