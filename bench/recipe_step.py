@@ -121,9 +121,9 @@ def run_loop(args):
         wrap, cross_entropy = Tensor.from_numpy, F.cross_entropy
         version = f"ours, kernels {kernels.active()}"
     stream = batcher.stream()
-    elapsed, losses, total = [], [], 0.0
+    elapsed, cpu, losses, total, total_cpu = [], [], [], 0.0, 0.0
     for _ in range(config.steps):
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         _, _, batch = next(stream)
         logits = model(wrap(batch.src), wrap(batch.tgt_in))
         loss = cross_entropy(logits.reshape(-1, vocab), wrap(batch.tgt_out.reshape(-1)),
@@ -136,9 +136,11 @@ def run_loop(args):
         optimizer.step()
         schedule.step()
         total += time.perf_counter() - started
+        total_cpu += time.process_time() - started_cpu
         elapsed.append(total)
+        cpu.append(total_cpu)
         losses.append(value)
-    print(json.dumps({"elapsed": elapsed, "loss": losses,
+    print(json.dumps({"elapsed": elapsed, "cpu": cpu, "loss": losses,
                       "version": f"{version}, numpy {np.__version__}"}))
 
 
@@ -166,7 +168,7 @@ def main():
         return run_loop(args)
     import numpy as np
 
-    rows = {"ours": run_ours(args)}
+    rows, cpu = {"ours": run_ours(args)}, {}
     for loop in ("ours", "torch"):
         done = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--loop", loop],
                               capture_output=True, text=True, env=_env(args))
@@ -174,6 +176,7 @@ def main():
             sys.exit(f"the {loop} loop failed:\n{done.stderr[-3000:]}")
         result = json.loads(done.stdout.strip().splitlines()[-1])
         rows[f"{loop} loop"] = result["elapsed"], result["loss"]
+        cpu[f"{loop} loop"] = per_step(result["cpu"], args.warmup)
         version = result["version"]
     times = {name: per_step(elapsed, args.warmup) for name, (elapsed, _) in rows.items()}
     print(f"`tinygrad-tf train --task {args.task}` vs the same loop in PyTorch: short model "
@@ -181,17 +184,23 @@ def main():
           f"{args.steps} steps, figures over steps {args.warmup + 1}-{args.steps}, "
           f"threads {args.threads or 'default'}; {version}")
     print(f"{'':<22}{'mean ms':>9}{'median ms':>11}{'min ms':>8}{'/torch':>8}"
-          f"{'first loss':>12}{'last loss':>11}")
+          f"{'CPU ms':>8}{'/torch':>8}{'first loss':>12}{'last loss':>11}")
     names = {"ours": "ours tinygrad-tf train", "ours loop": "ours plain loop",
              "torch loop": "torch loop"}
     theirs = times["torch loop"].mean()
     for name, (_, losses) in rows.items():
         step = times[name]
         print(f"{names[name]:<22}{1e3 * step.mean():>9.1f}{1e3 * np.median(step):>11.1f}"
-              f"{1e3 * step.min():>8.1f}{step.mean() / theirs:>7.2f}x{losses[0]:>12.4f}"
+              f"{1e3 * step.min():>8.1f}{step.mean() / theirs:>7.2f}x"
+              + (f"{1e3 * cpu[name].mean():>8.1f}"
+                 f"{cpu[name].mean() / cpu['torch loop'].mean():>7.2f}x" if name in cpu
+                 else f"{'-':>8}{'-':>8}")
+              + f"{losses[0]:>12.4f}"
               f"{losses[-1]:>11.4f}")
     print("/torch: mean over mean; the command's time minus the plain loop's is what the "
-          "recipe adds per step")
+          "recipe adds per step; CPU ms: the process's CPU time per step (all its threads), "
+          "which other processes on a shared machine barely move, a fair measure of work at "
+          "--threads 1")
 
 
 if __name__ == "__main__":
