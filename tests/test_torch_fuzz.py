@@ -32,6 +32,8 @@ LOUD = [
 TORCH_ONLY = [
     (r"derivative for aten::floor_divide", "`//` has a zero gradient (piecewise constant)"),
     (r"derivative for aten::remainder", "a number % tensor has a gradient for the tensor"),
+    (r"some elements of the input tensor and the written-to tensor refer to a single memory",
+     "a write from an overlapping view: numpy copies first (right values); torch refuses"),
     (r"INTERNAL ASSERT FAILED", "a bug in torch (its Scalar of a bool base in pow's backward)"),
     (r"modified by an inplace operation: \[CPU(Bool|Long)Type",
      "an int/bool input written after a mixed-dtype op: torch saved it, we saved its float copy "
@@ -299,6 +301,10 @@ def _dtype_name(t):
     return str(t.dtype).replace("torch.", "") if isinstance(t, torch.Tensor) else t.dtype.name
 
 
+# Set per program: once a float32 value took part, float64 results carry float32 rounding.
+_PRECISION = {"float32_seen": False}
+
+
 def compare(ours, theirs, what):
     ours, theirs = _parts(ours), _parts(theirs)
     assert len(ours) == len(theirs), f"{what}: {len(ours)} results, torch {len(theirs)}"
@@ -317,7 +323,7 @@ def compare(ours, theirs, what):
 
 def close(a, b, what):
     if b.dtype.kind == "f":
-        tight = b.dtype == np.float64
+        tight = b.dtype == np.float64 and not _PRECISION["float32_seen"]
         np.testing.assert_allclose(a, b, rtol=1e-9 if tight else 2e-5,
                                    atol=1e-12 if tight else 1e-6, equal_nan=True, err_msg=what)
     else:
@@ -372,6 +378,7 @@ def inputs(draw):
 
 @given(made=inputs(), data=st.data())
 def test_random_programs_match_torch(made, data):
+    _PRECISION["float32_seen"] = any(a.dtype == np.float32 for a, _ in made)
     ours = [tg.tensor(a, requires_grad=g) for a, g in made]
     theirs = [torch.tensor(a, requires_grad=g) for a, g in made]
     leaves = list(zip(ours, theirs))
@@ -389,6 +396,7 @@ def test_random_programs_match_torch(made, data):
             for mine, their in zip(_parts(both[0]), _parts(both[1])):
                 compare(mine, their, program)
                 if isinstance(mine, tg.Tensor):
+                    _PRECISION["float32_seen"] |= mine.dtype == np.float32
                     ours.append(mine)
                     theirs.append(their)
             if "_(" in what or "] =" in what:  # an in-place step: every earlier value again

@@ -212,3 +212,18 @@ def test_rounded_division_has_a_zero_gradient_even_at_a_zero_or_nan_divisor():
         warnings.simplefilter("ignore", RuntimeWarning)
         (a // b + tg.div(a, b, rounding_mode="trunc")).sum().backward()
     assert a.grad.tolist() == [0, 0, 0] and b.grad.tolist() == [0, 0, 0]
+
+
+def test_an_integer_sum_of_a_tensor_that_requires_grad_raises():
+    x = Tensor([1.5, 2.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="gradient"):
+        x.sum(dtype=tg.int64)
+    with tg.no_grad():
+        assert x.sum(dtype=tg.int64).item() == 3
+
+
+def test_std_of_a_constant_slice_has_a_zero_gradient():
+    # before: NaN (sqrt's infinite slope at 0 times var's zero gradient); torch: 0
+    x = Tensor([[-2.0, 1.0], [-2.0, 3.0]], requires_grad=True)
+    x.std(0).sum().backward()
+    assert np.isfinite(x.grad.array).all() and x.grad.array[:, 0].tolist() == [0.0, 0.0]

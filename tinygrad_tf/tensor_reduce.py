@@ -35,6 +35,16 @@ def _wide(tensor):
     return tensor if tensor.dtype.kind == "f" else tensor.to(np.int64)
 
 
+def _root_with_zero_slope_at_zero(total, p):
+    """total ** (1 / p), with the gradient 0 where total is 0, as torch defines it for norm and
+    std (the root's slope there is infinite: 0 * inf = NaN): the root is taken of 1 instead and
+    the result masked to 0."""
+    zero = (total == 0).array
+    safe = total.masked_fill(zero, 1.0)
+    root = safe.sqrt() if p == 2 else safe ** (1.0 / p)
+    return root.masked_fill(zero, 0.0)
+
+
 def _floats_only(tensor, op):
     # torch has no integer mean, variance or norm (what dtype would it be?); neither do we.
     if tensor.dtype.kind != "f":
@@ -50,6 +60,10 @@ class ReduceOps:
     def sum(self, dim=None, keepdim=False, dtype=None):
         """Sum over `dim` (an int, a tuple, or None for every dim); integers and bools sum to
         int64, as in torch; `dtype` converts first."""
+        if (dtype is not None and np.dtype(dtype).kind != "f" and self.requires_grad
+                and _autograd.is_grad_enabled()):
+            raise RuntimeError(f"sum: a sum of dtype {np.dtype(dtype)} cannot carry a gradient "
+                               "(as torch); sum in float, or detach() first")
         x = _wide(self) if dtype is None else self.to(dtype)
         out = F.Sum.apply(x, axes=_reduced_dims(dim, self.ndim, "sum"), keepdim=keepdim)
         # numpy adds bools as ints: sum(dtype=bool) converts the sum
@@ -73,8 +87,9 @@ class ReduceOps:
         return (centered * centered).sum(axes, keepdim) * scale
 
     def std(self, dim=None, keepdim=False, correction=1):
-        """sqrt(var): the standard deviation over `dim`."""
-        return self.var(dim, keepdim, correction).sqrt()
+        """sqrt(var): the standard deviation over `dim`. Where the spread is 0 the gradient is
+        0, as torch's (the root's infinite slope would give 0 * inf = NaN): as in norm."""
+        return _root_with_zero_slope_at_zero(self.var(dim, keepdim, correction), 2)
 
     def prod(self, dim=None, keepdim=False):
         """Product over one dim (or every element if dim is None); integers give int64."""
@@ -100,12 +115,7 @@ class ReduceOps:
         if p == 1:
             return x.abs().sum(dim, keepdim)
         total = (x * x).sum(dim, keepdim) if p == 2 else (x.abs() ** p).sum(dim, keepdim)
-        # At an all-zero slice the root's slope is infinite (0 * inf = NaN); torch defines the
-        # gradient there as 0, so the root is taken of 1 instead and the result masked to 0.
-        zero = (total == 0).array
-        safe = total.masked_fill(zero, 1.0)
-        root = safe.sqrt() if p == 2 else safe ** (1.0 / p)
-        return root.masked_fill(zero, 0.0)
+        return _root_with_zero_slope_at_zero(total, p)
 
     def logsumexp(self, dim, keepdim=False):
         """log(sum(exp(x))) over `dim`, computed stably (the max is subtracted first)."""
