@@ -80,6 +80,8 @@ def _cases():
     c["Sin"] = (lambda x: x.sin(), u)
     c["Cos"] = (lambda x: x.cos(), u)
     c["Step"] = (lambda x: x.floor() + x, u)
+    c["RoundedQuotient"] = (lambda x, y: x // y + x * y, lambda rng: [
+        _float(rng, 2, 3), _float(rng, 3, low=0.5, high=2.0)])
     c["Cast"] = (lambda x: x.float().double() * x, u)
     c["Sum"] = (lambda x: x.sum(1) * 1.0, u)
     c["AMax"] = (lambda x: x.amax((0, 1)) + x.amin(1, keepdim=True),

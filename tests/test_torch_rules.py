@@ -227,3 +227,19 @@ def test_std_of_a_constant_slice_has_a_zero_gradient():
     x = Tensor([[-2.0, 1.0], [-2.0, 3.0]], requires_grad=True)
     x.std(0).sum().backward()
     assert np.isfinite(x.grad.array).all() and x.grad.array[:, 0].tolist() == [0.0, 0.0]
+
+
+def test_remainder_by_an_infinite_divisor():
+    # before: NaN (a - floor(a / b) * b is 0 * inf there); torch: 5 % inf is 5, 0 % -inf is -0
+    out = Tensor([5.0, 0.0, -5.0]) % Tensor([float("inf"), float("-inf"), float("inf")])
+    assert out.tolist() == [5.0, -0.0, float("inf")]
+
+
+def test_rounded_division_saves_its_inputs_as_torch():
+    # before: no error (nothing saved); torch's div(rounding_mode=) saves both inputs
+    x = Tensor([3.0, -2.0], requires_grad=True)
+    y = Tensor([2.0, 2.0])
+    out = tg.div(x, y, rounding_mode="floor")
+    y.add_(1)
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        out.sum().backward()

@@ -343,6 +343,23 @@ class Step(ArrayFunction):
         return ctx.xp.zeros_like(grad)
 
 
+class RoundedQuotient(ArrayFunction):
+    """rounding(a / b) (np.floor for `//`, np.trunc): piecewise constant, so both gradients
+    are 0, as torch's div with a rounding mode. It saves a and b as torch does, so writing
+    either in place before backward is an error, as there."""
+    @staticmethod
+    def forward(ctx, a, b, rounding):
+        ctx.save_for_backward(a, b)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return rounding(a / b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        ctx.saved_tensors  # noqa: B018 (the in-place check: torch's div saved both)
+        zero = ctx.xp.zeros_like(grad)
+        return zero, zero
+
+
 class Cast(ArrayFunction):
     """Change dtype; the gradient is cast back to the input's dtype by the engine."""
     @staticmethod

@@ -66,15 +66,11 @@ def _integer_power(base, exponent):
     return np.where(negative, np.where(np.abs(base) == 1, unit, 0), out).astype(out.dtype)
 
 
-def _rounded_quotient(a, b, rounding):
-    """rounding(a / b) for float tensors, a zero gradient to both (as torch's div with a
-    rounding mode): not through Div, whose backward would turn 0 / b into NaN at b = 0."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = Tensor._wrap(np.asarray(rounding(a.array / b.array)))
-    for t in (a, b):
-        if t.requires_grad:  # a zero of t's shape on the graph: t gets a zero gradient
-            out = out + F.Step.apply(t, fn=np.zeros_like)
-    return out
+def _broadcasting(fn, a, b, op, **kwargs):
+    try:
+        return fn.apply(a, b, **kwargs)
+    except ValueError as error:  # numpy's broadcast message does not name our op
+        raise ValueError(f"{op}: shapes {a.shape} and {b.shape} do not broadcast") from error
 
 
 def _tensor_argument(other, op):
@@ -340,7 +336,7 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, ElementwiseOps, TorchMethods):
             quotient = np.abs(a.array) // np.abs(divisor)
             return Tensor._wrap(np.asarray(np.where((a.array < 0) != (divisor < 0),
                                                     -quotient, quotient)))
-        return _rounded_quotient(a, b, np.trunc)
+        return _broadcasting(F.RoundedQuotient, a, b, "div", rounding=np.trunc)
 
     def __floordiv__(self, other):
         """floor(self / other); no gradient flows (it is piecewise constant), as in torch.
@@ -349,7 +345,7 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, ElementwiseOps, TorchMethods):
         _dtypes.refuse_bool(a, "floor_divide")
         if a.dtype.kind != "f":
             return Tensor._wrap(np.asarray(np.floor_divide(a.array, _nonzero(a, b, "floor_divide"))))
-        return _rounded_quotient(a, b, np.floor)
+        return _broadcasting(F.RoundedQuotient, a, b, "floor_divide", rounding=np.floor)
 
     def __rfloordiv__(self, other):
         a, b = self._operands(other, "floor_divide")
@@ -365,7 +361,11 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, ElementwiseOps, TorchMethods):
         # where a floor() on the graph would give 0 * inf = NaN)
         with np.errstate(divide="ignore", invalid="ignore"):
             quotient = Tensor._wrap(np.floor(a.array / b.array))
-        return a - quotient * b
+            out = a - quotient * b
+            # the values from numpy's remainder: the formula is NaN at an infinite divisor
+            # (5 % inf is 5); `out` is new, no op has saved it yet
+            np.copyto(out.array, np.remainder(a.array, b.array))
+        return out
 
     def __rmod__(self, other):
         a, b = self._operands(other, "remainder")
