@@ -33,6 +33,31 @@ _warmup = None
 _locks = None
 
 
+# What the first tests (tests/models/test_decoding.py) run: a float64 Transformer's forward.
+FIRST = ("embedding_position", "layer_norm", "attention_forward", "bias_activation",
+         "log_softmax", "softmax")
+
+
+def _first():
+    from tinygrad_tf import kernels
+    return [(kernel, "float64") for name in FIRST if name in kernels.REGISTRY
+            for kernel in kernels.REGISTRY[name].compiled]
+
+
+def _compile_order():
+    """[(kernel, dtype)] in the order the suite first needs them: a float64 Transformer's
+    forward, every kernel in float32 (the models' training, tests/models/test_recurrent.py), then
+    in float64, the Numba GEMMs last ("auto" runs matmul on OpenBLAS)."""
+    from tinygrad_tf import kernels
+    gemms = set(kernels.REGISTRY["matmul"].compiled)
+    order = _first()
+    for last in (False, True):
+        for dtype in ("float32", "float64"):
+            order += [(kernel, dtype) for kernel in kernels.compiled_kernels()
+                      if (kernel in gemms) == last and dtype in kernel.signatures]
+    return list(dict.fromkeys(order))
+
+
 def pytest_collection_finish(session):
     global _warmup, _locks
     import subprocess
@@ -43,15 +68,21 @@ def pytest_collection_finish(session):
     from tinygrad_tf.kernels import _jit
     _locks = tempfile.mkdtemp(prefix="tgtf-compile-locks-")
     os.environ[_jit.COMPILE_LOCKS] = _locks
-    # float32 first (the models' tests), the Numba GEMM last ("auto" runs matmul on OpenBLAS).
-    code = ("from tinygrad_tf import kernels\n"
-            "for dtype in ('float32', 'float64'):\n"
-            "    for kernel in sorted(kernels.compiled_kernels(),\n"
-            "                         key=lambda kernel: kernel.name == '_gemm'):\n"
-            "        if dtype in kernel.signatures:  # some kernels are float32 only\n"
-            "            kernel.compile(dtype, wait=False)\n")
-    _warmup = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    order = _compile_order()
+    code = ("import sys\n"
+            "from tinygrad_tf import kernels\n"
+            "by_name = {kernel.name: kernel for kernel in kernels.compiled_kernels()}\n"
+            "for item in sys.argv[1:]:\n"
+            "    name, dtype = item.split(':')\n"
+            "    by_name[name].compile(dtype, wait=False)\n")
+    _warmup = subprocess.Popen([sys.executable, "-c", code]
+                               + [f"{kernel.name}:{dtype}" for kernel, dtype in order],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # The first tests need FIRST's kernels within seconds. Compiling them here too, from the
+    # other end of the list, makes two compilers of that batch instead of one: each skips what
+    # the other is compiling, and the two meet in the middle.
+    for kernel, dtype in reversed(_first()):
+        kernel.compile(dtype, wait=False)
 
 
 def pytest_sessionfinish(session):
