@@ -124,7 +124,7 @@ def register(name, numpy, numba, auto=None, compiled=()):
 # One line (or two) per kernel. A new family: a module beside these with the numpy twins, the
 # Numba kernels (LazyKernel) and the wrappers, then its register(...) lines here.
 matmul = register("matmul", _matmul.matmul_numpy, _matmul.matmul_numba, auto=matmul_auto,
-                  compiled=[_matmul.gemm])
+                  compiled=[_matmul.gemm, _matmul.batched_gemm])
 softmax = register("softmax", _softmax.softmax_numpy, _softmax.softmax_numba,
                    compiled=[_softmax.softmax_rows])
 softmax_backward = register("softmax_backward", _softmax.softmax_backward_numpy,
