@@ -41,11 +41,13 @@ from ._malloc import keep_freed_memory
 
 # Batched float32 products of small matrices whose right operand is a transposed view (q @ k^T,
 # the attention scores' layout) go to Numba's batched kernel under "auto" when it has both
-# cores: one parallel loop over the items beats numpy's one OpenBLAS call per item there. On
-# the 2-core EPYC (Zen 4, bench/RESULTS.md, one thread each) the kernel was 0.8-1.1x numpy from
-# 16 x 16 to 64 x 64 (K 32-64) and 1.8x at 128 x 128: it wins by using the second core, which
-# numpy's per-item loop leaves idle. Smaller matrices (a panel mostly padding), a contiguous
-# right operand (numpy's fast case) and K < 16 stay on OpenBLAS.
+# cores. numpy runs such a batch as one OpenBLAS call per item on one core. On the 2-core EPYC
+# (Zen 4; bench/batched_matmul.py, bench/RESULTS.md) the kernel on one core was 0.6-1.1x numpy
+# from 16 x 16 to 64 x 64 (K 32-64) and 1.2-1.9x at 128 x 128 (thread CPU time, noisy); on
+# two it was 1.76x numpy on (128, 32, 32) in an interleaved run and slower than numpy (0.79x) in
+# a sitting where another process held the second core: hence the two-thread condition.
+# Smaller matrices (a panel mostly padding), a contiguous right operand (numpy's fast case) and
+# K < 16 stay on OpenBLAS.
 AUTO_NUMBA_MIN_SIDE = 16
 AUTO_NUMBA_MAX_MATRIX = 128 * 128
 AUTO_NUMBA_MIN_K, AUTO_NUMBA_MAX_K = 16, 256
