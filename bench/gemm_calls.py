@@ -87,7 +87,8 @@ def main():
 
     def caller():
         frame = sys._getframe(2)
-        while frame and "kernels" in frame.f_code.co_filename:
+        while frame and ("kernels" in frame.f_code.co_filename
+                         or frame.f_code.co_filename.endswith("xp.py")):
             frame = frame.f_back
         return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_code.co_name}"
 
@@ -109,6 +110,29 @@ def main():
     finally:
         matmul_entry.current = matmul_impl
         np.ascontiguousarray = original_copy
+
+    # The same calls inside real steps, one thread: each call's CPU time where it runs (its
+    # operands just written by other kernels), and the whole step's, on the same clock.
+    in_step, steps_1 = collections.Counter(), 3
+    thread_counts.set_threads(1)
+
+    def timed(a, b):
+        started = time.thread_time()
+        out = matmul_impl(a, b)
+        in_step[(layout(a), layout(b), a.dtype.name, caller())] += time.thread_time() - started
+        return out
+
+    step()
+    matmul_entry.current = timed
+    step_cpu = []
+    try:
+        for _ in range(steps_1):
+            started = time.thread_time()
+            step()
+            step_cpu.append(time.thread_time() - started)
+    finally:
+        matmul_entry.current = matmul_impl
+        thread_counts.set_threads(args.threads)
 
     print(f"config {args.config} {CONFIGS[args.config]}, dropout {args.dropout}, "
           f"{args.threads} threads; numpy {np.__version__}; {openblas_config(np)}; "
@@ -145,13 +169,14 @@ def main():
           "(one thread's CPU time) (float32 2048^3 np.matmul)")
 
     grouped = collections.Counter(calls)
-    total_time = total_flops = total_1 = total_numba = total_swapped = 0.0
+    total_time = total_flops = total_1 = total_numba = total_swapped = total_step = 0.0
     print(f"\n{len(calls)} matmul calls in one step, {len(grouped)} distinct. GFLOP/s: wall "
           f"at {args.threads} threads; then per core, from one thread's CPU time: OpenBLAS, "
-          "the Numba GEMM, and OpenBLAS computing the transposed product (b.T @ a.T).T")
+          "the Numba GEMM, OpenBLAS computing the transposed product (b.T @ a.T).T, and "
+          "OpenBLAS inside the step (one thread)")
     print(f"{'n':>3} {'A shape':>16} {'A strides':>14} {'':1} {'B shape':>13} {'B strides':>12} "
           f"{'':1} {'caller':34} {'wall us':>8} {'GF/s':>5} {'1t us':>7} {'GF/s':>5} "
-          f"{'numba':>5} {'swap':>5}")
+          f"{'numba':>5} {'swap':>5} {'step':>5}")
     for (la, lb, dtype, where), count in sorted(grouped.items(), key=lambda kv: kv[0][3]):
         a, b = operand(la[0], la[1], dtype), operand(lb[0], lb[1], dtype)
         m, k = la[0][-2], la[0][-1]
@@ -170,18 +195,25 @@ def main():
         total_1 += count * t1
         total_numba += count * tn
         total_swapped += count * ts
+        t_step = in_step[(la, lb, dtype, where)] / steps_1 / count
+        total_step += count * t_step
         total_flops += count * flops
         print(f"{count:>3} {str(la[0]):>16} {str(la[1]):>14} {la[2]:1} {str(lb[0]):>13} "
               f"{str(lb[1]):>12} {lb[2]:1} {where:34} {1e6 * t:8.0f} {flops / t / 1e9:5.0f} "
               f"{1e6 * t1:7.0f} {flops / t1 / 1e9:5.0f} {flops / tn / 1e9:5.0f} "
-              f"{flops / ts / 1e9:5.0f}")
+              f"{flops / ts / 1e9:5.0f} {flops / t_step / 1e9:5.0f}")
     print(f"\nthe step's {total_flops / 1e9:.2f} GFLOP of matmul, each call alone: wall "
           f"{1e3 * total_time:.1f} ms at {args.threads} threads "
           f"({total_flops / total_time / 1e9:.0f} GFLOP/s; the floor at the roof "
           f"{1e3 * total_flops / roof / 1e9:.1f} ms); per core (CPU time, one thread): "
           f"OpenBLAS {total_flops / total_1 / 1e9:.0f} GFLOP/s, Numba GEMM "
           f"{total_flops / total_numba / 1e9:.0f}, transposed products "
-          f"{total_flops / total_swapped / 1e9:.0f} (roof {roof_1:.0f})")
+          f"{total_flops / total_swapped / 1e9:.0f}, inside the step "
+          f"{total_flops / total_step / 1e9:.0f} (roof {roof_1:.0f})")
+    step_ms, floor_1 = 1e3 * float(np.median(step_cpu)), 1e3 * total_flops / roof_1 / 1e9
+    print(f"one thread, CPU time: the step {step_ms:.1f} ms, its matmuls {1e3 * total_step:.1f} ms "
+          f"({100 * total_step / step_ms * 1e3:.0f}%), the matmul floor at the per-core roof "
+          f"{floor_1:.1f} ms: the step is {step_ms / floor_1:.2f}x its GEMM floor")
     if copies:
         print("\nnp.ascontiguousarray copies of non-contiguous arrays in one step:")
         for (where, shape), count in copies.most_common():
