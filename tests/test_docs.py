@@ -47,3 +47,60 @@ def test_relative_links_resolve_to_files_in_the_repository(page):
         if not path.exists() or ROOT not in path.parents:
             broken.append(target)
     assert not broken, f"{page.name} links to files users do not have: {broken}"
+
+
+# ---------------------------------------------------------------------------- the reading order
+
+AUTOGRAD_PAGE = ROOT / "docs" / "autograd.md"
+
+
+def reading_lists(text=None):
+    """docs/autograd.md's reading order: [(budget, [path, ...]), ...], one per "(budget: **N
+    lines**)" paragraph, with the files of the numbered list that follows it."""
+    text = AUTOGRAD_PAGE.read_text() if text is None else text
+    section = text.split("## Reading order", 1)[1].split("\n## ", 1)[0]
+    lists, current = [], None
+    for line in section.splitlines():
+        budget = re.search(r"\(budget: \*\*(\d+) lines\*\*\)", line)
+        item = re.match(r"\d+\. \[`[^`]+`\]\((\.\./[^)]+)\)", line)
+        if budget:
+            current = (int(budget.group(1)), [])
+            lists.append(current)
+        elif item and current is not None:
+            current[1].append((AUTOGRAD_PAGE.parent / item.group(1)).resolve())
+        elif line.strip() and current is not None and current[1]:
+            current = None  # a paragraph after the list ends it
+    return lists
+
+
+def line_count(path):
+    return len(path.read_text().splitlines())
+
+
+def test_reading_lists_are_parsed_from_the_page():
+    text = ("## Reading order\n\nCore (budget: **10 lines**):\n\n1. [`a.py`](../a.py): x\n"
+            "2. [`b.py`](../b.py): y\n\nProse.\n\nMore (budget: **5 lines**):\n\n"
+            "1. [`c.py`](../c.py): z\n\n## Next\n\n1. [`d.py`](../d.py)\n")
+    lists = reading_lists(text)
+    assert [(budget, [p.name for p in paths]) for budget, paths in lists] == [
+        (10, ["a.py", "b.py"]), (5, ["c.py"])]
+
+
+def test_the_core_in_reading_order_exists_and_stays_within_its_budget():
+    lists = reading_lists()
+    core = [p.name for p in lists[0][1]]
+    assert core[:2] == ["tensor.py", "autograd.py"], core  # the engine starts with its class
+    for budget, paths in lists:
+        missing = [p.name for p in paths if not p.is_file()]
+        assert not missing, f"docs/autograd.md's reading order names missing files: {missing}"
+        total = sum(line_count(p) for p in paths)
+        assert total <= budget, (f"{[p.name for p in paths]} have {total} lines, over the "
+                                 f"{budget}-line budget docs/autograd.md gives them: move what "
+                                 "a learner need not read out of them (or raise the budget there)")
+
+
+if __name__ == "__main__":  # the counts behind the reading order
+    for budget, paths in reading_lists():
+        for path in paths:
+            print(f"{line_count(path):6d}  {path.relative_to(ROOT)}")
+        print(f"{sum(line_count(p) for p in paths):6d}  total (budget {budget})\n")

@@ -1,5 +1,6 @@
 """The autograd machinery: grad mode, the `ArrayFunction` base class of every op, and the
-backward graph walk. (torch's `autograd.Function`, on Tensors, is autograd_function.py.)
+backward graph walk. (torch's `autograd.Function`, on Tensors, is autograd_function.py;
+`autograd.grad` and backward's `inputs=`/`create_graph=` are autograd_grad.py.)
 
 Every op records an `ArrayFunction` instance (the "ctx") on the tensor it produces. The ctx
 holds the op's input tensors (`parents`) and whatever arrays its backward needs. `backward()`
@@ -265,6 +266,17 @@ def _new_leaf_grad(grad, tensor):
     return _owned(grad, tensor)
 
 
+def _accumulate_grad(tensor, grad):
+    """Add the array `grad` into `tensor.grad`, as torch's AccumulateGrad."""
+    if tensor.grad is None:  # a new Tensor: a .grad the user kept is never written
+        tensor.grad = _new_leaf_grad(grad, tensor) if tensor._ctx is None else _owned(grad, tensor)
+    elif tensor.grad.requires_grad:  # a grad made by create_graph: out of place, as torch
+        tensor.grad = tensor.grad + _wrap_array(grad)
+    else:  # into the existing .grad, in place
+        tensor.grad.array += grad
+        _versions.increment_version(tensor.grad.array)
+
+
 def backward(root, grad, retain_graph=False, capture=None):
     """Accumulate d(root)/d(leaf) * grad into `.grad` of every leaf that requires grad.
 
@@ -301,13 +313,7 @@ def backward(root, grad, retain_graph=False, capture=None):
                 if ctx is None:
                     continue
         if ctx is None:  # a leaf: accumulate across backward calls until the grad is reset
-            if tensor.grad is None:  # a new Tensor: a .grad the user kept is never written
-                tensor.grad = _new_leaf_grad(grad, tensor)
-            elif tensor.grad.requires_grad:  # a grad made by create_graph: out of place, as torch
-                tensor.grad = tensor.grad + _wrap_array(grad)
-            else:  # torch's AccumulateGrad: into the existing .grad, in place
-                tensor.grad.array += grad
-                _versions.increment_version(tensor.grad.array)
+            _accumulate_grad(tensor, grad)
             continue
         if tensor._retains_grad and capture is None:  # as torch: accumulated out of place
             tensor.grad = _owned(grad if tensor.grad is None else tensor.grad.array + grad, tensor)
@@ -340,7 +346,7 @@ def backward(root, grad, retain_graph=False, capture=None):
         profiler.end()
 
 
-# ---------------------------------------------------------------------------- hooks and grad()
+# ---------------------------------------------------------------------------- hooks
 
 # id(tensor) -> (weak reference, [hook, ...]). A module-level table rather than a Tensor field,
 # so tensors without hooks (all but a few) cost nothing; entries leave with their tensor.
@@ -386,109 +392,10 @@ def _run_hooks(tensor, grad):
     return grad
 
 
-def run_backward(outputs, grads, retain_graph, create_graph=False, inputs=None):
-    """The engine behind Tensor.backward: `grads` arrays (Tensors allowed under create_graph);
-    with `inputs`, only those tensors' `.grad` are accumulated."""
-    outputs = outputs if isinstance(outputs, list) else [outputs]
-    grads = grads if isinstance(grads, list) else [grads]
-    if inputs is not None:
-        inputs = [inputs] if isinstance(inputs, _Tensor) else list(inputs)
-        if not inputs:
-            raise RuntimeError("backward: the inputs argument cannot be empty (as torch)")
-        for t in inputs:
-            if not t.requires_grad:
-                raise RuntimeError(f"backward: an input of shape {t.shape} does not require grad")
-    if create_graph:
-        from . import graph_backward
-        seeds = [g if isinstance(g, _Tensor) else _wrap_array(g) for g in grads]
-        if inputs is None:
-            return graph_backward.run(outputs, seeds, retain_graph)
-        capture = {id(t): None for t in inputs}
-        graph_backward.run(outputs, seeds, retain_graph, capture=capture)
-        for t in inputs:
-            g = capture[id(t)]
-            if g is not None:
-                t.grad = g if t.grad is None else t.grad + g
-        return None
-    if inputs is None:
-        return backward(outputs, grads, retain_graph)
-    capture = {id(t): None for t in inputs}
-    backward(outputs, grads, retain_graph, capture=capture)
-    for t in inputs:
-        g = capture[id(t)]
-        if g is None:
-            continue
-        if t.grad is None:
-            t.grad = _new_leaf_grad(g, t) if t._ctx is None else _owned(g, t)
-        elif t.grad.requires_grad:
-            t.grad = t.grad + _wrap_array(g)
-        else:
-            t.grad.array += g
-            _versions.increment_version(t.grad.array)
-    return None
-
-
-def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
-         allow_unused=False):
-    """d(outputs)/d(inputs), returned as a tuple of Tensors (one per input); no `.grad` changes.
-    As torch.autograd.grad.
-
-    outputs, inputs: a Tensor or a sequence. grad_outputs: the upstream gradient of each output
-    (needed unless the output has one element). retain_graph defaults to create_graph.
-    create_graph=True records the gradient computation, so the results can be differentiated
-    again (Hessian-vector products, gradient penalties). allow_unused: return None for an input
-    the outputs do not depend on, instead of raising."""
-    single = isinstance(outputs, _Tensor)
-    outputs = [outputs] if single else list(outputs)
-    inputs = (inputs,) if isinstance(inputs, _Tensor) else tuple(inputs)
-    if retain_graph is None:
-        retain_graph = create_graph
-    if grad_outputs is None:
-        grad_outputs = [None] * len(outputs)
-    elif isinstance(grad_outputs, _Tensor) or isinstance(grad_outputs, np.ndarray):
-        grad_outputs = [grad_outputs]
-    if len(grad_outputs) != len(outputs):
-        raise ValueError(f"grad: {len(grad_outputs)} grad_outputs for {len(outputs)} outputs")
-    seeds = []
-    for out, seed in zip(outputs, grad_outputs):
-        if not out.requires_grad:
-            raise RuntimeError(f"grad: an output of shape {out.shape} does not require grad")
-        if seed is None:
-            if out.array.size != 1:
-                raise RuntimeError(f"grad: an output of shape {out.shape} needs a grad_output; "
-                                   "only a one-element output's defaults to 1")
-            seed = np.ones_like(out.array)
-        if create_graph and isinstance(seed, _Tensor):
-            seed = seed if seed.dtype == out.dtype else seed.to(out.dtype)
-        else:
-            seed = np.asarray(seed.array if isinstance(seed, _Tensor) else seed, dtype=out.dtype)
-        if seed.shape != out.shape:
-            raise ValueError(f"grad: grad_output of shape {seed.shape} for an output of shape "
-                             f"{out.shape}")
-        seeds.append(seed)
-    for t in inputs:
-        if not t.requires_grad:
-            raise RuntimeError(f"grad: an input of shape {t.shape} does not require grad")
-    capture = {id(t): None for t in inputs}
-    if create_graph:
-        from . import graph_backward
-        seeds = [s if isinstance(s, _Tensor) else _wrap_array(s) for s in seeds]
-        graph_backward.run(outputs, seeds, retain_graph, capture=capture)
-    else:
-        backward(outputs, seeds, retain_graph, capture=capture)
-    result = []
-    for t in inputs:
-        g = capture[id(t)]
-        if g is None and not allow_unused:
-            raise RuntimeError(f"grad: an input of shape {t.shape} is not used by the outputs "
-                               "(pass allow_unused=True to get None for it)")
-        if g is not None and not create_graph:
-            g = _wrap_array(np.array(g, dtype=t.dtype))
-        result.append(g)
-    return tuple(result)
-
-
 increment_version = _versions.increment_version
+
+# torch's autograd.grad, and backward's inputs= and create_graph= (autograd_grad.py): imported last.
+from .autograd_grad import grad, run_backward  # noqa: E402,F401
 
 # torch's autograd.Function (Tensors in and out), built on ArrayFunction: imported last.
 from .autograd_function import Function, FunctionCtx, once_differentiable  # noqa: E402

@@ -192,7 +192,10 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, ElementwiseOps, TorchMethods):
                              f"shape {self.shape}")
         if retain_graph is None:
             retain_graph = create_graph
-        _autograd.run_backward(self, gradient, retain_graph, create_graph, inputs)
+        if create_graph or inputs is not None:  # torch's options: autograd_grad.py
+            _autograd.run_backward(self, gradient, retain_graph, create_graph, inputs)
+        else:
+            _autograd.backward(self, gradient, retain_graph)
 
     # ------------------------------------------------------------------ dtype
 

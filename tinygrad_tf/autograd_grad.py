@@ -1,0 +1,102 @@
+"""torch's `autograd.grad`, and `Tensor.backward`'s options `inputs=` and `create_graph=`: front
+ends that check their arguments, then run one of the two walks, `autograd.backward` (on arrays)
+or `graph_backward.run` (on Tensors, recording a graph: create_graph=True). `autograd.py`
+re-exports `grad`; `Tensor.backward` calls `run_backward` when an option is given.
+"""
+import numpy as np
+
+from . import autograd as _autograd
+from . import graph_backward
+
+
+def _walk(outputs, seeds, retain_graph, create_graph, capture):
+    """Run backward from `outputs` with the upstream gradients `seeds` (arrays, or Tensors under
+    create_graph); with `capture` (ids -> None) store the gradients reaching those tensors."""
+    if create_graph:
+        Tensor = _autograd._Tensor
+        seeds = [s if isinstance(s, Tensor) else _autograd._wrap_array(s) for s in seeds]
+        graph_backward.run(outputs, seeds, retain_graph, capture=capture)
+    else:
+        _autograd.backward(outputs, seeds, retain_graph, capture=capture)
+
+
+def run_backward(outputs, grads, retain_graph, create_graph=False, inputs=None):
+    """The engine behind Tensor.backward: `grads` arrays (Tensors allowed under create_graph);
+    with `inputs`, only those tensors' `.grad` are accumulated."""
+    Tensor = _autograd._Tensor
+    outputs = outputs if isinstance(outputs, list) else [outputs]
+    grads = grads if isinstance(grads, list) else [grads]
+    capture = None
+    if inputs is not None:
+        inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+        if not inputs:
+            raise RuntimeError("backward: the inputs argument cannot be empty (as torch)")
+        for t in inputs:
+            if not t.requires_grad:
+                raise RuntimeError(f"backward: an input of shape {t.shape} does not require grad")
+        capture = {id(t): None for t in inputs}
+    _walk(outputs, grads, retain_graph, create_graph, capture)
+    for t in inputs or ():
+        g = capture[id(t)]
+        if g is None:
+            continue
+        if create_graph:  # a Tensor on a graph: accumulated out of place, as torch
+            t.grad = g if t.grad is None else t.grad + g
+        else:
+            _autograd._accumulate_grad(t, g)
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
+         allow_unused=False):
+    """d(outputs)/d(inputs), returned as a tuple of Tensors (one per input); no `.grad` changes.
+    As torch.autograd.grad.
+
+    outputs, inputs: a Tensor or a sequence. grad_outputs: the upstream gradient of each output
+    (needed unless the output has one element). retain_graph defaults to create_graph.
+    create_graph=True records the gradient computation, so the results can be differentiated
+    again (Hessian-vector products, gradient penalties). allow_unused: return None for an input
+    the outputs do not depend on, instead of raising."""
+    Tensor = _autograd._Tensor
+    single = isinstance(outputs, Tensor)
+    outputs = [outputs] if single else list(outputs)
+    inputs = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
+    if retain_graph is None:
+        retain_graph = create_graph
+    if grad_outputs is None:
+        grad_outputs = [None] * len(outputs)
+    elif isinstance(grad_outputs, Tensor) or isinstance(grad_outputs, np.ndarray):
+        grad_outputs = [grad_outputs]
+    if len(grad_outputs) != len(outputs):
+        raise ValueError(f"grad: {len(grad_outputs)} grad_outputs for {len(outputs)} outputs")
+    seeds = []
+    for out, seed in zip(outputs, grad_outputs):
+        if not out.requires_grad:
+            raise RuntimeError(f"grad: an output of shape {out.shape} does not require grad")
+        if seed is None:
+            if out.array.size != 1:
+                raise RuntimeError(f"grad: an output of shape {out.shape} needs a grad_output; "
+                                   "only a one-element output's defaults to 1")
+            seed = np.ones_like(out.array)
+        if create_graph and isinstance(seed, Tensor):
+            seed = seed if seed.dtype == out.dtype else seed.to(out.dtype)
+        else:
+            seed = np.asarray(seed.array if isinstance(seed, Tensor) else seed, dtype=out.dtype)
+        if seed.shape != out.shape:
+            raise ValueError(f"grad: grad_output of shape {seed.shape} for an output of shape "
+                             f"{out.shape}")
+        seeds.append(seed)
+    for t in inputs:
+        if not t.requires_grad:
+            raise RuntimeError(f"grad: an input of shape {t.shape} does not require grad")
+    capture = {id(t): None for t in inputs}
+    _walk(outputs, seeds, retain_graph, create_graph, capture)
+    result = []
+    for t in inputs:
+        g = capture[id(t)]
+        if g is None and not allow_unused:
+            raise RuntimeError(f"grad: an input of shape {t.shape} is not used by the outputs "
+                               "(pass allow_unused=True to get None for it)")
+        if g is not None and not create_graph:
+            g = _autograd._wrap_array(np.array(g, dtype=t.dtype))
+        result.append(g)
+    return tuple(result)
