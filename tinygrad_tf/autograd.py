@@ -191,17 +191,18 @@ def _as_output(cls, out):
 
 # ---------------------------------------------------------------------------- backward
 
-def unbroadcast(grad, shape, op="op"):
-    """Sum `grad` down to `shape`, undoing numpy broadcasting (the one place this happens)."""
+def unbroadcast(grad, shape, op="op", xp=numpy_ops):
+    """Sum `grad` down to `shape`, undoing numpy broadcasting (the one place this happens, for
+    both walks: `xp` is the array namespace, xp.py)."""
     extra = grad.ndim - len(shape)
     if extra < 0:
         raise RuntimeError(f"{op}.backward returned a gradient of shape {grad.shape}, "
                            f"fewer dims than its input's {tuple(shape)}")
     if extra:
-        grad = grad.sum(axis=tuple(range(extra)))
+        grad = xp.sum(grad, tuple(range(extra)))
     stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
     if stretched:
-        grad = grad.sum(axis=stretched, keepdims=True)
+        grad = xp.sum(grad, stretched, keepdims=True)
     if grad.shape != tuple(shape):
         raise RuntimeError(f"{op}.backward returned a gradient of shape {grad.shape} for an "
                            f"input of shape {tuple(shape)}; they must match (or broadcast to it)")

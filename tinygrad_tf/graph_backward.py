@@ -20,22 +20,6 @@ _wrap = _autograd._wrap_array
 _FAR_FUTURE = 1 << 62
 
 
-def _unbroadcast(grad, shape, op):
-    extra = grad.ndim - len(shape)
-    if extra < 0:
-        raise RuntimeError(f"{op}.backward returned a gradient of shape {grad.shape}, fewer "
-                           f"dims than its input's {tuple(shape)}")
-    if extra:
-        grad = grad.sum(tuple(range(extra)))
-    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
-    if stretched:
-        grad = grad.sum(stretched, keepdim=True)
-    if grad.shape != tuple(shape):
-        raise RuntimeError(f"{op}.backward returned a gradient of shape {grad.shape} for an "
-                           f"input of shape {tuple(shape)}")
-    return grad
-
-
 def _saved_as_tensors(ctx, output):
     saved = ctx._saved
     if not saved:
@@ -149,7 +133,8 @@ def _walk(roots, grads, retain_graph, capture, stop):
                     "operators) so the gradient records a graph, or define composed(ctx, *inputs)")
             array, data = parent_grad.array, parent.array
             if array.shape != data.shape:
-                parent_grad = _unbroadcast(parent_grad, data.shape, type(ctx).__name__)
+                parent_grad = _autograd.unbroadcast(parent_grad, data.shape, type(ctx).__name__,
+                                                    tensor_ops)
             if array.dtype != data.dtype:
                 parent_grad = parent_grad.to(data.dtype)
             key = id(parent)
