@@ -136,3 +136,64 @@ def average(directory, last, out_path, warn=print):
     averaged = {name: (value / len(steps)).astype(dtypes[name]) for name, value in total.items()}
     save(out_path, averaged, None, {**info, "averaged_steps": steps})
     return steps
+
+
+# ---------------------------------------------------------------------------- resuming
+
+def forget_after(run_dir, checkpoint_dir, step, best, note):
+    """Resuming at `step` discards what the run did after it, so that the best checkpoint
+    and the average come from this timeline only: step checkpoints after it (unreadable
+    ones, which the resume skipped), and a best or average checkpoint or final.json made
+    after it. A best checkpoint overwritten after `step` is restored from its step
+    checkpoint if that is kept; otherwise the best is chosen again from later validations.
+    `best` is the run's best validation record at `step` (or None); returns it, or None when
+    its checkpoint is no longer kept. `note(text)` reports each change."""
+    def step_of(path):
+        try:
+            return read_info(path)["step"]
+        except (CheckpointError, KeyError):
+            return None  # unreadable: it cannot be trusted either
+
+    for found, path in step_checkpoints(checkpoint_dir):
+        if found > step:
+            remove(path)
+            note(f"removed {path} (after the resume point)")
+    average = os.path.join(checkpoint_dir, "average.safetensors")
+    if os.path.exists(average) and (step_of(average) is None or step_of(average) > step):
+        remove(average)
+        note(f"removed {average}, an average of steps after {step}")
+    final = os.path.join(run_dir, "final.json")
+    if os.path.exists(final) and not _final_before(run_dir, final, step):
+        os.remove(final)  # the next end of training writes it again
+        note(f"removed {final}, written after step {step}")
+    best_path = os.path.join(checkpoint_dir, "best.safetensors")
+    live = best["step"] if best else None
+    if not os.path.exists(best_path) or step_of(best_path) == live:
+        return best
+    try:
+        if live is None:
+            raise CheckpointError("no best score at the resume point")
+        source = step_path(checkpoint_dir, live)
+        save(best_path, *load(source))
+        note(f"best checkpoint restored from {source} (step {live}); the one there was "
+             "saved after the resume point")
+        return best
+    except CheckpointError:
+        remove(best_path)
+        note(f"removed {best_path}, saved after the resume point"
+             + (f"; the best of step {live} is no longer kept, so the best checkpoint is "
+                "chosen again from the validations to come" if live is not None else ""))
+        return None
+
+
+def _final_before(run_dir, path, step):
+    """Whether final.json chose among checkpoints of step `step` or earlier only."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            final = json.load(file)
+        scores = final["scores"]
+        steps = [scores.get("best", {}).get("step", 0),
+                 *scores.get("average", {}).get("steps", [])]
+        return max(steps) <= step and os.path.exists(os.path.join(run_dir, final["path"]))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False

@@ -349,7 +349,9 @@ class Trainer:
         self.step, self.epoch, self.batch_index = info["step"], info["epoch"], info["batch_index"]
         self.elapsed, self.best = info["elapsed"], info["best"]
         if self.writer:
-            self._forget_after(self.step)
+            self.best = checkpoint.forget_after(
+                self.run_dir, self.checkpoint_dir, self.step, self.best,
+                note=lambda text: print(f"resume: {text}", file=self.out))
         # Forget what was logged after this checkpoint: those steps run again.
         kept = []
         if self.writer and os.path.exists(self.metrics_path):  # others: rank 0 rewrites it now
@@ -360,64 +362,6 @@ class Trainer:
             with open(self.metrics_path, "w", encoding="utf-8") as file:
                 file.writelines(json.dumps(record) + "\n" for record in self.history)
         print(f"resuming {self.run_dir} from {path} (step {self.step})", file=self.out)
-
-    def _forget_after(self, step):
-        """Resuming at `step` discards what the run did after it, so that the best checkpoint
-        and the average come from this timeline only: step checkpoints after it (unreadable
-        ones, which the resume skipped), and a best or average checkpoint or final.json made
-        after it. A best checkpoint overwritten after `step` is restored from its step
-        checkpoint if that is kept; otherwise the best is chosen again from later validations."""
-        def note(text):
-            print(f"resume: {text}", file=self.out)
-
-        def step_of(path):
-            try:
-                return checkpoint.read_info(path)["step"]
-            except (checkpoint.CheckpointError, KeyError):
-                return None  # unreadable: it cannot be trusted either
-
-        for found, path in checkpoint.step_checkpoints(self.checkpoint_dir):
-            if found > step:
-                checkpoint.remove(path)
-                note(f"removed {path} (after the resume point)")
-        average = os.path.join(self.checkpoint_dir, "average.safetensors")
-        if os.path.exists(average) and (step_of(average) is None or step_of(average) > step):
-            checkpoint.remove(average)
-            note(f"removed {average}, an average of steps after {step}")
-        final = os.path.join(self.run_dir, "final.json")
-        if os.path.exists(final) and not self._final_before(final, step):
-            os.remove(final)  # the next end of training writes it again
-            note(f"removed {final}, written after step {step}")
-        best = os.path.join(self.checkpoint_dir, "best.safetensors")
-        live = self.best["step"] if self.best else None
-        if not os.path.exists(best) or step_of(best) == live:
-            return
-        try:
-            if live is None:
-                raise checkpoint.CheckpointError("no best score at the resume point")
-            source = checkpoint.step_path(self.checkpoint_dir, live)
-            checkpoint.save(best, *checkpoint.load(source))
-            note(f"best checkpoint restored from {source} (step {live}); the one there was "
-                 "saved after the resume point")
-        except checkpoint.CheckpointError:
-            checkpoint.remove(best)
-            note(f"removed {best}, saved after the resume point"
-                 + (f"; the best of step {live} is no longer kept, so the best checkpoint is "
-                    "chosen again from the validations to come" if live is not None else ""))
-            self.best = None
-
-    def _final_before(self, path, step):
-        """Whether final.json chose among checkpoints of step `step` or earlier only."""
-        try:
-            with open(path, encoding="utf-8") as file:
-                final = json.load(file)
-            scores = final["scores"]
-            steps = [scores.get("best", {}).get("step", 0),
-                     *scores.get("average", {}).get("steps", [])]
-            return max(steps) <= step and os.path.exists(os.path.join(self.run_dir,
-                                                                       final["path"]))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            return False
 
     # -- the loop
 
