@@ -2,12 +2,12 @@
 
 This file is the class's core: its fields, `backward`, and the arithmetic operators, each one
 primitive from `function.py` after PyTorch's type promotion. The other methods, with PyTorch's
-names and semantics, are mixed in from files each readable in one sitting: `tensor_elementwise.py`
-(exp, log, rounding, clip, bitwise ops), `tensor_index.py` (views: reshape, permute, expand;
-indexing, gather/scatter, splitting, `where`/`cat`/`stack`), `tensor_reduce.py` (reductions,
-max/min, softmax, sorting), `inplace.py` (in-place ops and version counters) and
-`tensor_torch.py` (the rest of torch's surface: `.data`, `item`, `len`, `repr`, `float()`,
-`new_zeros`...); `factories.py` makes tensors.
+names and semantics, are mixed in from files each readable in one sitting:
+`tensor_elementwise.py` (exp, log, rounding, clip, bitwise ops, `//`, `%`), `tensor_index.py`
+(views: reshape, permute, expand; indexing, gather/scatter, splitting, `where`/`cat`/`stack`),
+`tensor_reduce.py` (reductions, max/min, softmax, sorting), `inplace.py` (in-place ops and
+version counters) and `tensor_torch.py` (the rest of torch's surface: `.data`, `item`, `len`,
+`repr`, `float()`, `new_zeros`...); `factories.py` makes tensors.
 """
 import numbers
 
@@ -20,7 +20,7 @@ from . import function as F
 from .dtypes import DEFAULT_FLOAT as _DEFAULT_FLOAT, INDEX as _INDEX
 from .dtypes import category as _category, scalar_category as _scalar_category
 from .inplace import InplaceOps
-from .tensor_elementwise import ElementwiseOps
+from .tensor_elementwise import ElementwiseOps, IntegerDivisionByZero  # noqa: F401 (re-exported)
 from .tensor_index import IndexOps, cat, stack, where  # noqa: F401 (re-exported)
 from .tensor_reduce import ReduceOps
 from .tensor_torch import TorchMethods
@@ -64,34 +64,6 @@ def _integer_power(base, exponent):
     out = np.asarray(np.power(base, np.where(negative, 0, exponent)))
     unit = np.where(exponent % 2 == 0, 1, np.asarray(base))  # (-1) ** odd is -1
     return np.where(negative, np.where(np.abs(base) == 1, unit, 0), out).astype(out.dtype)
-
-
-def _broadcasting(fn, a, b, op, **kwargs):
-    try:
-        return fn.apply(a, b, **kwargs)
-    except ValueError as error:  # numpy's broadcast message does not name our op
-        raise ValueError(f"{op}: shapes {a.shape} and {b.shape} do not broadcast") from error
-
-
-def _tensor_argument(other, op):
-    """torch's elementwise functions of two tensors (maximum, logical_and...) take no number."""
-    if not isinstance(other, Tensor):
-        raise TypeError(f"{op}(): argument 'other' must be Tensor, not {type(other).__name__}")
-    return other
-
-
-class IntegerDivisionByZero(ZeroDivisionError, RuntimeError):
-    """torch raises RuntimeError("ZeroDivisionError") here; both `except`s catch this one."""
-
-
-def _nonzero(dividend, divisor, op):
-    """An integer divisor's array, refused if it holds a zero that divides (an empty result
-    divides nothing, as in torch)."""
-    empty = 0 in np.broadcast_shapes(dividend.shape, divisor.shape)
-    if not empty and not divisor.array.all():
-        raise IntegerDivisionByZero(f"{op}: integer division by zero (the divisor holds a 0; "
-                                    "convert to float for inf/nan results)")
-    return divisor.array
 
 
 class Tensor(ReduceOps, IndexOps, InplaceOps, ElementwiseOps, TorchMethods):
@@ -322,60 +294,6 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, ElementwiseOps, TorchMethods):
         return Tensor._wrap(_as_array(other)).matmul(self)
 
     pow = __pow__
-    def div(self, other, rounding_mode=None):
-        """self / other; rounding_mode 'floor' is `//`, 'trunc' rounds toward zero (both with
-        a zero gradient, as torch's)."""
-        if rounding_mode is None:
-            return self / other
-        if rounding_mode == "floor":
-            return self // other
-        if rounding_mode != "trunc":
-            raise RuntimeError(f"div expected rounding_mode to be one of None, 'trunc', or "
-                               f"'floor' but found {rounding_mode!r}")
-        a, b = self._operands(other, "div")
-        _dtypes.refuse_bool(a, "div (trunc)")
-        if a.dtype.kind != "f":
-            divisor = _nonzero(a, b, "div")
-            quotient = np.abs(a.array) // np.abs(divisor)
-            return Tensor._wrap(np.asarray(np.where((a.array < 0) != (divisor < 0),
-                                                    -quotient, quotient)))
-        return _broadcasting(F.RoundedQuotient, a, b, "div", rounding=np.trunc)
-
-    def __floordiv__(self, other):
-        """floor(self / other); no gradient flows (it is piecewise constant), as in torch.
-        Integers divided by zero raise ZeroDivisionError, as torch (numpy would give 0)."""
-        a, b = self._operands(other, "floor_divide")
-        _dtypes.refuse_bool(a, "floor_divide")
-        if a.dtype.kind != "f":
-            return Tensor._wrap(np.asarray(np.floor_divide(a.array, _nonzero(a, b, "floor_divide"))))
-        return _broadcasting(F.RoundedQuotient, a, b, "floor_divide", rounding=np.floor)
-
-    def __rfloordiv__(self, other):
-        a, b = self._operands(other, "floor_divide")
-        return b // a
-
-    def __mod__(self, other):
-        """self - floor(self / other) * other: the sign follows the divisor (torch.remainder)."""
-        a, b = self._operands(other, "remainder")
-        _dtypes.refuse_bool(a, "remainder")
-        if a.dtype.kind != "f":
-            return Tensor._wrap(np.asarray(np.remainder(a.array, _nonzero(a, b, "remainder"))))
-        # the quotient a constant, as torch's gradient: d/db = -floor(a / b) (-inf at b = 0,
-        # where a floor() on the graph would give 0 * inf = NaN)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            quotient = Tensor._wrap(np.floor(a.array / b.array))
-            out = a - quotient * b
-            # the values from numpy's remainder: the formula is NaN at an infinite divisor
-            # (5 % inf is 5); `out` is new, no op has saved it yet
-            np.copyto(out.array, np.remainder(a.array, b.array))
-        return out
-
-    def __rmod__(self, other):
-        a, b = self._operands(other, "remainder")
-        return b % a
-
-    floor_divide = __floordiv__
-    remainder = __mod__
 
     def matmul(self, other):
         """self @ other, numpy's rules: batch dims broadcast, a 1-D operand is a vector. Both
@@ -404,12 +322,6 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, ElementwiseOps, TorchMethods):
     # Elementwise max and min; NaN propagates and ties split the gradient evenly, as in torch.
     _maximum = _binary_op(F.Maximum, "maximum")
     _minimum = _binary_op(F.Minimum, "minimum")
-
-    def maximum(self, other):
-        return self._maximum(_tensor_argument(other, "maximum"))
-
-    def minimum(self, other):
-        return self._minimum(_tensor_argument(other, "minimum"))
 
     # ------------------------------------------------------------------ comparisons (no grad)
 

@@ -1,5 +1,6 @@
 """Tensor methods that apply one function to every element: exp, log and the other math
-functions, rounding, sign, clip, and the bitwise operators. Mixed into `Tensor` (tensor.py)."""
+functions, rounding, sign, clip, the bitwise operators, and division with rounding (`//`, `%`,
+`div(rounding_mode=)`) by torch's integer rules. Mixed into `Tensor` (tensor.py)."""
 import numbers
 
 import numpy as np
@@ -15,6 +16,27 @@ _wrap = _autograd._wrap_array
 def _sign(array):
     out = np.sign(array)
     return np.where(np.isnan(out), 0, out).astype(out.dtype) if out.dtype.kind == "f" else out
+
+
+def _broadcasting(fn, a, b, op, **kwargs):
+    try:
+        return fn.apply(a, b, **kwargs)
+    except ValueError as error:  # numpy's broadcast message does not name our op
+        raise ValueError(f"{op}: shapes {a.shape} and {b.shape} do not broadcast") from error
+
+
+class IntegerDivisionByZero(ZeroDivisionError, RuntimeError):
+    """torch raises RuntimeError("ZeroDivisionError") here; both `except`s catch this one."""
+
+
+def _nonzero(dividend, divisor, op):
+    """An integer divisor's array, refused if it holds a zero that divides (an empty result
+    divides nothing, as in torch)."""
+    empty = 0 in np.broadcast_shapes(dividend.shape, divisor.shape)
+    if not empty and not divisor.array.all():
+        raise IntegerDivisionByZero(f"{op}: integer division by zero (the divisor holds a 0; "
+                                    "convert to float for inf/nan results)")
+    return divisor.array
 
 
 class ElementwiseOps:
@@ -140,3 +162,60 @@ class ElementwiseOps:
         return self._bitwise(other, np.bitwise_xor, "bitwise_xor")
 
     __rand__, __ror__, __rxor__ = __and__, __or__, __xor__
+
+    # ------------------------------------------------------------------ division with rounding
+
+    def div(self, other, rounding_mode=None):
+        """self / other; rounding_mode 'floor' is `//`, 'trunc' rounds toward zero (both with
+        a zero gradient, as torch's)."""
+        if rounding_mode is None:
+            return self / other
+        if rounding_mode == "floor":
+            return self // other
+        if rounding_mode != "trunc":
+            raise RuntimeError(f"div expected rounding_mode to be one of None, 'trunc', or "
+                               f"'floor' but found {rounding_mode!r}")
+        a, b = self._operands(other, "div")
+        _dtypes.refuse_bool(a, "div (trunc)")
+        if a.dtype.kind != "f":
+            divisor = _nonzero(a, b, "div")
+            quotient = np.abs(a.array) // np.abs(divisor)
+            return _wrap(np.asarray(np.where((a.array < 0) != (divisor < 0),
+                                                    -quotient, quotient)))
+        return _broadcasting(F.RoundedQuotient, a, b, "div", rounding=np.trunc)
+
+    def __floordiv__(self, other):
+        """floor(self / other); no gradient flows (it is piecewise constant), as in torch.
+        Integers divided by zero raise ZeroDivisionError, as torch (numpy would give 0)."""
+        a, b = self._operands(other, "floor_divide")
+        _dtypes.refuse_bool(a, "floor_divide")
+        if a.dtype.kind != "f":
+            return _wrap(np.asarray(np.floor_divide(a.array, _nonzero(a, b, "floor_divide"))))
+        return _broadcasting(F.RoundedQuotient, a, b, "floor_divide", rounding=np.floor)
+
+    def __rfloordiv__(self, other):
+        a, b = self._operands(other, "floor_divide")
+        return b // a
+
+    def __mod__(self, other):
+        """self - floor(self / other) * other: the sign follows the divisor (torch.remainder)."""
+        a, b = self._operands(other, "remainder")
+        _dtypes.refuse_bool(a, "remainder")
+        if a.dtype.kind != "f":
+            return _wrap(np.asarray(np.remainder(a.array, _nonzero(a, b, "remainder"))))
+        # the quotient a constant, as torch's gradient: d/db = -floor(a / b) (-inf at b = 0,
+        # where a floor() on the graph would give 0 * inf = NaN)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            quotient = _wrap(np.floor(a.array / b.array))
+            out = a - quotient * b
+            # the values from numpy's remainder: the formula is NaN at an infinite divisor
+            # (5 % inf is 5); `out` is new, no op has saved it yet
+            np.copyto(out.array, np.remainder(a.array, b.array))
+        return out
+
+    def __rmod__(self, other):
+        a, b = self._operands(other, "remainder")
+        return b % a
+
+    floor_divide = __floordiv__
+    remainder = __mod__

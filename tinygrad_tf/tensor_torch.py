@@ -435,6 +435,12 @@ class TorchMethods:
     def logical_not(self):
         return _wrap(np.logical_not(self.array))
 
+    def maximum(self, other):
+        return self._maximum(_tensor_argument(other, "maximum"))
+
+    def minimum(self, other):
+        return self._minimum(_tensor_argument(other, "minimum"))
+
     def logical_and(self, other):
         return self._compare(_tensor_argument(other, "logical_and"), np.logical_and)
 
