@@ -42,28 +42,21 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=30, help="timings per call (best kept)")
     args = parser.parse_args()
-    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        if os.environ.get(name) != str(args.threads):  # read when the libraries load: re-exec
-            env = dict(os.environ, OPENBLAS_NUM_THREADS=str(args.threads),
-                       OMP_NUM_THREADS=str(args.threads), NUMBA_NUM_THREADS=str(args.threads))
-            os.execve(sys.executable, [sys.executable, __file__] + sys.argv[1:], env)
+    sys.path.insert(0, os.path.dirname(__file__))
+    from train_step import pin_threads
+    pin_threads(args.threads)
 
     import numpy as np
 
-    from tinygrad_tf import Tensor, kernels, manual_seed, nn
+    from tinygrad_tf import Tensor, kernels, nn
     from tinygrad_tf.kernels import threads as thread_counts
     kernels.tune_process()
-    from tinygrad_tf.models import Transformer, TransformerConfig
     from tinygrad_tf.nn import functional as F
 
-    sys.path.insert(0, os.path.dirname(__file__))
-    from train_step import CONFIGS, make_batch
+    from train_step import CONFIGS, build_model, make_batch
 
-    manual_seed(0)
     vocab, src_ids, tgt_ids, tgt_out_ids = make_batch(args.config)
-    config = TransformerConfig(vocab, vocab, dropout=args.dropout, share_embeddings=True,
-                               max_len=64, **CONFIGS[args.config])
-    model = Transformer(config)
+    model = build_model(args.config, args.dropout)
     optimizer = nn.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9)
     src, tgt_in, tgt_out = Tensor(src_ids), Tensor(tgt_ids), Tensor(tgt_out_ids)
 

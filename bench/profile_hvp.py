@@ -66,28 +66,21 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rows", type=int, default=25)
     args = parser.parse_args()
-    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        if os.environ.get(name) != str(args.threads):  # read when the libraries load: re-exec
-            env = dict(os.environ, OPENBLAS_NUM_THREADS=str(args.threads),
-                       OMP_NUM_THREADS=str(args.threads), NUMBA_NUM_THREADS=str(args.threads))
-            os.execve(sys.executable, [sys.executable, __file__] + sys.argv[1:], env)
+    sys.path.insert(0, os.path.dirname(__file__))
+    from train_step import pin_threads
+    pin_threads(args.threads)
 
     import numpy as np
 
-    from tinygrad_tf import Tensor, kernels, manual_seed, plugins
+    from tinygrad_tf import Tensor, kernels, plugins
     kernels.tune_process()
     from tinygrad_tf.autograd import grad
-    from tinygrad_tf.models import Transformer, TransformerConfig
     from tinygrad_tf.nn import functional as F
 
-    sys.path.insert(0, os.path.dirname(__file__))
-    from train_step import CONFIGS, make_batch
+    from train_step import CONFIGS, build_model, make_batch
 
-    manual_seed(0)
     vocab, src_ids, tgt_in, tgt_out = make_batch(args.config)
-    config = TransformerConfig(vocab, vocab, dropout=0.0, share_embeddings=True, max_len=64,
-                               **CONFIGS[args.config])
-    model = Transformer(config)
+    model = build_model(args.config, 0.0)
     params = list(model.parameters())
     rng = np.random.default_rng(1)
     v = [Tensor(rng.standard_normal(p.shape).astype(np.float32)) for p in params]

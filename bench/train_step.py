@@ -74,6 +74,28 @@ def make_batch(name):
     return vocab, src_ids, tgt_ids[:, :-1], tgt_ids[:, 1:].reshape(-1)
 
 
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+def pin_threads(threads):
+    """Re-run the calling script with its thread counts in the environment, unless they are
+    already there: the libraries read them when they load, so this comes before any import."""
+    if any(os.environ.get(name) != str(threads) for name in THREAD_VARIABLES):
+        env = dict(os.environ, **{name: str(threads) for name in THREAD_VARIABLES})
+        script = os.path.abspath(sys.argv[0])
+        os.execve(sys.executable, [sys.executable, script] + sys.argv[1:], env)
+
+
+def build_model(name, dropout):
+    """The configuration's Transformer as every row builds it (seeded, tied embeddings)."""
+    from tinygrad_tf import manual_seed
+    from tinygrad_tf.models import Transformer, TransformerConfig
+    manual_seed(0)
+    vocab = data_shape(name)[0]
+    return Transformer(TransformerConfig(vocab, vocab, dropout=dropout, share_embeddings=True,
+                                         max_len=64, **CONFIGS[name]))
+
+
 def _status_bytes(field):
     with open("/proc/self/status") as file:
         for line in file:
@@ -141,17 +163,13 @@ def run_row(framework, name, dropout, steps, threads):
         import torch  # noqa: F401
     import numpy as np
 
-    from tinygrad_tf import Tensor, kernels, manual_seed, nn
+    from tinygrad_tf import Tensor, kernels, nn
     if framework == "ours":
         kernels.tune_process()  # as `tinygrad-tf train` runs: before the first kernel
-    from tinygrad_tf.models import Transformer, TransformerConfig
     from tinygrad_tf.nn import functional as F
 
-    manual_seed(0)
     vocab, src_ids, tgt_in, tgt_out = make_batch(name)
-    config = TransformerConfig(vocab, vocab, dropout=dropout, share_embeddings=True, max_len=64,
-                               **CONFIGS[name])
-    model = Transformer(config)
+    model = build_model(name, dropout)
 
     if framework == "ours":
         optimizer = nn.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9)
