@@ -219,7 +219,7 @@ def case_name(cls):
     from tinygrad_tf import function
     if cls.__name__ == "Recurrence":
         return "Recurrence:GRU"
-    if cls.__module__ != "tinygrad_tf.function" and hasattr(function, cls.__name__):
+    if getattr(function, cls.__name__, cls) is not cls:
         return f"{cls.__name__}:{cls.__module__}"
     return cls.__name__
 
