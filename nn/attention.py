@@ -1,4 +1,6 @@
-"""Multi-head attention read straight out of packed projections: the Transformer's fast path.
+"""Attention as one node each: torch's scaled_dot_product_attention (FusedAttention, at the end
+of this file) and multi-head attention read straight out of packed projections (PackedAttention,
+the Transformer's fast path).
 
 `F.scaled_dot_product_attention` takes q, k, v as (B, h, T, d_k) tensors: a model must split its
 projections into heads (a transpose), and the gradients of three separate q, k, v slices of one
@@ -20,6 +22,8 @@ import numpy as np
 from tinygrad_tf import Tensor, cat, kernels, where
 from tinygrad_tf.autograd import ArrayFunction
 from tinygrad_tf.xp import numpy_ops, tensor_ops
+
+from ._common import _check_float, _keep_mask
 
 
 class PackedAttention(ArrayFunction):
@@ -171,3 +175,132 @@ def packed_attention(qkv_or_q, kv=None, mask=None, scale=None):
     if self_attention:
         return PackedAttention.apply(qkv_or_q, fill=fill, scale=scale)
     return PackedAttention.apply(qkv_or_q, kv, fill=fill, scale=scale)
+
+
+# ---------------------------------------------------------------------------- torch's sdpa
+
+class FusedAttention(ArrayFunction):
+    """softmax(q @ k^T * scale + mask) @ v (with dropout on the weights), and its backward, on
+    kernels.attention_forward / attention_backward (kernels/attention.py: the arithmetic and the
+    mask convention, once).
+
+    `fill` is a boolean array, True where a score is masked out; `additive` a float array added
+    to the scores, an input with a gradient (a learned bias trains). A query row with every key
+    masked gets zero weights, so a zero output and zero gradients (never NaN). The kernels take
+    (B, L, h, E) blocks: here every batch item is one block of one head, (B', L, 1, E).
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, additive=None, *, scale, fill, dropout_p):
+        batch = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+        blocks = [_attention_blocks(x, batch) for x in (q, k, v)]
+        scores = batch + (q.shape[-2], k.shape[-2])
+        keep = _keep_mask(scores, dropout_p) if dropout_p else None
+        drop_scale = 1 / (1 - dropout_p)
+        masks = [None if m is None else _mask_blocks(m, scores) for m in (fill, additive, keep)]
+        out, weights = kernels.attention_forward(*blocks, masks[0], scale, masks[1], masks[2],
+                                                 drop_scale)
+        ctx.save_for_backward(q, k, v, weights, keep, additive, fill)
+        ctx.scale, ctx.drop_scale = scale, drop_scale
+        return out.reshape(batch + out.shape[1:2] + out.shape[3:])
+
+    @staticmethod
+    def backward(ctx, grad):
+        q, k, v, weights, keep, additive, fill = ctx.saved_tensors
+        batch = grad.shape[:-2]
+        blocks = [_attention_blocks(x, batch) for x in (q, k, v, grad)]
+        grads = [np.empty(x.shape, x.dtype) for x in blocks[:3]]
+        grad_mask = None
+        if additive is not None and ctx.needs_input_grad[3]:
+            grad_mask = np.empty(weights.shape, weights.dtype)  # dL/dscores (B', 1, L, S)
+        keep = None if keep is None else _mask_blocks(keep, keep.shape)
+        kernels.attention_backward(*blocks[:3], weights, blocks[3], ctx.scale, *grads, keep,
+                                   ctx.drop_scale, grad_mask)
+        out = [g.reshape(batch + g.shape[1:2] + g.shape[3:]) for g in grads]
+        if additive is not None:  # the engine sums each gradient to its input's shape
+            out.append(None if grad_mask is None else grad_mask.reshape(batch + weights.shape[2:]))
+        return tuple(out)
+
+    @staticmethod
+    def composed(ctx, q, k, v, *additive):
+        keep, _, fill = ctx.saved_tensors[4:]
+        out, _ = composed_attention(q, k, v, ctx.scale, fill, additive[0] if additive else None,
+                                    keep, ctx.drop_scale)
+        return out
+
+
+def _attention_blocks(x, batch):
+    """x (..., T, E) broadcast to batch dims `batch`, as the kernels' (B', T, 1, E) blocks (a
+    view when x is contiguous and needs no broadcasting)."""
+    x = np.broadcast_to(x, batch + x.shape[-2:]).reshape((-1,) + x.shape[-2:])
+    return x[:, :, None, :]
+
+
+def _mask_blocks(mask, scores):
+    """A mask broadcast to the scores' shape (..., L, S) as the kernels' (B', 1, L, S)."""
+    return np.broadcast_to(mask, scores).reshape((-1, 1) + scores[-2:])
+
+
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
+                                 is_causal=False, scale=None):
+    """softmax(query @ key^T * scale + mask) @ value, with torch's semantics.
+
+    query (..., L, E), key (..., S, E), value (..., S, Ev) -> (..., L, Ev). scale defaults to
+    1/sqrt(E). attn_mask broadcasts to (..., L, S) and is either
+      - boolean: True means the position TAKES PART in attention (torch's convention; note it
+        is the opposite of masked_fill's), False positions are masked out; or
+      - float: added to the scores (use -inf to mask).
+    is_causal=True masks every key after the query's position (needs no attn_mask).
+    Rows where every key is masked give zeros, not NaN. dropout_p applies to the attention
+    weights; pass 0.0 in eval mode, as torch requires the caller to.
+    """
+    if query.ndim < 2 or key.ndim < 2 or value.ndim < 2:
+        raise ValueError(f"scaled_dot_product_attention: query, key and value need at least 2 "
+                         f"dims, got {query.shape}, {key.shape}, {value.shape}")
+    if query.shape[-1] != key.shape[-1] or key.shape[-2] != value.shape[-2]:
+        raise ValueError(f"scaled_dot_product_attention: shapes do not fit: query {query.shape}, "
+                         f"key {key.shape}, value {value.shape} (query/key share E, key/value "
+                         "share S)")
+    _check_float("scaled_dot_product_attention", query=query, key=key, value=value)
+    if not 0 <= dropout_p < 1:
+        raise ValueError(f"scaled_dot_product_attention: dropout_p must be in [0, 1), got "
+                         f"{dropout_p}")
+    length, source = query.shape[-2], key.shape[-2]
+    try:
+        batch = np.broadcast_shapes(query.shape[:-2], key.shape[:-2], value.shape[:-2])
+    except ValueError:
+        raise ValueError(f"scaled_dot_product_attention: batch dims of query {query.shape}, "
+                         f"key {key.shape} and value {value.shape} do not broadcast") from None
+    fill = additive = None
+    if is_causal:
+        if attn_mask is not None:
+            raise ValueError("scaled_dot_product_attention: pass either attn_mask or "
+                             "is_causal=True, not both (as torch)")
+        fill = np.triu(np.ones((length, source), dtype=bool), k=1)
+    elif attn_mask is not None:
+        mask = attn_mask.array if isinstance(attn_mask, Tensor) else np.asarray(attn_mask)
+        try:
+            np.broadcast_shapes(mask.shape, batch + (length, source))
+        except ValueError:
+            raise ValueError(f"scaled_dot_product_attention: attn_mask of shape {mask.shape} "
+                             f"does not broadcast to the scores' shape "
+                             f"{batch + (length, source)}") from None
+        if mask.dtype == np.bool_:
+            fill = ~mask
+        elif mask.dtype.kind == "f":
+            if isinstance(attn_mask, Tensor) and mask.dtype == query.dtype:
+                additive = attn_mask  # a graph input: a learned bias gets its gradient
+            elif isinstance(attn_mask, Tensor) and attn_mask.requires_grad:
+                raise TypeError(f"scaled_dot_product_attention: a float attn_mask that requires "
+                                f"grad must have the query's dtype {query.dtype}, not "
+                                f"{mask.dtype}")
+            else:
+                additive = Tensor._wrap(mask.astype(query.dtype, copy=False))
+        else:
+            raise TypeError(f"scaled_dot_product_attention: attn_mask must be bool or float, "
+                            f"not {mask.dtype}")
+    if scale is None:
+        scale = 1 / math.sqrt(query.shape[-1])
+    inputs = (query, key, value) + (() if additive is None else (additive,))
+    return FusedAttention.apply(*inputs, scale=query.dtype.type(scale), fill=fill,
+                                dropout_p=float(dropout_p))

@@ -20,8 +20,9 @@ from tinygrad_tf import kernels
 from tinygrad_tf.autograd import ArrayFunction
 from tinygrad_tf.xp import numpy_ops
 
-from .functional import _check_float, _index_array, _keep_mask, _rows, _check_range
-from .functional import _layer_norm_graph_grads, gelu_slope
+from ._common import _check_float, _check_range, _index_array, _keep_mask, _rows
+from .functional import gelu_slope
+from .normalization import _layer_norm_graph_grads
 
 
 def _dropout_args(p, training, op):
