@@ -377,3 +377,20 @@ def test_engine_ops_stay_array_level():
     assert not issubclass(function.Mul, tg.autograd.Function)
     x = Tensor(X.copy(), requires_grad=True)
     assert type((x * x).grad_fn) is function.Mul
+
+
+def test_a_custom_functions_0d_output_prints_its_node_once():
+    class Square(tg.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x * x
+
+        @staticmethod
+        def backward(ctx, grad):
+            (x,) = ctx.saved_tensors
+            return 2 * x * grad
+
+    y = Square.apply(tg.tensor(3.0, requires_grad=True))
+    assert str(y) == "tensor(9., grad_fn=<SquareBackward>)"
+

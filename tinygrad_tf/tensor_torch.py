@@ -196,8 +196,9 @@ class TorchMethods:
         extras = ""
         if self.dtype not in (np.float32, np.int64, np.bool_):
             extras += f", dtype={torch_dtype_name(self.dtype)}"
-        if self._ctx is not None:
-            extras += f", grad_fn=<{type(self._ctx).__name__}Backward>"
+        if self._ctx is not None:  # a custom Function's node is already named XBackward
+            name = type(self._ctx).__name__.removesuffix("Backward")
+            extras += f", grad_fn=<{name}Backward>"
         elif self.requires_grad:
             extras += ", requires_grad=True"
         return f"tensor({format_scalar(self.array.item(), self.dtype)}{extras})"
