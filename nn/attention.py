@@ -39,21 +39,115 @@ class PackedAttention(ArrayFunction):
 
     @staticmethod
     def backward(ctx, grad):
-        first, second, weights, _ = ctx.saved_tensors
-        if ctx.xp is not numpy_ops:  # create_graph: the same products on Tensors
-            return _packed_attention_graph(ctx, first, second, grad)
-        q, k, v = _split(first, second)
-        grad_first = np.empty_like(first)
-        grad_second = None if second is None else np.empty_like(second)
-        grad_q, grad_k, grad_v = _split(grad_first, grad_second)
-        kernels.attention_backward(q, k, v, weights, grad, ctx.scale, grad_q, grad_k, grad_v)
-        return (grad_first,) if second is None else (grad_first, grad_second)
+        first, second, weights, fill = ctx.saved_tensors
+        if ctx.xp is numpy_ops:
+            grad_first, grad_second = _packed_grads(first, second, weights, grad, ctx.scale)
+            return (grad_first,) if second is None else (grad_first, grad_second)
+        # create_graph: the gradients as one node, whose own backward is derived by hand
+        inputs = (first, grad) if second is None else (first, second, grad)
+        joined = PackedAttentionGrad.apply(*inputs, fill=fill, scale=ctx.scale, weights=weights)
+        if second is None:
+            return (joined,)
+        length = first.shape[1]
+        return joined[:, :length], joined[:, length:].reshape(second.shape)
 
 
-def _packed_attention_graph(ctx, first, second, grad):
-    """PackedAttention's gradients as recorded Tensor ops, heads first: the weights as one
-    AttentionWeights node (whose backward gives q's and k's gradients), v's by one product."""
-    _, _, saved_weights, fill = ctx.saved_tensors  # the forward's weights: arrays, constants
+def _packed_grads(first, second, weights, grad, scale):
+    """PackedAttention's input gradients, as arrays: of first, and of second (or None)."""
+    q, k, v = _split(first, second)
+    grad_first = np.empty_like(first)
+    grad_second = None if second is None else np.empty_like(second)
+    grad_q, grad_k, grad_v = _split(grad_first, grad_second)
+    kernels.attention_backward(q, k, v, weights, grad, scale, grad_q, grad_k, grad_v)
+    return grad_first, grad_second
+
+
+class PackedAttentionGrad(ArrayFunction):
+    """PackedAttention's input gradients as one node (its create_graph branch): inputs first,
+    (second,) and the output's gradient dO; output the gradient of first (self-attention), or
+    those of q (B, L, h, E) and kv (B, S, 2, h, E) joined as (B, L + 2 S, h, E). `weights` are
+    the forward's (recomputed when not given). Its backward is attention's second derivative,
+    derived by hand (_second_derivative); a third derivative differentiates `composed`."""
+
+    @staticmethod
+    def forward(ctx, *arrays, fill, scale, weights=None):
+        first, second, grad = arrays if len(arrays) == 3 else (arrays[0], None, arrays[1])
+        if weights is None:
+            weights = kernels.attention_forward(*_split(first, second), fill, scale)[1]
+        ctx.save_for_backward(first, second, grad, weights)
+        ctx.fill, ctx.scale = fill, scale
+        grad_first, grad_second = _packed_grads(first, second, weights, grad, scale)
+        if second is None:
+            return grad_first
+        return np.concatenate([grad_first, _as_rows(grad_second)], 1)
+
+    @staticmethod
+    def backward(ctx, upstream):
+        first, second, grad, weights = ctx.saved_tensors
+        return _second_derivative(first, second, grad, weights, upstream, ctx.scale,
+                                  ctx.needs_input_grad[-1])
+
+    @staticmethod
+    def composed(ctx, *inputs):
+        first, second, grad = inputs if len(inputs) == 3 else (inputs[0], None, inputs[1])
+        grad_first, grad_second = _packed_attention_graph(first, second, grad, ctx.fill,
+                                                          ctx.scale, ctx._saved[3])
+        return grad_first if second is None else cat([grad_first, _as_rows(grad_second)], 1)
+
+
+def _as_rows(kv):
+    return kv.reshape((kv.shape[0], -1) + kv.shape[3:])  # (B, S, 2, h, E) -> (B, 2 S, h, E)
+
+
+def _second_derivative(first, second, grad, weights, upstream, scale, grad_of_grad=True):
+    """PackedAttentionGrad's backward. Per (batch, head) block, with P the weights, c the scale,
+    and sb(P, X) = P * (X - rowsum(P * X)) softmax's backward, the node computes
+    dV = P^T dO, dP = dO V^T, dS = sb(P, dP), dQ = c dS K, dK = c dS^T Q. Given the upstream
+    gradients A, B, C of dQ, dK, dV:
+        G = c (A K^T + Q B^T)                                    (of dS)
+        G_dP = sb(P, G)                                          (of dP, through dS)
+        G_P = G * (dP - rowsum(P * dP)) - rowsum(P * G) * dP + dO C^T   (of P)
+        G_S = sb(P, G_P)                                         (of the scaled scores)
+        of Q: c (dS B + G_S K)   of K: c (dS^T A + G_S^T Q)   of V: G_dP^T dO
+        of dO: P C + G_dP V
+    Masked scores have P = 0, so every term through them vanishes."""
+    mm, sb = kernels.matmul, kernels.softmax_backward
+    t = lambda x: np.swapaxes(x, -1, -2)  # noqa: E731
+    heads = lambda x: x.transpose(0, 2, 1, 3)  # noqa: E731 (B, T, h, E) -> (B, h, T, E), a view
+    q, k, v = (heads(x) for x in _split(first, second))
+    if second is None:
+        up_q, up_k, up_v = (heads(x) for x in _split(upstream, None))
+    else:
+        length = first.shape[1]
+        up_kv = upstream[:, length:].reshape(second.shape)
+        up_q, up_k, up_v = (heads(x) for x in _split(upstream[:, :length], up_kv))
+    d_out = heads(grad)
+    d_p = mm(d_out, t(v))
+    d_s = sb(weights, d_p, -1)
+    g = mm(up_q, t(k))
+    g += mm(q, t(up_k))
+    g *= scale
+    g_dp = sb(weights, g, -1)
+    g_p = g * (d_p - (weights * d_p).sum(-1, keepdims=True))
+    g_p -= (weights * g).sum(-1, keepdims=True) * d_p
+    g_p += mm(d_out, t(up_v))
+    g_s = sb(weights, g_p, -1)
+    grad_first = np.empty_like(first)
+    grad_second = None if second is None else np.empty_like(second)
+    grad_q, grad_k, grad_v = (heads(x) for x in _split(grad_first, grad_second))
+    grad_q[...] = (mm(d_s, up_k) + mm(g_s, k)) * scale
+    grad_k[...] = (mm(t(d_s), up_q) + mm(t(g_s), q)) * scale
+    grad_v[...] = mm(t(g_dp), d_out)
+    grad_grad = heads(mm(weights, up_v) + mm(g_dp, v)) if grad_of_grad else None
+    if second is None:
+        return grad_first, grad_grad
+    return grad_first, grad_second, grad_grad
+
+
+def _packed_attention_graph(first, second, grad, fill, scale, saved_weights):
+    """PackedAttention's gradients (of first, and of second or None) as recorded Tensor ops,
+    heads first: the weights as one AttentionWeights node (whose backward gives q's and k's
+    gradients), v's by one product. PackedAttentionGrad's composed twin."""
     # (B, L, n, h, E) -> (n, B, h, L, E); slices 0:1, 1:2, ... keep that leading dim, so the
     # products broadcast over it and the gradients join back with one cat, no reshape nodes
     if second is None:
@@ -62,14 +156,14 @@ def _packed_attention_graph(ctx, first, second, grad):
     else:
         heads = second.permute(2, 0, 3, 1, 4)
         q, k, v = first.permute(0, 2, 1, 3), heads[0:1], heads[1:2]
-    weights = AttentionWeights.apply(q, k, fill=fill, scale=ctx.scale,
+    weights = AttentionWeights.apply(q, k, fill=fill, scale=scale,
                                      weights=saved_weights)  # (1, B, h, L, S)
     grad = grad.permute(0, 2, 1, 3)
     grad_v = weights.transpose(-1, -2).matmul(grad)
     grad_q, grad_k = _weights_grads(
-        tensor_ops, q, k, weights, grad.matmul(v.transpose(-1, -2)), ctx.scale)
+        tensor_ops, q, k, weights, grad.matmul(v.transpose(-1, -2)), scale)
     if second is None:
-        return (cat([grad_q, grad_k, grad_v]).permute(1, 3, 0, 2, 4),)
+        return cat([grad_q, grad_k, grad_v]).permute(1, 3, 0, 2, 4), None
     return grad_q[0].permute(0, 2, 1, 3), cat([grad_k, grad_v]).permute(1, 3, 0, 2, 4)
 
 

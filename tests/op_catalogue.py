@@ -147,6 +147,9 @@ def _cases():
     c["PackedAttention"] = (lambda qkv, m: attention.packed_attention(qkv, mask=m),
                             lambda rng: [_float(rng, 2, 3, 3, 2, 2),
                                          Tensor(np.tril(np.ones((3, 3), bool)))])
+    c["PackedAttentionGrad"] = (lambda q, kv, g: attention.PackedAttentionGrad.apply(
+        q, kv, g, fill=np.array([[[[False, True, False], [False, False, True]]]]), scale=0.7),
+        lambda rng: [_float(rng, 2, 2, 2, 2), _float(rng, 2, 3, 2, 2, 2), _float(rng, 2, 2, 2, 2)])
     c["AttentionWeights"] = (lambda q, k, m: attention.AttentionWeights.apply(
         q, k, fill=m.array, scale=0.7),
         lambda rng: [_float(rng, 2, 3, 2), _float(rng, 2, 4, 2),

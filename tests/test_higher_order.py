@@ -156,6 +156,87 @@ def test_gradgradcheck_nn_functionals(name):
     assert tg.gradgradcheck(fn, inputs, atol=1e-6, rtol=1e-5)
 
 
+# PackedAttention's create_graph node, PackedAttentionGrad: its backward (attention's second
+# derivative) is derived by hand, so it is checked on drawn shapes, against a wrong twin, and
+# (section 4) against torch. `FEW` examples in the ci profile, more under `thorough`.
+FEW = max(3, settings.default.max_examples // 6)
+
+
+@st.composite
+def packed_attention_operands(draw):
+    """(inputs, mask, scale): a self- or cross-attention's packed projections (float64, some
+    strided) and a boolean mask of shape (L, S), (B, 1, L, S) or none; rows may be fully masked."""
+    b, length, source, h, e = (draw(st.integers(1, n)) for n in (2, 3, 3, 2, 3))
+    cross = draw(st.booleans())
+    source = source if cross else length
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 16)))
+
+    def projection(*shape):
+        if draw(st.booleans()):  # strided: every other element of a wider last dim
+            return Tensor(rng.uniform(-1.5, 1.5, shape[:-1] + (2 * shape[-1],))[..., ::2]
+                          ).requires_grad_()
+        return Tensor(rng.uniform(-1.5, 1.5, shape)).requires_grad_()
+    inputs = ([projection(b, length, h, e), projection(b, source, 2, h, e)] if cross
+              else [projection(b, length, 3, h, e)])
+    mask_shape = draw(st.sampled_from([None, (length, source), (b, 1, length, source)]))
+    mask = None if mask_shape is None else Tensor(rng.uniform(size=mask_shape) > 0.3)
+    return inputs, mask, draw(st.sampled_from([None, 0.8]))
+
+
+def _packed_grad_node(inputs, mask, scale, node=None):
+    """PackedAttentionGrad as a function of (first, (second,) dO), as packed_attention calls it."""
+    first = inputs[0]
+    length, heads, features = first.shape[1], first.shape[-2], first.shape[-1]
+    source = inputs[1].shape[1] if len(inputs) == 2 else length
+    fill = None if mask is None else ~np.broadcast_to(mask.array, (first.shape[0], heads,
+                                                                   length, source))
+    scale = first.dtype.type(features ** -0.5 if scale is None else scale)
+    node = node or attention.PackedAttentionGrad
+    return lambda *ts: node.apply(*ts, fill=fill, scale=scale)
+
+
+@settings(max_examples=FEW)
+@given(operands=packed_attention_operands(), data=st.data())
+def test_packed_attention_grad_node(operands, data):
+    inputs, mask, scale = operands
+    attend = lambda *ts: attention.packed_attention(*ts, mask=mask, scale=scale)  # noqa: E731
+    (grad_out,) = data.draw(tt.grad_outputs(attend(*inputs)))
+    node_inputs = inputs + [grad_out.requires_grad_()]
+    assert tg.gradcheck(_packed_grad_node(inputs, mask, scale), *node_inputs,
+                        atol=1e-7, rtol=1e-6)
+    assert tg.gradgradcheck(attend, inputs, atol=1e-6, rtol=1e-5)  # through the node
+    assert tg.gradgradcheck(_packed_grad_node(inputs, mask, scale), node_inputs,
+                            atol=1e-6, rtol=1e-5)  # a third derivative: its composed twin
+
+
+_PackedAttentionGrad = attention.PackedAttentionGrad
+
+
+class PackedAttentionGradWrongTwin(_PackedAttentionGrad):
+    """PackedAttentionGrad with one term of the second derivative left out: dO's P C."""
+
+    @staticmethod
+    def backward(ctx, upstream):
+        grads = _PackedAttentionGrad.backward(ctx, upstream)
+        weights, up_v = ctx.saved_tensors[3], upstream[:, :, 2].transpose(0, 2, 1, 3)
+        return grads[:-1] + (grads[-1] - np.matmul(weights, up_v).transpose(0, 2, 1, 3),)
+
+
+def test_packed_attention_grad_wrong_twin_fails(monkeypatch):
+    rng = np.random.default_rng(3)
+    qkv = Tensor(rng.uniform(-1.5, 1.5, (2, 3, 3, 2, 2))).requires_grad_()
+    mask = Tensor(np.tril(np.ones((3, 3), bool)))
+    grad_out = Tensor(rng.uniform(-1, 1, (2, 3, 2, 2))).requires_grad_()
+    twin = _packed_grad_node([qkv], mask, None, PackedAttentionGradWrongTwin)
+    with pytest.raises(tg.GradcheckError, match="input 1"):  # dO's gradient
+        tg.gradcheck(twin, qkv, grad_out, atol=1e-7, rtol=1e-6)
+    attend = lambda t: attention.packed_attention(t, mask=mask)  # noqa: E731
+    assert tg.gradgradcheck(attend, qkv, atol=1e-6, rtol=1e-5)
+    monkeypatch.setattr(attention, "PackedAttentionGrad", PackedAttentionGradWrongTwin)
+    with pytest.raises(tg.GradcheckError, match="gradgradcheck"):
+        tg.gradgradcheck(attend, qkv, atol=1e-6, rtol=1e-5)
+
+
 # ---------------------------------------------------------------------------- 3. a user's own ops
 
 
@@ -319,6 +400,30 @@ def test_second_derivatives_match_torch(name):
     theirs = _torch_hvp(torch, lambda *xs: fn(torch, torch.nn.functional, *xs), values, v)
     _same(ours[0], theirs[0])
     _same(ours[1], theirs[1])
+
+
+@pytest.mark.parametrize("cross", [False, True])
+def test_packed_attention_second_derivatives_match_torch(cross):
+    """PackedAttentionGrad's hand-derived backward against torch's sdpa (math backend)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    allowed = np.array([[True, False, True], [True, True, False], [False, True, True]])
+    values = ([rng.uniform(-1.5, 1.5, (2, 3, 2, 2)), rng.uniform(-1.5, 1.5, (2, 3, 2, 2, 2))]
+              if cross else [rng.uniform(-1.5, 1.5, (2, 3, 3, 2, 2))])
+
+    def theirs(*xs):
+        q, k, v = (xs[0], xs[1][:, :, 0], xs[1][:, :, 1]) if cross else xs[0].unbind(2)
+        out = torch.nn.functional.scaled_dot_product_attention(
+            *(t.transpose(1, 2) for t in (q, k, v)), attn_mask=torch.tensor(allowed))
+        return out.transpose(1, 2)
+
+    v = rng.standard_normal(128)
+    ours = _ours_hvp(lambda *xs: attention.packed_attention(*xs, mask=Tensor(allowed)), values, v)
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    with sdpa_kernel(SDPBackend.MATH):
+        expected = _torch_hvp(torch, theirs, values, v)
+    _same(ours[0], expected[0])
+    _same(ours[1], expected[1])
 
 
 def test_grad_create_graph_hessian_vector_product_matches_torch():
