@@ -128,9 +128,12 @@ def _second_derivative(first, second, grad, weights, upstream, scale, grad_of_gr
     g += mm(q, t(up_k))
     g *= scale
     g_dp = sb(weights, g, -1)
-    g_p = g * (d_p - (weights * d_p).sum(-1, keepdims=True))
-    g_p -= (weights * g).sum(-1, keepdims=True) * d_p
-    g_p += mm(d_out, t(up_v))
+    # G_P = (G - rowsum(P * G)) * dP - G * rowsum(P * dP) + dO C^T, in place where it can be
+    g_p = mm(d_out, t(up_v))
+    part = g - _rowsum(weights, g)
+    part *= d_p
+    g_p += part
+    g_p -= np.multiply(g, _rowsum(weights, d_p), out=part)
     g_s = sb(weights, g_p, -1)
     grad_first = np.empty_like(first)
     grad_second = None if second is None else np.empty_like(second)
@@ -142,6 +145,10 @@ def _second_derivative(first, second, grad, weights, upstream, scale, grad_of_gr
     if second is None:
         return grad_first, grad_grad
     return grad_first, grad_second, grad_grad
+
+
+def _rowsum(a, b):
+    return np.einsum("...ij,...ij->...i", a, b)[..., None]  # sum(a * b, -1), no temporary
 
 
 def _packed_attention_graph(first, second, grad, fill, scale, saved_weights):
