@@ -220,20 +220,25 @@ class MultiHeadAttention(nn.Module):
         kv: the heads' keys and values when they are already projected (from a cache).
         need_weights: also return the softmax weights (B, h, T, S), for looking inside.
         """
-        B, T, _ = query.shape
         if need_weights:  # for looking inside: the plain path, which exposes the weights
             merged, weights = self.attention(query, key, value, mask, kv, need_weights=True)
             return self.w_o(merged), weights
+        return self.w_o(self.merged_heads(query, key, value, mask, kv))  # (B, T, d_model)
+
+    def merged_heads(self, query, key, value, mask=None, kv=None):
+        """The heads' outputs side by side, (B, T, d_model): forward's result before W^O (so
+        Add & Norm can fold W^O into its own node)."""
+        B, T, _ = query.shape
         boolean_mask = mask is None or mask.dtype == np.bool_
         if kv is not None or key is not value or not boolean_mask:
-            return self.w_o(self.attention(query, key, value, mask, kv))
+            return self.attention(query, key, value, mask, kv)
         # The fast path: heads read from the packed projections, no transposes (nn/attention.py).
         if query is key:
             heads = packed_attention(self._project(query, 0, 3), mask=mask)  # (B, T, h, d_k)
         else:
             heads = packed_attention(self._project(query, 0, 1), self._project(key, 1, 2),
                                      mask=mask)
-        return self.w_o(heads.reshape(B, T, self.n_heads * self.d_k))  # (B, T, d_model)
+        return heads.reshape(B, T, self.n_heads * self.d_k)
 
 
 def upgrade_state_dict(state_dict):
@@ -263,15 +268,25 @@ class AddNorm(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.norm_first, self.fused_ops = norm_first, fused_ops
 
-    def forward(self, x, sublayer):
-        """`sublayer` maps (B, T, d_model) to the same shape."""
+    def forward(self, x, sublayer, output=None):
+        """`sublayer` maps (B, T, d_model) to the same shape; or, with `output` (the sublayer's
+        last nn.Linear), to that Linear's input: Sublayer(x) = output(sublayer(x))."""
         if self.norm_first:  # x + Dropout(Sublayer(LayerNorm(x))): the residual path stays clean
-            return x + self.dropout(sublayer(self.norm(x)))
+            y = sublayer(self.norm(x))
+            return x + self.dropout(y if output is None else output(y))
+        y = sublayer(x)
+        if self.fused_ops and output is not None and output.bias is not None:
+            # the line at the end as one node, with the Linear folded in: its output is never a
+            # tensor of its own, and its bias is added (and summed in backward) by this pass
+            return fused.linear_residual_layer_norm(x, y, output.weight, output.bias,
+                                                    self.norm.weight, self.norm.bias,
+                                                    self.dropout.p, self.training, self.norm.eps)
+        if output is not None:
+            y = output(y)
         if self.fused_ops:  # the line below as one node: one pass per row, rows across cores
-            return fused.residual_dropout_layer_norm(x, sublayer(x), self.norm.weight,
-                                                     self.norm.bias, self.dropout.p,
-                                                     self.training, self.norm.eps)
-        return self.norm(x + self.dropout(sublayer(x)))
+            return fused.residual_dropout_layer_norm(x, y, self.norm.weight, self.norm.bias,
+                                                     self.dropout.p, self.training, self.norm.eps)
+        return self.norm(x + self.dropout(y))
 
 
 class PositionwiseFeedForward(nn.Module):
@@ -284,11 +299,14 @@ class PositionwiseFeedForward(nn.Module):
         self.fused_ops = fused_ops
 
     def forward(self, x):
-        if self.fused_ops:  # max(0, x W_1 + b_1) as one node: the GEMM, then one fused pass
-            hidden = fused.linear_activation_dropout(x, self.linear_1.weight, self.linear_1.bias,
-                                                     "relu")
-            return self.linear_2(hidden)  # (B, T, d_model)
-        return self.linear_2(F.relu(self.linear_1(x)))  # (B, T, d_model)
+        return self.linear_2(self.hidden(x))  # (B, T, d_model)
+
+    def hidden(self, x):
+        """max(0, x W_1 + b_1), (B, T, d_ff): the input of linear_2."""
+        if self.fused_ops:  # as one node: the GEMM, then one fused pass
+            return fused.linear_activation_dropout(x, self.linear_1.weight, self.linear_1.bias,
+                                                   "relu")
+        return F.relu(self.linear_1(x))
 
 
 class EncoderLayer(nn.Module):
@@ -303,8 +321,9 @@ class EncoderLayer(nn.Module):
         self.add_norm_2 = AddNorm(d, p, first, fuse)
 
     def forward(self, x, src_mask):
-        x = self.add_norm_1(x, lambda y: self.self_attn(y, y, y, src_mask))
-        return self.add_norm_2(x, self.feed_forward)
+        attn, ff = self.self_attn, self.feed_forward
+        x = self.add_norm_1(x, lambda y: attn.merged_heads(y, y, y, src_mask), attn.w_o)
+        return self.add_norm_2(x, ff.hidden, ff.linear_2)
 
 
 class Encoder(nn.Module):
@@ -342,18 +361,18 @@ class DecoderLayer(nn.Module):
         cache: a `decoding.LayerCache` when decoding step by step; x holds only the new
         positions, their keys and values are appended to the cache and the memory's are reused.
         """
-        def self_attention(y):
+        def self_attention(y):  # the heads before W^O (add_norm_1 applies it)
             kv = None if cache is None else cache.append(*self.self_attn.project_kv(y, y))
-            return self.self_attn(y, y, y, tgt_mask, kv=kv)
+            return self.self_attn.merged_heads(y, y, y, tgt_mask, kv=kv)
 
-        def cross_attention(y):
+        def cross_attention(y):  # the heads before W^O, or with a cache the whole output
             if cache is not None:  # the memory's keys and values, and maybe the weights, kept
                 return cache.cross_attend(self.cross_attn, y, src_mask)
-            return self.cross_attn(y, memory, memory, src_mask)
+            return self.cross_attn.merged_heads(y, memory, memory, src_mask)
 
-        x = self.add_norm_1(x, self_attention)
-        x = self.add_norm_2(x, cross_attention)
-        return self.add_norm_3(x, self.feed_forward)
+        x = self.add_norm_1(x, self_attention, self.self_attn.w_o)
+        x = self.add_norm_2(x, cross_attention, self.cross_attn.w_o if cache is None else None)
+        return self.add_norm_3(x, self.feed_forward.hidden, self.feed_forward.linear_2)
 
 
 class Decoder(nn.Module):

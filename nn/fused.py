@@ -4,6 +4,8 @@ that formula is the readable twin (models/transformer.py keeps it beside the fus
 tests' oracle, and `kernels.use("numpy")` runs each node on numpy twins of the same math.
 
     residual_dropout_layer_norm  layer_norm(x + dropout(sublayer_out))     "Add & Norm"
+    linear_residual_layer_norm   layer_norm(x + dropout(a @ W.T + c))       the same, with the
+                                 sublayer's last linear layer folded in
     linear_activation_dropout    dropout(act(input @ weight.T + bias))      a feed-forward layer
     embedding_position_dropout   dropout(weight[ids] * scale + table[t])    embedding + position
 
@@ -78,6 +80,70 @@ def residual_dropout_layer_norm(x, sublayer_out, weight, bias, p=0.0, training=T
                          f"{bias.shape} must be (x.shape[-1],) = ({width},)")
     return ResidualDropoutLayerNorm.apply(x, sublayer_out, weight, bias,
                                           p=p if active else 0.0, eps=float(eps))
+
+
+class LinearResidualLayerNorm(ArrayFunction):
+    """layer_norm(x + dropout(a @ lin_weight.T + lin_bias)) over the last dim, one node: a GEMM,
+    then the Add & Norm pass with the linear's bias added as it reads the product. The product
+    is a temporary: unlike a separate linear node's output, nothing keeps it until backward.
+    Backward: one layer-norm pass that also sums the bias's gradient, then two GEMMs."""
+
+    @staticmethod
+    def forward(ctx, x, a, lin_weight, lin_bias, weight, bias, p, eps):
+        width = x.shape[-1]
+        rows, a_rows = _rows(x, width), _rows(a, a.shape[-1])
+        product = kernels.matmul(a_rows, lin_weight.T)
+        mask = _keep_mask(rows.shape, p) if p else None
+        scale = 1 / (1 - p)
+        out, normed, rstd = kernels.layer_norm(rows, weight, bias, eps, product, mask, scale,
+                                               residual_bias=lin_bias)
+        # x, a, lin_bias: the create_graph path (x and a are kept by their own producers anyway)
+        ctx.save_for_backward(normed, rstd, weight, mask, a_rows, lin_weight, x, a, lin_bias)
+        ctx.scale, ctx.shape, ctx.eps = scale, x.shape, eps
+        return out.reshape(x.shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        normed, rstd, weight, mask, a_rows, lin_weight, x, a, lin_bias = ctx.saved_tensors
+        xp, needs = ctx.xp, ctx.needs_input_grad
+        if xp is not numpy_ops:  # create_graph: the product again, as recorded nodes
+            s = a.matmul(lin_weight.T) + lin_bias
+            grad_x, grad_s, grad_w, grad_b = _residual_layer_norm_graph(
+                ctx, grad, x, s, weight, mask, (normed, rstd))
+            grad_lin_b = grad_s.sum(tuple(range(grad_s.ndim - 1)))
+            a_rows = a
+        else:
+            grad_x, grad_w, grad_b, grad_s, grad_lin_b = kernels.layer_norm_backward(
+                _rows(grad, normed.shape[1]), normed, rstd, weight, mask, ctx.scale,
+                residual=True, residual_bias=True)
+            grad_x = grad_x.reshape(ctx.shape)
+        grad_a = None
+        if needs[1]:
+            grad_a = xp.matmul(grad_s, lin_weight)
+            if grad_a.shape != a.shape:  # the first-order path's rows
+                grad_a = xp.reshape(grad_a, a.shape)
+        grad_lin_w = xp.weight_grad(grad_s, a_rows) if needs[2] else None
+        return grad_x, grad_a, grad_lin_w, grad_lin_b, grad_w, grad_b
+
+
+def linear_residual_layer_norm(x, a, lin_weight, lin_bias, weight, bias, p=0.0, training=True,
+                               eps=1e-5):
+    """layer_norm(x + dropout(a @ lin_weight.T + lin_bias, p), weight, bias) over the last dim,
+    as one node: a post-norm "Add & Norm" whose sublayer ends in a linear layer (a (..., in),
+    lin_weight (d, in), lin_bias (d,); x (..., d))."""
+    p, active = _dropout_args(p, training, "linear_residual_layer_norm")
+    _check_float("linear_residual_layer_norm", x=x, a=a, lin_weight=lin_weight,
+                 lin_bias=lin_bias, weight=weight, bias=bias)
+    width = x.shape[-1] if x.ndim else 0
+    if (a.ndim == 0 or x.shape[:-1] != a.shape[:-1] or lin_weight.shape != (width, a.shape[-1])
+            or lin_bias.shape != (width,) or weight.shape != (width,)
+            or bias.shape != (width,)):
+        raise ValueError(f"linear_residual_layer_norm: x {x.shape}, a {a.shape}, lin_weight "
+                         f"{lin_weight.shape}, lin_bias {lin_bias.shape}, weight {weight.shape} "
+                         f"and bias {bias.shape} do not fit: expected (..., d), (..., in), "
+                         "(d, in), (d,), (d,), (d,)")
+    return LinearResidualLayerNorm.apply(x, a, lin_weight, lin_bias, weight, bias,
+                                         p=p if active else 0.0, eps=float(eps))
 
 
 # ---------------------------------------------------------------------------- feed-forward
@@ -195,5 +261,6 @@ def embedding_position_dropout(ids, weight, table, scale=1.0, p=0.0, training=Tr
                                           p=p if active else 0.0, padding_idx=padding_idx)
 
 
-__all__ = ["residual_dropout_layer_norm", "linear_activation_dropout",
+__all__ = ["residual_dropout_layer_norm", "linear_residual_layer_norm",
+           "linear_activation_dropout",
            "embedding_position_dropout"]

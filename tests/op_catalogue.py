@@ -138,6 +138,11 @@ def _cases():
     c["ResidualDropoutLayerNorm"] = (_seeded(lambda x, s, w, b: fused.residual_dropout_layer_norm(
         x, s, w, b, p=0.3)),
         lambda rng: [_float(rng, 2, 3), _float(rng, 2, 3), _float(rng, 3), _float(rng, 3)])
+    c["LinearResidualLayerNorm"] = (_seeded(lambda x, a, lw, lb, w, b:
+                                            fused.linear_residual_layer_norm(x, a, lw, lb, w, b,
+                                                                             p=0.3)),
+        lambda rng: [_float(rng, 2, 3), _float(rng, 2, 4), _float(rng, 3, 4), _float(rng, 3),
+                     _float(rng, 3), _float(rng, 3)])
     c["LinearActivationDropout"] = (_seeded(lambda x, w, b: fused.linear_activation_dropout(
         x, w, b, activation="gelu", p=0.3)),
         lambda rng: [_float(rng, 2, 3), _float(rng, 4, 3), _float(rng, 4)])

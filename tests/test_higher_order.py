@@ -139,6 +139,10 @@ def _nn_functionals():
             x, w, b, activation="gelu_tanh"), [t(2, 3), t(4, 3), t(4)]),
         "residual_layer_norm_no_dropout": (lambda x, s, w, b: fused.residual_dropout_layer_norm(
             x, s, w, b) * s, [t(2, 3), t(2, 3), t(3), t(3)]),
+        "linear_residual_layer_norm_no_dropout": (lambda x, a, lw, lb, w, b:
+                                                  fused.linear_residual_layer_norm(
+                                                      x, a, lw, lb, w, b) * x,
+                                                  [t(2, 3), t(2, 2), t(3, 2), t(3), t(3), t(3)]),
         "packed_cross_attention": (lambda q, kv: attention.packed_attention(
             q, kv, mask=Tensor(np.array([[True, False, True], [False, False, False]]))),
             [t(2, 2, 2, 2), t(2, 3, 2, 2, 2)]),  # the second query sees no key

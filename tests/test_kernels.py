@@ -343,6 +343,7 @@ TOLERANCE = {np.float32: dict(rtol=2e-5, atol=2e-5), np.float64: dict(rtol=1e-12
 
 
 def assert_twins_agree(ours, reference, dtype, atol_scale=1):
+    assert len(ours) == len(reference)
     for got, want in zip(ours, reference):
         if want is None:
             assert got is None
@@ -353,7 +354,8 @@ def assert_twins_agree(ours, reference, dtype, atol_scale=1):
 
 
 @given(st.sampled_from(DTYPES), st.integers(1, 40), st.integers(1, 70), st.integers(0, 2**32 - 1),
-       st.sampled_from(["plain", "residual", "residual+dropout"]))
+       st.sampled_from(["plain", "residual", "residual+dropout", "residual+bias",
+                        "residual+bias+dropout"]))
 def test_layer_norm_kernels_match_numpy(dtype, rows, width, seed, variant):
     rng = np.random.default_rng(seed)
     x = (rng.standard_normal((rows, width)) * 3 + rng.standard_normal((rows, 1))).astype(dtype)
@@ -363,13 +365,15 @@ def test_layer_norm_kernels_match_numpy(dtype, rows, width, seed, variant):
     extra = {}
     if variant != "plain":
         extra["residual"] = rng.standard_normal((rows, width)).astype(dtype)
-    if variant == "residual+dropout":
+    if variant.endswith("+dropout"):
         extra.update(mask=rng.random((rows, width)) > 0.3, scale=1 / 0.7)
+    if "+bias" in variant:  # a linear layer's bias, folded in: h = x + dropout(s + c)
+        extra["residual_bias"] = rng.standard_normal(width).astype(dtype)
     assert_twins_agree(ln.layer_norm_forward_numba(x, weight, bias, 1e-5, **extra),
                        ln.layer_norm_forward_numpy(x, weight, bias, 1e-5, **extra), dtype)
     _, normed, rstd = ln.layer_norm_forward_numpy(x, weight, bias, 1e-5, **extra)
     backward = dict(mask=extra.get("mask"), scale=extra.get("scale", 1.0),
-                    residual="residual" in extra)
+                    residual="residual" in extra, residual_bias="residual_bias" in extra)
     assert_twins_agree(ln.layer_norm_backward_numba(grad, normed, rstd, weight, **backward),
                        ln.layer_norm_backward_numpy(grad, normed, rstd, weight, **backward),
                        dtype, atol_scale=rows)

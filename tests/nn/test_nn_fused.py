@@ -29,6 +29,16 @@ def add_norm_inputs(draw):
 
 
 @st.composite
+def linear_add_norm_inputs(draw):
+    lead, width, n_in = draw(ROWS), draw(st.integers(2, 6)), draw(st.integers(1, 5))
+    x = draw(tt.tensors(shape=lead + (width,), distinct=True, margin=0.05))
+    a = draw(tt.tensors(shape=lead + (n_in,)))
+    lin_weight, lin_bias = draw(tt.tensors(shape=(width, n_in))), draw(tt.tensors(shape=(width,)))
+    weight, bias = draw(tt.tensors(shape=(width,))), draw(tt.tensors(shape=(width,)))
+    return (x, a, lin_weight, lin_bias, weight, bias), {"p": draw(PROBABILITIES)}
+
+
+@st.composite
 def feed_forward_inputs(draw):
     lead, n_in, n_out = draw(ROWS), draw(st.integers(1, 5)), draw(st.integers(1, 5))
     x = draw(tt.tensors(shape=lead + (n_in,)))
@@ -55,6 +65,10 @@ def embedding_inputs(draw):
 
 def add_norm_composed(x, s, weight, bias, p):
     return F.layer_norm(x + F.dropout(s, p), x.shape[-1], weight, bias)
+
+
+def linear_add_norm_composed(x, a, lin_weight, lin_bias, weight, bias, p):
+    return add_norm_composed(x, F.linear(a, lin_weight, lin_bias), weight, bias, p)
 
 
 def feed_forward_composed(x, weight, bias, activation, p):
@@ -84,6 +98,8 @@ class Case:
 CASES = [
     Case("residual_dropout_layer_norm", add_norm_inputs(), fused.residual_dropout_layer_norm,
          add_norm_composed),
+    Case("linear_residual_layer_norm", linear_add_norm_inputs(),
+         fused.linear_residual_layer_norm, linear_add_norm_composed),
     Case("linear_activation_dropout", feed_forward_inputs(), fused.linear_activation_dropout,
          feed_forward_composed),
     Case("embedding_position_dropout", embedding_inputs(), embedding_fused, embedding_composed),
@@ -132,6 +148,10 @@ def test_float32_and_float64_match_the_composed_formula(case, dtype):
     if case.name == "residual_dropout_layer_norm":
         tensors = [rng.standard_normal(s) for s in [(4, 7, 16), (4, 7, 16), (16,), (16,)]]
         kwargs = {"p": 0.2}
+    elif case.name == "linear_residual_layer_norm":
+        tensors = [rng.standard_normal(s) for s in [(4, 7, 16), (4, 7, 24), (16, 24), (16,),
+                                                      (16,), (16,)]]
+        kwargs = {"p": 0.2}
     elif case.name == "linear_activation_dropout":
         tensors = [rng.standard_normal(s) for s in [(4, 7, 16), (24, 16), (24,)]]
         kwargs = {"activation": "relu", "p": 0.2}
@@ -168,6 +188,10 @@ def test_errors_name_the_op_and_shapes():
                                          r"sublayer_out \(2, 4\) must match"):
         fused.residual_dropout_layer_norm(x, Tensor(np.ones((2, 4))), Tensor(np.ones(3)),
                                           Tensor(np.ones(3)))
+    with pytest.raises(ValueError, match=r"linear_residual_layer_norm: x \(2, 3\), a \(2, 4\), "
+                                         r"lin_weight \(3, 5\)"):
+        fused.linear_residual_layer_norm(x, Tensor(np.ones((2, 4))), Tensor(np.ones((3, 5))),
+                                         *(Tensor(np.ones(3)) for _ in range(3)))
     with pytest.raises(ValueError, match=r"linear_activation_dropout: input \(2, 3\), weight "
                                          r"\(4, 2\) and bias \(4,\) do not fit"):
         fused.linear_activation_dropout(x, Tensor(np.ones((4, 2))), Tensor(np.ones(4)))

@@ -1,7 +1,9 @@
 """Layer norm over the rows of a matrix, optionally of a residual sum with dropout first:
 
-    h = x + s * mask * scale     (the Transformer's "Add & Norm" with dropout; just h = x
-                                  when there is no residual s, mask = 1 without dropout)
+    h = x + (s + c) * mask * scale   (the Transformer's "Add & Norm" with dropout; just h = x
+                                  when there is no residual s, mask = 1 without dropout; c the
+                                  bias of the linear layer that made s, folded in here so that
+                                  layer needs no pass of its own, else 0)
     out = (h - mean(h)) / sqrt(var(h) + eps) * weight + bias     (per row, biased variance)
 
 numpy's version is about six passes over memory with a temporary per pass; a row of d_model
@@ -25,11 +27,15 @@ CHUNKS = 16  # row chunks for the backward's column sums (float64 partials, summ
 
 # ---------------------------------------------------------------------------- numpy twins
 
-def layer_norm_forward_numpy(x, weight, bias, eps, residual=None, mask=None, scale=1.0):
-    """x, residual (M, N), mask (M, N) bool or None -> (out, normed, rstd): normed = (h - mean)
-    * rstd, out = normed * weight + bias, rstd = 1 / sqrt(var + eps) per row (M,)."""
+def layer_norm_forward_numpy(x, weight, bias, eps, residual=None, mask=None, scale=1.0,
+                             residual_bias=None):
+    """x, residual (M, N), mask (M, N) bool or None, residual_bias (N,) or None -> (out, normed,
+    rstd): normed = (h - mean) * rstd, out = normed * weight + bias, rstd = 1 / sqrt(var + eps)
+    per row (M,)."""
     h = x
     if residual is not None:
+        if residual_bias is not None:
+            residual = residual + residual_bias
         dropped = residual if mask is None else residual * mask * x.dtype.type(scale)
         h = x + dropped
     width = h.shape[1]
@@ -43,8 +49,10 @@ def layer_norm_forward_numpy(x, weight, bias, eps, residual=None, mask=None, sca
     return out, normed, rstd
 
 
-def layer_norm_backward_numpy(grad, normed, rstd, weight, mask=None, scale=1.0, residual=False):
-    """-> (grad_x, grad_weight, grad_bias, grad_residual or None) for the forward above:
+def layer_norm_backward_numpy(grad, normed, rstd, weight, mask=None, scale=1.0, residual=False,
+                              residual_bias=False):
+    """-> (grad_x, grad_weight, grad_bias, grad_residual or None), and with residual_bias
+    grad_residual's column sum (the residual bias's gradient) last, for the forward above:
     grad_h = rstd * (g - mean(g) - normed * mean(g * normed)) with g = grad * weight;
     grad_x = grad_h, grad_residual = grad_h * mask * scale."""
     width = normed.shape[1]
@@ -57,7 +65,8 @@ def layer_norm_backward_numpy(grad, normed, rstd, weight, mask=None, scale=1.0, 
     grad_residual = None
     if residual:
         grad_residual = g if mask is None else g * mask * g.dtype.type(scale)
-    return g, np.einsum("ij,ij->j", grad, normed), grad.sum(axis=0), grad_residual
+    grads = (g, np.einsum("ij,ij->j", grad, normed), grad.sum(axis=0), grad_residual)
+    return grads + (grad_residual.sum(axis=0),) if residual_bias else grads
 
 
 # ---------------------------------------------------------------------------- Numba kernels
@@ -94,8 +103,8 @@ def _normalize_row(h, normed, out, weight, bias, eps, width, rstd, i):
         out[j] = y * weight[j] + bias[j]
 
 
-def _layer_norm_rows(x, residual, mask, weight, bias, eps, scale, has_residual, has_mask,
-                     out, normed, rstd):
+def _layer_norm_rows(x, residual, residual_bias, mask, weight, bias, eps, scale, has_residual,
+                     has_mask, out, normed, rstd):
     m, n = x.shape
     zero = scale - scale  # 0 typed like the data
     width = _as_dtype_of(n, x)
@@ -105,25 +114,28 @@ def _layer_norm_rows(x, residual, mask, weight, bias, eps, scale, has_residual, 
             if has_mask:  # one loop per case: no branch inside the vector loops
                 keep = mask[i]
                 for j in range(n):
-                    h[j] = x[i, j] + (residual[i, j] * scale if keep[j] else zero)
-            else:
+                    h[j] = x[i, j] + ((residual[i, j] + residual_bias[j]) * scale
+                                      if keep[j] else zero)
+            else:  # (residual_bias is zeros when there is none: s + 0 is s)
                 for j in range(n):
-                    h[j] = x[i, j] + residual[i, j]
+                    h[j] = x[i, j] + (residual[i, j] + residual_bias[j])
             _normalize_row(h, h, out[i], weight, bias, eps, width, rstd, i)
         else:  # read x itself: no copy into `normed` first
             _normalize_row(x[i], h, out[i], weight, bias, eps, width, rstd, i)
 
 
 def _layer_norm_backward_rows(grad, normed, rstd, weight, mask, scale, has_residual, has_mask,
-                              grad_x, grad_residual, partial_w, partial_b):
+                              residual_bias, grad_x, grad_residual, partial_w, partial_b,
+                              partial_rb):
     m, n = normed.shape
     chunks = partial_w.shape[0]
     zero = scale - scale  # 0 typed like the data: every loop stays in one dtype and vectorizes
     width = _as_dtype_of(n, normed)
     for c in prange(chunks):
-        column_w, column_b = partial_w[c], partial_b[c]
+        column_w, column_b, column_rb = partial_w[c], partial_b[c], partial_rb[c]
         column_w[:] = zero
         column_b[:] = zero
+        column_rb[:] = zero
         for i in range(c * m // chunks, (c + 1) * m // chunks):
             g_row, x_row = grad[i], normed[i]
             sum_g = zero
@@ -150,6 +162,9 @@ def _layer_norm_backward_rows(grad, normed, rstd, weight, mask, scale, has_resid
                 else:
                     for j in range(n):
                         residual[j] = out[j]
+                if residual_bias:  # the folded linear bias's column sum, this chunk's rows
+                    for j in range(n):
+                        column_rb[j] += residual[j]
 
 
 def _signatures(kind):
@@ -160,10 +175,10 @@ def _signatures(kind):
         mask = "Array(boolean, 2, 'C', readonly=True)"
         partial = f"Array({dtype}, 2, 'C')"
         if kind == "forward":
-            return (f"void({matrix}, {matrix}, {mask}, {vector}, {vector}, {dtype}, {dtype}, "
-                    f"boolean, boolean, {out2}, {out2}, {out1})")
+            return (f"void({matrix}, {matrix}, {vector}, {mask}, {vector}, {vector}, {dtype}, "
+                    f"{dtype}, boolean, boolean, {out2}, {out2}, {out1})")
         return (f"void({matrix}, {matrix}, {vector}, {vector}, {mask}, {dtype}, boolean, "
-                f"boolean, {out2}, {out2}, {partial}, {partial})")
+                f"boolean, boolean, {out2}, {out2}, {partial}, {partial}, {partial})")
     return {dtype: signature(dtype) for dtype in ("float32", "float64")}
 
 
@@ -179,31 +194,41 @@ def _fits(*arrays):
     return arrays[0].dtype in KERNEL_DTYPES and all(a.dtype == arrays[0].dtype for a in arrays)
 
 
-def layer_norm_forward_numba(x, weight, bias, eps, residual=None, mask=None, scale=1.0):
+def layer_norm_forward_numba(x, weight, bias, eps, residual=None, mask=None, scale=1.0,
+                             residual_bias=None):
     """layer_norm_forward_numpy on the Numba kernel (other dtypes: the numpy twin)."""
-    if not _fits(x, weight, bias, *([] if residual is None else [residual])) or x.size == 0:
-        return layer_norm_forward_numpy(x, weight, bias, eps, residual, mask, scale)
+    extra = [a for a in (residual, residual_bias) if a is not None]
+    if not _fits(x, weight, bias, *extra) or x.size == 0:
+        return layer_norm_forward_numpy(x, weight, bias, eps, residual, mask, scale,
+                                        residual_bias)
     out, normed = np.empty_like(x), np.empty_like(x)
     rstd = np.empty(x.shape[0], dtype=x.dtype)
     dtype = x.dtype.type
-    layer_norm_rows(x, x if residual is None else residual, _NO_MASK if mask is None else mask,
-                    weight, bias, dtype(eps), dtype(scale), residual is not None,
-                    mask is not None, out, normed, rstd, work=x.size)
+    if residual_bias is None:
+        residual_bias = np.zeros(x.shape[1], x.dtype)
+    layer_norm_rows(x, x if residual is None else residual, residual_bias,
+                    _NO_MASK if mask is None else mask, weight, bias, dtype(eps), dtype(scale),
+                    residual is not None, mask is not None, out, normed, rstd, work=x.size)
     return out, normed, rstd
 
 
-def layer_norm_backward_numba(grad, normed, rstd, weight, mask=None, scale=1.0, residual=False):
+def layer_norm_backward_numba(grad, normed, rstd, weight, mask=None, scale=1.0, residual=False,
+                              residual_bias=False):
     """layer_norm_backward_numpy on the Numba kernel (other dtypes: the numpy twin)."""
     if not _fits(grad, normed, rstd, weight) or grad.size == 0:
-        return layer_norm_backward_numpy(grad, normed, rstd, weight, mask, scale, residual)
+        return layer_norm_backward_numpy(grad, normed, rstd, weight, mask, scale, residual,
+                                         residual_bias)
     grad_x = np.empty_like(normed)
     grad_residual = np.empty_like(normed) if residual else grad_x
     chunks = min(CHUNKS, normed.shape[0])
-    partial_w = np.empty((chunks, normed.shape[1]), normed.dtype)
-    partial_b = np.empty((chunks, normed.shape[1]), normed.dtype)
+    partial_w, partial_b = (np.empty((chunks, normed.shape[1]), normed.dtype) for _ in "wb")
+    partial_rb = np.empty((chunks, normed.shape[1]) if residual_bias else (chunks, 0),
+                          normed.dtype)
     layer_norm_backward_rows(grad, normed, rstd, weight, _NO_MASK if mask is None else mask,
-                             normed.dtype.type(scale), residual, mask is not None, grad_x,
-                             grad_residual, partial_w, partial_b, work=normed.size)
+                             normed.dtype.type(scale), residual, mask is not None,
+                             bool(residual and residual_bias), grad_x, grad_residual, partial_w,
+                             partial_b, partial_rb, work=normed.size)
     dtype = normed.dtype
-    return (grad_x, partial_w.sum(axis=0, dtype=dtype), partial_b.sum(axis=0, dtype=dtype),
-            grad_residual if residual else None)
+    grads = (grad_x, partial_w.sum(axis=0, dtype=dtype), partial_b.sum(axis=0, dtype=dtype),
+             grad_residual if residual else None)
+    return grads + (partial_rb.sum(axis=0, dtype=dtype),) if residual_bias else grads
