@@ -5,7 +5,9 @@ call of one step (operand shapes, strides, C/F-contiguity, dtype, the caller) an
 each distinct call alone, on fresh operands of the same shapes and strides, with OpenBLAS at the
 step's thread count (wall time) and, per core, from one thread's CPU time (a clock that other
 processes on a shared machine barely move): OpenBLAS, the Numba GEMM and OpenBLAS computing the
-transposed product, each beside its roof (a large float32 GEMM). Also counted: the copies
+transposed product, each beside its roof (a large float32 GEMM); and cold, right after a pass
+that writes 4 MB (more than a Zen 4 core's 1 MB L2) or 64 MB (more than its 32 MB L3) of other
+memory, to test whether the calls' in-step loss is cold operands. Also counted: the copies
 `np.ascontiguousarray` made of non-contiguous activations during the step (they sit in front of
 the GEMMs).
 
@@ -140,6 +142,17 @@ def main():
         return np.lib.stride_tricks.as_strided(
             base, shape, tuple(s * base.itemsize for s in strides))
 
+    def best_after(fn, evict, repeats, clock=time.thread_time):
+        # fn timed alone right after a write pass over `evict`: its operands, output and
+        # OpenBLAS's packing buffers pushed out of the caches that `evict` overflows
+        times = []
+        for _ in range(repeats):
+            evict += 1
+            started = clock()
+            fn()
+            times.append(clock() - started)
+        return min(times)
+
     def best(fn, repeats, clock=time.perf_counter):
         fn()
         times = []
@@ -154,6 +167,7 @@ def main():
     cpu = time.thread_time
     numba_gemm = kernels.REGISTRY["matmul"].implementations["numba"]
     big = rng.standard_normal((2048, 2048)).astype(np.float32)
+    evict_l2, evict_l3 = np.zeros(2 ** 20, np.float32), np.zeros(2 ** 24, np.float32)
     roof = 2 * 2048 ** 3 / best(lambda: np.matmul(big, big), 5) / 1e9
     thread_counts.set_threads(1)  # OpenBLAS's and Numba's counts
     roof_1 = 2 * 2048 ** 3 / best(lambda: np.matmul(big, big), 5, cpu) / 1e9
@@ -163,13 +177,14 @@ def main():
 
     grouped = collections.Counter(calls)
     total_time = total_flops = total_1 = total_numba = total_swapped = total_step = 0.0
+    total_l2 = total_l3 = 0.0
     print(f"\n{len(calls)} matmul calls in one step, {len(grouped)} distinct. GFLOP/s: wall "
           f"at {args.threads} threads; then per core, from one thread's CPU time: OpenBLAS, "
           "the Numba GEMM, OpenBLAS computing the transposed product (b.T @ a.T).T, and "
-          "OpenBLAS inside the step (one thread)")
+          "OpenBLAS inside the step (one thread), alone after a 4 MB and a 64 MB write pass")
     print(f"{'n':>3} {'A shape':>16} {'A strides':>14} {'':1} {'B shape':>13} {'B strides':>12} "
           f"{'':1} {'caller':34} {'wall us':>8} {'GF/s':>5} {'1t us':>7} {'GF/s':>5} "
-          f"{'numba':>5} {'swap':>5} {'step':>5}")
+          f"{'numba':>5} {'swap':>5} {'step':>5} {'4MB':>5} {'64MB':>5}")
     for (la, lb, dtype, where), count in sorted(grouped.items(), key=lambda kv: kv[0][3]):
         a, b = operand(la[0], la[1], dtype), operand(lb[0], lb[1], dtype)
         m, k = la[0][-2], la[0][-1]
@@ -183,7 +198,11 @@ def main():
         ts = best(lambda: np.swapaxes(matmul_impl(np.swapaxes(b, -1, -2),
                                                   np.swapaxes(a, -1, -2)), -1, -2),
                   args.repeats, cpu)
+        t_l2 = best_after(lambda: matmul_impl(a, b), evict_l2, args.repeats)
+        t_l3 = best_after(lambda: matmul_impl(a, b), evict_l3, max(3, args.repeats // 5))
         thread_counts.set_threads(args.threads)
+        total_l2 += count * t_l2
+        total_l3 += count * t_l3
         total_time += count * t
         total_1 += count * t1
         total_numba += count * tn
@@ -194,7 +213,8 @@ def main():
         print(f"{count:>3} {str(la[0]):>16} {str(la[1]):>14} {la[2]:1} {str(lb[0]):>13} "
               f"{str(lb[1]):>12} {lb[2]:1} {where:34} {1e6 * t:8.0f} {flops / t / 1e9:5.0f} "
               f"{1e6 * t1:7.0f} {flops / t1 / 1e9:5.0f} {flops / tn / 1e9:5.0f} "
-              f"{flops / ts / 1e9:5.0f} {flops / t_step / 1e9:5.0f}")
+              f"{flops / ts / 1e9:5.0f} {flops / t_step / 1e9:5.0f} {flops / t_l2 / 1e9:5.0f} "
+              f"{flops / t_l3 / 1e9:5.0f}")
     print(f"\nthe step's {total_flops / 1e9:.2f} GFLOP of matmul, each call alone: wall "
           f"{1e3 * total_time:.1f} ms at {args.threads} threads "
           f"({total_flops / total_time / 1e9:.0f} GFLOP/s; the floor at the roof "
@@ -202,7 +222,9 @@ def main():
           f"OpenBLAS {total_flops / total_1 / 1e9:.0f} GFLOP/s, Numba GEMM "
           f"{total_flops / total_numba / 1e9:.0f}, transposed products "
           f"{total_flops / total_swapped / 1e9:.0f}, inside the step "
-          f"{total_flops / total_step / 1e9:.0f} (roof {roof_1:.0f})")
+          f"{total_flops / total_step / 1e9:.0f}, alone after a 4 MB write pass "
+          f"{total_flops / total_l2 / 1e9:.0f}, after a 64 MB one "
+          f"{total_flops / total_l3 / 1e9:.0f} (roof {roof_1:.0f})")
     step_ms, floor_1 = 1e3 * float(np.median(step_cpu)), 1e3 * total_flops / roof_1 / 1e9
     print(f"one thread, CPU time: the step {step_ms:.1f} ms, its matmuls {1e3 * total_step:.1f} ms "
           f"({100 * total_step / step_ms * 1e3:.0f}%), the matmul floor at the per-core roof "
