@@ -109,19 +109,23 @@ class NormalizeBackward(ArrayFunction):
         grad, up = _rows(grad, width), _rows(up, width)
         r = rstd[:, None]
         # per-row sums first, then each output is one combination of full-size arrays
-        mean_u, u_x = up.mean(1, keepdims=True), _row_dot(up, normed) / width
-        pu = up - mean_u - normed * u_x  # P u
+        mean_u, u_x = _row_mean(up), _row_dot(up, normed) / width
+        grad_grad = up * r  # r P u = r u - r mean_u - x (r u_x), in place
+        grad_grad -= normed * (r * u_x)
+        grad_grad -= r * mean_u
         grad_y = None
         if ctx.needs_input_grad[1]:
             # the formula above, with P g = g - mean_g - x * g_x and <u, P g> expanded:
             # -(rstd^2 / n) * (x <u, P g> + n g_x P u + n u_x P g)
-            mean_g, g_x = grad.mean(1, keepdims=True), _row_dot(grad, normed) / width
+            mean_g, g_x = _row_mean(grad), _row_dot(grad, normed) / width
             u_pg = _row_dot(up, grad) / width - mean_u * mean_g - u_x * g_x
             scale = -r * r
-            grad_y = (normed * ((u_pg - 2 * u_x * g_x) * scale) + up * (g_x * scale)
-                      + grad * (u_x * scale) - (g_x * mean_u + u_x * mean_g) * scale)
+            grad_y = normed * ((u_pg - 2 * u_x * g_x) * scale)
+            grad_y += up * (g_x * scale)
+            grad_y += grad * (u_x * scale)
+            grad_y -= (g_x * mean_u + u_x * mean_g) * scale
             grad_y = grad_y.reshape(ctx.shape)
-        return (r * pu).reshape(ctx.shape), grad_y
+        return grad_grad.reshape(ctx.shape), grad_y
 
     @staticmethod
     def composed(ctx, grad, y):
@@ -142,6 +146,11 @@ def _row_dot(a, b):
     return np.einsum("ij,ij->i", a, b)[:, None]
 
 
+def _row_mean(rows):
+    # a BLAS product: numpy's mean over short rows is several times slower
+    return (rows @ np.full(rows.shape[1], 1 / rows.shape[1], rows.dtype))[:, None]
+
+
 def _unit_affine(rows):
     width = rows.shape[-1]
     return np.ones(width, rows.dtype), np.zeros(width, rows.dtype)
@@ -152,10 +161,11 @@ def _layer_norm_graph_grads(grad, y, weight, eps, stats):
     Tensors: the create_graph path of the layer norm Functions, as five nodes. stats: the
     forward's (normed rows, rstd) of y, so no node computes them again."""
     normed = Normalize.apply(y, eps=eps, stats=stats)
-    leading = tuple(range(y.ndim - 1))
-    grad_w = (grad * normed).sum(leading) if weight is not None else None
+    leading = tuple(range(y.ndim - 1))  # none for a 1-D y (and sum(()) would sum every dim)
+    over_rows = (lambda t: t.sum(leading)) if leading else (lambda t: t)
+    grad_w = over_rows(grad * normed) if weight is not None else None
     scaled = grad if weight is None else grad * weight
-    return NormalizeBackward.apply(scaled, y, eps=eps, stats=stats), grad_w, grad.sum(leading)
+    return NormalizeBackward.apply(scaled, y, eps=eps, stats=stats), grad_w, over_rows(grad)
 
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):

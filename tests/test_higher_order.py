@@ -213,6 +213,22 @@ def test_packed_attention_grad_node(operands, data):
                             atol=1e-6, rtol=1e-5)  # a third derivative: its composed twin
 
 
+@settings(max_examples=FEW)
+@given(data=st.data())
+def test_layer_norm_second_derivatives_on_drawn_shapes(data):
+    """Normalize and NormalizeBackward (the layer norms' create_graph nodes) on drawn, strided
+    shapes; rows spread apart, as a row of near-equal values has an ill-conditioned Hessian."""
+    x = data.draw(tt.tensors(shape=tt.shapes(1, 3, min_side=2, max_side=3), distinct=True,
+                             margin=0.2), label="x")
+    width = x.shape[-1]
+    w, b = (data.draw(tt.tensors(shape=(width,)), label=name) for name in ("weight", "bias"))
+    s = data.draw(tt.tensors(shape=x.shape, min_value=-0.1, max_value=0.1), label="s")
+    assert tg.gradgradcheck(lambda x, w, b: F.layer_norm(x, (width,), w, b), (x, w, b),
+                            atol=1e-6, rtol=1e-5)
+    assert tg.gradgradcheck(lambda x, s, w, b: fused.residual_dropout_layer_norm(x, s, w, b),
+                            (x, s, w, b), atol=1e-6, rtol=1e-5)
+
+
 _PackedAttentionGrad = attention.PackedAttentionGrad
 
 
