@@ -23,7 +23,7 @@ from tinygrad_tf.autograd import ArrayFunction
 from tinygrad_tf.xp import numpy_ops
 
 from ._common import _check_float, _check_range, _index_array, _keep_mask, _rows
-from .functional import gelu_slope
+from .functional import FusedLinear, gelu_slope
 from .normalization import _layer_norm_graph_grads
 
 
@@ -106,11 +106,12 @@ class LinearResidualLayerNorm(ArrayFunction):
     def backward(ctx, grad):
         normed, rstd, weight, mask, a_rows, lin_weight, x, a, lin_bias = ctx.saved_tensors
         xp, needs = ctx.xp, ctx.needs_input_grad
-        if xp is not numpy_ops:  # create_graph: the product again, as recorded nodes
-            s = a.matmul(lin_weight.T) + lin_bias
+        if xp is not numpy_ops:  # create_graph: the product again, as one recorded node
+            s = FusedLinear.apply(a, lin_weight, lin_bias)
             grad_x, grad_s, grad_w, grad_b = _residual_layer_norm_graph(
                 ctx, grad, x, s, weight, mask, (normed, rstd))
-            grad_lin_b = grad_s.sum(tuple(range(grad_s.ndim - 1)))
+            lead = tuple(range(grad_s.ndim - 1))  # none for 1-D (sum(()) sums every dim)
+            grad_lin_b = grad_s.sum(lead) if lead else grad_s
             a_rows = a
         else:
             grad_x, grad_w, grad_b, grad_s, grad_lin_b = kernels.layer_norm_backward(

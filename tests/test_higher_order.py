@@ -216,8 +216,9 @@ def test_packed_attention_grad_node(operands, data):
 @settings(max_examples=FEW)
 @given(data=st.data())
 def test_layer_norm_second_derivatives_on_drawn_shapes(data):
-    """Normalize and NormalizeBackward (the layer norms' create_graph nodes) on drawn, strided
-    shapes; rows spread apart, as a row of near-equal values has an ill-conditioned Hessian."""
+    """Normalize and NormalizeBackward (the layer norms' create_graph nodes) in the three layer
+    norm Functions, on drawn strided shapes (1-D too); rows spread apart, as a row of near-equal
+    values has an ill-conditioned Hessian."""
     x = data.draw(tt.tensors(shape=tt.shapes(1, 3, min_side=2, max_side=3), distinct=True,
                              margin=0.2), label="x")
     width = x.shape[-1]
@@ -227,6 +228,12 @@ def test_layer_norm_second_derivatives_on_drawn_shapes(data):
                             atol=1e-6, rtol=1e-5)
     assert tg.gradgradcheck(lambda x, s, w, b: fused.residual_dropout_layer_norm(x, s, w, b),
                             (x, s, w, b), atol=1e-6, rtol=1e-5)
+    small = dict(min_value=-0.3, max_value=0.3)  # the folded linear's output stays small
+    a = data.draw(tt.tensors(shape=x.shape[:-1] + (2,), **small), label="a")
+    lin_w, lin_b = data.draw(tt.tensors(shape=(width, 2), **small), label="lin_weight"), \
+        data.draw(tt.tensors(shape=(width,), **small), label="lin_bias")
+    assert tg.gradgradcheck(lambda *ts: fused.linear_residual_layer_norm(*ts),
+                            (x, a, lin_w, lin_b, w, b), atol=1e-6, rtol=1e-5)
 
 
 _PackedAttentionGrad = attention.PackedAttentionGrad
