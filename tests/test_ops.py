@@ -330,6 +330,12 @@ def np_flatten(x, start_dim, end_dim):
     return x.reshape(x.shape[:start] + (-1,) + x.shape[end + 1:])
 
 
+def np_add_at_rows(a):
+    out = np.zeros((3, a.shape[1]))
+    np.add.at(out, np.arange(a.shape[0]) % 3, a)
+    return out
+
+
 def np_expand(x, shape):
     lead = len(shape) - x.ndim
     return np.broadcast_to(x, tuple(x.shape[i - lead] if n == -1 else n for i, n in enumerate(shape)))
@@ -388,6 +394,8 @@ CASES = [
     Case("erf",           unary(),                       lambda a: a.erf(),                   np.vectorize(math.erf)),
     # GetItem's backward as an op (it runs under create_graph): x added at repeated indices
     Case("add_at",        unary(tt.shapes(1, 1)),        lambda a: tg.function.AddAt.apply(a, index=np.arange(a.shape[0]) % 2, shape=(2,), advanced=True), lambda a: np.array([a[::2].sum(), a[1::2].sum()])),
+    # ... and whole rows by int ids (an embedding's gradient), on the scatter-add kernel
+    Case("add_at_rows",   unary(tt.shapes(2, 2)),        lambda a: tg.function.AddAt.apply(a, index=np.arange(a.shape[0]) % 3, shape=(3, a.shape[1]), advanced=True), np_add_at_rows),
     Case("log1p",         unary(min_value=-0.8),         lambda a: a.log1p(),                 np.log1p),
     Case("expm1",         unary(),                       lambda a: a.expm1(),                 np.expm1),
     Case("sin",           unary(),                       lambda a: a.sin(),                   np.sin),

@@ -32,6 +32,10 @@ def check_not_in_graph_backward(what):
 
 
 def _index_add(shape, index, grad, advanced):
+    if (advanced and index.__class__ is np.ndarray and index.dtype.kind in "iu"
+            and len(shape) == 2 and grad.shape == index.shape + tuple(shape[1:]) and index.size
+            and index.min() >= 0):  # whole rows by ids (an embedding's gradient): the kernel
+        return kernels.scatter_add_rows(index.reshape(-1), grad.reshape(-1, shape[1]), shape[0])
     out = np.zeros(shape, dtype=grad.dtype)
     if advanced:
         np.add.at(out, index, grad)  # a plain `out[index] = grad` would drop repeats
