@@ -17,16 +17,22 @@ Three versions with the same signatures:
 - `*_numpy`: the composed formula on np.matmul, the reference and the tests' oracle.
 - `*_mixed`: that formula with the Numba softmax kernels between the OpenBLAS products.
 - `*_fused`: one Numba kernel per call. All (batch, head) blocks are split across the cores in
-  one parallel loop; each block's q, k, v rows are copied into small contiguous scratch arrays,
-  then each query row goes scores -> mask -> softmax -> weighted sum of v while the row is in
-  L1: only one row of a block's (L, S) scores is live at a time besides `weights` itself. The
-  backward is one pass over query rows too (dV, dP, dS, dQ per row; dK accumulated per block).
+  one parallel loop; per block the products run on the Numba GEMM's register tile over small
+  private copies, and the scores are made transposed, S^T = K Q^T (S, L), so that the softmax
+  over keys runs down the columns: every pass (scale and mask, max, exp and sum, normalise) is
+  an elementwise vector loop over a row of queries, none a horizontal reduction of a short
+  row. Only the block's own (S, L) scores are live besides `weights`, which the kernel stores
+  transposed (B, h, S, L) and returns as a (B, h, L, S) view; the backward reads those P^T
+  blocks (contiguous, copied per block) and makes dV, dP^T, dS^T, dQ, dK.
 "auto" takes the fused kernel for short sequences (max(L, S) <= FUSED_MAX_LENGTH), where one
 BLAS call per small (batch, head) block loses, and the mixed version above that.
 """
 import numba
 import numpy as np
-from numba import prange
+from llvmlite import ir
+from numba import prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from ._jit import LazyKernel
 from .matmul import MR, NR, _strips_times_panel
@@ -117,23 +123,31 @@ def _padded(n):
 @numba.njit(cache=True)
 def _pack(x, slot, b, h, panels):
     """panels[p, t, c] = X[t, p NR + c] for the (T, E) block X = x[b, :, slot, h, :] as NR-column
-    panels. Only real entries are written: the padding keeps the zeros it was allocated with."""
-    for t in range(x.shape[1]):
-        row = x[b, t, slot, h]
-        for p in range(panels.shape[0]):
-            e0 = p * NR
-            panel_row = panels[p, t]
+    panels. Only real entries are written: the padding keeps the zeros it was allocated with.
+    Indexed element by element, no row views: each view of an array costs a reference-count
+    update, an atomic that two threads working on one array bounce between their caches."""
+    for p in range(panels.shape[0]):
+        e0 = p * NR
+        for t in range(x.shape[1]):
             for c in range(min(NR, x.shape[4] - e0)):
-                panel_row[c] = row[e0 + c]
+                panels[p, t, c] = x[b, t, slot, h, e0 + c]
 
 
 @numba.njit(cache=True)
 def _pack_transposed(x, slot, b, h, panels):
     """panels[p, e, c] = X[p NR + c, e]: the block's transpose (E, T), packed likewise."""
     for t in range(x.shape[1]):
-        row, panel, c = x[b, t, slot, h], panels[t // NR], t % NR
+        p, c = t // NR, t % NR
         for e in range(x.shape[4]):
-            panel[e, c] = row[e]
+            panels[p, e, c] = x[b, t, slot, h, e]
+
+
+@numba.njit(cache=True)
+def _copy_rows(x, slot, b, h, dest):
+    """dest[t, e] = x[b, t, slot, h, e]: a block read in place becomes a private copy."""
+    for t in range(x.shape[1]):
+        for e in range(x.shape[4]):
+            dest[t, e] = x[b, t, slot, h, e]
 
 
 @numba.njit(cache=True, inline="always")
@@ -154,15 +168,58 @@ def _product(a, rows, panels, dest, zero):
         _strips_times_panel(a, panels[p], dest, 0, strips, p * NR, 0, zero)
 
 
-@numba.njit(cache=True, inline="always")
-def _mask_row(mask, b, h, i):
-    """Row (b, h, i) of a (B or 1, h or 1, L, S) C-contiguous mask: leading dims broadcast."""
-    return mask[b if mask.shape[0] > 1 else 0, h if mask.shape[1] > 1 else 0, i]
+@intrinsic
+def _prefetch(typingctx, array, index):
+    """Ask the caches for the line holding element `index` of C-contiguous `array` (a hint:
+    no fault past the end, no effect on the result)."""
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        address = builder.gep(data, [args[1]])
+        i32 = ir.IntType(32)
+        prefetch = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [address.type, i32, i32, i32]),
+            "llvm.prefetch.p0")
+        builder.call(prefetch, [address, i32(0), i32(3), i32(1)])  # read, keep, data cache
+        return context.get_dummy_value()
+    return types.void(array, types.intp), codegen
 
+
+@numba.njit(cache=True, inline="always")
+def _prefetch_rows(x, start, stride, rows, count):
+    """Prefetch `rows` rows of `count` elements of C-contiguous x, the first at element
+    `start`, `stride` elements apart: the next block's operands while this one computes.
+    Inside a step they come from L3 or memory, and a block's few short strided rows are too
+    little for the hardware prefetchers: cold, a call took 2.6x its warm time (T = 32)."""
+    step = 64 // x.itemsize
+    for r in range(rows):
+        for e in range(0, count, step):
+            _prefetch(x, start + r * stride + e)
+
+
+@numba.njit(cache=True, inline="always")
+def _prefetch_heads(x, b, slot, h):
+    """Prefetch block x[b, :, slot, h, :] of a (B, T, slots, h, E) array."""
+    item = x.itemsize
+    _prefetch_rows(x, (b * x.strides[0] + slot * x.strides[2] + h * x.strides[3]) // item,
+                   x.strides[1] // item, x.shape[1], x.shape[4])
+
+
+@numba.njit(cache=True, inline="always")
+def _first(mask, dim, index):
+    """The index into a mask's leading dim `dim` for batch or head `index` (size 1 broadcasts)."""
+    return index if mask.shape[dim] > 1 else 0
+
+
+# Inside the parallel loop no view (slice, row) of a shared array is ever made: each view
+# updates the array's reference count, an atomic on one cache line that two threads then
+# pull back and forth (measured: a loop making views ran 3x slower on two threads than on one).
+# Shared arrays are read and written element by element; the products run on private copies.
 
 def _fused_forward(q, q_slot, k, k_slot, v, v_slot, bias, drop, scale, out, weights, chunks):
     batch, length, _, heads, features = q.shape
     source, v_features = k.shape[1], v.shape[4]
+    width = _panels(length) * NR  # whole NR-wide steps: the padding columns are computed on
+    # zero-padded panels and never written out
     dtype = weights.dtype
     # Constants typed like the data: a literal (or float32 + int) would be float64.
     zero, one = np.zeros(1, dtype)[0], np.ones(1, dtype)[0]
@@ -170,48 +227,54 @@ def _fused_forward(q, q_slot, k, k_slot, v, v_slot, bias, drop, scale, out, weig
     has_drop = drop.shape[2] > 0  # an empty `drop`: no dropout, the weights go in directly
     blocks = batch * heads
     for chunk in prange(chunks):
-        k_t = np.zeros((_panels(source), features, NR), dtype)  # K^T, packed
+        first, end = chunk * blocks // chunks, (chunk + 1) * blocks // chunks
+        q_t = np.zeros((_panels(length), features, NR), dtype)  # Q^T, packed
         v_p = np.zeros((_panels(v_features), source, NR), dtype)
-        scores = np.empty((_padded(length), _panels(source) * NR), dtype)
-        dropped_c, dropped = _block(length, source, dtype)  # weights * keep * drop_scale
+        k_c, k_rows = _block(source, features, dtype)
+        # S^T = K Q^T (S, L), then in place P^T (times the dropout factor)
+        scores_c, scores = _block(_padded(source), width, dtype)
         result = np.empty((_padded(length), _panels(v_features) * NR), dtype)
-        for block in range(chunk * blocks // chunks, (chunk + 1) * blocks // chunks):
+        shift, total = np.empty(width, dtype), np.empty(width, dtype)  # per query column
+        for block in range(first, end):
             b, h = block // heads, block % heads
-            _pack_transposed(k, k_slot, b, h, k_t)
+            bb, bh = _first(bias, 0, b), _first(bias, 1, h)
+            db, dh = _first(drop, 0, b), _first(drop, 1, h)
+            if block + 1 < end:
+                nb, nh = (block + 1) // heads, (block + 1) % heads
+                _prefetch_heads(q, nb, q_slot, nh)
+                _prefetch_heads(k, nb, k_slot, nh)
+                _prefetch_heads(v, nb, v_slot, nh)
+            _pack_transposed(q, q_slot, b, h, q_t)
             _pack(v, v_slot, b, h, v_p)
-            _product(q[b, :, q_slot, h, :], length, k_t, scores, zero)
-            for i in range(length):  # scale, mask, softmax, dropout: row i of the block
-                row, x, bias_row = weights[b, h, i], scores[i], _mask_row(bias, b, h, i)
-                for j in range(source):
-                    row[j] = x[j] * scale + bias_row[j]
-                row_max = minus_inf
-                for j in range(source):
-                    row_max = max(row_max, row[j])
-                if row_max == minus_inf:  # every key masked: zero weights, zero output
-                    row[:] = zero
-                    dropped_c[i] = zero
-                    continue
-                total = zero
-                for j in range(source):
-                    w = _exp(row[j] - row_max)
-                    row[j] = w
-                    total += w
-                inverse = one / total
-                if has_drop:
-                    drop_row, dropped_row = _mask_row(drop, b, h, i), dropped_c[i]
-                    for j in range(source):
-                        w = row[j] * inverse
-                        row[j] = w
-                        dropped_row[j] = w * drop_row[j]
-                else:
-                    for j in range(source):
-                        row[j] *= inverse
-            left = dropped if has_drop else weights[b, h][:, :source]  # both strided (L, S)
-            _product(left, length, v_p, result, zero)
+            _copy_rows(k, k_slot, b, h, k_c)
+            _product(k_rows, source, q_t, scores_c, zero)
+            # Softmax down the columns (over keys j) for all queries at once: every pass is an
+            # elementwise vector loop along a row of S^T, none a horizontal reduction.
+            shift[:] = minus_inf
+            for j in range(source):
+                for i in range(width):  # the bias: one column for every query, or its own
+                    x = scores_c[j, i] * scale + bias[bb, bh, j, i if bias.shape[3] > 1 else 0]
+                    scores_c[j, i] = x
+                    shift[i] = max(shift[i], x)
+            for i in range(width):  # a query with every key masked: exps of -inf, all 0
+                shift[i] = zero if shift[i] == minus_inf else shift[i]
+                total[i] = zero
+            for j in range(source):
+                for i in range(width):
+                    w = _exp(scores_c[j, i] - shift[i])
+                    scores_c[j, i] = w
+                    total[i] += w
+            for i in range(width):  # zero weights, zero output for a fully masked query
+                total[i] = one / total[i] if total[i] > zero else zero
+            for j in range(source):
+                for i in range(length):
+                    w = scores_c[j, i] * total[i]
+                    weights[b, h, j, i] = w
+                    scores_c[j, i] = w * drop[db, dh, j, i] if has_drop else w
+            _product(scores[:source, :length].T, length, v_p, result, zero)  # P V
             for i in range(length):
-                out_row = out[b, i, h]
                 for e in range(v_features):
-                    out_row[e] = result[i, e]
+                    out[b, i, h, e] = result[i, e]
 
 
 def _fused_backward(q, q_slot, k, k_slot, v, v_slot, weights, grad_out, drop, scale, grad_q,
@@ -223,54 +286,63 @@ def _fused_backward(q, q_slot, k, k_slot, v, v_slot, weights, grad_out, drop, sc
     has_drop = drop.shape[2] > 0  # as in _fused_forward
     blocks = batch * heads
     for chunk in prange(chunks):
+        first, end = chunk * blocks // chunks, (chunk + 1) * blocks // chunks
         g_p = np.zeros((_panels(v_features), length, NR), dtype)  # dO
-        v_t = np.zeros((_panels(source), v_features, NR), dtype)  # V^T
+        g_t = np.zeros((_panels(length), v_features, NR), dtype)  # dO^T
         k_p = np.zeros((_panels(features), source, NR), dtype)
         q_p = np.zeros((_panels(features), length, NR), dtype)
-        dropped_c, dropped = _block(length, source, dtype)
-        ds_c, ds = _block(length, source, dtype)
+        v_c, v_rows = _block(source, v_features, dtype)
+        p_c, p_t = _block(source, length, dtype)  # P^T, then P^T * keep * drop_scale
+        # dP^T = V dO^T (S, L), then in place dS^T
+        ds_c, ds = _block(_padded(source), _panels(length) * NR, dtype)
+        dot = np.empty(length, dtype)  # per query: rowsum(P * dP)
         dv = np.empty((_padded(source), _panels(v_features) * NR), dtype)
-        dp = np.empty((_padded(length), _panels(source) * NR), dtype)
         dq = np.empty((_padded(length), _panels(features) * NR), dtype)
         dk = np.empty((_padded(source), _panels(features) * NR), dtype)
-        for block in range(chunk * blocks // chunks, (chunk + 1) * blocks // chunks):
+        for block in range(first, end):
             b, h = block // heads, block % heads
+            db, dh = _first(drop, 0, b), _first(drop, 1, h)
+            if block + 1 < end:
+                nb, nh = (block + 1) // heads, (block + 1) % heads
+                _prefetch_heads(q, nb, q_slot, nh)
+                _prefetch_heads(k, nb, k_slot, nh)
+                _prefetch_heads(v, nb, v_slot, nh)
+                _prefetch_heads(grad_out, nb, 0, nh)
+                _prefetch_rows(weights, (nb * heads + nh) * source * length, 0, 1,
+                               source * length)
             _pack(grad_out, 0, b, h, g_p)
-            _pack_transposed(v, v_slot, b, h, v_t)
+            _pack_transposed(grad_out, 0, b, h, g_t)
             _pack(k, k_slot, b, h, k_p)
             _pack(q, q_slot, b, h, q_p)
-            p = weights[b, h]  # (L, S)
-            if has_drop:
-                for i in range(length):
-                    drop_row, p_row, dropped_row = _mask_row(drop, b, h, i), p[i], dropped_c[i]
-                    for j in range(source):
-                        dropped_row[j] = p_row[j] * drop_row[j]
-            left = dropped if has_drop else p[:, :source]  # both strided (L, S)
-            _product(left.T, source, g_p, dv, zero)  # dV = (P * keep * s)^T dO
-            _product(grad_out[b, :, 0, h, :], length, v_t, dp, zero)  # d(dropped) = dO V^T
-            for i in range(length):  # dS = P * (dP - rowsum(P * dP)) * scale
-                p_row, dp_row, ds_row = p[i], dp[i], ds_c[i]
-                if has_drop:
-                    drop_row = _mask_row(drop, b, h, i)
-                    for j in range(source):
-                        dp_row[j] *= drop_row[j]  # dP
-                dot = zero
-                for j in range(source):
-                    dot += p_row[j] * dp_row[j]
-                for j in range(source):
-                    ds_row[j] = p_row[j] * (dp_row[j] - dot) * scale
-            _product(ds, length, k_p, dq, zero)  # dQ = dS K
-            _product(ds.T, source, q_p, dk, zero)  # dK = dS^T Q
-            for i in range(length):
-                row = grad_q[b, i, gq_slot, h]
-                for e in range(features):
-                    row[e] = dq[i, e]
+            _copy_rows(v, v_slot, b, h, v_c)
             for j in range(source):
-                k_row, v_row = grad_k[b, j, gk_slot, h], grad_v[b, j, gv_slot, h]
+                for i in range(length):
+                    p_c[j, i] = weights[b, h, j, i]
+            _product(v_rows, source, g_t, ds_c, zero)  # d(dropped)^T = V dO^T
+            dot[:] = zero
+            for j in range(source):  # dS = P * (dP - rowsum(P * dP)) * scale, transposed
+                for i in range(length):
+                    d = ds_c[j, i] * drop[db, dh, j, i] if has_drop else ds_c[j, i]  # dP
+                    ds_c[j, i] = d
+                    dot[i] += p_c[j, i] * d
+            for j in range(source):
+                for i in range(length):
+                    ds_c[j, i] = p_c[j, i] * (ds_c[j, i] - dot[i]) * scale
+            if has_drop:
+                for j in range(source):
+                    for i in range(length):
+                        p_c[j, i] *= drop[db, dh, j, i]
+            _product(p_t, source, g_p, dv, zero)  # dV = (P * keep * s)^T dO
+            _product(ds[:source, :length].T, length, k_p, dq, zero)  # dQ = dS K
+            _product(ds[:source, :length], source, q_p, dk, zero)  # dK = dS^T Q
+            for i in range(length):
                 for e in range(features):
-                    k_row[e] = dk[j, e]
+                    grad_q[b, i, gq_slot, h, e] = dq[i, e]
+            for j in range(source):
+                for e in range(features):
+                    grad_k[b, j, gk_slot, h, e] = dk[j, e]
                 for e in range(v_features):
-                    v_row[e] = dv[j, e]
+                    grad_v[b, j, gv_slot, h, e] = dv[j, e]
 
 
 def _forward_signature(dtype):
@@ -309,11 +381,12 @@ def _scores_shape(q, k):
     return (q.shape[0], q.shape[2], q.shape[1], k.shape[1])  # (B, h, L, S)
 
 
-def _compact(mask):
-    """mask as 4-D with its broadcast (stride-0) batch and head dims cut to size 1."""
+def _compact(mask, dims=2):
+    """mask as 4-D with its broadcast (stride-0) dims among the first `dims` cut to size 1."""
     mask = np.asarray(mask)
     mask = mask.reshape((1,) * (4 - mask.ndim) + mask.shape)
-    return mask[tuple(slice(0, 1) if stride == 0 else slice(None) for stride in mask.strides[:2])]
+    return mask[tuple(slice(0, 1) if stride == 0 else slice(None)
+                      for stride in mask.strides[:dims])]
 
 
 def _drop_factor(shape, dtype, keep, drop_scale):
@@ -321,23 +394,31 @@ def _drop_factor(shape, dtype, keep, drop_scale):
     array: the kernels then use the weights as they are."""
     if keep is None:
         return np.zeros((1, 1, 0, 0), dtype)
-    return _row_mask(shape, dtype, keep=keep, drop_scale=drop_scale)
+    return _kernel_mask(shape, dtype, keep=keep, drop_scale=drop_scale)
 
 
-def _row_mask(shape, dtype, fill=None, additive=None, keep=None, drop_scale=1.0):
-    """One float mask for the kernel, C-contiguous (B or 1, h or 1, L, S): additive plus -inf
-    where `fill` (the bias), or keep * drop_scale (the dropout factor); zeros without them."""
-    parts = [_compact(m) for m in (fill, additive, keep) if m is not None]
-    if not parts:
-        return np.zeros((1, 1) + shape[2:], dtype)
-    out = np.zeros(np.broadcast_shapes(*(m.shape[:2] for m in parts)) + shape[2:], dtype)
-    fill, additive, keep = (None if m is None else _compact(m) for m in (fill, additive, keep))
+def _kernel_mask(shape, dtype, fill=None, additive=None, keep=None, drop_scale=1.0, width=None):
+    """One float mask for the kernels, transposed like their score blocks: C-contiguous (B or 1,
+    h or 1, S, width) with entry [.., j, i] for query i and key j. Additive plus -inf where
+    `fill` (the bias), or keep * drop_scale (the dropout factor); zeros without them. Columns
+    past L (width > L: the forward's whole NR-wide steps) are zero. With `width` given (the
+    bias), a mask the same for every query (a key padding mask) keeps one column: (.., S, 1)."""
+    length, source = shape[2:]
+    parts = [_compact(m, 3) for m in (fill, additive, keep) if m is not None]
+    lead = np.broadcast_shapes(*(m.shape[:2] for m in parts)) if parts else (1, 1)
+    if width is None or any(m.shape[2] > 1 for m in parts):
+        columns = length if width is None else width
+    else:
+        columns = length = 1
+    out = np.zeros(lead + (source, columns), dtype)
+    real = out[..., :length].swapaxes(2, 3)  # (.., L or 1, S), a view
+    fill, additive, keep = (None if m is None else _compact(m, 3) for m in (fill, additive, keep))
     if additive is not None:
-        out += additive
+        real += additive
     if fill is not None:
-        np.copyto(out, -np.inf, where=np.broadcast_to(fill, out.shape))
+        np.copyto(real, -np.inf, where=np.broadcast_to(fill, real.shape))
     if keep is not None:
-        out[...] = np.broadcast_to(keep, out.shape) * dtype(drop_scale)
+        real[...] = np.broadcast_to(keep, real.shape) * dtype(drop_scale)
     return out
 
 
@@ -370,19 +451,24 @@ def attention_forward_fused(q, k, v, fill, scale, additive=None, keep=None, drop
     shape = _scores_shape(q, k)
     dtype = q.dtype.type
     out = np.empty(q.shape[:3] + (v.shape[3],), q.dtype)
-    weights = np.empty(shape, q.dtype)
-    bias = _row_mask(shape, dtype, fill=fill, additive=additive)
+    weights_t = np.empty(shape[:2] + shape[:1:-1], q.dtype)  # (B, h, S, L): P^T blocks
+    bias = _kernel_mask(shape, dtype, fill=fill, additive=additive,
+                        width=_panels(shape[2]) * NR)
     drop = _drop_factor(shape, dtype, keep, drop_scale)
     attention_forward_blocks(
-        *_slots(q), *_slots(k), *_slots(v), bias, drop, dtype(scale), out, weights,
-        _chunks(q.shape[0] * q.shape[2]), work=2 * weights.size * q.shape[3])
-    return out, weights
+        *_slots(q), *_slots(k), *_slots(v), bias, drop, dtype(scale), out, weights_t,
+        _chunks(q.shape[0] * q.shape[2]), work=2 * weights_t.size * q.shape[3])
+    return out, weights_t.transpose(0, 1, 3, 2)
 
 
-def _writable(x):
-    # The kernels' signatures take writable arrays (they never write these): see _slots.
-    x = np.ascontiguousarray(x)
-    return x if x.flags.writeable else x.copy()
+def _transposed_weights(weights):
+    """The (B, h, S, L) P^T blocks the backward kernel reads: in place when `weights` is the
+    forward kernel's (a transposed view), else a copy (the twin's, or a read-only array: the
+    kernel's signature takes writable arrays, see _slots)."""
+    weights_t = weights.transpose(0, 1, 3, 2)
+    if weights_t.flags.c_contiguous and weights_t.flags.writeable:
+        return weights_t
+    return np.array(weights_t, order="C")
 
 
 def attention_backward_fused(q, k, v, weights, grad_out, scale, grad_q, grad_k, grad_v,
@@ -394,7 +480,7 @@ def attention_backward_fused(q, k, v, weights, grad_out, scale, grad_q, grad_k, 
     dtype = q.dtype.type
     grads = [_slots(g) for g in (grad_q, grad_k, grad_v)]
     attention_backward_blocks(
-        *_slots(q), *_slots(k), *_slots(v), _writable(weights), _slots(grad_out)[0],
+        *_slots(q), *_slots(k), *_slots(v), _transposed_weights(weights), _slots(grad_out)[0],
         _drop_factor(weights.shape, dtype, keep, drop_scale), dtype(scale),
         *grads[0], *grads[1], *grads[2], _chunks(q.shape[0] * q.shape[2]),
         work=4 * weights.size * q.shape[3])
