@@ -338,8 +338,13 @@ def _attention_blocks(x, batch):
 
 
 def _mask_blocks(mask, scores):
-    """A mask broadcast to the scores' shape (..., L, S) as the kernels' (B', 1, L, S)."""
-    return np.broadcast_to(mask, scores).reshape((-1, 1) + scores[-2:])
+    """A mask broadcast to the scores' shape (..., L, S) as the kernels' (B', 1, L, S). One the
+    same for every query (a key padding mask, (..., 1, S)) stays a stride-0 view over L, which
+    the kernel keeps as one bias per key, not a full (L, S) block per batch item."""
+    rows = scores[-2] if np.ndim(mask) >= 2 and np.shape(mask)[-2] > 1 else 1
+    flat = np.broadcast_to(mask, scores[:-2] + (rows, scores[-1])).reshape(
+        (-1, 1, rows, scores[-1]))
+    return np.broadcast_to(flat, flat.shape[:2] + scores[-2:])
 
 
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,

@@ -122,14 +122,23 @@ def test_packed_attention_rejects_bad_input():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("length, source, features, v_features",
                          [(35, 37, 33, 31), (32, 32, 32, 32), (4, 65, 64, 1), (1, 1, 1, 1)])
-def test_attention_kernels_across_panel_edges(dtype, length, source, features, v_features):
+@pytest.mark.parametrize("keys_only", [False, True])
+def test_attention_kernels_across_panel_edges(dtype, length, source, features, v_features,
+                                              keys_only):
     """Sizes around the 4 x 16 register tile: several 16-column panels, partial panels and
-    partial 4-row tiles, each against the numpy twin."""
+    partial 4-row tiles, each against the numpy twin; with a mask per (query, key), or a key
+    padding mask broadcast over the queries (the kernel's one-bias-per-key route), one batch
+    item with every key masked."""
     rng = np.random.default_rng(3)
     q = rng.standard_normal((2, length, 3, features)).astype(dtype)
     k = rng.standard_normal((2, source, 3, features)).astype(dtype)
     v = rng.standard_normal((2, source, 3, v_features)).astype(dtype)
-    fill = rng.random((2, 1, length, source)) < 0.2
+    if keys_only:
+        padding = rng.random((2, 1, 1, source)) < 0.3
+        padding[1] = True
+        fill = np.broadcast_to(padding, (2, 3, length, source))
+    else:
+        fill = rng.random((2, 1, length, source)) < 0.2
     out, weights = ka.attention_forward_fused(q, k, v, fill, 0.3)
     out_ref, weights_ref = ka.attention_forward_numpy(q, k, v, fill, 0.3)
     tol = dict(rtol=2e-5, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-11)
@@ -162,7 +171,7 @@ def test_fused_kernel_reads_any_layout():
 
 
 @pytest.mark.parametrize("kernel_set", ["numba", "numpy"])
-@pytest.mark.parametrize("mask_kind", ["bool", "float", "causal", "none"])
+@pytest.mark.parametrize("mask_kind", ["bool", "keys", "float", "causal", "none"])
 def test_gradcheck_scaled_dot_product_attention_through_the_kernels(kernel_set, mask_kind):
     """F.scaled_dot_product_attention in float64 through the fused kernel ("numba") and the
     twin: odd sizes, a padding row (every key masked) and a learned float mask's gradient."""
@@ -173,6 +182,10 @@ def test_gradcheck_scaled_dot_product_attention_through_the_kernels(kernel_set, 
     if mask_kind == "bool":
         allowed = rng.random((2, 1, 5, 4)) < 0.7
         allowed[0, 0, 1] = False  # a padding row: zeros, never NaN
+        mask = tg.Tensor(allowed)
+    elif mask_kind == "keys":  # a key padding mask (B, 1, 1, S); batch item 1 all padding
+        allowed = rng.random((2, 1, 1, 4)) < 0.7
+        allowed[1] = False
         mask = tg.Tensor(allowed)
     elif mask_kind == "float":
         mask = tg.Tensor(rng.standard_normal((3, 5, 4)), requires_grad=True)
