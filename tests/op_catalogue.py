@@ -114,6 +114,8 @@ def _cases():
                                                                            axis=0),
                             lambda rng: [_float(rng, 3, 2), _float(rng, 3, 2)])
     c["LogSoftmax"] = (lambda x: x.log_softmax(1), u)
+    c["LogSoftmaxBackward"] = (lambda g, y: tg.function.LogSoftmaxBackward.apply(
+        g, y.log_softmax(0), axis=0), lambda rng: [_float(rng, 3, 2), _float(rng, 3, 2)])
     # nn
     c["FusedLinear"] = (lambda x, w, b: F.linear(x, w, b),
                         lambda rng: [_float(rng, 2, 3), _float(rng, 4, 3), _float(rng, 4)])

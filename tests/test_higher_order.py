@@ -236,6 +236,30 @@ def test_layer_norm_second_derivatives_on_drawn_shapes(data):
                             (x, a, lin_w, lin_b, w, b), atol=1e-6, rtol=1e-5)
 
 
+_LogSoftmaxBackward = tg.function.LogSoftmaxBackward
+
+
+class LogSoftmaxBackwardWrongTwin(_LogSoftmaxBackward):
+    """LogSoftmaxBackward with its d/dy term's sign flipped."""
+
+    @staticmethod
+    def backward(ctx, up):
+        d_grad, d_out = _LogSoftmaxBackward.backward(ctx, up)
+        return d_grad, None if d_out is None else -d_out
+
+
+def test_log_softmax_backward_wrong_twin_fails(monkeypatch):
+    x = Tensor(np.array([[0.3, -1.2, 0.8], [1.5, 0.1, -0.4]])).requires_grad_()
+    g = Tensor(np.array([[0.5, -0.2, 1.1], [-0.7, 0.3, 0.9]])).requires_grad_()
+    twin = lambda g, x: LogSoftmaxBackwardWrongTwin.apply(g, x.log_softmax(1), axis=1)  # noqa
+    with pytest.raises(tg.GradcheckError, match="input 1"):
+        tg.gradcheck(twin, g, x)
+    assert tg.gradgradcheck(lambda t: t.log_softmax(1), x)
+    monkeypatch.setattr(tg.function, "LogSoftmaxBackward", LogSoftmaxBackwardWrongTwin)
+    with pytest.raises(tg.GradcheckError, match="gradgradcheck"):
+        tg.gradgradcheck(lambda t: t.log_softmax(1), x)
+
+
 _PackedAttentionGrad = attention.PackedAttentionGrad
 
 

@@ -214,6 +214,10 @@ def np_softmax_backward(g, x, dim):
     return y * (g - np.sum(g * y, axis=dim, keepdims=True))
 
 
+def np_log_softmax_backward(g, x, dim):
+    return g - np_softmax(x, dim) * np.sum(g, axis=dim, keepdims=True)
+
+
 @st.composite
 def along_dim(draw, kind, distinct=False):
     """x, a dim and an index for gather ("gather"), scatter (unique positions, "scatter"),
@@ -459,9 +463,10 @@ CASES = [
     Case("expand_as",     binary(),                      lambda a, b: a.expand_as(a + b),     lambda a, b: np.broadcast_to(a, np.broadcast_shapes(a.shape, b.shape))),
     Case("view_as",       reshape_targets(),             lambda a, shape: a.view_as(Tensor.zeros(a.reshape(shape).shape)), lambda a, shape: a.reshape(shape)),
     Case("matmul",        matmul_operands(),             lambda a, b: a @ b,                  np.matmul),
-    # the create_graph path's single nodes for a linear layer's weight gradient and softmax's backward
+    # the create_graph path's single nodes for a linear layer's weight gradient and (log-)softmax's backward
     Case("linear_weight_grad", weight_grad_operands(),     lambda g, x: tg.function.LinearWeightGrad.apply(g, x), lambda g, x: g.reshape(-1, g.shape[-1]).T @ x.reshape(-1, x.shape[-1])),
     Case("softmax_backward", softmax_backward_operands(), lambda g, x, dim: tg.function.SoftmaxBackward.apply(g, x.softmax(dim), axis=dim), np_softmax_backward),
+    Case("log_softmax_backward", softmax_backward_operands(), lambda g, x, dim: tg.function.LogSoftmaxBackward.apply(g, x.log_softmax(dim), axis=dim), np_log_softmax_backward),
     Case("softmax",       one_dim(min_dims=0),           lambda a, dim: a.softmax(dim),       np_softmax),
     Case("log_softmax",   one_dim(min_dims=0),           lambda a, dim: a.log_softmax(dim),   lambda a, dim: np.log(np_softmax(a, dim))),
     # float64 -> float32 -> float64 (a no-op on float32 input); float32 rounding needs a wide eps

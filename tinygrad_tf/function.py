@@ -419,6 +419,29 @@ class SoftmaxBackward(ArrayFunction):
         return d_grad, d_out
 
 
+class LogSoftmaxBackward(ArrayFunction):
+    """LogSoftmax's input gradient g - exp(y) * sum(g) (y the log-softmax's output, sums along
+    `axis`) as one node: the create_graph path of LogSoftmax records this instead of four. Its
+    backward, written once against ctx.xp, with u the upstream gradient and p = exp(y):
+        d/dg = u - sum(u * p)
+        d/dy = -u * p * sum(g)"""
+    @staticmethod
+    def forward(ctx, grad, out, axis):
+        ctx.save_for_backward(grad, out)
+        ctx.axis = axis
+        return kernels.log_softmax_backward(out, grad, axis)
+
+    @staticmethod
+    def backward(ctx, up):
+        grad, out = ctx.saved_tensors
+        xp, axis = ctx.xp, ctx.axis
+        need_grad, need_out = ctx.needs_input_grad
+        up_p = up * xp.exp(out)
+        d_grad = up - xp.sum(up_p, axis, True) if need_grad else None
+        d_out = -up_p * xp.sum(grad, axis, True) if need_out else None
+        return d_grad, d_out
+
+
 class LogSoftmax(ArrayFunction):
     @staticmethod
     def forward(ctx, x, axis):

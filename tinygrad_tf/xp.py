@@ -176,7 +176,8 @@ class tensor_ops:
 
     @staticmethod
     def log_softmax_backward(out, grad, axis):
-        return grad - out.exp() * grad.sum(axis, keepdim=True)
+        from .function import LogSoftmaxBackward
+        return LogSoftmaxBackward.apply(grad, out, axis=axis)
 
     @staticmethod
     def index_add(shape, index, grad, advanced):
