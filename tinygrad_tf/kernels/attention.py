@@ -204,6 +204,63 @@ def _prefetch_heads(x, b, slot, h):
                    x.strides[1] // item, x.shape[1], x.shape[4])
 
 
+# Column reductions of a block (a max, a sum) over its rows j, NR columns at a time: the NR
+# running values are plain locals, kept in registers across the rows. Written as a loop over
+# an NR-element scratch row instead, each row's update waits on the previous row's store (3x
+# slower at S = 32, measured). fastmath "contract": each running sum one FMA per element.
+
+@numba.njit(cache=True, fastmath={"contract"})
+def _column_max(x, rows, i0, low):
+    """max over x[:rows, i0 + c] for c < NR, starting from `low`, as an NR-tuple."""
+    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = low
+    m8 = m9 = m10 = m11 = m12 = m13 = m14 = m15 = low
+    for j in range(rows):
+        r = x[j, i0:i0 + NR]
+        m0 = max(m0, r[0]); m1 = max(m1, r[1]); m2 = max(m2, r[2]); m3 = max(m3, r[3])
+        m4 = max(m4, r[4]); m5 = max(m5, r[5]); m6 = max(m6, r[6]); m7 = max(m7, r[7])
+        m8 = max(m8, r[8]); m9 = max(m9, r[9]); m10 = max(m10, r[10]); m11 = max(m11, r[11])
+        m12 = max(m12, r[12]); m13 = max(m13, r[13]); m14 = max(m14, r[14])
+        m15 = max(m15, r[15])
+    return (m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13, m14, m15)
+
+
+@numba.njit(cache=True, fastmath={"contract"})
+def _column_exp_sums(x, rows, i0, m, zero):
+    """x[j, i0 + c] = exp(x[j, i0 + c] - m[c]) for j < rows, c < NR; returns the column sums."""
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
+    s8 = s9 = s10 = s11 = s12 = s13 = s14 = s15 = zero
+    for j in range(rows):
+        r = x[j, i0:i0 + NR]
+        e0 = _exp(r[0] - m[0]); e1 = _exp(r[1] - m[1]); e2 = _exp(r[2] - m[2])
+        e3 = _exp(r[3] - m[3]); e4 = _exp(r[4] - m[4]); e5 = _exp(r[5] - m[5])
+        e6 = _exp(r[6] - m[6]); e7 = _exp(r[7] - m[7]); e8 = _exp(r[8] - m[8])
+        e9 = _exp(r[9] - m[9]); e10 = _exp(r[10] - m[10]); e11 = _exp(r[11] - m[11])
+        e12 = _exp(r[12] - m[12]); e13 = _exp(r[13] - m[13]); e14 = _exp(r[14] - m[14])
+        e15 = _exp(r[15] - m[15])
+        r[0] = e0; r[1] = e1; r[2] = e2; r[3] = e3; r[4] = e4; r[5] = e5; r[6] = e6
+        r[7] = e7; r[8] = e8; r[9] = e9; r[10] = e10; r[11] = e11; r[12] = e12; r[13] = e13
+        r[14] = e14; r[15] = e15
+        s0 += e0; s1 += e1; s2 += e2; s3 += e3; s4 += e4; s5 += e5; s6 += e6; s7 += e7
+        s8 += e8; s9 += e9; s10 += e10; s11 += e11; s12 += e12; s13 += e13; s14 += e14
+        s15 += e15
+    return (s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15)
+
+
+@numba.njit(cache=True, fastmath={"contract"})
+def _column_dots(x, y, rows, i0, zero):
+    """sum over j < rows of x[j, i0 + c] * y[j, i0 + c] for c < NR, as an NR-tuple."""
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
+    s8 = s9 = s10 = s11 = s12 = s13 = s14 = s15 = zero
+    for j in range(rows):
+        a, b = x[j, i0:i0 + NR], y[j, i0:i0 + NR]
+        s0 += a[0] * b[0]; s1 += a[1] * b[1]; s2 += a[2] * b[2]; s3 += a[3] * b[3]
+        s4 += a[4] * b[4]; s5 += a[5] * b[5]; s6 += a[6] * b[6]; s7 += a[7] * b[7]
+        s8 += a[8] * b[8]; s9 += a[9] * b[9]; s10 += a[10] * b[10]; s11 += a[11] * b[11]
+        s12 += a[12] * b[12]; s13 += a[13] * b[13]; s14 += a[14] * b[14]
+        s15 += a[15] * b[15]
+    return (s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15)
+
+
 @numba.njit(cache=True, inline="always")
 def _first(mask, dim, index):
     """The index into a mask's leading dim `dim` for batch or head `index` (size 1 broadcasts)."""
@@ -234,7 +291,7 @@ def _fused_forward(q, q_slot, k, k_slot, v, v_slot, bias, drop, scale, out, weig
         # S^T = K Q^T (S, L), then in place P^T (times the dropout factor)
         scores_c, scores = _block(_padded(source), width, dtype)
         result = np.empty((_padded(length), _panels(v_features) * NR), dtype)
-        shift, total = np.empty(width, dtype), np.empty(width, dtype)  # per query column
+        total = np.empty(width, dtype)  # per query column: 1 / sum of its exps
         for block in range(first, end):
             b, h = block // heads, block % heads
             bb, bh = _first(bias, 0, b), _first(bias, 1, h)
@@ -248,24 +305,26 @@ def _fused_forward(q, q_slot, k, k_slot, v, v_slot, bias, drop, scale, out, weig
             _pack(v, v_slot, b, h, v_p)
             _copy_rows(k, k_slot, b, h, k_c)
             _product(k_rows, source, q_t, scores_c, zero)
-            # Softmax down the columns (over keys j) for all queries at once: every pass is an
-            # elementwise vector loop along a row of S^T, none a horizontal reduction.
-            shift[:] = minus_inf
-            for j in range(source):
-                for i in range(width):  # the bias: one column for every query, or its own
-                    x = scores_c[j, i] * scale + bias[bb, bh, j, i if bias.shape[3] > 1 else 0]
-                    scores_c[j, i] = x
-                    shift[i] = max(shift[i], x)
-            for i in range(width):  # a query with every key masked: exps of -inf, all 0
-                shift[i] = zero if shift[i] == minus_inf else shift[i]
-                total[i] = zero
+            # Softmax down the columns (over keys j) for all queries at once: elementwise vector
+            # loops along the rows of S^T and column reductions, none a horizontal reduction.
+            wide = bias.shape[3] > 1  # else one bias per key, the same for every query
             for j in range(source):
                 for i in range(width):
-                    w = _exp(scores_c[j, i] - shift[i])
-                    scores_c[j, i] = w
-                    total[i] += w
-            for i in range(width):  # zero weights, zero output for a fully masked query
-                total[i] = one / total[i] if total[i] > zero else zero
+                    scores_c[j, i] = scores_c[j, i] * scale + bias[bb, bh, j, i if wide else 0]
+            for i0 in range(0, width, NR):
+                m = _column_max(scores_c, source, i0, minus_inf)
+                # a query with every key masked: shift 0, exps of -inf, all 0
+                m = (m[0] if m[0] > minus_inf else zero, m[1] if m[1] > minus_inf else zero,
+                     m[2] if m[2] > minus_inf else zero, m[3] if m[3] > minus_inf else zero,
+                     m[4] if m[4] > minus_inf else zero, m[5] if m[5] > minus_inf else zero,
+                     m[6] if m[6] > minus_inf else zero, m[7] if m[7] > minus_inf else zero,
+                     m[8] if m[8] > minus_inf else zero, m[9] if m[9] > minus_inf else zero,
+                     m[10] if m[10] > minus_inf else zero, m[11] if m[11] > minus_inf else zero,
+                     m[12] if m[12] > minus_inf else zero, m[13] if m[13] > minus_inf else zero,
+                     m[14] if m[14] > minus_inf else zero, m[15] if m[15] > minus_inf else zero)
+                sums = _column_exp_sums(scores_c, source, i0, m, zero)
+                for c in range(NR):  # zero weights, zero output for a fully masked query
+                    total[i0 + c] = one / sums[c] if sums[c] > zero else zero
             for j in range(source):
                 for i in range(length):
                     w = scores_c[j, i] * total[i]
@@ -292,10 +351,12 @@ def _fused_backward(q, q_slot, k, k_slot, v, v_slot, weights, grad_out, drop, sc
         k_p = np.zeros((_panels(features), source, NR), dtype)
         q_p = np.zeros((_panels(features), length, NR), dtype)
         v_c, v_rows = _block(source, v_features, dtype)
-        p_c, p_t = _block(source, length, dtype)  # P^T, then P^T * keep * drop_scale
+        # P^T, then P^T * keep * drop_scale; whole NR-wide steps for _column_dots, padding 0
+        p_c, p_t = _block(source, _panels(length) * NR, dtype)
+        p_c[:] = zero
         # dP^T = V dO^T (S, L), then in place dS^T
         ds_c, ds = _block(_padded(source), _panels(length) * NR, dtype)
-        dot = np.empty(length, dtype)  # per query: rowsum(P * dP)
+        dot = np.empty(_panels(length) * NR, dtype)  # per query: rowsum(P * dP)
         dv = np.empty((_padded(source), _panels(v_features) * NR), dtype)
         dq = np.empty((_padded(length), _panels(features) * NR), dtype)
         dk = np.empty((_padded(source), _panels(features) * NR), dtype)
@@ -319,12 +380,14 @@ def _fused_backward(q, q_slot, k, k_slot, v, v_slot, weights, grad_out, drop, sc
                 for i in range(length):
                     p_c[j, i] = weights[b, h, j, i]
             _product(v_rows, source, g_t, ds_c, zero)  # d(dropped)^T = V dO^T
-            dot[:] = zero
-            for j in range(source):  # dS = P * (dP - rowsum(P * dP)) * scale, transposed
-                for i in range(length):
-                    d = ds_c[j, i] * drop[db, dh, j, i] if has_drop else ds_c[j, i]  # dP
-                    ds_c[j, i] = d
-                    dot[i] += p_c[j, i] * d
+            if has_drop:
+                for j in range(source):
+                    for i in range(length):
+                        ds_c[j, i] *= drop[db, dh, j, i]  # dP
+            for i0 in range(0, length, NR):  # dS = P * (dP - rowsum(P * dP)) * scale, transposed
+                sums = _column_dots(p_c, ds_c, source, i0, zero)
+                for c in range(NR):
+                    dot[i0 + c] = sums[c]
             for j in range(source):
                 for i in range(length):
                     ds_c[j, i] = p_c[j, i] * (ds_c[j, i] - dot[i]) * scale
@@ -332,7 +395,7 @@ def _fused_backward(q, q_slot, k, k_slot, v, v_slot, weights, grad_out, drop, sc
                 for j in range(source):
                     for i in range(length):
                         p_c[j, i] *= drop[db, dh, j, i]
-            _product(p_t, source, g_p, dv, zero)  # dV = (P * keep * s)^T dO
+            _product(p_t[:, :length], source, g_p, dv, zero)  # dV = (P * keep * s)^T dO
             _product(ds[:source, :length].T, length, k_p, dq, zero)  # dQ = dS K
             _product(ds[:source, :length], source, q_p, dk, zero)  # dK = dS^T Q
             for i in range(length):
