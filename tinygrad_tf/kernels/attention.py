@@ -17,22 +17,16 @@ Three versions with the same signatures:
 - `*_numpy`: the composed formula on np.matmul, the reference and the tests' oracle.
 - `*_mixed`: that formula with the Numba softmax kernels between the OpenBLAS products.
 - `*_fused`: one Numba kernel per call. All (batch, head) blocks are split across the cores in
-  one parallel loop; per block the products run on the Numba GEMM's register tile over small
-  private copies, and the scores are made transposed, S^T = K Q^T (S, L), so that the softmax
-  over keys runs down the columns: every pass (scale and mask, max, exp and sum, normalise) is
-  an elementwise vector loop over a row of queries, none a horizontal reduction of a short
-  row. Only the block's own (S, L) scores are live besides `weights`, which the kernel stores
-  transposed (B, h, S, L) and returns as a (B, h, L, S) view; the backward reads those P^T
-  blocks (contiguous, copied per block) and makes dV, dP^T, dS^T, dQ, dK.
+  one parallel loop; each block's q, k, v rows are copied into small contiguous scratch arrays,
+  then each query row goes scores -> mask -> softmax -> weighted sum of v while the row is in
+  L1: only one row of a block's (L, S) scores is live at a time besides `weights` itself. The
+  backward is one pass over query rows too (dV, dP, dS, dQ per row; dK accumulated per block).
 "auto" takes the fused kernel for short sequences (max(L, S) <= FUSED_MAX_LENGTH), where one
 BLAS call per small (batch, head) block loses, and the mixed version above that.
 """
 import numba
 import numpy as np
-from llvmlite import ir
-from numba import prange, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import prange
 
 from ._jit import LazyKernel
 from .matmul import MR, NR, _strips_times_panel
@@ -123,31 +117,23 @@ def _padded(n):
 @numba.njit(cache=True)
 def _pack(x, slot, b, h, panels):
     """panels[p, t, c] = X[t, p NR + c] for the (T, E) block X = x[b, :, slot, h, :] as NR-column
-    panels. Only real entries are written: the padding keeps the zeros it was allocated with.
-    Indexed element by element, no row views: each view of an array costs a reference-count
-    update, an atomic that two threads working on one array bounce between their caches."""
-    for p in range(panels.shape[0]):
-        e0 = p * NR
-        for t in range(x.shape[1]):
+    panels. Only real entries are written: the padding keeps the zeros it was allocated with."""
+    for t in range(x.shape[1]):
+        row = x[b, t, slot, h]
+        for p in range(panels.shape[0]):
+            e0 = p * NR
+            panel_row = panels[p, t]
             for c in range(min(NR, x.shape[4] - e0)):
-                panels[p, t, c] = x[b, t, slot, h, e0 + c]
+                panel_row[c] = row[e0 + c]
 
 
 @numba.njit(cache=True)
 def _pack_transposed(x, slot, b, h, panels):
     """panels[p, e, c] = X[p NR + c, e]: the block's transpose (E, T), packed likewise."""
     for t in range(x.shape[1]):
-        p, c = t // NR, t % NR
+        row, panel, c = x[b, t, slot, h], panels[t // NR], t % NR
         for e in range(x.shape[4]):
-            panels[p, e, c] = x[b, t, slot, h, e]
-
-
-@numba.njit(cache=True)
-def _copy_rows(x, slot, b, h, dest):
-    """dest[t, e] = x[b, t, slot, h, e]: a block read in place becomes a private copy."""
-    for t in range(x.shape[1]):
-        for e in range(x.shape[4]):
-            dest[t, e] = x[b, t, slot, h, e]
+            panel[e, c] = row[e]
 
 
 @numba.njit(cache=True, inline="always")
@@ -168,115 +154,15 @@ def _product(a, rows, panels, dest, zero):
         _strips_times_panel(a, panels[p], dest, 0, strips, p * NR, 0, zero)
 
 
-@intrinsic
-def _prefetch(typingctx, array, index):
-    """Ask the caches for the line holding element `index` of C-contiguous `array` (a hint:
-    no fault past the end, no effect on the result)."""
-    def codegen(context, builder, signature, args):
-        data = context.make_array(signature.args[0])(context, builder, args[0]).data
-        address = builder.gep(data, [args[1]])
-        i32 = ir.IntType(32)
-        prefetch = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [address.type, i32, i32, i32]),
-            "llvm.prefetch.p0")
-        builder.call(prefetch, [address, i32(0), i32(3), i32(1)])  # read, keep, data cache
-        return context.get_dummy_value()
-    return types.void(array, types.intp), codegen
-
-
 @numba.njit(cache=True, inline="always")
-def _prefetch_rows(x, start, stride, rows, count):
-    """Prefetch `rows` rows of `count` elements of C-contiguous x, the first at element
-    `start`, `stride` elements apart: the next block's operands while this one computes.
-    Inside a step they come from L3 or memory, and a block's few short strided rows are too
-    little for the hardware prefetchers: cold, a call took 2.6x its warm time (T = 32)."""
-    step = 64 // x.itemsize
-    for r in range(rows):
-        for e in range(0, count, step):
-            _prefetch(x, start + r * stride + e)
+def _mask_row(mask, b, h, i):
+    """Row (b, h, i) of a (B or 1, h or 1, L, S) C-contiguous mask: leading dims broadcast."""
+    return mask[b if mask.shape[0] > 1 else 0, h if mask.shape[1] > 1 else 0, i]
 
-
-@numba.njit(cache=True, inline="always")
-def _prefetch_heads(x, b, slot, h):
-    """Prefetch block x[b, :, slot, h, :] of a (B, T, slots, h, E) array."""
-    item = x.itemsize
-    _prefetch_rows(x, (b * x.strides[0] + slot * x.strides[2] + h * x.strides[3]) // item,
-                   x.strides[1] // item, x.shape[1], x.shape[4])
-
-
-# Column reductions of a block (a max, a sum) over its rows j, NR columns at a time: the NR
-# running values are plain locals, kept in registers across the rows. Written as a loop over
-# an NR-element scratch row instead, each row's update waits on the previous row's store (3x
-# slower at S = 32, measured). fastmath "contract": each running sum one FMA per element.
-
-@numba.njit(cache=True, fastmath={"contract"})
-def _column_max(x, rows, i0, low):
-    """max over x[:rows, i0 + c] for c < NR, starting from `low`, as an NR-tuple."""
-    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = low
-    m8 = m9 = m10 = m11 = m12 = m13 = m14 = m15 = low
-    for j in range(rows):
-        r = x[j, i0:i0 + NR]
-        m0 = max(m0, r[0]); m1 = max(m1, r[1]); m2 = max(m2, r[2]); m3 = max(m3, r[3])
-        m4 = max(m4, r[4]); m5 = max(m5, r[5]); m6 = max(m6, r[6]); m7 = max(m7, r[7])
-        m8 = max(m8, r[8]); m9 = max(m9, r[9]); m10 = max(m10, r[10]); m11 = max(m11, r[11])
-        m12 = max(m12, r[12]); m13 = max(m13, r[13]); m14 = max(m14, r[14])
-        m15 = max(m15, r[15])
-    return (m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13, m14, m15)
-
-
-@numba.njit(cache=True, fastmath={"contract"})
-def _column_exp_sums(x, rows, i0, m, zero):
-    """x[j, i0 + c] = exp(x[j, i0 + c] - m[c]) for j < rows, c < NR; returns the column sums."""
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
-    s8 = s9 = s10 = s11 = s12 = s13 = s14 = s15 = zero
-    for j in range(rows):
-        r = x[j, i0:i0 + NR]
-        e0 = _exp(r[0] - m[0]); e1 = _exp(r[1] - m[1]); e2 = _exp(r[2] - m[2])
-        e3 = _exp(r[3] - m[3]); e4 = _exp(r[4] - m[4]); e5 = _exp(r[5] - m[5])
-        e6 = _exp(r[6] - m[6]); e7 = _exp(r[7] - m[7]); e8 = _exp(r[8] - m[8])
-        e9 = _exp(r[9] - m[9]); e10 = _exp(r[10] - m[10]); e11 = _exp(r[11] - m[11])
-        e12 = _exp(r[12] - m[12]); e13 = _exp(r[13] - m[13]); e14 = _exp(r[14] - m[14])
-        e15 = _exp(r[15] - m[15])
-        r[0] = e0; r[1] = e1; r[2] = e2; r[3] = e3; r[4] = e4; r[5] = e5; r[6] = e6
-        r[7] = e7; r[8] = e8; r[9] = e9; r[10] = e10; r[11] = e11; r[12] = e12; r[13] = e13
-        r[14] = e14; r[15] = e15
-        s0 += e0; s1 += e1; s2 += e2; s3 += e3; s4 += e4; s5 += e5; s6 += e6; s7 += e7
-        s8 += e8; s9 += e9; s10 += e10; s11 += e11; s12 += e12; s13 += e13; s14 += e14
-        s15 += e15
-    return (s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15)
-
-
-@numba.njit(cache=True, fastmath={"contract"})
-def _column_dots(x, y, rows, i0, zero):
-    """sum over j < rows of x[j, i0 + c] * y[j, i0 + c] for c < NR, as an NR-tuple."""
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
-    s8 = s9 = s10 = s11 = s12 = s13 = s14 = s15 = zero
-    for j in range(rows):
-        a, b = x[j, i0:i0 + NR], y[j, i0:i0 + NR]
-        s0 += a[0] * b[0]; s1 += a[1] * b[1]; s2 += a[2] * b[2]; s3 += a[3] * b[3]
-        s4 += a[4] * b[4]; s5 += a[5] * b[5]; s6 += a[6] * b[6]; s7 += a[7] * b[7]
-        s8 += a[8] * b[8]; s9 += a[9] * b[9]; s10 += a[10] * b[10]; s11 += a[11] * b[11]
-        s12 += a[12] * b[12]; s13 += a[13] * b[13]; s14 += a[14] * b[14]
-        s15 += a[15] * b[15]
-    return (s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15)
-
-
-@numba.njit(cache=True, inline="always")
-def _first(mask, dim, index):
-    """The index into a mask's leading dim `dim` for batch or head `index` (size 1 broadcasts)."""
-    return index if mask.shape[dim] > 1 else 0
-
-
-# Inside the parallel loop no view (slice, row) of a shared array is ever made: each view
-# updates the array's reference count, an atomic on one cache line that two threads then
-# pull back and forth (measured: a loop making views ran 3x slower on two threads than on one).
-# Shared arrays are read and written element by element; the products run on private copies.
 
 def _fused_forward(q, q_slot, k, k_slot, v, v_slot, bias, drop, scale, out, weights, chunks):
     batch, length, _, heads, features = q.shape
     source, v_features = k.shape[1], v.shape[4]
-    width = _panels(length) * NR  # whole NR-wide steps: the padding columns are computed on
-    # zero-padded panels and never written out
     dtype = weights.dtype
     # Constants typed like the data: a literal (or float32 + int) would be float64.
     zero, one = np.zeros(1, dtype)[0], np.ones(1, dtype)[0]
@@ -284,56 +170,48 @@ def _fused_forward(q, q_slot, k, k_slot, v, v_slot, bias, drop, scale, out, weig
     has_drop = drop.shape[2] > 0  # an empty `drop`: no dropout, the weights go in directly
     blocks = batch * heads
     for chunk in prange(chunks):
-        first, end = chunk * blocks // chunks, (chunk + 1) * blocks // chunks
-        q_t = np.zeros((_panels(length), features, NR), dtype)  # Q^T, packed
+        k_t = np.zeros((_panels(source), features, NR), dtype)  # K^T, packed
         v_p = np.zeros((_panels(v_features), source, NR), dtype)
-        k_c, k_rows = _block(source, features, dtype)
-        # S^T = K Q^T (S, L), then in place P^T (times the dropout factor)
-        scores_c, scores = _block(_padded(source), width, dtype)
+        scores = np.empty((_padded(length), _panels(source) * NR), dtype)
+        dropped_c, dropped = _block(length, source, dtype)  # weights * keep * drop_scale
         result = np.empty((_padded(length), _panels(v_features) * NR), dtype)
-        total = np.empty(width, dtype)  # per query column: 1 / sum of its exps
-        for block in range(first, end):
+        for block in range(chunk * blocks // chunks, (chunk + 1) * blocks // chunks):
             b, h = block // heads, block % heads
-            bb, bh = _first(bias, 0, b), _first(bias, 1, h)
-            db, dh = _first(drop, 0, b), _first(drop, 1, h)
-            if block + 1 < end:
-                nb, nh = (block + 1) // heads, (block + 1) % heads
-                _prefetch_heads(q, nb, q_slot, nh)
-                _prefetch_heads(k, nb, k_slot, nh)
-                _prefetch_heads(v, nb, v_slot, nh)
-            _pack_transposed(q, q_slot, b, h, q_t)
+            _pack_transposed(k, k_slot, b, h, k_t)
             _pack(v, v_slot, b, h, v_p)
-            _copy_rows(k, k_slot, b, h, k_c)
-            _product(k_rows, source, q_t, scores_c, zero)
-            # Softmax down the columns (over keys j) for all queries at once: elementwise vector
-            # loops along the rows of S^T and column reductions, none a horizontal reduction.
-            wide = bias.shape[3] > 1  # else one bias per key, the same for every query
-            for j in range(source):
-                for i in range(width):
-                    scores_c[j, i] = scores_c[j, i] * scale + bias[bb, bh, j, i if wide else 0]
-            for i0 in range(0, width, NR):
-                m = _column_max(scores_c, source, i0, minus_inf)
-                # a query with every key masked: shift 0, exps of -inf, all 0
-                m = (m[0] if m[0] > minus_inf else zero, m[1] if m[1] > minus_inf else zero,
-                     m[2] if m[2] > minus_inf else zero, m[3] if m[3] > minus_inf else zero,
-                     m[4] if m[4] > minus_inf else zero, m[5] if m[5] > minus_inf else zero,
-                     m[6] if m[6] > minus_inf else zero, m[7] if m[7] > minus_inf else zero,
-                     m[8] if m[8] > minus_inf else zero, m[9] if m[9] > minus_inf else zero,
-                     m[10] if m[10] > minus_inf else zero, m[11] if m[11] > minus_inf else zero,
-                     m[12] if m[12] > minus_inf else zero, m[13] if m[13] > minus_inf else zero,
-                     m[14] if m[14] > minus_inf else zero, m[15] if m[15] > minus_inf else zero)
-                sums = _column_exp_sums(scores_c, source, i0, m, zero)
-                for c in range(NR):  # zero weights, zero output for a fully masked query
-                    total[i0 + c] = one / sums[c] if sums[c] > zero else zero
-            for j in range(source):
-                for i in range(length):
-                    w = scores_c[j, i] * total[i]
-                    weights[b, h, j, i] = w
-                    scores_c[j, i] = w * drop[db, dh, j, i] if has_drop else w
-            _product(scores[:source, :length].T, length, v_p, result, zero)  # P V
+            _product(q[b, :, q_slot, h, :], length, k_t, scores, zero)
+            for i in range(length):  # scale, mask, softmax, dropout: row i of the block
+                row, x, bias_row = weights[b, h, i], scores[i], _mask_row(bias, b, h, i)
+                for j in range(source):
+                    row[j] = x[j] * scale + bias_row[j]
+                row_max = minus_inf
+                for j in range(source):
+                    row_max = max(row_max, row[j])
+                if row_max == minus_inf:  # every key masked: zero weights, zero output
+                    row[:] = zero
+                    dropped_c[i] = zero
+                    continue
+                total = zero
+                for j in range(source):
+                    w = _exp(row[j] - row_max)
+                    row[j] = w
+                    total += w
+                inverse = one / total
+                if has_drop:
+                    drop_row, dropped_row = _mask_row(drop, b, h, i), dropped_c[i]
+                    for j in range(source):
+                        w = row[j] * inverse
+                        row[j] = w
+                        dropped_row[j] = w * drop_row[j]
+                else:
+                    for j in range(source):
+                        row[j] *= inverse
+            left = dropped if has_drop else weights[b, h][:, :source]  # both strided (L, S)
+            _product(left, length, v_p, result, zero)
             for i in range(length):
+                out_row = out[b, i, h]
                 for e in range(v_features):
-                    out[b, i, h, e] = result[i, e]
+                    out_row[e] = result[i, e]
 
 
 def _fused_backward(q, q_slot, k, k_slot, v, v_slot, weights, grad_out, drop, scale, grad_q,
@@ -345,67 +223,54 @@ def _fused_backward(q, q_slot, k, k_slot, v, v_slot, weights, grad_out, drop, sc
     has_drop = drop.shape[2] > 0  # as in _fused_forward
     blocks = batch * heads
     for chunk in prange(chunks):
-        first, end = chunk * blocks // chunks, (chunk + 1) * blocks // chunks
         g_p = np.zeros((_panels(v_features), length, NR), dtype)  # dO
-        g_t = np.zeros((_panels(length), v_features, NR), dtype)  # dO^T
+        v_t = np.zeros((_panels(source), v_features, NR), dtype)  # V^T
         k_p = np.zeros((_panels(features), source, NR), dtype)
         q_p = np.zeros((_panels(features), length, NR), dtype)
-        v_c, v_rows = _block(source, v_features, dtype)
-        # P^T, then P^T * keep * drop_scale; whole NR-wide steps for _column_dots, padding 0
-        p_c, p_t = _block(source, _panels(length) * NR, dtype)
-        p_c[:] = zero
-        # dP^T = V dO^T (S, L), then in place dS^T
-        ds_c, ds = _block(_padded(source), _panels(length) * NR, dtype)
-        dot = np.empty(_panels(length) * NR, dtype)  # per query: rowsum(P * dP)
+        dropped_c, dropped = _block(length, source, dtype)
+        ds_c, ds = _block(length, source, dtype)
         dv = np.empty((_padded(source), _panels(v_features) * NR), dtype)
+        dp = np.empty((_padded(length), _panels(source) * NR), dtype)
         dq = np.empty((_padded(length), _panels(features) * NR), dtype)
         dk = np.empty((_padded(source), _panels(features) * NR), dtype)
-        for block in range(first, end):
+        for block in range(chunk * blocks // chunks, (chunk + 1) * blocks // chunks):
             b, h = block // heads, block % heads
-            db, dh = _first(drop, 0, b), _first(drop, 1, h)
-            if block + 1 < end:
-                nb, nh = (block + 1) // heads, (block + 1) % heads
-                _prefetch_heads(q, nb, q_slot, nh)
-                _prefetch_heads(k, nb, k_slot, nh)
-                _prefetch_heads(v, nb, v_slot, nh)
-                _prefetch_heads(grad_out, nb, 0, nh)
-                _prefetch_rows(weights, (nb * heads + nh) * source * length, 0, 1,
-                               source * length)
             _pack(grad_out, 0, b, h, g_p)
-            _pack_transposed(grad_out, 0, b, h, g_t)
+            _pack_transposed(v, v_slot, b, h, v_t)
             _pack(k, k_slot, b, h, k_p)
             _pack(q, q_slot, b, h, q_p)
-            _copy_rows(v, v_slot, b, h, v_c)
-            for j in range(source):
-                for i in range(length):
-                    p_c[j, i] = weights[b, h, j, i]
-            _product(v_rows, source, g_t, ds_c, zero)  # d(dropped)^T = V dO^T
+            p = weights[b, h]  # (L, S)
             if has_drop:
-                for j in range(source):
-                    for i in range(length):
-                        ds_c[j, i] *= drop[db, dh, j, i]  # dP
-            for i0 in range(0, length, NR):  # dS = P * (dP - rowsum(P * dP)) * scale, transposed
-                sums = _column_dots(p_c, ds_c, source, i0, zero)
-                for c in range(NR):
-                    dot[i0 + c] = sums[c]
-            for j in range(source):
                 for i in range(length):
-                    ds_c[j, i] = p_c[j, i] * (ds_c[j, i] - dot[i]) * scale
-            if has_drop:
+                    drop_row, p_row, dropped_row = _mask_row(drop, b, h, i), p[i], dropped_c[i]
+                    for j in range(source):
+                        dropped_row[j] = p_row[j] * drop_row[j]
+            left = dropped if has_drop else p[:, :source]  # both strided (L, S)
+            _product(left.T, source, g_p, dv, zero)  # dV = (P * keep * s)^T dO
+            _product(grad_out[b, :, 0, h, :], length, v_t, dp, zero)  # d(dropped) = dO V^T
+            for i in range(length):  # dS = P * (dP - rowsum(P * dP)) * scale
+                p_row, dp_row, ds_row = p[i], dp[i], ds_c[i]
+                if has_drop:
+                    drop_row = _mask_row(drop, b, h, i)
+                    for j in range(source):
+                        dp_row[j] *= drop_row[j]  # dP
+                dot = zero
                 for j in range(source):
-                    for i in range(length):
-                        p_c[j, i] *= drop[db, dh, j, i]
-            _product(p_t[:, :length], source, g_p, dv, zero)  # dV = (P * keep * s)^T dO
-            _product(ds[:source, :length].T, length, k_p, dq, zero)  # dQ = dS K
-            _product(ds[:source, :length], source, q_p, dk, zero)  # dK = dS^T Q
+                    dot += p_row[j] * dp_row[j]
+                for j in range(source):
+                    ds_row[j] = p_row[j] * (dp_row[j] - dot) * scale
+            _product(ds, length, k_p, dq, zero)  # dQ = dS K
+            _product(ds.T, source, q_p, dk, zero)  # dK = dS^T Q
             for i in range(length):
+                row = grad_q[b, i, gq_slot, h]
                 for e in range(features):
-                    grad_q[b, i, gq_slot, h, e] = dq[i, e]
+                    row[e] = dq[i, e]
             for j in range(source):
+                k_row, v_row = grad_k[b, j, gk_slot, h], grad_v[b, j, gv_slot, h]
                 for e in range(features):
-                    grad_k[b, j, gk_slot, h, e] = dk[j, e]
+                    k_row[e] = dk[j, e]
                 for e in range(v_features):
-                    grad_v[b, j, gv_slot, h, e] = dv[j, e]
+                    v_row[e] = dv[j, e]
 
 
 def _forward_signature(dtype):
@@ -444,12 +309,11 @@ def _scores_shape(q, k):
     return (q.shape[0], q.shape[2], q.shape[1], k.shape[1])  # (B, h, L, S)
 
 
-def _compact(mask, dims=2):
-    """mask as 4-D with its broadcast (stride-0) dims among the first `dims` cut to size 1."""
+def _compact(mask):
+    """mask as 4-D with its broadcast (stride-0) batch and head dims cut to size 1."""
     mask = np.asarray(mask)
     mask = mask.reshape((1,) * (4 - mask.ndim) + mask.shape)
-    return mask[tuple(slice(0, 1) if stride == 0 else slice(None)
-                      for stride in mask.strides[:dims])]
+    return mask[tuple(slice(0, 1) if stride == 0 else slice(None) for stride in mask.strides[:2])]
 
 
 def _drop_factor(shape, dtype, keep, drop_scale):
@@ -457,31 +321,23 @@ def _drop_factor(shape, dtype, keep, drop_scale):
     array: the kernels then use the weights as they are."""
     if keep is None:
         return np.zeros((1, 1, 0, 0), dtype)
-    return _kernel_mask(shape, dtype, keep=keep, drop_scale=drop_scale)
+    return _row_mask(shape, dtype, keep=keep, drop_scale=drop_scale)
 
 
-def _kernel_mask(shape, dtype, fill=None, additive=None, keep=None, drop_scale=1.0, width=None):
-    """One float mask for the kernels, transposed like their score blocks: C-contiguous (B or 1,
-    h or 1, S, width) with entry [.., j, i] for query i and key j. Additive plus -inf where
-    `fill` (the bias), or keep * drop_scale (the dropout factor); zeros without them. Columns
-    past L (width > L: the forward's whole NR-wide steps) are zero. With `width` given (the
-    bias), a mask the same for every query (a key padding mask) keeps one column: (.., S, 1)."""
-    length, source = shape[2:]
-    parts = [_compact(m, 3) for m in (fill, additive, keep) if m is not None]
-    lead = np.broadcast_shapes(*(m.shape[:2] for m in parts)) if parts else (1, 1)
-    if width is None or any(m.shape[2] > 1 for m in parts):
-        columns = length if width is None else width
-    else:
-        columns = length = 1
-    out = np.zeros(lead + (source, columns), dtype)
-    real = out[..., :length].swapaxes(2, 3)  # (.., L or 1, S), a view
-    fill, additive, keep = (None if m is None else _compact(m, 3) for m in (fill, additive, keep))
+def _row_mask(shape, dtype, fill=None, additive=None, keep=None, drop_scale=1.0):
+    """One float mask for the kernel, C-contiguous (B or 1, h or 1, L, S): additive plus -inf
+    where `fill` (the bias), or keep * drop_scale (the dropout factor); zeros without them."""
+    parts = [_compact(m) for m in (fill, additive, keep) if m is not None]
+    if not parts:
+        return np.zeros((1, 1) + shape[2:], dtype)
+    out = np.zeros(np.broadcast_shapes(*(m.shape[:2] for m in parts)) + shape[2:], dtype)
+    fill, additive, keep = (None if m is None else _compact(m) for m in (fill, additive, keep))
     if additive is not None:
-        real += additive
+        out += additive
     if fill is not None:
-        np.copyto(real, -np.inf, where=np.broadcast_to(fill, real.shape))
+        np.copyto(out, -np.inf, where=np.broadcast_to(fill, out.shape))
     if keep is not None:
-        real[...] = np.broadcast_to(keep, real.shape) * dtype(drop_scale)
+        out[...] = np.broadcast_to(keep, out.shape) * dtype(drop_scale)
     return out
 
 
@@ -514,24 +370,19 @@ def attention_forward_fused(q, k, v, fill, scale, additive=None, keep=None, drop
     shape = _scores_shape(q, k)
     dtype = q.dtype.type
     out = np.empty(q.shape[:3] + (v.shape[3],), q.dtype)
-    weights_t = np.empty(shape[:2] + shape[:1:-1], q.dtype)  # (B, h, S, L): P^T blocks
-    bias = _kernel_mask(shape, dtype, fill=fill, additive=additive,
-                        width=_panels(shape[2]) * NR)
+    weights = np.empty(shape, q.dtype)
+    bias = _row_mask(shape, dtype, fill=fill, additive=additive)
     drop = _drop_factor(shape, dtype, keep, drop_scale)
     attention_forward_blocks(
-        *_slots(q), *_slots(k), *_slots(v), bias, drop, dtype(scale), out, weights_t,
-        _chunks(q.shape[0] * q.shape[2]), work=2 * weights_t.size * q.shape[3])
-    return out, weights_t.transpose(0, 1, 3, 2)
+        *_slots(q), *_slots(k), *_slots(v), bias, drop, dtype(scale), out, weights,
+        _chunks(q.shape[0] * q.shape[2]), work=2 * weights.size * q.shape[3])
+    return out, weights
 
 
-def _transposed_weights(weights):
-    """The (B, h, S, L) P^T blocks the backward kernel reads: in place when `weights` is the
-    forward kernel's (a transposed view), else a copy (the twin's, or a read-only array: the
-    kernel's signature takes writable arrays, see _slots)."""
-    weights_t = weights.transpose(0, 1, 3, 2)
-    if weights_t.flags.c_contiguous and weights_t.flags.writeable:
-        return weights_t
-    return np.array(weights_t, order="C")
+def _writable(x):
+    # The kernels' signatures take writable arrays (they never write these): see _slots.
+    x = np.ascontiguousarray(x)
+    return x if x.flags.writeable else x.copy()
 
 
 def attention_backward_fused(q, k, v, weights, grad_out, scale, grad_q, grad_k, grad_v,
@@ -543,7 +394,7 @@ def attention_backward_fused(q, k, v, weights, grad_out, scale, grad_q, grad_k, 
     dtype = q.dtype.type
     grads = [_slots(g) for g in (grad_q, grad_k, grad_v)]
     attention_backward_blocks(
-        *_slots(q), *_slots(k), *_slots(v), _transposed_weights(weights), _slots(grad_out)[0],
+        *_slots(q), *_slots(k), *_slots(v), _writable(weights), _slots(grad_out)[0],
         _drop_factor(weights.shape, dtype, keep, drop_scale), dtype(scale),
         *grads[0], *grads[1], *grads[2], _chunks(q.shape[0] * q.shape[2]),
         work=4 * weights.size * q.shape[3])
