@@ -114,7 +114,7 @@ def _second_derivative(first, second, grad, weights, upstream, scale, grad_of_gr
     mm, sb = kernels.matmul, kernels.softmax_backward
     t = lambda x: np.swapaxes(x, -1, -2)  # noqa: E731
     heads = lambda x: x.transpose(0, 2, 1, 3)  # noqa: E731 (B, T, h, E) -> (B, h, T, E), a view
-    # the fused kernel's weights may be a transposed view: one copy, not one per softmax pass
+    # a kernel may hand the weights over as a strided view: one copy, not one per softmax pass
     weights = np.ascontiguousarray(weights)
     q, k, v = (heads(x) for x in _split(first, second))
     if second is None:
