@@ -19,11 +19,15 @@ $(VENV)/.deps: pyproject.toml | $(PY)
 demo: $(VENV)/.deps
 	$(PY) examples/demo.py
 
+# The suite runs in one process per core (pytest-xdist); tests that share an expensive module
+# fixture stay in one process (xdist_group). PYTEST_ARGS="-n 0" runs it in this process.
+XDIST := -n auto --dist loadgroup
+
 test: $(VENV)/.deps
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-thorough: $(VENV)/.deps
-	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest $(PYTEST_ARGS)
+	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 bench: $(VENV)/.deps
 	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -21,14 +21,16 @@ settings.register_profile("noshrink", parent=settings.get_profile("ci"),
                           phases=[Phase.explicit, Phase.reuse, Phase.generate])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-# A cold Numba cache (a fresh clone) costs about 100 s of compiling on this project's 2-core
-# machine, most of it in the first tests that touch each kernel. A full run therefore compiles
-# every kernel (kernels.warmup's work) in a second process that fills the on-disk cache (Numba
-# writes each entry atomically) while the tests run here. Every process of the run (the warm-up,
-# this one, the ones tests start) compiles each (kernel, dtype) under a file lock
-# (kernels/_jit.py, COMPILE_LOCKS): a test that needs a kernel the warm-up is compiling waits for
-# it and loads it from the cache, and the warm-up skips a kernel another process is compiling,
-# so no kernel compiles twice. Runs of a few tests, and TINYGRAD_TF_TEST_WARMUP=0, skip it.
+# A cold Numba cache (a fresh clone) costs about 95 s of compiling on this project's 2-core
+# machine. A full run therefore compiles every kernel (kernels.warmup's work) in a second process
+# that fills the on-disk cache (Numba writes each entry atomically) while the tests run. Every
+# process of the run (the warm-up, the test processes, the ones tests start) compiles each
+# (kernel, dtype) under a file lock (kernels/_jit.py, COMPILE_LOCKS): a test that needs a kernel
+# another process is compiling compiles the next pending kernels meanwhile (_jit's
+# compile_while_waiting), then loads it from the cache; the warm-up skips a kernel another
+# process is compiling, so no kernel compiles twice. `make test` runs the tests in two processes
+# (pytest-xdist, -n auto): their controller starts the warm-up before the workers start. Serial
+# runs of a few tests, and TINYGRAD_TF_TEST_WARMUP=0, skip it.
 _warmup = None
 _locks = None
 
@@ -58,17 +60,15 @@ def _compile_order():
     return list(dict.fromkeys(order))
 
 
-def pytest_collection_finish(session):
+def _start_warmup():
+    """Set COMPILE_LOCKS for this process and those it starts; start the warm-up process."""
     global _warmup, _locks
     import subprocess
     import sys
     import tempfile
-    if len(session.items) < 200 or os.environ.get("TINYGRAD_TF_TEST_WARMUP") == "0":
-        return
     from tinygrad_tf.kernels import _jit
     _locks = tempfile.mkdtemp(prefix="tgtf-compile-locks-")
     os.environ[_jit.COMPILE_LOCKS] = _locks
-    order = _compile_order()
     code = ("import sys\n"
             "from tinygrad_tf import kernels\n"
             "by_name = {kernel.name: kernel for kernel in kernels.compiled_kernels()}\n"
@@ -76,13 +76,34 @@ def pytest_collection_finish(session):
             "    name, dtype = item.split(':')\n"
             "    by_name[name].compile(dtype, wait=False)\n")
     _warmup = subprocess.Popen([sys.executable, "-c", code]
-                               + [f"{kernel.name}:{dtype}" for kernel, dtype in order],
+                               + [f"{kernel.name}:{dtype}" for kernel, dtype in _compile_order()],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    # The first tests need FIRST's kernels within seconds. Compiling them here too, from the
-    # other end of the list, makes two compilers of that batch instead of one: each skips what
-    # the other is compiling, and the two meet in the middle.
-    for kernel, dtype in reversed(_first()):
-        kernel.compile(dtype, wait=False)
+
+
+def _wanted(config):
+    return os.environ.get("TINYGRAD_TF_TEST_WARMUP") != "0"
+
+
+def pytest_configure(config):
+    # The controller of an xdist run (it runs no test itself) starts the warm-up at once: the
+    # workers it starts next inherit COMPILE_LOCKS.
+    if (getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput")
+            and _wanted(config)):
+        _start_warmup()
+
+
+def pytest_collection_finish(session):
+    from tinygrad_tf.kernels import _jit
+    serial = not getattr(session.config.option, "numprocesses", None)
+    if serial and len(session.items) >= 200 and _wanted(session.config):
+        _start_warmup()
+        # The first tests need FIRST's kernels within seconds. Compiling them here too, from
+        # the other end of the list, makes two compilers of that batch instead of one: each
+        # skips what the other is compiling, and the two meet in the middle.
+        for kernel, dtype in reversed(_first()):
+            kernel.compile(dtype, wait=False)
+    if os.environ.get(_jit.COMPILE_LOCKS):  # a full run: wait for no compile with idle hands
+        _jit.compile_while_waiting[:] = _compile_order()
 
 
 def pytest_sessionfinish(session):

@@ -495,3 +495,44 @@ def test_erf_kernel_matches_its_twin(dtype):
     ours, reference = ew.erf_numba(x), ew.erf_numpy(x)
     assert ours.dtype == dtype and ours.shape == x.shape
     np.testing.assert_allclose(ours, reference, rtol=1e-6 if dtype == np.float32 else 1e-15)
+
+
+# ---------------------------------------------------------------------------- compile locks
+
+def _double(x, out):
+    for i in range(x.size):
+        out[i] = 2 * x[i]
+
+
+def _triple(x, out):
+    for i in range(x.size):
+        out[i] = 3 * x[i]
+
+
+def test_a_compile_waiting_for_another_process_compiles_pending_kernels_meanwhile(
+        tmp_path, monkeypatch):
+    import fcntl
+    import threading
+    import time
+    from tinygrad_tf.kernels import _jit
+    signatures = {"float64": "void(float64[::1], float64[::1])"}
+    waiting, pending = _jit.LazyKernel(_double, signatures), _jit.LazyKernel(_triple, signatures)
+    monkeypatch.setenv(_jit.COMPILE_LOCKS, str(tmp_path))
+    monkeypatch.setattr(_jit, "compile_while_waiting", [(pending, "float64")])
+    # Another process compiling `waiting`: a second open file's lock blocks as another's would.
+    with open(tmp_path / f"{waiting._lock_name}-float64.lock", "a") as other:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        assert waiting.compile("float64", wait=False) is None
+        thread = threading.Thread(target=waiting.compile, args=("float64",))
+        thread.start()
+        for _ in range(600):  # the waiting compile takes the pending kernel meanwhile
+            if "float64" in pending.report:
+                break
+            time.sleep(0.05)
+        assert "float64" in pending.report and "float64" not in waiting.report
+        assert thread.is_alive() and _jit.compile_while_waiting == []
+    thread.join(60)  # closing `other` unlocked it: now it compiles its own
+    assert not thread.is_alive() and "float64" in waiting.report
+    x, out = np.arange(3.0), np.empty(3)
+    waiting(x, out, work=3)
+    np.testing.assert_array_equal(out, 2 * x)

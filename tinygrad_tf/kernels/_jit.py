@@ -17,7 +17,7 @@ import time
 
 import numba
 
-_compile_lock = threading.Lock()
+_compile_lock = threading.RLock()  # reentrant: a compile that waits may compile another
 
 # Below this much work (elements, or multiply-adds for matmul) a kernel runs single-threaded.
 SERIAL_BELOW = 1 << 15
@@ -35,6 +35,22 @@ ROWS_SERIAL_BELOW = 1 << 19
 COMPILE_LOCKS = "TINYGRAD_TF_COMPILE_LOCKS"
 
 
+# What a process that waits for another's compile does meanwhile: [(LazyKernel, dtype name)]
+# to compile or load in this order, skipping those another process is compiling (the suite sets
+# it to the order its tests need them, so a waiting test process does not leave its core idle).
+compile_while_waiting = []
+
+
+def _compile_another():
+    """Compile (or load) the first pending entry of compile_while_waiting that no other process
+    is compiling; False when there is none."""
+    while compile_while_waiting:
+        kernel, dtype_name = compile_while_waiting.pop(0)
+        if dtype_name not in kernel.report and kernel.compile(dtype_name, wait=False):
+            return True
+    return False
+
+
 @contextlib.contextmanager
 def _held_across_processes(name, wait):
     """Hold the lock file `name` in COMPILE_LOCKS (when set); yields False when `wait` is off
@@ -45,11 +61,17 @@ def _held_across_processes(name, wait):
         return
     import fcntl  # POSIX only, like the suite that sets the variable
     with open(os.path.join(directory, name + ".lock"), "a") as file:  # closing unlocks
-        try:
-            fcntl.flock(file, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
+        while True:
+            try:
+                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not wait:
+                    yield False
+                    return
+                if not _compile_another():
+                    fcntl.flock(file, fcntl.LOCK_EX)
+                    break
         yield True
 
 
