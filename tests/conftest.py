@@ -80,22 +80,26 @@ def _start_warmup():
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def _wanted(config):
+def _role(config):
+    """"controller" of an xdist run (it runs no test itself), "worker", or "serial"."""
+    if hasattr(config, "workerinput"):
+        return "worker"
+    return "controller" if getattr(config.option, "numprocesses", None) else "serial"
+
+
+def _wanted():
     return os.environ.get("TINYGRAD_TF_TEST_WARMUP") != "0"
 
 
 def pytest_configure(config):
-    # The controller of an xdist run (it runs no test itself) starts the warm-up at once: the
-    # workers it starts next inherit COMPILE_LOCKS.
-    if (getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput")
-            and _wanted(config)):
+    # The controller starts the warm-up at once: the workers it starts next inherit COMPILE_LOCKS.
+    if _role(config) == "controller" and _wanted():
         _start_warmup()
 
 
 def pytest_collection_finish(session):
     from tinygrad_tf.kernels import _jit
-    serial = not getattr(session.config.option, "numprocesses", None)
-    if serial and len(session.items) >= 200 and _wanted(session.config):
+    if _role(session.config) == "serial" and len(session.items) >= 200 and _wanted():
         _start_warmup()
         # The first tests need FIRST's kernels within seconds. Compiling them here too, from
         # the other end of the list, makes two compilers of that batch instead of one: each
