@@ -19,9 +19,11 @@ $(VENV)/.deps: pyproject.toml | $(PY)
 demo: $(VENV)/.deps
 	$(PY) examples/demo.py
 
-# The suite runs in one process per core (pytest-xdist); tests that share an expensive module
-# fixture stay in one process (xdist_group). PYTEST_ARGS="-n 0" runs it in this process.
-XDIST := -n auto --dist loadgroup
+# The suite runs in one process per core (pytest-xdist). worksteal hands each process a
+# contiguous half of the tests (a module's tests, and its module fixtures, stay in one process)
+# and moves tests from the end of a busy one's queue to an idle one. PYTEST_ARGS="-n 0" runs it
+# all in one process.
+XDIST := -n auto --dist worksteal
 
 test: $(VENV)/.deps
 	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)

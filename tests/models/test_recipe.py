@@ -32,10 +32,6 @@ def _losses(run_dir):
     return [(r["step"], r["loss"]) for r in records if r["kind"] == "train"]
 
 
-# The tests that share copy_run (a training of about 20 s) run in one process of an xdist run.
-shares_copy_run = pytest.mark.xdist_group("copy_run")
-
-
 @pytest.fixture(scope="module")
 def copy_run(tmp_path_factory):
     """The tiny preset trained on `copy` until validation exact match reaches 100%."""
@@ -49,7 +45,6 @@ def copy_run(tmp_path_factory):
 
 
 @pytest.mark.slow
-@shares_copy_run
 def test_tiny_model_learns_copy_to_full_exact_match(copy_run, capsys):
     run_dir, summary = copy_run
     assert summary["status"] == "reached target", summary
@@ -67,7 +62,6 @@ def test_tiny_model_learns_copy_to_full_exact_match(copy_run, capsys):
 
 
 @pytest.mark.slow
-@shares_copy_run
 def test_translate_round_trips_through_the_saved_run(copy_run, capsys, monkeypatch):
     run_dir, _ = copy_run
     assert cli.main(["translate", str(run_dir), "abcd", "fed"]) == 0
@@ -81,7 +75,6 @@ def test_translate_round_trips_through_the_saved_run(copy_run, capsys, monkeypat
 
 
 @pytest.mark.slow
-@shares_copy_run
 def test_average_of_checkpoints_is_usable(copy_run, capsys):
     run_dir, _ = copy_run
     assert cli.main(["average", str(run_dir), "--last", "3"]) == 0
