@@ -504,23 +504,21 @@ def _double(x, out):
         out[i] = 2 * x[i]
 
 
-def _triple(x, out):
-    for i in range(x.size):
-        out[i] = 3 * x[i]
-
-
 def test_a_compile_waiting_for_another_process_compiles_pending_kernels_meanwhile(
         tmp_path, monkeypatch):
     import fcntl
     import threading
     import time
     from tinygrad_tf.kernels import _jit
-    signatures = {"float64": "void(float64[::1], float64[::1])"}
-    waiting, pending = _jit.LazyKernel(_double, signatures), _jit.LazyKernel(_triple, signatures)
+    from tinygrad_tf.kernels import elementwise
+    waiting = _jit.LazyKernel(_double, {"float64": "void(float64[::1], float64[::1])"})
+    pending = _jit.LazyKernel(elementwise._erf_flat, elementwise.erf_kernel.signatures)
+    assert waiting._lock_name != pending._lock_name  # one lock per module
     monkeypatch.setenv(_jit.COMPILE_LOCKS, str(tmp_path))
     monkeypatch.setattr(_jit, "compile_while_waiting", [(pending, "float64")])
-    # Another process compiling `waiting`: a second open file's lock blocks as another's would.
-    with open(tmp_path / f"{waiting._lock_name}-float64.lock", "a") as other:
+    # Another process compiling in `waiting`'s module: a second open file's lock blocks as
+    # another process's would.
+    with open(tmp_path / f"{waiting._lock_name}.lock", "a") as other:
         fcntl.flock(other, fcntl.LOCK_EX)
         assert waiting.compile("float64", wait=False) is None
         thread = threading.Thread(target=waiting.compile, args=("float64",))
@@ -536,3 +534,14 @@ def test_a_compile_waiting_for_another_process_compiles_pending_kernels_meanwhil
     x, out = np.arange(3.0), np.empty(3)
     waiting(x, out, work=3)
     np.testing.assert_array_equal(out, 2 * x)
+
+
+def test_kernels_that_share_cached_helpers_share_a_compile_lock():
+    # attention's kernels call matmul's cached micro-kernel: their compiles must not overlap
+    attention = importlib.import_module("tinygrad_tf.kernels.attention")
+    assert attention._strips_times_panel is mm._strips_times_panel
+    locks = {kernel._lock_name for kernel in (mm.gemm, mm.batched_gemm,
+                                              attention.attention_forward_blocks,
+                                              attention.attention_backward_blocks)}
+    assert locks == {"tinygrad_tf.kernels.matmul"}
+    assert sm.softmax_rows._lock_name == "tinygrad_tf.kernels.softmax"

@@ -29,10 +29,15 @@ ROWS_SERIAL_BELOW = 1 << 19
 
 
 # Processes that share one Numba cache can name a directory here (the test suite does, for its
-# warm-up process, itself and the processes its tests start): each (kernel, dtype) then compiles
-# under a file lock in it, so a second process that needs the kernel meanwhile waits and loads
-# the first one's cache entry instead of compiling it again (a cold compile takes seconds).
+# warm-up process, itself and the processes its tests start): each kernel then compiles under a
+# file lock in it, so a second process that needs the kernel meanwhile waits and loads the first
+# one's cache entry instead of compiling it again (a cold compile takes seconds).
 COMPILE_LOCKS = "TINYGRAD_TF_COMPILE_LOCKS"
+# The lock is one per module, not per kernel or dtype: every cache save rewrites the function's
+# index file unlocked (read, add, write), so two processes compiling two dtypes of one kernel, or
+# two kernels that call one cached njit helper, at once could lose an entry or point it at the
+# other's code. attention's kernels call matmul's micro-kernel, so they share matmul's lock.
+LOCK_OF_MODULE = {"tinygrad_tf.kernels.attention": "tinygrad_tf.kernels.matmul"}
 
 
 # What a process that waits for another's compile does meanwhile: [(LazyKernel, dtype name)]
@@ -96,7 +101,7 @@ class LazyKernel:
 
     def __init__(self, py_func, signatures, serial_below=None, **options):
         self.name = py_func.__name__
-        self._lock_name = f"{py_func.__module__}.{py_func.__name__}"
+        self._lock_name = LOCK_OF_MODULE.get(py_func.__module__, py_func.__module__)
         self.signatures = signatures
         # Work below this runs on the calling thread (default SERIAL_BELOW, read at call time).
         self.serial_below = serial_below
@@ -108,8 +113,7 @@ class LazyKernel:
         """Compile or load the `dtype_name` version now (once); returns its report entry, or
         None when `wait` is off and another process is compiling it (see COMPILE_LOCKS)."""
         if dtype_name not in self.report:
-            with _compile_lock, _held_across_processes(f"{self._lock_name}-{dtype_name}",
-                                                       wait) as held:
+            with _compile_lock, _held_across_processes(self._lock_name, wait) as held:
                 if not held:
                     return None
                 if dtype_name not in self.report:
