@@ -12,8 +12,13 @@ $(PY):
 
 # A stamp file: reinstall only when pyproject.toml changes. The tests cover the recipe's optional
 # extras (BLEU, plot, BPE) and the multi-rank tests (MPI) too, so both targets install them.
+# The project's own dependencies go in first: with numpy and numba in, the Numba kernels compile
+# into their cache (tests/warmup.py) on the second core while pip installs the extras; the
+# warm-up stops when pip ends, and the suite's own warm-up goes on from there.
 $(VENV)/.deps: pyproject.toml | $(PY)
-	$(PIP) -e ".[test,recipe,mpi]"
+	$(PIP) -e .
+	$(PY) tests/warmup.py & warm=$$!; \
+	$(PIP) -e ".[test,recipe,mpi]"; status=$$?; kill $$warm 2>/dev/null; wait $$warm; exit $$status
 	touch $@
 
 demo: $(VENV)/.deps

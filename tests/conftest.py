@@ -2,6 +2,8 @@ import os
 
 from hypothesis import HealthCheck, Phase, settings
 
+import warmup  # tests/warmup.py: the kernels in the order the suite needs them
+
 # The test process opts in to what `kernels.tune_process()` sets for its OpenMP threads (import
 # itself sets nothing): with libgomp's default wait policy Numba's threads spin after every
 # parallel kernel, and on a machine shared with other work the tiny copy model's training
@@ -35,31 +37,6 @@ _warmup = None
 _locks = None
 
 
-# What the first tests (tests/models/test_decoding.py) run: a float64 Transformer's forward.
-FIRST = ("embedding_position", "layer_norm", "attention_forward", "bias_activation",
-         "log_softmax", "softmax")
-
-
-def _first():
-    from tinygrad_tf import kernels
-    return [(kernel, "float64") for name in FIRST if name in kernels.REGISTRY
-            for kernel in kernels.REGISTRY[name].compiled]
-
-
-def _compile_order():
-    """[(kernel, dtype)] in the order the suite first needs them: a float64 Transformer's
-    forward, every kernel in float32 (the models' training, tests/models/test_recurrent.py), then
-    in float64, the Numba GEMMs last ("auto" runs matmul on OpenBLAS)."""
-    from tinygrad_tf import kernels
-    gemms = set(kernels.REGISTRY["matmul"].compiled)
-    order = _first()
-    for last in (False, True):
-        for dtype in ("float32", "float64"):
-            order += [(kernel, dtype) for kernel in kernels.compiled_kernels()
-                      if (kernel in gemms) == last and dtype in kernel.signatures]
-    return list(dict.fromkeys(order))
-
-
 def _start_warmup():
     """Set COMPILE_LOCKS for this process and those it starts; start the warm-up process."""
     global _warmup, _locks
@@ -69,14 +46,8 @@ def _start_warmup():
     from tinygrad_tf.kernels import _jit
     _locks = tempfile.mkdtemp(prefix="tgtf-compile-locks-")
     os.environ[_jit.COMPILE_LOCKS] = _locks
-    code = ("import sys\n"
-            "from tinygrad_tf import kernels\n"
-            "by_name = {kernel.name: kernel for kernel in kernels.compiled_kernels()}\n"
-            "for item in sys.argv[1:]:\n"
-            "    name, dtype = item.split(':')\n"
-            "    by_name[name].compile(dtype, wait=False)\n")
-    _warmup = subprocess.Popen([sys.executable, "-c", code]
-                               + [f"{kernel.name}:{dtype}" for kernel, dtype in _compile_order()],
+    _warmup = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__),
+                                                             "warmup.py")],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -104,10 +75,10 @@ def pytest_collection_finish(session):
         # The first tests need FIRST's kernels within seconds. Compiling them here too, from
         # the other end of the list, makes two compilers of that batch instead of one: each
         # skips what the other is compiling, and the two meet in the middle.
-        for kernel, dtype in reversed(_first()):
+        for kernel, dtype in reversed(warmup.first()):
             kernel.compile(dtype, wait=False)
     if os.environ.get(_jit.COMPILE_LOCKS):  # a full run: wait for no compile with idle hands
-        _jit.compile_while_waiting[:] = _compile_order()
+        _jit.compile_while_waiting[:] = warmup.compile_order()
 
 
 def pytest_sessionfinish(session):
