@@ -18,7 +18,8 @@ $(PY):
 $(VENV)/.deps: pyproject.toml | $(PY)
 	$(PIP) -e .
 	$(PY) tests/warmup.py & warm=$$!; \
-	$(PIP) -e ".[test,recipe,mpi]"; status=$$?; kill $$warm 2>/dev/null; wait $$warm; exit $$status
+	$(PIP) -e ".[test,recipe,mpi]"; status=$$?; { kill $$warm; wait $$warm; } 2>/dev/null; \
+	exit $$status
 	touch $@
 
 demo: $(VENV)/.deps
