@@ -27,7 +27,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 # machine. A full run therefore compiles every kernel (kernels.warmup's work) in a second process
 # that fills the on-disk cache (Numba writes each entry atomically) while the tests run. Every
 # process of the run (the warm-up, the test processes, the ones tests start) compiles under a
-# file lock per kernel module (kernels/_jit.py, COMPILE_LOCKS): a test that needs a kernel
+# file lock per kernel (kernels/_jit.py, COMPILE_LOCKS): a test that needs a kernel
 # another process is compiling compiles the next pending kernels meanwhile (_jit's
 # compile_while_waiting), then loads it from the cache; the warm-up skips a kernel another
 # process is compiling, so no kernel compiles twice. `make test` runs the tests in two processes

@@ -33,11 +33,10 @@ ROWS_SERIAL_BELOW = 1 << 19
 # file lock in it, so a second process that needs the kernel meanwhile waits and loads the first
 # one's cache entry instead of compiling it again (a cold compile takes seconds).
 COMPILE_LOCKS = "TINYGRAD_TF_COMPILE_LOCKS"
-# The lock is one per module, not per kernel or dtype: every cache save rewrites the function's
-# index file unlocked (read, add, write), so two processes compiling two dtypes of one kernel, or
-# two kernels that call one cached njit helper, at once could lose an entry or point it at the
-# other's code. attention's kernels call matmul's micro-kernel, so they share matmul's lock.
-LOCK_OF_MODULE = {"tinygrad_tf.kernels.attention": "tinygrad_tf.kernels.matmul"}
+# The lock is one per kernel, not per (kernel, dtype): every cache save rewrites the function's
+# index file unlocked (read, add, write), so two processes compiling two dtypes of one kernel at
+# once could lose an entry or point it at the other's code. (A lock per module, to cover the
+# cached njit helpers that kernels share, chained attention's and matmul's compiles into ~45 s.)
 
 
 # What a process that waits for another's compile does meanwhile: [(LazyKernel, dtype name)]
@@ -101,7 +100,7 @@ class LazyKernel:
 
     def __init__(self, py_func, signatures, serial_below=None, **options):
         self.name = py_func.__name__
-        self._lock_name = LOCK_OF_MODULE.get(py_func.__module__, py_func.__module__)
+        self._lock_name = f"{py_func.__module__}.{py_func.__name__}"
         self.signatures = signatures
         # Work below this runs on the calling thread (default SERIAL_BELOW, read at call time).
         self.serial_below = serial_below
