@@ -3,7 +3,9 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+# --no-compile: pip byte-compiles every module it installs (matplotlib's, fonttools', ...: ~10 s
+# of a fresh set-up); Python compiles the few that are imported, once, at their first import.
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check --no-compile
 
 .PHONY: demo test test-thorough bench clean
 
