@@ -30,9 +30,9 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 # file lock per kernel (kernels/_jit.py, COMPILE_LOCKS): a test that needs a kernel
 # another process is compiling compiles the next pending kernels meanwhile (_jit's
 # compile_while_waiting), then loads it from the cache; the warm-up skips a kernel another
-# process is compiling, so no kernel compiles twice. `make test` runs the tests in two processes
-# (pytest-xdist, -n auto): its controller starts the warm-up before the workers start. Serial
-# runs of a few tests, and TINYGRAD_TF_TEST_WARMUP=0, skip it.
+# process is compiling, so no kernel compiles twice. Under pytest-xdist (-n N, not installed by
+# `make`: slower here, see the Makefile) the controller starts the warm-up before the workers.
+# Runs of a few tests, and TINYGRAD_TF_TEST_WARMUP=0, skip it.
 _warmup = None
 _locks = None
 
