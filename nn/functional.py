@@ -5,7 +5,7 @@ cross_entropy, scaled_dot_product_attention, gelu) are each ONE recorded node: a
 a hand-written backward beside its forward. Composed from primitives, layer_norm alone would be
 about a dozen nodes, each allocating a full-size temporary in forward and again in backward; in
 eager numpy, with no compiler to fuse them, that is where the time would go. The losses live
-in losses.py, layer norm in normalization.py and attention in attention.py; all are re-exported
+in losses.py, layer norm and rms_norm in normalization.py and attention in attention.py; all are re-exported
 here.
 """
 import math
@@ -22,7 +22,8 @@ from .attention import FusedAttention, scaled_dot_product_attention  # noqa: F40
 from .losses import FusedCrossEntropy, _softplus_neg_composed, _stable_sigmoid  # noqa: F401
 from .losses import (binary_cross_entropy, binary_cross_entropy_with_logits,  # noqa: F401
                      cross_entropy, kl_div, l1_loss, mse_loss, nll_loss, smooth_l1_loss)
-from .normalization import FusedLayerNorm, Normalize, NormalizeBackward, layer_norm  # noqa: F401
+from .normalization import (FusedLayerNorm, Normalize, NormalizeBackward,  # noqa: F401
+                            layer_norm, rms_norm)
 
 
 # ---------------------------------------------------------------------------- linear
@@ -284,27 +285,6 @@ def normalize(input, p=2.0, dim=1, eps=1e-12):
         raise ValueError(f"normalize: dim {dim} is out of range for shape {input.shape}")
     norm = VectorNorm.apply(input, p=float(p), dim=dim)
     return input / norm.clip(min=eps)
-
-
-def rms_norm(input, normalized_shape, weight=None, eps=None):
-    """x / sqrt(mean(x^2) + eps) * weight over the trailing dims `normalized_shape`; eps
-    defaults to the dtype's machine epsilon, as torch. Composed: a few nodes, no kernel yet."""
-    if isinstance(normalized_shape, numbers.Integral):
-        normalized_shape = (normalized_shape,)
-    normalized_shape = tuple(int(n) for n in normalized_shape)
-    n = len(normalized_shape)
-    if n == 0 or input.ndim < n or input.shape[input.ndim - n:] != normalized_shape:
-        raise ValueError(f"rms_norm: normalized_shape {normalized_shape} must be the trailing "
-                         f"dims of the input's shape {input.shape}")
-    if weight is not None and weight.shape != normalized_shape:
-        raise ValueError(f"rms_norm: weight of shape {weight.shape} should have shape "
-                         f"{normalized_shape}")
-    _check_float("rms_norm", input=input, weight=weight)
-    if eps is None:
-        eps = float(np.finfo(input.dtype).eps)
-    dims = tuple(range(input.ndim - n, input.ndim))
-    out = input / ((input * input).mean(dims, keepdim=True) + eps).sqrt()
-    return out if weight is None else out * weight
 
 
 # ---------------------------------------------------------------------------- dropout

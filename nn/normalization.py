@@ -1,7 +1,8 @@
 """Layer norm as one recorded node (FusedLayerNorm), and the two nodes its create_graph path
 records instead of the composed formula's eight (Normalize, NormalizeBackward). The loops are the
 kernel layer's layer_norm / layer_norm_backward; nn/fused.py reuses them for the fused residual
-+ dropout + layer norm of a Transformer sublayer."""
++ dropout + layer norm of a Transformer sublayer. rms_norm (composed) shares the argument checks.
+"""
 import math
 import numbers
 
@@ -171,18 +172,38 @@ def _layer_norm_graph_grads(grad, y, weight, eps, stats):
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     """Normalise over the trailing dims `normalized_shape` to zero mean and unit variance (biased
     variance, as torch), then scale by weight and shift by bias."""
+    normalized_shape = _check_norm_args("layer_norm", input, normalized_shape, weight=weight,
+                                        bias=bias)
+    affine = [t for t in (weight, bias) if t is not None]
+    return FusedLayerNorm.apply(input, *affine, normalized_shape=normalized_shape,
+                                eps=float(eps), has_weight=weight is not None)
+
+
+def rms_norm(input, normalized_shape, weight=None, eps=None):
+    """x / sqrt(mean(x^2) + eps) * weight over the trailing dims `normalized_shape`; eps
+    defaults to the dtype's machine epsilon, as torch. Composed: a few nodes, no kernel yet."""
+    normalized_shape = _check_norm_args("rms_norm", input, normalized_shape, weight=weight)
+    n = len(normalized_shape)
+    if eps is None:
+        eps = float(np.finfo(input.dtype).eps)
+    dims = tuple(range(input.ndim - n, input.ndim))
+    out = input / ((input * input).mean(dims, keepdim=True) + eps).sqrt()
+    return out if weight is None else out * weight
+
+
+def _check_norm_args(op, input, normalized_shape, **affine):
+    """normalized_shape as a tuple, after checking that it is the input's trailing dims, that each
+    affine tensor has that shape and that all are float of one dtype."""
     if isinstance(normalized_shape, numbers.Integral):
         normalized_shape = (normalized_shape,)
     normalized_shape = tuple(int(n) for n in normalized_shape)
     n = len(normalized_shape)
     if n == 0 or input.ndim < n or input.shape[input.ndim - n:] != normalized_shape:
-        raise ValueError(f"layer_norm: normalized_shape {normalized_shape} must be the trailing "
+        raise ValueError(f"{op}: normalized_shape {normalized_shape} must be the trailing "
                          f"dims of the input's shape {input.shape}")
-    for name, t in (("weight", weight), ("bias", bias)):
+    for name, t in affine.items():
         if t is not None and t.shape != normalized_shape:
-            raise ValueError(f"layer_norm: {name} of shape {t.shape} should have shape "
+            raise ValueError(f"{op}: {name} of shape {t.shape} should have shape "
                              f"{normalized_shape}")
-    _check_float("layer_norm", input=input, weight=weight, bias=bias)
-    affine = [t for t in (weight, bias) if t is not None]
-    return FusedLayerNorm.apply(input, *affine, normalized_shape=normalized_shape,
-                                eps=float(eps), has_weight=weight is not None)
+    _check_float(op, input=input, **affine)
+    return normalized_shape
