@@ -36,6 +36,17 @@ def _dropout_args(p, training, op):
 
 # ---------------------------------------------------------------------------- Add & Norm
 
+def _linear_grads(xp, grad_out, weight, rows, shape, needs_input, needs_weight):
+    """(input gradient, weight gradient) of a linear layer whose output gradient is grad_out and
+    whose input, as `rows`, has `shape`; None for a gradient not needed."""
+    grad_in = None
+    if needs_input:
+        grad_in = xp.matmul(grad_out, weight)
+        if grad_in.shape != shape:  # the first-order path's rows
+            grad_in = xp.reshape(grad_in, shape)
+    return grad_in, (xp.weight_grad(grad_out, rows) if needs_weight else None)
+
+
 class ResidualDropoutLayerNorm(ArrayFunction):
     """layer_norm(x + dropout(s)) over the last dim, one node (post-norm "Add & Norm")."""
 
@@ -118,12 +129,8 @@ class LinearResidualLayerNorm(ArrayFunction):
                 _rows(grad, normed.shape[1]), normed, rstd, weight, mask, ctx.scale,
                 residual=True, residual_bias=True)
             grad_x = grad_x.reshape(ctx.shape)
-        grad_a = None
-        if needs[1]:
-            grad_a = xp.matmul(grad_s, lin_weight)
-            if grad_a.shape != a.shape:  # the first-order path's rows
-                grad_a = xp.reshape(grad_a, a.shape)
-        grad_lin_w = xp.weight_grad(grad_s, a_rows) if needs[2] else None
+        grad_a, grad_lin_w = _linear_grads(xp, grad_s, lin_weight, a_rows, a.shape, needs[1],
+                                           needs[2])
         return grad_x, grad_a, grad_lin_w, grad_lin_b, grad_w, grad_b
 
 
@@ -182,12 +189,7 @@ class LinearActivationDropout(ArrayFunction):
                 grad_pre = grad_pre * gelu_slope(xp, x.matmul(weight.T) + bias, approximate)
             grad_b = grad_pre.sum(tuple(range(grad.ndim - 1))) if grad.ndim > 1 else grad_pre
         needs = ctx.needs_input_grad
-        grad_x = None
-        if needs[0]:
-            grad_x = xp.matmul(grad_pre, weight)
-            if grad_x.shape != ctx.shape:  # the first-order path's rows
-                grad_x = xp.reshape(grad_x, ctx.shape)
-        grad_w = xp.weight_grad(grad_pre, rows) if needs[1] else None
+        grad_x, grad_w = _linear_grads(xp, grad_pre, weight, rows, ctx.shape, needs[0], needs[1])
         return grad_x, grad_w, grad_b
 
 
