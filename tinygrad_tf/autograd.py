@@ -297,6 +297,11 @@ def backward(root, grad, retain_graph=False, capture=None):
     for root, grad in zip(roots, grads_in):
         grads[id(root)] = grads[id(root)] + grad if id(root) in grads else grad
     plain = capture is None and not _hooks  # hooks and grad() take the slower branch below
+    # Fan-in (a tensor used by several ops) adds gradients up. A backward's result may alias what
+    # must not change (its saved arrays, its grad_output, which Add returns twice, user data, a
+    # broadcast view), so the engine adds in place only into an array it made itself in this
+    # walk: a sum, an unbroadcast or a cast. Those keys are `owned`; each is handed on at its turn.
+    owned = set()
     while order:
         # Popped, not iterated: once an op's backward has run, nothing here keeps its output
         # alive, so each activation is freed as soon as the ops that consumed it are done.
@@ -331,15 +336,22 @@ def backward(root, grad, retain_graph=False, capture=None):
         for parent, parent_grad in zip(parents, input_grads):
             if parent_grad is None or not parent.requires_grad:
                 continue
-            data = parent.array
+            data, made = parent.array, False
             if parent_grad.__class__ is not np.ndarray:
                 parent_grad = np.asarray(parent_grad)
             if parent_grad.shape != data.shape:
-                parent_grad = unbroadcast(parent_grad, data.shape, type(ctx).__name__)
+                parent_grad, made = unbroadcast(parent_grad, data.shape, type(ctx).__name__), True
             if parent_grad.dtype != data.dtype:
-                parent_grad = parent_grad.astype(data.dtype)
+                parent_grad, made = parent_grad.astype(data.dtype), True
             key = id(parent)
-            grads[key] = grads[key] + parent_grad if key in grads else parent_grad
+            if key in owned:  # fan-in into an array this walk made: add in place
+                grads[key] += parent_grad
+                continue
+            if key in grads:  # fan-in: the sum is a new array, made here
+                parent_grad, made = grads[key] + parent_grad, True
+            grads[key] = parent_grad
+            if made and parent_grad.__class__ is np.ndarray:  # (a 0-d sum is a numpy scalar)
+                owned.add(key)
         if not retain_graph:  # free saved arrays now, so a training loop's memory stays flat
             ctx.__dict__.clear()
             ctx.parents = None
