@@ -1,17 +1,21 @@
 """Batched small matrix products through the Tensor API vs numpy's np.matmul (and torch.matmul).
 
-    flock /tmp/tgtf-heavy.lock .venv/bin/python bench/batched_matmul.py [--repeat 200]
+    flock /tmp/tgtf-heavy.lock .venv/bin/python bench/batched_matmul.py [--repeat 200] [--threads N]
 
 The issue's row is q @ k^T on (128, 32, 32): `a @ b.transpose(-1, -2)` on Tensors without
 grad, against np.matmul on the same arrays (the transposed view, no copy) and torch.matmul.
 The other rows show where the "auto" kernel set's shape rule (kernels.matmul_auto_path) sends
 a product to the batched Numba kernel and where it leaves it on OpenBLAS. Each library runs in
 its own subprocess (`--only`), best of --repeat calls after warm-up, float32; ours tuned as the
-`tinygrad-tf` command runs (`kernels.tune_process()`).
+`tinygrad-tf` command runs (`kernels.tune_process()`). --threads N runs every library on N
+threads (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and NUMBA_NUM_THREADS set before anything loads, as
+bench/train_step.py does; a count set this way also stops our adaptive thread count); without it
+each library takes the environment's.
 """
 import argparse
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import time
@@ -49,7 +53,8 @@ def measure(library, repeat):
     elif library == "ours":
         import tinygrad_tf as tg
         tg.kernels.tune_process()
-        info = f"tinygrad_tf kernels: {tg.kernels.active()}"
+        import numba
+        info = f"tinygrad_tf kernels: {tg.kernels.active()}, {numba.get_num_threads()} threads"
     else:
         info = f"numpy {np.__version__}"
     for shape in SHAPES:
@@ -76,8 +81,14 @@ def measure(library, repeat):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for every library (default: the environment's)")
     parser.add_argument("--only", choices=["ours", "numpy", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.threads is not None:  # before any import that starts a thread pool
+        sys.path.insert(0, os.path.dirname(__file__))
+        from train_step import pin_threads
+        pin_threads(args.threads)
     if args.only:
         print(json.dumps(measure(args.only, args.repeat)))
         return
@@ -86,8 +97,8 @@ def main():
         libraries.append("torch")
     results = {}
     for library in libraries:
-        done = subprocess.run([sys.executable, __file__, "--repeat", str(args.repeat),
-                               "--only", library], capture_output=True, text=True)
+        done = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--only", library],
+                              capture_output=True, text=True)
         if done.returncode:
             sys.exit(f"{library} failed:\n{done.stderr}")
         results[library] = json.loads(done.stdout.strip().splitlines()[-1])

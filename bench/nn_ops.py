@@ -1,6 +1,6 @@
 """Fused nn ops vs PyTorch on Transformer-sized shapes: forward, and forward + backward.
 
-    flock /tmp/tgtf-cpu.lock .venv/bin/python bench/nn_ops.py [--repeat 30]
+    flock /tmp/tgtf-heavy.lock .venv/bin/python bench/nn_ops.py [--repeat 30] [--threads N]
 
 Each time is the best of --repeat runs after warm-up (the least disturbed by other processes on
 a shared machine), forward and forward + backward measured in alternation, in float32, on
@@ -8,12 +8,16 @@ whatever kernel set `tinygrad_tf.kernels` has active (TINYGRAD_TF_KERNELS). Ours
 one after the other, each in its own subprocess (`--only ours|torch`): ours runs tuned
 (`kernels.tune_process()`, as the `tinygrad-tf` command), which sets OMP_WAIT_POLICY=PASSIVE,
 which torch's OpenMP runtime would read if loaded after it.
---torch-threads sets torch's intra-op threads (default: torch's own choice). Without torch only
-our columns print.
+--threads N runs both libraries on N threads (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and
+NUMBA_NUM_THREADS set before anything loads, and torch.set_num_threads, as bench/train_step.py
+does; a count set this way also stops our adaptive thread count); without it each takes the
+environment's. --torch-threads sets torch's intra-op threads alone (default: --threads, else
+torch's own choice). Without torch only our columns print.
 """
 import argparse
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import time
@@ -90,8 +94,8 @@ def measure(library, args):
     if library == "torch":
         import torch  # first: tinygrad_tf is never imported in this process
         torch.manual_seed(0)
-        if args.torch_threads:
-            torch.set_num_threads(args.torch_threads)
+        if args.torch_threads or args.threads:
+            torch.set_num_threads(args.torch_threads or args.threads)
         info = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
         ones = torch.ones_like
     else:
@@ -110,9 +114,15 @@ def measure(library, args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for both libraries (default: the environment's)")
     parser.add_argument("--torch-threads", type=int, default=None)
     parser.add_argument("--only", choices=["ours", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.threads is not None:  # before any import that starts a thread pool
+        sys.path.insert(0, os.path.dirname(__file__))
+        from train_step import pin_threads
+        pin_threads(args.threads)
     if args.only:
         print(json.dumps(measure(args.only, args)))
         return
