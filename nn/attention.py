@@ -335,8 +335,9 @@ class FusedAttention(ArrayFunction):
 def _attention_blocks(x, batch):
     """x (..., T, E) broadcast to batch dims `batch`, as the kernels' (B', T, 1, E) blocks (a
     view when x is contiguous and needs no broadcasting)."""
-    x = np.broadcast_to(x, batch + x.shape[-2:]).reshape((-1,) + x.shape[-2:])
-    return x[:, :, None, :]
+    if x.shape[:-2] != batch:  # broadcast_to's views are read-only: the kernels would copy them
+        x = np.broadcast_to(x, batch + x.shape[-2:])
+    return x.reshape((-1,) + x.shape[-2:])[:, :, None, :]
 
 
 def _mask_blocks(mask, scores):

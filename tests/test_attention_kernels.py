@@ -212,3 +212,18 @@ def test_scaled_dot_product_attention_dropout_matches_the_composed_formula():
     keep = F._keep_mask((2, 3, 6, 6), 0.3)
     expected, _ = composed_attention(q, k, v, 0.5, keep=keep, drop_scale=1 / 0.7)
     np.testing.assert_allclose(out.array, expected.array, rtol=1e-12, atol=1e-12)
+
+
+def test_sdpa_blocks_are_writable_views_of_contiguous_inputs():
+    """F.scaled_dot_product_attention hands the kernels its (..., T, E) inputs as (B', T, 1, E)
+    blocks: views when no broadcasting is needed, and writable, since the kernels' signatures
+    take writable arrays and would copy a read-only view (every call copied q, k, v and dO)."""
+    from tinygrad_tf.nn.attention import _attention_blocks
+    x = np.zeros((2, 3, 5, 4), np.float32)
+    blocks = _attention_blocks(x, (2, 3))
+    assert blocks.shape == (6, 5, 1, 4) and np.shares_memory(blocks, x)
+    assert blocks.flags.writeable
+    q5, _ = ka._slots(blocks)
+    assert np.shares_memory(q5, x)  # no copy on the way into the kernel
+    broadcast = _attention_blocks(np.zeros((1, 3, 5, 4)), (2, 3))  # batch broadcast: a copy
+    assert broadcast.shape == (6, 5, 1, 4)
