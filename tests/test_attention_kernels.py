@@ -227,3 +227,17 @@ def test_sdpa_blocks_are_writable_views_of_contiguous_inputs():
     assert np.shares_memory(q5, x)  # no copy on the way into the kernel
     broadcast = _attention_blocks(np.zeros((1, 3, 5, 4)), (2, 3))  # batch broadcast: a copy
     assert broadcast.shape == (6, 5, 1, 4)
+
+
+def test_key_padding_mask_reaches_the_kernel_as_one_row_per_key():
+    """A mask the same for every query (B, 1, 1, S), broadcast over heads and queries, becomes a
+    (B, 1, 1, S) float bias, not a full (B, 1, L, S) block built and read per call; a causal
+    mask stays (1, 1, L, S). The kernel's answers on both routes: the panel-edge test above."""
+    padding = np.zeros((3, 1, 1, 5), bool)
+    padding[:, :, :, 3:] = True
+    fill = np.broadcast_to(padding, (3, 2, 4, 5))
+    bias = ka._row_mask((3, 2, 4, 5), np.float32, fill=fill)
+    assert bias.shape == (3, 1, 1, 5)
+    np.testing.assert_array_equal(bias[:, 0, 0], np.where(padding[:, 0, 0], -np.inf, 0))
+    causal = np.triu(np.ones((4, 4), bool), 1)[None, None]
+    assert ka._row_mask((3, 2, 4, 4), np.float32, fill=causal).shape == (1, 1, 4, 4)

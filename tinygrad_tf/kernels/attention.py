@@ -156,8 +156,10 @@ def _product(a, rows, panels, dest, zero):
 
 @numba.njit(cache=True, inline="always")
 def _mask_row(mask, b, h, i):
-    """Row (b, h, i) of a (B or 1, h or 1, L, S) C-contiguous mask: leading dims broadcast."""
-    return mask[b if mask.shape[0] > 1 else 0, h if mask.shape[1] > 1 else 0, i]
+    """Row (b, h, i) of a (B or 1, h or 1, L or 1, S) C-contiguous mask: size-1 dims broadcast
+    (a key padding mask is one row of S per batch item)."""
+    return mask[b if mask.shape[0] > 1 else 0, h if mask.shape[1] > 1 else 0,
+                i if mask.shape[2] > 1 else 0]
 
 
 def _fused_forward(q, q_slot, k, k_slot, v, v_slot, bias, drop, scale, out, weights, chunks):
@@ -310,10 +312,10 @@ def _scores_shape(q, k):
 
 
 def _compact(mask):
-    """mask as 4-D with its broadcast (stride-0) batch and head dims cut to size 1."""
+    """mask as 4-D with its broadcast (stride-0) batch, head and query dims cut to size 1."""
     mask = np.asarray(mask)
     mask = mask.reshape((1,) * (4 - mask.ndim) + mask.shape)
-    return mask[tuple(slice(0, 1) if stride == 0 else slice(None) for stride in mask.strides[:2])]
+    return mask[tuple(slice(0, 1) if stride == 0 else slice(None) for stride in mask.strides[:3])]
 
 
 def _drop_factor(shape, dtype, keep, drop_scale):
@@ -325,12 +327,13 @@ def _drop_factor(shape, dtype, keep, drop_scale):
 
 
 def _row_mask(shape, dtype, fill=None, additive=None, keep=None, drop_scale=1.0):
-    """One float mask for the kernel, C-contiguous (B or 1, h or 1, L, S): additive plus -inf
-    where `fill` (the bias), or keep * drop_scale (the dropout factor); zeros without them."""
+    """One float mask for the kernel, C-contiguous (B or 1, h or 1, L or 1, S): additive plus
+    -inf where `fill` (the bias), or keep * drop_scale (the dropout factor); zeros without them.
+    A mask the same for every query (a key padding mask) stays one row of S per (b, h)."""
     parts = [_compact(m) for m in (fill, additive, keep) if m is not None]
     if not parts:
-        return np.zeros((1, 1) + shape[2:], dtype)
-    out = np.zeros(np.broadcast_shapes(*(m.shape[:2] for m in parts)) + shape[2:], dtype)
+        return np.zeros((1, 1, 1, shape[3]), dtype)
+    out = np.zeros(np.broadcast_shapes(*(m.shape[:3] for m in parts)) + shape[3:], dtype)
     fill, additive, keep = (None if m is None else _compact(m) for m in (fill, additive, keep))
     if additive is not None:
         out += additive
