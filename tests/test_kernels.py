@@ -105,6 +105,15 @@ def test_matmul_numba_falls_back_for_other_dtypes():
         mm.matmul_numba(np.ones((2, 3)), np.ones((4, 2)))
 
 
+def test_matmul_numba_leaves_the_operands_writeable():
+    # The batched kernel takes read-only views: the caller's arrays stay as they were.
+    a = np.ones((4, 16, 16), np.float32)
+    b = np.ones((4, 16, 16), np.float32)
+    check_matmul(a, b.swapaxes(-1, -2))
+    check_matmul(a, b[:1])  # a broadcast batch: the other path to the same views
+    assert a.flags.writeable and b.flags.writeable
+
+
 def test_matmul_auto_routes_by_shape_class(monkeypatch):
     calls = []
     monkeypatch.setattr(mm, "matmul_numba", lambda a, b: calls.append("numba") or a @ b)

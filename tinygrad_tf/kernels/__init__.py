@@ -62,7 +62,7 @@ def matmul_auto_path(a, b):
     if (a.ndim > 2 and b.ndim > 2 and a.dtype == b.dtype == np.float32
             and b.strides[-2] == b.itemsize and _numba_threads() > 1):
         rows, (inner, cols) = a.shape[-2], b.shape[-2:]
-        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        batch = _matmul.batch_shape(a, b)
         if (math.prod(batch) > 1 and min(rows, cols) >= AUTO_NUMBA_MIN_SIDE
                 and rows * cols <= AUTO_NUMBA_MAX_MATRIX
                 and AUTO_NUMBA_MIN_K <= inner <= AUTO_NUMBA_MAX_K):
