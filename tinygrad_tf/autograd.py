@@ -100,8 +100,8 @@ class ArrayFunction:
     """
 
     _saved = ()
-    saved_clock = 1 << 62
-    xp = numpy_ops  # the array namespace of backward (xp.py): Tensor ops under create_graph  # set by save_for_backward; an op that saves nothing is never stale
+    saved_clock = 1 << 62  # set by save_for_backward; an op that saves nothing is never stale
+    xp = numpy_ops  # the array namespace of backward (xp.py): Tensor ops under create_graph
 
     def save_for_backward(self, *arrays):
         self._saved = arrays
