@@ -199,3 +199,13 @@ def test_leaf_fan_in_accumulates_into_grad(uses):
     loss2.backward()
     total = uses * (uses + 1) / 2
     assert x.grad is kept and np.array_equal(kept.numpy(), np.full(X.shape, 2 * total))
+
+
+def test_a_captured_gradient_is_not_written_when_passed_on():
+    x = _leaf()
+    u, v = x * 1.0, x * 2.0
+    h = u + v  # h's gradient (a sum the walk made) is captured, then Add hands it to u and v
+    loss = (h * h).sum() + h.sum() + (u * 3.0).sum() + (u * u).sum()
+    g_h, g_u = tg.autograd.grad(loss, [h, u])
+    assert np.allclose(g_h.numpy(), 2 * 3 * X + 1)
+    assert np.allclose(g_u.numpy(), 2 * 3 * X + 1 + 3 + 2 * X)
