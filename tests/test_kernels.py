@@ -119,6 +119,7 @@ def test_matmul_auto_routes_by_shape_class(monkeypatch):
     monkeypatch.setattr(mm, "matmul_numba", lambda a, b: calls.append("numba") or a @ b)
     monkeypatch.setattr(mm, "matmul_numpy", lambda a, b: calls.append("numpy") or a @ b)
     monkeypatch.setattr(kernels, "_numba_threads", lambda: 2)
+    monkeypatch.setattr(kernels, "_threads_sleep", lambda: False)
     f32 = np.float32
     keys = np.ones((8, 64, 32), f32)
     kernels.matmul_auto(np.ones((8, 64, 32), f32), keys.swapaxes(-1, -2))  # q @ k^T
@@ -130,6 +131,29 @@ def test_matmul_auto_routes_by_shape_class(monkeypatch):
     monkeypatch.setattr(kernels, "_numba_threads", lambda: 1)  # one core: numpy's per-item
     kernels.matmul_auto(np.ones((8, 64, 32), f32), keys.swapaxes(-1, -2))  # loop is as fast
     assert calls[-1] == "numpy"
+
+
+def test_matmul_auto_with_sleeping_threads_keeps_to_64_by_64(monkeypatch):
+    # Waking a sleeping thread per call costs more than the kernel saves below 64 x 64.
+    monkeypatch.setattr(kernels, "_numba_threads", lambda: 2)
+    monkeypatch.setattr(kernels, "_threads_sleep", lambda: True)
+    f32 = np.float32
+    square = lambda side: np.ones((8, side, 32), f32)  # noqa: E731
+    assert kernels.matmul_auto_path(square(64), square(64).swapaxes(-1, -2)) == "numba"
+    assert kernels.matmul_auto_path(square(32), square(32).swapaxes(-1, -2)) == "numpy"
+    assert kernels.matmul_auto_path(square(128), square(128).swapaxes(-1, -2)) == "numpy"
+
+
+@pytest.mark.parametrize("environment, sleep", [
+    ({"OMP_WAIT_POLICY": "PASSIVE"}, True), ({"OMP_WAIT_POLICY": "passive"}, True),
+    ({"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "10000"}, False),
+    ({"OMP_WAIT_POLICY": "ACTIVE"}, False), ({}, False)])
+def test_threads_sleep_reads_the_openmp_wait_policy(monkeypatch, environment, sleep):
+    for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert kernels._threads_sleep() is sleep
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -48,13 +48,25 @@ from ._malloc import keep_freed_memory
 # a sitting where another process held the second core: hence the two-thread condition.
 # Smaller matrices (a panel mostly padding), a contiguous right operand (numpy's fast case) and
 # K < 16 stay on OpenBLAS.
+# Waking a sleeping OpenMP thread costs this VM ~60-80 us per parallel call (7 Dec, heavy lock:
+# the kernel alone 81 us with spinning threads, 154 us with OMP_WAIT_POLICY=PASSIVE, which
+# tune_process sets). With sleeping threads only 64 x 64 matrices still won (1.26x numpy;
+# (128, 32, 32) 0.86x, (512, 16, 64) 0.81x, (8, 128, 64) 0.95x), so then the rule keeps to them.
 AUTO_NUMBA_MIN_SIDE = 16
 AUTO_NUMBA_MAX_MATRIX = 128 * 128
 AUTO_NUMBA_MIN_K, AUTO_NUMBA_MAX_K = 16, 256
+AUTO_SLEEPING_SIDE = 64
 
 
 def _numba_threads():
     return numba.get_num_threads()  # a function: the tests stand in a count
+
+
+def _threads_sleep():
+    """Whether OpenMP's threads sleep as soon as a parallel call ends (libgomp reads these when
+    Numba starts its pool): OMP_WAIT_POLICY=PASSIVE without a GOMP_SPINCOUNT of its own."""
+    return (os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
+            and os.environ.get("GOMP_SPINCOUNT", "0") == "0")
 
 
 def matmul_auto_path(a, b):
@@ -65,7 +77,8 @@ def matmul_auto_path(a, b):
         batch = _matmul.batch_shape(a, b)
         if (math.prod(batch) > 1 and min(rows, cols) >= AUTO_NUMBA_MIN_SIDE
                 and rows * cols <= AUTO_NUMBA_MAX_MATRIX
-                and AUTO_NUMBA_MIN_K <= inner <= AUTO_NUMBA_MAX_K):
+                and AUTO_NUMBA_MIN_K <= inner <= AUTO_NUMBA_MAX_K
+                and (not _threads_sleep() or rows == cols == AUTO_SLEEPING_SIDE)):
             return "numba"
     return "numpy"
 
