@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+EXTRAS := test,recipe,mpi
 
 .PHONY: demo test test-thorough bench clean
 
@@ -12,14 +13,17 @@ $(PY):
 
 # A stamp file: reinstall only when pyproject.toml changes. The tests cover the recipe's optional
 # extras (BLEU, plot, BPE) and the multi-rank tests (MPI) too, so both targets install them.
-# The project's own dependencies go in first: with numpy and numba in, the Numba kernels compile
-# into their cache (tests/warmup.py) on the second core while pip installs the extras; the
-# warm-up stops when pip ends, and the suite's own warm-up goes on from there.
+# uv (installed into the venv by pip) installs them in a few seconds where pip takes ~25 s
+# (bench/RESULTS.md, 7 Dec). pip is the fallback where uv cannot (no uv wheel for the platform,
+# or a package index that only pip is configured for): the project's own dependencies go in
+# first, so the Numba kernels compile into their cache (tests/warmup.py) on the second core
+# while pip installs the extras; the suite's own warm-up goes on from there.
 $(VENV)/.deps: pyproject.toml | $(PY)
-	$(PIP) -e .
-	$(PY) tests/warmup.py & warm=$$!; \
-	$(PIP) -e ".[test,recipe,mpi]"; status=$$?; { kill $$warm; wait $$warm; } 2>/dev/null; \
-	exit $$status
+	if $(PIP) uv && $(VENV)/bin/uv pip install --quiet --python $(PY) $(UV_ARGS) -e ".[$(EXTRAS)]"; \
+	then :; else \
+	  $(PIP) -e . && { $(PY) tests/warmup.py & warm=$$!; \
+	  $(PIP) -e ".[$(EXTRAS)]"; status=$$?; { kill $$warm; wait $$warm; } 2>/dev/null; \
+	  exit $$status; }; fi
 	touch $@
 
 demo: $(VENV)/.deps
