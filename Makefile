@@ -13,14 +13,15 @@ $(PY):
 
 # A stamp file: reinstall only when pyproject.toml changes. The tests cover the recipe's optional
 # extras (BLEU, plot, BPE) and the multi-rank tests (MPI) too, so both targets install them.
-# uv (installed into the venv by pip) installs them in a few seconds where pip takes ~25 s
-# (bench/RESULTS.md, 7 Dec). pip is the fallback where uv cannot (no uv wheel for the platform,
-# or a package index that only pip is configured for): the project's own dependencies go in
-# first, so the Numba kernels compile into their cache (tests/warmup.py) on the second core
-# while pip installs the extras; the suite's own warm-up goes on from there.
+# uv (installed into the venv by pip) installs them in ~8 s where pip took ~30 s (bench/RESULTS.md,
+# 7 Dec). --compile-bytecode, as pip does: without it, where PYTHONDONTWRITEBYTECODE is set, each
+# process the tests start compiles numba's and numpy's sources again. pip is the fallback where
+# uv cannot (no uv wheel for the platform, or a package index only pip is configured for): the
+# project's own dependencies go in first, so the Numba kernels compile into their cache
+# (tests/warmup.py) on the second core while pip installs the extras.
 $(VENV)/.deps: pyproject.toml | $(PY)
-	if $(PIP) uv && $(VENV)/bin/uv pip install --quiet --python $(PY) $(UV_ARGS) -e ".[$(EXTRAS)]"; \
-	then :; else \
+	if $(PIP) uv && $(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -e ".[$(EXTRAS)]"; \
+	then :; else echo "uv did not install the packages: pip does"; \
 	  $(PIP) -e . && { $(PY) tests/warmup.py & warm=$$!; \
 	  $(PIP) -e ".[$(EXTRAS)]"; status=$$?; { kill $$warm; wait $$warm; } 2>/dev/null; \
 	  exit $$status; }; fi
