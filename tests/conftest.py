@@ -32,7 +32,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 # compile_while_waiting), then loads it from the cache; the warm-up skips a kernel another
 # process is compiling, so no kernel compiles twice. Under pytest-xdist (-n N, not installed by
 # `make`: slower here, see the Makefile) the controller starts the warm-up before the workers.
-# Runs of a few tests, and TINYGRAD_TF_TEST_WARMUP=0, skip it.
+# A bare `pytest` starts it before collecting; runs of a few tests, and
+# TINYGRAD_TF_TEST_WARMUP=0, skip it.
 _warmup = None
 _locks = None
 
@@ -62,16 +63,25 @@ def _wanted():
     return os.environ.get("TINYGRAD_TF_TEST_WARMUP") != "0"
 
 
+def _whole_suite(config):
+    """A bare `pytest` (the configured testpaths, no -k or -m): known before collection."""
+    return (str(getattr(config, "args_source", "")).endswith("TESTPATHS")
+            and not (config.option.keyword or config.option.markexpr or config.option.collectonly))
+
+
 def pytest_configure(config):
     # The controller starts the warm-up at once: the workers it starts next inherit COMPILE_LOCKS.
-    if _role(config) == "controller" and _wanted():
+    # So does a serial run of the whole suite: collecting it takes ~4 s the compiles can use.
+    role = _role(config)
+    if _wanted() and (role == "controller" or role == "serial" and _whole_suite(config)):
         _start_warmup()
 
 
 def pytest_collection_finish(session):
     from tinygrad_tf.kernels import _jit
     if _role(session.config) == "serial" and len(session.items) >= 200 and _wanted():
-        _start_warmup()
+        if _warmup is None:
+            _start_warmup()
         # The first tests need FIRST's kernels within seconds. Compiling them here too, from
         # the other end of the list, makes two compilers of that batch instead of one: each
         # skips what the other is compiling, and the two meet in the middle.
