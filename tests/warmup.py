@@ -1,6 +1,7 @@
 """Compile the Numba kernels into their on-disk cache in the order the test suite first needs
-them. tests/conftest.py runs this in a process beside the tests; `make` runs it while pip installs
-the test and recipe extras (numpy and numba are in by then; the kernels need nothing else).
+them. tests/conftest.py runs this in a process beside the tests; `make`, when it falls back to
+pip, runs it while pip installs the extras (numpy and numba are in by then; the kernels need
+nothing else).
 Each kernel compiles with wait=False: one that another process is compiling (COMPILE_LOCKS,
 kernels/_jit.py) is skipped. Stopping it at any point is safe: Numba writes each cache entry
 atomically. Plain Python, no pytest or hypothesis: it runs before they are installed."""
