@@ -147,7 +147,8 @@ print(json.dumps({"env_changed": sorted(set(before[0].items()) ^ set(after[0].it
 
 def _fresh(code, **env):
     environment = {k: v for k, v in os.environ.items()
-                   if k not in ("OMP_WAIT_POLICY", "TINYGRAD_TF_TUNE") + threads.USER_VARIABLES}
+                   if k not in ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT", "TINYGRAD_TF_TUNE")
+                   + threads.USER_VARIABLES}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env={**environment, **env}, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -161,6 +162,36 @@ def test_import_and_a_matmul_change_no_environment_thread_count_or_allocator():
     assert report["env_changed"] == []
     assert report["threads"][0] == report["threads"][1]
     assert report["malloc"] is False
+
+
+BLAS_SPIN = """
+import json, os, time, numpy as np, tinygrad_tf as tg
+done = tg.kernels.tune_process()
+a = np.ones((512, 512), np.float32)
+spun = 0.0
+for _ in range(3):  # CPU time while asleep after a GEMM: OpenBLAS's idle workers spinning
+    a @ a
+    started = time.process_time()
+    time.sleep(0.05)
+    spun += time.process_time() - started
+print(json.dumps([done["blas_thread_timeout"], os.environ.get("OPENBLAS_THREAD_TIMEOUT"), spun,
+                  tg.kernels.threads.user_choice()]))
+"""
+
+
+def test_tune_process_lets_openblas_workers_sleep_right_after_each_call():
+    # Regression (helper threads2): OpenBLAS's idle workers spun ~0.1 s after each GEMM (here
+    # ~0.15 s of CPU in these three 50 ms sleeps), so in a training step they held the core
+    # Numba's second thread needed for the parallel kernels between the GEMMs.
+    timeout, variable, spun, _ = _fresh(BLAS_SPIN, OPENBLAS_NUM_THREADS="2")
+    if timeout is None:
+        pytest.skip("numpy's OpenBLAS has no restartable thread pool")
+    assert timeout == variable == threads.BLAS_THREAD_TIMEOUT
+    assert spun < 0.03
+    # The user's own timeout is kept; restarting the pool is not a thread count of the user's.
+    assert _fresh(BLAS_SPIN, OPENBLAS_NUM_THREADS="2", OPENBLAS_THREAD_TIMEOUT="20")[:2] == [
+        "user", "20"]
+    assert _fresh(BLAS_SPIN)[3] is None
 
 
 def test_tune_process_is_the_opt_in_and_the_cli_uses_it():

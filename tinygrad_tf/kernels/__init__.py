@@ -224,15 +224,19 @@ def tune_process():
       loads, at Numba's first parallel call, so later calls cannot change it.
     - glibc keeps freed memory in the process (`_malloc.py`: the small step 15-17% faster);
       TINYGRAD_TF_MALLOC=system opts out.
+    - OpenBLAS's idle workers sleep right after each GEMM instead of spinning ~0.1 s and taking
+      the core from Numba's next parallel kernel (threads.quiet_blas_workers; small step at 2
+      threads 55-66 -> 51-54 ms); an OPENBLAS_THREAD_TIMEOUT of your own is kept.
     - adaptive threads (`threads.py`), unless TINYGRAD_TF_ADAPT_THREADS=0; they never override
       thread counts you set yourself.
     """
     policy = os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    blas_timeout = threads.quiet_blas_workers()
     adapt = os.environ.get("TINYGRAD_TF_ADAPT_THREADS", "1") != "0"
     if adapt:
         threads.enable(True)
-    return {"omp_wait_policy": policy, "malloc": keep_freed_memory(),
-            "adaptive_threads": threads.state()}
+    return {"omp_wait_policy": policy, "blas_thread_timeout": blas_timeout,
+            "malloc": keep_freed_memory(), "adaptive_threads": threads.state()}
 
 
 def compiled_kernels():

@@ -55,12 +55,50 @@ def _own_seconds():
     return times.user + times.system
 
 
-def _find_blas_functions():
-    """numpy's bundled OpenBLAS (set_num_threads, get_num_threads), or no-ops when not found."""
+def _openblas_libraries():
+    """numpy's bundled OpenBLAS libraries, as ctypes libraries (usually one)."""
     import numpy
     libs = os.path.join(os.path.dirname(numpy.__file__), os.pardir, "numpy.libs")
-    for path in glob.glob(os.path.join(libs, "*openblas*")):
-        lib = ctypes.CDLL(path)  # already loaded by numpy: dlopen returns the same library
+    # Already loaded by numpy: dlopen returns the same library.
+    return [ctypes.CDLL(path) for path in glob.glob(os.path.join(libs, "*openblas*"))]
+
+
+def _openblas_library():
+    """The OpenBLAS library whose thread pool can be restarted, or None."""
+    for lib in _openblas_libraries():
+        if hasattr(lib, "openblas_read_env") and hasattr(lib, "blas_thread_shutdown_"):
+            return lib
+    return None
+
+
+# OpenBLAS's idle workers spin 2**28 cycles (~0.1 s) after each call before they sleep. A training
+# step calls a GEMM every millisecond or so, so they never sleep and hold the second core while
+# Numba's parallel kernels run between the GEMMs: Numba's second thread then waits its turn on
+# that core. Small step, 2 threads, one process, alternating (bench/numba_threads_in_step.py):
+# attention backward 7.2-8.2 ms with them spinning, 4.1-4.9 ms with them asleep; step 55-66 ->
+# 51-54 ms, CPU time -18%. 2**4 cycles, OpenBLAS's minimum: they sleep right after each call.
+BLAS_THREAD_TIMEOUT = "4"
+
+
+def quiet_blas_workers():
+    """Let OpenBLAS's idle workers sleep right after each call (see BLAS_THREAD_TIMEOUT): sets
+    OPENBLAS_THREAD_TIMEOUT unless the user has, and restarts the pool, which reads it when it
+    starts (at the next parallel GEMM). Call it before other threads use BLAS. Returns the
+    timeout in effect ("user" when it was the user's), or None without a restartable OpenBLAS."""
+    if "OPENBLAS_THREAD_TIMEOUT" in os.environ:
+        return "user"  # OpenBLAS read it when it loaded: the user's setting is in effect
+    lib = _openblas_library()
+    if lib is None:
+        return None
+    os.environ["OPENBLAS_THREAD_TIMEOUT"] = BLAS_THREAD_TIMEOUT
+    lib.openblas_read_env()
+    lib.blas_thread_shutdown_()
+    return BLAS_THREAD_TIMEOUT
+
+
+def _find_blas_functions():
+    """numpy's bundled OpenBLAS (set_num_threads, get_num_threads), or no-ops when not found."""
+    for lib in _openblas_libraries():
         for prefix, suffix in (("scipy_openblas", "64_"), ("scipy_openblas", ""),
                                ("openblas", "64_"), ("openblas", "")):
             setter = f"{prefix}_set_num_threads{suffix}"
