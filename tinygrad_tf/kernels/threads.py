@@ -75,9 +75,10 @@ def _openblas_library():
 # step calls a GEMM every millisecond or so, so they never sleep and hold the second core while
 # Numba's parallel kernels run between the GEMMs: Numba's second thread then waits its turn on
 # that core. Small step, 2 threads, one process, alternating (bench/numba_threads_in_step.py):
-# attention backward 7.2-8.2 ms with them spinning, 4.1-4.9 ms with them asleep; step 55-66 ->
-# 51-54 ms, CPU time -18%. 2**4 cycles, OpenBLAS's minimum: they sleep right after each call.
-BLAS_THREAD_TIMEOUT = "4"
+# attention backward 6.2-9.7 ms with 2**28, 4.2-4.6 ms with 2**12-2**18; step 57-64 -> 50-53 ms
+# (short 302-303 -> 280-300), CPU time -15%. 2**16 cycles (~20 us): a GEMM that follows at once
+# (backward's pairs) still finds them awake; 2**4 (OpenBLAS's minimum) measured slower on short.
+BLAS_THREAD_TIMEOUT = "16"
 
 
 def quiet_blas_workers():
