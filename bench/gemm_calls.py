@@ -50,25 +50,13 @@ def main():
 
     import numpy as np
 
-    from tinygrad_tf import Tensor, kernels, nn
+    from tinygrad_tf import kernels
     from tinygrad_tf.kernels import threads as thread_counts
     kernels.tune_process()
-    from tinygrad_tf.nn import functional as F
 
-    from train_step import CONFIGS, build_model, make_batch
+    from train_step import CONFIGS, build_model, make_batch, ours_step
 
-    vocab, src_ids, tgt_ids, tgt_out_ids = make_batch(args.config)
-    model = build_model(args.config, args.dropout)
-    optimizer = nn.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9)
-    src, tgt_in, tgt_out = Tensor(src_ids), Tensor(tgt_ids), Tensor(tgt_out_ids)
-
-    def step():
-        logits = model(src, tgt_in)
-        loss = F.cross_entropy(logits.reshape(-1, vocab), tgt_out, ignore_index=0,
-                               label_smoothing=0.1)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    step = ours_step(build_model(args.config, args.dropout), make_batch(args.config))
 
     for _ in range(3):
         step()

@@ -27,14 +27,13 @@ def main():
                              "nNbBtT also restarts OpenBLAS's pool with OPENBLAS_THREAD_TIMEOUT=T "
                              "(its idle workers spin about 2**T cycles; OpenBLAS's default is 28)")
     args = parser.parse_args()
-    from train_step import build_model, make_batch, pin_threads
+    from train_step import build_model, make_batch, ours_step, pin_threads
     pin_threads(args.threads)
     import numba
     import numpy as np
 
-    from tinygrad_tf import Tensor, kernels, nn
+    from tinygrad_tf import kernels
     from tinygrad_tf.kernels import _jit
-    from tinygrad_tf.nn import functional as F
     kernels.tune_process()
 
     spent = collections.defaultdict(float)  # kernel name -> seconds in the current step
@@ -48,19 +47,7 @@ def main():
             spent[self.name] += time.perf_counter() - started
     _jit.LazyKernel.__call__ = timed_call
 
-    vocab, src_ids, tgt_in, tgt_out = make_batch(args.config)
-    model = build_model(args.config, 0.0)
-    optimizer = nn.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9)
-    src, tgt_in_t, tgt_out_t = Tensor(src_ids), Tensor(tgt_in), Tensor(tgt_out)
-
-    def step():
-        logits = model(src, tgt_in_t)
-        loss = F.cross_entropy(logits.reshape(-1, vocab), tgt_out_t, ignore_index=0,
-                               label_smoothing=0.1)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        return loss.item()
+    step = ours_step(build_model(args.config, 0.0), make_batch(args.config))
 
     variants = args.variants.split(",")
     counts = {v: tuple(int(c) for c in v[1:].replace("t", "b").split("b")) for v in variants}

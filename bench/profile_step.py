@@ -29,27 +29,13 @@ def main():
 
     import numpy as np
 
-    from tinygrad_tf import Tensor, kernels, nn, profiler
+    from tinygrad_tf import kernels, profiler
     kernels.tune_process()  # profile the step as `tinygrad-tf train` runs it
-    from tinygrad_tf.nn import functional as F
 
-    from train_step import CONFIGS, build_model, data_shape, make_batch
+    from train_step import CONFIGS, build_model, data_shape, make_batch, ours_step
 
-    vocab, src_ids, tgt_ids, tgt_out_ids = make_batch(args.config)
-    model = build_model(args.config, args.dropout)
-    optimizer = nn.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9)
-    src, tgt_in, tgt_out = Tensor(src_ids), Tensor(tgt_ids), Tensor(tgt_out_ids)
-
-    def step():
-        logits = model(src, tgt_in)
-        loss = F.cross_entropy(logits.reshape(-1, vocab), tgt_out, ignore_index=0,
-                               label_smoothing=0.1)
-        with profiler.record("Optimizer.zero_grad"):
-            optimizer.zero_grad()
-        loss.backward()
-        with profiler.record("Optimizer.step"):
-            optimizer.step()
-        return loss.item()
+    step = ours_step(build_model(args.config, args.dropout), make_batch(args.config),
+                     record=profiler.record)
 
     for _ in range(3):  # warm-up: kernel compiles, first allocations, Adam's state
         step()
@@ -61,7 +47,7 @@ def main():
     with profiler.profile() as prof:
         for _ in range(args.steps):
             step()
-    _, batch, source, target = data_shape(args.config)
+    vocab, batch, source, target = data_shape(args.config)
     print(f"profile of one training step: {args.config} {CONFIGS[args.config]}, dropout "
           f"{args.dropout}, batch {batch} x {source}+{target} tokens, vocab {vocab}, float32, "
           f"kernels {kernels.active()!r}, {args.threads} threads")
