@@ -330,11 +330,11 @@ def _row_mask(shape, dtype, fill=None, additive=None, keep=None, drop_scale=1.0)
     """One float mask for the kernel, C-contiguous (B or 1, h or 1, L or 1, S): additive plus
     -inf where `fill` (the bias), or keep * drop_scale (the dropout factor); zeros without them.
     A mask the same for every query (a key padding mask) stays one row of S per (b, h)."""
-    parts = [_compact(m) for m in (fill, additive, keep) if m is not None]
+    fill, additive, keep = (None if m is None else _compact(m) for m in (fill, additive, keep))
+    parts = [m for m in (fill, additive, keep) if m is not None]
     if not parts:
         return np.zeros((1, 1, 1, shape[3]), dtype)
     out = np.zeros(np.broadcast_shapes(*(m.shape[:3] for m in parts)) + shape[3:], dtype)
-    fill, additive, keep = (None if m is None else _compact(m) for m in (fill, additive, keep))
     if additive is not None:
         out += additive
     if fill is not None:
