@@ -174,8 +174,9 @@ for _ in range(3):  # CPU time while asleep after a GEMM: OpenBLAS's idle worker
     started = time.process_time()
     time.sleep(0.05)
     spun += time.process_time() - started
+again = tg.kernels.tune_process()["blas_thread_timeout"]  # a second call reports the same
 print(json.dumps([done["blas_thread_timeout"], os.environ.get("OPENBLAS_THREAD_TIMEOUT"), spun,
-                  tg.kernels.threads.user_choice()]))
+                  tg.kernels.threads.user_choice(), again]))
 """
 
 
@@ -183,10 +184,10 @@ def test_tune_process_lets_openblas_workers_sleep_right_after_each_call():
     # Regression (helper threads2): OpenBLAS's idle workers spun ~0.1 s after each GEMM (here
     # ~0.15 s of CPU in these three 50 ms sleeps), so in a training step they held the core
     # Numba's second thread needed for the parallel kernels between the GEMMs.
-    timeout, variable, spun, _ = _fresh(BLAS_SPIN, OPENBLAS_NUM_THREADS="2")
+    timeout, variable, spun, _, again = _fresh(BLAS_SPIN, OPENBLAS_NUM_THREADS="2")
     if timeout is None:
         pytest.skip("numpy's OpenBLAS has no restartable thread pool")
-    assert timeout == variable == threads.BLAS_THREAD_TIMEOUT
+    assert timeout == variable == again == threads.BLAS_THREAD_TIMEOUT
     assert spun < 0.03
     # The user's own timeout is kept; restarting the pool is not a thread count of the user's.
     assert _fresh(BLAS_SPIN, OPENBLAS_NUM_THREADS="2", OPENBLAS_THREAD_TIMEOUT="20")[:2] == [

@@ -224,7 +224,7 @@ def tune_process():
       loads, at Numba's first parallel call, so later calls cannot change it.
     - glibc keeps freed memory in the process (`_malloc.py`: the small step 15-17% faster);
       TINYGRAD_TF_MALLOC=system opts out.
-    - OpenBLAS's idle workers sleep right after each GEMM instead of spinning ~0.1 s and taking
+    - OpenBLAS's idle workers sleep ~20 us after each GEMM instead of spinning ~0.1 s and taking
       the core from Numba's next parallel kernel (threads.quiet_blas_workers; small step at 2
       threads 57-64 -> 50-53 ms); an OPENBLAS_THREAD_TIMEOUT of your own is kept.
     - adaptive threads (`threads.py`), unless TINYGRAD_TF_ADAPT_THREADS=0; they never override

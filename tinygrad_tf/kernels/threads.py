@@ -79,13 +79,17 @@ def _openblas_library():
 # (short 302-303 -> 280-300), CPU time -15%. 2**16 cycles (~20 us): a GEMM that follows at once
 # (backward's pairs) still finds them awake; 2**4 (OpenBLAS's minimum) measured slower on short.
 BLAS_THREAD_TIMEOUT = "16"
+_blas_quieted = False  # quiet_blas_workers set the variable (so a second call is not "user")
 
 
 def quiet_blas_workers():
-    """Let OpenBLAS's idle workers sleep right after each call (see BLAS_THREAD_TIMEOUT): sets
+    """Let OpenBLAS's idle workers sleep ~20 us after each call (see BLAS_THREAD_TIMEOUT): sets
     OPENBLAS_THREAD_TIMEOUT unless the user has, and restarts the pool, which reads it when it
     starts (at the next parallel GEMM). Call it before other threads use BLAS. Returns the
     timeout in effect ("user" when it was the user's), or None without a restartable OpenBLAS."""
+    global _blas_quieted
+    if _blas_quieted:
+        return BLAS_THREAD_TIMEOUT
     if "OPENBLAS_THREAD_TIMEOUT" in os.environ:
         return "user"  # OpenBLAS read it when it loaded: the user's setting is in effect
     lib = _openblas_library()
@@ -94,6 +98,7 @@ def quiet_blas_workers():
     os.environ["OPENBLAS_THREAD_TIMEOUT"] = BLAS_THREAD_TIMEOUT
     lib.openblas_read_env()
     lib.blas_thread_shutdown_()
+    _blas_quieted = True
     return BLAS_THREAD_TIMEOUT
 
 
