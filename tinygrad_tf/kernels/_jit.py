@@ -16,6 +16,7 @@ import threading
 import time
 
 import numba
+from numba.np.ufunc import parallel as _numba_parallel
 
 _compile_lock = threading.RLock()  # reentrant: a compile that waits may compile another
 
@@ -143,11 +144,31 @@ class LazyKernel:
             self._ready.add(dtype)
         if work >= (SERIAL_BELOW if self.serial_below is None else self.serial_below):
             return self._dispatcher(*args)
-        threads = numba.get_num_threads()
+        get_threads, set_threads = _thread_count_functions()
+        threads = get_threads()
         if threads == 1:
             return self._dispatcher(*args)
-        numba.set_num_threads(1)
+        set_threads(1)
         try:
             return self._dispatcher(*args)
         finally:
-            numba.set_num_threads(threads)
+            set_threads(threads)
+
+
+_thread_counts = None  # (get, set), found at the first serial call
+
+
+def _thread_count_functions():
+    """(get, set) of this thread's Numba thread count for the serial path. numba's public pair
+    re-checks its threading layer under a lock on every call (~1 us each, three per serial
+    kernel call: 5-8% of a small layer norm at two threads); once the layer is up
+    (numba.get_num_threads() starts it), the C functions behind them do the same work without.
+    The public pair if a numba version lacks them."""
+    global _thread_counts
+    if _thread_counts is None:
+        numba.get_num_threads()
+        get_threads = getattr(_numba_parallel, "_get_num_threads", None)
+        set_threads = getattr(_numba_parallel, "_set_num_threads", None)
+        _thread_counts = (get_threads, set_threads) if get_threads and set_threads \
+            else (numba.get_num_threads, numba.set_num_threads)
+    return _thread_counts

@@ -10,8 +10,9 @@ numpy's version is about six passes over memory with a temporary per pass; a row
 floats fits in L1, so the Numba kernel reads each input once and writes each output once, one
 row per prange task. Backward is one pass per row as well, with weight's and bias's column sums
 kept per chunk of rows (a fixed number of chunks so the result does not depend on the thread
-count) and added at the end. Every loop computes in the data's dtype: a float64 accumulator in a
-float32 loop costs a conversion per element and halves the vector width.
+count) and added at the end, in the kernel (numpy's sums of them cost more than a small row
+pass). Every loop computes in the data's dtype: a float64 accumulator in a float32 loop costs a
+conversion per element and halves the vector width.
 """
 import math
 
@@ -22,7 +23,7 @@ from numba import prange
 from ._jit import ROWS_SERIAL_BELOW, LazyKernel
 
 KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-CHUNKS = 16  # row chunks for the backward's column sums (float64 partials, summed in order)
+CHUNKS = 16  # row chunks for the backward's column sums (partials summed in order)
 
 
 # ---------------------------------------------------------------------------- numpy twins
@@ -140,19 +141,18 @@ def _layer_norm_backward_rows(grad, normed, rstd, weight, mask, scale, has_resid
             g_row, x_row = grad[i], normed[i]
             sum_g = zero
             sum_gx = zero
-            for j in range(n):
-                gw = g_row[j] * weight[j]
+            for j in range(n):  # one pass: row sums, and weight's and bias's column sums
+                g, x = g_row[j], x_row[j]
+                gw = g * weight[j]
                 sum_g += gw
-                sum_gx += gw * x_row[j]
-            for j in range(n):  # weight's and bias's column sums, this chunk's rows
-                column_w[j] += g_row[j] * x_row[j]
-                column_b[j] += g_row[j]
-            mean_g = sum_g / width
-            mean_gx = sum_gx / width
+                sum_gx += gw * x
+                column_w[j] += g * x
+                column_b[j] += g
             r = rstd[i]
+            shift, slope = r * (sum_g / width), r * (sum_gx / width)
             out = grad_x[i]
             for j in range(n):
-                out[j] = r * (g_row[j] * weight[j] - mean_g - x_row[j] * mean_gx)
+                out[j] = (r * weight[j]) * g_row[j] - shift - x_row[j] * slope
             if has_residual:  # one loop per case: no branch inside the vector loops
                 residual = grad_residual[i]
                 if has_mask:
@@ -165,6 +165,12 @@ def _layer_norm_backward_rows(grad, normed, rstd, weight, mask, scale, has_resid
                 if residual_bias:  # the folded linear bias's column sum, this chunk's rows
                     for j in range(n):
                         column_rb[j] += residual[j]
+    for c in range(1, chunks):  # the chunks' column sums into the first row, in order
+        for j in range(n):
+            partial_w[0, j] += partial_w[c, j]
+            partial_b[0, j] += partial_b[c, j]
+        for j in range(partial_rb.shape[1]):
+            partial_rb[0, j] += partial_rb[c, j]
 
 
 def _signatures(kind):
@@ -228,7 +234,5 @@ def layer_norm_backward_numba(grad, normed, rstd, weight, mask=None, scale=1.0, 
                              normed.dtype.type(scale), residual, mask is not None,
                              bool(residual and residual_bias), grad_x, grad_residual, partial_w,
                              partial_b, partial_rb, work=normed.size)
-    dtype = normed.dtype
-    grads = (grad_x, partial_w.sum(axis=0, dtype=dtype), partial_b.sum(axis=0, dtype=dtype),
-             grad_residual if residual else None)
-    return grads + (partial_rb.sum(axis=0, dtype=dtype),) if residual_bias else grads
+    grads = (grad_x, partial_w[0], partial_b[0], grad_residual if residual else None)
+    return grads + (partial_rb[0],) if residual_bias else grads
