@@ -20,7 +20,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from ._jit import ROWS_SERIAL_BELOW, LazyKernel
+from ._jit import LazyKernel
 
 KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 CHUNKS = 16  # row chunks for the backward's column sums (partials summed in order)
@@ -188,8 +188,14 @@ def _signatures(kind):
     return {dtype: signature(dtype) for dtype in ("float32", "float64")}
 
 
-_OPTIONS = {"parallel": True, "fastmath": {"contract", "reassoc"},
-            "serial_below": ROWS_SERIAL_BELOW}
+# Below this many elements a call runs on one thread. Lower than the other row kernels' 2^19
+# (ROWS_SERIAL_BELOW): inside a training step, where a GEMM has just used the second core, two
+# threads won from 1024 x 256 on (short step at 2 threads, one process, alternated per step: layer
+# norm 9.2 -> 7.5-7.9 ms a step; medium 6.8-7.5 -> 6.0-7.2; small's 1024 x 128 the same either
+# way). A call alone, after the second core has idled, still pays ~40 us to wake it and is
+# faster serial up to 1024 x 512 (docs/kernels.md).
+SERIAL_BELOW = 1 << 18
+_OPTIONS = {"parallel": True, "fastmath": {"contract", "reassoc"}, "serial_below": SERIAL_BELOW}
 layer_norm_rows = LazyKernel(_layer_norm_rows, _signatures("forward"), **_OPTIONS)
 layer_norm_backward_rows = LazyKernel(_layer_norm_backward_rows, _signatures("backward"),
                                       **_OPTIONS)
