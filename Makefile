@@ -14,17 +14,20 @@ $(PY):
 # A stamp file: reinstall only when pyproject.toml changes. The tests cover the recipe's optional
 # extras (BLEU, plot, BPE) and the multi-rank tests (MPI) too, so both targets install them.
 # uv (installed into the venv by pip) installs them in ~8 s where pip took ~30 s (bench/RESULTS.md,
-# 7 Dec). --compile-bytecode, as pip does: without it, where PYTHONDONTWRITEBYTECODE is set, each
-# process the tests start compiles numba's and numpy's sources again. pip is the fallback where
-# uv cannot (no uv wheel for the platform, or a package index only pip is configured for): the
-# project's own dependencies go in first, so the Numba kernels compile into their cache
-# (tests/warmup.py) on the second core while pip installs the extras.
+# 7 Dec); pip is the fallback where uv cannot (no uv wheel for the platform, or a package index
+# only pip is configured for). --compile-bytecode, as pip does, and compileall for the project's
+# own sources (an editable install compiles none): where PYTHONDONTWRITEBYTECODE is set, each
+# process the tests start would otherwise compile them again. The project's own dependencies go
+# in first, so the Numba kernels compile into their cache (tests/warmup.py) on the second core
+# while the extras install.
+UV = $(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY)
 $(VENV)/.deps: pyproject.toml | $(PY)
-	if $(PIP) uv && $(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -e ".[$(EXTRAS)]"; \
-	then :; else echo "uv did not install the packages: pip does"; \
-	  $(PIP) -e . && { $(PY) tests/warmup.py & warm=$$!; \
-	  $(PIP) -e ".[$(EXTRAS)]"; status=$$?; { kill $$warm; wait $$warm; } 2>/dev/null; \
-	  exit $$status; }; fi
+	$(PY) -m compileall -q tinygrad_tf nn models > /dev/null
+	if $(PIP) uv && $(UV) -e .; then install="$(UV)"; \
+	else echo "uv did not install the packages: pip does"; install="$(PIP)"; $(PIP) -e . || exit 1; fi; \
+	$(PY) tests/warmup.py & warm=$$!; \
+	$$install -e ".[$(EXTRAS)]" || { [ "$$install" != "$(PIP)" ] && $(PIP) -e ".[$(EXTRAS)]"; }; \
+	status=$$?; { kill $$warm; wait $$warm; } 2>/dev/null; exit $$status
 	touch $@
 
 demo: $(VENV)/.deps
