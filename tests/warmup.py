@@ -5,6 +5,7 @@ nothing else).
 Each kernel compiles with wait=False: one that another process is compiling (COMPILE_LOCKS,
 kernels/_jit.py) is skipped. Stopping it at any point is safe: Numba writes each cache entry
 atomically. Plain Python, no pytest or hypothesis: it runs before they are installed."""
+import os
 import sys
 
 # What the first tests (tests/models/test_decoding.py) run: a float64 Transformer's forward.
@@ -33,6 +34,9 @@ def compile_order():
 
 
 if __name__ == "__main__":
+    # Niced: the compiles take the core the tests leave idle, and do not preempt the second
+    # thread of a test's parallel kernel (each parallel call waits for its slowest thread).
+    os.nice(10)
     for kernel, dtype in compile_order():
         kernel.compile(dtype, wait=False)
     sys.exit(0)
