@@ -1,5 +1,6 @@
 import os
 
+import pytest
 from hypothesis import HealthCheck, Phase, settings
 
 import warmup  # tests/warmup.py: the kernels in the order the suite needs them
@@ -37,19 +38,40 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 _warmup = None
 _locks = None
 
+# A bare `pytest` also splits the suite in two: once the warm-up process has compiled every
+# kernel, it runs these files itself (a pytest of its own, niced like the compiles), so the
+# second core keeps working while this process runs the rest; without the split it idled for
+# the last ~45 s of a cold run. Kept here: the files that start `mpiexec` jobs (two ranks that
+# busy-wait, one per core) or measure thread behaviour.
+MAIN_ONLY = {"test_distributed.py", "test_torch_distributed.py", "test_threads.py"}
+_beside = None  # (the files the warm-up process runs, its output file) when split
 
-def _start_warmup():
-    """Set COMPILE_LOCKS for this process and those it starts; start the warm-up process."""
-    global _warmup, _locks
+
+def _beside_files():
+    tests = os.path.dirname(os.path.abspath(__file__))
+    return sorted(os.path.join(tests, name) for name in os.listdir(tests)
+                  if name.startswith("test_") and name.endswith(".py") and name not in MAIN_ONLY)
+
+
+def _start_warmup(split=False):
+    """Set COMPILE_LOCKS for this process and those it starts; start the warm-up process,
+    which then runs _beside_files() when `split`."""
+    global _warmup, _locks, _beside
     import subprocess
     import sys
     import tempfile
     from tinygrad_tf.kernels import _jit
     _locks = tempfile.mkdtemp(prefix="tgtf-compile-locks-")
     os.environ[_jit.COMPILE_LOCKS] = _locks
+    args, out = [], subprocess.DEVNULL
+    if split:
+        _beside = (_beside_files(), os.path.join(_locks, "beside.log"))
+        args = ["-q", "-p", "no:cacheprovider", *_beside[0]]
+        out = open(_beside[1], "w")
     _warmup = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__),
-                                                             "warmup.py")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                                             "warmup.py"), *args],
+                               stdout=out, stderr=subprocess.STDOUT,
+                               env={**os.environ, "TINYGRAD_TF_TEST_WARMUP": "0"})
 
 
 def _role(config):
@@ -73,8 +95,18 @@ def pytest_configure(config):
     # The controller starts the warm-up at once: the workers it starts next inherit COMPILE_LOCKS.
     # So does a serial run of the whole suite: collecting it takes ~4 s the compiles can use.
     role = _role(config)
-    if _wanted() and (role == "controller" or role == "serial" and _whole_suite(config)):
+    if _wanted() and role == "controller":
         _start_warmup()
+    elif _wanted() and role == "serial" and _whole_suite(config):
+        _start_warmup(split=True)
+
+
+def pytest_collection_modifyitems(config, items):
+    if _beside is not None:  # the warm-up process runs these
+        files = set(_beside[0])
+        moved = [item for item in items if str(item.path) in files]
+        items[:] = [item for item in items if str(item.path) not in files]
+        config.hook.pytest_deselected(items=moved)
 
 
 def pytest_collection_finish(session):
@@ -91,10 +123,25 @@ def pytest_collection_finish(session):
         _jit.compile_while_waiting[:] = warmup.compile_order()
 
 
-def pytest_sessionfinish(session):
+def pytest_sessionfinish(session, exitstatus):
     import shutil
     if _warmup is not None and _warmup.poll() is None:
-        _warmup.terminate()
-        _warmup.wait()
+        if _beside is not None and exitstatus in (0, 1):  # its tests: wait for them
+            _warmup.wait()
+        else:
+            _warmup.terminate()
+            _warmup.wait()
+    if _beside is not None:
+        with open(_beside[1]) as log:
+            session.config._beside_output = log.read()
+        if _warmup.returncode != 0 and session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if _locks is not None:
         shutil.rmtree(_locks, ignore_errors=True)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    output = getattr(config, "_beside_output", None)
+    if output is not None:
+        terminalreporter.section("tests/test_*.py run by the warm-up process (tests/conftest.py)")
+        terminalreporter.write(output)
