@@ -143,5 +143,9 @@ def pytest_sessionfinish(session, exitstatus):
 def pytest_terminal_summary(terminalreporter, config):
     output = getattr(config, "_beside_output", None)
     if output is not None:
-        terminalreporter.section("tests/test_*.py run by the warm-up process (tests/conftest.py)")
+        terminalreporter.section("the deselected tests: tests/test_*.py, run by the warm-up "
+                                 "process (tests/conftest.py)")
         terminalreporter.write(output)
+        if _warmup.returncode != 0:
+            terminalreporter.write_line(f"the warm-up process's tests failed (exit status "
+                                        f"{_warmup.returncode}): so does this run", red=True)
