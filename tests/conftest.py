@@ -33,8 +33,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 # compile_while_waiting), then loads it from the cache; the warm-up skips a kernel another
 # process is compiling, so no kernel compiles twice. Under pytest-xdist (-n N, not installed by
 # `make`: slower here, see the Makefile) the controller starts the warm-up before the workers.
-# A bare `pytest` starts it before collecting; runs of a few tests, and
-# TINYGRAD_TF_TEST_WARMUP=0, skip it.
+# A bare `pytest` starts it before collecting (and splits the suite, below); runs of a few tests,
+# and TINYGRAD_TF_TEST_WARMUP=0, skip it.
 _warmup = None
 _locks = None
 
