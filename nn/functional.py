@@ -37,8 +37,8 @@ class FusedLinear(ArrayFunction):
         # the contiguous rows (backward needs no new copy), and x for the create_graph path
         ctx.save_for_backward(rows, weight, x)
         out = kernels.matmul(rows, weight.T)
-        if bias:
-            out += bias[0]
+        if bias:  # in place into the fresh product, one vectorized pass
+            out = kernels.bias_add(out, bias[0])
         return out.reshape(x.shape[:-1] + (weight.shape[0],))
 
     @staticmethod

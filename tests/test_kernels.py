@@ -432,6 +432,17 @@ def test_layer_norm_kernels_match_numpy(dtype, rows, width, seed, variant):
                        dtype, atol_scale=rows)
 
 
+@given(st.sampled_from(DTYPES), st.integers(1, 40), st.integers(1, 70), st.integers(0, 2**32 - 1))
+def test_bias_add_kernel_matches_numpy_in_place(dtype, rows, width, seed):
+    rng = np.random.default_rng(seed)
+    out = rng.standard_normal((rows, width)).astype(dtype)
+    bias = rng.standard_normal(width).astype(dtype)
+    expected = ew.bias_add_numpy(out.copy(), bias)
+    target = out.copy()
+    assert ew.bias_add_numba(target, bias) is target  # written in place, not a new array
+    assert_twins_agree(target, expected, dtype)
+
+
 @given(st.sampled_from(DTYPES), st.integers(1, 40), st.integers(1, 70), st.integers(0, 2**32 - 1),
        st.sampled_from(ew.ACTIVATIONS), st.booleans())
 def test_bias_activation_kernels_match_numpy(dtype, rows, width, seed, activation, dropout):

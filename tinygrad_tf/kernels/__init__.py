@@ -161,6 +161,8 @@ erf = register("erf", _elementwise.erf_numpy, _elementwise.erf_numba,
 bias_activation = register("bias_activation", _elementwise.bias_activation_forward_numpy,
                            _elementwise.bias_activation_forward_numba,
                            compiled=[_elementwise.bias_activation_rows])
+bias_add = register("bias_add", _elementwise.bias_add_numpy, _elementwise.bias_add_numba,
+                    compiled=[_elementwise.bias_activation_rows])
 bias_activation_backward = register("bias_activation_backward",
                                     _elementwise.bias_activation_backward_numpy,
                                     _elementwise.bias_activation_backward_numba,

@@ -3,6 +3,7 @@
     bias_activation      out = dropout(act(pre + bias)), act ReLU or GELU (erf or tanh form),
                          after the GEMM of a linear layer; backward gives the grad of pre and
                          the bias's column sum in one pass
+    bias_add             out += bias in place: a linear layer's bias (the same kernel, no act)
     embedding_position   out = dropout(weight[ids] * embed_scale + table[position])
     scatter_add_rows     out[ids[i]] += grad[i] * (mask[i] * scale): the gradient of a row gather
                          (embedding), with the dropout and scales of embedding_position folded in
@@ -24,6 +25,7 @@ from ._jit import ROWS_SERIAL_BELOW, LazyKernel
 
 KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh")  # kernel codes 0, 1, 2
+BIAS_ONLY = 3  # the kernel's code for bias_add (no activation)
 CHUNKS = 16  # row chunks for the bias's column sum (partials summed in order at the end)
 _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 _INV_SQRT2 = 1 / math.sqrt(2)
@@ -111,6 +113,9 @@ def _bias_activation_rows(pre, bias, mask, scale, kind, has_mask, keep_pre, out)
                 if has_mask:
                     r = r * scale if mask[i, j] else zero
                 pre[i, j] = r
+        elif kind == BIAS_ONLY:  # bias_add: no activation (a linear layer's bias), in place
+            for j in range(n):
+                pre[i, j] = pre[i, j] + bias[j]
         else:
             for j in range(n):
                 u = pre[i, j] + bias[j]
@@ -247,6 +252,23 @@ def bias_activation_forward_numba(pre, bias, activation, mask=None, scale=1.0):
                          ACTIVATIONS.index(activation), mask is not None, not relu, out,
                          work=pre.size)
     return out, (out if relu else pre)
+
+
+def bias_add_numpy(out, bias):
+    """out += bias (out (M, N), bias (N,)), in place; returns out."""
+    out += bias
+    return out
+
+
+def bias_add_numba(out, bias):
+    """bias_add_numpy on bias_activation's kernel (code BIAS_ONLY): one vectorized pass, about
+    half numpy's broadcast add (1024 x 384 float32, one thread); `out` a fresh array (a GEMM's
+    output) the caller owns."""
+    if not _fits(out, bias) or out.size == 0 or out.ndim != 2 or not out.flags.c_contiguous:
+        return bias_add_numpy(out, bias)
+    bias_activation_rows(out, bias, _NO_MASK, out.dtype.type(1), BIAS_ONLY, False, False, out,
+                         work=out.size)
+    return out
 
 
 def bias_activation_backward_numba(grad, saved, activation, mask=None, scale=1.0):
