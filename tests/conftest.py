@@ -101,12 +101,10 @@ def pytest_configure(config):
         _start_warmup(split=True)
 
 
-def pytest_collection_modifyitems(config, items):
-    if _beside is not None:  # the warm-up process runs these
-        files = set(_beside[0])
-        moved = [item for item in items if str(item.path) in files]
-        items[:] = [item for item in items if str(item.path) not in files]
-        config.hook.pytest_deselected(items=moved)
+def pytest_ignore_collect(collection_path, config):
+    if _beside is not None and str(collection_path) in _beside[0]:
+        return True  # the warm-up process collects and runs it: collected once, not twice
+    return None
 
 
 def pytest_collection_finish(session):
@@ -143,8 +141,8 @@ def pytest_sessionfinish(session, exitstatus):
 def pytest_terminal_summary(terminalreporter, config):
     output = getattr(config, "_beside_output", None)
     if output is not None:
-        terminalreporter.section("the deselected tests: tests/test_*.py, run by the warm-up "
-                                 "process (tests/conftest.py)")
+        terminalreporter.section("tests/test_*.py but the MPI and thread files, run by the "
+                                 "warm-up process (tests/conftest.py)")
         terminalreporter.write(output)
         if _warmup.returncode != 0:
             terminalreporter.write_line(f"the warm-up process's tests failed (exit status "
