@@ -190,8 +190,11 @@ def _fused_forward(q, q_slot, k, k_slot, v, v_slot, bias, drop, scale, out, weig
                 for j in range(source):
                     row_max = max(row_max, row[j])
                 if row_max == minus_inf:  # every key masked: zero weights, zero output
-                    row[:] = zero
-                    dropped_c[i] = zero
+                    # a loop, not `row[:] = zero`: a slice assignment compiles Numba's whole
+                    # broadcasting setitem (about 1 s of the four kernels' cold compile)
+                    for j in range(source):
+                        row[j] = zero
+                        dropped_c[i, j] = zero
                     continue
                 total = zero
                 for j in range(source):
