@@ -148,11 +148,12 @@ def _layer_norm_backward_rows(grad, normed, rstd, weight, mask, scale, has_resid
                 sum_gx += gw * x
                 column_w[j] += g * x
                 column_b[j] += g
+            mean_g = sum_g / width
+            mean_gx = sum_gx / width
             r = rstd[i]
-            shift, slope = r * (sum_g / width), r * (sum_gx / width)
             out = grad_x[i]
             for j in range(n):
-                out[j] = (r * weight[j]) * g_row[j] - shift - x_row[j] * slope
+                out[j] = r * (g_row[j] * weight[j] - mean_g - x_row[j] * mean_gx)
             if has_residual:  # one loop per case: no branch inside the vector loops
                 residual = grad_residual[i]
                 if has_mask:
