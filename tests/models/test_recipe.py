@@ -36,9 +36,13 @@ def _losses(run_dir):
 def copy_run(tmp_path_factory):
     """The tiny preset trained on `copy` until validation exact match reaches 100%."""
     run_dir = tmp_path_factory.mktemp("copy") / "run"
-    # warmup 100, not COPY's 200: the higher peak rate reaches 100% in about 500 steps, not 800
-    config = TrainConfig(**{**COPY, "warmup_steps": 100}, run_dir=str(run_dir), steps=1500,
-                         eval_every=100, target_exact_match=1.0)
+    # warmup 100, not COPY's 200: the higher peak rate reaches 100% in about 600 steps, not 800.
+    # 128 validation pairs, not 64: stopping at the first 100% on 64 left the held-out score at
+    # the mercy of rounding (seeds 0-5 scored 0.97-1.0, and a reassociated layer norm backward
+    # took seed 0 from 1.0 to 0.92); with 128, seeds 0-5 and that variant all score 1.0, and
+    # seed 0 still stops at step 600 (bench/RESULTS.md, 7 Dec, lead).
+    config = TrainConfig(**{**COPY, "warmup_steps": 100, "n_valid": 128}, run_dir=str(run_dir),
+                         steps=1500, eval_every=100, target_exact_match=1.0)
     with open(os.devnull, "w") as quiet:
         summary = recipe.train(config, out=quiet)
     return run_dir, summary
