@@ -213,3 +213,26 @@ def test_tune_process_is_the_opt_in_and_the_cli_uses_it():
             "try:\n    cli.command()\nexcept SystemExit:\n    pass\n"
             "print(json.dumps(os.environ.get('OMP_WAIT_POLICY')))")
     assert _fresh(code) == "PASSIVE"
+
+
+PARALLEL = """
+import json, sys, numpy as np, tinygrad_tf as tg
+from tinygrad_tf.kernels import _jit
+calls = []
+_jit._thread_count_functions = lambda: (lambda: 2, calls.append)  # record the serial path
+x = np.ones((1024, 1024), np.float32)  # above every serial threshold
+if sys.argv[1:] == ["tune"]:
+    tg.kernels.tune_process()
+tg.kernels.layer_norm(x, np.ones(1024, np.float32), np.zeros(1024, np.float32), 1e-5)
+print(json.dumps([_jit.parallel_ok(), calls]))
+"""
+
+
+def test_untuned_process_runs_the_kernels_on_the_calling_thread():
+    # Regression (lead, 7 Dec): untuned, Numba's OpenMP threads spun after each kernel and
+    # OpenBLAS's after each GEMM, each holding the core the other's next call needed (small step
+    # at two threads 250 ms; 99 ms with our kernels on one thread; 66 ms tuned).
+    run = lambda *args, **env: _fresh(PARALLEL.replace("sys.argv[1:]", repr(list(args))), **env)
+    assert run() == [False, [1, 2]]  # set to one thread, then back
+    assert run(OMP_WAIT_POLICY="PASSIVE") == [True, []]
+    assert run("tune") == [True, []]

@@ -36,7 +36,7 @@ from . import optim as _optim
 from . import recurrent as _recurrent
 from . import matmul as _matmul
 from . import softmax as _softmax
-from . import threads
+from . import _jit, threads
 from ._malloc import keep_freed_memory
 
 # Batched float32 products of small matrices whose right operand is a transposed view (q @ k^T,
@@ -59,7 +59,8 @@ AUTO_SLEEPING_SIDE = 64
 
 
 def _numba_threads():
-    return numba.get_num_threads()  # a function: the tests stand in a count
+    # a function: the tests stand in a count. 1 where our kernels stay on the calling thread
+    return numba.get_num_threads() if _jit.parallel_ok() else 1
 
 
 def _threads_sleep():
@@ -231,8 +232,12 @@ def tune_process():
       threads 57-64 -> 50-53 ms); an OPENBLAS_THREAD_TIMEOUT of your own is kept.
     - adaptive threads (`threads.py`), unless TINYGRAD_TF_ADAPT_THREADS=0; they never override
       thread counts you set yourself.
+    - our kernels may use more than one thread. A process that is neither tuned nor started
+      with OMP_WAIT_POLICY=PASSIVE runs them on the calling thread (`_jit.parallel_allowed`):
+      there, spinning OpenMP and OpenBLAS workers made the small step 250 ms, not 99.
     """
     policy = os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    _jit.parallel_allowed = True  # tuned, even with a policy of the user's own
     blas_timeout = threads.quiet_blas_workers()
     adapt = os.environ.get("TINYGRAD_TF_ADAPT_THREADS", "1") != "0"
     if adapt:

@@ -28,6 +28,20 @@ SERIAL_BELOW = 1 << 15
 # 1024: 1467 -> 752 us); docs/kernels.md has the table.
 ROWS_SERIAL_BELOW = 1 << 19
 
+# Whether a kernel may use more than one thread: decided at the first kernel call (before Numba
+# loads libgomp, which reads OMP_WAIT_POLICY once), or by kernels.tune_process(). Untuned,
+# Numba's OpenMP threads spin after each kernel and OpenBLAS's after each GEMM, each taking the
+# core the other's next call needs: the small step at two threads took 250 ms, 99 ms with our
+# kernels on the calling thread, 66 ms tuned (bench/RESULTS.md, 7 Dec, lead).
+parallel_allowed = None
+
+
+def parallel_ok():
+    global parallel_allowed
+    if parallel_allowed is None:
+        parallel_allowed = os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
+    return parallel_allowed
+
 
 # Processes that share one Numba cache can name a directory here (the test suite does, for its
 # warm-up process, itself and the processes its tests start): each kernel then compiles under a
@@ -137,12 +151,14 @@ class LazyKernel:
 
     def __call__(self, *args, work):
         """Run on args; `work` (elements or multiply-adds) below SERIAL_BELOW runs on the
-        calling thread alone: waking the other threads would cost more than it saves."""
+        calling thread alone: waking the other threads would cost more than it saves. So does
+        all work in a process that is not tuned (`parallel_allowed`)."""
         dtype = args[0].dtype
         if dtype not in self._ready:
             self.compile(dtype.name)
             self._ready.add(dtype)
-        if work >= (SERIAL_BELOW if self.serial_below is None else self.serial_below):
+        if (work >= (SERIAL_BELOW if self.serial_below is None else self.serial_below)
+                and parallel_ok()):
             return self._dispatcher(*args)
         get_threads, set_threads = _thread_count_functions()
         threads = get_threads()
