@@ -1,5 +1,6 @@
-"""The kernel layer: every Numba kernel against its numpy twin, the switch, warmup/info, and the
-engine's gradient checks under each kernel set."""
+"""The kernel layer: the matmul and softmax kernels against their numpy twins, the switch,
+warmup/info, compile locks, and the engine's gradient checks under each kernel set. The row
+kernels (layer norm, bias + activation, embedding, cross-entropy) are in test_kernels_rows.py."""
 import importlib
 import math
 import os
@@ -17,6 +18,8 @@ from tinygrad_tf import kernels
 # The family modules (kernels.matmul etc. are the switched functions, not the modules).
 mm = importlib.import_module("tinygrad_tf.kernels.matmul")
 sm = importlib.import_module("tinygrad_tf.kernels.softmax")
+ln = importlib.import_module("tinygrad_tf.kernels.norm")
+ew = importlib.import_module("tinygrad_tf.kernels.elementwise")
 
 DTYPES = (np.float32, np.float64)
 # Sizes around the 4 x 16 micro-tile (1, primes, multiples and non-multiples of 4 and 16).
@@ -388,149 +391,6 @@ def test_gradcheck_attention_block(kernel_set):
         q, k, v)
 
 
-# ---------------------------------------------------------------------------- fused elementwise
-
-ln = importlib.import_module("tinygrad_tf.kernels.norm")
-ew = importlib.import_module("tinygrad_tf.kernels.elementwise")
-TOLERANCE = {np.float32: dict(rtol=2e-5, atol=2e-5), np.float64: dict(rtol=1e-12, atol=1e-12)}
-
-
-def assert_twins_agree(ours, reference, dtype, atol_scale=1):
-    assert len(ours) == len(reference)
-    for got, want in zip(ours, reference):
-        if want is None:
-            assert got is None
-            continue
-        assert got.dtype == dtype and got.shape == want.shape
-        np.testing.assert_allclose(got, want, rtol=TOLERANCE[dtype]["rtol"],
-                                   atol=TOLERANCE[dtype]["atol"] * atol_scale)
-
-
-@given(st.sampled_from(DTYPES), st.integers(1, 40), st.integers(1, 70), st.integers(0, 2**32 - 1),
-       st.sampled_from(["plain", "residual", "residual+dropout", "residual+bias",
-                        "residual+bias+dropout"]))
-def test_layer_norm_kernels_match_numpy(dtype, rows, width, seed, variant):
-    rng = np.random.default_rng(seed)
-    x = (rng.standard_normal((rows, width)) * 3 + rng.standard_normal((rows, 1))).astype(dtype)
-    x[0] = 1.5  # a constant row: zero variance, normalises to 0 through eps
-    weight, bias = (rng.standard_normal(width).astype(dtype) for _ in range(2))
-    grad = rng.standard_normal((rows, width)).astype(dtype)
-    extra = {}
-    if variant != "plain":
-        extra["residual"] = rng.standard_normal((rows, width)).astype(dtype)
-    if variant.endswith("+dropout"):
-        extra.update(mask=rng.random((rows, width)) > 0.3, scale=1 / 0.7)
-    if "+bias" in variant:  # a linear layer's bias, folded in: h = x + dropout(s + c)
-        extra["residual_bias"] = rng.standard_normal(width).astype(dtype)
-    assert_twins_agree(ln.layer_norm_forward_numba(x, weight, bias, 1e-5, **extra),
-                       ln.layer_norm_forward_numpy(x, weight, bias, 1e-5, **extra), dtype)
-    _, normed, rstd = ln.layer_norm_forward_numpy(x, weight, bias, 1e-5, **extra)
-    backward = dict(mask=extra.get("mask"), scale=extra.get("scale", 1.0),
-                    residual="residual" in extra, residual_bias="residual_bias" in extra)
-    assert_twins_agree(ln.layer_norm_backward_numba(grad, normed, rstd, weight, **backward),
-                       ln.layer_norm_backward_numpy(grad, normed, rstd, weight, **backward),
-                       dtype, atol_scale=rows)
-
-
-@given(st.sampled_from(DTYPES), st.integers(1, 40), st.integers(1, 70), st.integers(0, 2**32 - 1))
-def test_bias_add_kernel_matches_numpy_in_place(dtype, rows, width, seed):
-    rng = np.random.default_rng(seed)
-    out = rng.standard_normal((rows, width)).astype(dtype)
-    bias = rng.standard_normal(width).astype(dtype)
-    expected = ew.bias_add_numpy(out.copy(), bias)
-    target = out.copy()
-    assert ew.bias_add_numba(target, bias) is target  # written in place, not a new array
-    assert_twins_agree(target, expected, dtype)
-
-
-@given(st.sampled_from(DTYPES), st.integers(1, 40), st.integers(1, 70), st.integers(0, 2**32 - 1),
-       st.sampled_from(ew.ACTIVATIONS), st.booleans())
-def test_bias_activation_kernels_match_numpy(dtype, rows, width, seed, activation, dropout):
-    rng = np.random.default_rng(seed)
-    pre, grad = (rng.standard_normal((rows, width)).astype(dtype) for _ in range(2))
-    bias = rng.standard_normal(width).astype(dtype)
-    mask, scale = (rng.random((rows, width)) > 0.4, 1 / 0.6) if dropout else (None, 1.0)
-    reference = ew.bias_activation_forward_numpy(pre, bias, activation, mask, scale)
-    ours = ew.bias_activation_forward_numba(pre.copy(), bias, activation, mask, scale)
-    assert_twins_agree(ours, reference, dtype)
-    assert_twins_agree(ew.bias_activation_backward_numba(grad, reference[1], activation, mask,
-                                                         scale),
-                       ew.bias_activation_backward_numpy(grad, reference[1], activation, mask,
-                                                         scale), dtype, atol_scale=rows)
-
-
-@given(st.sampled_from(DTYPES), st.integers(1, 9), st.integers(1, 5), st.integers(1, 6),
-       st.integers(1, 5), st.booleans(), st.integers(0, 2**32 - 1))
-def test_embedding_position_and_scatter_kernels_match_numpy(dtype, vocab, width, batch, length,
-                                                           dropout, seed):
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(0, vocab, batch * length)
-    weight = rng.standard_normal((vocab, width)).astype(dtype)
-    table = rng.standard_normal((length, width)).astype(dtype)
-    grad = rng.standard_normal((batch * length, width)).astype(dtype)
-    mask, scale = (rng.random((batch * length, width)) > 0.5, 2.0) if dropout else (None, 1.0)
-    assert_twins_agree([ew.embedding_position_forward_numba(weight, ids, table, 3.0, mask, scale)],
-                       [ew.embedding_position_forward_numpy(weight, ids, table, 3.0, mask, scale)],
-                       dtype)
-    assert_twins_agree([ew.scatter_add_rows_numba(ids, grad, vocab, mask, scale)],
-                       [ew.scatter_add_rows_numpy(ids, grad, vocab, mask, scale)], dtype,
-                       atol_scale=batch * length)
-
-
-lo = importlib.import_module("tinygrad_tf.kernels.loss")
-
-
-def cross_entropy_logits(rng, dtype, rows, classes):
-    z = (3 * rng.standard_normal((rows, classes))).astype(dtype)
-    z[0] = -np.inf  # a row whose logits are all -inf: lse 0, p 0, never NaN
-    if classes > 1:
-        z[-1, 0] = -np.inf  # one masked class in an otherwise normal row
-    return z
-
-
-@given(st.sampled_from(DTYPES), st.integers(1, 30), st.sampled_from([1, 2, 7, 16, 33, 70]),
-       st.booleans(), st.integers(0, 2**32 - 1))
-def test_cross_entropy_rows_kernel_matches_numpy(dtype, rows, classes, weighted, seed):
-    rng = np.random.default_rng(seed)
-    z = cross_entropy_logits(rng, dtype, rows, classes)
-    target = rng.integers(0, classes, rows)
-    weight = (rng.uniform(0.5, 2, classes) if weighted else np.ones(classes)).astype(dtype)
-    ours = lo.cross_entropy_rows_numba(z, target, weight)
-    reference = lo.cross_entropy_rows_numpy(z, target, weight)
-    assert ours[0][0] == 0 and not np.isnan(ours[1][0])  # the all -inf row
-    # the row sums are reassociated in the kernel; the -inf entries must match exactly
-    for got, want in zip(ours, reference):
-        np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
-        finite = np.isfinite(want)
-        assert_twins_agree([got[finite]], [want[finite]], dtype, atol_scale=classes)
-
-
-@given(st.sampled_from(DTYPES), st.integers(1, 30), st.sampled_from([1, 2, 7, 16, 33, 70]),
-       st.integers(0, 2**32 - 1))
-def test_cross_entropy_grad_kernel_matches_numpy(dtype, rows, classes, seed):
-    rng = np.random.default_rng(seed)
-    z = cross_entropy_logits(rng, dtype, rows, classes)
-    target = rng.integers(0, classes, rows)
-    weight = rng.uniform(0.5, 2, classes).astype(dtype)
-    lse = lo.cross_entropy_rows_numpy(z, target, weight)[0]
-    keep = rng.uniform(size=rows) < 0.7
-    keep[0] = False  # the all -inf row is an ignored (padding) row: comes out 0
-    coef, off, picked = (rng.standard_normal(rows).astype(dtype) for _ in range(3))
-    ours = lo.cross_entropy_grad_numba(z, lse, target, keep, coef, off, weight, picked)
-    reference = lo.cross_entropy_grad_numpy(z, lse, target, keep, coef, off, weight, picked)
-    assert np.isfinite(ours).all() and not ours[0].any()
-    assert_twins_agree([ours], [reference], dtype)
-
-
-def test_fused_kernels_fall_back_to_their_twins_for_other_dtypes():
-    x = np.arange(12, dtype=np.float16).reshape(3, 4)
-    out = ew.bias_activation_forward_numba(x.copy(), np.ones(4, np.float16), "relu")[0]
-    np.testing.assert_array_equal(out, np.maximum(x + 1, 0))
-    normed = ln.layer_norm_forward_numba(x, np.ones(4, np.float16), np.zeros(4, np.float16),
-                                         1e-5)[0]
-    assert normed.dtype == np.float16
-
-
 def test_every_registered_kernel_has_twins_and_a_definition_site():
     assert set(kernels.REGISTRY) >= {"matmul", "softmax", "layer_norm", "bias_activation",
                                      "embedding_position", "scatter_add_rows",
@@ -551,14 +411,6 @@ def test_malloc_setting_is_applied_only_on_request_and_can_be_switched_off():
     assert before == "False"  # importing changes no allocator setting
     assert reason == "mallopt" or reason.startswith(("no glibc", "TINYGRAD_TF_MALLOC"))
     assert run_python(code, TINYGRAD_TF_MALLOC="system") == "False TINYGRAD_TF_MALLOC=system"
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_erf_kernel_matches_its_twin(dtype):
-    x = np.linspace(-4, 4, 37).astype(dtype).reshape(37, 1)[::2]  # strided
-    ours, reference = ew.erf_numba(x), ew.erf_numpy(x)
-    assert ours.dtype == dtype and ours.shape == x.shape
-    np.testing.assert_allclose(ours, reference, rtol=1e-6 if dtype == np.float32 else 1e-15)
 
 
 # ---------------------------------------------------------------------------- compile locks
