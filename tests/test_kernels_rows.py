@@ -154,3 +154,18 @@ def test_erf_kernel_matches_its_twin(dtype):
     ours, reference = ew.erf_numba(x), ew.erf_numpy(x)
     assert ours.dtype == dtype and ours.shape == x.shape
     np.testing.assert_allclose(ours, reference, rtol=1e-6 if dtype == np.float32 else 1e-15)
+
+
+@pytest.mark.parametrize("activation", [None, *ew.ACTIVATIONS])
+def test_bias_kernels_take_a_strided_bias(activation):
+    # Regression (lead, 7 Dec): F.linear(x, w, b[::2]) raised numba's "No matching definition"
+    # once FusedLinear added its bias through bias_add (461791b).
+    pre = np.random.default_rng(0).standard_normal((5, 6)).astype(np.float32)
+    bias = np.arange(12, dtype=np.float32)[::2]
+    if activation is None:
+        ours, reference = ew.bias_add_numba(pre.copy(), bias), ew.bias_add_numpy(pre.copy(), bias)
+        assert_twins_agree([ours], [reference], np.float32)
+    else:
+        assert_twins_agree(ew.bias_activation_forward_numba(pre.copy(), bias, activation),
+                           ew.bias_activation_forward_numpy(pre.copy(), bias, activation),
+                           np.float32)

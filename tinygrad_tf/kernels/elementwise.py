@@ -248,6 +248,7 @@ def bias_activation_forward_numba(pre, bias, activation, mask=None, scale=1.0):
         return bias_activation_forward_numpy(pre, bias, activation, mask, scale)
     relu = activation == "relu"
     out = pre if relu else np.empty_like(pre)
+    bias = np.ascontiguousarray(bias)  # the kernel takes a C-order bias (a strided view: a copy)
     bias_activation_rows(pre, bias, _NO_MASK if mask is None else mask, pre.dtype.type(scale),
                          ACTIVATIONS.index(activation), mask is not None, not relu, out,
                          work=pre.size)
@@ -266,8 +267,8 @@ def bias_add_numba(out, bias):
     output) the caller owns."""
     if not _fits(out, bias) or out.size == 0 or out.ndim != 2 or not out.flags.c_contiguous:
         return bias_add_numpy(out, bias)
-    bias_activation_rows(out, bias, _NO_MASK, out.dtype.type(1), BIAS_ONLY, False, False, out,
-                         work=out.size)
+    bias_activation_rows(out, np.ascontiguousarray(bias), _NO_MASK, out.dtype.type(1), BIAS_ONLY,
+                         False, False, out, work=out.size)
     return out
 
 
