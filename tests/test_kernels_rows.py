@@ -169,3 +169,16 @@ def test_bias_kernels_take_a_strided_bias(activation):
         assert_twins_agree(ew.bias_activation_forward_numba(pre.copy(), bias, activation),
                            ew.bias_activation_forward_numpy(pre.copy(), bias, activation),
                            np.float32)
+
+
+def test_layer_norm_kernels_take_strided_arrays():
+    # A direct call with strided weight, bias or input raised numba's "No matching definition".
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 12)).astype(np.float32)[:, ::2]
+    weight = rng.standard_normal(12).astype(np.float32)[::2]
+    args = (x, weight, weight[::-1], 1e-5)
+    assert_twins_agree(ln.layer_norm_forward_numba(*args), ln.layer_norm_forward_numpy(*args),
+                       np.float32)
+    _, normed, rstd = ln.layer_norm_forward_numpy(*args)
+    assert_twins_agree(ln.layer_norm_backward_numba(x, normed, rstd, weight),
+                       ln.layer_norm_backward_numpy(x, normed, rstd, weight), np.float32)

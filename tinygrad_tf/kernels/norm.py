@@ -204,7 +204,10 @@ _NO_MASK = np.ones((1, 1), dtype=bool)
 
 
 def _fits(*arrays):
-    return arrays[0].dtype in KERNEL_DTYPES and all(a.dtype == arrays[0].dtype for a in arrays)
+    # C-order too: the kernels' signatures take nothing else (nn's layer norm passes C-order
+    # arrays; a strided one from a direct call goes to the twin, not to numba's TypeError)
+    return arrays[0].dtype in KERNEL_DTYPES and all(
+        a.dtype == arrays[0].dtype and a.flags.c_contiguous for a in arrays)
 
 
 def layer_norm_forward_numba(x, weight, bias, eps, residual=None, mask=None, scale=1.0,
