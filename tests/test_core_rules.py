@@ -284,6 +284,31 @@ def test_a_grad_the_user_set_keeps_its_identity_through_step():
     np.testing.assert_array_equal(mine.numpy(), [1.0, 2.0, 3.0])
 
 
+BAD_GRADS = ["shape", "broadcastable", "dtype", "ndarray", "itself"]
+
+
+def _assign_bad_grad(lib, tensor, bad):
+    tensor.grad = {"shape": lambda: lib.ones(1, 3), "broadcastable": lambda: lib.ones(1),
+                   "dtype": lambda: lib.ones(3, dtype=lib.float64),
+                   "ndarray": lambda: np.ones(3, np.float32), "itself": lambda: tensor}[bad]()
+
+
+@pytest.mark.parametrize("bad", BAD_GRADS)
+def test_a_grad_that_does_not_fit_is_refused_when_assigned(bad):
+    # Accepted, a (1,)-shaped .grad broadcast inside SGD's update and moved every element alike.
+    p = nn.Parameter(Tensor(np.ones(3, np.float32)))
+    with pytest.raises(TypeError if bad == "ndarray" else RuntimeError, match="grad"):
+        _assign_bad_grad(tg, p, bad)
+    assert p.grad is None
+
+
+@pytest.mark.parametrize("bad", BAD_GRADS)
+def test_torch_refuses_the_same_grads(bad):
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError if bad == "ndarray" else RuntimeError, match="grad"):
+        _assign_bad_grad(torch, torch.nn.Parameter(torch.ones(3)), bad)
+
+
 def test_fresh_arena_lends_and_takes_memory_without_copies():
     # The fast path stays the normal path: a plain model's parameters are packed, and after
     # the first step every new .grad is written straight into the arena.

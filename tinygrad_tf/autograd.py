@@ -158,7 +158,7 @@ class ArrayFunction:
                 ctx._saved = tuple(out if s is scalar else s for s in ctx._saved)
         tensor = _new_object(_Tensor)
         tensor.array = out
-        tensor.grad = None
+        tensor._grad = None
         tensor._retains_grad = False
         if True in needs and _GradMode.enabled:
             ctx.parents = inputs
@@ -249,7 +249,7 @@ def _wrap_array(array):
     if array.__class__ is not np.ndarray:  # numpy ufuncs give scalars for 0-d: a writable array
         array = np.asarray(array)
     tensor = _new_object(_Tensor)
-    tensor.array, tensor.grad, tensor._ctx = array, None, None
+    tensor.array, tensor._grad, tensor._ctx = array, None, None
     tensor.requires_grad = tensor._retains_grad = False
     return tensor
 

@@ -69,7 +69,7 @@ def _integer_power(base, exponent):
 class Tensor(ReduceOps, IndexOps, InplaceOps, ElementwiseOps, TorchMethods):
     """An n-dimensional array that can record the ops applied to it and differentiate them."""
 
-    __slots__ = ("array", "grad", "requires_grad", "_ctx", "_retains_grad", "__weakref__")
+    __slots__ = ("array", "_grad", "requires_grad", "_ctx", "_retains_grad", "__weakref__")
     __array_ufunc__ = None  # so `numpy_array + tensor` calls Tensor.__radd__ instead of looping
 
     def __init__(self, data, dtype=None, requires_grad=False):
@@ -83,7 +83,7 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, ElementwiseOps, TorchMethods):
     def _set_array(self, array, requires_grad):
         """Fill the fields around `array`, shared as it is (for subclasses like Parameter)."""
         self.array = array
-        self.grad = None
+        self._grad = None
         self._ctx = None
         self._retains_grad = False
         self.requires_grad = False
@@ -114,6 +114,31 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, ElementwiseOps, TorchMethods):
     __hash__ = object.__hash__  # identity: `==` is elementwise, so it cannot define equality
 
     # ------------------------------------------------------------------ autograd
+
+    @property
+    def grad(self):
+        """d(loss)/d(self) as accumulated by backward: a Tensor of this shape and dtype, or None."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, grad):
+        # As torch, a .grad that does not fit is refused here: met later, inside an optimizer's
+        # update, a (1,)-shaped gradient would broadcast and move every element alike.
+        if grad is not None:
+            if not isinstance(grad, Tensor):
+                raise TypeError(f"assigned grad expected to be a Tensor or None, not "
+                                f"{type(grad).__name__}")
+            if grad is self:
+                raise RuntimeError("a tensor cannot be assigned as its own grad")
+            if grad.dtype != self.dtype or grad.shape != self.shape:
+                raise RuntimeError(f"assigning a gradient of shape {grad.shape} and dtype "
+                                   f"{grad.dtype} to a tensor of shape {self.shape} and dtype "
+                                   f"{self.dtype}: they must match")
+        self._grad = grad
+
+    @grad.deleter
+    def grad(self):
+        self._grad = None
 
     def requires_grad_(self, requires_grad=True):
         if requires_grad and self.dtype.kind != "f":
