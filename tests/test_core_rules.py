@@ -295,7 +295,8 @@ def _assign_bad_grad(lib, tensor, bad):
 
 @pytest.mark.parametrize("bad", BAD_GRADS)
 def test_a_grad_that_does_not_fit_is_refused_when_assigned(bad):
-    # Accepted, a (1,)-shaped .grad broadcast inside SGD's update and moved every element alike.
+    # Accepted, a float64 .grad went into a float32 parameter's update, a (1, 3) one took a
+    # backward's (3,) gradient by broadcasting, and an ndarray failed later inside the engine.
     p = nn.Parameter(Tensor(np.ones(3, np.float32)))
     with pytest.raises(TypeError if bad == "ndarray" else RuntimeError, match="grad"):
         _assign_bad_grad(tg, p, bad)

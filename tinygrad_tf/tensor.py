@@ -122,8 +122,8 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, ElementwiseOps, TorchMethods):
 
     @grad.setter
     def grad(self, grad):
-        # As torch, a .grad that does not fit is refused here: met later, inside an optimizer's
-        # update, a (1,)-shaped gradient would broadcast and move every element alike.
+        # As torch, a .grad that does not fit is refused here, where the mistake is made:
+        # otherwise a backward adds into it (broadcasting) or an optimizer meets it later.
         if grad is not None:
             if not isinstance(grad, Tensor):
                 raise TypeError(f"assigned grad expected to be a Tensor or None, not "
