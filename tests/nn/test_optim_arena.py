@@ -131,7 +131,7 @@ def test_rebinding_data_repacks_and_the_new_values_are_trained():
     optimizer.zero_grad()
     F.mse_loss(model(x), y).backward()
     g = weight.grad.array.astype(np.float64)
-    state = optimizer.state[id(weight)]
+    state = optimizer.state[weight]
     m = 0.9 * state["exp_avg"] + 0.1 * g  # Adam's third step, by hand, from the carried state
     v = 0.999 * state["exp_avg_sq"] + 0.001 * g * g
     expected = 0.25 - 0.01 * (m / (1 - 0.9 ** 3)) / (np.sqrt(v / (1 - 0.999 ** 3)) + 1e-8)

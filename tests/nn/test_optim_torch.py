@@ -69,6 +69,11 @@ def test_optimizer_matches_torch_step_by_step(name, kwargs, group_kwargs):
         theirs.step()
         assert_params_close(ours_p, theirs_p)
     check_state_dicts_agree(ours.state_dict(), theirs.state_dict())
+    for a, t in zip(ours_p, theirs_p):  # optimizer.state is keyed by the parameter, as torch's
+        assert set(ours.state.get(a, {})) == set(theirs.state.get(t, {}))
+        for key, value in theirs.state.get(t, {}).items():
+            np.testing.assert_allclose(ours.state[a][key], np.asarray(value), rtol=1e-10,
+                                       atol=1e-13)
 
 
 def check_state_dicts_agree(ours, theirs):

@@ -33,7 +33,7 @@ class Optimizer:
                                  "fused CPU kernel per parameter group)")
         self.defaults = dict(defaults)
         self.param_groups = []
-        self.state = {}  # id(param) -> {"step": int, name: array view into the arena}
+        self.state = {}  # param -> {"step": int, name: numpy view into the arena}, as torch keys it
         self._arena = None
         params = list(params)
         if not params:
@@ -92,7 +92,7 @@ class Optimizer:
         for group in self.param_groups:
             for p in group["params"]:
                 slot = arena.slots.get(id(p)) if arena is not None else None
-                state = self.state.get(id(p))
+                state = self.state.get(p)
                 if slot is not None and state and p.array.shape != slot.shape:
                     raise ValueError(
                         f"{type(self).__name__}: a parameter of shape {slot.shape} was "
@@ -123,11 +123,11 @@ class Optimizer:
                 run = []
                 if p.grad is None:
                     continue
-            state = self.state.get(id(p))
+            state = self.state.get(p)
             if state is None:
                 state = {}
                 if keeps_state:
-                    self.state[id(p)] = state
+                    self.state[p] = state
             self._sync_state(arena, slot, state)
             for name in self._state_names(group):
                 if name not in state:  # first step (or a state loaded without it): zeros
@@ -283,9 +283,9 @@ class Optimizer:
         for group in self.param_groups:
             numbered = []
             for p in group["params"]:
-                if id(p) in self.state:
+                if p in self.state:
                     state[index] = {k: (Tensor(v.copy()) if isinstance(v, np.ndarray) else v)
-                                    for k, v in self.state[id(p)].items()}
+                                    for k, v in self.state[p].items()}
                 numbered.append(index)
                 index += 1
             groups.append({**{k: v for k, v in group.items() if k != "params"},
@@ -325,7 +325,7 @@ class Optimizer:
                         restored[key] = array.astype(p.array.dtype, copy=True)
                     else:
                         restored[key] = value
-                new_state[id(p)] = restored
+                new_state[p] = restored
         for saved, group in zip(groups, self.param_groups):
             for key, value in saved.items():
                 if key != "params":

@@ -173,7 +173,7 @@ class Adagrad(Optimizer):
                                       differentiable=differentiable, fused=fused))
         for group in self.param_groups:
             for p in group["params"]:
-                self.state[id(p)] = {"step": 0, "sum": np.full_like(
+                self.state[p] = {"step": 0, "sum": np.full_like(
                     p.array, group["initial_accumulator_value"])}
 
     def _validate(self, group):
