@@ -20,7 +20,7 @@ import numpy as np
 
 from tinygrad_tf import Tensor
 from tinygrad_tf import dtypes as _dtypes
-from tinygrad_tf.autograd import increment_version
+from tinygrad_tf.autograd import RemovableHandle, increment_version
 from tinygrad_tf.device import to_args as _to_args
 
 
@@ -141,8 +141,41 @@ class Module:
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} has no forward method")
 
+    # A module's hook lists exist once a hook is registered; until then a call reads these
+    # class-level Nones and goes straight to forward.
+    _forward_pre_hooks = _forward_hooks = None
+
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        if self._forward_pre_hooks is None and self._forward_hooks is None:
+            return self.forward(*args, **kwargs)
+        for hook in list(self._forward_pre_hooks or ()):
+            result = hook(self, args)
+            if result is not None:
+                args = result if isinstance(result, tuple) else (result,)
+        output = self.forward(*args, **kwargs)
+        for hook in list(self._forward_hooks or ()):
+            result = hook(self, args, output)
+            if result is not None:
+                output = result
+        return output
+
+    def register_forward_pre_hook(self, hook):
+        """Call hook(module, args) before each forward (args: the positional arguments, a
+        tuple); a value it returns replaces them. Returns a handle whose remove() unregisters it."""
+        return self._add_hook("_forward_pre_hooks", hook)
+
+    def register_forward_hook(self, hook):
+        """Call hook(module, args, output) after each forward; a value it returns replaces the
+        output. Returns a handle whose remove() unregisters it."""
+        return self._add_hook("_forward_hooks", hook)
+
+    def _add_hook(self, kind, hook):
+        hooks = self.__dict__.get(kind)
+        if hooks is None:
+            hooks = []
+            object.__setattr__(self, kind, hooks)
+        hooks.append(hook)
+        return RemovableHandle(hooks, hook)
 
     # ------------------------------------------------------------------ traversal
 

@@ -380,3 +380,20 @@ def test_matmul_vector_and_batch_cases(shape_a, shape_b):
     b = Tensor(rng.standard_normal(shape_b), requires_grad=True)
     np.testing.assert_allclose((a @ b).numpy(), np.matmul(a.numpy(), b.numpy()))
     assert gradcheck(lambda s, t: s @ t, a, b, atol=1e-7, rtol=1e-6)
+
+
+def test_post_accumulate_grad_hooks_see_each_new_sum_on_every_path():
+    # torch 2.13 gives the same (tests/test_torch_parity.py compares them where it is installed).
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    seen = []
+    handle = x.register_post_accumulate_grad_hook(
+        lambda p: seen.append((p.grad.numpy().tolist(), p.grad.requires_grad)))
+    (x ** 3).sum().backward(create_graph=True)   # the create_graph walk
+    (x * 2).sum().backward()                     # the plain walk, out of place onto a graph
+    x.grad = None
+    (x * x).sum().backward(inputs=[x])           # backward's inputs=
+    handle.remove()
+    (x * 2).sum().backward()
+    assert seen == [([3.0, 12.0], True), ([5.0, 14.0], True), ([2.0, 4.0], False)]
+    with pytest.raises(RuntimeError, match="leaf"):
+        (x * 2).register_post_accumulate_grad_hook(print)

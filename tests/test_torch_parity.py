@@ -397,6 +397,22 @@ def test_autograd_grad_errors_like_torch():
     assert same(second_call_without_retain_graph) == "error"
 
 
+def test_post_accumulate_grad_hooks_run_after_each_accumulation():
+    def fn(lib):
+        x = leaf(lib)
+        seen = []
+        handle = x.register_post_accumulate_grad_hook(lambda p: seen.append(plain(p.grad).copy()))
+        (x * 2).sum().backward()
+        (x * x).sum().backward()        # accumulated into the same .grad: the hook sees the sum
+        y = leaf(lib)
+        (x * y).sum().backward(inputs=[x])
+        handle.remove()
+        (x * 3).sum().backward()
+        return (seen, x.grad, raises(lambda: (x * 2).register_post_accumulate_grad_hook(print)),
+                raises(lambda: lib.tensor(X).register_post_accumulate_grad_hook(print)))
+    same(fn)
+
+
 def test_register_hook_sees_and_replaces_gradients():
     def fn(lib):
         x = leaf(lib)

@@ -276,6 +276,8 @@ def _accumulate_grad(tensor, grad):
     else:  # into the existing .grad, in place
         tensor.grad.array += grad
         _versions.increment_version(tensor.grad.array)
+    if _post_accumulate_hooks:
+        _run_post_accumulate_hooks(tensor)
 
 
 def backward(root, grad, retain_graph=False, capture=None):
@@ -366,7 +368,9 @@ def backward(root, grad, retain_graph=False, capture=None):
 _hooks = {}
 
 
-class _RemovableHandle:
+class RemovableHandle:
+    """What registering a hook returns: remove() unregisters it (as torch's handles)."""
+
     def __init__(self, hooks, hook):
         self._hooks, self._hook = hooks, hook
 
@@ -386,7 +390,7 @@ def register_hook(tensor, hook):
         _hooks[key] = (weakref.ref(tensor, lambda _, key=key: _hooks.pop(key, None)), [])
     hooks = _hooks[key][1]
     hooks.append(hook)
-    return _RemovableHandle(hooks, hook)
+    return RemovableHandle(hooks, hook)
 
 
 def _run_hooks(tensor, grad):
@@ -403,6 +407,36 @@ def _run_hooks(tensor, grad):
                                    f"{grad.shape}")
             grad = new
     return grad
+
+
+# The same for hooks that run once a leaf's .grad holds its new sum (torch's post-accumulate-grad
+# hooks: an optimizer step per parameter inside backward, or a gradient's all-reduce).
+_post_accumulate_hooks = {}
+
+
+def register_post_accumulate_grad_hook(tensor, hook):
+    """Call `hook(tensor)` each time backward has accumulated into the leaf `tensor`'s `.grad`.
+    Returns a handle with `.remove()`."""
+    if tensor._ctx is not None:
+        raise RuntimeError("register_post_accumulate_grad_hook: only a leaf tensor gets a .grad "
+                           "to accumulate into; this one was made by an op")
+    if not tensor.requires_grad:
+        raise RuntimeError("register_post_accumulate_grad_hook: the tensor does not require "
+                           "grad, so it will never get a gradient")
+    key = id(tensor)
+    table = _post_accumulate_hooks
+    if key not in table:
+        table[key] = (weakref.ref(tensor, lambda _, key=key: table.pop(key, None)), [])
+    hooks = table[key][1]
+    hooks.append(hook)
+    return RemovableHandle(hooks, hook)
+
+
+def _run_post_accumulate_hooks(tensor):
+    entry = _post_accumulate_hooks.get(id(tensor))
+    if entry is not None and entry[0]() is tensor:  # not a dead tensor's reused id
+        for hook in list(entry[1]):
+            hook(tensor)
 
 
 increment_version = _versions.increment_version

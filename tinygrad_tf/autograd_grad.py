@@ -42,6 +42,8 @@ def run_backward(outputs, grads, retain_graph, create_graph=False, inputs=None):
             continue
         if create_graph:  # a Tensor on a graph: accumulated out of place, as torch
             t.grad = g if t.grad is None else t.grad + g
+            if t._ctx is None and _autograd._post_accumulate_hooks:
+                _autograd._run_post_accumulate_hooks(t)
         else:
             _autograd._accumulate_grad(t, g)
 

@@ -113,6 +113,8 @@ def _walk(roots, grads, retain_graph, capture, stop):
                 continue
         elif ctx is None:  # a leaf: as torch, accumulated out of place under create_graph
             tensor.grad = grad if tensor.grad is None else tensor.grad + grad
+            if _autograd._post_accumulate_hooks:
+                _autograd._run_post_accumulate_hooks(tensor)
             continue
         elif tensor._retains_grad:
             tensor.grad = grad if tensor.grad is None else tensor.grad + grad

@@ -166,6 +166,11 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, ElementwiseOps, TorchMethods):
         the gradient. Returns a handle whose remove() unregisters the hook."""
         return _autograd.register_hook(self, hook)
 
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call hook(self) each time backward has accumulated into this leaf's `.grad`; returns a
+        handle whose remove() unregisters the hook."""
+        return _autograd.register_post_accumulate_grad_hook(self, hook)
+
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
         """Accumulate d(self)/d(leaf) into the `.grad` of every leaf that requires grad, as torch.
 

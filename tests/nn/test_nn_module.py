@@ -102,6 +102,40 @@ def test_zero_grad_set_to_none_and_in_place():
     assert layer.weight.grad is None and layer.bias.grad is None
 
 
+def _hooked_run(lib, nn_lib):
+    """A torch habit: forward pre-/post-hooks that record, replace the input, replace the
+    output; then removed. Returns what was seen and each call's output."""
+    lib.manual_seed(0)
+    model = nn_lib.Sequential(nn_lib.Linear(3, 2), nn_lib.ReLU())
+    with lib.no_grad():
+        model[0].weight.copy_(lib.tensor([[1.0, -2.0, 0.5], [0.25, 1.0, -1.0]]))
+        model[0].bias.copy_(lib.tensor([0.1, -0.2]))
+    seen = []
+    pre = model[0].register_forward_pre_hook(lambda m, args: (args[0] * 2,))
+    post = model[0].register_forward_hook(
+        lambda m, args, out: seen.append((type(m).__name__, tuple(args[0].shape))) or out + 1)
+    x = lib.tensor([[1.0, 2.0, 3.0], [-1.0, 0.5, 2.0]])
+    outputs = [model(x).detach().numpy().copy()]
+    pre.remove()
+    outputs.append(model(x).detach().numpy().copy())
+    post.remove()
+    outputs.append(model(x).detach().numpy().copy())
+    return seen, outputs
+
+
+def test_forward_hooks_see_replace_and_remove_as_torch():
+    seen, outputs = _hooked_run(tg, nn)
+    assert seen == [("Linear", (2, 3))] * 2
+    plain = np.maximum(np.array([[1.0, 2, 3], [-1, 0.5, 2]]) @ np.array(
+        [[1.0, -2, 0.5], [0.25, 1, -1]]).T + [0.1, -0.2], 0)
+    np.testing.assert_allclose(outputs[2], plain, rtol=1e-6)
+    torch = pytest.importorskip("torch")
+    theirs_seen, theirs = _hooked_run(torch, torch.nn)
+    assert theirs_seen == seen
+    for ours, expected in zip(outputs, theirs):
+        np.testing.assert_allclose(ours, expected, rtol=1e-6)
+
+
 def test_repr_shows_the_tree():
     text = repr(nn.Sequential(nn.Linear(2, 8), nn.GELU(), nn.ModuleList([nn.Dropout(0.1)])))
     assert text == ("Sequential(\n"
