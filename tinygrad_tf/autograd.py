@@ -382,22 +382,29 @@ class RemovableHandle:
 def register_hook(tensor, hook):
     """Call `hook(grad)` (grad a Tensor) whenever the gradient w.r.t. `tensor` is computed; a
     non-None return value replaces that gradient. Returns a handle with `.remove()`."""
+    return _add_hook(_hooks, "register_hook", tensor, hook)
+
+
+def _add_hook(table, name, tensor, hook):
     if not tensor.requires_grad:
-        raise RuntimeError("register_hook: the tensor does not require grad, so it will never "
-                           "get a gradient")
+        raise RuntimeError(f"{name}: the tensor does not require grad, so it will never get a "
+                           "gradient")
     key = id(tensor)
-    if key not in _hooks:
-        _hooks[key] = (weakref.ref(tensor, lambda _, key=key: _hooks.pop(key, None)), [])
-    hooks = _hooks[key][1]
+    if key not in table:
+        table[key] = (weakref.ref(tensor, lambda _, key=key: table.pop(key, None)), [])
+    hooks = table[key][1]
     hooks.append(hook)
     return RemovableHandle(hooks, hook)
 
 
+def _live_hooks(table, tensor):
+    # A copy, so a hook may remove itself; none if the entry is a dead tensor's reused id.
+    reference, hooks = table.get(id(tensor), (None, ()))
+    return list(hooks) if reference is not None and reference() is tensor else []
+
+
 def _run_hooks(tensor, grad):
-    reference, hooks = _hooks[id(tensor)]
-    if reference() is not tensor:  # a dead tensor's id, reused
-        return grad
-    for hook in list(hooks):
+    for hook in _live_hooks(_hooks, tensor):
         result = hook(_wrap_array(grad))
         if result is not None:
             new = result.array if isinstance(result, _Tensor) else result
@@ -409,8 +416,8 @@ def _run_hooks(tensor, grad):
     return grad
 
 
-# The same for hooks that run once a leaf's .grad holds its new sum (torch's post-accumulate-grad
-# hooks: an optimizer step per parameter inside backward, or a gradient's all-reduce).
+# Hooks that run once a leaf's .grad holds its new sum (torch's post-accumulate-grad hooks: an
+# optimizer step per parameter inside backward, say).
 _post_accumulate_hooks = {}
 
 
@@ -418,25 +425,14 @@ def register_post_accumulate_grad_hook(tensor, hook):
     """Call `hook(tensor)` each time backward has accumulated into the leaf `tensor`'s `.grad`.
     Returns a handle with `.remove()`."""
     if tensor._ctx is not None:
-        raise RuntimeError("register_post_accumulate_grad_hook: only a leaf tensor gets a .grad "
+        raise RuntimeError("register_post_accumulate_grad_hook: only a leaf tensor has a .grad "
                            "to accumulate into; this one was made by an op")
-    if not tensor.requires_grad:
-        raise RuntimeError("register_post_accumulate_grad_hook: the tensor does not require "
-                           "grad, so it will never get a gradient")
-    key = id(tensor)
-    table = _post_accumulate_hooks
-    if key not in table:
-        table[key] = (weakref.ref(tensor, lambda _, key=key: table.pop(key, None)), [])
-    hooks = table[key][1]
-    hooks.append(hook)
-    return RemovableHandle(hooks, hook)
+    return _add_hook(_post_accumulate_hooks, "register_post_accumulate_grad_hook", tensor, hook)
 
 
 def _run_post_accumulate_hooks(tensor):
-    entry = _post_accumulate_hooks.get(id(tensor))
-    if entry is not None and entry[0]() is tensor:  # not a dead tensor's reused id
-        for hook in list(entry[1]):
-            hook(tensor)
+    for hook in _live_hooks(_post_accumulate_hooks, tensor):
+        hook(tensor)
 
 
 increment_version = _versions.increment_version

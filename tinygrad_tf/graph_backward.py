@@ -69,10 +69,7 @@ def _op_grads(ctx, output, grad):
 
 
 def _run_hooks(tensor, grad):
-    reference, hooks = _autograd._hooks[id(tensor)]
-    if reference() is not tensor:
-        return grad
-    for hook in list(hooks):
+    for hook in _autograd._live_hooks(_autograd._hooks, tensor):
         result = hook(grad)
         if result is not None:
             grad = result

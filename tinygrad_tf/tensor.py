@@ -122,18 +122,15 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, ElementwiseOps, TorchMethods):
 
     @grad.setter
     def grad(self, grad):
-        # As torch, a .grad that does not fit is refused here, where the mistake is made:
-        # otherwise a backward adds into it (broadcasting) or an optimizer meets it later.
+        # As torch: refused where the mistake is made, not met later by a backward or optimizer.
         if grad is not None:
             if not isinstance(grad, Tensor):
-                raise TypeError(f"assigned grad expected to be a Tensor or None, not "
-                                f"{type(grad).__name__}")
+                raise TypeError(f"assigned grad must be a Tensor or None, not {type(grad)}")
             if grad is self:
                 raise RuntimeError("a tensor cannot be assigned as its own grad")
             if grad.dtype != self.dtype or grad.shape != self.shape:
-                raise RuntimeError(f"assigning a gradient of shape {grad.shape} and dtype "
-                                   f"{grad.dtype} to a tensor of shape {self.shape} and dtype "
-                                   f"{self.dtype}: they must match")
+                raise RuntimeError(f"assigning a gradient of shape {grad.shape}, {grad.dtype}, "
+                                   f"to a tensor of shape {self.shape}, {self.dtype}")
         self._grad = grad
 
     @grad.deleter
@@ -166,10 +163,7 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, ElementwiseOps, TorchMethods):
         the gradient. Returns a handle whose remove() unregisters the hook."""
         return _autograd.register_hook(self, hook)
 
-    def register_post_accumulate_grad_hook(self, hook):
-        """Call hook(self) each time backward has accumulated into this leaf's `.grad`; returns a
-        handle whose remove() unregisters the hook."""
-        return _autograd.register_post_accumulate_grad_hook(self, hook)
+    register_post_accumulate_grad_hook = _autograd.register_post_accumulate_grad_hook
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
         """Accumulate d(self)/d(leaf) into the `.grad` of every leaf that requires grad, as torch.
