@@ -48,9 +48,6 @@ def _float_input(op, input):
 def _class_layout(op, input, target):
     """Checks torch's (N, C, d1, ...) / (N, d1, ...) pairing; returns (classes, target array)."""
     array = target.array if isinstance(target, Tensor) else np.asarray(target)
-    if array.dtype.kind == "f":
-        raise TypeError(f"{op}: target must hold integer class indices, not {array.dtype} "
-                        "(class-probability targets are not supported)")
     if array.dtype.kind not in "iu":
         raise TypeError(f"{op}: target must be an integer tensor, not {array.dtype}")
     if input.ndim == 0:
@@ -217,24 +214,55 @@ def _cross_entropy_graph(ctx, logits, grad, target, keep, w, w_target):
 
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
                   label_smoothing=0.0):
-    """Softmax cross-entropy between logits `input` and integer class targets, as torch.
+    """Softmax cross-entropy between logits `input` and class targets, as torch.
 
     input (N, C) with target (N,), (N, C, d1, ...) with target (N, d1, ...), or (C,) with a
     0-d target: the class dim is 1 (0 for 1-D input). weight: one float per class. Targets equal
     to ignore_index count neither in the loss nor in the 'mean' denominator (sum of the
     targets' weights). If every target is ignored, 'mean' gives 0 (torch: nan).
+    A float target of the input's shape holds class probabilities instead (soft labels).
     """
     op = "cross_entropy"
     _check_reduction(op, reduction)
     if not isinstance(label_smoothing, numbers.Real) or not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"{op}: label_smoothing must be in [0, 1], got {label_smoothing!r}")
     _float_input(op, input)
+    if _array(target).dtype.kind == "f":
+        return _cross_entropy_with_probabilities(input, target, weight, ignore_index, reduction,
+                                                 label_smoothing)
     classes, target = _class_layout(op, input, target)
     _check_targets(op, target, classes, ignore_index)
     weight = _class_weight(op, weight, classes, input.dtype)
     return FusedCrossEntropy.apply(input, target=target, weight=weight,
                                    ignore_index=ignore_index, smoothing=float(label_smoothing),
                                    reduction=reduction)
+
+
+def _array(value):
+    return value.array if isinstance(value, Tensor) else np.asarray(value)
+
+
+def _cross_entropy_with_probabilities(input, target, weight, ignore_index, reduction, smoothing):
+    """-sum_c w_c t_c log_softmax(input)_c per row, for a target of class probabilities shaped
+    like the input (soft labels, distillation). Composed of Tensor ops, so it differentiates in
+    the target too; 'mean' divides by the number of rows, as torch."""
+    op = "cross_entropy"
+    if ignore_index != -100:
+        raise ValueError(f"{op}: ignore_index={ignore_index} needs class-index targets; this "
+                         "target holds class probabilities")
+    target = target if isinstance(target, Tensor) else Tensor(target)
+    if target.shape != input.shape:
+        raise ValueError(f"{op}: a target of class probabilities must have the input's shape "
+                         f"{input.shape}, got {target.shape}")
+    class_dim = 0 if input.ndim == 1 else 1
+    classes = input.shape[class_dim]
+    if smoothing:
+        target = target * (1.0 - smoothing) + smoothing / classes
+    picked = input.log_softmax(class_dim) * target
+    weight = _class_weight(op, weight, classes, input.dtype)
+    if weight is not None:  # one weight per class, broadcast along the class dim
+        picked = picked * weight.reshape((classes,) + (1,) * (input.ndim - class_dim - 1))
+    return _reduce(-picked.sum(class_dim), reduction)
 
 
 class NllLoss(ArrayFunction):

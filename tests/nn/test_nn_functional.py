@@ -283,8 +283,36 @@ def test_cross_entropy_errors():
     with pytest.raises(ValueError, match=r"cross_entropy: weight of shape \(3,\) should have "
                                          r"shape \(4,\)"):
         F.cross_entropy(logits, np.zeros((2, 3), dtype=np.int64), Tensor(np.ones(3)))
-    with pytest.raises(TypeError, match="cross_entropy: target must hold integer class"):
+    with pytest.raises(ValueError, match=r"cross_entropy: a target of class probabilities must "
+                                         r"have the input's shape \(2, 4, 3\), got \(2, 3\)"):
         F.cross_entropy(logits, np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="ignore_index=0 needs class-index targets"):
+        F.cross_entropy(logits, np.zeros((2, 4, 3)), ignore_index=0)
+    with pytest.raises(TypeError, match="cross_entropy: target must be an integer tensor"):
+        F.cross_entropy(logits, np.zeros((2, 3), dtype=bool))
+
+
+@given(cross_entropy_cases(), st.data())
+def test_cross_entropy_with_class_probabilities(case, data):
+    # Soft targets (torch >= 1.10): the target has the input's shape; gradcheck in both.
+    logits, _, _, smoothing, reduction, weight = case
+    raw = data.draw(tt.tensors(shape=logits.shape, min_value=0.1, max_value=2.0))
+    classes = logits.shape[0] if logits.ndim == 1 else logits.shape[1]
+    probabilities = Tensor(raw.array / raw.array.sum(axis=0 if logits.ndim == 1 else 1,
+                                                     keepdims=True), requires_grad=True)
+
+    def fn(x, t):
+        return F.cross_entropy(x, t, None if weight is None else Tensor(weight),
+                               label_smoothing=smoothing, reduction=reduction)
+
+    def reference(x, t):
+        class_dim = 0 if x.ndim == 1 else 1
+        t = t * (1 - smoothing) + smoothing / classes
+        logp = np.moveaxis(ref_log_softmax(np.moveaxis(x, class_dim, -1)), -1, class_dim)
+        w = np.ones(classes) if weight is None else weight
+        loss = -(np.moveaxis(logp * t, class_dim, -1) @ w)
+        return loss if reduction == "none" else loss.sum() if reduction == "sum" else loss.mean()
+    check(fn, reference, logits, probabilities)
 
 
 def test_cross_entropy_third_positional_argument_is_weight():

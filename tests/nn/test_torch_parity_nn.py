@@ -68,6 +68,23 @@ def test_cross_entropy_layout_weight_smoothing(shape, reduction, smoothing, weig
     run_both(ours, theirs, logits)
 
 
+@pytest.mark.parametrize("shape", CE_SHAPES)
+@pytest.mark.parametrize("reduction, smoothing, weighted", [("mean", 0.0, False),
+                                                            ("sum", 0.2, True),
+                                                            ("none", 0.1, False),
+                                                            ("mean", 0.3, True)])
+def test_cross_entropy_with_class_probabilities(shape, reduction, smoothing, weighted):
+    class_dim = 0 if len(shape) == 1 else 1
+    raw = rng.uniform(0.1, 1.0, shape)
+    probabilities = raw / raw.sum(axis=class_dim, keepdims=True)
+    weight = rng.uniform(0.2, 2.0, shape[class_dim]) if weighted else None
+    run_both(lambda x, t: F.cross_entropy(x, t, None if weight is None else Tensor(weight),
+                                          reduction=reduction, label_smoothing=smoothing),
+             lambda x, t: TF.cross_entropy(x, t, None if weight is None else torch.tensor(weight),
+                                           reduction=reduction, label_smoothing=smoothing),
+             rng.standard_normal(shape), probabilities)
+
+
 def test_cross_entropy_third_positional_is_weight():
     logits, target, weight = rng.standard_normal((4, 3)), np.array([0, 1, 2, 1]), \
         np.array([1.0, 2.0, 0.5])
