@@ -393,12 +393,44 @@ def _writable(x):
     return x if x.flags.writeable else x.copy()
 
 
+# The backward's serial read-through (below) only up to this many bytes: the small step's calls
+# (2.1 MB: its packed q, k, v and the weights) gained 7-13% at two threads and 20-24% at one;
+# the short step's (4.1 MB) went -4% to +4% at two threads, the read costing what it saved.
+READ_THROUGH_MAX_BYTES = 3 << 20
+
+
+def _read_through(*arrays):
+    """Read the memory under `arrays` once, front to back: the buffer each is a view of (one
+    read for q, k, v of one packed projection), when it is C-contiguous and at most twice the
+    size of the views in it (never a large array that a small view happens to share); nothing
+    when that is more than READ_THROUGH_MAX_BYTES in all."""
+    owners = {}
+    for x in arrays:
+        owner = x
+        while isinstance(owner.base, np.ndarray):
+            owner = owner.base
+        owners.setdefault(id(owner), [owner, 0])[1] += x.nbytes
+    readable = [owner for owner, viewed in owners.values()
+                if owner.flags.c_contiguous and owner.nbytes <= 2 * viewed
+                and owner.nbytes % 4 == 0]
+    if sum(owner.nbytes for owner in readable) > READ_THROUGH_MAX_BYTES:
+        return
+    for owner in readable:  # integers: NaN and inf are bits like any other
+        np.bitwise_or.reduce(owner.reshape(-1).view(
+            np.uint64 if owner.nbytes % 8 == 0 else np.uint32))
+
+
 def attention_backward_fused(q, k, v, weights, grad_out, scale, grad_q, grad_k, grad_v,
                              keep=None, drop_scale=1.0, grad_scores=None):
     """attention_backward_numpy as one fused Numba kernel (grad_scores: on the twin)."""
     if grad_scores is not None or not _covered(q, k, v, weights, grad_out):
         return attention_backward_numpy(q, k, v, weights, grad_out, scale, grad_q, grad_k,
                                         grad_v, keep, drop_scale, grad_scores)
+    # In a training step q, k, v and the weights were written by the forward long before and
+    # come back from memory: the kernel's short strided rows then wait on each line (a third of
+    # a call). One sequential read first brings them in at streaming speed, with no compile
+    # cost (bench/RESULTS.md, helper attn4). dO is fresh, the gradients are written: not read.
+    _read_through(q, k, v, weights)
     dtype = q.dtype.type
     grads = [_slots(g) for g in (grad_q, grad_k, grad_v)]
     attention_backward_blocks(
