@@ -4,7 +4,7 @@ import sys
 
 import numpy as np
 
-from tinygrad_tf import Tensor, kernels
+from tinygrad_tf import Tensor, cat, kernels
 from tinygrad_tf.autograd import increment_version
 from tinygrad_tf.optim.arena import merged_flat
 
@@ -60,6 +60,32 @@ def clip_grad_value_(parameters, clip_value, foreach=None):
         if p.grad is not None:
             np.clip(p.grad.array, -clip_value, clip_value, out=p.grad.array)
             increment_version(p.grad)
+
+
+def parameters_to_vector(parameters):
+    """Every parameter's values end to end in one 1-D Tensor, on the graph (torch's cat)."""
+    if isinstance(parameters, Tensor):
+        parameters = [parameters]
+    return cat([p.reshape(-1) for p in parameters])
+
+
+def vector_to_parameters(vec, parameters):
+    """Set each parameter's .data to its stretch of the 1-D Tensor `vec`, in order. As torch,
+    the parameters then share vec's memory (and dtype), and elements past the last are unused."""
+    if not isinstance(vec, Tensor):
+        raise TypeError(f"vector_to_parameters: expected a Tensor, got {type(vec).__name__}")
+    if vec.ndim != 1:
+        raise RuntimeError(f"vector_to_parameters: expected a 1-D vector, got shape {vec.shape}")
+    if isinstance(parameters, Tensor):
+        parameters = [parameters]
+    start = 0
+    for p in parameters:
+        stop = start + p.numel()
+        if stop > vec.shape[0]:
+            raise RuntimeError(f"vector_to_parameters: a vector of {vec.shape[0]} elements is too "
+                               f"short: the parameters so far need {stop}")
+        p.data = vec.detach()[start:stop].reshape(p.shape)
+        start = stop
 
 
 # torch's path: `nn.utils.rnn.pad_sequence`, `from tinygrad_tf.nn.utils.rnn import ...`

@@ -356,3 +356,22 @@ def test_init_functions():
     assert (w.array == 1).all() and w.dtype == np.float32
     with pytest.raises(ValueError, match="at least 2 dims"):
         nn.init.xavier_uniform_(nn.Parameter(np.zeros(3)))
+
+
+def test_parameters_to_vector_and_back_as_torch():
+    model = nn.Linear(3, 2)
+    before = [p.numpy().copy() for p in model.parameters()]
+    vec = nn.utils.parameters_to_vector(model.parameters())
+    np.testing.assert_array_equal(vec.numpy(), np.concatenate([b.ravel() for b in before]))
+    (vec * vec).sum().backward()  # on the graph, as torch's cat
+    np.testing.assert_array_equal(model.weight.grad.numpy(), 2 * before[0])
+    new = Tensor(np.arange(9.0))  # float64 and longer than needed: as torch, the tail is unused
+    nn.utils.vector_to_parameters(new, model.parameters())
+    np.testing.assert_array_equal(model.weight.numpy(), [[0, 1, 2], [3, 4, 5]])
+    assert model.bias.dtype == np.float64 and np.shares_memory(model.bias.array, new.array)
+    with pytest.raises(RuntimeError, match="vector of 5 elements is too short"):
+        nn.utils.vector_to_parameters(Tensor(np.zeros(5)), model.parameters())
+    with pytest.raises(TypeError, match="expected a Tensor, got list"):
+        nn.utils.vector_to_parameters([0.0] * 8, model.parameters())
+    with pytest.raises(RuntimeError, match=r"1-D vector, got shape \(2, 4\)"):
+        nn.utils.vector_to_parameters(Tensor(np.zeros((2, 4))), model.parameters())
