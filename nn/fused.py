@@ -56,19 +56,19 @@ class ResidualDropoutLayerNorm(ArrayFunction):
         rows, residual = _rows(x, width), _rows(s, width)
         mask = _keep_mask(rows.shape, p) if p else None
         scale = 1 / (1 - p)
-        out, normed, rstd = kernels.layer_norm(rows, weight, bias, eps, residual, mask, scale)
-        ctx.save_for_backward(normed, rstd, weight, mask, x, s)  # x, s: the create_graph path
+        out, h, mean, rstd = kernels.layer_norm(rows, weight, bias, eps, residual, mask, scale)
+        ctx.save_for_backward(h, mean, rstd, weight, mask, x, s)  # x, s: the create_graph path
         ctx.scale, ctx.shape, ctx.eps = scale, x.shape, eps
         return out.reshape(x.shape)
 
     @staticmethod
     def backward(ctx, grad):
-        normed, rstd, weight, mask, x, s = ctx.saved_tensors
+        h, mean, rstd, weight, mask, x, s = ctx.saved_tensors
         if ctx.xp is not numpy_ops:  # create_graph: the same sums as a few recorded nodes
-            return _residual_layer_norm_graph(ctx, grad, x, s, weight, mask, (normed, rstd))
+            return _residual_layer_norm_graph(ctx, grad, x, s, weight, mask, (mean, rstd))
+        # without dropout grad_s is grad_x itself (the engine never writes into either)
         grad_x, grad_w, grad_b, grad_s = kernels.layer_norm_backward(
-            _rows(grad, normed.shape[1]), normed, rstd, weight, mask, ctx.scale,
-            residual=True)
+            _rows(grad, h.shape[1]), h, mean, rstd, weight, mask, ctx.scale, residual=True)
         return grad_x.reshape(ctx.shape), grad_s.reshape(ctx.shape), grad_w, grad_b
 
 
@@ -106,27 +106,28 @@ class LinearResidualLayerNorm(ArrayFunction):
         product = kernels.matmul(a_rows, lin_weight.T)
         mask = _keep_mask(rows.shape, p) if p else None
         scale = 1 / (1 - p)
-        out, normed, rstd = kernels.layer_norm(rows, weight, bias, eps, product, mask, scale,
-                                               residual_bias=lin_bias)
+        out, h, mean, rstd = kernels.layer_norm(rows, weight, bias, eps, product, mask, scale,
+                                                residual_bias=lin_bias)
         # x, a, lin_bias: the create_graph path (x and a are kept by their own producers anyway)
-        ctx.save_for_backward(normed, rstd, weight, mask, a_rows, lin_weight, x, a, lin_bias)
+        ctx.save_for_backward(h, mean, rstd, weight, mask, a_rows, lin_weight, x, a, lin_bias)
         ctx.scale, ctx.shape, ctx.eps = scale, x.shape, eps
         return out.reshape(x.shape)
 
     @staticmethod
     def backward(ctx, grad):
-        normed, rstd, weight, mask, a_rows, lin_weight, x, a, lin_bias = ctx.saved_tensors
+        h, mean, rstd, weight, mask, a_rows, lin_weight, x, a, lin_bias = ctx.saved_tensors
         xp, needs = ctx.xp, ctx.needs_input_grad
         if xp is not numpy_ops:  # create_graph: the product again, as one recorded node
             s = FusedLinear.apply(a, lin_weight, lin_bias)
             grad_x, grad_s, grad_w, grad_b = _residual_layer_norm_graph(
-                ctx, grad, x, s, weight, mask, (normed, rstd))
+                ctx, grad, x, s, weight, mask, (mean, rstd))
             lead = tuple(range(grad_s.ndim - 1))  # none for 1-D (sum(()) sums every dim)
             grad_lin_b = grad_s.sum(lead) if lead else grad_s
             a_rows = a
         else:
+            # without dropout grad_s is grad_x itself: the GEMMs below only read it
             grad_x, grad_w, grad_b, grad_s, grad_lin_b = kernels.layer_norm_backward(
-                _rows(grad, normed.shape[1]), normed, rstd, weight, mask, ctx.scale,
+                _rows(grad, h.shape[1]), h, mean, rstd, weight, mask, ctx.scale,
                 residual=True, residual_bias=True)
             grad_x = grad_x.reshape(ctx.shape)
         grad_a, grad_lin_w = _linear_grads(xp, grad_s, lin_weight, a_rows, a.shape, needs[1],

@@ -29,30 +29,31 @@ class FusedLayerNorm(ArrayFunction):
             else np.ones(width, x.dtype)
         bias = np.ascontiguousarray(affine[-1]).reshape(width) if has_bias \
             else np.zeros(width, x.dtype)
-        out, normed, rstd = kernels.layer_norm(rows, weight, bias, eps)
-        # x and the weight as given: the create_graph path differentiates through them
-        ctx.save_for_backward(normed, rstd, weight, x, affine[0] if has_weight else None)
+        out, _, mean, rstd = kernels.layer_norm(rows, weight, bias, eps)
+        # the rows (x's own memory when x is C-order) and their mean and rstd, as torch keeps:
+        # backward recomputes the normalised rows, so forward writes only its output. x and
+        # the weight as given: the create_graph path differentiates through them.
+        ctx.save_for_backward(rows, mean, rstd, weight, x, affine[0] if has_weight else None)
         ctx.input_shape, ctx.normalized_shape = x.shape, normalized_shape
         ctx.has_weight, ctx.eps = has_weight, eps
         return out.reshape(x.shape)
 
     @staticmethod
     def backward(ctx, grad):
-        normed, rstd, weight, x, given_weight = ctx.saved_tensors
-        width = normed.shape[1]
+        rows, mean, rstd, weight, x, given_weight = ctx.saved_tensors
+        width = rows.shape[1]
         if ctx.xp is numpy_ops:
-            grad_rows = _rows(grad, width)
-            grad_x, grad_w, grad_b, _ = kernels.layer_norm_backward(grad_rows, normed, rstd,
-                                                                    weight)
+            grad_x, grad_w, grad_b, _ = kernels.layer_norm_backward(_rows(grad, width), rows,
+                                                                    mean, rstd, weight)
             grad_x = grad_x.reshape(ctx.input_shape)
         elif len(ctx.normalized_shape) == 1:  # create_graph: Tensors in, a graph out
             grad_x, grad_w, grad_b = _layer_norm_graph_grads(
-                grad, x, given_weight if ctx.has_weight else None, ctx.eps, (normed, rstd))
+                grad, x, given_weight if ctx.has_weight else None, ctx.eps, (mean, rstd))
         else:  # over several dims: the same on the (rows, width) view
             grad_x, grad_w, grad_b = _layer_norm_graph_grads(
                 grad.reshape(-1, width), x.reshape(-1, width),
                 given_weight.reshape(width) if ctx.has_weight else None, ctx.eps,
-                (normed, rstd))
+                (mean, rstd))
             grad_x = grad_x.reshape(ctx.input_shape)
         grads = [grad_x]
         if ctx.has_weight:
@@ -69,21 +70,20 @@ class Normalize(ArrayFunction):
 
     @staticmethod
     def forward(ctx, y, eps, stats=None):
-        # stats: (normed rows, rstd) of y when the caller has them (a layer norm's forward)
-        normed, rstd = stats if stats is not None else _standardize(y, eps)
-        normed = normed.reshape(y.shape)
-        ctx.save_for_backward(y, normed, rstd)
+        # stats: (mean, rstd) of y's rows when the caller has them (a layer norm's forward)
+        rows = _rows(y, y.shape[-1])
+        mean, rstd = stats if stats is not None else _standardize(rows, eps)
+        ctx.save_for_backward(y, rows, mean, rstd)
         ctx.eps = eps
-        return normed
+        return _normalized(rows, mean, rstd).reshape(y.shape)
 
     @staticmethod
     def backward(ctx, grad):
-        y, normed, rstd = ctx.saved_tensors
+        y, rows, mean, rstd = ctx.saved_tensors
         if ctx.xp is not numpy_ops:
             return NormalizeBackward.apply(grad, y, eps=ctx.eps)
-        width = y.shape[-1]
-        return kernels.layer_norm_backward(_rows(grad, width), normed.reshape(-1, width), rstd,
-                                           _unit_affine(normed)[0])[0].reshape(y.shape)
+        return kernels.layer_norm_backward(_rows(grad, rows.shape[1]), rows, mean, rstd,
+                                           _unit_affine(rows)[0])[0].reshape(y.shape)
 
 
 class NormalizeBackward(ArrayFunction):
@@ -96,16 +96,17 @@ class NormalizeBackward(ArrayFunction):
     @staticmethod
     def forward(ctx, grad, y, eps, stats=None):
         width = y.shape[-1]
-        normed, rstd = stats if stats is not None else _standardize(y, eps)
-        normed = normed.reshape(-1, width)
-        ctx.save_for_backward(grad, normed, rstd)
+        rows = _rows(y, width)
+        mean, rstd = stats if stats is not None else _standardize(rows, eps)
+        ctx.save_for_backward(grad, rows, mean, rstd)
         ctx.eps, ctx.shape = eps, y.shape
-        return kernels.layer_norm_backward(_rows(grad, width), normed, rstd,
-                                           _unit_affine(normed)[0])[0].reshape(y.shape)
+        return kernels.layer_norm_backward(_rows(grad, width), rows, mean, rstd,
+                                           _unit_affine(rows)[0])[0].reshape(y.shape)
 
     @staticmethod
     def backward(ctx, up):
-        grad, normed, rstd = ctx.saved_tensors
+        grad, rows, mean, rstd = ctx.saved_tensors
+        normed = _normalized(rows, mean, rstd)
         width = normed.shape[1]
         grad, up = _rows(grad, width), _rows(up, width)
         r = rstd[:, None]
@@ -137,10 +138,16 @@ class NormalizeBackward(ArrayFunction):
                        - normed * (grad * normed).mean(-1, keepdim=True))
 
 
-def _standardize(y, eps):
-    rows = _rows(y, y.shape[-1])
-    _, normed, rstd = kernels.layer_norm(rows, *_unit_affine(rows), eps)
-    return normed, rstd
+def _standardize(rows, eps):
+    """(mean, rstd) of each row, from the layer norm kernel."""
+    return kernels.layer_norm(rows, *_unit_affine(rows), eps)[2:]
+
+
+def _normalized(rows, mean, rstd):
+    """(rows - mean) * rstd, per row: the layer norm's normalised rows, from what it keeps."""
+    normed = rows - mean[:, None]
+    normed *= rstd[:, None]
+    return normed
 
 
 def _row_dot(a, b):
@@ -160,7 +167,7 @@ def _unit_affine(rows):
 def _layer_norm_graph_grads(grad, y, weight, eps, stats):
     """(grad of y, of weight, of bias) of layer_norm(y) * weight + bias over y's last dim, on
     Tensors: the create_graph path of the layer norm Functions, as five nodes. stats: the
-    forward's (normed rows, rstd) of y, so no node computes them again."""
+    forward's (mean, rstd) of y's rows, so no node computes them again."""
     normed = Normalize.apply(y, eps=eps, stats=stats)
     leading = tuple(range(y.ndim - 1))  # none for a 1-D y (and sum(()) would sum every dim)
     over_rows = (lambda t: t.sum(leading)) if leading else (lambda t: t)

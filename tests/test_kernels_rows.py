@@ -42,14 +42,18 @@ def test_layer_norm_kernels_match_numpy(dtype, rows, width, seed, variant):
         extra.update(mask=rng.random((rows, width)) > 0.3, scale=1 / 0.7)
     if "+bias" in variant:  # a linear layer's bias, folded in: h = x + dropout(s + c)
         extra["residual_bias"] = rng.standard_normal(width).astype(dtype)
-    assert_twins_agree(ln.layer_norm_forward_numba(x, weight, bias, 1e-5, **extra),
-                       ln.layer_norm_forward_numpy(x, weight, bias, 1e-5, **extra), dtype)
-    _, normed, rstd = ln.layer_norm_forward_numpy(x, weight, bias, 1e-5, **extra)
+    ours = ln.layer_norm_forward_numba(x, weight, bias, 1e-5, **extra)
+    assert_twins_agree(ours, ln.layer_norm_forward_numpy(x, weight, bias, 1e-5, **extra), dtype)
+    assert (ours[1] is x) == (variant == "plain")  # h is x itself without a residual
+    saved = ours[1:]  # (h, mean, rstd): the kernel's, as the nn layer passes them on
     backward = dict(mask=extra.get("mask"), scale=extra.get("scale", 1.0),
                     residual="residual" in extra, residual_bias="residual_bias" in extra)
-    assert_twins_agree(ln.layer_norm_backward_numba(grad, normed, rstd, weight, **backward),
-                       ln.layer_norm_backward_numpy(grad, normed, rstd, weight, **backward),
+    ours = ln.layer_norm_backward_numba(grad, *saved, weight, **backward)
+    assert_twins_agree(ours, ln.layer_norm_backward_numpy(grad, *saved, weight, **backward),
                        dtype, atol_scale=rows)
+    # without dropout the residual's gradient is grad_x itself, as in the twin
+    assert (ours[3] is ours[0]) == (variant in ("residual", "residual+bias"))
+    assert all(g.base is None or g.base.shape[0] <= 3 for g in ours[1:3])  # no partials kept
 
 
 @given(st.sampled_from(DTYPES), st.integers(1, 40), st.integers(1, 70), st.integers(0, 2**32 - 1))
@@ -179,6 +183,6 @@ def test_layer_norm_kernels_take_strided_arrays():
     args = (x, weight, weight[::-1], 1e-5)
     assert_twins_agree(ln.layer_norm_forward_numba(*args), ln.layer_norm_forward_numpy(*args),
                        np.float32)
-    _, normed, rstd = ln.layer_norm_forward_numpy(*args)
-    assert_twins_agree(ln.layer_norm_backward_numba(x, normed, rstd, weight),
-                       ln.layer_norm_backward_numpy(x, normed, rstd, weight), np.float32)
+    _, h, mean, rstd = ln.layer_norm_forward_numpy(*args)
+    assert_twins_agree(ln.layer_norm_backward_numba(x, h, mean, rstd, weight),
+                       ln.layer_norm_backward_numpy(x, h, mean, rstd, weight), np.float32)

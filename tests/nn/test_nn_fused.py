@@ -182,6 +182,29 @@ def test_eval_mode_and_p_zero_draw_no_mask():
     assert tg.random.generator().bit_generator.state == before
 
 
+@pytest.mark.parametrize("kernel_set", ["numba", "numpy"])
+def test_add_norm_of_a_tensor_with_itself_sums_both_gradients(kernel_set):
+    # Without dropout the backward returns one array as both x's and s's gradient; the engine
+    # must add them into a new array, not into that one.
+    rng = np.random.default_rng(0)
+    x = Tensor(rng.standard_normal((5, 8)).astype(np.float32), requires_grad=True)
+    w, b = (Tensor(rng.standard_normal(8).astype(np.float32), requires_grad=True)
+            for _ in range(2))
+    grad = rng.standard_normal((5, 8)).astype(np.float32)
+    previous = kernels.active()
+    kernels.use(kernel_set)
+    try:
+        fused.residual_dropout_layer_norm(x, x, w, b).backward(grad)
+    finally:
+        kernels.use(previous)
+    fused_grads = [t.grad.array for t in (x, w, b)]
+    for t in (x, w, b):
+        t.grad = None
+    F.layer_norm(x + x, (8,), w, b).backward(grad)
+    for got, t in zip(fused_grads, (x, w, b)):
+        np.testing.assert_allclose(got, t.grad.array, rtol=1e-5, atol=1e-5)
+
+
 def test_errors_name_the_op_and_shapes():
     x = Tensor(np.ones((2, 3)))
     with pytest.raises(ValueError, match=r"residual_dropout_layer_norm: x \(2, 3\) and "
