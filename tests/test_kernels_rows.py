@@ -56,6 +56,25 @@ def test_layer_norm_kernels_match_numpy(dtype, rows, width, seed, variant):
     assert all(g.base is None or g.base.shape[0] <= 3 for g in ours[1:3])  # no partials kept
 
 
+@pytest.mark.parametrize("offset", [0.0, 1.0, 1e3])
+def test_layer_norm_float32_stats_stay_accurate_when_the_mean_dominates(offset):
+    # The kernel's row variance comes from the sum and the sum of squares in one pass, unless
+    # the mean dominates it (mean^2 > 4 var), where that difference cancels: two passes then
+    # (offset 1e3). Errors measured: rstd 1.0-1.3e-7 relative, as the two-pass kernel's.
+    rng = np.random.default_rng(1)
+    x = (offset + rng.standard_normal((64, 256)) * (1 + 10 * rng.random((64, 1))))
+    x[:, 0] += 100 * rng.standard_normal(64)  # an outlier feature
+    x = x.astype(np.float32)
+    weight, bias = np.ones(256, np.float32), np.zeros(256, np.float32)
+    out, _, mean, rstd = ln.layer_norm_forward_numba(x, weight, bias, 1e-5)
+    exact = x.astype(np.float64)
+    exact_rstd = 1 / np.sqrt(exact.var(axis=1) + 1e-5)
+    np.testing.assert_allclose(rstd, exact_rstd, rtol=5e-7)
+    np.testing.assert_allclose(mean, exact.mean(axis=1), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(out, (exact - exact.mean(axis=1, keepdims=True))
+                               * exact_rstd[:, None], rtol=0, atol=5e-6 * (1 + offset / 100))
+
+
 @given(st.sampled_from(DTYPES), st.integers(1, 40), st.integers(1, 70), st.integers(0, 2**32 - 1))
 def test_bias_add_kernel_matches_numpy_in_place(dtype, rows, width, seed):
     rng = np.random.default_rng(seed)

@@ -9,9 +9,11 @@
 
 numpy's version is about six passes over memory with a temporary per pass; a row of d_model
 floats fits in L1, so the Numba kernel reads each input once and writes each output once, one
-row per prange task. Forward keeps h (x itself without a residual), mean and rstd for backward,
-as torch does, not the normalised rows: without a residual that is one full-size write fewer,
-and backward recomputes (h - mean) * rstd as it reads h.
+row per prange task; the row's sum and sum of squares come from the pass that reads (or builds)
+it, with a second pass only where the mean dominates the variance (`_normalize_row`). Forward
+keeps h (x itself without a residual), mean and rstd for backward, as torch does, not the
+normalised rows: without a residual that is one full-size write fewer, and backward recomputes
+(h - mean) * rstd as it reads h.
 Backward is one pass per row as well, with weight's and bias's column sums kept per chunk of
 rows (a fixed number of chunks so the result does not depend on the thread count) and added at
 the end, in the kernel (numpy's sums of them cost more than a small row pass). Every loop
@@ -90,20 +92,25 @@ def _as_dtype_of(n, like):
 
 
 @numba.njit(cache=True, inline="always")
-def _normalize_row(h, out, weight, bias, eps, width, mean, rstd, i):
-    """out = (h - mean) * rstd * weight + bias for one row; stores mean[i] and rstd[i]."""
+def _normalize_row(h, total, squares, out, weight, bias, eps, width, mean, rstd, i):
+    """out = (h - mean) * rstd * weight + bias for one row, given its sum and sum of squares;
+    stores mean[i] and rstd[i]. The variance comes from the two sums (one pass over the row,
+    which the caller made) unless the mean dominates it, where that difference would lose
+    digits: then (and for a constant row, whose variance must be exactly 0) from a second pass
+    over h - mean. Where the one-pass form is taken, var >= mean^2 / 4, so its rounding error is
+    at most ~5 ulp of the variance (the two-pass form's is ~1)."""
     n = h.shape[0]
     zero = eps - eps
-    total = zero
-    for j in range(n):
-        total += h[j]
     mean[i] = total / width
     mu = mean[i]
-    spread = zero
-    for j in range(n):
-        d = h[j] - mu
-        spread += d * d
-    rstd[i] = 1.0 / math.sqrt(spread / width + eps)
+    var = squares / width - mu * mu
+    if not var * 4 > mu * mu:  # (also NaN: the two passes propagate it)
+        spread = zero
+        for j in range(n):
+            d = h[j] - mu
+            spread += d * d
+        var = spread / width
+    rstd[i] = 1.0 / math.sqrt(var + eps)
     r = rstd[i]  # read back in the data's dtype: the loop below stays float32 for float32
     for j in range(n):
         out[j] = (h[j] - mu) * r * weight[j] + bias[j]
@@ -115,19 +122,31 @@ def _layer_norm_rows(x, residual, residual_bias, mask, weight, bias, eps, scale,
     zero = scale - scale  # 0 typed like the data
     width = _as_dtype_of(n, x)
     for i in prange(m):
-        if has_residual:  # h = x + s goes to `h_rows` (kept for backward), then is normalised
+        total = zero
+        squares = zero
+        if has_residual:  # h = x + s goes to `h_rows` (kept for backward), summed as it goes
             h = h_rows[i]
             if has_mask:  # one loop per case: no branch inside the vector loops
                 keep = mask[i]
                 for j in range(n):
-                    h[j] = x[i, j] + ((residual[i, j] + residual_bias[j]) * scale
-                                      if keep[j] else zero)
+                    v = x[i, j] + ((residual[i, j] + residual_bias[j]) * scale
+                                   if keep[j] else zero)
+                    h[j] = v
+                    total += v
+                    squares += v * v
             else:  # (residual_bias is zeros when there is none: s + 0 is s)
                 for j in range(n):
-                    h[j] = x[i, j] + (residual[i, j] + residual_bias[j])
-            _normalize_row(h, out[i], weight, bias, eps, width, mean, rstd, i)
+                    v = x[i, j] + (residual[i, j] + residual_bias[j])
+                    h[j] = v
+                    total += v
+                    squares += v * v
+            _normalize_row(h, total, squares, out[i], weight, bias, eps, width, mean, rstd, i)
         else:  # x itself is h: nothing written but the output
-            _normalize_row(x[i], out[i], weight, bias, eps, width, mean, rstd, i)
+            row = x[i]
+            for j in range(n):
+                total += row[j]
+                squares += row[j] * row[j]
+            _normalize_row(row, total, squares, out[i], weight, bias, eps, width, mean, rstd, i)
 
 
 def _layer_norm_backward_rows(grad, h_rows, mean, rstd, weight, mask, scale, has_residual,
