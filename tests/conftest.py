@@ -53,9 +53,25 @@ def _beside_files():
                   if name.startswith("test_") and name.endswith(".py") and name not in MAIN_ONLY)
 
 
-def _start_warmup(split=False):
+# The warm-up process's pytest gets the options of a split run's command line too (-x, -v,
+# --durations=N, -W, ...), except that a run with an option that makes pytest write a file the
+# two processes would share (the failed tests' record in .pytest_cache for --lf, --ff, --sw; a
+# report file; the temporary directory, which each pytest empties at its start) is not split:
+# the whole suite runs in this process then, the warm-up process only compiling.
+_SHARED_FILE_OPTIONS = {
+    "--lf", "--last-failed", "--ff", "--failed-first", "--nf", "--new-first", "--sw",
+    "--stepwise", "--sw-skip", "--stepwise-skip", "--cache-clear", "--lfnf",
+    "--last-failed-no-failures", "--basetemp", "--junitxml", "--junit-xml", "--report-log",
+    "--resultlog", "--result-log"}
+
+
+def _writes_shared_files(options):
+    return any(option.split("=")[0] in _SHARED_FILE_OPTIONS for option in options)
+
+
+def _start_warmup(split=False, options=()):
     """Set COMPILE_LOCKS for this process and those it starts; start the warm-up process,
-    which then runs _beside_files() when `split`."""
+    which then runs _beside_files() with the command line's `options` when `split`."""
     global _warmup, _locks, _beside
     import subprocess
     import sys
@@ -66,7 +82,9 @@ def _start_warmup(split=False):
     args, out = [], subprocess.DEVNULL
     if split:
         _beside = (_beside_files(), os.path.join(_locks, "beside.log"))
-        args = ["-q", "-p", "no:cacheprovider", *_beside[0]]
+        verbosity = [] if any(option.startswith(("-v", "--verbose", "-q", "--quiet"))
+                              for option in options) else ["-q"]
+        args = [*verbosity, "-p", "no:cacheprovider", *options, *_beside[0]]
         out = open(_beside[1], "w")
     _warmup = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__),
                                                              "warmup.py"), *args],
@@ -98,7 +116,8 @@ def pytest_configure(config):
     if _wanted() and role == "controller":
         _start_warmup()
     elif _wanted() and role == "serial" and _whole_suite(config):
-        _start_warmup(split=True)
+        options = list(config.invocation_params.args)
+        _start_warmup(split=not _writes_shared_files(options), options=options)
 
 
 def pytest_ignore_collect(collection_path, config):
@@ -124,7 +143,8 @@ def pytest_collection_finish(session):
 def pytest_sessionfinish(session, exitstatus):
     import shutil
     if _warmup is not None and _warmup.poll() is None:
-        if _beside is not None and exitstatus in (0, 1):  # its tests: wait for them
+        stopped = exitstatus == 1 and session.config.option.maxfail  # -x: stop them too
+        if _beside is not None and exitstatus in (0, 1) and not stopped:  # wait for its tests
             _warmup.wait()
         else:
             _warmup.terminate()
