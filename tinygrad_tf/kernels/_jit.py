@@ -105,12 +105,22 @@ def slp_vectorize():
         numba.config.SLP_VECTORIZE = previous
 
 
+# The float64 versions of the parallel kernels compile without Numba's parfors (parallel=False:
+# each prange runs as a plain range on the calling thread). float64 is the dtype of gradcheck and
+# of the tests' references; training runs float32. Lowering the parfors was most of each
+# compile: the 23 float64 versions took 37.7 s to compile with them and 15.6 s without (7 Dec,
+# bench/RESULTS.md, helper suite5), a fifth of a cold start of the test suite. docs/kernels.md
+# has what float64 gives up at run time.
+SERIAL_DTYPES = frozenset({"float64"})
+
+
 class LazyKernel:
     """A Numba kernel compiled on first use, one fixed signature per dtype.
 
     `signatures` maps a dtype name ("float32", "float64") to a Numba signature string. Calling
     `kernel(x, ...)` compiles (or loads from cache) the signature for x's dtype the first time
     that dtype is seen, then runs it. `report` records what each compile did and how long it took.
+    A `parallel=True` kernel is parallel in every dtype but SERIAL_DTYPES.
     """
 
     def __init__(self, py_func, signatures, serial_below=None, **options):
@@ -120,8 +130,17 @@ class LazyKernel:
         # Work below this runs on the calling thread (default SERIAL_BELOW, read at call time).
         self.serial_below = serial_below
         self.report = {}  # dtype name -> {"seconds": float, "source": "compiled" | "cache"}
-        self._ready = set()  # dtypes compiled or loaded: a set lookup, not dtype.name (~2 us)
-        self._dispatcher = numba.njit(cache=True, **options)(py_func)  # compiles nothing yet
+        # One dispatcher per kind (parallel or not; nothing compiles yet). Both share the
+        # function's cache index, whose entries are keyed by signature, so they never collide.
+        parallel = options.pop("parallel", False)
+        kinds = {name: parallel and name not in SERIAL_DTYPES for name in signatures}
+        by_kind = {kind: numba.njit(cache=True, parallel=kind, **options)(py_func)
+                   for kind in set(kinds.values())}
+        self._dispatchers = {name: by_kind[kind] for name, kind in kinds.items()}
+        self._parallel = kinds
+        # dtype -> (dispatcher, parallel) once compiled or loaded: a dict lookup, not dtype.name
+        # (~2 us)
+        self._ready = {}
 
     def compile(self, dtype_name, wait=True):
         """Compile or load the `dtype_name` version now (once); returns its report entry, or
@@ -131,11 +150,11 @@ class LazyKernel:
                 if not held:
                     return None
                 if dtype_name not in self.report:
-                    self.report[dtype_name] = self._compile(self.signatures[dtype_name])
+                    self.report[dtype_name] = self._compile(dtype_name)
         return self.report[dtype_name]
 
-    def _compile(self, signature):
-        dispatcher = self._dispatcher
+    def _compile(self, dtype_name):
+        signature, dispatcher = self.signatures[dtype_name], self._dispatchers[dtype_name]
         hits_before = sum(dispatcher.stats.cache_hits.values())
         start = time.perf_counter()
         dispatcher.disable_compile(False)
@@ -154,19 +173,22 @@ class LazyKernel:
         calling thread alone: waking the other threads would cost more than it saves. So does
         all work in a process that is not tuned (`parallel_allowed`)."""
         dtype = args[0].dtype
-        if dtype not in self._ready:
+        ready = self._ready.get(dtype)
+        if ready is None:
             self.compile(dtype.name)
-            self._ready.add(dtype)
-        if (work >= (SERIAL_BELOW if self.serial_below is None else self.serial_below)
-                and parallel_ok()):
-            return self._dispatcher(*args)
+            ready = self._ready[dtype] = (self._dispatchers[dtype.name],
+                                          self._parallel[dtype.name])
+        dispatcher, parallel = ready
+        if not parallel or (work >= (SERIAL_BELOW if self.serial_below is None
+                                     else self.serial_below) and parallel_ok()):
+            return dispatcher(*args)
         get_threads, set_threads = _thread_count_functions()
         threads = get_threads()
         if threads == 1:
-            return self._dispatcher(*args)
+            return dispatcher(*args)
         set_threads(1)
         try:
-            return self._dispatcher(*args)
+            return dispatcher(*args)
         finally:
             set_threads(threads)
 
