@@ -1,14 +1,17 @@
 """The seq2seq recipe end to end: training, resume, checkpoints, the tinygrad-tf command."""
 import builtins
+import contextlib
 import importlib.util
 import io
 import json
 import os
 import signal
 
+import numba
 import numpy as np
 import pytest
 
+from tinygrad_tf.kernels import threads
 from tinygrad_tf.models import checkpoint, cli, evaluation
 from tinygrad_tf.models import train as recipe
 from tinygrad_tf.models.train import TrainConfig
@@ -43,9 +46,28 @@ def copy_run(tmp_path_factory):
     # seed 0 still stops at step 600 (bench/RESULTS.md, 7 Dec, lead).
     config = TrainConfig(**{**COPY, "warmup_steps": 100, "n_valid": 128}, run_dir=str(run_dir),
                          steps=1500, eval_every=100, target_exact_match=1.0)
-    with open(os.devnull, "w") as quiet:
+    # On one thread (Numba's and OpenBLAS's): the tiny model's kernels and GEMMs are too small
+    # for a second one to pay, and in a full run the other core compiles kernels or runs the
+    # other half of the suite (tests/conftest.py). 7.1-7.4 s and 9 s of CPU at one thread against
+    # 7.7-8.9 s and 15-16 s at two (7 Dec, bench/RESULTS.md, helper suite5); the same steps.
+    with open(os.devnull, "w") as quiet, _one_thread():
         summary = recipe.train(config, out=quiet)
     return run_dir, summary
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """Numba's (this thread's) and OpenBLAS's thread counts at 1 inside the block."""
+    blas_set, blas_get = threads._blas()
+    numba_before, blas_before = numba.get_num_threads(), blas_get()
+    numba.set_num_threads(1)
+    blas_set(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(numba_before)
+        if blas_before is not None:
+            blas_set(blas_before)
 
 
 @pytest.mark.slow
