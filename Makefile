@@ -34,9 +34,9 @@ demo: $(VENV)/.deps
 	$(PY) examples/demo.py
 
 # One pytest process; tests/conftest.py compiles the kernels in a second one, which then runs
-# tests/test_*.py (bench/RESULTS.md, 7 Dec). Measured on the 2-core machine (7 Dec, fresh clones,
-# one quiet sitting): pytest-xdist's two workers took 181 s and 318 s of CPU against 146 s and
-# 238 s for the one process then; pip --no-compile took 180 s.
+# tests/test_*.py and tests/nn/ (bench/RESULTS.md, 7 Dec). Measured on the 2-core machine (7 Dec,
+# fresh clones, one quiet sitting): pytest-xdist's two workers took 181 s and 318 s of CPU
+# against 146 s and 238 s for the one process then; pip --no-compile took 180 s.
 test: $(VENV)/.deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 

@@ -41,15 +41,20 @@ _locks = None
 # A bare `pytest` also splits the suite in two: once the warm-up process has compiled every
 # kernel, it runs these files itself (a pytest of its own, niced like the compiles), so the
 # second core keeps working while this process runs the rest; without the split it idled for
-# the last ~45 s of a cold run. Kept here: the files that start `mpiexec` jobs (two ranks that
-# busy-wait, one per core) or measure thread behaviour.
+# the last ~45 s of a cold run. It runs tests/test_*.py and tests/nn/: with nn/ in this process
+# instead, the warm-up process's tests ended ~14 s before this one's (7 Dec, helper suite5).
+# Kept here: tests/models/, and the files that start `mpiexec` jobs (two ranks that busy-wait,
+# one per core) or measure thread behaviour.
+BESIDE_DIRECTORIES = (".", "nn")
 MAIN_ONLY = {"test_distributed.py", "test_torch_distributed.py", "test_threads.py"}
 _beside = None  # (the files the warm-up process runs, its output file) when split
 
 
 def _beside_files():
     tests = os.path.dirname(os.path.abspath(__file__))
-    return sorted(os.path.join(tests, name) for name in os.listdir(tests)
+    return sorted(os.path.normpath(os.path.join(tests, directory, name))
+                  for directory in BESIDE_DIRECTORIES
+                  for name in os.listdir(os.path.join(tests, directory))
                   if name.startswith("test_") and name.endswith(".py") and name not in MAIN_ONLY)
 
 
@@ -161,8 +166,8 @@ def pytest_sessionfinish(session, exitstatus):
 def pytest_terminal_summary(terminalreporter, config):
     output = getattr(config, "_beside_output", None)
     if output is not None:
-        terminalreporter.section("tests/test_*.py but the MPI and thread files, run by the "
-                                 "warm-up process (tests/conftest.py)")
+        terminalreporter.section("tests/test_*.py (but the MPI and thread files) and tests/nn/, "
+                                 "run by the warm-up process (tests/conftest.py)")
         terminalreporter.write(output)
         if _warmup.returncode != 0:
             terminalreporter.write_line(f"the warm-up process's tests failed (exit status "
