@@ -34,8 +34,11 @@ class FusedLinear(ArrayFunction):
     @staticmethod
     def forward(ctx, x, weight, *bias):
         rows = _rows(x, x.shape[-1])
-        # the contiguous rows (backward needs no new copy), and x for the create_graph path
-        ctx.save_for_backward(rows, weight, x)
+        # As torch: x only for the weight's gradient, the weight only for x's (the bias's needs
+        # neither). The contiguous rows (backward needs no new copy), x for the create_graph path.
+        need_x, need_w = ctx.needs_input_grad[:2]
+        ctx.save_for_backward(rows if need_w else None, weight if need_x else None,
+                              x if need_w else None)
         out = kernels.matmul(rows, weight.T)
         if bias:  # in place into the fresh product, one vectorized pass
             out = kernels.bias_add(out, bias[0])
@@ -171,18 +174,18 @@ class Softplus(ArrayFunction):
         scaled = x * beta
         linear = scaled > threshold
         soft = (np.log1p(np.exp(-np.abs(scaled))) + np.maximum(scaled, 0)) / beta
-        ctx.save_for_backward(scaled, linear)
+        ctx.save_for_backward(scaled, linear, x)  # x only as torch saves it (the in-place check)
         ctx.beta = beta
         return np.where(linear, x, soft).astype(x.dtype, copy=False)
 
     @staticmethod
     def backward(ctx, grad):
-        scaled, linear = ctx.saved_tensors
+        scaled, linear, _ = ctx.saved_tensors
         return grad * np.where(linear, 1, _stable_sigmoid(scaled)).astype(grad.dtype, copy=False)
 
     @staticmethod
     def composed(ctx, x):
-        _, linear = ctx.saved_tensors
+        linear = ctx.saved_tensors[1]
         soft = _softplus_neg_composed(x * -ctx.beta) / float(ctx.beta)
         return where(linear, x, soft)
 

@@ -279,7 +279,8 @@ class NllLoss(ArrayFunction):
         picked = np.take_along_axis(rows, safe_target[:, None], axis=1)[:, 0]
         loss = np.where(keep, -row_weight * picked, 0).astype(logp.dtype, copy=False)
         denominator = float(row_weight.sum(dtype=np.float64))
-        ctx.save_for_backward(safe_target, row_weight, keep)
+        # logp only as torch saves it (for the in-place check)
+        ctx.save_for_backward(safe_target, row_weight, keep, logp)
         ctx.reduction = reduction
         ctx.denominator, ctx.input_shape, ctx.rows_shape = denominator, logp.shape, rows.shape
         ctx.target_shape = target.shape
@@ -287,7 +288,7 @@ class NllLoss(ArrayFunction):
 
     @staticmethod
     def backward(ctx, grad):
-        target, row_weight, _ = ctx.saved_tensors
+        target, row_weight = ctx.saved_tensors[:2]
         dtype = row_weight.dtype
         scale = _row_scale(grad, ctx.reduction, ctx.denominator, ctx.rows_shape[0], dtype)
         out = np.zeros(ctx.rows_shape, dtype)
@@ -296,7 +297,7 @@ class NllLoss(ArrayFunction):
 
     @staticmethod
     def composed(ctx, logp):
-        target, row_weight, keep = ctx.saved_tensors
+        target, row_weight, keep, _ = ctx.saved_tensors
         picked = _class_rows(logp)[np.arange(len(target)), target]
         return _reduce_rows_composed(where(keep, picked * -row_weight, 0.0), ctx)
 

@@ -32,15 +32,17 @@ class FusedLayerNorm(ArrayFunction):
         out, _, mean, rstd = kernels.layer_norm(rows, weight, bias, eps)
         # the rows (x's own memory when x is C-order) and their mean and rstd, as torch keeps:
         # backward recomputes the normalised rows, so forward writes only its output. x and
-        # the weight as given: the create_graph path differentiates through them.
-        ctx.save_for_backward(rows, mean, rstd, weight, x, affine[0] if has_weight else None)
+        # the weight as given: the create_graph path differentiates through them; the bias
+        # only as torch saves it (for the in-place check).
+        ctx.save_for_backward(rows, mean, rstd, weight, x, affine[0] if has_weight else None,
+                              affine[-1] if has_bias else None)
         ctx.input_shape, ctx.normalized_shape = x.shape, normalized_shape
         ctx.has_weight, ctx.eps = has_weight, eps
         return out.reshape(x.shape)
 
     @staticmethod
     def backward(ctx, grad):
-        rows, mean, rstd, weight, x, given_weight = ctx.saved_tensors
+        rows, mean, rstd, weight, x, given_weight, _ = ctx.saved_tensors
         width = rows.shape[1]
         if ctx.xp is numpy_ops:
             grad_x, grad_w, grad_b, _ = kernels.layer_norm_backward(_rows(grad, width), rows,

@@ -22,7 +22,7 @@ from tinygrad_tf.autograd import ArrayFunction
 from tinygrad_tf.autograd import functional as AF, grad
 from tinygrad_tf.nn import attention, fused, functional as F
 
-from op_catalogue import CASES, build
+from op_catalogue import CASES, _float, build
 
 
 # ---------------------------------------------------------------------------- 1. semantics
@@ -102,6 +102,23 @@ def test_cast_second_derivative():
 def test_gradgradcheck_every_function(name):
     fn, inputs = build(name)
     assert tg.gradgradcheck(fn, inputs, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["Mul", "Div", "MatMul", "LinearWeightGrad", "SoftmaxBackward",
+                                  "LogSoftmaxBackward", "FusedLinear", "matmul 1-D", "matmul 3-D"])
+def test_gradgradcheck_with_one_input_requiring_grad(name):
+    # these ops save an input only for another input's gradient (as torch): the graph of
+    # the backward must still be right when only one input needs a gradient
+    extra = {"matmul 1-D": (lambda x, y: x @ y + (y @ x.reshape(3, 1)).sum(),
+                            lambda rng: [_float(rng, 3), _float(rng, 3)]),
+             "matmul 3-D": (lambda x, y: x @ y, lambda rng: [_float(rng, 2, 2, 3),
+                                                              _float(rng, 3, 2)])}
+    fn, make = extra[name] if name in extra else CASES[name]
+    for k in range(len(make(np.random.default_rng(0)))):
+        inputs = make(np.random.default_rng(0))
+        for i, t in enumerate(inputs):
+            t.requires_grad_(i == k)
+        assert tg.gradgradcheck(fn, inputs, atol=1e-6, rtol=1e-5), (name, k)
 
 
 def _nn_functionals():

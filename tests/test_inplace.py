@@ -143,7 +143,8 @@ def test_an_optimizer_step_between_backwards_of_a_retained_graph_is_caught(name)
     from tinygrad_tf import nn, optim
     layer = nn.Linear(3, 2, dtype=np.float64)
     optimizer = getattr(optim, name)(layer.parameters(), lr=0.1)
-    loss = (layer(Tensor(np.ones((4, 3)))) ** 2).sum()  # Linear saves its weight
+    # Linear saves its weight for the input's gradient (as torch: not if x needs none)
+    loss = (layer(Tensor(np.ones((4, 3)), requires_grad=True)) ** 2).sum()
     loss.backward(retain_graph=True)
     optimizer.step()
     with pytest.raises(RuntimeError, match="modified by an in-place operation"):

@@ -101,10 +101,12 @@ def test_random_chains_raise_or_stay_right(steps, pick, seed):
 
 
 def test_load_state_dict_on_a_saved_parameter_raises():
+    # the input requires grad, so its gradient needs the weight: saved (as torch; with an
+    # input that needs no gradient the weight is not saved, test_saved_torch.py)
     from tinygrad_tf.nn import Linear
     layer = Linear(3, 2)
     state = {k: v.array.copy() + 1 for k, v in layer.state_dict().items()}
-    loss = (layer(Tensor(np.ones((4, 3), np.float32))) ** 2).sum()
+    loss = (layer(Tensor(np.ones((4, 3), np.float32), requires_grad=True)) ** 2).sum()
     layer.load_state_dict(state)
     with pytest.raises(RuntimeError, match=INPLACE_ERROR):
         loss.backward()
@@ -113,7 +115,7 @@ def test_load_state_dict_on_a_saved_parameter_raises():
 def test_nn_init_on_a_saved_parameter_raises():
     from tinygrad_tf.nn import Linear, init
     layer = Linear(3, 2)
-    loss = (layer(Tensor(np.ones((4, 3), np.float32))) ** 2).sum()
+    loss = (layer(Tensor(np.ones((4, 3), np.float32), requires_grad=True)) ** 2).sum()
     init.normal_(layer.weight)
     with pytest.raises(RuntimeError, match=INPLACE_ERROR):
         loss.backward()
@@ -142,3 +144,72 @@ def test_masked_fill_value_tensor_matches_torch():
     tx.masked_fill(torch.tensor(ms), tv).sin().sum().backward()
     np.testing.assert_allclose(v.grad.array, tv.grad.numpy())
     np.testing.assert_allclose(x.grad.array, tx.grad.numpy())
+
+
+# ---------------------------------------------------------------------------- saved only if needed
+# As torch, a binary op saves an input only if a gradient that reads it is needed: in x @ W
+# with x a constant, W's gradient (x^T g) reads x alone, so W may change in place (an optimizer
+# step, say) between forward and backward. (tests/test_saved_torch.py: every op against torch.)
+
+def _x_and_w(x_shape, w_shape):
+    rng = np.random.default_rng(3)
+    return Tensor(rng.uniform(-1, 1, x_shape)), Tensor(rng.uniform(0.5, 1.5, w_shape),
+                                                       requires_grad=True)
+
+
+@pytest.mark.parametrize("op, x_shape, w_shape", [
+    ("matmul", (2, 3), (3, 4)), ("matmul", (5, 2, 3), (3, 4)), ("matmul", (3,), (3, 4)),
+    ("matmul", (2, 3), (3,)), ("matmul", (3,), (3,)), ("mul", (2, 3), (3,)),
+    ("linear", (5, 2, 3), (4, 3))])
+def test_writing_an_input_whose_gradient_is_not_needed(op, x_shape, w_shape):
+    # before: backward raised "modified by an in-place operation" (every input was saved)
+    fn = {"matmul": lambda x, w: x @ w, "mul": lambda x, w: x * w,
+          "linear": lambda x, w: tg.nn.functional.linear(x, w)}[op]
+    x, w = _x_and_w(x_shape, w_shape)
+    out = fn(x, w)
+    seed = np.linspace(0.5, 1.5, out.array.size).reshape(out.shape)
+    with no_grad():
+        w.add_(1.0)  # W's gradient reads only x and the upstream gradient
+    out.backward(Tensor(seed))
+    expected = Tensor(w.array.copy()).requires_grad_()
+    fn(x, expected).backward(Tensor(seed))
+    np.testing.assert_allclose(w.grad.array, expected.grad.array, rtol=1e-12)
+    # x is saved for W's gradient: writing it is caught
+    x, w = _x_and_w(x_shape, w_shape)
+    out = fn(x, w)
+    x.add_(1.0)
+    with pytest.raises(RuntimeError, match=INPLACE_ERROR):
+        out.backward(Tensor(seed))
+
+
+def test_an_optimizer_step_between_forward_and_backward_of_a_first_layer():
+    # before: raised; torch allows it (the constant input is saved, not the weight, and the
+    # weight's gradient does not depend on the weight)
+    from tinygrad_tf import nn, optim
+    layer = nn.Linear(3, 2, dtype=np.float64)
+    x = Tensor(np.linspace(-1, 1, 12).reshape(4, 3))
+    optimizer = optim.SGD(layer.parameters(), lr=0.1)
+    layer(x).sum().backward()
+    loss = layer(x).sum()
+    optimizer.step()  # the first loss's step, in place, after the second forward
+    optimizer.zero_grad()
+    loss.backward()
+    np.testing.assert_allclose(layer.weight.grad.array, np.tile(x.array.sum(0), (2, 1)))
+
+
+def test_div_saves_the_divisor_always_and_the_dividend_for_the_divisor():
+    # before: writing the dividend raised even when only it needed a gradient; torch saves it
+    # only for the divisor's gradient
+    x, w = _x_and_w((2, 3), (3,))
+    x.requires_grad_()
+    w.requires_grad_(False)
+    out = x / w
+    with no_grad():
+        x.add_(1.0)
+    out.sum().backward()
+    np.testing.assert_allclose(x.grad.array, np.broadcast_to(1 / w.array, (2, 3)))
+    x, w = _x_and_w((2, 3), (3,))
+    out = x / w
+    x.add_(1.0)  # read by the divisor's gradient
+    with pytest.raises(RuntimeError, match=INPLACE_ERROR):
+        out.sum().backward()

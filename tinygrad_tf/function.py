@@ -90,7 +90,9 @@ class AMax(ArrayFunction):
             ties = x == kept  # NaN ties nothing: its slice's gradient is NaN, as torch's
             with np.errstate(invalid="ignore", divide="ignore"):
                 share = (ties / ties.sum(axis=axes, keepdims=True)).astype(x.dtype)
-            ctx.save_for_backward(share)
+            # x and the result as torch saves them (only share is read here): writing either
+            # in place before backward raises, as there
+            ctx.save_for_backward(share, x, kept)
             ctx.kept_shape = kept.shape
         if keepdim:
             return kept
@@ -99,7 +101,7 @@ class AMax(ArrayFunction):
 
     @staticmethod
     def backward(ctx, grad):
-        (share,) = ctx.saved_tensors
+        share = ctx.saved_tensors[0]
         return grad.reshape(ctx.kept_shape) * share
 
 
@@ -196,13 +198,14 @@ class Prod(ArrayFunction):
     (product of those before) * (product of those after), so zeros need no division."""
     @staticmethod
     def forward(ctx, x, axis, keepdim):
-        ctx.save_for_backward(x)
+        out = np.prod(x, axis=axis, keepdims=keepdim)
+        ctx.save_for_backward(x, out)  # the result only as torch saves it (for the in-place check)
         ctx.axis, ctx.keepdim = axis, keepdim
-        return np.prod(x, axis=axis, keepdims=keepdim)
+        return out
 
     @staticmethod
     def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
+        x = ctx.saved_tensors[0]
         axis = ctx.axis
         if grad.ndim < x.ndim:
             grad = np.expand_dims(grad, axis)
@@ -234,13 +237,13 @@ class Gather(ArrayFunction):
     @staticmethod
     def forward(ctx, x, index, axis):
         where = _along(index, axis)
-        ctx.save_for_backward(where)
+        ctx.save_for_backward(where, x)  # x only as torch saves it (for the in-place check)
         ctx.input_shape = x.shape
         return x[where]
 
     @staticmethod
     def backward(ctx, grad):
-        (where,) = ctx.saved_tensors
+        where = ctx.saved_tensors[0]
         return ctx.xp.index_add(ctx.input_shape, where, grad, True)
 
 
@@ -329,34 +332,42 @@ class MatMul(ArrayFunction):
     """a @ b with numpy's rules: batch dims broadcast; a 1-D operand is a row (a) or column (b)."""
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
+        need_a, need_b = ctx.needs_input_grad
+        # a's gradient reads only b and b's only a: as torch, save each only if the other's
+        # gradient is needed (a weight may then change in place before backward in `x @ W`
+        # when x needs no gradient)
+        ctx.save_for_backward(a if need_b else None, b if need_a else None)
+        ctx.ndims = a.ndim, b.ndim
         return kernels.matmul(a, b)
 
     @staticmethod
     def backward(ctx, grad):
-        a, b = ctx.saved_tensors
+        a, b = ctx.saved_tensors  # (None where the other input needs no gradient)
         need_a, need_b = ctx.needs_input_grad
+        a_ndim, b_ndim = ctx.ndims
         xp = ctx.xp
         # Give 1-D operands (and the grad) their matrix shape back, so one formula serves all.
-        a2 = xp.expand_dims(a, 0) if a.ndim == 1 else a
-        b2 = xp.expand_dims(b, 1) if b.ndim == 1 else b
-        if b.ndim == 1:  # b first: for vector @ vector the grad is 0-d
+        if a_ndim == 1 and need_b:
+            a = xp.expand_dims(a, 0)
+        if b_ndim == 1 and need_a:
+            b = xp.expand_dims(b, 1)
+        if b_ndim == 1:  # b first: for vector @ vector the grad is 0-d
             grad = xp.expand_dims(grad, -1)
-        if a.ndim == 1:
+        if a_ndim == 1:
             grad = xp.expand_dims(grad, -2)
         # Batch dims that were broadcast are summed by the engine; the 1-D row/column dims below.
-        grad_a = xp.matmul(grad, xp.swapaxes(b2, -1, -2)) if need_a else None
-        if need_b and b2.ndim == 2 and a2.ndim > 2:
+        grad_a = xp.matmul(grad, xp.swapaxes(b, -1, -2)) if need_a else None
+        if need_b and b_ndim <= 2 and a.ndim > 2:
             # A linear layer: sum over a's batch inside one 2-D GEMM, not per item and then
-            # by the engine. (a2's batch dims are grad's: b has none.)
-            rows_a = xp.reshape(a2, (-1, a2.shape[-1]))
+            # by the engine. (a's batch dims are grad's: b has none.)
+            rows_a = xp.reshape(a, (-1, a.shape[-1]))
             rows_grad = xp.reshape(grad, (-1, grad.shape[-1]))
             grad_b = xp.matmul(rows_a.T, rows_grad)
         else:
-            grad_b = xp.matmul(xp.swapaxes(a2, -1, -2), grad) if need_b else None
-        if grad_b is not None and b.ndim == 1:
+            grad_b = xp.matmul(xp.swapaxes(a, -1, -2), grad) if need_b else None
+        if grad_b is not None and b_ndim == 1:
             grad_b = grad_b[..., 0]
-        if grad_a is not None and a.ndim == 1:
+        if grad_a is not None and a_ndim == 1:
             grad_a = grad_a[..., 0, :]
         return grad_a, grad_b
 
@@ -368,7 +379,8 @@ class LinearWeightGrad(ArrayFunction):
         d/dgrad = x @ u^T,  d/dx = grad @ u"""
     @staticmethod
     def forward(ctx, grad, x):
-        ctx.save_for_backward(grad, x)
+        need_grad, need_x = ctx.needs_input_grad
+        ctx.save_for_backward(grad if need_x else None, x if need_grad else None)  # as MatMul
         return kernels.matmul(grad.reshape(-1, grad.shape[-1]).T, x.reshape(-1, x.shape[-1]))
 
     @staticmethod
@@ -402,7 +414,7 @@ class SoftmaxBackward(ArrayFunction):
         d/dy = u * (g - sum(g * y)) - g * sum(u * y)"""
     @staticmethod
     def forward(ctx, grad, out, axis):
-        ctx.save_for_backward(grad, out)
+        ctx.save_for_backward(grad if ctx.needs_input_grad[1] else None, out)  # grad: for d/dy
         ctx.axis = axis
         return kernels.softmax_backward(out, grad, axis)
 
@@ -427,7 +439,7 @@ class LogSoftmaxBackward(ArrayFunction):
         d/dy = -u * p * sum(g)"""
     @staticmethod
     def forward(ctx, grad, out, axis):
-        ctx.save_for_backward(grad, out)
+        ctx.save_for_backward(grad if ctx.needs_input_grad[1] else None, out)  # grad: for d/dy
         ctx.axis = axis
         return kernels.log_softmax_backward(out, grad, axis)
 

@@ -34,20 +34,25 @@ class Sub(ArrayFunction):
 class Mul(ArrayFunction):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
+        need_a, need_b = ctx.needs_input_grad
+        # Each side's gradient reads only the other side, so, as torch, save a only if b needs
+        # a gradient and b only if a does: `w` may be written in place in `x * w` before
+        # backward when x needs no gradient.
+        ctx.save_for_backward(a if need_b else None, b if need_a else None)
         return a * b
 
     @staticmethod
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
-        ga, gb = ctx.needs_input_grad
-        return (grad * b if ga else None), (grad * a if gb else None)
+        need_a, need_b = ctx.needs_input_grad
+        return (grad * b if need_a else None), (grad * a if need_b else None)
 
 
 class Div(ArrayFunction):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
+        # b serves both gradients, a only b's: saved only then (as torch)
+        ctx.save_for_backward(a if ctx.needs_input_grad[1] else None, b)
         return a / b
 
     @staticmethod
