@@ -16,6 +16,7 @@ import numpy as np
 
 from . import plugins as _plugins
 from . import versions as _versions
+from .autograd_graph import GraphNode
 from .xp import numpy_ops
 
 
@@ -76,7 +77,7 @@ _Tensor = None
 _new_object = object.__new__
 
 
-class ArrayFunction:
+class ArrayFunction(GraphNode):
     """A differentiable op on numpy arrays (the engine's primitives, nn's fused ops). Subclass it
     and write two static methods side by side:
 
@@ -180,10 +181,9 @@ def _not_tensors(cls, inputs):
 
 
 def _as_output(cls, out):
-    # numpy reductions return numpy scalars, not 0-d arrays; anything else is a bug in forward.
-    if isinstance(out, (np.generic, numbers.Number)):
-        return np.asarray(out)
-    if isinstance(out, np.ndarray):  # an ndarray subclass
+    # numpy reductions return numpy scalars, not 0-d arrays (and a forward may return an ndarray
+    # subclass); anything else is a bug in forward.
+    if isinstance(out, (np.generic, numbers.Number, np.ndarray)):
         return np.asarray(out)
     raise TypeError(f"{cls.__name__}.forward must return one numpy array, not "
                     f"{type(out).__name__}")

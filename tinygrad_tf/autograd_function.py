@@ -138,6 +138,9 @@ class _OutputOf(ArrayFunction):
     def __repr__(self):
         return repr(self.node)
 
+    def _edge(self):  # a consumer sees the Function's node and which output (as torch)
+        return self.node, self.index
+
     @staticmethod
     def backward(ctx, grad):
         pending = ctx.node._pending

@@ -68,8 +68,9 @@ class TorchMethods:
 
     @property
     def grad_fn(self):
-        """The op that made this tensor (its recorded node), None for a leaf or without grad."""
-        return self._ctx
+        """The op that made this tensor (its recorded node), None for a leaf or without grad;
+        `grad_fn.next_functions` walks the graph (autograd_graph.py)."""
+        return None if self._ctx is None else self._ctx._edge()[0]
 
     def cpu(self):
         return self
@@ -196,9 +197,8 @@ class TorchMethods:
         extras = ""
         if self.dtype not in (np.float32, np.int64, np.bool_):
             extras += f", dtype={torch_dtype_name(self.dtype)}"
-        if self._ctx is not None:  # a custom Function's node is already named XBackward
-            name = type(self._ctx).__name__.removesuffix("Backward")
-            extras += f", grad_fn=<{name}Backward>"
+        if self._ctx is not None:
+            extras += f", grad_fn=<{self.grad_fn.name()}>"
         elif self.requires_grad:
             extras += ", requires_grad=True"
         return f"tensor({format_scalar(self.array.item(), self.dtype)}{extras})"
