@@ -52,6 +52,24 @@ def _floats_only(tensor, op):
                         "with .float() first")
 
 
+def _variance_args(op, dim, unbiased, correction):
+    """(dim, correction) from torch's var/std arguments. Its second positional argument is
+    `unbiased`, not `keepdim` (`x.var(0, False)` is the biased variance), and a bool alone is
+    `unbiased` (`x.std(False)`); `correction` is keyword-only."""
+    if isinstance(dim, bool):
+        if unbiased is not None:
+            raise TypeError(f"{op}: unbiased given twice (as a bool first argument and by name)")
+        dim, unbiased = None, dim
+    if unbiased is not None and correction is not None:
+        raise TypeError(f"{op}: give unbiased or correction, not both (as in torch)")
+    if unbiased is not None and not isinstance(unbiased, (bool, np.bool_)):
+        raise TypeError(f"{op}: unbiased must be a bool, not {unbiased!r}; the second positional "
+                        "argument is unbiased, as in torch (keepdim= and correction= by name)")
+    if unbiased is not None:
+        return dim, int(unbiased)
+    return dim, 1 if correction is None else correction
+
+
 class ReduceOps:
     __slots__ = ()  # a mixin of Tensor, which keeps its fields in slots
 
@@ -76,9 +94,12 @@ class ReduceOps:
         count = _count(self, axes)
         return self.sum(axes, keepdim) * (1.0 / count if count else float("nan"))
 
-    def var(self, dim=None, keepdim=False, correction=1):
-        """sum((x - mean)^2) / (n - correction) over `dim`: correction=1 is the unbiased estimate.
-        As in torch, n <= correction gives NaN (there is no spread to estimate)."""
+    def var(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
+        """sum((x - mean)^2) / (n - correction) over `dim`: correction=1 (unbiased=True) is the
+        unbiased estimate. torch's two forms: var(dim, unbiased, keepdim) and var(dim, *,
+        correction, keepdim); var(False) is every element's biased variance. As in torch,
+        n <= correction gives NaN (there is no spread to estimate)."""
+        dim, correction = _variance_args("var", dim, unbiased, correction)
         axes = _reduced_dims(dim, self.ndim, "var")
         _floats_only(self, "var")
         count = _count(self, axes)
@@ -86,10 +107,12 @@ class ReduceOps:
         scale = 1.0 / (count - correction) if count > correction else float("nan")
         return (centered * centered).sum(axes, keepdim) * scale
 
-    def std(self, dim=None, keepdim=False, correction=1):
-        """sqrt(var): the standard deviation over `dim`. Where the spread is 0 the gradient is
-        0, as torch's (the root's infinite slope would give 0 * inf = NaN): as in norm."""
-        return _root_with_zero_slope_at_zero(self.var(dim, keepdim, correction), 2)
+    def std(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
+        """sqrt(var), with var's arguments: the standard deviation over `dim`. Where the spread
+        is 0 the gradient is 0, as torch's (the root's infinite slope would give 0 * inf = NaN):
+        as in norm."""
+        dim, correction = _variance_args("std", dim, unbiased, correction)
+        return _root_with_zero_slope_at_zero(self.var(dim, keepdim=keepdim, correction=correction), 2)
 
     def prod(self, dim=None, keepdim=False):
         """Product over one dim (or every element if dim is None); integers give int64."""

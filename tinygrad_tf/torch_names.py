@@ -108,6 +108,18 @@ def sub(input, other, alpha=1, out=None):
     return add(input, -other if alpha == 1 else other, alpha=1 if alpha == 1 else -alpha, out=out)
 
 
+def var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    """(var, mean) over `dim`, with var's arguments (torch.var_mean)."""
+    variance = input.var(dim, unbiased, keepdim, correction=correction)
+    return variance, input.mean(None if isinstance(dim, bool) else dim, keepdim)
+
+
+def std_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    """(std, mean) over `dim`, with std's arguments (torch.std_mean)."""
+    deviation = input.std(dim, unbiased, keepdim, correction=correction)
+    return deviation, input.mean(None if isinstance(dim, bool) else dim, keepdim)
+
+
 def numel(input):
     return input.numel()
 
@@ -267,5 +279,6 @@ __all__ = (["dtype", "finfo", "iinfo", "Size", "get_default_dtype", "set_default
             "is_floating_point", "as_tensor", "empty", "empty_like", "randperm", "multinomial",
             "LongTensor", "FloatTensor", "DoubleTensor", "IntTensor", "BoolTensor", "ByteTensor",
             "inference_mode", "set_grad_enabled", "seed", "get_rng_state", "set_rng_state",
-            "set_num_threads", "get_num_threads", "set_printoptions", "compile"]
+            "set_num_threads", "get_num_threads", "set_printoptions", "compile", "var_mean",
+            "std_mean"]
            + [n for n in FUNCTION_NAMES if n not in ("numel", "is_floating_point")])
