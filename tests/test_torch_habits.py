@@ -84,3 +84,69 @@ def test_biased_variance_gradient():
     x = Tensor(np.array(X), requires_grad=True)
     assert tg.gradcheck(lambda t: t.var(1, False) * Tensor([1.0, 3.0], dtype=np.float64), x)
     assert tg.gradcheck(lambda t: t.std(False), x)
+
+
+# ---------------------------------------------------------------------------- grad-mode decorators
+
+def _grad_mode_story(L):
+    """What torch users see of the grad mode around decorated functions and generators."""
+    x = L.ones(1, requires_grad=True)
+    seen = []
+
+    @L.set_grad_enabled(False)
+    def switched_off():
+        return (x * 2).requires_grad
+    seen.append(L.is_grad_enabled())  # decorating changes nothing yet
+    seen.append(switched_off())
+
+    @L.no_grad()
+    def generator():
+        sent = yield (x * 2).requires_grad
+        yield sent, L.is_grad_enabled()
+    steps = generator()
+    seen.append(next(steps))
+    seen.append((x * 2).requires_grad)  # between two resumes the caller's mode holds
+    seen.append(steps.send("sent"))
+
+    @L.inference_mode
+    def bare():
+        return L.is_grad_enabled(), L.is_inference_mode_enabled()
+    seen.append(bare())
+    with L.no_grad():
+        with L.inference_mode(False):  # torch: grad on
+            seen.append(L.is_grad_enabled())
+    seen.append(L.is_grad_enabled())
+    return seen
+
+
+def test_grad_mode_decorators_on_functions_and_generators():
+    # before: @set_grad_enabled(False) switched grad off for the whole program at decoration and
+    # left it on inside; @no_grad on a generator function did nothing (its body ran outside);
+    # inference_mode(False) and is_inference_mode_enabled were errors
+    expected = [True, False, False, True, ("sent", False), (False, True), True, True]
+    assert _grad_mode_story(tg) == expected
+    if torch is not None:
+        assert _grad_mode_story(torch) == expected
+
+
+def test_a_generator_under_no_grad_passes_on_throw_close_and_its_return_value():
+    @tg.no_grad()
+    def inner():
+        try:
+            yield tg.is_grad_enabled()
+        except ValueError:
+            yield "caught"
+        return 5
+
+    def outer():
+        result = yield from inner()
+        return result
+    steps = outer()
+    assert next(steps) is False and steps.throw(ValueError()) == "caught"
+    with pytest.raises(StopIteration) as stop:
+        next(steps)
+    assert stop.value.value == 5 and tg.is_grad_enabled()
+    closing = inner()
+    next(closing)
+    closing.close()
+    assert tg.is_grad_enabled()

@@ -7,7 +7,6 @@ holds the op's input tensors (`parents`) and whatever arrays its backward needs.
 orders the recorded graph topologically, then calls each op's `backward` from the output
 towards the leaves.
 """
-import contextlib
 import numbers
 import threading
 import weakref
@@ -17,6 +16,7 @@ import numpy as np
 from . import plugins as _plugins
 from . import versions as _versions
 from .autograd_graph import GraphNode
+from .grad_mode_decorator import decorate as _decorate
 from .xp import numpy_ops
 
 
@@ -31,7 +31,7 @@ class _GradModeState(threading.local):
 _GradMode = _GradModeState()
 
 
-class _GradModeContext(contextlib.ContextDecorator):
+class _GradModeContext:
     """Base of `no_grad` and `enable_grad`: a context manager that is also a decorator, with or
     without parentheses (`@no_grad()` and `@no_grad`), as in torch."""
     mode = True
@@ -51,9 +51,8 @@ class _GradModeContext(contextlib.ContextDecorator):
         _GradMode.enabled = self._previous
         return False
 
-    def _recreate_cm(self):
-        # ContextDecorator reuses the instance per call; a fresh one keeps nesting and recursion right.
-        return type(self)()
+    def __call__(self, function):  # a fresh context per call (and per resume of a generator)
+        return _decorate(type(self), function)
 
 
 class no_grad(_GradModeContext):

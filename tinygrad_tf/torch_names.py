@@ -5,8 +5,8 @@ programs call (`randperm`, `multinomial`, `empty`, `LongTensor`, `inference_mode
 `is_tensor`...). `tinygrad_tf/__init__.py` re-exports all of it; docs/porting.md lists the rest.
 """
 import builtins
-import contextlib
 import numbers
+import threading
 
 import numpy as np
 
@@ -14,6 +14,7 @@ from . import autograd as _autograd
 from . import random as _random
 from .args import shape_arg as _shape_arg
 from .device import check as _check_device
+from .grad_mode_decorator import decorate as _decorate
 from .tensor import Tensor, tensor
 
 _wrap = _autograd._wrap_array
@@ -213,16 +214,45 @@ ByteTensor = _legacy_type("ByteTensor", np.uint8)
 
 # ---------------------------------------------------------------------------- grad modes, seeds
 
-inference_mode = _autograd.no_grad  # no version-free fast path here: the same as no_grad
+class inference_mode(_autograd.no_grad):
+    """no_grad here (there is no version-free fast path); `inference_mode(False)` is
+    enable_grad, as torch's. A decorator with or without parentheses."""
+    _depth = threading.local()  # inference_mode blocks open in this thread
+
+    def __new__(cls, mode=True):
+        if not isinstance(mode, bool):  # @inference_mode without parentheses
+            return inference_mode(True)(mode)
+        self = object.__new__(cls)
+        self.on = mode
+        return self
+
+    def __enter__(self):
+        self._previous = _autograd._GradMode.enabled
+        self._depth_before = getattr(self._depth, "n", 0)
+        _autograd._GradMode.enabled = not self.on  # torch's inference_mode(False) enables grad
+        self._depth.n = self._depth_before + 1 if self.on else 0
+
+    def __exit__(self, *exc):
+        self._depth.n = self._depth_before
+        return super().__exit__(*exc)
+
+    def __call__(self, function):
+        return _decorate(lambda: inference_mode(self.on), function)
 
 
-class set_grad_enabled(contextlib.ContextDecorator):
+def is_inference_mode_enabled():
+    return getattr(inference_mode._depth, "n", 0) > 0
+
+
+class set_grad_enabled:
     """Switch grad recording on or off now (a plain call, as torch's); as a context manager the
-    previous mode comes back at the end of the block."""
+    previous mode comes back at the end of the block; as a decorator it changes nothing until
+    the function runs, then runs it in that mode."""
 
     def __init__(self, mode):
+        self.mode = bool(mode)
         self._previous = _autograd._GradMode.enabled
-        _autograd._GradMode.enabled = bool(mode)
+        _autograd._GradMode.enabled = self.mode
 
     def __enter__(self):
         return self
@@ -230,6 +260,10 @@ class set_grad_enabled(contextlib.ContextDecorator):
     def __exit__(self, *exc):
         _autograd._GradMode.enabled = self._previous
         return False
+
+    def __call__(self, function):
+        _autograd._GradMode.enabled = self._previous  # undo the switch made on construction
+        return _decorate(lambda: set_grad_enabled(self.mode), function)
 
 
 def seed():
@@ -278,7 +312,7 @@ def compile(model=None, **kwargs):
 __all__ = (["dtype", "finfo", "iinfo", "Size", "get_default_dtype", "set_default_dtype", "numel", "is_tensor",
             "is_floating_point", "as_tensor", "empty", "empty_like", "randperm", "multinomial",
             "LongTensor", "FloatTensor", "DoubleTensor", "IntTensor", "BoolTensor", "ByteTensor",
-            "inference_mode", "set_grad_enabled", "seed", "get_rng_state", "set_rng_state",
+            "inference_mode", "is_inference_mode_enabled", "set_grad_enabled", "seed", "get_rng_state", "set_rng_state",
             "set_num_threads", "get_num_threads", "set_printoptions", "compile", "var_mean",
             "std_mean"]
            + [n for n in FUNCTION_NAMES if n not in ("numel", "is_floating_point")])
