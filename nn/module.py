@@ -75,6 +75,13 @@ class Module:
 
     def __setattr__(self, name, value):
         params, modules, buffers = self._registries(name)
+        # As torch: a parameter's (module's) name takes only a Parameter (Module) or None; a
+        # plain tensor would silently stop being trained and saved.
+        for registry, kind in ((params, Parameter), (modules, Module)):
+            if name in registry and value is not None and not isinstance(value, kind):
+                raise TypeError(f"cannot assign {type(value).__name__} as {kind.__name__.lower()} "
+                                f"{name!r} ({kind.__name__} or None expected, as in torch); "
+                                f"for a new value keep it a {kind.__name__}, e.g. nn.Parameter(t)")
         for registry in (params, modules, buffers):
             if name in registry and not (registry is buffers and isinstance(value, Tensor)):
                 del registry[name]
