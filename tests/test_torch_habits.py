@@ -150,3 +150,47 @@ def test_a_generator_under_no_grad_passes_on_throw_close_and_its_return_value():
     next(closing)
     closing.close()
     assert tg.is_grad_enabled()
+
+
+# ---------------------------------------------------------------------------- modules
+
+def test_a_parameter_or_module_name_takes_only_its_kind_or_none():
+    # before: `m.weight = tensor` replaced the parameter silently: no longer in parameters()
+    # or state_dict(), so an optimizer made earlier trained the old one
+    for L in (tg, torch) if torch is not None else (tg,):
+        m = L.nn.Linear(2, 2)
+        with pytest.raises(TypeError):
+            m.weight = L.zeros(2, 2)
+        seq = L.nn.Sequential(L.nn.Linear(2, 2))
+        with pytest.raises(TypeError):
+            seq._modules["0"]  # the name exists
+            setattr(seq, "0", L.zeros(1))
+        m.weight = L.nn.Parameter(L.zeros(2, 2))
+        m.bias = None
+        assert [n for n, _ in m.named_parameters()] == ["weight"]
+        assert m(L.ones(1, 2)).tolist() == [[0.0, 0.0]]
+
+
+# ---------------------------------------------------------------------------- tensor(list)
+
+@pytest.mark.filterwarnings("ignore:Creating a tensor from a list of numpy")
+@pytest.mark.parametrize("data, dtype", [
+    ([np.float64(1.0), 2.0], np.float64),     # numpy float64 scalars (np.mean's results)
+    ([[np.float64(1.0)], [2.0]], np.float64),
+    ([np.float32(1.0), 2.0], np.float32),
+    ([np.int32(1), np.int32(2)], np.int32),
+    ([np.int32(1), 2], np.int64),             # a Python int counts as int64
+    ([np.int32(1), 2.5], np.float32),         # a Python float as float32
+    ([np.float16(1.0)], np.float16),
+    ([np.array([1.0, 2.0]), np.array([3.0, 4.0])], np.float64),
+    ([1, 2.5], np.float32), ([True, 2], np.int64), ([], np.float32)])
+def test_a_list_takes_the_promoted_dtype_of_its_leaves(data, dtype):
+    # before: every float list was float32 and every int list int64, whatever its leaves were
+    assert tg.tensor(data).dtype == dtype
+    if torch is not None:
+        assert str(torch.tensor(data).dtype) == f"torch.{np.dtype(dtype).name}"
+
+
+def test_a_list_of_float64_tensors_is_float64():
+    assert tg.tensor([tg.tensor(1.0, dtype=tg.float64), 2.0]).dtype == np.float64
+    assert tg.tensor([tg.tensor(1.0), tg.tensor(2.0)]).tolist() == [1.0, 2.0]

@@ -7,6 +7,7 @@
                                                        to float32)
     int64 tensor / int64 tensor          -> float32   (true division; handled in tensor.py)
 """
+import functools
 import numbers
 
 import numpy as np
@@ -51,17 +52,39 @@ def is_bool(value):
     return isinstance(value, (bool, np.bool_)) or getattr(value, "dtype", None) == BOOL
 
 
+_PYTHON_SCALARS = {bool: BOOL, int: INDEX, float: DEFAULT_FLOAT}
+
+
+def _leaf_dtypes(data, found):
+    """Add to `found` torch's dtype for each leaf of a (nested) list or tuple: a Python bool, int
+    or float counts as bool, int64, float32; a numpy scalar or array, or a Tensor, as its own
+    dtype. One check per kind of leaf in each list, so long lists of numbers stay cheap."""
+    kinds = set(map(type, data))
+    found.update(_PYTHON_SCALARS[kind] for kind in kinds & _PYTHON_SCALARS.keys())
+    if kinds - _PYTHON_SCALARS.keys():
+        for item in data:
+            if isinstance(item, (list, tuple)):
+                _leaf_dtypes(item, found)
+            elif type(item) not in _PYTHON_SCALARS and hasattr(item, "dtype"):
+                found.add(np.dtype(item.dtype))
+
+
 def as_array(data, dtype=None):
     """`data` as a Tensor's array: numpy data keeps its dtype (shared, like torch.from_numpy);
-    Python floats and lists become float32, Python ints int64; `dtype` converts."""
+    Python floats become float32, Python ints int64, and a list the promotion of its leaves'
+    dtypes, as torch's (`[np.float64(1.0), 2.0]` is float64); `dtype` converts."""
     if isinstance(data, (np.ndarray, np.generic)):
         array = np.asarray(data)
     else:
         array = np.asarray(data)
-        if dtype is None and array.dtype.kind == "f":
-            array = array.astype(DEFAULT_FLOAT)
-        elif dtype is None and array.dtype.kind in "iu":
-            array = array.astype(INDEX)
+        if dtype is None and array.dtype.kind in "fiu":
+            found = set()
+            if isinstance(data, (list, tuple)):
+                _leaf_dtypes(data, found)
+            if found:
+                array = array.astype(functools.reduce(promote_dtypes, found), copy=False)
+            else:
+                array = array.astype(DEFAULT_FLOAT if array.dtype.kind == "f" else INDEX)
     if dtype is not None:
         array = array.astype(dtype, copy=False)
     if array.dtype.kind not in "fiub":
