@@ -23,6 +23,8 @@ from tinygrad_tf import dtypes as _dtypes
 from tinygrad_tf.autograd import RemovableHandle, increment_version
 from tinygrad_tf.device import to_args as _to_args
 
+from .hooks import backward_hooks_call
+
 
 class Parameter(Tensor):
     """A Tensor that is a model's learnable weight: it requires grad and registers on a Module."""
@@ -149,21 +151,27 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} has no forward method")
 
     # A module's hook lists exist once a hook is registered; until then a call reads these
-    # class-level Nones and goes straight to forward.
-    _forward_pre_hooks = _forward_hooks = None
+    # class-level Nones (and False) and goes straight to forward.
+    _forward_pre_hooks = _forward_hooks = _backward_pre_hooks = _backward_hooks = None
+    _hooked = False
 
     def __call__(self, *args, **kwargs):
-        if self._forward_pre_hooks is None and self._forward_hooks is None:
+        if not self._hooked:
             return self.forward(*args, **kwargs)
         for hook in list(self._forward_pre_hooks or ()):
             result = hook(self, args)
             if result is not None:
                 args = result if isinstance(result, tuple) else (result,)
+        backward_hooks = backward_hooks_call(self, args)  # hooks.py: None if none can fire
+        if backward_hooks is not None:  # as torch: after the pre-hooks, around the rest
+            args = backward_hooks.wrap_inputs()
         output = self.forward(*args, **kwargs)
         for hook in list(self._forward_hooks or ()):
             result = hook(self, args, output)
             if result is not None:
                 output = result
+        if backward_hooks is not None:
+            output = backward_hooks.wrap_outputs(output)
         return output
 
     def register_forward_pre_hook(self, hook):
@@ -176,11 +184,24 @@ class Module:
         output. Returns a handle whose remove() unregisters it."""
         return self._add_hook("_forward_hooks", hook)
 
+    def register_full_backward_pre_hook(self, hook):
+        """Call hook(module, grad_output) when the gradients of this call's outputs are known
+        (a tuple, None for an output no gradient reached); a tuple it returns replaces them.
+        Returns a handle whose remove() unregisters it. (nn/hooks.py)"""
+        return self._add_hook("_backward_pre_hooks", hook)
+
+    def register_full_backward_hook(self, hook):
+        """Call hook(module, grad_input, grad_output) when the gradients of this call's
+        positional inputs are known; a tuple it returns replaces grad_input. Returns a handle
+        whose remove() unregisters it. (nn/hooks.py)"""
+        return self._add_hook("_backward_hooks", hook)
+
     def _add_hook(self, kind, hook):
         hooks = self.__dict__.get(kind)
         if hooks is None:
             hooks = []
             object.__setattr__(self, kind, hooks)
+            object.__setattr__(self, "_hooked", True)
         hooks.append(hook)
         return RemovableHandle(hooks, hook)
 

@@ -375,3 +375,81 @@ def test_parameters_to_vector_and_back_as_torch():
         nn.utils.vector_to_parameters([0.0] * 8, model.parameters())
     with pytest.raises(RuntimeError, match=r"1-D vector, got shape \(2, 4\)"):
         nn.utils.vector_to_parameters(Tensor(np.zeros((2, 4))), model.parameters())
+
+
+def _backward_hooked_run(lib, x_requires_grad):
+    """Full backward hooks and pre-hooks on a Sequential and its layers, two of which replace
+    gradients; returns what each hook saw, then the first layer's weight gradient."""
+    lib.manual_seed(0)
+    nn_lib = lib.nn
+    model = nn_lib.Sequential(nn_lib.Linear(3, 4), nn_lib.ReLU(), nn_lib.Linear(4, 2))
+    with lib.no_grad():
+        for p in model.parameters():
+            p.copy_(lib.tensor(np.linspace(-1, 1, p.numel()).reshape(tuple(p.shape))).float())
+    seen = []
+
+    def values(grads):
+        return tuple(None if g is None else g.detach().numpy().round(5).tolist() for g in grads)
+    model.register_full_backward_hook(lambda m, gi, go: seen.append(("all", values(gi),
+                                                                      values(go))))
+    model[0].register_full_backward_hook(lambda m, gi, go: seen.append(("first", values(gi),
+                                                                         values(go))))
+    model[2].register_full_backward_pre_hook(
+        lambda m, go: seen.append(("last, pre", values(go))) or (go[0] * 2,))
+    handle = model[2].register_full_backward_hook(lambda m, gi, go: (gi[0] * 3,))
+    x = lib.tensor(np.linspace(0, 1, 6).reshape(2, 3)).float().requires_grad_(x_requires_grad)
+    model(x).sum().backward()
+    seen.append(model[0].weight.grad.numpy().round(4).tolist())
+    handle.remove()
+    model.zero_grad()
+    model(x).sum().backward()
+    seen.append(model[0].weight.grad.numpy().round(4).tolist())  # x2 (the pre-hook), not x6
+    return seen[:3] + seen[3:4] + seen[-1:]
+
+
+@pytest.mark.parametrize("x_requires_grad", [True, False])
+def test_full_backward_hooks_see_and_replace_gradients_as_torch(x_requires_grad):
+    # before: Module had no register_full_backward_hook / register_full_backward_pre_hook
+    seen = _backward_hooked_run(tg, x_requires_grad)
+    # with no input requiring grad, a full hook fires once its outputs' gradients are known
+    order = ["last, pre", "first", "all"] if x_requires_grad else ["all", "last, pre", "first"]
+    assert [entry[0] for entry in seen[:3]] == order
+    first_grad_input = seen[order.index("first")][1]
+    assert (first_grad_input == (None,)) == (not x_requires_grad)
+    np.testing.assert_allclose(seen[3], 3 * np.array(seen[4]), rtol=1e-3)  # a replaced grad_input
+    torch = pytest.importorskip("torch")
+    import warnings
+    with warnings.catch_warnings():  # torch warns when no input requires grad
+        warnings.simplefilter("ignore")
+        assert _backward_hooked_run(torch, x_requires_grad) == seen
+
+
+class _TwoOutputs(nn.Module):
+    def forward(self, a, b, scale=1.0):
+        return a * b * scale, a + b
+
+
+def test_full_backward_hook_of_several_inputs_and_outputs_as_torch():
+    def run(lib, module):
+        seen = []
+        module.register_full_backward_hook(lambda m, gi, go: seen.append(
+            ([None if g is None else g.tolist() for g in gi],
+             [None if g is None else g.tolist() for g in go])))
+        a = lib.tensor([1.0, 2.0], requires_grad=True)
+        first, _ = module(a, lib.tensor([3.0, 4.0]), scale=2.0)  # b needs no grad: zeros
+        first.sum().backward()  # the second output gets no gradient: None
+        return seen
+    ours = run(tg, _TwoOutputs())
+    assert ours == [([[6.0, 8.0], [0.0, 0.0]], [[1.0, 1.0], None])]
+    torch = pytest.importorskip("torch")
+
+    class TwoOutputs(torch.nn.Module):
+        forward = _TwoOutputs.forward
+    assert run(torch, TwoOutputs()) == ours
+
+
+def test_backward_hook_returning_the_wrong_number_of_gradients_raises():
+    layer = nn.Linear(3, 2)
+    layer.register_full_backward_hook(lambda m, gi, go: (gi[0], gi[0]))
+    with pytest.raises(RuntimeError, match="invalid number of grad_input, got 2, but expected 1"):
+        layer(Tensor(np.ones((1, 3), np.float32), requires_grad=True)).sum().backward()
