@@ -188,11 +188,29 @@ def _cases():
                 _float(rng, 3, 2, 2 * gates), _float(rng, 2, 2), _float(rng, 2 * gates, 2),
                 _float(rng, 2 * gates)] + ([_float(rng, 2, 2)] if mode == "LSTM" else []) +
             [Tensor(np.array([[True, True], [True, False], [True, False]]))])
+    # a module's full backward hooks (nn/hooks.py: identity Functions around the call)
+    c["_IdentityBackward"] = (lambda x, y: _hooked_product()(x, y), b)
     # torch-style Functions (autograd_function.py): one output, and two (through _OutputOf)
     c["custom:Function"] = (lambda x, y: _ScaledProduct.apply(x, y, 1.5), b)
     c["custom:two outputs"] = (lambda x: _Halves.apply(x)[0] * _Halves.apply(x)[1].exp(),
                                lambda rng: [_float(rng, 2, 4)])
     return c
+
+
+class _Product(nn.Module):
+    def forward(self, x, y):
+        return x * y
+
+
+def _hooked_product():
+    """x * y in a module whose backward hooks hand back the gradients they get, as new
+    tensors of the same values (so the gradients stay the true ones)."""
+    module = _Product()
+    module.register_full_backward_pre_hook(lambda m, grad_output: tuple(
+        g * 1.0 for g in grad_output))
+    module.register_full_backward_hook(lambda m, grad_input, grad_output: tuple(
+        g * 1.0 for g in grad_input))
+    return module
 
 
 class _ScaledProduct(tg.autograd.Function):
