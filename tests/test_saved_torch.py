@@ -78,7 +78,16 @@ CASES = {
     "slice": (lambda L, x: x[:, 1:], [u(2, 3)]),
     "cumsum": (lambda L, x: x.cumsum(1), [u(2, 3)]),
     "prod": (lambda L, x: x.prod(1), [u(2, 3)]),
-    "gather": (lambda L, x: x.gather(1, L.tensor([[0, 2], [1, 1]])), [u(2, 3)]),
+    "sort": (lambda L, x: x.sort(1)[0], [u(2, 3)]),
+    "topk": (lambda L, x: x.topk(2, 1)[0], [u(2, 3)]),
+    "index_select": (lambda L, x: x.index_select(1, L.tensor([0, 2, 2])), [u(2, 3)]),
+    "flip": (lambda L, x: x.flip(1), [u(2, 3)]),
+    "stack": (lambda L, x, w: L.stack([x, w], 0), [u(2, 3), u(2, 3)]),
+    "amin": (lambda L, x: x.amin(1), [u(2, 3)]),
+    "min along a dim": (lambda L, x: x.min(1)[0], [u(2, 3)]),
+    "scalar times": (lambda L, x: x * 3.0, [u(2, 3)]),
+    "masked_fill number": (lambda L, x: x.masked_fill(L.tensor([True, False, True]), 0.5),
+                           [u(2, 3)]),
     "softmax": (lambda L, x: x.softmax(1), [u(2, 3)]),
     "log_softmax": (lambda L, x: x.log_softmax(1), [u(2, 3)]),
     "gelu": (lambda L, x: _F(L).gelu(x), [u(2, 3)]),
@@ -112,6 +121,9 @@ KNOWN = {
     "scaled_dot_product_attention": (
         lambda L, q, k, v: _F(L).scaled_dot_product_attention(q, k, v),
         [u(2, 3, 4), u(2, 5, 4), u(2, 5, 2)]),
+    # sort and topk are gather here, and save only the index, as torch's sort and topk; so
+    # gather itself does, where torch's also saves x (for its shape) and refuses a write to it
+    "gather": (lambda L, x: x.gather(1, L.tensor([[0, 2], [1, 1]])), [u(2, 3)]),
     # composed here from primitives that save other tensors than torch's single node
     "mse_loss": (lambda L, x, t: _F(L).mse_loss(x, t), [u(2, 3), u(2, 3)]),
     "logsumexp": (lambda L, x: x.logsumexp(1), [u(2, 3)]),

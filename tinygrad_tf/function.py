@@ -237,13 +237,15 @@ class Gather(ArrayFunction):
     @staticmethod
     def forward(ctx, x, index, axis):
         where = _along(index, axis)
-        ctx.save_for_backward(where, x)  # x only as torch saves it (for the in-place check)
+        # only the index: torch's gather also saves x (for its shape) and refuses a write to
+        # it, but its sort and topk (gather here) do not
+        ctx.save_for_backward(where)
         ctx.input_shape = x.shape
         return x[where]
 
     @staticmethod
     def backward(ctx, grad):
-        where = ctx.saved_tensors[0]
+        (where,) = ctx.saved_tensors
         return ctx.xp.index_add(ctx.input_shape, where, grad, True)
 
 
