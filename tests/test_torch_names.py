@@ -12,11 +12,16 @@ X = np.random.default_rng(0).standard_normal((3, 4))
 
 # ---------------------------------------------------------------------------- without torch
 
-def test_dtype_aliases_are_numpy_types():
-    assert tg.long is np.int64 and tg.float is np.float32 and tg.int is np.int32
-    assert tg.half is tg.float16 is np.float16 and tg.double is np.float64
-    assert tg.uint8 is np.uint8 and tg.bool is np.bool_
+def test_dtype_aliases_are_the_numpy_dtypes_tensors_have():
+    assert tg.long == np.int64 and tg.float == np.float32 and tg.int == np.int32
+    assert tg.half is tg.float16 == np.float16 and tg.double == np.float64
+    assert tg.uint8 == np.uint8 and tg.bool == np.bool_
     assert tg.tensor([1, 2], dtype=tg.long).dtype == tg.long
+    # as torch's: identity and dict keys work (before: numpy scalar types, so `is` was False)
+    assert tg.ones(2).dtype is tg.float32 and (tg.ones(2) > 0).dtype is tg.bool
+    assert tg.tensor([1, 2]).dtype is tg.long and tg.ones(2).double().dtype is tg.float64
+    assert {tg.float32: "f32"}[tg.ones(1).dtype] == "f32"
+    assert isinstance(tg.float16, tg.dtype) and str(tg.float32) == "float32"
 
 
 def test_bfloat16_and_complex_are_clear_errors():

@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 
 import numpy as _np
 
-float32, float64, int64, bool_ = _np.float32, _np.float64, _np.int64, _np.bool_
+float32, float64, int64, bool_ = map(_np.dtype, (_np.float32, _np.float64, _np.int64, _np.bool_))
 
 # torch's names (docs/porting.md): the device, Generator, mixed precision and CUDA stand-ins,
 # and the function forms of Tensor methods. Last: `max`, `sum`, `int`, `float`, `bool`... now

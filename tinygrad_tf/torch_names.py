@@ -21,12 +21,15 @@ _wrap = _autograd._wrap_array
 
 # ---------------------------------------------------------------------------- dtypes
 
-# torch's dtype names as numpy types. `int`, `float` and `bool` would shadow Python's, so they
-# are only set in the package namespace (tinygrad_tf/__init__.py), never used as names here.
-DTYPES = {"float32": np.float32, "float": np.float32, "float64": np.float64,
-          "double": np.float64, "float16": np.float16, "half": np.float16, "int64": np.int64,
-          "long": np.int64, "int32": np.int32, "int": np.int32, "int16": np.int16,
-          "short": np.int16, "int8": np.int8, "uint8": np.uint8, "bool": np.bool_}
+# torch's dtype names as numpy dtypes: the very objects a tensor's `.dtype` returns (numpy keeps
+# one of each), so `t.dtype is tg.float32` holds and a dict keyed by them finds `t.dtype`, as in
+# torch. `int`, `float` and `bool` would shadow Python's, so they are only set in the package
+# namespace (tinygrad_tf/__init__.py), never used as names here.
+DTYPES = {name: np.dtype(numpy_type) for name, numpy_type in {
+    "float32": np.float32, "float": np.float32, "float64": np.float64, "double": np.float64,
+    "float16": np.float16, "half": np.float16, "int64": np.int64, "long": np.int64,
+    "int32": np.int32, "int": np.int32, "int16": np.int16, "short": np.int16, "int8": np.int8,
+    "uint8": np.uint8, "bool": np.bool_}.items()}
 dtype = np.dtype
 finfo, iinfo = np.finfo, np.iinfo
 Size = tuple
