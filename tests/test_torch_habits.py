@@ -194,3 +194,28 @@ def test_a_list_takes_the_promoted_dtype_of_its_leaves(data, dtype):
 def test_a_list_of_float64_tensors_is_float64():
     assert tg.tensor([tg.tensor(1.0, dtype=tg.float64), 2.0]).dtype == np.float64
     assert tg.tensor([tg.tensor(1.0), tg.tensor(2.0)]).tolist() == [1.0, 2.0]
+
+
+# ---------------------------------------------------------------------------- writes and joins
+
+def test_setitem_takes_a_value_with_extra_leading_ones_as_torch():
+    # before: ValueError from numpy for x[0] = a (1,)-shaped tensor (a model's one output)
+    def story(L):
+        x = L.zeros(2, 3)
+        x[0] = L.ones(1)
+        x[1, 2] = L.full((1, 1), 5.0)
+        x[1, :2] = L.full((1, 1, 2), 7.0)
+        return x.tolist()
+    expected = [[1.0, 1.0, 1.0], [7.0, 7.0, 5.0]]
+    assert story(tg) == expected
+    if torch is not None:
+        assert story(torch) == expected
+    with pytest.raises(ValueError):
+        tg.zeros(2, 3)[0] = tg.ones(2, 3)  # a real mismatch still raises
+
+
+def test_cat_and_stack_of_a_tensor_raise_as_torch():
+    # before: the tensor was read as the list of its rows and joined silently
+    for join in (tg.cat, tg.stack):
+        with pytest.raises(TypeError, match="list or tuple"):
+            join(tg.ones(2, 2))

@@ -71,3 +71,12 @@ def index_tensor(index, op):
     if array.dtype.kind not in "iu":
         raise TypeError(f"{op}: index must be an integer tensor, not {array.dtype}")
     return array
+
+
+def without_leading_ones(value):
+    """An assigned value without its leading size-1 dims, as torch reads `x[i] = v`: a (1,) value
+    fills a single element and a (1, n) value a row of n (numpy refuses a value with more dims
+    than its target; leading 1s never change how a value broadcasts)."""
+    shape = np.shape(value)
+    ones = next((i for i, size in enumerate(shape) if size != 1), len(shape))
+    return value if ones == 0 else np.reshape(value, shape[ones:])

@@ -15,6 +15,7 @@ from . import autograd as _autograd
 from . import dtypes as _dtypes
 from . import versions as _versions
 from .args import bool_mask as _bool_mask, index_arg as _index_arg
+from .args import without_leading_ones as _without_leading_ones
 
 
 def _value(other):
@@ -136,7 +137,7 @@ class InplaceOps:
         self._check_inplace("setitem", value)
         index, _ = _index_arg(index, "setitem")
         try:
-            self.array[index] = _value(value)
+            self.array[index] = _without_leading_ones(_value(value))
         except (IndexError, ValueError) as error:
             raise type(error)(f"setitem: cannot assign a value of shape {np.shape(_value(value))}"
                               f" to index {index!r} of shape {self.shape}: {error}") from None

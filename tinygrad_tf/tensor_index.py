@@ -301,9 +301,15 @@ def where(condition, a, b):
     return F.Where.apply(a, b, cond=cond)
 
 
+def _tensor_list(tensors, op):
+    if isinstance(tensors, IndexOps):  # a Tensor would be read as the list of its rows
+        raise TypeError(f"{op}: expected a list or tuple of tensors, not a Tensor (as torch)")
+    return list(tensors)
+
+
 def cat(tensors, dim=0):
     """Join tensors along an existing dim."""
-    tensors = list(tensors)
+    tensors = _tensor_list(tensors, "cat")
     if not tensors:
         raise ValueError("cat: expected a non-empty list of tensors")
     if any(getattr(t, "shape", None) == (0,) for t in tensors):
@@ -330,7 +336,7 @@ def cat(tensors, dim=0):
 
 def stack(tensors, dim=0):
     """Join tensors of one shape along a new dim."""
-    tensors = list(tensors)
+    tensors = _tensor_list(tensors, "stack")
     if not tensors:
         raise ValueError("stack: expected a non-empty list of tensors")
     shapes = {t.shape for t in tensors}
