@@ -131,14 +131,14 @@ def gelu(input, approximate="none"):
     return Gelu.apply(input, approximate=approximate)
 
 
-def softmax(input, dim):
-    """exp(x) / sum(exp(x)) along dim."""
-    return input.softmax(dim)
+def softmax(input, dim, _stacklevel=3, dtype=None):
+    """exp(x) / sum(exp(x)) along dim (in `dtype` if given: the input is converted first)."""
+    return input.softmax(dim, dtype=dtype)
 
 
-def log_softmax(input, dim):
-    """x - logsumexp(x) along dim."""
-    return input.log_softmax(dim)
+def log_softmax(input, dim, _stacklevel=3, dtype=None):
+    """x - logsumexp(x) along dim (in `dtype` if given: the input is converted first)."""
+    return input.log_softmax(dim, dtype=dtype)
 
 
 class Silu(ArrayFunction):

@@ -324,6 +324,9 @@ class Module:
     def double(self):
         return self.to(np.float64)
 
+    def half(self):
+        return self.to(np.float16)
+
     # ------------------------------------------------------------------ state
 
     def state_dict(self):

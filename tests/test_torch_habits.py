@@ -219,3 +219,113 @@ def test_cat_and_stack_of_a_tensor_raise_as_torch():
     for join in (tg.cat, tg.stack):
         with pytest.raises(TypeError, match="list or tuple"):
             join(tg.ones(2, 2))
+
+
+# ---------------------------------------------------------------------------- missing methods
+
+V = [-1.5, 0.25, 2.0, 4.0]
+INPLACE_CASES = [("abs_", ()), ("neg_", ()), ("exp_", ()), ("expm1_", ()), ("sigmoid_", ()),
+                 ("tanh_", ()), ("relu_", ()), ("floor_", ()), ("ceil_", ()), ("round_", ()),
+                 ("sign_", ()), ("reciprocal_", ()), ("square_", ()), ("pow_", (2,)),
+                 ("clamp_min_", (0.5,)), ("clamp_max_", (1.0,)), ("remainder_", (1.5,)),
+                 ("sin_", ()), ("erf_", ())]
+
+
+@pytest.mark.parametrize("name, args", INPLACE_CASES, ids=[c[0] for c in INPLACE_CASES])
+def test_inplace_forms_write_through_views_and_bump_the_version(name, args):
+    # before: AttributeError (only add_, mul_, clamp_... existed)
+    base = Tensor(np.array([V, V], np.float32))
+    row = base[1]
+    before = base._version
+    assert getattr(row, name)(*args) is row
+    expected = getattr(Tensor(np.array(V, np.float32)), name[:-1])(*args).array
+    np.testing.assert_allclose(base.array[1], expected, rtol=1e-6)
+    assert base.array[0].tolist() == Tensor(np.array(V, np.float32)).tolist()
+    assert base._version == before + 1
+    if torch is not None:
+        theirs = getattr(torch.tensor(V), name)(*args)
+        np.testing.assert_allclose(base.array[1], theirs.numpy(), rtol=1e-6)
+
+
+def test_inplace_forms_keep_torchs_rules():
+    leaf = Tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="leaf"):
+        leaf.exp_()
+    with tg.no_grad():
+        leaf.exp_()  # an update under no_grad is fine
+    with pytest.raises(RuntimeError, match="can't be cast"):
+        Tensor([1, 4]).sqrt_()  # float results do not fit an int tensor (torch refuses too)
+    assert Tensor([1, -4]).abs_().tolist() == [1, 4]
+    for fill in (lambda t: t.normal_(), lambda t: t.uniform_(), lambda t: t.bernoulli_()):
+        with pytest.raises(RuntimeError, match="leaf"):
+            fill(Tensor([1.0, 2.0], requires_grad=True))
+
+
+def test_random_fills_for_hand_written_init():
+    tg.manual_seed(0)
+    w = tg.nn.Linear(200, 100).weight
+    before = w._version
+    assert w.data.normal_(mean=0.0, std=0.02) is not None and w._version == before + 1
+    assert abs(float(w.std()) - 0.02) < 0.001 and abs(float(w.mean())) < 0.001
+    u = tg.empty(1000, dtype=tg.float64).uniform_(2, 3)
+    assert u.dtype == np.float64 and 2 <= float(u.min()) and float(u.max()) < 3
+    g = tg.Generator().manual_seed(1)
+    a = tg.empty(5).normal_(generator=g)
+    assert tg.equal(a, tg.empty(5).normal_(generator=tg.Generator().manual_seed(1)))
+    b = tg.empty(1000).bernoulli_(0.25)
+    assert set(b.tolist()) == {0.0, 1.0} and 0.2 < float(b.mean()) < 0.3
+
+
+def test_add_sub_alpha_round_decimals_and_dtype_arguments():
+    ours, theirs = both(lambda L: (
+        L.ones(2).add(L.tensor([1.0, 2.0]), alpha=3), L.ones(2).sub(L.tensor([1.0, 2.0]), alpha=2),
+        L.tensor([1.2345, -2.5551]).round(decimals=2), L.tensor([[1.0, 2.0]]).softmax(1, L.float64),
+        L.nn.functional.log_softmax(L.tensor([1.0, 2.0]), -1, dtype=L.float64),
+        L.tensor([1, 2]).cumsum(0, dtype=L.float32), L.tensor([2.0, 3.0]).addcmul(
+            L.tensor([1.0, 2.0]), L.tensor([3.0, 4.0]), value=0.5),
+        L.addcdiv(L.zeros(2), L.ones(2), L.tensor([2.0, 4.0])), L.lerp(L.zeros(2), L.ones(2), 0.25)))
+    logits = np.array([1.0, 2.0])
+    expected = [[4, 7], [-1, -3], [1.23, -2.56], [np.exp(logits) / np.exp(logits).sum()],
+                logits - np.log(np.exp(logits).sum()), [1, 3], [3.5, 7], [0.5, 0.25], [0.25, 0.25]]
+    assert_same(ours, expected, theirs)
+    assert ours[3].dtype == ours[4].dtype == np.float64 and ours[5].dtype == np.float32
+    assert all(x.dtype == np.float32 for x in ours[:3])
+
+
+def test_addcmul_addcdiv_lerp_gradients():
+    a, b, c = (Tensor(np.random.default_rng(i).uniform(0.5, 2, (2, 3)), requires_grad=True)
+               for i in range(3))
+    assert tg.gradcheck(lambda x, y, z: x.addcmul(y, z, value=0.5) + x.addcdiv(y, z, value=2)
+                        + x.lerp(y, z), a, b, c)
+    x = Tensor([0.0, 4.0])
+    assert x.lerp_(Tensor([1.0, 2.0]), 0.25) is x and x.tolist() == [0.25, 3.5]
+
+
+def test_shape_helpers_as_torch():
+    ours, theirs = both(lambda L: (
+        L.arange(24).reshape(2, 3, 4).movedim(0, -1), L.arange(24).reshape(2, 3, 4).movedim((0, 1), (2, 0)),
+        L.arange(6).reshape(2, 3).tile(2), L.arange(6).reshape(2, 3).tile((2, 1, 1)),
+        L.arange(24).reshape(2, 12).unflatten(1, (3, -1)), L.arange(6).reshape(2, 3).select(1, -1),
+        L.arange(6).reshape_as(L.zeros(3, 2)), L.arange(6).reshape(2, 3).fliplr(),
+        L.moveaxis(L.arange(6).reshape(1, 2, 3), 2, 0), L.tensor([1.7, -1.7]).int(),
+        L.tensor([1.7, 300.0]).half(), L.tensor([3.0, 258.0]).byte()))
+    a = np.arange(24).reshape(2, 3, 4)
+    expected = [np.moveaxis(a, 0, -1), np.moveaxis(a, (0, 1), (2, 0)),
+                np.tile(np.arange(6).reshape(2, 3), 2), np.tile(np.arange(6).reshape(2, 3), (2, 1, 1)),
+                np.arange(24).reshape(2, 3, 4), [2, 5], np.arange(6).reshape(3, 2),
+                [[2, 1, 0], [5, 4, 3]], np.moveaxis(np.arange(6).reshape(1, 2, 3), 2, 0),
+                [1, -1], [1.7, 300.0], [3, 2]]
+    for got, want in zip(ours, expected):
+        np.testing.assert_allclose(got, want, rtol=1e-3)
+    if theirs is not None:
+        for got, want in zip(ours, theirs):
+            assert got.dtype == want.dtype and np.array_equal(got, want)
+    assert tg.nn.Linear(2, 2).half().weight.dtype == np.float16
+
+
+def test_detach_in_place():
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    y = x * 2
+    assert y.detach_() is y and not y.requires_grad and y.is_leaf and y.grad_fn is None
+    (y * x).sum().backward()
+    assert x.grad.tolist() == [2.0, 4.0]

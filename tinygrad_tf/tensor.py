@@ -231,7 +231,7 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, ElementwiseOps, TorchMethods):
         return self.to(dtype), other.to(dtype)
 
     # Each binary dunder is made by `_binary_op` (below the class): promotion, then one primitive.
-    __add__ = add = _binary_op(F.Add, "add")
+    __add__ = _binary_op(F.Add, "add")  # add(other, alpha=): tensor_torch_extra.py
     __radd__ = _binary_op(F.Add, "add", reflected=True)
     _sub = _binary_op(F.Sub, "sub")
     _rsub = _binary_op(F.Sub, "sub", reflected=True)
@@ -246,7 +246,6 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, ElementwiseOps, TorchMethods):
             raise RuntimeError(_BOOL_SUB)
         return self._rsub(other)
 
-    sub = __sub__
     __mul__ = mul = _binary_op(F.Mul, "mul")
     __rmul__ = _binary_op(F.Mul, "mul", reflected=True)
     _div = _binary_op(F.Div, "div")

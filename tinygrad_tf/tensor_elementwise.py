@@ -92,10 +92,10 @@ class ElementwiseOps:
         _dtypes.refuse_bool(self, "ceil")
         return self._step(np.ceil)
 
-    def round(self):
-        """Round half to even, as torch.round."""
+    def round(self, decimals=0):
+        """Round half to even (to `decimals` places), as torch.round."""
         _dtypes.refuse_bool(self, "round")
-        return self._step(np.round)
+        return self._step(np.round if decimals == 0 else lambda a: np.round(a, decimals))
 
     def sign(self):
         """-1, 0 or 1; as torch, sign(NaN) is 0 (numpy's is NaN) and a bool tensor is kept."""

@@ -152,8 +152,11 @@ class ReduceOps:
         out = (x - shift).exp().sum(axes, keepdim=True).log() + shift
         return out if keepdim else out.squeeze(axes) if axes is not None else out.reshape(())
 
-    def cumsum(self, dim):
-        """Running sum along `dim`; integers give int64, as in torch."""
+    def cumsum(self, dim, dtype=None):
+        """Running sum along `dim` (converted to `dtype` first, if given); integers give int64,
+        as in torch."""
+        if dtype is not None:
+            return self.to(dtype).cumsum(dim)
         axis = _normalize_dim(dim, self.ndim, "cumsum")
         if self.ndim == 0:
             return self.reshape(1).cumsum(0).reshape(())
@@ -244,8 +247,11 @@ class ReduceOps:
 
     # ------------------------------------------------------------------ softmax
 
-    def softmax(self, dim):
-        """exp(x) / sum(exp(x)) along `dim`; a row of all -inf gives zeros, never NaN."""
+    def softmax(self, dim, dtype=None):
+        """exp(x) / sum(exp(x)) along `dim` (converted to `dtype` first, if given); a row of all
+        -inf gives zeros, never NaN."""
+        if dtype is not None:
+            return self.to(dtype).softmax(dim)
         axis = _normalize_dim(dim, self.ndim, "softmax")
         _floats_only(self, "softmax")
         if self.ndim == 0:  # the kernels work along a real axis
@@ -254,9 +260,11 @@ class ReduceOps:
             return self._float_input().clone()
         return F.Softmax.apply(self._float_input(), axis=axis)
 
-    def log_softmax(self, dim):
-        """x - log(sum(exp(x))) along `dim`, computed stably; a row of all -inf gives -inf
-        (log of probability 0) and a finite gradient, never NaN."""
+    def log_softmax(self, dim, dtype=None):
+        """x - log(sum(exp(x))) along `dim` (converted to `dtype` first, if given), computed
+        stably; a row of all -inf gives -inf (log of probability 0) and a finite gradient."""
+        if dtype is not None:
+            return self.to(dtype).log_softmax(dim)
         axis = _normalize_dim(dim, self.ndim, "log_softmax")
         _floats_only(self, "log_softmax")
         if self.ndim == 0:

@@ -13,6 +13,7 @@ from . import factories as _factories
 from . import xp as _xp
 from .args import index_tensor as _index_tensor, normalize_dim as _normalize_dim
 from .dtypes import DEFAULT_FLOAT as _DEFAULT_FLOAT
+from .tensor_torch_extra import TorchExtras
 
 _wrap = _autograd._wrap_array
 
@@ -54,7 +55,7 @@ def format_scalar(value, dtype):
     return f"{value:.4f}"
 
 
-class TorchMethods:
+class TorchMethods(TorchExtras):
     __slots__ = ()  # a mixin of Tensor, which keeps its fields in slots
 
     # ------------------------------------------------------------------ device

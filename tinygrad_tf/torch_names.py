@@ -75,6 +75,10 @@ FUNCTION_NAMES = (
     "sigmoid", "sign", "sin", "softmax", "sort", "split", "sqrt", "square", "squeeze", "std",
     "sub", "subtract", "sum", "swapaxes", "swapdims", "t", "tanh", "topk", "transpose",
     "tril", "triu", "true_divide", "unbind", "unsqueeze", "var", "zero_",
+    "addcmul", "addcdiv", "lerp", "tile", "movedim", "moveaxis", "select", "fliplr", "flipud",
+    "unflatten", "detach_", "abs_", "ceil_", "clamp_max_", "clamp_min_", "cos_", "erf_", "exp_",
+    "expm1_", "floor_", "log10_", "log1p_", "log2_", "log_", "neg_", "reciprocal_", "relu_",
+    "round_", "rsqrt_", "sigmoid_", "sin_", "sqrt_", "square_", "tanh_",
 )
 
 
