@@ -329,3 +329,46 @@ def test_detach_in_place():
     assert y.detach_() is y and not y.requires_grad and y.is_leaf and y.grad_fn is None
     (y * x).sum().backward()
     assert x.grad.tolist() == [2.0, 4.0]
+
+
+# ---------------------------------------------------------------------------- schedules
+
+SCHEDULE_STORIES = {  # torch 2.13's lr after each of the first steps (tests/nn/test_optim_torch.py
+    # compares every one of these classes with torch step by step, exactly)
+    "multistep": (lambda L, o: L.MultiStepLR(o, [2, 4, 4], 0.5),
+                  [1.0, 0.5, 0.5, 0.125, 0.125, 0.125, 0.125, 0.125]),
+    "exponential": (lambda L, o: L.ExponentialLR(o, 0.5), [0.5, 0.25, 0.125, 0.0625]),
+    "constant": (lambda L, o: L.ConstantLR(o, 0.5, 3), [0.5, 0.5, 1.0, 1.0, 1.0]),
+    "warm_restarts": (lambda L, o: L.CosineAnnealingWarmRestarts(o, T_0=2, T_mult=2),
+                      [0.5, 1.0, 0.853553, 0.5, 0.146447, 1.0, 0.96194]),
+    "sequential": (lambda L, o: L.SequentialLR(o, [L.LinearLR(o, 0.1, 1.0, total_iters=2),
+                                                   L.CosineAnnealingLR(o, T_max=4)], milestones=[2]),
+                   [0.55, 1.0, 0.853553, 0.5, 0.146447, 0.0]),
+    "chained": (lambda L, o: L.ChainedScheduler([L.StepLR(o, 2, 0.5), L.ExponentialLR(o, 0.9)]),
+                [0.9, 0.405, 0.3645, 0.164025, 0.147623]),
+}
+
+
+@pytest.mark.parametrize("name", SCHEDULE_STORIES)
+def test_more_of_torchs_schedules(name):
+    # before: AttributeError (only LambdaLR, StepLR, CosineAnnealingLR, LinearLR, OneCycleLR)
+    make, expected = SCHEDULE_STORIES[name]
+    p = tg.nn.Parameter(tg.ones(1))
+    optimizer = tg.optim.SGD([p], lr=1.0)
+    scheduler = make(tg.optim.lr_scheduler, optimizer)
+    lrs = []
+    for _ in expected:
+        optimizer.step()
+        scheduler.step()
+        lrs.append(optimizer.param_groups[0]["lr"])
+    assert lrs == pytest.approx(expected, abs=1e-6)
+
+
+def test_reduce_lr_on_plateau():
+    optimizer = tg.optim.SGD([tg.nn.Parameter(tg.ones(1))], lr=1.0)
+    scheduler = tg.optim.lr_scheduler.ReduceLROnPlateau(optimizer, patience=1, factor=0.5)
+    lrs = []
+    for loss in [1.0, 0.9, 0.95, 0.96, 0.97, 0.5, 0.6, 0.7]:
+        scheduler.step(tg.tensor(loss))  # a 0-d loss tensor, as torch code passes
+        lrs.append(optimizer.param_groups[0]["lr"])
+    assert lrs == [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.25]

@@ -140,6 +140,11 @@ SCHEDULES = [
     ("LinearLR", dict(start_factor=1.0, end_factor=0.1, total_iters=30)),
     ("OneCycleLR", dict(max_lr=[0.5, 0.2], total_steps=41)),
     ("OneCycleLR", dict(max_lr=0.5, total_steps=41, three_phase=True, anneal_strategy="linear")),
+    ("ExponentialLR", dict(gamma=0.93)),
+    ("MultiStepLR", dict(milestones=[3, 7, 7, 20], gamma=0.5)),  # 7 twice: gamma squared there
+    ("ConstantLR", dict(factor=0.4, total_iters=6)),
+    ("CosineAnnealingWarmRestarts", dict(T_0=3, T_mult=2, eta_min=0.01)),
+    ("CosineAnnealingWarmRestarts", dict(T_0=4)),
 ]
 
 
@@ -165,6 +170,69 @@ def test_scheduler_lr_sequence_matches_torch(name, kwargs, optimizer):
             assert a[momentum] == (tuple(t[momentum]) if optimizer == "Adam" else t[momentum])
     assert set(ours_s.state_dict()) == set(theirs_s.state_dict()) - {
         "_get_lr_called_within_step", "_is_initial"}
+
+
+COMPOSED = {
+    "sequential": lambda L, o: L.SequentialLR(o, [L.LinearLR(o, 0.1, 1.0, total_iters=4),
+                                                 L.CosineAnnealingLR(o, T_max=6, eta_min=0.01),
+                                                 L.ExponentialLR(o, 0.8)], milestones=[4, 12]),
+    "sequential_step_then_multistep": lambda L, o: L.SequentialLR(
+        o, [L.StepLR(o, 2, 0.5), L.MultiStepLR(o, [2, 5], 0.1), L.ConstantLR(o, 0.5, 3)],
+        milestones=[5, 11]),
+    "chained": lambda L, o: L.ChainedScheduler([L.StepLR(o, 3, 0.5), L.ExponentialLR(o, 0.95),
+                                                L.LinearLR(o, 0.2, total_iters=5)]),
+    "stacked_by_hand": lambda L, o: [L.CosineAnnealingLR(o, 7), L.StepLR(o, 4, 0.3)],
+}
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("name", COMPOSED)
+def test_composed_schedules_match_torch(name):
+    ours_p, theirs_p = make_pair()
+    ours = optim.SGD([{"params": ours_p[:2]}, {"params": ours_p[2:], "lr": 0.3}], lr=0.1)
+    theirs = torch.optim.SGD([{"params": theirs_p[:2]}, {"params": theirs_p[2:], "lr": 0.3}], lr=0.1)
+    ours_s = COMPOSED[name](optim.lr_scheduler, ours)
+    theirs_s = COMPOSED[name](torch.optim.lr_scheduler, theirs)
+    for step in range(25):
+        for scheduler in ours_s if isinstance(ours_s, list) else [ours_s]:
+            scheduler.step()
+        for scheduler in theirs_s if isinstance(theirs_s, list) else [theirs_s]:
+            scheduler.step()
+        assert [g["lr"] for g in ours.param_groups] == [g["lr"] for g in theirs.param_groups]
+        if step == 9 and name == "sequential":  # resume from a state_dict halfway
+            state = ours_s.state_dict()
+            ours = optim.SGD([{"params": ours_p[:2]}, {"params": ours_p[2:], "lr": 0.3}], lr=0.1)
+            ours_s = COMPOSED[name](optim.lr_scheduler, ours)
+            ours_s.load_state_dict(state)  # sets the groups' lr too
+
+
+@pytest.mark.parametrize("kwargs", [dict(patience=1, factor=0.5),
+                                    dict(mode="max", patience=0, threshold=0.1, cooldown=2),
+                                    dict(threshold_mode="abs", threshold=0.05, min_lr=[0.02, 0.1],
+                                         patience=2, factor=0.3)])
+def test_reduce_lr_on_plateau_matches_torch(kwargs):
+    ours_p, theirs_p = make_pair()
+    ours = optim.SGD([{"params": ours_p[:2]}, {"params": ours_p[2:], "lr": 0.3}], lr=0.1)
+    theirs = torch.optim.SGD([{"params": theirs_p[:2]}, {"params": theirs_p[2:], "lr": 0.3}], lr=0.1)
+    ours_s = optim.lr_scheduler.ReduceLROnPlateau(ours, **kwargs)
+    theirs_s = torch.optim.lr_scheduler.ReduceLROnPlateau(theirs, **kwargs)
+    metrics = np.random.default_rng(0).uniform(0.5, 1.5, 30) + np.linspace(1, 0, 30)
+    for value in metrics:
+        ours_s.step(value)
+        theirs_s.step(value)
+        assert ours_s.get_last_lr() == theirs_s.get_last_lr()
+
+
+def test_warm_restarts_at_fractional_epochs_match_torch():
+    ours_p, theirs_p = make_pair()
+    ours, theirs = optim.SGD(ours_p, lr=0.1), torch.optim.SGD(theirs_p, lr=0.1)
+    ours_s = optim.lr_scheduler.CosineAnnealingWarmRestarts(ours, T_0=2, T_mult=3, eta_min=1e-3)
+    theirs_s = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(theirs, T_0=2, T_mult=3,
+                                                                    eta_min=1e-3)
+    for epoch in np.arange(0, 12, 0.37):
+        ours_s.step(float(epoch))
+        theirs_s.step(float(epoch))
+        assert ours_s.get_last_lr() == theirs_s.get_last_lr()
 
 
 @pytest.mark.filterwarnings(r"ignore:Detected call of `lr_scheduler.step\(\)` before")
