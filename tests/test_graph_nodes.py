@@ -71,6 +71,8 @@ def test_a_function_with_two_outputs_names_the_output():
     (node, index), = (b * 1.0).grad_fn.next_functions[:1]
     assert node is b.grad_fn and index == 1
     assert node.next_functions[0][0].variable is x
+    # before: the outputs' repr named the engine's per-output node
+    assert repr(b).endswith("grad_fn=_SplitBackward)") and str(b.sum()).endswith("<SumBackward>)")
 
 
 def test_next_functions_against_torch():

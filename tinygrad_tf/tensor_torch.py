@@ -159,7 +159,7 @@ class TorchMethods(TorchExtras):
         body = np.array2string(self.array, separator=", ", precision=4, prefix="Tensor(")
         extras = "" if self.dtype == _DEFAULT_FLOAT else f", dtype={self.dtype}"
         if self._ctx is not None:
-            extras += f", grad_fn={type(self._ctx).__name__}"
+            extras += f", grad_fn={type(self.grad_fn).__name__}"
         elif self.requires_grad:
             extras += ", requires_grad=True"
         return f"Tensor({body}{extras})"
