@@ -60,6 +60,7 @@ def _cases():
     c["Exp"] = (lambda x: x.exp(), u)
     c["Log"] = (lambda x: x.log(), pos)
     c["Sqrt"] = (lambda x: x.sqrt(), pos)
+    c["Reciprocal"] = (lambda x: x.reciprocal() + 2.5 / x, pos)
     c["Tanh"] = (lambda x: x.tanh(), u)
     c["Sigmoid"] = (lambda x: x.sigmoid(), u)
     c["Relu"] = (lambda x: x.relu(), lambda rng: [Tensor([[0.3, -0.7, 1.1], [-0.2, 0.9, -1.4]])

@@ -55,6 +55,9 @@ CASES = {
     "exp": (lambda L, x: x.exp(), [u(2, 3)]),
     "log": (lambda L, x: x.log(), [pos(2, 3)]),
     "sqrt": (lambda L, x: x.sqrt(), [pos(2, 3)]),
+    "reciprocal": (lambda L, x: x.reciprocal(), [pos(2, 3)]),
+    "rsqrt": (lambda L, x: x.rsqrt(), [pos(2, 3)]),
+    "number / x": (lambda L, x: 2.5 / x, [pos(2, 3)]),
     "tanh": (lambda L, x: x.tanh(), [u(2, 3)]),
     "sigmoid": (lambda L, x: x.sigmoid(), [u(2, 3)]),
     "relu": (lambda L, x: x.relu(), [u(2, 3)]),
@@ -127,7 +130,6 @@ KNOWN = {
     # composed here from primitives that save other tensors than torch's single node
     "mse_loss": (lambda L, x, t: _F(L).mse_loss(x, t), [u(2, 3), u(2, 3)]),
     "logsumexp": (lambda L, x: x.logsumexp(1), [u(2, 3)]),
-    "reciprocal": (lambda L, x: x.reciprocal(), [pos(2, 3)]),
 }
 
 

@@ -16,8 +16,8 @@ import numpy as np
 from . import kernels
 from .autograd import ArrayFunction, unbroadcast
 from .function_elementwise import (  # noqa: F401  (re-exported: the elementwise primitives)
-    Add, Sub, Mul, Div, Maximum, Minimum, Neg, Pow, Exp, Log, Sqrt, Tanh, Sigmoid, Relu, Abs, Clip,
-    PowTensor, Erf, Log1p, Expm1, Sin, Cos, Step, RoundedQuotient, Cast)
+    Add, Sub, Mul, Div, Maximum, Minimum, Neg, Pow, Exp, Log, Sqrt, Reciprocal, Tanh, Sigmoid, Relu,
+    Abs, Clip, PowTensor, Erf, Log1p, Expm1, Sin, Cos, Step, RoundedQuotient, Cast)
 from .xp import _index_add
 
 

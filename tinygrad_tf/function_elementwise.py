@@ -168,6 +168,21 @@ class Sqrt(ArrayFunction):
         return grad / (2 * out)
 
 
+class Reciprocal(ArrayFunction):
+    """1 / x; it saves its result, as torch's (so `number / x`, built on it as torch's is, saves
+    no x: writing x in place before backward is fine there and here)."""
+    @staticmethod
+    def forward(ctx, x):
+        out = 1 / x
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return -grad * out * out
+
+
 class Tanh(ArrayFunction):
     @staticmethod
     def forward(ctx, x):

@@ -256,10 +256,9 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, ElementwiseOps, TorchMethods):
             self = self.float()  # true division of integers gives floats, as in torch
         return self._div(other)
 
-    def __rtruediv__(self, other):
-        if self.dtype.kind != "f":
-            self = self.float()
-        return self._rdiv(other)
+    def __rtruediv__(self, other):  # number / x as torch's: reciprocal(x) * number
+        x = self if self.dtype.kind == "f" else self.float()
+        return x.reciprocal() * other if isinstance(other, numbers.Real) else x._rdiv(other)
 
     def __neg__(self):
         if self.array.dtype.kind == "b":

@@ -56,6 +56,9 @@ class ElementwiseOps:
     def sqrt(self):
         return F.Sqrt.apply(self._float_input())
 
+    def reciprocal(self):
+        return F.Reciprocal.apply(self._float_input())
+
     def tanh(self):
         return F.Tanh.apply(self._float_input())
 

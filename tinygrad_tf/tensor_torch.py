@@ -368,9 +368,6 @@ class TorchMethods(TorchExtras):
     def rsqrt(self):
         return self.sqrt().reciprocal()
 
-    def reciprocal(self):
-        return 1.0 / self
-
     def log2(self):
         return self.log() * (1 / math.log(2))
 
