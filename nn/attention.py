@@ -303,13 +303,14 @@ class FusedAttention(ArrayFunction):
         masks = [None if m is None else _mask_blocks(m, scores) for m in (fill, additive, keep)]
         out, weights = kernels.attention_forward(*blocks, masks[0], scale, masks[1], masks[2],
                                                  drop_scale)
-        ctx.save_for_backward(q, k, v, weights, keep, additive, fill)
+        # out only for the in-place check: torch's CPU kernel (4-D inputs) saves it too
+        ctx.save_for_backward(q, k, v, weights, keep, additive, fill, out)
         ctx.scale, ctx.drop_scale = scale, drop_scale
         return out.reshape(batch + out.shape[1:2] + out.shape[3:])
 
     @staticmethod
     def backward(ctx, grad):
-        q, k, v, weights, keep, additive, fill = ctx.saved_tensors
+        q, k, v, weights, keep, additive, fill, _ = ctx.saved_tensors
         batch = grad.shape[:-2]
         blocks = [_attention_blocks(x, batch) for x in (q, k, v, grad)]
         grads = [np.empty(x.shape, x.dtype) for x in blocks[:3]]
@@ -326,7 +327,7 @@ class FusedAttention(ArrayFunction):
 
     @staticmethod
     def composed(ctx, q, k, v, *additive):
-        keep, _, fill = ctx.saved_tensors[4:]
+        keep, _, fill = ctx.saved_tensors[4:7]
         out, _ = composed_attention(q, k, v, ctx.scale, fill, additive[0] if additive else None,
                                     keep, ctx.drop_scale)
         return out

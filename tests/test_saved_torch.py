@@ -113,6 +113,9 @@ CASES = {
         lambda L, x, t: _F(L).binary_cross_entropy_with_logits(x, t),
         [u(2, 3), u(2, 3, low=0.0, high=1.0)]),
     "dropout": (lambda L, x: _F(L).dropout(x, 0.3), [u(2, 3)]),
+    "scaled_dot_product_attention 4-D": (
+        lambda L, q, k, v: _F(L).scaled_dot_product_attention(q, k, v, is_causal=True),
+        [u(2, 2, 3, 4), u(2, 2, 3, 4), u(2, 2, 3, 4)]),
 }
 
 # Where we still differ, and why (docs/porting.md): strict, so a fix shows up here.
@@ -120,8 +123,10 @@ KNOWN = {
     # one fused node whose backward recomputes softmax from the logits (torch keeps
     # log_softmax's output instead): writing the logits raises here, not in torch
     "cross_entropy": (lambda L, x: _F(L).cross_entropy(x, L.tensor([0, 2, 1, 1])), [u(4, 3)]),
-    # one fused node reading q, k and v (torch's math path saves scaled copies)
-    "scaled_dot_product_attention": (
+    # one fused node saving q, k, v and the output, as torch's fused CPU kernel (4-D inputs of
+    # one head size, above); for others (3-D here) torch takes its composed math path, which
+    # saves scaled copies of q and k
+    "scaled_dot_product_attention 3-D": (
         lambda L, q, k, v: _F(L).scaled_dot_product_attention(q, k, v),
         [u(2, 3, 4), u(2, 5, 4), u(2, 5, 2)]),
     # sort and topk are gather here, and save only the index, as torch's sort and topk; so
