@@ -372,3 +372,16 @@ def test_reduce_lr_on_plateau():
         scheduler.step(tg.tensor(loss))  # a 0-d loss tensor, as torch code passes
         lrs.append(optimizer.param_groups[0]["lr"])
     assert lrs == [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.25]
+
+
+def test_reductions_take_dtype_and_norm_takes_fro():
+    # before: TypeError for mean/prod/norm(dtype=), and p='fro' reached `**` as a string
+    ours, theirs = both(lambda L: (
+        L.tensor([1, 2]).mean(dtype=L.float32), L.tensor([[1, 2], [3, 4]]).prod(1, dtype=L.float64),
+        L.tensor([3.0, 4.0]).norm(dtype=L.float64), L.norm(L.tensor([[3.0, 4.0], [6.0, 8.0]]), p="fro"),
+        L.tensor([[3.0, 4.0], [6.0, 8.0]]).norm("fro", dim=1, keepdim=True)))
+    expected = [1.5, [2, 12], 5.0, np.sqrt(125.0), [[5.0], [10.0]]]
+    assert_same(ours, expected, theirs)
+    assert [o.dtype for o in ours] == [np.float32, np.float64, np.float64, np.float32, np.float32]
+    with pytest.raises(NotImplementedError):
+        Tensor([[1.0]]).norm("nuc")

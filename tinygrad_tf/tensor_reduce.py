@@ -87,8 +87,11 @@ class ReduceOps:
         # numpy adds bools as ints: sum(dtype=bool) converts the sum
         return out if dtype is None or out.dtype == dtype else out.to(dtype)
 
-    def mean(self, dim=None, keepdim=False):
-        """sum / n over `dim`; the mean of no elements is NaN, as in torch."""
+    def mean(self, dim=None, keepdim=False, *, dtype=None):
+        """sum / n over `dim` (converted to `dtype` first, if given); the mean of no elements is
+        NaN, as in torch."""
+        if dtype is not None:
+            return self.to(dtype).mean(dim, keepdim)
         axes = _reduced_dims(dim, self.ndim, "mean")
         _floats_only(self, "mean")
         count = _count(self, axes)
@@ -114,8 +117,11 @@ class ReduceOps:
         dim, correction = _variance_args("std", dim, unbiased, correction)
         return _root_with_zero_slope_at_zero(self.var(dim, keepdim=keepdim, correction=correction), 2)
 
-    def prod(self, dim=None, keepdim=False):
-        """Product over one dim (or every element if dim is None); integers give int64."""
+    def prod(self, dim=None, keepdim=False, dtype=None):
+        """Product over one dim (or every element if dim is None), converted to `dtype` first if
+        given; integers give int64."""
+        if dtype is not None:
+            return self.to(dtype).prod(dim, keepdim)
         self = _wide(self)
         if dim is None:
             out = F.Prod.apply(self.reshape(-1), axis=0, keepdim=False)
@@ -125,8 +131,15 @@ class ReduceOps:
             return self.reshape(1).prod(0).reshape(())
         return F.Prod.apply(self, axis=axis, keepdim=keepdim)
 
-    def norm(self, p=2, dim=None, keepdim=False):
-        """The p-norm (sum |x|^p)^(1/p) over `dim`; p may be float('inf')."""
+    def norm(self, p=2, dim=None, keepdim=False, dtype=None):
+        """The p-norm (sum |x|^p)^(1/p) over `dim`; p may be float('inf'), or 'fro' (the 2-norm
+        of the elements, as torch's). Converted to `dtype` first, if given."""
+        if dtype is not None:
+            return self.to(dtype).norm(p, dim, keepdim)
+        if p == "fro":
+            p = 2
+        elif isinstance(p, str):
+            raise NotImplementedError(f"norm: p={p!r} is not supported (only numbers and 'fro')")
         _floats_only(self, "norm")
         x = self
         if p == float("inf"):
