@@ -385,3 +385,66 @@ def test_reductions_take_dtype_and_norm_takes_fro():
     assert [o.dtype for o in ours] == [np.float32, np.float64, np.float64, np.float32, np.float32]
     with pytest.raises(NotImplementedError):
         Tensor([[1.0]]).norm("nuc")
+
+
+# ---------------------------------------------------------------------------- more of torch's functions
+
+def test_einsum_against_numpy_and_torch():
+    # before: AttributeError
+    rng = np.random.default_rng(0)
+    cases = [("ij,jk->ik", [(2, 3), (3, 4)]), ("bhqd,bhkd->bhqk", [(2, 2, 3, 4), (2, 2, 5, 4)]),
+             ("ii", [(3, 3)]), ("iij->j", [(3, 3, 2)]), ("bi,bj->bij", [(2, 3), (2, 4)]),
+             ("...ij,...jk", [(2, 1, 2, 3), (4, 3, 2)]), ("abc,cd,de->abe", [(2, 3, 4), (4, 5), (5, 2)]),
+             ("ij,j", [(2, 3), (3,)]), ("Ab,bC->AC", [(2, 3), (3, 4)]), ("i...->...", [(2, 3, 4)])]
+    for equation, shapes in cases:
+        arrays = [rng.standard_normal(shape) for shape in shapes]
+        inputs = [Tensor(a, requires_grad=True) for a in arrays]
+        out = tg.einsum(equation, *inputs)
+        np.testing.assert_allclose(out.array, np.einsum(equation, *arrays), rtol=1e-12, atol=1e-12)
+        assert tg.gradcheck(lambda *xs: tg.einsum(equation, *xs), *inputs)
+        if torch is not None:
+            theirs = torch.einsum(equation, *[torch.tensor(a) for a in arrays])
+            assert out.shape == tuple(theirs.shape)
+    a, b = (Tensor(rng.standard_normal((2, 3)), requires_grad=True) for _ in range(2))
+    assert tg.gradgradcheck(lambda x, y: tg.einsum("ij,kj->ik", [x, y]), (a, b))
+
+
+def test_cumprod_values_and_gradients_at_zeros():
+    # before: AttributeError; the gradient past a zero is the product rule's, as torch's
+    x = Tensor([2.0, 0.0, 3.0, 4.0, 5.0], dtype=np.float64, requires_grad=True)
+    out = x.cumprod(0)
+    assert out.tolist() == [2.0, 0.0, 0.0, 0.0, 0.0]
+    (out * Tensor(np.arange(1.0, 6.0))).sum().backward()
+    assert x.grad.tolist() == [1.0, 2 * (2 + 3 * 3 + 12 * 4 + 60 * 5), 0.0, 0.0, 0.0]
+    rng = np.random.default_rng(1)
+    values = rng.standard_normal((3, 5))
+    values[1, 2] = values[2, 1] = values[2, 3] = 0.0
+    assert tg.gradcheck(lambda t: t.cumprod(1), Tensor(values, requires_grad=True))
+    assert tg.gradgradcheck(lambda t: t.cumprod(0), (Tensor(values, requires_grad=True),))
+    assert Tensor([2, 3]).cumprod(0).tolist() == [2, 6] and Tensor([2, 3]).cumprod(0).dtype == np.int64
+    assert tg.cumprod(Tensor([1.0, 2.0]), 0, dtype=tg.float64).dtype == np.float64
+
+
+def test_shape_and_reduction_helpers_gradients():
+    rng = np.random.default_rng(2)
+    x = Tensor(rng.standard_normal((3, 4)), requires_grad=True)
+    v = Tensor(rng.standard_normal(3), requires_grad=True)
+    index = Tensor([[2], [0], [3]])
+    for fn, arg in [(lambda t: t.tensor_split(3, dim=1)[1], x), (lambda t: t.diagonal(1), x),
+                    (lambda t: tg.take_along_dim(t, index, 1), x), (lambda t: t.diff(dim=1), x),
+                    (lambda t: tg.diag(t, 1), v), (lambda t: tg.diag(t, -2), v), (lambda t: t.trace(), x),
+                    (lambda t: t.masked_fill(t > 0.5, float("nan")).nansum(1), x)]:
+        assert tg.gradcheck(fn, arg)
+    assert [t.tolist() for t in tg.arange(7).tensor_split(3)] == [[0, 1, 2], [3, 4], [5, 6]]
+    assert [t.tolist() for t in tg.arange(7).tensor_split([1, 5])] == [[0], [1, 2, 3, 4], [5, 6]]
+    assert tg.diag(Tensor([1, 2]), -1).tolist() == [[0, 0, 0], [1, 0, 0], [0, 2, 0]]
+    grid_i, grid_j = tg.meshgrid(tg.arange(2), tg.arange(3), indexing="xy")
+    assert grid_i.tolist() == [[0, 1], [0, 1], [0, 1]] and grid_j.tolist() == [[0, 0], [1, 1], [2, 2]]
+    values, inverse, counts = tg.unique(Tensor([[3, 1], [3, 2]]), return_inverse=True,
+                                        return_counts=True)
+    assert values.tolist() == [1, 2, 3] and inverse.tolist() == [[2, 0], [2, 1]]
+    assert counts.tolist() == [1, 1, 2]
+    assert Tensor([[0, 1], [2, 0]]).count_nonzero(0).tolist() == [1, 1]
+    assert Tensor([[1.0, float("nan")], [3.0, 4.0]]).nanmean(0).tolist() == [2.0, 4.0]
+    low, high = Tensor([[1, 5], [3, 2]]).aminmax(dim=1)
+    assert low.tolist() == [1, 2] and high.tolist() == [5, 3]

@@ -4,6 +4,7 @@ initialisation (`p.data.normal_(0, 0.02)`), `addcmul`/`addcdiv`/`lerp`, more dty
 (`int`, `half`...), `detach_`, and shape helpers (`tile`, `unflatten`, `movedim`, `select`...).
 `TorchMethods` (tensor_torch.py) mixes in `TorchExtras`.
 """
+import collections
 import numbers
 
 import numpy as np
@@ -12,6 +13,9 @@ from . import autograd as _autograd
 from . import dtypes as _dtypes
 from . import random as _random
 from .args import normalize_dim as _normalize_dim, normalize_dims as _normalize_dims
+from .tensor_index import cat as _cat
+
+aminmax_result = collections.namedtuple("aminmax", ["min", "max"])
 
 # Ops whose in-place form `<name>_` torch has: the result is computed out of place, then written
 # into the tensor under torch's in-place rules (InplaceOps in inplace.py).
@@ -141,6 +145,95 @@ class TorchExtras:
         """The slice at `index` along `dim`, without that dim (x.select(0, i) is x[i])."""
         axis = _normalize_dim(dim, self.ndim, "select")
         return self[(slice(None),) * axis + (index,)]
+
+    def tensor_split(self, indices_or_sections, dim=0):
+        """Split into n nearly equal parts (the first ones one longer) or at the given indices."""
+        axis = _normalize_dim(dim, self.ndim, "tensor_split")
+        length = self.shape[axis]
+        if isinstance(indices_or_sections, numbers.Integral):
+            n = int(indices_or_sections)
+            if n <= 0:
+                raise ValueError(f"tensor_split: the number of sections must be positive, got {n}")
+            bounds = [i * (length // n) + min(i, length % n) for i in range(n + 1)]
+        else:
+            bounds = [0, *(min(max(int(i) + length * (i < 0), 0), length)
+                           for i in indices_or_sections), length]
+        return tuple(self.narrow(axis, start, max(stop, start) - start)
+                     for start, stop in zip(bounds, bounds[1:]))
+
+    def take_along_dim(self, indices, dim=None):
+        """Values at `indices` along `dim` (argsort/argmax's results pick from it); dim=None
+        reads both flattened. The other dims broadcast, as torch's."""
+        if dim is None:
+            return self.reshape(-1).gather(0, indices.reshape(-1))
+        axis = _normalize_dim(dim, self.ndim, "take_along_dim")
+        shape = list(np.broadcast_shapes(self.shape[:axis] + (1,) + self.shape[axis + 1:],
+                                         indices.shape[:axis] + (1,) + indices.shape[axis + 1:]))
+        source, index = list(shape), list(shape)
+        source[axis], index[axis] = self.shape[axis], indices.shape[axis]
+        return self.expand(*source).gather(axis, indices.expand(*index))
+
+    def diagonal(self, offset=0, dim1=0, dim2=1):
+        """The diagonal of the matrices in dims (dim1, dim2) (`offset` above it), as the last dim."""
+        first = _normalize_dim(dim1, self.ndim, "diagonal")
+        second = _normalize_dim(dim2, self.ndim, "diagonal")
+        x = self.movedim((first, second), (-2, -1))
+        rows = np.arange(max(0, -offset), min(x.shape[-2], x.shape[-1] - offset))
+        if rows.size == 0:
+            return x[..., :0, 0]
+        return x[..., rows, rows + offset]
+
+    def trace(self):
+        """The sum of the diagonal of a matrix."""
+        if self.ndim != 2:
+            raise ValueError(f"trace: expects a matrix, got shape {self.shape}")
+        return self.diagonal().sum()
+
+    def diff(self, n=1, dim=-1, prepend=None, append=None):
+        """The n-th forward difference along `dim` (after joining prepend and append)."""
+        axis = _normalize_dim(dim, self.ndim, "diff")
+        x = self
+        if prepend is not None or append is not None:
+            parts = [t if isinstance(t, _autograd._Tensor) else _autograd._Tensor(t)
+                     for t in (prepend, self, append) if t is not None]
+            x = _cat(parts, axis)
+        for _ in range(n):
+            x = x.narrow(axis, 1, x.shape[axis] - 1) - x.narrow(axis, 0, x.shape[axis] - 1)
+        return x
+
+    def count_nonzero(self, dim=None):
+        """How many elements are not zero (over `dim`), as int64."""
+        return (self != 0).sum(dim)
+
+    def nansum(self, dim=None, keepdim=False):
+        """sum, with NaN counted as 0."""
+        return self.masked_fill(self.isnan(), 0).sum(dim, keepdim)
+
+    def nanmean(self, dim=None, keepdim=False):
+        """mean of the elements that are not NaN."""
+        present = (~self.isnan()).sum(dim, keepdim)
+        return self.nansum(dim, keepdim) / present.to(self.dtype)
+
+    def aminmax(self, *, dim=None, keepdim=False):
+        """(min, max) over `dim` (named fields `min`, `max`)."""
+        return aminmax_result(self.amin(dim, keepdim), self.amax(dim, keepdim))
+
+    def cumprod(self, dim, dtype=None):
+        """Running product along `dim`. With a graph it is a scan of log2(n) multiplications by
+        the product so far, shifted (exact gradients at zeros, from the product rule)."""
+        x = self if dtype is None else self.to(dtype)
+        axis = _normalize_dim(dim, x.ndim, "cumprod")
+        if x.dtype.kind != "f":
+            x = x.to(np.int64)
+        if x.ndim == 0 or not (x.requires_grad and _autograd.is_grad_enabled()):
+            return _autograd._wrap_array(np.cumprod(x.array.reshape(x.shape or (1,)), axis)
+                                         .reshape(x.shape).astype(x.dtype, copy=False))
+        out, shift, length = x, 1, x.shape[axis]
+        while shift < length:
+            ones = x.new_ones(*x.shape[:axis], shift, *x.shape[axis + 1:])
+            earlier = _cat([ones, out.narrow(axis, 0, length - shift)], axis)
+            out, shift = out * earlier, shift * 2
+        return out
 
     def fliplr(self):
         return self.flip(1)

@@ -14,8 +14,10 @@ from . import autograd as _autograd
 from . import random as _random
 from .args import shape_arg as _shape_arg
 from .device import check as _check_device
+from .einsum import einsum
 from .grad_mode_decorator import decorate as _decorate
 from .tensor import Tensor, tensor
+from .tensor_index import cat
 
 _wrap = _autograd._wrap_array
 
@@ -78,7 +80,8 @@ FUNCTION_NAMES = (
     "addcmul", "addcdiv", "lerp", "tile", "movedim", "moveaxis", "select", "fliplr", "flipud",
     "unflatten", "detach_", "abs_", "ceil_", "clamp_max_", "clamp_min_", "cos_", "erf_", "exp_",
     "expm1_", "floor_", "log10_", "log1p_", "log2_", "log_", "neg_", "reciprocal_", "relu_",
-    "round_", "rsqrt_", "sigmoid_", "sin_", "sqrt_", "square_", "tanh_",
+    "round_", "rsqrt_", "sigmoid_", "sin_", "sqrt_", "square_", "tanh_", "tensor_split",
+    "diagonal", "trace", "diff", "count_nonzero", "nansum", "nanmean", "aminmax", "cumprod",
 )
 
 
@@ -114,6 +117,66 @@ def add(input, other, alpha=1, out=None):
 def sub(input, other, alpha=1, out=None):
     """input - alpha * other (torch.sub)."""
     return add(input, -other if alpha == 1 else other, alpha=1 if alpha == 1 else -alpha, out=out)
+
+
+def take_along_dim(input, indices, dim=None):
+    return input.take_along_dim(indices, dim)
+
+
+def meshgrid(*tensors, indexing="ij"):
+    """Coordinate grids from 1-D tensors: with indexing 'ij' the i-th grid varies along dim i;
+    'xy' swaps the first two dims (torch's default is 'ij', with a warning to choose)."""
+    if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
+        tensors = tuple(tensors[0])
+    if indexing not in ("ij", "xy"):
+        raise ValueError(f"meshgrid: indexing must be 'ij' or 'xy', got {indexing!r}")
+    sizes = [t.numel() for t in tensors]
+    if indexing == "xy" and len(sizes) >= 2:
+        sizes[0], sizes[1] = sizes[1], sizes[0]
+    grids = []
+    for i, t in enumerate(tensors):
+        position = (1 - i if i < 2 else i) if indexing == "xy" and len(tensors) >= 2 else i
+        shape = [1] * len(tensors)
+        shape[position] = -1
+        grids.append(t.reshape(*shape).expand(*sizes))
+    return tuple(grids)
+
+
+def broadcast_shapes(*shapes):
+    return tuple(np.broadcast_shapes(*[(s,) if isinstance(s, int) else tuple(s) for s in shapes]))
+
+
+def broadcast_tensors(*tensors):
+    """Each tensor expanded to the shape they broadcast to (views, as torch's)."""
+    shape = broadcast_shapes(*[t.shape for t in tensors])
+    return tuple(t.expand(*shape) for t in tensors)
+
+
+def diag(input, diagonal=0):
+    """A 1-D tensor's square diagonal matrix, or a matrix's diagonal (offset `diagonal`)."""
+    if input.ndim == 2:
+        return input.diagonal(diagonal)
+    if input.ndim != 1:
+        raise ValueError(f"diag: expects 1 or 2 dims, got shape {input.shape}")
+    n = input.shape[0] + builtins.abs(diagonal)
+    padded = cat([input, input.new_zeros(n - input.shape[0])])
+    ones = Tensor(np.eye(n, k=diagonal, dtype=input.dtype))
+    # offset >= 0: row i holds x[i] at column i + offset; below the diagonal column j holds x[j]
+    return padded.unsqueeze(1) * ones if diagonal >= 0 else padded.unsqueeze(0) * ones
+
+
+def unique(input, sorted=True, return_inverse=False, return_counts=False, dim=None):
+    """The distinct values, sorted (torch.unique; no gradient), with optionally each element's
+    index into them and each value's count."""
+    if dim is not None:
+        raise NotImplementedError("unique: dim= is not supported; flatten first")
+    values, inverse, counts = np.unique(input.array, return_inverse=True, return_counts=True)
+    out = [tensor(values)]
+    if return_inverse:
+        out.append(tensor(inverse.reshape(input.shape).astype(np.int64)))
+    if return_counts:
+        out.append(tensor(counts.astype(np.int64)))
+    return out[0] if len(out) == 1 else tuple(out)
 
 
 def var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
@@ -320,6 +383,7 @@ __all__ = (["dtype", "finfo", "iinfo", "Size", "get_default_dtype", "set_default
             "is_floating_point", "as_tensor", "empty", "empty_like", "randperm", "multinomial",
             "LongTensor", "FloatTensor", "DoubleTensor", "IntTensor", "BoolTensor", "ByteTensor",
             "inference_mode", "is_inference_mode_enabled", "set_grad_enabled", "seed", "get_rng_state", "set_rng_state",
-            "set_num_threads", "get_num_threads", "set_printoptions", "compile", "var_mean",
+            "set_num_threads", "get_num_threads", "set_printoptions", "compile", "var_mean", "einsum",
+            "take_along_dim", "meshgrid", "broadcast_shapes", "broadcast_tensors", "diag", "unique",
             "std_mean"]
            + [n for n in FUNCTION_NAMES if n not in ("numel", "is_floating_point")])
