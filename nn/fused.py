@@ -57,13 +57,14 @@ class ResidualDropoutLayerNorm(ArrayFunction):
         mask = _keep_mask(rows.shape, p) if p else None
         scale = 1 / (1 - p)
         out, h, mean, rstd = kernels.layer_norm(rows, weight, bias, eps, residual, mask, scale)
-        ctx.save_for_backward(h, mean, rstd, weight, mask, x, s)  # x, s: the create_graph path
+        # x, s: the create_graph path; the bias only as torch's layer_norm saves it (the check)
+        ctx.save_for_backward(h, mean, rstd, weight, mask, x, s, bias)
         ctx.scale, ctx.shape, ctx.eps = scale, x.shape, eps
         return out.reshape(x.shape)
 
     @staticmethod
     def backward(ctx, grad):
-        h, mean, rstd, weight, mask, x, s = ctx.saved_tensors
+        h, mean, rstd, weight, mask, x, s, _ = ctx.saved_tensors
         if ctx.xp is not numpy_ops:  # create_graph: the same sums as a few recorded nodes
             return _residual_layer_norm_graph(ctx, grad, x, s, weight, mask, (mean, rstd))
         # without dropout grad_s is grad_x itself (the engine never writes into either)
@@ -108,14 +109,16 @@ class LinearResidualLayerNorm(ArrayFunction):
         scale = 1 / (1 - p)
         out, h, mean, rstd = kernels.layer_norm(rows, weight, bias, eps, product, mask, scale,
                                                 residual_bias=lin_bias)
-        # x, a, lin_bias: the create_graph path (x and a are kept by their own producers anyway)
-        ctx.save_for_backward(h, mean, rstd, weight, mask, a_rows, lin_weight, x, a, lin_bias)
+        # x, a, lin_bias: the create_graph path (x and a are kept by their own producers anyway);
+        # bias only as torch's layer_norm saves it (for the in-place check)
+        ctx.save_for_backward(h, mean, rstd, weight, mask, a_rows, lin_weight, x, a, lin_bias,
+                              bias)
         ctx.scale, ctx.shape, ctx.eps = scale, x.shape, eps
         return out.reshape(x.shape)
 
     @staticmethod
     def backward(ctx, grad):
-        h, mean, rstd, weight, mask, a_rows, lin_weight, x, a, lin_bias = ctx.saved_tensors
+        h, mean, rstd, weight, mask, a_rows, lin_weight, x, a, lin_bias, _ = ctx.saved_tensors
         xp, needs = ctx.xp, ctx.needs_input_grad
         if xp is not numpy_ops:  # create_graph: the product again, as one recorded node
             s = FusedLinear.apply(a, lin_weight, lin_bias)
@@ -167,7 +170,13 @@ class LinearActivationDropout(ArrayFunction):
         mask = _keep_mask(pre.shape, p) if p else None
         scale = 1 / (1 - p)
         out, saved = kernels.bias_activation(pre, bias, activation, mask, scale)
-        ctx.save_for_backward(rows, weight, saved, mask, x, bias)  # x, bias: create_graph's
+        # As torch's linear, relu and dropout: x (rows) only for the weight's gradient, the
+        # weight only for x's, never the bias. GELU's create_graph path recomputes the
+        # pre-activation from x, weight and bias, so it keeps all three.
+        need_x, need_w = ctx.needs_input_grad[:2]
+        gelu = activation != "relu"
+        ctx.save_for_backward(rows if need_w else None, weight if need_x or gelu else None,
+                              saved, mask, x if need_w or gelu else None, bias if gelu else None)
         ctx.scale, ctx.activation, ctx.shape = scale, activation, x.shape
         return out.reshape(x.shape[:-1] + (weight.shape[0],))
 
@@ -177,9 +186,9 @@ class LinearActivationDropout(ArrayFunction):
         xp = ctx.xp
         if xp is numpy_ops:
             grad_pre, grad_b = kernels.bias_activation_backward(
-                _rows(grad, weight.shape[0]), saved, ctx.activation, mask, ctx.scale)
+                _rows(grad, grad.shape[-1]), saved, ctx.activation, mask, ctx.scale)
         else:  # create_graph: Tensors of x's (..., features) shape, no reshape nodes; only
-            rows, dtype = x, x.dtype.type  # GELU's slope needs the pre-activation again
+            rows, dtype = x, grad.dtype.type  # GELU's slope needs the pre-activation again
             if ctx.activation == "relu":  # the slope and the dropout mask: one constant
                 grad_pre = grad * np.where(saved > 0, dtype(ctx.scale),
                                            dtype(0)).reshape(grad.shape)

@@ -105,14 +105,17 @@ def test_gradgradcheck_every_function(name):
 
 
 @pytest.mark.parametrize("name", ["Mul", "Div", "MatMul", "LinearWeightGrad", "SoftmaxBackward",
-                                  "LogSoftmaxBackward", "FusedLinear", "matmul 1-D", "matmul 3-D"])
+                                  "LogSoftmaxBackward", "FusedLinear", "matmul 1-D", "matmul 3-D",
+                                  "LinearActivationDropout", "linear relu"])
 def test_gradgradcheck_with_one_input_requiring_grad(name):
     # these ops save an input only for another input's gradient (as torch): the graph of
     # the backward must still be right when only one input needs a gradient
     extra = {"matmul 1-D": (lambda x, y: x @ y + (y @ x.reshape(3, 1)).sum(),
                             lambda rng: [_float(rng, 3), _float(rng, 3)]),
              "matmul 3-D": (lambda x, y: x @ y, lambda rng: [_float(rng, 2, 2, 3),
-                                                              _float(rng, 3, 2)])}
+                                                              _float(rng, 3, 2)]),
+             "linear relu": (lambda x, w, b: fused.linear_activation_dropout(x, w, b) * x.sum(),
+                             lambda rng: [_float(rng, 2, 3), _float(rng, 4, 3), _float(rng, 4)])}
     fn, make = extra[name] if name in extra else CASES[name]
     for k in range(len(make(np.random.default_rng(0)))):
         inputs = make(np.random.default_rng(0))

@@ -183,3 +183,73 @@ def test_in_place_writes_raise_where_torch_raises(name):
 @pytest.mark.xfail(strict=True, reason="a known difference (docs/porting.md)")
 def test_known_differences(name):
     _check(*KNOWN[name])
+
+
+# ---------------------------------------------------------------------------- modules
+# The same for layers, writing the input or one parameter (by name, as an optimizer would)
+# between the forward and backward, the input requiring grad or not. (Sequence-first layouts:
+# with batch_first=True torch's RNNs and attention transpose the input into a copy, so writing
+# the input is then fine there: an artifact of its layout, not a rule.)
+
+def _encoder_layer(activation):
+    return lambda nn: nn.TransformerEncoderLayer(4, 2, 8, dropout=0.0, activation=activation)
+
+
+MODULES = {
+    "GRU": (lambda nn: nn.GRU(3, 4), (2, 5, 3)),
+    "RNN": (lambda nn: nn.RNN(3, 4), (2, 5, 3)),
+    "LayerNorm": (lambda nn: nn.LayerNorm(3), (2, 5, 3)),
+    "Linear": (lambda nn: nn.Linear(3, 4), (2, 5, 3)),
+    "MultiheadAttention": (lambda nn: nn.MultiheadAttention(4, 2), (2, 5, 4)),
+    "TransformerEncoderLayer": (_encoder_layer("relu"), (2, 5, 4)),
+}
+KNOWN_MODULES = {
+    # torch's LSTM saves every weight and bias; ours sums the biases first and saves the sum
+    "LSTM": (lambda nn: nn.LSTM(3, 4), (2, 5, 3)),
+    # the fused linear + GELU keeps linear1's bias for its create_graph path; torch's GELU saves
+    # the pre-activation instead
+    "TransformerEncoderLayer gelu": (_encoder_layer("gelu"), (2, 5, 4)),
+}
+
+
+def _module_outcome(lib, make, shape, x_requires_grad, target):
+    lib.manual_seed(0)
+    module = make(lib.nn)
+    x = lib.tensor(np.linspace(-1, 1, int(np.prod(shape))).reshape(shape)).float()
+    x.requires_grad_(x_requires_grad)
+    out = module(x, x, x) if isinstance(module, lib.nn.MultiheadAttention) else module(x)
+    out = out[0] if isinstance(out, tuple) else out
+    with lib.no_grad():
+        (x if target == "input" else dict(module.named_parameters())[target]).add_(0.25)
+    try:
+        out.sum().backward()
+    except RuntimeError as error:
+        message = str(error)
+        assert "inplace operation" in message or "in-place operation" in message, message
+        return "raise"
+    return "ok"
+
+
+def _check_module(make, shape):
+    names = [name for name, _ in make(tg.nn).named_parameters()]
+    assert names == [name for name, _ in make(torch.nn).named_parameters()]
+    differences = []
+    for x_requires_grad in (True, False):
+        for target in ["input"] + names:
+            theirs = _module_outcome(torch, make, shape, x_requires_grad, target)
+            ours = _module_outcome(tg, make, shape, x_requires_grad, target)
+            if ours != theirs:
+                differences.append(f"input requires_grad={x_requires_grad}, {target} written: "
+                                   f"torch {theirs}, ours {ours}")
+    assert not differences, "\n".join(differences)
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_in_place_writes_to_a_layer_raise_where_torch_raises(name):
+    _check_module(*MODULES[name])
+
+
+@pytest.mark.parametrize("name", sorted(KNOWN_MODULES))
+@pytest.mark.xfail(strict=True, reason="a known difference (docs/porting.md)")
+def test_known_module_differences(name):
+    _check_module(*KNOWN_MODULES[name])
