@@ -6,6 +6,9 @@
     nn.state.save("model.safetensors", model.state_dict())
 """
 from . import functional, fused, init, optim, schedules, state, utils
+from .activations import (CELU, ELU, GLU, SELU, CosineSimilarity, Hardsigmoid, Hardswish,
+                          Hardtanh, LogSigmoid, Mish, PairwiseDistance, PReLU, ReLU6, Softmin,
+                          Softsign, Tanhshrink)
 from .layers import (GELU, Dropout, Embedding, Flatten, Identity, LayerNorm, LeakyReLU, Linear,
                      LogSoftmax, ReLU, RMSNorm, Sigmoid, SiLU, Softmax, Softplus, Tanh)
 from .loss_modules import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, KLDivLoss, L1Loss,
@@ -24,4 +27,6 @@ __all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Par
            "TransformerDecoder", "TransformerEncoderLayer", "TransformerDecoderLayer", "RNNBase",
            "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell", "CrossEntropyLoss", "NLLLoss", "MSELoss",
            "L1Loss", "SmoothL1Loss", "KLDivLoss", "BCELoss", "BCEWithLogitsLoss", "functional",
-           "fused", "init", "optim", "schedules", "state", "utils"]
+           "fused", "init", "optim", "schedules", "state", "utils", "ELU", "SELU", "CELU",
+           "Hardtanh", "ReLU6", "Hardsigmoid", "Hardswish", "Mish", "LogSigmoid", "Softsign",
+           "Tanhshrink", "Softmin", "GLU", "PReLU", "CosineSimilarity", "PairwiseDistance"]

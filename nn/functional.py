@@ -389,3 +389,9 @@ def tanh(input):
 def sigmoid(input):
     """torch.nn.functional.sigmoid: the same as input.sigmoid()."""
     return input.sigmoid()
+
+
+# More activations and similarities, composed of Tensor ops: activations.py.
+from .activations import (celu, cosine_similarity, elu, glu, hardsigmoid, hardswish,  # noqa: E402
+                          hardtanh, logsigmoid, mish, pairwise_distance, prelu, relu6, selu,
+                          softmin, softsign, tanhshrink)

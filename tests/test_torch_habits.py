@@ -448,3 +448,64 @@ def test_shape_and_reduction_helpers_gradients():
     assert Tensor([[1.0, float("nan")], [3.0, 4.0]]).nanmean(0).tolist() == [2.0, 4.0]
     low, high = Tensor([[1, 5], [3, 2]]).aminmax(dim=1)
     assert low.tolist() == [1, 2] and high.tolist() == [5, 3]
+
+
+# ---------------------------------------------------------------------------- activations
+
+KINKS = [-4.0, -3.0, -1.0, -0.5, 0.0, 0.5, 1.0, 3.0, 4.0, 6.0, 7.0]
+ACTIVATIONS = {  # name: (our call, torch's gradient at KINKS, written out from torch 2.13)
+    "hardtanh": (lambda F, x: F.hardtanh(x), [0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0]),
+    "relu6": (lambda F, x: F.relu6(x), [0, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0]),
+    "hardsigmoid": (lambda F, x: F.hardsigmoid(x), [0, 0, 1 / 6, 1 / 6, 1 / 6, 1 / 6, 1 / 6, 0, 0, 0, 0]),
+    "hardswish": (lambda F, x: F.hardswish(x), [0, 0, 1 / 6, 1 / 3, 0.5, 2 / 3, 5 / 6, 1, 1, 1, 1]),
+    "elu": (lambda F, x: F.elu(x, 0.5), [0.5 * np.exp(-4), 0.5 * np.exp(-3), 0.5 * np.exp(-1),
+                                         0.5 * np.exp(-0.5), 0.5, 1, 1, 1, 1, 1, 1]),
+}
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_activation_gradients_at_their_kinks_are_torchs(name):
+    # before: AttributeError; at a kink the gradient takes torch's side (hardtanh's bounds get 0,
+    # where clamp's get 1)
+    call, expected = ACTIVATIONS[name]
+    x = Tensor(np.array(KINKS), requires_grad=True)
+    call(tg.nn.functional, x).sum().backward()
+    np.testing.assert_allclose(x.grad.array, expected, rtol=1e-12, atol=1e-15)
+    if torch is not None:
+        t = torch.tensor(KINKS, dtype=torch.float64, requires_grad=True)
+        call(torch.nn.functional, t).sum().backward()  # torch's hardsigmoid uses a float32 1/6
+        np.testing.assert_allclose(x.grad.array, t.grad.numpy(), rtol=1e-7, atol=1e-15)
+
+
+def test_more_activations_and_their_layers_match_torch():
+    F = tg.nn.functional
+    smooth = Tensor(np.array([-2.5, -0.7, 0.3, 1.9, 5.2, 7.5]), requires_grad=True)
+    calls = [lambda F, x: F.elu(x), lambda F, x: F.selu(x), lambda F, x: F.celu(x, 2.0),
+             lambda F, x: F.hardtanh(x, -2.0, 2.0), lambda F, x: F.relu6(x),
+             lambda F, x: F.hardsigmoid(x), lambda F, x: F.hardswish(x), lambda F, x: F.mish(x),
+             lambda F, x: F.logsigmoid(x), lambda F, x: F.softsign(x), lambda F, x: F.tanhshrink(x),
+             lambda F, x: F.softmin(x, 0), lambda F, x: F.glu(x),
+             lambda F, x: F.cosine_similarity(x.reshape(2, 3), x.reshape(2, 3).flip(0)),
+             lambda F, x: F.pairwise_distance(x.reshape(2, 3), x.reshape(2, 3).exp())]
+    for call in calls:
+        assert tg.gradcheck(lambda x: call(F, x), smooth)
+        if torch is not None:
+            theirs = call(torch.nn.functional, torch.tensor(smooth.array))
+            np.testing.assert_allclose(call(F, smooth).array, theirs.numpy(), rtol=1e-12, atol=1e-12)
+    assert F.elu(Tensor([1000.0, -1000.0])).tolist() == [1000.0, -1.0]  # no overflow, no NaN
+    nn = tg.nn
+    layers = [nn.ELU(0.5), nn.SELU(), nn.CELU(), nn.Hardtanh(-2, 2), nn.ReLU6(), nn.Hardsigmoid(),
+              nn.Hardswish(), nn.Mish(), nn.LogSigmoid(), nn.Softsign(), nn.Tanhshrink(),
+              nn.Softmin(dim=0), nn.GLU()]
+    x = Tensor(np.linspace(-4, 4, 6))
+    for layer in layers:
+        assert layer(x).shape == ((3,) if isinstance(layer, nn.GLU) else (6,))
+    assert repr(nn.Hardtanh(-2, 2)) == "Hardtanh(min_val=-2, max_val=2)"
+    prelu = nn.PReLU(3, 0.1)
+    channels = Tensor(np.array([[[-1.0, 2.0], [3.0, -4.0], [-5.0, 0.0]]], np.float32),
+                      requires_grad=True)
+    out = prelu(channels)
+    np.testing.assert_allclose(out.array, [[[-0.1, 2.0], [3.0, -0.4], [-0.5, 0.0]]], rtol=1e-6)
+    (out * Tensor(np.arange(6.0, dtype=np.float32).reshape(1, 3, 2))).sum().backward()
+    np.testing.assert_allclose(prelu.weight.grad.array, [0.0, -12.0, -20.0])
+    assert [n for n, _ in prelu.named_parameters()] == ["weight"]
