@@ -358,6 +358,19 @@ class Gather(ArrayFunction):
         return _pick_rows(weight, ids, ctx.padding_idx)
 
 
+def _renorm_rows(weight, rows, max_norm, norm_type):
+    """Scale weight's `rows` whose norm exceeds max_norm down to it, in place (torch's
+    embedding_renorm_: scale max_norm / (norm + 1e-7))."""
+    from tinygrad_tf import no_grad
+    picked = weight.array[rows]
+    norms = np.linalg.norm(picked, ord=norm_type, axis=1)
+    over = norms > max_norm
+    if over.any():
+        scale = (max_norm / (norms[over] + 1e-7)).astype(weight.dtype)
+        with no_grad():
+            weight[Tensor(rows[over])] = Tensor(picked[over] * scale[:, None])
+
+
 def _pick_rows(weight, ids, padding_idx):
     """weight[ids] from differentiable ops; rows at padding_idx pass no gradient."""
     rows = weight[ids]
@@ -366,14 +379,21 @@ def _pick_rows(weight, ids, padding_idx):
     return where((ids == padding_idx)[..., None], rows.detach(), rows)
 
 
-def embedding(input, weight, padding_idx=None):
+def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
+              scale_grad_by_freq=False, sparse=False):
     """Rows of `weight` (num_embeddings, dim) picked by the integer ids in `input`; the output
-    has shape input.shape + (dim,). Rows at padding_idx get no gradient."""
+    has shape input.shape + (dim,). Rows at padding_idx get no gradient. With max_norm, the
+    rows looked up whose norm_type-norm exceeds it are first rescaled to it, in weight itself
+    (in place, outside the graph), as torch's."""
+    if scale_grad_by_freq or sparse:
+        raise NotImplementedError("embedding: scale_grad_by_freq and sparse are not supported")
     ids = _index_array(input, "embedding")
     if weight.ndim != 2:
         raise ValueError(f"embedding: weight must be 2-D (num_embeddings, dim), got {weight.shape}")
     num = weight.shape[0]
     _check_range("embedding", "token id", ids, 0, num)
+    if max_norm is not None:
+        _renorm_rows(weight, np.unique(ids), max_norm, norm_type)
     if padding_idx is not None:
         if not -num <= padding_idx < num:
             raise ValueError(f"embedding: padding_idx {padding_idx} is outside [-{num}, {num})")

@@ -509,3 +509,52 @@ def test_more_activations_and_their_layers_match_torch():
     (out * Tensor(np.arange(6.0, dtype=np.float32).reshape(1, 3, 2))).sum().backward()
     np.testing.assert_allclose(prelu.weight.grad.array, [0.0, -12.0, -20.0])
     assert [n for n, _ in prelu.named_parameters()] == ["weight"]
+
+
+# ---------------------------------------------------------------------------- init and embedding
+
+def test_more_init_schemes():
+    # before: AttributeError for trunc_normal_, orthogonal_, eye_, dirac_
+    init = tg.nn.init
+    tg.manual_seed(0)
+    w = init.trunc_normal_(tg.empty(20000), std=1.0, a=-1.0, b=1.5)
+    assert -1.0 <= float(w.min()) and float(w.max()) <= 1.5
+    # N(0, 1) truncated to [-1, 1.5]: mean (phi(-1) - phi(1.5)) / (Phi(1.5) - Phi(-1))
+    assert abs(float(w.mean()) - 0.1393) < 0.02
+    for shape in [(3, 5), (5, 3), (4, 2, 3)]:
+        q = init.orthogonal_(tg.empty(*shape), gain=2.0).reshape(shape[0], -1).array.astype(np.float64)
+        small = q @ q.T if shape[0] <= q.shape[1] else q.T @ q
+        np.testing.assert_allclose(small, 4 * np.eye(len(small)), atol=1e-5)
+    assert init.eye_(tg.empty(2, 3)).tolist() == [[1, 0, 0], [0, 1, 0]]
+    kernel = init.dirac_(tg.empty(2, 2, 3))
+    assert kernel.tolist() == [[[0, 1, 0], [0, 0, 0]], [[0, 0, 0], [0, 1, 0]]]
+    if torch is not None:
+        assert kernel.tolist() == torch.nn.init.dirac_(torch.empty(2, 2, 3)).tolist()
+    weight = tg.nn.Linear(3, 3).weight
+    with pytest.raises(RuntimeError, match="leaf"):
+        weight.normal_()  # the init functions work on parameters because they run under no_grad
+    assert init.trunc_normal_(weight, std=0.02) is weight and weight.requires_grad
+
+
+def test_embedding_from_pretrained_and_max_norm():
+    table = Tensor([[3.0, 4.0], [0.3, 0.4], [0.0, 2.0]])
+    frozen = tg.nn.Embedding.from_pretrained(table)
+    assert not frozen.weight.requires_grad
+    np.testing.assert_allclose(frozen(Tensor([1])).array, [[0.3, 0.4]])
+    trained = tg.nn.Embedding.from_pretrained(table, freeze=False, padding_idx=0)
+    assert trained.weight.requires_grad and trained.padding_idx == 0
+    assert trained.weight.array[0].tolist() == [3.0, 4.0]  # from_pretrained keeps the padding row
+    assert not np.shares_memory(trained.weight.array, table.array)
+    capped = tg.nn.Embedding(3, 2, max_norm=1.0)
+    with tg.no_grad():
+        capped.weight.copy_(table)
+    out = capped(Tensor([0, 1]))
+    # torch: the rows looked up are rescaled in place (scale max_norm / (norm + 1e-7)); row 2,
+    # not looked up, keeps its norm of 2
+    np.testing.assert_allclose(out.array, [[0.6, 0.8], [0.3, 0.4]], rtol=1e-6)
+    np.testing.assert_allclose(capped.weight.array, [[0.6, 0.8], [0.3, 0.4], [0.0, 2.0]], rtol=1e-6)
+    if torch is not None:
+        theirs = torch.nn.Embedding(3, 2, max_norm=1.0)
+        with torch.no_grad():
+            theirs.weight.copy_(torch.tensor(table.array))
+        np.testing.assert_allclose(out.array, theirs(torch.tensor([0, 1])).detach().numpy(), rtol=1e-6)
