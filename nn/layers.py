@@ -24,7 +24,10 @@ def _empty(shape, dtype):
 
 
 class Identity(Module):
-    """Returns its input."""
+    """Returns its input (any constructor arguments are ignored, as torch's)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
 
     def forward(self, x):
         return x

@@ -44,6 +44,11 @@ class Parameter(Tensor):
 class IncompatibleKeys(collections.namedtuple("IncompatibleKeys", "missing_keys unexpected_keys")):
     """What `load_state_dict(strict=False)` could not match, as torch returns it."""
 
+    def __repr__(self):
+        if not self.missing_keys and not self.unexpected_keys:
+            return "<All keys matched successfully>"  # what torch scripts print
+        return super().__repr__()
+
 
 def _unwrap(value, key):
     if isinstance(value, Tensor):
@@ -145,6 +150,33 @@ class Module:
         self.__dict__.pop(name, None)
         self._modules[name] = module
 
+    register_module = add_module
+
+    def get_submodule(self, target):
+        """The module at a dotted path ('encoder.layers.0'); '' is this module."""
+        module = self
+        for name in target.split(".") if target else []:
+            if name not in module._modules:
+                raise AttributeError(f"{type(module).__name__} has no submodule {name!r} "
+                                     f"(looking up {target!r})")
+            module = module._modules[name]
+        return module
+
+    def get_parameter(self, target):
+        """The Parameter at a dotted path ('encoder.layers.0.linear.weight')."""
+        path, _, name = target.rpartition(".")
+        module = self.get_submodule(path)
+        if name not in module._parameters:
+            raise AttributeError(f"{type(module).__name__} has no parameter {name!r}")
+        return module._parameters[name]
+
+    def get_buffer(self, target):
+        path, _, name = target.rpartition(".")
+        module = self.get_submodule(path)
+        if name not in module._buffers:
+            raise AttributeError(f"{type(module).__name__} has no buffer {name!r}")
+        return module._buffers[name]
+
     # ------------------------------------------------------------------ calling
 
     def forward(self, *args, **kwargs):
@@ -232,25 +264,26 @@ class Module:
     def children(self):
         return (m for _, m in self.named_children())
 
-    def _named_members(self, registry, prefix, recurse):
+    def _named_members(self, registry, prefix, recurse, remove_duplicate=True):
         seen = set()
-        modules = self.named_modules(prefix) if recurse else [(prefix, self)]
+        modules = self.named_modules(prefix, remove_duplicate) if recurse else [(prefix, self)]
         for module_name, module in modules:
             for name, value in getattr(module, registry).items():
-                if value is None or id(value) in seen:
+                if value is None or (remove_duplicate and id(value) in seen):
                     continue
                 seen.add(id(value))  # a shared (tied) parameter is listed once
                 yield (f"{module_name}.{name}" if module_name else name), value
 
-    def named_parameters(self, prefix="", recurse=True):
-        """(dotted name, Parameter) pairs, e.g. ("encoder.layers.0.linear.weight", p)."""
-        return self._named_members("_parameters", prefix, recurse)
+    def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
+        """(dotted name, Parameter) pairs, e.g. ("encoder.layers.0.linear.weight", p); a tied
+        parameter once, unless remove_duplicate=False."""
+        return self._named_members("_parameters", prefix, recurse, remove_duplicate)
 
     def parameters(self, recurse=True):
         return (p for _, p in self.named_parameters(recurse=recurse))
 
-    def named_buffers(self, prefix="", recurse=True):
-        return self._named_members("_buffers", prefix, recurse)
+    def named_buffers(self, prefix="", recurse=True, remove_duplicate=True):
+        return self._named_members("_buffers", prefix, recurse, remove_duplicate)
 
     def buffers(self, recurse=True):
         return (b for _, b in self.named_buffers(recurse=recurse))
@@ -329,19 +362,23 @@ class Module:
 
     # ------------------------------------------------------------------ state
 
-    def state_dict(self):
+    def state_dict(self, *, destination=None, prefix="", keep_vars=False):
         """An ordered {dotted name: Tensor} of every parameter and persistent buffer. The Tensors
         hold copies, so the dict is a snapshot that later training steps do not change (torch
-        returns references instead). A tied parameter appears under each of its names, as ONE
-        Tensor, so nn.state.save stores it once and load gives the names one Tensor again."""
-        state = collections.OrderedDict()
+        returns references instead; keep_vars=True gives the parameters themselves). A tied
+        parameter appears under each of its names, as ONE Tensor, so nn.state.save stores it
+        once and load gives the names one Tensor again. `prefix` starts every name;
+        `destination` is the dict filled (a new OrderedDict by default)."""
+        state = collections.OrderedDict() if destination is None else destination
         copies = {}  # id(parameter or buffer) -> its snapshot, shared by every name it has
 
         def snapshot(t):
+            if keep_vars:
+                return t
             if id(t) not in copies:
                 copies[id(t)] = Tensor(t.array)  # Tensor() copies
             return copies[id(t)]
-        for module_name, module in self.named_modules(remove_duplicate=False):
+        for module_name, module in self.named_modules(prefix.rstrip("."), remove_duplicate=False):
             prefix = f"{module_name}." if module_name else ""
             for name, p in module._parameters.items():
                 if p is not None:
@@ -351,8 +388,9 @@ class Module:
                     state[prefix + name] = snapshot(b)
         return state
 
-    def load_state_dict(self, state_dict, strict=True):
-        """Copy values into this module's parameters and buffers, in place.
+    def load_state_dict(self, state_dict, strict=True, assign=False):
+        """Copy values into this module's parameters and buffers, in place (assign=True: make
+        the given tensors the parameters and buffers themselves, as torch's).
 
         strict=True raises on missing or unexpected keys; a shape mismatch always raises. The
         error lists every offending key. Returns (missing_keys, unexpected_keys).
@@ -382,7 +420,16 @@ class Module:
         if problems:
             raise KeyError(f"load_state_dict into {type(self).__name__}: " + "; ".join(problems))
         for key, target in own.items():
-            if key in state_dict:
+            if key in state_dict and assign:
+                path, _, name = key.rpartition(".")
+                owner, value = self.get_submodule(path), state_dict[key]
+                value = value if isinstance(value, Tensor) else Tensor(_unwrap(value, key))
+                if isinstance(target, Parameter):
+                    value = Parameter(value, requires_grad=target.requires_grad)
+                    owner._parameters[name] = value
+                else:
+                    owner._buffers[name] = value
+            elif key in state_dict:
                 np.copyto(target.array, _unwrap(state_dict[key], key), casting="same_kind")
                 increment_version(target)  # a backward that saved the old values must raise
         return IncompatibleKeys(missing, unexpected)
@@ -515,6 +562,16 @@ class ModuleDict(Module):
 
     def items(self):
         return self._modules.items()
+
+    def pop(self, key):
+        """Remove the module under `key` and return it."""
+        module = self[key]
+        del self[key]
+        return module
+
+    def clear(self):
+        for key in list(self.keys()):
+            del self[key]
 
     def update(self, modules):
         items = modules.items() if hasattr(modules, "items") else modules

@@ -558,3 +558,34 @@ def test_embedding_from_pretrained_and_max_norm():
         with torch.no_grad():
             theirs.weight.copy_(torch.tensor(table.array))
         np.testing.assert_allclose(out.array, theirs(torch.tensor([0, 1])).detach().numpy(), rtol=1e-6)
+
+
+def _module_story(nn, L):
+    shared = nn.Linear(2, 2)
+    model = nn.Sequential(shared, nn.ReLU(), shared)
+    model.register_module("extra", nn.Identity(54, unused="ignored"))
+    story = [[n for n, _ in model.named_parameters(remove_duplicate=False)],
+             type(model.get_submodule("0")).__name__, tuple(model.get_parameter("2.bias").shape),
+             sorted(model.state_dict(prefix="net.").keys()),
+             model.state_dict(keep_vars=True)["0.weight"] is shared.weight,
+             str(model.load_state_dict(model.state_dict()))]
+    weight = L.full((2, 2), 3.0)
+    model.load_state_dict({"0.weight": weight, "0.bias": L.zeros(2)}, strict=False, assign=True)
+    story += [type(shared.weight).__name__, shared.weight.requires_grad,
+              shared.weight.tolist(), model(L.ones(1, 2)).tolist()]
+    table = nn.ModuleDict({"a": nn.ReLU(), "b": nn.Tanh()})
+    story += [type(table.pop("a")).__name__, list(table.keys())]
+    table.clear()
+    story.append(len(table))
+    return story
+
+
+def test_module_lookups_state_dict_arguments_and_assign():
+    # before: TypeError or AttributeError for each (and load_state_dict printed as a tuple)
+    expected = [["0.weight", "0.bias", "2.weight", "2.bias"], "Linear", (2,),
+                ["net.0.bias", "net.0.weight", "net.2.bias", "net.2.weight"], True,
+                "<All keys matched successfully>",
+                "Parameter", True, [[3.0, 3.0], [3.0, 3.0]], [[36.0, 36.0]], "ReLU", ["b"], 0]
+    assert _module_story(tg.nn, tg) == expected
+    if torch is not None:
+        assert _module_story(torch.nn, torch) == expected
