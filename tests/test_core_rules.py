@@ -142,6 +142,10 @@ WRITES = {
     "xavier_normal_": lambda layer: init.xavier_normal_(layer.weight),
     "kaiming_uniform_": lambda layer: init.kaiming_uniform_(layer.weight),
     "kaiming_normal_": lambda layer: init.kaiming_normal_(layer.weight),
+    "trunc_normal_": lambda layer: init.trunc_normal_(layer.weight),
+    "orthogonal_": lambda layer: init.orthogonal_(layer.weight),
+    "eye_": lambda layer: init.eye_(layer.weight),
+    "dirac_": lambda layer: init.dirac_(layer.weight.view(*layer.weight.shape, 1)),  # a view
     "reset_parameters": lambda layer: layer.reset_parameters(),
 }
 
