@@ -589,3 +589,33 @@ def test_module_lookups_state_dict_arguments_and_assign():
     assert _module_story(tg.nn, tg) == expected
     if torch is not None:
         assert _module_story(torch.nn, torch) == expected
+
+
+# ---------------------------------------------------------------------------- factories, autograd.grad
+
+def test_rand_and_randn_refuse_integer_dtypes_as_torch():
+    # before: randn(3, dtype=long) cast normal draws to mostly 0, -1 and 1, silently;
+    # randn_like of an int tensor did the same
+    for make in (lambda L: L.randn(3, dtype=L.long), lambda L: L.rand(3, dtype=L.int32),
+                 lambda L: L.randn_like(L.tensor([1, 2])), lambda L: L.rand_like(L.tensor([True]))):
+        with pytest.raises((TypeError, RuntimeError, NotImplementedError)):
+            make(tg)
+        if torch is not None:
+            with pytest.raises((TypeError, RuntimeError, NotImplementedError)):
+                make(torch)
+    assert tg.randn(2, dtype=tg.float64).dtype == np.float64
+    assert tg.rand_like(tg.ones(2, dtype=tg.float16)).dtype == np.float16
+
+
+def test_autograd_grad_materialize_grads():
+    # before: TypeError for materialize_grads=
+    def story(L):
+        a, b = L.ones(2, requires_grad=True), L.ones(2, requires_grad=True)
+        grads = L.autograd.grad((a * 3).sum(), [a, b], materialize_grads=True)
+        return [g.tolist() for g in grads]
+    assert story(tg) == [[3.0, 3.0], [0.0, 0.0]]
+    if torch is not None:
+        assert story(torch) == [[3.0, 3.0], [0.0, 0.0]]
+    a, b = tg.ones(2, requires_grad=True), tg.ones(2, requires_grad=True)
+    with pytest.raises(ValueError):
+        tg.autograd.grad((a * 3).sum(), [a, b], allow_unused=False, materialize_grads=True)

@@ -49,7 +49,7 @@ def run_backward(outputs, grads, retain_graph, create_graph=False, inputs=None):
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
-         allow_unused=False):
+         allow_unused=None, is_grads_batched=False, materialize_grads=False):
     """d(outputs)/d(inputs), returned as a tuple of Tensors (one per input); no `.grad` changes.
     As torch.autograd.grad.
 
@@ -57,8 +57,15 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     (needed unless the output has one element). retain_graph defaults to create_graph.
     create_graph=True records the gradient computation, so the results can be differentiated
     again (Hessian-vector products, gradient penalties). allow_unused: return None for an input
-    the outputs do not depend on, instead of raising."""
+    the outputs do not depend on, instead of raising; materialize_grads: zeros for it instead
+    (implies allow_unused, as torch's)."""
     Tensor = _autograd._Tensor
+    if is_grads_batched:
+        raise NotImplementedError("grad: is_grads_batched is not supported; loop over the rows")
+    if materialize_grads and allow_unused is False:
+        raise ValueError("grad: expected allow_unused to be True or not passed when "
+                         "materialize_grads=True (as torch)")
+    allow_unused = bool(allow_unused) or materialize_grads
     single = isinstance(outputs, Tensor)
     outputs = [outputs] if single else list(outputs)
     inputs = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
@@ -98,7 +105,9 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         if g is None and not allow_unused:
             raise RuntimeError(f"grad: an input of shape {t.shape} is not used by the outputs "
                                "(pass allow_unused=True to get None for it)")
-        if g is not None and not create_graph:
+        if g is None and materialize_grads:
+            g = _autograd._wrap_array(np.zeros_like(t.array))
+        elif g is not None and not create_graph:
             g = _autograd._wrap_array(np.array(g, dtype=t.dtype))
         result.append(g)
     return tuple(result)

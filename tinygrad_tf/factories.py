@@ -57,14 +57,26 @@ def full(shape, fill_value, dtype=None, requires_grad=False, device=None):
     return _new(np.full(_shape_arg((shape,)), fill_value, dtype), requires_grad)
 
 
+def _random_float(dtype, op):
+    """rand/randn draw floats: torch refuses an integer or bool dtype (a cast would give
+    mostly zeros)."""
+    dtype = np.dtype(_float(dtype))
+    if dtype.kind != "f":
+        raise TypeError(f"{op}: draws floats; dtype {dtype} is not supported (as in torch); use "
+                        "randint for integers")
+    return dtype
+
+
 def randn(*shape, dtype=_DEFAULT_FLOAT, requires_grad=False, device=None, generator=None):
     _check_device(device, "randn")
+    _random_float(dtype, "randn")
     draws = _random.generator_of(generator).standard_normal(_shape_arg(shape))
     return _new(draws.astype(_float(dtype)), requires_grad)
 
 
 def rand(*shape, dtype=_DEFAULT_FLOAT, requires_grad=False, device=None, generator=None):
     _check_device(device, "rand")
+    _random_float(dtype, "rand")
     draws = _random.generator_of(generator).random(_shape_arg(shape))
     return _new(draws.astype(_float(dtype)), requires_grad)
 
