@@ -619,3 +619,16 @@ def test_autograd_grad_materialize_grads():
     a, b = tg.ones(2, requires_grad=True), tg.ones(2, requires_grad=True)
     with pytest.raises(ValueError):
         tg.autograd.grad((a * 3).sum(), [a, b], allow_unused=False, materialize_grads=True)
+
+
+def test_retains_grad_and_mT():
+    def story(L):
+        x = L.ones(2, 3, requires_grad=True)
+        y = x * 2
+        before = y.retains_grad
+        y.retain_grad()
+        x.retain_grad()  # a leaf: nothing to do
+        return [before, y.retains_grad, x.retains_grad, tuple(L.zeros(4, 2, 3).mT.shape)]
+    assert story(tg) == [False, True, False, (4, 3, 2)]
+    if torch is not None:
+        assert story(torch) == [False, True, False, (4, 3, 2)]

@@ -103,6 +103,17 @@ class TorchExtras:
     def half(self):
         return self.to(np.float16)
 
+    @property
+    def retains_grad(self):
+        """Whether backward keeps this non-leaf's gradient in .grad (retain_grad()); a leaf's
+        is always kept, and this is False for it, as torch's."""
+        return bool(self._retains_grad) and self._ctx is not None
+
+    @property
+    def mT(self):  # noqa: N802 (torch's name)
+        """The last two dims swapped (a batch of matrices transposed)."""
+        return self.transpose(-2, -1)
+
     def detach_(self):
         """Detach in place: the tensor becomes a leaf that does not require grad."""
         self._ctx = None
