@@ -22,6 +22,17 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     if not grads:
         return Tensor(np.asarray(0.0, dtype=np.float32))
     flats = merged_flat(grads)
+    total = _total_norm(flats, norm_type, error_if_nonfinite, "clip_grad_norm_")
+    coefficient = max_norm / (total + 1e-6)
+    if not coefficient >= 1:  # a NaN or inf total scales too (torch: the grads become NaN)
+        with np.errstate(invalid="ignore"):
+            for g in flats:
+                g *= coefficient
+        increment_version(*flats)  # (one bump per run of memory covers each grad in it)
+    return Tensor(np.asarray(total, dtype=grads[0].dtype))
+
+
+def _total_norm(flats, norm_type, error_if_nonfinite, op):
     norm_type = float(norm_type)
     if norm_type == math.inf:
         # np.max, not Python's max: a NaN anywhere makes the norm NaN, whatever the order
@@ -31,15 +42,33 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     else:
         total = sum(float((np.abs(g) ** norm_type).sum()) for g in flats) ** (1 / norm_type)
     if error_if_nonfinite and not math.isfinite(total):
-        raise RuntimeError(f"clip_grad_norm_: the total norm of order {norm_type} of the "
-                           f"gradients is {total}; set error_if_nonfinite=False to clip anyway")
-    coefficient = max_norm / (total + 1e-6)
-    if not coefficient >= 1:  # a NaN or inf total scales too (torch: the grads become NaN)
+        raise RuntimeError(f"{op}: the total norm of order {norm_type} of the gradients is "
+                           f"{total}; set error_if_nonfinite=False to go on anyway")
+    return total
+
+
+def get_total_norm(tensors, norm_type=2.0, error_if_nonfinite=False, foreach=None):
+    """The norm of the norms of `tensors` (e.g. [p.grad for p in model.parameters()]), as one
+    0-d Tensor: clip_grad_norm_'s total, without clipping (torch.nn.utils.get_total_norm)."""
+    tensors = [tensors] if isinstance(tensors, Tensor) else [t for t in tensors if t is not None]
+    if not tensors:
+        return Tensor(np.asarray(0.0, dtype=np.float32))
+    arrays = [t.array.reshape(-1) for t in tensors]
+    total = _total_norm(arrays, norm_type, error_if_nonfinite, "get_total_norm")
+    return Tensor(np.asarray(total, dtype=tensors[0].dtype))
+
+
+def clip_grads_with_norm_(parameters, max_norm, total_norm, foreach=None):
+    """Scale the gradients by max_norm / (total_norm + 1e-6) when that is below 1, in place
+    (the second half of clip_grad_norm_, torch.nn.utils.clip_grads_with_norm_)."""
+    parameters = [parameters] if isinstance(parameters, Tensor) else list(parameters)
+    coefficient = max_norm / (float(total_norm) + 1e-6)
+    if not coefficient >= 1:
+        grads = [p.grad.array for p in parameters if p.grad is not None]
         with np.errstate(invalid="ignore"):
-            for g in flats:
+            for g in grads:
                 g *= coefficient
-        increment_version(*flats)  # (one bump per run of memory covers each grad in it)
-    return Tensor(np.asarray(total, dtype=grads[0].dtype))
+        increment_version(*grads)
 
 
 _FUSED = (np.dtype(np.float32), np.dtype(np.float64))

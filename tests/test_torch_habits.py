@@ -632,3 +632,24 @@ def test_retains_grad_and_mT():
     assert story(tg) == [False, True, False, (4, 3, 2)]
     if torch is not None:
         assert story(torch) == [False, True, False, (4, 3, 2)]
+
+
+def test_get_total_norm_and_clip_grads_with_norm():
+    # before: AttributeError (torch 2.6's split of clip_grad_norm_)
+    utils = tg.nn.utils
+    assert utils.get_total_norm([Tensor([3.0, 4.0]), Tensor([12.0])]).item() == 13.0
+    assert utils.get_total_norm([Tensor([3.0, -4.0])], 1).item() == 7.0
+    assert utils.get_total_norm([Tensor([3.0, -4.0])], "inf").item() == 4.0
+    infinite = Tensor([float("inf"), 1.0])
+    assert utils.get_total_norm([infinite]).item() == float("inf")
+    assert infinite.tolist() == [float("inf"), 1.0]  # only read
+    p = tg.nn.Parameter(tg.ones(2))
+    p.grad = Tensor([3.0, 4.0])
+    total = utils.get_total_norm([p.grad])
+    utils.clip_grads_with_norm_([p], 1.0, total)
+    np.testing.assert_allclose(p.grad.array, [0.6, 0.8], rtol=1e-5)
+    if torch is not None:
+        q = torch.nn.Parameter(torch.ones(2))
+        q.grad = torch.tensor([3.0, 4.0])
+        torch.nn.utils.clip_grads_with_norm_([q], 1.0, torch.nn.utils.get_total_norm([q.grad]))
+        np.testing.assert_allclose(p.grad.array, q.grad.numpy(), rtol=1e-6)
