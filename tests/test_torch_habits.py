@@ -653,3 +653,30 @@ def test_get_total_norm_and_clip_grads_with_norm():
         q.grad = torch.tensor([3.0, 4.0])
         torch.nn.utils.clip_grads_with_norm_([q], 1.0, torch.nn.utils.get_total_norm([q.grad]))
         np.testing.assert_allclose(p.grad.array, q.grad.numpy(), rtol=1e-6)
+
+
+def test_out_arguments_write_into_the_given_tensor():
+    # before: NotImplementedError for every out=
+    def story(L):
+        results = []
+        target = L.empty(2)
+        results.append(L.add(L.ones(2), L.ones(2), out=target) is target)
+        results.append(target.tolist())
+        results.append(L.cat([L.ones(2), L.zeros(1)], out=L.empty(3)).tolist())
+        results.append(L.sum(L.ones(2, 2), 0, out=L.empty(2)).tolist())
+        weight = L.ones(2, requires_grad=True)
+        with L.no_grad():
+            L.mul(weight, 2, out=weight)
+        results.append(weight.tolist())
+        for refused in (lambda: L.exp(L.zeros(2), out=L.empty(2, dtype=L.long)),
+                        lambda: L.add(L.ones(2, requires_grad=True), 1, out=L.empty(2))):
+            try:
+                refused()
+                results.append("returned")
+            except RuntimeError:
+                results.append("raised")
+        return results
+    expected = [True, [2.0, 2.0], [1.0, 1.0, 0.0], [2.0, 2.0], [2.0, 2.0], "raised", "raised"]
+    assert story(tg) == expected
+    if torch is not None:
+        assert story(torch) == expected

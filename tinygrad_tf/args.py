@@ -4,7 +4,7 @@ import numbers
 import numpy as np
 
 from . import autograd as _autograd
-from .dtypes import BOOL as _BOOL
+from .dtypes import BOOL as _BOOL, category
 
 
 def normalize_dim(dim, ndim, op):
@@ -80,3 +80,22 @@ def without_leading_ones(value):
     shape = np.shape(value)
     ones = next((i for i, size in enumerate(shape) if size != 1), len(shape))
     return value if ones == 0 else np.reshape(value, shape[ones:])
+
+
+def write_out(result, out, op):
+    """torch's out=: the result written into `out` (same shape; a dtype it can hold), which is
+    returned. As torch, refused where a gradient is recorded (out= records none)."""
+    if out is None:
+        return result
+    if not isinstance(out, _autograd._Tensor):
+        raise TypeError(f"{op}: out must be a Tensor, not {type(out).__name__}")
+    if _autograd.is_grad_enabled() and (result.requires_grad or out.requires_grad):
+        raise RuntimeError(f"{op}(): functions with out=... arguments don't support automatic "
+                           "differentiation, but one of the arguments requires grad (as torch)")
+    if out.shape != result.shape:
+        raise ValueError(f"{op}: out has shape {out.shape}, the result {result.shape} (torch "
+                         "would resize out; here it must have the result's shape)")
+    if category(result.dtype) > category(out.dtype):
+        raise RuntimeError(f"{op}: result type {result.dtype} can't be cast to the desired "
+                           f"output type {out.dtype} (as torch)")
+    return out.copy_(result)

@@ -11,7 +11,7 @@ from . import dtypes as _dtypes
 from . import function as F
 from .args import bool_mask as _bool_mask, index_arg as _index_arg, index_tensor as _index_tensor
 from .args import normalize_dim as _normalize_dim, normalize_dims as _normalize_dims
-from .args import shape_arg as _shape_arg
+from .args import shape_arg as _shape_arg, write_out as _write_out
 from .dtypes import promote_dtypes as _promote_dtypes
 
 _wrap = _autograd._wrap_array
@@ -307,8 +307,10 @@ def _tensor_list(tensors, op):
     return list(tensors)
 
 
-def cat(tensors, dim=0):
-    """Join tensors along an existing dim."""
+def cat(tensors, dim=0, *, out=None):
+    """Join tensors along an existing dim (into `out`, if given)."""
+    if out is not None:
+        return _write_out(cat(tensors, dim), out, "cat")
     tensors = _tensor_list(tensors, "cat")
     if not tensors:
         raise ValueError("cat: expected a non-empty list of tensors")
@@ -334,8 +336,10 @@ def cat(tensors, dim=0):
     return F.Cat.apply(*[t.to(dtype) for t in tensors], axis=axis)
 
 
-def stack(tensors, dim=0):
-    """Join tensors of one shape along a new dim."""
+def stack(tensors, dim=0, *, out=None):
+    """Join tensors of one shape along a new dim (into `out`, if given)."""
+    if out is not None:
+        return _write_out(stack(tensors, dim), out, "stack")
     tensors = _tensor_list(tensors, "stack")
     if not tensors:
         raise ValueError("stack: expected a non-empty list of tensors")

@@ -17,6 +17,7 @@ from .device import check as _check_device
 from .einsum import einsum
 from .grad_mode_decorator import decorate as _decorate
 from .tensor import Tensor, tensor
+from .args import write_out
 from .tensor_index import cat
 
 _wrap = _autograd._wrap_array
@@ -87,8 +88,9 @@ FUNCTION_NAMES = (
 
 def _function_form(name):
     def function(input, *args, **kwargs):
-        if kwargs.pop("out", None) is not None:
-            raise NotImplementedError(f"{name}: out= is not supported; assign the result")
+        out = kwargs.pop("out", None)
+        if out is not None:
+            return write_out(function(input, *args, **kwargs), out, name)
         if not isinstance(input, Tensor):
             if isinstance(input, (numbers.Number, np.ndarray, np.generic)):
                 input = tensor(input)  # torch.pow(2, t), torch.add(1, t)
@@ -107,11 +109,9 @@ for _name in FUNCTION_NAMES:
 
 def add(input, other, alpha=1, out=None):
     """input + alpha * other (torch.add)."""
-    if out is not None:
-        raise NotImplementedError("add: out= is not supported; assign the result")
     if not isinstance(input, Tensor):
         input = tensor(input)
-    return input + (other if alpha == 1 else other * alpha)
+    return write_out(input + (other if alpha == 1 else other * alpha), out, "add")
 
 
 def sub(input, other, alpha=1, out=None):
