@@ -680,3 +680,25 @@ def test_out_arguments_write_into_the_given_tensor():
     assert story(tg) == expected
     if torch is not None:
         assert story(torch) == expected
+
+
+def test_median_and_kthvalue():
+    # before: AttributeError
+    ours, theirs = both(lambda L: (
+        L.tensor([1.0, 2.0, 3.0, 4.0]).median(), *L.tensor([[2.0, 1, 5, 3], [5, 7, 1, 0]]).median(1),
+        *L.tensor([[3.0, 1, 2], [5, 4, 6]]).kthvalue(2, 1, keepdim=True),
+        L.tensor([1.0, float("nan"), 0.0]).median(), L.tensor([4, 1, 3]).median()))
+    expected = [2.0, [2.0, 1.0], [0, 2], [[2.0], [5.0]], [[2], [0]], np.nan, 3]
+    for got, want in zip(ours, expected):
+        np.testing.assert_array_equal(got, want)
+    if theirs is not None:
+        for got, want in zip(ours, theirs):
+            assert got.dtype == want.dtype
+            np.testing.assert_array_equal(got, want)
+    x = Tensor([2.0, 1.0, 2.0, 2.0, 3.0], dtype=np.float64, requires_grad=True)
+    x.median().backward()  # the median's gradient is shared by the elements equal to it (torch)
+    np.testing.assert_allclose(x.grad.array, [1 / 3, 0, 1 / 3, 1 / 3, 0])
+    distinct = Tensor(np.random.default_rng(3).standard_normal((3, 5)), requires_grad=True)
+    assert tg.gradcheck(lambda t: t.median(1).values + t.kthvalue(4, 1).values, distinct)
+    with pytest.raises(IndexError):
+        Tensor([1.0, 2.0]).kthvalue(3)

@@ -16,6 +16,8 @@ from .args import normalize_dim as _normalize_dim, normalize_dims as _normalize_
 from .tensor_index import cat as _cat
 
 aminmax_result = collections.namedtuple("aminmax", ["min", "max"])
+kthvalue_result = collections.namedtuple("kthvalue", ["values", "indices"])
+median_result = collections.namedtuple("median", ["values", "indices"])
 
 # Ops whose in-place form `<name>_` torch has: the result is computed out of place, then written
 # into the tensor under torch's in-place rules (InplaceOps in inplace.py).
@@ -228,6 +230,50 @@ class TorchExtras:
     def aminmax(self, *, dim=None, keepdim=False):
         """(min, max) over `dim` (named fields `min`, `max`)."""
         return aminmax_result(self.amin(dim, keepdim), self.amax(dim, keepdim))
+
+    def kthvalue(self, k, dim=-1, keepdim=False):
+        """(values, indices) of the k-th smallest element along `dim` (k counts from 1; NaN is
+        the largest). Which of equal values' indices is returned can differ from torch's, and
+        the gradient goes to that element."""
+        axis = _normalize_dim(dim, self.ndim, "kthvalue")
+        size = self.shape[axis] if self.ndim else 1
+        if not 1 <= k <= size:
+            raise IndexError(f"kthvalue: k = {k} is out of range for a dim of size {size}")
+        order = self.argsort(axis)
+        index = order.narrow(axis, k - 1, 1) if self.ndim else order
+        return self._picked(kthvalue_result, axis, index, keepdim)
+
+    def median(self, dim=None, keepdim=False):
+        """The lower median (the ((n + 1) // 2)-th smallest), NaN if the values hold one. With
+        `dim`, (values, indices) as kthvalue; without, one value whose gradient is shared evenly
+        by the elements equal to it, as torch's."""
+        if dim is None:
+            flat = self.reshape(-1)
+            if flat.shape[0] == 0:
+                return self.new_full((), float("nan")) if self.dtype.kind == "f" else flat.sum()
+            if self.dtype.kind == "f" and bool(flat.isnan().any()):
+                return flat.detach()[flat.isnan().to(np.int8).argmax()].clone()
+            value = flat.kthvalue((flat.shape[0] + 1) // 2).values.detach()
+            ties = (flat == value).to(self.dtype) if self.dtype.kind == "f" else None
+            return value if ties is None else (flat * ties).sum() / ties.sum()
+        axis = _normalize_dim(dim, self.ndim, "median")
+        size = self.shape[axis] if self.ndim else 1
+        index = self.argsort(axis)
+        index = index.narrow(axis, (size - 1) // 2, 1) if self.ndim else index
+        if self.dtype.kind == "f" and self.ndim:  # a NaN in a slice is its median
+            nan = self.isnan()
+            first_nan = nan.to(np.int8).argmax(axis, keepdim=True)
+            index = _autograd._wrap_array(np.where(nan.any(axis, keepdim=True).array,
+                                                   first_nan.array, index.array))
+        return self._picked(median_result, axis, index, keepdim)
+
+    def _picked(self, result_type, axis, index, keepdim):
+        if self.ndim == 0:
+            return result_type(self.clone(), index.reshape(()))
+        values = self.gather(axis, index)
+        if not keepdim:
+            values, index = values.squeeze(axis), index.squeeze(axis)
+        return result_type(values, index)
 
     def cumprod(self, dim, dtype=None):
         """Running product along `dim`. With a graph it is a scan of log2(n) multiplications by
