@@ -702,3 +702,50 @@ def test_median_and_kthvalue():
     assert tg.gradcheck(lambda t: t.median(1).values + t.kthvalue(4, 1).values, distinct)
     with pytest.raises(IndexError):
         Tensor([1.0, 2.0]).kthvalue(3)
+
+
+def test_index_writes_take_and_where_alone():
+    # before: AttributeError for each (and where(condition) needed three arguments)
+    def story(L):
+        out = []
+        base = L.zeros(3, 2)
+        out.append(base.index_add(0, L.tensor([0, 2, 0]), L.ones(3, 2), alpha=2))
+        out.append(L.zeros(3, 2).index_add_(0, L.tensor([0, 2, 0]), L.ones(3, 2)))
+        out.append(L.zeros(3, 2).index_copy_(0, L.tensor([2, 0]), L.tensor([[1.0, 2.0], [3.0, 4.0]])))
+        out.append(L.zeros(3).index_put_((L.tensor([0, 0, 2]),), L.tensor([1.0, 2.0, 3.0]),
+                                         accumulate=True))
+        out.append(L.zeros(2, 2).index_put_((L.tensor([0, 1]), L.tensor([1, 0])), L.tensor(5.0)))
+        out.append(L.zeros(4).masked_scatter_(L.tensor([True, False, True, False]),
+                                              L.tensor([5.0, 6.0, 7.0])))
+        out.append(L.zeros(2, 2).put_(L.tensor([1, 3]), L.tensor([7.0, 8.0])))
+        out.append(L.arange(6).reshape(2, 3).take(L.tensor([[0, 5], [4, 4]])))
+        out.extend(L.where(L.tensor([[0, 1], [1, 0]])))
+        return [t.tolist() for t in out]
+    expected = [[[4.0, 4.0], [0.0, 0.0], [2.0, 2.0]], [[2.0, 2.0], [0.0, 0.0], [1.0, 1.0]],
+                [[3.0, 4.0], [0.0, 0.0], [1.0, 2.0]], [3.0, 0.0, 3.0], [[0.0, 5.0], [5.0, 0.0]],
+                [5.0, 0.0, 6.0, 0.0], [[0.0, 7.0], [0.0, 8.0]], [[0, 5], [4, 4]], [0, 1], [1, 0]]
+    assert story(tg) == expected
+    if torch is not None:
+        assert story(torch) == expected
+    x = Tensor(np.random.default_rng(4).standard_normal((3, 2)), requires_grad=True)
+    s = Tensor(np.random.default_rng(5).standard_normal((4, 2)), requires_grad=True)
+    index = Tensor([2, 0, 2, 1])
+    assert tg.gradcheck(lambda a, b: a.index_add(0, index, b, alpha=0.5), x, s)
+    assert tg.gradcheck(lambda a, b: a.index_copy(0, Tensor([2, 0]), b[:2]), x, s)
+    assert tg.gradcheck(lambda a: a.take(Tensor([[5, 0], [5, 3]])), x)
+    with pytest.raises(RuntimeError, match="leaf"):
+        x.index_add_(0, index, s.detach())
+
+
+def test_trunc_frac_fmod():
+    ours, theirs = both(lambda L: (
+        L.tensor([-2.5, 2.5, -0.5]).trunc(), L.tensor([-2.5, 2.5, -0.5]).frac(),
+        L.fmod(L.tensor([-3.0, 3.0, 5.5]), 2), L.tensor([-7, 7]).fmod(3), L.tensor([-7, 7]) % 3,
+        L.tensor([-3.0, 3.0]).fmod(L.tensor([-2.0, 2.0]))))
+    expected = [[-2.0, 2.0, -0.0], [-0.5, 0.5, -0.5], [-1.0, 1.0, 1.5], [-1, 1], [2, 1], [-1.0, 1.0]]
+    assert_same(ours, expected, theirs)
+    a = Tensor(np.array([-3.3, 2.7, 5.1]), requires_grad=True)
+    b = Tensor(np.array([2.0, -1.3, 1.6]), requires_grad=True)
+    assert tg.gradcheck(lambda x, y: x.fmod(y) + x.frac(), a, b)
+    with pytest.raises(ZeroDivisionError):
+        Tensor([1, 2]).fmod(0)

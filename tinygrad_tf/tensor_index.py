@@ -283,9 +283,18 @@ class IndexOps:
 
 # ---------------------------------------------------------------------------- module-level ops
 
-def where(condition, a, b):
-    """Elementwise `a` where `condition` is True, else `b` (all three broadcast together)."""
+_NOTHING = object()
+
+
+def where(condition, a=_NOTHING, b=_NOTHING):
+    """Elementwise `a` where `condition` is True, else `b` (all three broadcast together);
+    where(condition) alone is condition.nonzero(as_tuple=True), as torch's."""
     Tensor = _autograd._Tensor
+    if a is _NOTHING and b is _NOTHING:
+        condition = condition if isinstance(condition, Tensor) else Tensor(condition)
+        return condition.nonzero(as_tuple=True)
+    if a is _NOTHING or b is _NOTHING:
+        raise TypeError("where: give a condition alone, or a condition and both values")
     cond = _bool_mask(condition, "where")
     if isinstance(a, Tensor):
         a, b = a._operands(b, "where")

@@ -24,7 +24,8 @@ median_result = collections.namedtuple("median", ["values", "indices"])
 INPLACE_FORMS = ("abs", "neg", "exp", "expm1", "log", "log1p", "log2", "log10", "sqrt", "rsqrt",
                  "sin", "cos", "tanh", "sigmoid", "relu", "floor", "ceil", "round", "sign",
                  "reciprocal", "square", "pow", "clamp_min", "clamp_max", "remainder",
-                 "floor_divide", "erf", "addcmul", "addcdiv", "lerp")
+                 "floor_divide", "erf", "addcmul", "addcdiv", "lerp", "index_add", "index_copy",
+                 "trunc", "frac", "fmod")
 
 
 def _inplace_form(name):
@@ -66,6 +67,84 @@ class TorchExtras:
     def lerp(self, end, weight):
         """self + weight * (end - self)."""
         return self + weight * (end - self)
+
+    # ------------------------------------------------------------------ index writes
+
+    def _spread_index(self, op, dim, index, source):
+        """`index` (1-D, along `dim`) shaped like `source` for scatter."""
+        axis = _normalize_dim(dim, self.ndim, op)
+        index = index if isinstance(index, _autograd._Tensor) else _autograd._Tensor(index)
+        if index.ndim != 1 or index.dtype.kind not in "iu":
+            raise ValueError(f"{op}: index must be a 1-D integer tensor, got {index.dtype} of "
+                             f"shape {index.shape}")
+        expected = self.shape[:axis] + (index.shape[0],) + self.shape[axis + 1:]
+        if tuple(source.shape) != expected:
+            raise ValueError(f"{op}: source has shape {tuple(source.shape)}, expected {expected}")
+        shape = [1] * self.ndim
+        shape[axis] = -1
+        return axis, index.reshape(*shape).expand(*source.shape)
+
+    def index_add(self, dim, index, source, *, alpha=1):
+        """A copy with alpha * source's slices added at `index` along `dim` (repeats add up)."""
+        axis, spread = self._spread_index("index_add", dim, index, source)
+        return self.scatter_add(axis, spread, source if alpha == 1 else source * alpha)
+
+    def index_copy(self, dim, index, source):
+        """A copy with source's slices written at `index` along `dim`."""
+        axis, spread = self._spread_index("index_copy", dim, index, source)
+        return self.scatter(axis, spread, source)
+
+    def take(self, index):
+        """The elements at `index` of the flattened tensor, in index's shape."""
+        return self.reshape(-1)[index]
+
+    def _write_array(self, op, values, edit):
+        """In place: `edit(array)` applied to a copy of the data, written back under the
+        in-place rules (one version bump)."""
+        self._check_inplace(op, values)
+        data = self.array.copy()
+        edit(data)
+        with _autograd.no_grad():
+            return self.copy_(_autograd._wrap_array(data))
+
+    def index_put_(self, indices, values, accumulate=False):
+        """self[indices] = values in place; accumulate=True adds, repeated indices adding up."""
+        index = tuple(i.array if isinstance(i, _autograd._Tensor) else i for i in indices)
+        source = values.array if isinstance(values, _autograd._Tensor) else np.asarray(values)
+
+        def edit(data):
+            if accumulate:
+                np.add.at(data, index, source)
+            else:
+                data[index] = source
+        return self._write_array("index_put_", values, edit)
+
+    def index_put(self, indices, values, accumulate=False):
+        return self.clone().index_put_(indices, values, accumulate)
+
+    def masked_scatter_(self, mask, source):
+        """Fill the positions where `mask` (broadcast) is True with source's elements in order."""
+        where = np.broadcast_to(_autograd._Tensor(mask).array if not isinstance(
+            mask, _autograd._Tensor) else mask.array, self.shape)
+        if where.dtype != np.bool_:
+            raise TypeError(f"masked_scatter_: mask must be bool, not {where.dtype}")
+        count = int(where.sum())
+        if count > source.numel():
+            raise ValueError(f"masked_scatter_: {count} positions but source has only "
+                             f"{source.numel()} elements")
+
+        def edit(data):
+            data[where] = source.array.reshape(-1)[:count]
+        return self._write_array("masked_scatter_", source, edit)
+
+    def put_(self, index, source, accumulate=False):
+        """Write (or add) source into the flattened tensor at `index`."""
+        flat_index = np.unravel_index(np.asarray(index.array if isinstance(
+            index, _autograd._Tensor) else index).reshape(-1) % max(self.numel(), 1), self.shape)
+        flat_source = source.array.reshape(-1) if isinstance(source, _autograd._Tensor) else \
+            np.asarray(source).reshape(-1)
+        return self.index_put_(tuple(_autograd._wrap_array(i) for i in flat_index),
+                               _autograd._wrap_array(flat_source), accumulate)
 
     # ------------------------------------------------------------------ random fills
 
@@ -291,6 +370,28 @@ class TorchExtras:
             earlier = _cat([ones, out.narrow(axis, 0, length - shift)], axis)
             out, shift = out * earlier, shift * 2
         return out
+
+    # ------------------------------------------------------------------ rounding toward zero
+
+    def trunc(self):
+        """Round toward zero (zero gradient, as floor)."""
+        return self._step(np.trunc)
+
+    fix = trunc
+
+    def frac(self):
+        """x - trunc(x), with x's sign."""
+        return self - self.trunc()
+
+    def fmod(self, other):
+        """The remainder of a / b with a's sign (C's fmod; `%` has b's sign)."""
+        if self.dtype.kind != "f" and not (isinstance(other, _autograd._Tensor)
+                                           and other.dtype.kind == "f") and not isinstance(other, float):
+            divisor = other.array if isinstance(other, _autograd._Tensor) else other
+            if np.any(np.asarray(divisor) == 0):
+                raise ZeroDivisionError("fmod: integer division by zero (as torch)")
+            return _autograd._wrap_array(np.fmod(self.array, divisor))
+        return self - other * (self / other).trunc()
 
     def fliplr(self):
         return self.flip(1)

@@ -83,7 +83,8 @@ FUNCTION_NAMES = (
     "expm1_", "floor_", "log10_", "log1p_", "log2_", "log_", "neg_", "reciprocal_", "relu_",
     "round_", "rsqrt_", "sigmoid_", "sin_", "sqrt_", "square_", "tanh_", "tensor_split",
     "diagonal", "trace", "diff", "count_nonzero", "nansum", "nanmean", "aminmax", "cumprod",
-    "kthvalue", "median",
+    "kthvalue", "median", "index_add", "index_copy", "take", "index_put", "trunc", "frac",
+    "fmod", "fix", "frac_", "index_put_", "trunc_",
 )
 
 
