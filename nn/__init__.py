@@ -10,9 +10,9 @@ from .activations import (CELU, ELU, GLU, SELU, CosineSimilarity, Hardsigmoid, H
                           Hardtanh, LogSigmoid, Mish, PairwiseDistance, PReLU, ReLU6, Softmin,
                           Softsign, Tanhshrink)
 from .layers import (GELU, Dropout, Embedding, Flatten, Identity, LayerNorm, LeakyReLU, Linear,
-                     LogSoftmax, ReLU, RMSNorm, Sigmoid, SiLU, Softmax, Softplus, Tanh)
-from .loss_modules import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, KLDivLoss, L1Loss,
-                           MSELoss, NLLLoss, SmoothL1Loss)
+                     LogSoftmax, ReLU, RMSNorm, Sigmoid, SiLU, Softmax, Softplus, Tanh, Unflatten)
+from .loss_modules import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss,
+                           L1Loss, MSELoss, NLLLoss, SmoothL1Loss)
 from .module import (Module, ModuleDict, ModuleList, Parameter, ParameterDict, ParameterList,
                      Sequential)
 from .multihead import MultiheadAttention
@@ -29,4 +29,5 @@ __all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Par
            "L1Loss", "SmoothL1Loss", "KLDivLoss", "BCELoss", "BCEWithLogitsLoss", "functional",
            "fused", "init", "optim", "schedules", "state", "utils", "ELU", "SELU", "CELU",
            "Hardtanh", "ReLU6", "Hardsigmoid", "Hardswish", "Mish", "LogSigmoid", "Softsign",
-           "Tanhshrink", "Softmin", "GLU", "PReLU", "CosineSimilarity", "PairwiseDistance"]
+           "Tanhshrink", "Softmin", "GLU", "PReLU", "CosineSimilarity", "PairwiseDistance",
+           "Unflatten", "HuberLoss"]

@@ -21,7 +21,8 @@ from ._common import _check_float, _check_range, _index_array, _keep_mask, _rows
 from .attention import FusedAttention, scaled_dot_product_attention  # noqa: F401
 from .losses import FusedCrossEntropy, _softplus_neg_composed, _stable_sigmoid  # noqa: F401
 from .losses import (binary_cross_entropy, binary_cross_entropy_with_logits,  # noqa: F401
-                     cross_entropy, kl_div, l1_loss, mse_loss, nll_loss, smooth_l1_loss)
+                     cross_entropy, huber_loss, kl_div, l1_loss, mse_loss, nll_loss,
+                     smooth_l1_loss)
 from .normalization import (FusedLayerNorm, Normalize, NormalizeBackward,  # noqa: F401
                             layer_norm, rms_norm)
 

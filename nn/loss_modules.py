@@ -117,6 +117,17 @@ class SmoothL1Loss(_Loss):
         return losses.smooth_l1_loss(input, target, self.reduction, self.beta)
 
 
+class HuberLoss(_Loss):
+    """Module form of functional.huber_loss."""
+
+    def __init__(self, reduction="mean", delta=1.0):
+        super().__init__(None, None, reduction)
+        self.delta = delta
+
+    def forward(self, input, target):
+        return losses.huber_loss(input, target, self.reduction, self.delta)
+
+
 class KLDivLoss(_Loss):
     """Module form of functional.kl_div."""
 

@@ -357,6 +357,16 @@ def smooth_l1_loss(input, target, reduction="mean", beta=1.0):
     return _reduce(loss, reduction)
 
 
+def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
+    """0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta): delta * smooth_l1_loss with
+    beta = delta (d = input - target)."""
+    if weight is not None:
+        raise NotImplementedError("huber_loss: weight= is not supported")
+    if not isinstance(delta, numbers.Real) or delta <= 0:
+        raise ValueError(f"huber_loss: delta must be > 0, got {delta!r}")
+    return smooth_l1_loss(input, target, reduction, beta=delta) * delta
+
+
 def kl_div(input, target, reduction="mean", log_target=False):
     """KL(target || exp(input)) pointwise: target * (log target - input) (0 where target is 0),
     or exp(target) * (target - input) with log_target. input holds log-probabilities.

@@ -749,3 +749,54 @@ def test_trunc_frac_fmod():
     assert tg.gradcheck(lambda x, y: x.fmod(y) + x.frac(), a, b)
     with pytest.raises(ZeroDivisionError):
         Tensor([1, 2]).fmod(0)
+
+
+def test_cummax_cummin_linalg_and_stacking_helpers():
+    # before: AttributeError for each
+    ours, theirs = both(lambda L: (
+        *L.tensor([1.0, 3, 2, 3, 5]).cummax(0), *L.tensor([[3.0, 1, 2, 1], [0, 4, -1, -1]]).cummin(1),
+        L.linalg.vector_norm(L.tensor([[3.0, -4], [0, 1]]), ord=1),
+        L.linalg.norm(L.tensor([[3.0, -4], [0, 1]]), "fro"),
+        L.hstack([L.tensor([1.0, 2]), L.tensor([3.0])]), L.vstack([L.tensor([1.0, 2]), L.tensor([3.0, 4])]),
+        L.column_stack([L.tensor([1.0, 2]), L.tensor([3.0, 4])]), L.atleast_3d(L.tensor([1.0, 2])),
+        L.searchsorted(L.tensor([1, 3, 5, 7]), L.tensor([3, 6, 9])),
+        L.bucketize(L.tensor([3, 6]), L.tensor([1, 3, 5, 7]), right=True),
+        L.cdist(L.tensor([[0.0, 0], [1, 1]]), L.tensor([[3.0, 4], [1, 0]])),
+        L.dist(L.tensor([0.0, 0]), L.tensor([3.0, 4]))))
+    expected = [[1.0, 3, 3, 3, 5], [0, 1, 1, 3, 4], [[3.0, 1, 1, 1], [0, 0, -1, -1]],
+                [[0, 1, 1, 3], [0, 0, 2, 3]], 8.0, np.sqrt(26.0), [1.0, 2, 3], [[1.0, 2], [3, 4]],
+                [[1.0, 3], [2, 4]], [[[1.0], [2.0]]], [1, 3, 4], [2, 3],
+                [[5.0, 1.0], [np.sqrt(13.0), 1.0]], 5.0]
+    for got, want in zip(ours, expected):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+        assert got.shape == np.shape(want)
+    if theirs is not None:
+        for got, want in zip(ours, theirs):
+            assert got.dtype == want.dtype
+            np.testing.assert_allclose(got, want, rtol=1e-6)
+    x = Tensor(np.array([1.0, 3.0, 2.0, 3.0, 5.0]), requires_grad=True)
+    (x.cummax(0).values * Tensor(np.arange(1.0, 6.0))).sum().backward()
+    assert x.grad.tolist() == [1.0, 5.0, 0.0, 4.0, 5.0]  # ties: the later index, as torch's
+    a = Tensor(np.array([[0.0, 1.0], [1.0, 1.5]]), requires_grad=True)
+    b = Tensor(np.array([[3.0, 4.0], [1.0, 0.2]]), requires_grad=True)
+    assert tg.gradcheck(lambda p, q: tg.cdist(p, q) + tg.linalg.vector_norm(p, 3), a, b)
+
+
+def test_huber_unflatten_strides_checkpoint_and_anomaly_names():
+    F = tg.nn.functional
+    assert F.huber_loss(Tensor([0.0, 0.0, 1.0]), Tensor([0.5, 3.0, -1.0]), delta=2.0).item() == \
+        pytest.approx((0.125 + 4.0 + 2.0) / 3)
+    assert tg.nn.HuberLoss(delta=0.5)(Tensor([0.0]), Tensor([3.0])).item() == pytest.approx(1.375)
+    assert tg.nn.Unflatten(1, (2, 3))(tg.zeros(4, 6)).shape == (4, 2, 3)
+    x = tg.zeros(2, 3, 4)
+    assert x.stride() == (12, 4, 1) and x.transpose(0, 2).stride() == (1, 4, 12)
+    assert x[1].storage_offset() == 12 and x[:, 1].storage_offset() == 4
+    from tinygrad_tf.utils.checkpoint import checkpoint
+    w = Tensor([1.0, 2.0], requires_grad=True)
+    checkpoint(lambda t: t.exp() * 2, w, use_reentrant=False).sum().backward()
+    np.testing.assert_allclose(w.grad.array, 2 * np.exp([1.0, 2.0]), rtol=1e-6)
+    v = tg.autograd.Variable(tg.ones(2), requires_grad=True)
+    with pytest.warns(UserWarning, match="anomaly"):
+        with tg.autograd.set_detect_anomaly(True):
+            (v * 2).sum().backward()
+    assert v.grad.tolist() == [2.0, 2.0]

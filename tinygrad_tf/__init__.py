@@ -17,6 +17,11 @@ __import__("sys").modules[f"{__name__}.autograd.functional"] = _autograd_functio
 from . import autograd_function as _autograd_function  # noqa: E402
 autograd.function = _autograd_function  # torch.autograd.function.once_differentiable
 __import__("sys").modules[f"{__name__}.autograd.function"] = _autograd_function
+from .autograd_extras import (Variable as _Variable, detect_anomaly as _detect_anomaly,  # noqa: E402
+                              is_anomaly_enabled as _is_anomaly_enabled,
+                              set_detect_anomaly as _set_detect_anomaly)
+autograd.Variable, autograd.detect_anomaly = _Variable, _detect_anomaly
+autograd.set_detect_anomaly, autograd.is_anomaly_enabled = _set_detect_anomaly, _is_anomaly_enabled
 
 __version__ = "0.1.0"
 
@@ -39,7 +44,7 @@ globals().update(_DTYPES)
 
 # Submodules loaded on first use, as `torch.distributed` or `torch.utils.data` are reachable
 # after `import torch`.
-_LAZY = ("distributed", "multiprocessing", "onnx", "utils", "profiler", "testing", "nn", "models")
+_LAZY = ("distributed", "multiprocessing", "onnx", "utils", "profiler", "testing", "nn", "models", "linalg")
 
 
 def __getattr__(name):

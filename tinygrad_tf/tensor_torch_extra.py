@@ -16,6 +16,8 @@ from .args import normalize_dim as _normalize_dim, normalize_dims as _normalize_
 from .tensor_index import cat as _cat
 
 aminmax_result = collections.namedtuple("aminmax", ["min", "max"])
+cummax_result = collections.namedtuple("cummax", ["values", "indices"])
+cummin_result = collections.namedtuple("cummin", ["values", "indices"])
 kthvalue_result = collections.namedtuple("kthvalue", ["values", "indices"])
 median_result = collections.namedtuple("median", ["values", "indices"])
 
@@ -353,6 +355,44 @@ class TorchExtras:
         if not keepdim:
             values, index = values.squeeze(axis), index.squeeze(axis)
         return result_type(values, index)
+
+    def cummax(self, dim):
+        """(values, indices) of the running maximum along `dim`; at ties the later index, as
+        torch's; the gradient goes to that element."""
+        return self._running_extreme("cummax", dim, np.maximum, cummax_result)
+
+    def cummin(self, dim):
+        """(values, indices) of the running minimum along `dim` (ties: the later index)."""
+        return self._running_extreme("cummin", dim, np.minimum, cummin_result)
+
+    def _running_extreme(self, op, dim, extreme, result_type):
+        axis = _normalize_dim(dim, self.ndim, op)
+        data = self.array.reshape(self.shape or (1,))
+        running = extreme.accumulate(data, axis=axis)
+        positions = np.arange(data.shape[axis]).reshape([-1 if d == axis else 1
+                                                         for d in range(data.ndim)])
+        held = np.where(data == running, positions, -1)  # where the extreme was (re)set
+        index = np.maximum.accumulate(held, axis=axis).reshape(self.shape)
+        index = _autograd._wrap_array(index.astype(np.int64))
+        if self.ndim == 0:
+            return result_type(self.clone(), index)
+        return result_type(self.gather(axis, index), index)
+
+    def stride(self, dim=None):
+        """Steps in elements between neighbours along each dim (numpy's byte strides / itemsize)."""
+        steps = tuple(s // self.array.itemsize for s in self.array.strides)
+        return steps if dim is None else steps[dim]
+
+    def storage_offset(self):
+        """Where this view starts in its buffer, in elements."""
+        root = self.array
+        while isinstance(root.base, np.ndarray):
+            root = root.base
+        start = self.array.__array_interface__["data"][0] - root.__array_interface__["data"][0]
+        return start // self.array.itemsize
+
+    def data_ptr(self):
+        return self.array.__array_interface__["data"][0]
 
     def cumprod(self, dim, dtype=None):
         """Running product along `dim`. With a graph it is a scan of log2(n) multiplications by

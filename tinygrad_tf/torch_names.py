@@ -84,7 +84,7 @@ FUNCTION_NAMES = (
     "round_", "rsqrt_", "sigmoid_", "sin_", "sqrt_", "square_", "tanh_", "tensor_split",
     "diagonal", "trace", "diff", "count_nonzero", "nansum", "nanmean", "aminmax", "cumprod",
     "kthvalue", "median", "index_add", "index_copy", "take", "index_put", "trunc", "frac",
-    "fmod", "fix", "frac_", "index_put_", "trunc_",
+    "fmod", "fix", "frac_", "index_put_", "trunc_", "cummax", "cummin",
 )
 
 
@@ -165,6 +165,75 @@ def diag(input, diagonal=0):
     ones = Tensor(np.eye(n, k=diagonal, dtype=input.dtype))
     # offset >= 0: row i holds x[i] at column i + offset; below the diagonal column j holds x[j]
     return padded.unsqueeze(1) * ones if diagonal >= 0 else padded.unsqueeze(0) * ones
+
+
+def atleast_1d(*tensors):
+    return _each(tensors, lambda t: t.reshape(1) if t.ndim == 0 else t)
+
+
+def atleast_2d(*tensors):
+    return _each(tensors, lambda t: t.reshape(1, -1) if t.ndim < 2 else t)
+
+
+def atleast_3d(*tensors):
+    def lift(t):  # torch's (and numpy's) placement: (n,) -> (1, n, 1), (m, n) -> (m, n, 1)
+        if t.ndim == 0:
+            return t.reshape(1, 1, 1)
+        if t.ndim == 1:
+            return t.reshape(1, -1, 1)
+        return t.unsqueeze(-1) if t.ndim == 2 else t
+    return _each(tensors, lift)
+
+
+def _each(tensors, fn):
+    if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
+        return tuple(fn(t) for t in tensors[0])
+    return fn(tensors[0]) if len(tensors) == 1 else tuple(fn(t) for t in tensors)
+
+
+def hstack(tensors):
+    tensors = atleast_1d(*tensors) if len(tensors) > 1 else (atleast_1d(tensors[0]),)
+    return cat(list(tensors), 0 if tensors[0].ndim == 1 else 1)
+
+
+def vstack(tensors):
+    return cat([t.reshape(1, -1) if t.ndim < 2 else t for t in tensors], 0)
+
+
+def column_stack(tensors):
+    return cat([t.reshape(-1, 1) if t.ndim < 2 else t for t in tensors], 1)
+
+
+def searchsorted(sorted_sequence, values, *, out_int32=False, right=False, side=None,
+                 sorter=None):
+    """Where `values` would be inserted into the last dim of `sorted_sequence` to keep it sorted
+    (no gradient)."""
+    side = side or ("right" if right else "left")
+    boundaries = sorted_sequence.array
+    queries = values.array if isinstance(values, Tensor) else np.asarray(values)
+    if boundaries.ndim == 1:
+        found = np.searchsorted(boundaries, queries, side=side)
+    else:
+        found = np.stack([np.searchsorted(b, q, side=side) for b, q in
+                          zip(boundaries.reshape(-1, boundaries.shape[-1]),
+                              queries.reshape(-1, queries.shape[-1]))]).reshape(queries.shape)
+    return tensor(found.astype(np.int32 if out_int32 else np.int64))
+
+
+def bucketize(input, boundaries, *, out_int32=False, right=False):
+    """The bucket of each value among the 1-D sorted `boundaries` (torch's `right` is the
+    opposite of searchsorted's)."""
+    return searchsorted(boundaries, input, out_int32=out_int32, right=right)
+
+
+def cdist(x1, x2, p=2.0, compute_mode=None):
+    """The p-norm distance between each row of x1 (..., P, M) and each row of x2 (..., R, M)."""
+    return (x1.unsqueeze(-2) - x2.unsqueeze(-3)).norm(p, dim=-1)
+
+
+def dist(input, other, p=2):
+    """The p-norm of input - other."""
+    return (input - other).reshape(-1).norm(p)
 
 
 def unique(input, sorted=True, return_inverse=False, return_counts=False, dim=None):
@@ -387,5 +456,7 @@ __all__ = (["dtype", "finfo", "iinfo", "Size", "get_default_dtype", "set_default
             "inference_mode", "is_inference_mode_enabled", "set_grad_enabled", "seed", "get_rng_state", "set_rng_state",
             "set_num_threads", "get_num_threads", "set_printoptions", "compile", "var_mean", "einsum",
             "take_along_dim", "meshgrid", "broadcast_shapes", "broadcast_tensors", "diag", "unique",
+            "atleast_1d", "atleast_2d", "atleast_3d", "hstack", "vstack", "column_stack",
+            "searchsorted", "bucketize", "cdist", "dist",
             "std_mean"]
            + [n for n in FUNCTION_NAMES if n not in ("numel", "is_floating_point")])

@@ -1,2 +1,3 @@
-"""torch.utils: `tinygrad_tf.utils.data` (datasets, samplers, DataLoader)."""
+"""torch.utils: `tinygrad_tf.utils.data` (datasets, samplers, DataLoader) and `utils.checkpoint`."""
 from . import data  # noqa: F401
+from . import checkpoint  # noqa: F401,E402
