@@ -6,6 +6,7 @@
     nn.state.save("model.safetensors", model.state_dict())
 """
 from . import functional, fused, init, optim, schedules, state, utils
+from .batchnorm import BatchNorm1d, BatchNorm2d, BatchNorm3d
 from .activations import (CELU, ELU, GLU, SELU, CosineSimilarity, Hardsigmoid, Hardswish,
                           Hardtanh, LogSigmoid, Mish, PairwiseDistance, PReLU, ReLU6, Softmin,
                           Softsign, Tanhshrink)
@@ -30,4 +31,4 @@ __all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Par
            "fused", "init", "optim", "schedules", "state", "utils", "ELU", "SELU", "CELU",
            "Hardtanh", "ReLU6", "Hardsigmoid", "Hardswish", "Mish", "LogSigmoid", "Softsign",
            "Tanhshrink", "Softmin", "GLU", "PReLU", "CosineSimilarity", "PairwiseDistance",
-           "Unflatten", "HuberLoss"]
+           "Unflatten", "HuberLoss", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d"]

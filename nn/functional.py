@@ -416,3 +416,4 @@ def sigmoid(input):
 from .activations import (celu, cosine_similarity, elu, glu, hardsigmoid, hardswish,  # noqa: E402
                           hardtanh, logsigmoid, mish, pairwise_distance, prelu, relu6, selu,
                           softmin, softsign, tanhshrink)
+from .batchnorm import batch_norm  # noqa: E402,F401

@@ -800,3 +800,45 @@ def test_huber_unflatten_strides_checkpoint_and_anomaly_names():
         with tg.autograd.set_detect_anomaly(True):
             (v * 2).sum().backward()
     assert v.grad.tolist() == [2.0, 2.0]
+
+
+# ---------------------------------------------------------------------------- batch norm
+
+def _batch_norm_story(L, nn):
+    def data(*shape, k=1.0):
+        values = np.cos(np.arange(int(np.prod(shape))) * 0.37 * k).reshape(shape) * 2 + 0.5
+        return L.tensor(values, dtype=L.float64)
+    story = []
+    for layer, x in [(nn.BatchNorm1d(3, dtype=L.float64), data(4, 3)),
+                     (nn.BatchNorm1d(3, momentum=None, dtype=L.float64), data(2, 3, 5)),
+                     (nn.BatchNorm2d(2, dtype=L.float64), data(2, 2, 3, 3))]:
+        for step in range(2):
+            xi = (x * (step + 1)).requires_grad_(True)
+            y = layer(xi)
+            (y * data(*y.shape, k=2)).sum().backward()
+            story += [y, xi.grad]
+        story += [layer.running_mean, layer.running_var, layer.weight.grad, layer.bias.grad]
+        layer.eval()
+        story.append(layer(data(*x.shape, k=3)))
+    return [np.asarray(t.detach().numpy()) for t in story]
+
+
+def test_batch_norm_layers_match_torch():
+    # before: AttributeError
+    ours = _batch_norm_story(tg, tg.nn)
+    if torch is not None:
+        for got, want in zip(ours, _batch_norm_story(torch, torch.nn)):
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    layer = tg.nn.BatchNorm1d(2)
+    x = Tensor(np.array([[1.0, 2.0], [3.0, 6.0]], np.float32))
+    np.testing.assert_allclose(layer(x).array, [[-1.0, -1.0], [1.0, 1.0]], atol=1e-4)
+    np.testing.assert_allclose(layer.running_mean.array, [0.2, 0.4])  # 0.9 * 0 + 0.1 * mean
+    np.testing.assert_allclose(layer.running_var.array, [1.1, 1.7])  # unbiased batch var 2, 8
+    assert layer.num_batches_tracked.item() == 1
+    assert list(layer.state_dict()) == ["weight", "bias", "running_mean", "running_var",
+                                        "num_batches_tracked"]
+    with pytest.raises(ValueError):
+        layer(Tensor(np.ones((1, 2), np.float32)))  # one value per channel in training
+    bn = tg.nn.BatchNorm1d(3, dtype=np.float64)
+    assert tg.gradcheck(lambda t: bn(t), Tensor(np.random.default_rng(6).standard_normal((5, 3)),
+                                                 requires_grad=True))
