@@ -22,6 +22,7 @@ from .autograd_extras import (Variable as _Variable, detect_anomaly as _detect_a
                               set_detect_anomaly as _set_detect_anomaly)
 autograd.Variable, autograd.detect_anomaly = _Variable, _detect_anomaly
 autograd.set_detect_anomaly, autograd.is_anomaly_enabled = _set_detect_anomaly, _is_anomaly_enabled
+autograd.gradcheck, autograd.gradgradcheck = gradcheck, gradgradcheck  # torch.autograd's names
 
 __version__ = "0.1.0"
 
