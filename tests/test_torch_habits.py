@@ -842,3 +842,18 @@ def test_batch_norm_layers_match_torch():
     bn = tg.nn.BatchNorm1d(3, dtype=np.float64)
     assert tg.gradcheck(lambda t: bn(t), Tensor(np.random.default_rng(6).standard_normal((5, 3)),
                                                  requires_grad=True))
+
+
+def test_numpy_spellings_axis_and_keepdims_as_torch():
+    # before: TypeError (torch takes axis= for dim= and keepdims= for keepdim=)
+    ours, theirs = both(lambda L: (
+        L.arange(6.0).reshape(2, 3).sum(axis=1), L.arange(6.0).reshape(2, 3).mean(0, keepdims=True),
+        L.arange(6.0).reshape(2, 3).max(axis=1, keepdims=True).values,
+        L.arange(6.0).reshape(2, 3).softmax(axis=0), L.arange(6.0).reshape(2, 3).cumsum(axis=1),
+        L.sum(L.arange(6.0).reshape(2, 3), axis=0), L.arange(6.0).reshape(1, 6).squeeze(axis=0),
+        L.arange(6.0).reshape(2, 3).std(axis=1, keepdims=True)))
+    a = np.arange(6.0).reshape(2, 3)
+    expected = [a.sum(1), a.mean(0, keepdims=True), a.max(1, keepdims=True),
+                np.exp(a) / np.exp(a).sum(0), a.cumsum(1), a.sum(0), a.reshape(6),
+                a.std(1, ddof=1, keepdims=True)]
+    assert_same(ours, expected, theirs)

@@ -1,4 +1,5 @@
 """Argument checking shared by the Tensor files: dims, shapes, masks and indices."""
+import functools
 import numbers
 
 import numpy as np
@@ -99,3 +100,22 @@ def write_out(result, out, op):
         raise RuntimeError(f"{op}: result type {result.dtype} can't be cast to the desired "
                            f"output type {out.dtype} (as torch)")
     return out.copy_(result)
+
+
+def accept_numpy_names(cls, names):
+    """Let the methods `names` of `cls` also take numpy's spellings `axis=` and `keepdims=` for
+    `dim=` and `keepdim=`, as torch's do (`x.sum(axis=1)`)."""
+    for name in names:
+        setattr(cls, name, _with_numpy_names(cls.__dict__[name]))
+
+
+def _with_numpy_names(method):
+    @functools.wraps(method)
+    def renamed(self, *args, **kwargs):
+        if "axis" in kwargs or "keepdims" in kwargs:
+            if "axis" in kwargs:
+                kwargs["dim"] = kwargs.pop("axis")
+            if "keepdims" in kwargs:
+                kwargs["keepdim"] = kwargs.pop("keepdims")
+        return method(self, *args, **kwargs)
+    return renamed

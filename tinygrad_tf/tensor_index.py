@@ -11,6 +11,7 @@ from . import dtypes as _dtypes
 from . import function as F
 from .args import bool_mask as _bool_mask, index_arg as _index_arg, index_tensor as _index_tensor
 from .args import normalize_dim as _normalize_dim, normalize_dims as _normalize_dims
+from .args import accept_numpy_names as _accept_numpy_names
 from .args import shape_arg as _shape_arg, write_out as _write_out
 from .dtypes import promote_dtypes as _promote_dtypes
 
@@ -357,3 +358,7 @@ def stack(tensors, dim=0, *, out=None):
         raise ValueError(f"stack: all tensors need the same shape, got {sorted(shapes)}")
     axis = _normalize_dim(dim, tensors[0].ndim + 1, "stack")
     return cat([t.unsqueeze(axis) for t in tensors], dim=axis)
+
+
+_accept_numpy_names(IndexOps, (
+    "squeeze", "unsqueeze", "unbind", "chunk", "gather"))

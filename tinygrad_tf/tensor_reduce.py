@@ -6,6 +6,7 @@ import numpy as np
 
 from . import autograd as _autograd
 from . import function as F
+from .args import accept_numpy_names as _accept_numpy_names
 from .args import normalize_dim as _normalize_dim, normalize_dims as _normalize_dims
 
 _wrap = _autograd._wrap_array
@@ -326,3 +327,8 @@ class ReduceOps:
             return topk_result(self, indices)
         indices = _wrap(np.take(indices.array, np.arange(k), axis=axis))
         return topk_result(self.gather(dim, indices), indices)
+
+
+_accept_numpy_names(ReduceOps, (
+    "sum", "mean", "std", "var", "prod", "max", "min", "amax", "amin", "argmax",
+    "argmin", "any", "all", "logsumexp", "cumsum", "softmax", "log_softmax", "sort", "argsort", "topk"))

@@ -12,6 +12,7 @@ import numpy as np
 from . import autograd as _autograd
 from . import dtypes as _dtypes
 from . import random as _random
+from .args import accept_numpy_names as _accept_numpy_names
 from .args import normalize_dim as _normalize_dim, normalize_dims as _normalize_dims
 from .tensor_index import cat as _cat
 
@@ -442,3 +443,8 @@ class TorchExtras:
 
 for _name in INPLACE_FORMS:
     setattr(TorchExtras, f"{_name}_", _inplace_form(_name))
+
+
+_accept_numpy_names(TorchExtras, (
+    "nansum", "nanmean", "median", "count_nonzero", "cumprod", "kthvalue", "cummax",
+    "cummin"))
