@@ -318,6 +318,15 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
 
 # ---------------------------------------------------------------------------- regression losses
 
+def _float_target(op, target):
+    # torch's binary cross-entropies refuse integer and bool targets (the 0/1 labels a data
+    # pipeline gives): write target.float()
+    if isinstance(target, Tensor) and target.dtype.kind != "f":
+        raise TypeError(f"{op}: target must be a float tensor, not {target.dtype} (as torch); "
+                        "use target.float()")
+    return target
+
+
 def _same_shape(op, input, target):
     if not isinstance(target, Tensor):
         target = Tensor(np.asarray(target, dtype=input.dtype))
@@ -461,7 +470,7 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):
     op = "binary_cross_entropy"
     _check_reduction(op, reduction)
     _float_input(op, input)
-    target = _same_shape(op, input, target)
+    target = _same_shape(op, input, _float_target(op, target))
     if ((input.array < 0) | (input.array > 1) | np.isnan(input.array)).any():
         raise ValueError(f"{op}: every element of input must be a probability in [0, 1]; got "
                          f"values in [{np.nanmin(input.array)}, {np.nanmax(input.array)}]")
@@ -513,7 +522,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     op = "binary_cross_entropy_with_logits"
     _check_reduction(op, reduction)
     _float_input(op, input)
-    target = _same_shape(op, input, target)
+    target = _same_shape(op, input, _float_target(op, target))
     weight = _weights_for(op, input, weight)
     pos_weight = _constant(op, "pos_weight", pos_weight, input.dtype)
     if pos_weight is not None:

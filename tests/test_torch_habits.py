@@ -857,3 +857,25 @@ def test_numpy_spellings_axis_and_keepdims_as_torch():
                 np.exp(a) / np.exp(a).sum(0), a.cumsum(1), a.sum(0), a.reshape(6),
                 a.std(1, ddof=1, keepdims=True)]
     assert_same(ours, expected, theirs)
+
+
+def test_deepcopy_of_a_non_leaf_and_integer_bce_targets_raise_as_torch():
+    # before: deepcopy copied the graph; the binary cross-entropies took integer targets
+    import copy
+    layer = tg.nn.Linear(2, 2)
+    layer(tg.ones(1, 2)).sum().backward()
+    twin = copy.deepcopy(layer)
+    assert type(twin.weight).__name__ == "Parameter" and twin.weight.requires_grad
+    assert not np.shares_memory(twin.weight.array, layer.weight.array)
+    np.testing.assert_array_equal(twin.weight.grad.array, layer.weight.grad.array)
+    F = tg.nn.functional
+    for refused in (lambda L: copy.deepcopy(L.ones(2, requires_grad=True) * 2),
+                    lambda L: L.nn.functional.binary_cross_entropy(L.tensor([0.2, 0.7]), L.tensor([0, 1])),
+                    lambda L: L.nn.functional.binary_cross_entropy_with_logits(L.tensor([0.2, -1.0]),
+                                                                               L.tensor([0, 1]))):
+        with pytest.raises((RuntimeError, TypeError)):
+            refused(tg)
+        if torch is not None:
+            with pytest.raises((RuntimeError, TypeError)):
+                refused(torch)
+    assert F.binary_cross_entropy(Tensor([0.5]), Tensor([1.0])).item() == pytest.approx(np.log(2))

@@ -5,6 +5,7 @@ initialisation (`p.data.normal_(0, 0.02)`), `addcmul`/`addcdiv`/`lerp`, more dty
 `TorchMethods` (tensor_torch.py) mixes in `TorchExtras`.
 """
 import collections
+import copy
 import numbers
 
 import numpy as np
@@ -197,6 +198,14 @@ class TorchExtras:
     def mT(self):  # noqa: N802 (torch's name)
         """The last two dims swapped (a batch of matrices transposed)."""
         return self.transpose(-2, -1)
+
+    def __deepcopy__(self, memo):
+        """A copy of a leaf (its data, flags and grad), as torch's; a non-leaf refuses."""
+        if self._ctx is not None:
+            raise RuntimeError("Only Tensors created explicitly by the user (graph leaves) "
+                               "support the deepcopy protocol (as torch); deepcopy "
+                               "t.detach() instead")
+        return copy._reconstruct(self, memo, *self.__reduce_ex__(4))
 
     def detach_(self):
         """Detach in place: the tensor becomes a leaf that does not require grad."""
