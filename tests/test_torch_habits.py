@@ -879,3 +879,34 @@ def test_deepcopy_of_a_non_leaf_and_integer_bce_targets_raise_as_torch():
             with pytest.raises((RuntimeError, TypeError)):
                 refused(torch)
     assert F.binary_cross_entropy(Tensor([0.5]), Tensor([1.0])).item() == pytest.approx(np.log(2))
+
+
+@pytest.mark.parametrize("reduce", ["sum", "mean", "amax", "amin", "prod"])
+@pytest.mark.parametrize("include_self", [True, False])
+def test_scatter_reduce(reduce, include_self):
+    # before: AttributeError
+    base = np.array([[2.0, 0.0, 1.0], [5.0, 3.0, 3.0]])
+    src = np.array([[1.0, 5.0, 2.0], [3.0, 3.0, 4.0]])
+    index = [[0, 0, 2], [1, 1, 1]]
+    expected = {("sum", True): [[8, 0, 3], [5, 13, 3]], ("sum", False): [[6, 0, 2], [5, 10, 3]],
+                ("mean", True): [[8 / 3, 0, 1.5], [5, 13 / 4, 3]],
+                ("mean", False): [[3, 0, 2], [5, 10 / 3, 3]],
+                ("amax", True): [[5, 0, 2], [5, 4, 3]], ("amax", False): [[5, 0, 2], [5, 4, 3]],
+                ("amin", True): [[1, 0, 1], [5, 3, 3]], ("amin", False): [[1, 0, 2], [5, 3, 3]],
+                ("prod", True): [[10, 0, 2], [5, 108, 3]], ("prod", False): [[5, 0, 2], [5, 36, 3]]}
+    out = Tensor(base).scatter_reduce(1, Tensor(index), Tensor(src), reduce, include_self=include_self)
+    np.testing.assert_allclose(out.array, expected[reduce, include_self])
+    if reduce == "prod":
+        return
+    b, s = Tensor(base, requires_grad=True), Tensor(src, requires_grad=True)
+    weights = Tensor(np.arange(1.0, 7.0).reshape(2, 3))
+    (b.scatter_reduce(1, Tensor(index), s, reduce, include_self=include_self) * weights).sum().backward()
+    if torch is not None:
+        tb, ts = (torch.tensor(a, requires_grad=True) for a in (base, src))
+        (tb.scatter_reduce(1, torch.tensor(index), ts, reduce, include_self=include_self)
+         * torch.tensor(weights.array)).sum().backward()
+        np.testing.assert_allclose(b.grad.array, tb.grad.numpy(), rtol=1e-12)
+        np.testing.assert_allclose(s.grad.array, ts.grad.numpy(), rtol=1e-12)
+    if reduce in ("sum", "mean"):  # smooth: check the gradient numerically too
+        assert tg.gradcheck(lambda x, y: x.scatter_reduce(1, Tensor(index), y, reduce,
+                                                          include_self=include_self), b, s)

@@ -98,6 +98,50 @@ class TorchExtras:
         axis, spread = self._spread_index("index_copy", dim, index, source)
         return self.scatter(axis, spread, source)
 
+    def scatter_reduce(self, dim, index, src, reduce, *, include_self=True):
+        """A copy with src's elements reduced ('sum', 'prod', 'mean', 'amax', 'amin') into the
+        positions `index` names along `dim` (torch.scatter_reduce); include_self=False leaves
+        self's values out where something is scattered. amax/amin share the gradient evenly
+        among ties, as torch's; 'prod' has no gradient here."""
+        if reduce not in ("sum", "prod", "mean", "amax", "amin"):
+            raise ValueError(f"scatter_reduce: reduce must be sum, prod, mean, amax or amin, "
+                             f"got {reduce!r}")
+        axis = _normalize_dim(dim, self.ndim, "scatter_reduce")
+        index = index if isinstance(index, _autograd._Tensor) else _autograd._Tensor(index)
+        grids = list(np.indices(index.shape, sparse=True))
+        grids[axis] = index.array
+        target = tuple(np.broadcast_arrays(*grids))
+        values = src.array[tuple(slice(0, n) for n in index.shape)]
+        hit = np.zeros(self.shape, bool)
+        hit[target] = True
+        Tensor = _autograd._Tensor
+        keep = Tensor(~hit | include_self)  # where self's own value takes part
+        if reduce in ("sum", "mean"):
+            total = self.masked_fill(~keep, 0).scatter_add(axis, index, src)
+            if reduce == "sum":
+                return total
+            counts = keep.to(self.dtype).scatter_add(axis, index, src.new_ones(*index.shape))
+            return total / counts if self.dtype.kind == "f" else total // counts
+        ufunc = {"prod": np.multiply, "amax": np.maximum, "amin": np.minimum}[reduce]
+        out = self.array.copy()
+        if not include_self:  # start from the reduction's identity where something lands
+            out[hit] = {"prod": 1, "amax": -np.inf, "amin": np.inf}[reduce] if \
+                out.dtype.kind == "f" or reduce == "prod" else \
+                (np.iinfo(out.dtype).min if reduce == "amax" else np.iinfo(out.dtype).max)
+        ufunc.at(out, target, values)
+        result = _autograd._wrap_array(out)
+        if not (_autograd.is_grad_enabled() and (self.requires_grad or src.requires_grad)):
+            return result
+        if reduce == "prod":
+            raise NotImplementedError("scatter_reduce: 'prod' has no gradient here")
+        equal_self = self == result
+        ties_src = src == result.gather(axis, index)
+        # torch counts self's tie even with include_self=False (then self gets no share)
+        count = equal_self.to(self.dtype).scatter_add(axis, index, ties_src.to(self.dtype))
+        shared = self.masked_fill(~(equal_self & keep), 0).scatter_add(
+            axis, index, src.masked_fill(~ties_src, 0)) / count
+        return result + (shared - shared.detach())  # result's values, shared's gradient
+
     def take(self, index):
         """The elements at `index` of the flattened tensor, in index's shape."""
         return self.reshape(-1)[index]

@@ -84,7 +84,7 @@ FUNCTION_NAMES = (
     "round_", "rsqrt_", "sigmoid_", "sin_", "sqrt_", "square_", "tanh_", "tensor_split",
     "diagonal", "trace", "diff", "count_nonzero", "nansum", "nanmean", "aminmax", "cumprod",
     "kthvalue", "median", "index_add", "index_copy", "take", "index_put", "trunc", "frac",
-    "fmod", "fix", "frac_", "index_put_", "trunc_", "cummax", "cummin",
+    "fmod", "fix", "frac_", "index_put_", "trunc_", "cummax", "cummin", "scatter_reduce",
 )
 
 
