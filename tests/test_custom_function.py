@@ -394,3 +394,41 @@ def test_a_custom_functions_0d_output_prints_its_node_once():
     y = Square.apply(tg.tensor(3.0, requires_grad=True))
     assert str(y) == "tensor(9., grad_fn=<SquareBackward>)"
 
+
+
+def test_vjp_saved_tensors_after_backward_and_wrong_shape_message_as_torch():
+    class Double(tg.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x * 2
+
+        @staticmethod
+        def vjp(ctx, g):  # torch's other name for backward (NotImplementedError before)
+            return g * 2
+
+    x = Tensor(X[0].copy(), requires_grad=True)
+    y = Double.apply(x)
+    ctx = y.grad_fn
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.array, [2, 2, 2])
+    # saved tensors freed by that backward: torch raises; an empty tuple came back before
+    with pytest.raises(RuntimeError, match="DoubleBackward: its saved tensors were freed"):
+        ctx.saved_tensors
+    with pytest.raises(TypeError, match="both 'backward' and 'vjp'"):
+        class Both(tg.autograd.Function):
+            backward = vjp = staticmethod(lambda ctx, g: g)
+
+    class Column(tg.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, g):
+            return (g * 2)[:, None]  # (3, 1) for an input of shape (3,)
+
+    # the message names the shape backward returned ((1,), after summing a dim, before)
+    with pytest.raises(RuntimeError, match=r"ColumnBackward.backward returned a gradient of shape "
+                                           r"\(3, 1\) for an input of shape \(3,\)"):
+        Column.apply(Tensor(X[0].copy(), requires_grad=True)).sum().backward()

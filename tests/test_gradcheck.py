@@ -250,3 +250,33 @@ def test_gradgradcheck_of_a_once_differentiable_backward_returns_false():
     assert tg.autograd.gradgradcheck(Cube.apply, (x,), raise_exception=False) is False
     with pytest.raises(GradcheckError, match="once_differentiable"):
         tg.autograd.gradgradcheck(Cube.apply, (x,))
+
+
+def test_first_order_only_backwards_and_a_backward_writing_its_grad_output():
+    import tinygrad_tf as tg
+
+    class Cube(tg.autograd.Function):  # backward through numpy, not marked once_differentiable
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x ** 3
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return tg.from_numpy(3 * x.detach().numpy() ** 2) * g
+
+    class Twice(tg.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, g):
+            return g.mul_(2)  # writes the upstream gradient gradcheck handed in: still right
+
+    x = tg.tensor([0.6, 1.3], dtype=tg.float64, requires_grad=True)
+    assert tg.autograd.gradcheck(Cube.apply, (x,))
+    assert tg.autograd.gradgradcheck(Cube.apply, (x,), raise_exception=False) is False  # as torch
+    assert tg.autograd.gradcheck(Twice.apply, (x,))
+    assert tg.autograd.gradcheck(Twice.apply, (x,), fast_mode=True)

@@ -193,18 +193,16 @@ def _as_output(cls, out):
 def unbroadcast(grad, shape, op="op", xp=numpy_ops):
     """Sum `grad` down to `shape`, undoing numpy broadcasting (the one place this happens, for
     both walks: `xp` is the array namespace, xp.py)."""
-    extra = grad.ndim - len(shape)
-    if extra < 0:
-        raise RuntimeError(f"{op}.backward returned a gradient of shape {grad.shape}, "
-                           f"fewer dims than its input's {tuple(shape)}")
-    if extra:
+    extra, returned = grad.ndim - len(shape), grad.shape
+    if extra > 0:
         grad = xp.sum(grad, tuple(range(extra)))
-    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    stretched = () if extra < 0 else tuple(i for i, n in enumerate(shape)
+                                           if n == 1 and grad.shape[i] != 1)
     if stretched:
         grad = xp.sum(grad, stretched, keepdims=True)
-    if grad.shape != tuple(shape):
-        raise RuntimeError(f"{op}.backward returned a gradient of shape {grad.shape} for an "
-                           f"input of shape {tuple(shape)}; they must match (or broadcast to it)")
+    if grad.shape != tuple(shape):  # as torch: the input's shape must broadcast to the gradient's
+        raise RuntimeError(f"{op}.backward returned a gradient of shape {returned} for an input "
+                           f"of shape {tuple(shape)}; expected it (or a shape it broadcasts to)")
     return grad
 
 

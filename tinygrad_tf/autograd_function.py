@@ -27,7 +27,7 @@ import numpy as np
 
 from . import autograd as _autograd
 from .autograd import ArrayFunction, _wrap_array, no_grad
-from .xp import graph_guard
+from .xp import FirstOrderOnlyError, graph_guard
 
 
 class FunctionCtx(ArrayFunction):
@@ -56,6 +56,10 @@ class FunctionCtx(ArrayFunction):
     def saved_tensors(self):
         """The saved Tensors: an input or output comes back as that very Tensor (under
         create_graph, on the graph, so a second derivative flows through it)."""
+        if "_tensor_places" not in vars(self):  # a backward without retain_graph cleared it
+            raise RuntimeError(f"{type(self).__name__}: its saved tensors were freed by the "
+                               "backward that ran through it; pass retain_graph=True to that "
+                               "backward to read them afterwards (as torch)")
         saved = ArrayFunction.saved_tensors.fget(self)  # raises if one was written in place
         known = {id(p.array): p for p in (self.parents or ())}
         for ref in self._outputs:
@@ -161,8 +165,8 @@ class _OnceDifferentiable(ArrayFunction):
 
     @staticmethod
     def backward(ctx, grad):
-        raise RuntimeError("trying to differentiate twice a function that was marked with "
-                           "@once_differentiable")
+        raise FirstOrderOnlyError("trying to differentiate twice a function that was marked "
+                                  "with @once_differentiable")
 
 
 def once_differentiable(backward):
@@ -199,6 +203,11 @@ class _FunctionMeta(type):
         super().__init__(name, bases, namespace)
         if not bases:  # the base class itself
             return
+        if "vjp" in namespace:  # torch's other name for backward
+            if "backward" in namespace:
+                raise TypeError(f"{name}: implementing both 'backward' and 'vjp' for a custom "
+                                "Function is not allowed; implement one of them (as torch)")
+            cls.backward = namespace["vjp"]
         # torch names a Function's node `<Name>Backward`; it is the ctx the user's code sees
         cls._node_class = type(f"{name}Backward", (FunctionCtx,),
                                {"function": cls, "__module__": cls.__module__,

@@ -23,9 +23,14 @@ class _GraphGuard(threading.local):
 graph_guard = _GraphGuard()
 
 
+class FirstOrderOnlyError(RuntimeError):
+    """A second derivative was asked of a backward that can only give first ones (it turns
+    Tensors into arrays, or is @once_differentiable); gradgradcheck reports it as a failure."""
+
+
 def check_not_in_graph_backward(what):
     if graph_guard.depth:
-        raise RuntimeError(
+        raise FirstOrderOnlyError(
             f"{what} inside a backward running with create_graph=True: the array would be a "
             "constant, so a derivative through it would silently be zero. Compute with ctx.xp "
             "(or the Tensor operators), or give the Function a composed(ctx, *inputs) twin")
