@@ -1,4 +1,7 @@
-"""The Hypothesis strategies in tinygrad_tf.testing generate what they promise."""
+"""The Hypothesis strategies in tinygrad_tf.testing generate what they promise; its assert_close
+is torch.testing's."""
+import re
+
 import numpy as np
 import pytest
 from hypothesis import find, given, strategies as st
@@ -97,3 +100,83 @@ def test_attention_masks_reject_bad_kinds():
         find(tt.attention_masks(1, 2, 2, kind="diagonal"), lambda mask: True)
     with pytest.raises(ValueError, match="causal mask needs q_len == k_len"):
         find(tt.attention_masks(1, 2, 3, kind="causal"), lambda mask: True)
+
+
+# ---------------------------------------------------------------- torch.testing.assert_close
+def close_cases(torch):
+    """assert_close calls as users write them; each returns "ok" or the exception's type and
+    first line. Run on tinygrad_tf and, where installed, on torch."""
+    A = torch.testing.assert_close
+    t = torch.tensor
+    cases = {
+        "float32 off by 0.1": lambda: A(t([1., 2., 3.]), t([1., 2.1, 3.])),
+        "float32 within rtol": lambda: A(t([1., 2., 3.]), t([1., 2.000001, 3.])),
+        "dtypes differ": lambda: A(t([1., 2.]), t([1., 2.], dtype=torch.float64)),
+        "dtypes differ, unchecked": lambda: A(t([1., 2.]), t([1., 2.], dtype=torch.float64),
+                                              check_dtype=False),
+        "shapes differ": lambda: A(t([1., 2.]), t([1., 2., 3.])),
+        "Tensor and float": lambda: A(t(1.), 1.0),
+        "floats": lambda: A(1.0, 1.1),
+        "int and float": lambda: A(1, 1.0),
+        "ints": lambda: A(t([1, 2]), t([1, 3])),
+        "nan": lambda: A(t([float("nan")]), t([float("nan")])),
+        "nan, equal_nan": lambda: A(t([float("nan")]), t([float("nan")]), equal_nan=True),
+        "inf and -inf": lambda: A(t([float("inf")]), t([-float("inf")])),
+        "given tolerances": lambda: A(t([1., 2.]), t([1., 2.5]), rtol=0.3, atol=0),
+        "one tolerance": lambda: A(t([1., 2.]), t([1., 2.5]), rtol=0.3),
+        "lists": lambda: A([t([1.]), t([2.])], [t([1.]), t([2.2])]),
+        "msg": lambda: A(t([1., 2.]), t([1., 2.1]), msg="custom"),
+        "float64 gradients": lambda: A(t([1., 2.], dtype=torch.float64),
+                                       t([1., 2. + 1e-8], dtype=torch.float64)),
+        "0-d": lambda: A(t(1.0), t(1.5)),
+    }
+    out = {}
+    for name, case in cases.items():
+        try:
+            case()
+            out[name] = "ok"
+        except Exception as error:  # noqa: BLE001 (the verdict is the point)
+            out[name] = f"{type(error).__name__}: {str(error).splitlines()[0]}"
+    return out
+
+
+def test_assert_close_as_torch():
+    # torch.testing.assert_close: AttributeError before (tinygrad_tf.testing held only the
+    # strategies)
+    import tinygrad_tf as tg
+    ours = close_cases(tg)
+    assert ours["float32 within rtol"] == ours["nan, equal_nan"] == "ok"
+    assert ours["float32 off by 0.1"] == "AssertionError: Tensor-likes are not close!"
+    assert ours["inf and -inf"] == "AssertionError: Tensor-likes are not close!"
+    assert ours["dtypes differ"].startswith("AssertionError: The values for attribute 'dtype'")
+    assert ours["one tolerance"].startswith("ValueError: Both 'rtol' and 'atol'")
+    with pytest.raises(AssertionError, match=r"Mismatched elements: 1 / 3 \(33.3%\)\n"
+                                             r"Greatest absolute difference: 0.5 at index \(1,\)"):
+        tg.testing.assert_close(tg.tensor([1., 2., 3.]), tg.tensor([1., 2.5, 3.]))
+
+
+def test_assert_close_verdicts_match_torch():
+    torch = pytest.importorskip("torch")
+    import tinygrad_tf as tg
+    ours, theirs = close_cases(tg), close_cases(torch)
+    for name in ours:  # the type names in "No comparison pair ..." are each library's own
+        if ours[name].startswith("TypeError"):
+            assert theirs[name].startswith("TypeError: No comparison pair"), name
+        else:
+            # torch prints a shape as torch.Size([2]), ours as (2,)
+            theirs_shape = re.sub(r"torch\.Size\(\[(\d+)\]\)", r"(\1,)", theirs[name])
+            assert ours[name] == theirs_shape.replace("torch.", ""), name
+
+
+def test_assert_close_needs_no_hypothesis(monkeypatch):
+    import importlib.util
+    import sys
+    import tinygrad_tf
+    monkeypatch.setitem(sys.modules, "hypothesis", None)  # as if not installed
+    path = tinygrad_tf.__path__[0] + "/testing.py"
+    spec = importlib.util.spec_from_file_location("tinygrad_tf._testing_probe", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.assert_close(tinygrad_tf.tensor([1.0]), tinygrad_tf.tensor([1.0]))
+    with pytest.raises(ImportError, match="need Hypothesis"):
+        module.tensors()

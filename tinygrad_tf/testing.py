@@ -1,4 +1,5 @@
-"""Hypothesis strategies for testing ops and models built on tinygrad_tf.
+"""Hypothesis strategies for testing ops and models built on tinygrad_tf, and torch.testing's
+`assert_close` (testing_close.py) to compare values or gradients with a reference.
 
     from hypothesis import given
     from tinygrad_tf import gradcheck, testing as tt
@@ -7,13 +8,28 @@
     def test_tanh(x):
         assert gradcheck(lambda t: t.tanh(), x)
 
-Importing this module imports Hypothesis; nothing else in tinygrad_tf does.
+Importing this module imports Hypothesis (assert_close works without it); nothing else in
+tinygrad_tf does.
 """
 import numpy as np
-from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
 from .tensor import Tensor
+from .testing_close import assert_close  # noqa: F401 (torch.testing's; needs no Hypothesis)
+
+try:
+    from hypothesis import strategies as st
+    from hypothesis.extra import numpy as hnp
+except ImportError:  # assert_close still works; the strategies say what is missing
+
+    class _Missing:
+        def __getattr__(self, name):
+            raise ImportError("tinygrad_tf.testing's strategies need Hypothesis: pip install "
+                              "hypothesis (or tinygrad_tf's [test] extra)")
+
+        def composite(self, function):  # defined now, fails when called
+            return lambda *args, **kwargs: self.composite_strategy
+
+    st = hnp = _Missing()
 
 
 def shapes(min_dims=0, max_dims=4, min_side=1, max_side=5):
