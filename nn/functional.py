@@ -238,18 +238,26 @@ class Pad(ArrayFunction):
 
 def pad(input, pad, mode="constant", value=None):
     """Pad the last len(pad) // 2 dims; pad = (last_left, last_right, prev_left, prev_right, ...)
-    as torch. Only mode='constant' with non-negative widths (torch also crops on negative)."""
+    as torch; a negative width crops that side, as torch's. Only mode='constant'."""
     if mode != "constant":
         raise NotImplementedError(f"pad: mode {mode!r} is not implemented; only 'constant'")
     pad = tuple(pad)
     if len(pad) % 2 or len(pad) // 2 > input.ndim:
         raise ValueError(f"pad: pad {pad} must hold a (left, right) pair for each of at most "
                          f"{input.ndim} trailing dims of the input of shape {input.shape}")
-    if any(not isinstance(p, numbers.Integral) or p < 0 for p in pad):
-        raise ValueError(f"pad: widths must be non-negative integers, got {pad}")
+    if any(not isinstance(p, numbers.Integral) for p in pad):
+        raise ValueError(f"pad: widths must be integers, got {pad}")
     widths = [(0, 0)] * input.ndim
     for i in range(len(pad) // 2):
-        widths[input.ndim - 1 - i] = (int(pad[2 * i]), int(pad[2 * i + 1]))
+        dim = input.ndim - 1 - i
+        before, after = int(pad[2 * i]), int(pad[2 * i + 1])
+        if before < 0 or after < 0:  # crop first (a narrow: its gradient is a slice's)
+            start, stop = max(-before, 0), input.shape[dim] - max(-after, 0)
+            if stop < start:
+                raise ValueError(f"pad: widths {pad} crop dim {dim} of size {input.shape[dim]} "
+                                 "below zero")
+            input = input.narrow(dim, start, stop - start)
+        widths[dim] = (max(before, 0), max(after, 0))
     return Pad.apply(input, widths=tuple(widths), value=0 if value is None else value)
 
 

@@ -910,3 +910,17 @@ def test_scatter_reduce(reduce, include_self):
     if reduce in ("sum", "mean"):  # smooth: check the gradient numerically too
         assert tg.gradcheck(lambda x, y: x.scatter_reduce(1, Tensor(index), y, reduce,
                                                           include_self=include_self), b, s)
+
+
+def test_pad_crops_on_negative_widths_and_layer_norm_repr():
+    # before: ValueError for any negative width (torch crops); LayerNorm's repr lacked bias=
+    x = np.arange(12.0).reshape(3, 4)
+    for widths in [(-1, 0), (-1, 2), (1, -2, -1, 0), (0, 0, -1, -1)]:
+        out = tg.nn.functional.pad(Tensor(x), widths)
+        if torch is not None:
+            np.testing.assert_array_equal(out.array, torch.nn.functional.pad(torch.tensor(x), widths).numpy())
+    assert tg.nn.functional.pad(Tensor(x), (1, -2, -1, 0)).tolist() == \
+        [[0.0, 4.0, 5.0], [0.0, 8.0, 9.0]]
+    assert tg.gradcheck(lambda v: tg.nn.functional.pad(v, (1, -2, -1, 0)), Tensor(x, requires_grad=True))
+    assert repr(tg.nn.LayerNorm(4, bias=False)) == \
+        "LayerNorm((4,), eps=1e-05, elementwise_affine=True, bias=False)"
