@@ -924,3 +924,14 @@ def test_pad_crops_on_negative_widths_and_layer_norm_repr():
     assert tg.gradcheck(lambda v: tg.nn.functional.pad(v, (1, -2, -1, 0)), Tensor(x, requires_grad=True))
     assert repr(tg.nn.LayerNorm(4, bias=False)) == \
         "LayerNorm((4,), eps=1e-05, elementwise_affine=True, bias=False)"
+
+
+def test_diag_embed():
+    # before: AttributeError
+    x = np.arange(6.0).reshape(2, 3)
+    for options in [{}, {"offset": 1}, {"offset": -2}, {"dim1": 0, "dim2": 2}]:
+        out = tg.diag_embed(Tensor(x), **options)
+        if torch is not None:
+            np.testing.assert_array_equal(out.array, torch.diag_embed(torch.tensor(x), **options).numpy())
+    assert tg.diag_embed(Tensor([1, 2])).tolist() == [[1, 0], [0, 2]]
+    assert tg.gradcheck(lambda v: tg.diag_embed(v, -1), Tensor(x, requires_grad=True))

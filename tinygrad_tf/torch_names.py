@@ -236,6 +236,16 @@ def dist(input, other, p=2):
     return (input - other).reshape(-1).norm(p)
 
 
+def diag_embed(input, offset=0, dim1=-2, dim2=-1):
+    """Matrices whose `offset` diagonal holds the last dim of `input`, placed at dims (dim1, dim2)
+    of the result."""
+    n = input.shape[-1] + builtins.abs(offset)
+    padded = cat([input, input.new_zeros(*input.shape[:-1], n - input.shape[-1])], -1)
+    ones = Tensor(np.eye(n, k=offset, dtype=input.dtype))
+    out = padded.unsqueeze(-1) * ones if offset >= 0 else padded.unsqueeze(-2) * ones
+    return out.movedim((-2, -1), (dim1, dim2))
+
+
 def unique(input, sorted=True, return_inverse=False, return_counts=False, dim=None):
     """The distinct values, sorted (torch.unique; no gradient), with optionally each element's
     index into them and each value's count."""
@@ -457,6 +467,6 @@ __all__ = (["dtype", "finfo", "iinfo", "Size", "get_default_dtype", "set_default
             "set_num_threads", "get_num_threads", "set_printoptions", "compile", "var_mean", "einsum",
             "take_along_dim", "meshgrid", "broadcast_shapes", "broadcast_tensors", "diag", "unique",
             "atleast_1d", "atleast_2d", "atleast_3d", "hstack", "vstack", "column_stack",
-            "searchsorted", "bucketize", "cdist", "dist",
+            "searchsorted", "bucketize", "cdist", "dist", "diag_embed",
             "std_mean"]
            + [n for n in FUNCTION_NAMES if n not in ("numel", "is_floating_point")])
