@@ -280,3 +280,17 @@ def test_first_order_only_backwards_and_a_backward_writing_its_grad_output():
     assert tg.autograd.gradgradcheck(Cube.apply, (x,), raise_exception=False) is False  # as torch
     assert tg.autograd.gradcheck(Twice.apply, (x,))
     assert tg.autograd.gradcheck(Twice.apply, (x,), fast_mode=True)
+
+
+def test_a_function_rounding_to_float32_is_named_as_the_cause():
+    # A right gradient fails when fn computes in float32 whatever it is given: the numeric side
+    # (float64 copies of the inputs) is then rounding noise. The message said "wrong gradient"
+    # (or "kink") and nothing more before.
+    import tinygrad_tf as tg
+    x32 = tg.tensor([0.6, 1.3, 1.9], requires_grad=True)
+    with pytest.raises(GradcheckError, match="fn returned float32 from float64 inputs"):
+        tg.autograd.gradcheck(lambda a: a.float() ** 2, (x32,))
+    x = tg.tensor([0.6, 1.3, 1.9], dtype=tg.float64, requires_grad=True)
+    with pytest.raises(GradcheckError, match="fn may round inside"):
+        tg.autograd.gradcheck(lambda a: (a.float() ** 2).double(), (x,))
+    assert tg.autograd.gradcheck(lambda a: a * a, (x32,))  # float32 inputs, computed in kind

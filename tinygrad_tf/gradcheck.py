@@ -48,13 +48,27 @@ def _refuse(name, **options):
                                   "tinygrad_tf does not have")
 
 
-def _outputs(fn, values):
+def _outputs(fn, values, dtypes):
     """fn at float64 `values` (non-arrays passed as they are), without a graph, as a list of
-    float64 arrays, one per float output."""
+    float64 arrays, one per float output; the dtypes fn returned are added to `dtypes`."""
     with no_grad():
         outputs = fn(*[Tensor.from_numpy(v) if isinstance(v, np.ndarray) else v for v in values])
-        return [o.array.astype(np.float64) for o in _as_tuple(outputs)
-                if isinstance(o, Tensor) and o.dtype.kind == "f"]
+        outputs = [o.array for o in _as_tuple(outputs)
+                   if isinstance(o, Tensor) and o.dtype.kind == "f"]
+    dtypes.update(o.dtype for o in outputs)
+    return [o.astype(np.float64) for o in outputs]
+
+
+def _rounding_hint(dtypes, eps):
+    """Why a right gradient can fail: fn does not compute in float64 on float64 inputs."""
+    low = sorted(str(d) for d in dtypes if d.itemsize < 8)
+    if low:
+        return (f" fn returned {', '.join(low)} from float64 inputs, so its numeric gradient "
+                f"(eps {eps:g}) is mostly rounding: compute in the inputs' dtype (as torch, "
+                "which warns for inputs that are not float64), or pass a larger eps and looser "
+                "atol/rtol.")
+    return (" If there is none, fn may round inside (a float32 step): central differences at "
+            f"eps {eps:g} are then noise.")
 
 
 def _name(i, t):
@@ -178,14 +192,16 @@ def _gradcheck(fn, inputs, eps, atol, rtol, nondet_tol, check_grad_dtypes, fast_
     points = [(x.array.astype(np.float64) if x.dtype.kind == "f" else x.array)
               if isinstance(x, Tensor) else x for x in leaves]
 
+    dtypes = set()
+
     def columns(flat, j, low, high):
         # d(out_m)/dx_j for every float output m (flattened), from x_j + low and x_j + high;
         # differenced per element, so a large constant in an output (1e9) cancels exactly.
         orig = flat[j]
         flat[j] = orig + high
-        after = _outputs(fn, points)
+        after = _outputs(fn, points, dtypes)
         flat[j] = orig + low
-        before = _outputs(fn, points)
+        before = _outputs(fn, points, dtypes)
         flat[j] = orig
         return [((after[m] - before[m]) / (high - low)).reshape(-1)
                 for m in map(floats.index, keep)]
@@ -215,12 +231,12 @@ def _gradcheck(fn, inputs, eps, atol, rtol, nondet_tol, check_grad_dtypes, fast_
         if bad.any():
             _report(fn, inputs, i, shape, flat, bad, analytic, numeric,
                     [None] if fast_mode else names + [None], [keep, outputs], columns,
-                    projected_slope, fast_mode, eps, atol, rtol)
+                    projected_slope, fast_mode, eps, atol, rtol, dtypes)
     return True
 
 
 def _report(fn, inputs, i, shape, flat, bad, analytic, numeric, names, outputs, columns,
-            projected_slope, fast_mode, eps, atol, rtol):
+            projected_slope, fast_mode, eps, atol, rtol, dtypes):
     """Raise for the worst disagreeing entry: a kink if its one-sided slopes differ."""
     error = np.where(bad, np.nan_to_num(np.abs(analytic - numeric), nan=np.inf), -1)
     row, j = np.unravel_index(int(np.argmax(error)), error.shape)
@@ -239,14 +255,16 @@ def _report(fn, inputs, i, shape, flat, bad, analytic, numeric, names, outputs, 
     if not fast_mode:
         counts += f" ({int(bad[:-1].sum())} of {bad[:-1].size} Jacobian entries)"
     a, n = analytic[row, j], numeric[row, j]
+    hint = _rounding_hint(dtypes, eps)
     if abs(right - left) > atol + rtol * max(abs(right), abs(left)):
         raise GradcheckKinkError(
             f"gradcheck: {where} sits on a kink: the slope is {left:.6g} from the left and "
             f"{right:.6g} from the right (analytic {a:.6g}); {counts}. Check at a point away "
-            "from kinks (relu at 0, ties in max/maximum/abs).")
+            "from kinks (relu at 0, ties in max/maximum/abs)." + hint)
     raise GradcheckError(
         f"gradcheck: wrong gradient for {where}: analytic {a:.8g}, numeric {n:.8g} "
-        f"(|diff| {abs(a - n):.3g} > atol {atol:g} + rtol {rtol:g} * |numeric|); {counts}.")
+        f"(|diff| {abs(a - n):.3g} > atol {atol:g} + rtol {rtol:g} * |numeric|); {counts}."
+        + (hint if "fn returned" in hint else ""))
 
 
 def gradgradcheck(func, inputs, grad_outputs=None, *, eps=1e-6, atol=1e-5, rtol=1e-3,
