@@ -294,3 +294,16 @@ def test_a_function_rounding_to_float32_is_named_as_the_cause():
     with pytest.raises(GradcheckError, match="fn may round inside"):
         tg.autograd.gradcheck(lambda a: (a.float() ** 2).double(), (x,))
     assert tg.autograd.gradcheck(lambda a: a * a, (x32,))  # float32 inputs, computed in kind
+
+
+def test_grad_outputs_for_some_outputs_only_and_positional_options_raise():
+    import tinygrad_tf as tg
+    x = tg.tensor([0.6, 1.3], dtype=tg.float64, requires_grad=True)
+    y = tg.tensor([0.9, 1.1], dtype=tg.float64, requires_grad=True)
+    # one grad_output for two outputs: only the first output was checked (True) before
+    with pytest.raises(RuntimeError, match="2 float output.*1 grad_output"):
+        tg.autograd.gradgradcheck(lambda a, b: (a * b, a * a * b), (x, y),
+                                  (tg.ones(2, dtype=tg.float64),))
+    # torch's form with eps, atol, rtol positional: they were taken for inputs before
+    with pytest.raises(TypeError, match="by keyword"):
+        tg.autograd.gradcheck(lambda a: a * a, (x,), 1e-6, 1e-5, 1e-3)

@@ -28,6 +28,10 @@ def _as_tuple(out):
 def _inputs_tuple(inputs, more):
     """torch's `inputs` (a Tensor, or a tuple/list of inputs) or ours (the inputs as arguments)."""
     if more:
+        if isinstance(inputs, (tuple, list)):  # torch's form, then more positional arguments
+            raise TypeError(f"gradcheck: the inputs were given as a {type(inputs).__name__}, "
+                            f"then {len(more)} more positional argument(s): pass eps, atol, "
+                            "rtol and the other options by keyword (as torch)")
         return (inputs,) + tuple(more)
     return tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
 
@@ -300,6 +304,9 @@ def gradgradcheck(func, inputs, grad_outputs=None, *, eps=1e-6, atol=1e-5, rtol=
                             for g in grad_outputs]
     grad_outputs = [Tensor.from_numpy(g.array if isinstance(g, Tensor) else np.asarray(g))
                     for g in _as_tuple(grad_outputs)]
+    if len(grad_outputs) != len(outputs):  # zip would check only some of the outputs
+        raise RuntimeError(f"gradgradcheck: func returned {len(outputs)} float output(s) but "
+                           f"{len(grad_outputs)} grad_output(s) were given; pass one per output")
     grad_outputs = [g.requires_grad_(g.dtype.kind == "f") for g in grad_outputs]
     count = len(tensors)
 
