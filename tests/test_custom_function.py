@@ -415,6 +415,9 @@ def test_vjp_saved_tensors_after_backward_and_wrong_shape_message_as_torch():
     # saved tensors freed by that backward: torch raises; an empty tuple came back before
     with pytest.raises(RuntimeError, match="DoubleBackward: its saved tensors were freed"):
         ctx.saved_tensors
+    assert hasattr(tg.autograd.Function, "jvp")  # torch's forward-mode hook (AttributeError before)
+    with pytest.raises(NotImplementedError, match="jvp"):
+        Double.jvp(None, x)
     with pytest.raises(TypeError, match="both 'backward' and 'vjp'"):
         class Both(tg.autograd.Function):
             backward = vjp = staticmethod(lambda ctx, g: g)

@@ -233,6 +233,12 @@ class Function(metaclass=_FunctionMeta):
         raise NotImplementedError("You must implement either the backward or vjp method for "
                                   "your custom autograd.Function to use it with backward mode AD.")
 
+    @staticmethod
+    def jvp(ctx, *grad_inputs):
+        raise NotImplementedError("You must implement the jvp function for custom "
+                                  "autograd.Function to use it with forward mode AD (tinygrad_tf "
+                                  "has none: a jvp you write is kept and never called)")
+
     def __init__(self, *args, **kwargs):
         raise RuntimeError(f"{type(self).__name__}: call {type(self).__name__}.apply(...), "
                            "not an instance (legacy autograd functions are not supported, as "
