@@ -10,12 +10,12 @@ from .batchnorm import BatchNorm1d, BatchNorm2d, BatchNorm3d
 from .activations import (CELU, ELU, GLU, SELU, CosineSimilarity, Hardsigmoid, Hardswish,
                           Hardtanh, LogSigmoid, Mish, PairwiseDistance, PReLU, ReLU6, Softmin,
                           Softsign, Tanhshrink)
+from .containers import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
 from .layers import (GELU, Dropout, Embedding, Flatten, Identity, LayerNorm, LeakyReLU, Linear,
                      LogSoftmax, ReLU, RMSNorm, Sigmoid, SiLU, Softmax, Softplus, Tanh, Unflatten)
 from .loss_modules import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss,
                            L1Loss, MSELoss, NLLLoss, SmoothL1Loss)
-from .module import (Module, ModuleDict, ModuleList, Parameter, ParameterDict, ParameterList,
-                     Sequential)
+from .module import Module, Parameter
 from .multihead import MultiheadAttention
 from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase
 from .transformer import (Transformer, TransformerDecoder, TransformerDecoderLayer,

@@ -19,7 +19,8 @@ from tinygrad_tf.device import check as _check_device
 from . import functional as F
 from . import fused, init
 from .layers import GELU, Dropout, LayerNorm, Linear, ReLU
-from .module import Module, ModuleList
+from .containers import ModuleList
+from .module import Module
 from .multihead import MultiheadAttention
 
 
