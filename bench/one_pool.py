@@ -10,8 +10,17 @@ child per (spin count, configuration), the spin counts rotated per round, and pr
 lines; "unset" means the process as `tune_process()` left it before this change (PASSIVE, no spin:
 the OpenMP threads sleep at once).
 
+--variants compares spin counts inside ONE process instead (the fairer test on a VM whose speed
+moves between processes): libgomp reads GOMP_SPINCOUNT once, but keeps it in a variable that its
+waiting threads read each time; the child starts with a marker count (10007), finds that variable
+in libgomp's writable data (Linux, /proc/self/maps) and sets it before each step. Variants:
+`main` (OpenBLAS's own 2 threads, no spin: the tree before the pool), `poolN` (the pool, spin N),
+`blasN` (OpenBLAS's 2 threads, spin N); each round runs one step of each, rotated.
+
     flock /tmp/tgtf-cpu.lock .venv/bin/python bench/one_pool.py [--configs small,short] \\
-        [--spins unset,10000] [--rounds 2] [--steps 10] [--gemms]
+        [--spins unset,10000] [--rounds 2] [--steps 10] [--gemms] [--dropout 0]
+    flock /tmp/tgtf-cpu.lock .venv/bin/python bench/one_pool.py --variants main,pool10000 \\
+        [--steps 30]
 """
 import argparse
 import collections
@@ -56,7 +65,28 @@ def time_gemms(np, kernels, threads, rounds=4, calls=20):
               f"pool {one:7.1f} us ({one / two:.2f}x; {2e-3 * m * k * n / one:.0f} GFLOP/s)")
 
 
-def child(config, steps, gemms):
+MARKER = 10007  # the GOMP_SPINCOUNT a --variants child starts with, to find libgomp's variable
+
+
+def spin_count_variable():
+    """libgomp's spin-count variable (a ctypes c_ulonglong over it), found by MARKER."""
+    import ctypes
+    import re
+    found = []
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split()
+            if len(fields) >= 6 and "libgomp" in fields[5] and fields[1].startswith("rw"):
+                low, high = (int(x, 16) for x in fields[0].split("-"))
+                data = ctypes.string_at(low, high - low)
+                found += [low + m.start() for m in re.finditer(
+                    re.escape(MARKER.to_bytes(8, "little")), data) if m.start() % 8 == 0]
+    if len(found) != 1:
+        raise RuntimeError(f"libgomp's spin count: {len(found)} candidates, expected one")
+    return ctypes.c_ulonglong.from_address(found[0])
+
+
+def child(config, steps, gemms, variants=None, dropout=0.0):
     from train_step import build_model, make_batch, ours_step, pin_threads
     pin_threads(2)
     import numpy as np
@@ -66,6 +96,10 @@ def child(config, steps, gemms):
     tuned = kernels.tune_process()
     if gemms:
         time_gemms(np, kernels, threads)
+    spin = None
+    if variants:
+        kernels._matmul.matmul_numba(np.ones((64, 64), np.float32), np.ones((64, 64), np.float32))
+        spin = spin_count_variable()  # libgomp is loaded by the first parallel kernel
 
     spent = collections.defaultdict(float)  # kernel family -> seconds in the current step
     lazy_call, matmul_call = _jit.LazyKernel.__call__, kernels.matmul.current
@@ -86,7 +120,9 @@ def child(config, steps, gemms):
     _jit.LazyKernel.__call__ = timed_lazy
     kernels.matmul.current = timed_matmul
 
-    step = ours_step(build_model(config, 0.0), make_batch(config))
+    step = ours_step(build_model(config, dropout), make_batch(config))
+    if variants:
+        return alternate(np, threads, step, spin, spent, config, dropout, steps, variants)
     for pool in (False, True):
         threads.one_pool(pool)
         step(), step()
@@ -113,6 +149,44 @@ def child(config, steps, gemms):
                                  f"{1e3 * np.median(per[True][n] or [0]):.2f}" for n in names))
 
 
+def alternate(np, threads, step, spin, spent, config, dropout, rounds, variants):
+    """One step per variant per round (rotated), libgomp's spin count set before each."""
+    def settings(variant):  # (pool on, spin count)
+        if variant == "main":
+            return False, 0
+        kind = "pool" if variant.startswith("pool") else "blas"
+        return kind == "pool", int(float(variant[4:] or 0))
+    for variant in variants:
+        threads.one_pool(settings(variant)[0])
+        spin.value = settings(variant)[1]
+        step(), step()
+    wall, cpu = collections.defaultdict(list), collections.defaultdict(list)
+    per = {v: collections.defaultdict(list) for v in variants}
+    for r in range(rounds):
+        for variant in variants[r % len(variants):] + variants[:r % len(variants)]:
+            pool, count = settings(variant)
+            threads.one_pool(pool)
+            spin.value = count
+            spent.clear()
+            started, cpu_started = time.perf_counter(), time.process_time()
+            step()
+            wall[variant].append(time.perf_counter() - started)
+            cpu[variant].append(time.process_time() - cpu_started)
+            for name, seconds in spent.items():
+                per[variant][name].append(seconds)
+    base = variants[0]
+    print(f"{config}, dropout {dropout}, {rounds} rounds: median ms per step (CPU ms), ratio to "
+          f"{base}, share of rounds faster than {base}")
+    for v in variants:
+        ms = 1e3 * float(np.median(wall[v]))
+        faster = float(np.mean(np.array(wall[v]) < np.array(wall[base])))
+        print(f"  {v:12} {ms:8.2f} ({1e3 * np.median(cpu[v]):8.2f})  "
+              f"{ms / (1e3 * np.median(wall[base])):.3f}x  {faster:.0%}")
+    names = sorted(per[base], key=lambda n: -np.median(per[base][n]))[:8]
+    print("  per kernel: " + "; ".join(n.lstrip("_")[:22] + " " + "/".join(
+        f"{1e3 * np.median(per[v][n] or [0]):.2f}" for v in variants) for n in names))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", default="small,short")
@@ -121,10 +195,21 @@ def main():
     parser.add_argument("--rounds", type=int, default=2, help="child processes per cell")
     parser.add_argument("--steps", type=int, default=10, help="steps per scheme per child")
     parser.add_argument("--gemms", action="store_true", help="time the GEMMs alone first")
+    parser.add_argument("--dropout", type=float, default=0.0)
+    parser.add_argument("--variants", help="main,poolN,blasN,... alternated in one process "
+                        "per configuration (see above); --steps is then the rounds")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    variants = args.variants.split(",") if args.variants else None
     if args.child:
-        return child(args.child, args.steps, args.gemms)
+        return child(args.child, args.steps, args.gemms, variants, args.dropout)
+    if variants:
+        for config in args.configs.split(","):
+            env = dict(os.environ, GOMP_SPINCOUNT=str(MARKER))
+            subprocess.run([sys.executable, __file__, "--child", config, "--steps",
+                            str(args.steps), "--variants", args.variants, "--dropout",
+                            str(args.dropout)], env=env, check=True)
+        return
     spins = args.spins.split(",")
     for r in range(args.rounds):
         for spin in spins[r % len(spins):] + spins[:r % len(spins)]:
@@ -136,8 +221,8 @@ def main():
                 else:
                     env["GOMP_SPINCOUNT"] = spin
                 subprocess.run([sys.executable, __file__, "--child", config, "--steps",
-                                str(args.steps)] + (["--gemms"] if args.gemms else []),
-                               env=env, check=True)
+                                str(args.steps), "--dropout", str(args.dropout)]
+                               + (["--gemms"] if args.gemms else []), env=env, check=True)
 
 
 if __name__ == "__main__":
