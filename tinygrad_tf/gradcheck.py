@@ -90,12 +90,13 @@ def gradcheck(func, inputs, *more_inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_
     (f(x + eps) - f(x - eps)) / 2 eps computed in float64 on float64 copies of the inputs, so
     float32 rounding cannot cause false failures (torch evaluates in the inputs' dtype and
     warns). An entry passes when |analytic - numeric| <= atol + rtol * |numeric| (NaN never
-    passes). fast_mode=True compares the vector-Jacobian product with one random, non-uniform
-    weight per output element instead (one backward; weaker: a small error next to a large
-    entry can hide). Both modes also check, as torch, that backward gives zero for a zero
-    upstream gradient ("backward not multiplied by grad_output") and the same result twice
-    (within nondet_tol). Float outputs that do not require grad must have a zero numeric
-    gradient; integer outputs are skipped; non-Tensor inputs are passed as they are.
+    passes). Both modes compare the vector-Jacobian product w . J for one random, non-uniform
+    weight per output element (it catches a backward not linear in its upstream gradient);
+    fast_mode=True compares only that (weaker: a small error next to a large entry can hide).
+    Both also check, as torch, that backward gives zero for a zero upstream gradient ("backward
+    not multiplied by grad_output") and the same result twice (within nondet_tol). As torch,
+    the float outputs that require grad are checked (if none does, each float output's numeric
+    gradient must be zero); integer outputs are skipped; non-Tensor inputs are passed as is.
 
     Returns True. On a mismatch raises GradcheckError naming the output, the input, the worst
     entry, both values, the tolerances and how many elements disagree (GradcheckKinkError if
