@@ -117,76 +117,6 @@ def test_matmul_numba_leaves_the_operands_writeable():
     assert a.flags.writeable and b.flags.writeable
 
 
-def check_product(got, a, b):
-    want = np.matmul(a.astype(np.float64), b.astype(np.float64))
-    bound = np.matmul(np.abs(a).astype(np.float64), np.abs(b).astype(np.float64))
-    assert got.shape == want.shape and got.dtype == a.dtype
-    eps = np.finfo(got.dtype).eps
-    assert np.all(np.abs(got - want) <= 2 * a.shape[-1] * eps * bound + np.finfo(got.dtype).tiny)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape_a, shape_b", [
-    ((97, 61), (61, 89)), ((270, 129), (129, 100)), ((33, 40), (40, 301)), ((300, 7), (7, 5)),
-    ((1, 5), (5, 3)), ((40, 300), (300, 1)), ((3, 70, 33), (3, 33, 50)),
-    ((2, 3, 40, 17), (3, 17, 20)), ((5, 2, 3, 9, 40), (40, 11)), ((3, 70, 65), (1, 65, 90))])
-def test_matmul_pool_matches_numpy(dtype, shape_a, shape_b, monkeypatch):
-    # One OpenBLAS call per block of rows (tall products) or columns (wide), or per batch item,
-    # on Numba's threads at once (two here), on more threads than the machine has, and on one;
-    # batches broadcast; each operand row-major, a transposed view, rows with a gap (lda >
-    # columns) or strided (copied first).
-    if kernels.threads.cblas_gemm() is None:
-        pytest.skip("numpy's OpenBLAS has no ILP64 cblas")
-    rng = np.random.default_rng(0)
-
-    def layouts(shape):  # five layouts of one (..., rows, cols) operand
-        rows, cols = shape[-2:]
-        base = rng.standard_normal(shape[:-2] + (2 * rows + 2 * cols,) * 2).astype(dtype)
-        return (np.ascontiguousarray(base[..., :rows, :cols]), base[..., :rows, :cols],
-                base[..., :cols, :rows].swapaxes(-1, -2), base[..., :2 * rows:2, :cols],
-                base[..., :rows, :2 * cols:2])
-    monkeypatch.setattr(mm, "POOL_MIN_ITEM", 1)  # small items too: the batch loop is tested
-    for left in layouts(shape_a):
-        for right in layouts(shape_b):
-            for threads in (1, 2, 3):
-                check_product(mm.matmul_pool(left, right, threads), left, right)
-
-
-def test_matmul_pool_concurrent_calls_agree_every_time():
-    # Both Numba threads inside OpenBLAS at once, many times: OpenBLAS's one-threaded GEMM
-    # keeps its buffers per call, so each block equals the same block computed alone.
-    if kernels.threads.cblas_gemm() is None:
-        pytest.skip("numpy's OpenBLAS has no ILP64 cblas")
-    rng = np.random.default_rng(1)
-    a = rng.standard_normal((512, 128)).astype(np.float32)
-    b = rng.standard_normal((128, 96)).astype(np.float32)
-    first = mm.matmul_pool(a, b, 2)
-    np.testing.assert_array_equal(first[256:], mm.matmul_pool(a[256:], b, 1))
-    for _ in range(50):
-        np.testing.assert_array_equal(mm.matmul_pool(a, b, 2), first)
-
-
-def test_matmul_pool_falls_back_to_numpy(monkeypatch):
-    a = np.ones((64, 64), np.float32)
-    check_product(mm.matmul_pool(a.astype(np.float16), a.astype(np.float16), 2).astype(
-        np.float32), a, a)
-    monkeypatch.setattr(kernels.threads, "cblas_gemm", lambda: None)  # e.g. another BLAS
-    check_product(mm.matmul_pool(a, a, 2), a, a)
-
-
-def test_matmul_auto_runs_numpys_products_on_the_pool_when_it_is_on(monkeypatch):
-    calls = []
-    monkeypatch.setattr(mm, "matmul_pool", lambda a, b: calls.append(a.shape) or a @ b)
-    x, w = np.ones((4, 8, 32), np.float32), np.ones((16, 32), np.float32)
-    kernels.matmul_auto(x, w.T)
-    assert calls == []
-    monkeypatch.setattr(kernels.threads, "_pool", True)
-    assert kernels.matmul_auto(x, w.T).shape == (4, 8, 16)
-    kernels.matmul_auto(x[0].T, x[0])  # a weight gradient
-    kernels.matmul_auto(x, x.swapaxes(-1, -2))  # batched, on numpy's path
-    assert calls == [(32, 32), (32, 8), (4, 8, 32)]  # (matmul_pool leaves small items to numpy)
-
-
 def test_matmul_auto_routes_by_shape_class(monkeypatch):
     calls = []
     monkeypatch.setattr(mm, "matmul_numba", lambda a, b: calls.append("numba") or a @ b)
@@ -227,15 +157,6 @@ def test_threads_sleep_reads_the_openmp_wait_policy(monkeypatch, environment, sl
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     assert kernels._threads_sleep() is sleep
-
-
-def test_the_one_pools_own_spin_counts_as_sleeping(monkeypatch):
-    # tune_process's short spin (the one pool) leaves the batched routing as it was measured.
-    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
-    monkeypatch.setenv("GOMP_SPINCOUNT", kernels.POOL_SPIN_COUNT)
-    assert kernels._threads_sleep() is False  # a count of the user's
-    monkeypatch.setattr(kernels, "_spin_set", kernels.POOL_SPIN_COUNT)
-    assert kernels._threads_sleep() is True
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -536,23 +457,3 @@ def test_the_dtypes_of_one_kernel_share_a_compile_lock():
     locks = [kernel._lock_name for kernel in kernels.compiled_kernels()]
     assert len(set(locks)) == len(locks)
     assert mm.gemm._lock_name == "tinygrad_tf.kernels.matmul._gemm"
-
-
-def test_long_attention_and_recurrent_twins_on_the_pool_give_the_same_products(monkeypatch):
-    # With threads.one_pool() on, the "auto" set's numpy-twin products (attention above the fused
-    # kernel's length, the recurrent layers' steps) run through matmul_pool.
-    from tinygrad_tf.kernels import attention, recurrent
-    if kernels.threads.cblas_gemm() is None:
-        pytest.skip("numpy's OpenBLAS has no ILP64 cblas")
-    rng = np.random.default_rng(2)
-    q, k, v = (rng.standard_normal((2, 131, 4, 16)).astype(np.float32) for _ in range(3))
-    want = attention.attention_forward_numpy(q, k, v, None, 0.25)
-    h0 = rng.standard_normal((8, 64)).astype(np.float32)
-    xw = rng.standard_normal((5, 8, 64)).astype(np.float32)
-    w_hh = rng.standard_normal((64, 64)).astype(np.float32)
-    want_rnn = recurrent.rnn_forward_numpy(0, xw, w_hh, None, h0, None, None, False)[0]
-    monkeypatch.setattr(kernels.threads, "_pool", True)
-    for got, expected in zip(attention.attention_forward_mixed(q, k, v, None, 0.25), want):
-        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
-    got_rnn = recurrent.rnn_forward_numpy(0, xw, w_hh, None, h0, None, None, False)[0]
-    np.testing.assert_allclose(got_rnn, want_rnn, rtol=1e-5, atol=1e-5)

@@ -8,7 +8,6 @@ import sys
 import numba
 import pytest
 
-from tinygrad_tf import kernels
 from tinygrad_tf.kernels import threads
 
 
@@ -124,20 +123,6 @@ def test_a_thread_count_in_the_environment_stops_adapting(machine, monkeypatch):
     assert threads.adapt() is None and blas_calls == []
 
 
-
-def test_adapt_keeps_openblas_on_one_thread_with_one_pool(machine, monkeypatch):
-    fake, blas_calls = machine
-    monkeypatch.setattr(threads, "_cblas", (1, 2))
-    monkeypatch.setattr(threads, "_pool", False)
-    assert threads.one_pool() is True and blas_calls[-1] == 1
-    fake.advance(0.2, others_cores=1.0, own_cores=1.0)
-    assert threads.adapt() == 1
-    fake.advance(0.6, others_cores=0.0, own_cores=1.0)
-    assert threads.adapt() == 2 and numba.get_num_threads() == 2
-    assert blas_calls[-1] == 1 and threads.user_choice() is None  # GEMMs take Numba's 2
-    assert threads.one_pool(False) is False and blas_calls[-1] == 2
-    assert threads.user_choice() is None
-
 # ---------------------------------------------------------------------------- a pure import
 
 # Runs in a fresh interpreter: the environment, the thread counts and the allocator setting before
@@ -162,8 +147,7 @@ print(json.dumps({"env_changed": sorted(set(before[0].items()) ^ set(after[0].it
 
 def _fresh(code, **env):
     environment = {k: v for k, v in os.environ.items()
-                   if k not in ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT", "TINYGRAD_TF_TUNE",
-                                 "GOMP_SPINCOUNT", "TINYGRAD_TF_ONE_POOL")
+                   if k not in ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT", "TINYGRAD_TF_TUNE")
                    + threads.USER_VARIABLES}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env={**environment, **env}, timeout=120)
@@ -230,28 +214,6 @@ def test_tune_process_is_the_opt_in_and_the_cli_uses_it():
             "print(json.dumps(os.environ.get('OMP_WAIT_POLICY')))")
     assert _fresh(code) == "PASSIVE"
 
-
-
-ONE_POOL = """
-import json, os, numpy as np, tinygrad_tf as tg
-done = tg.kernels.tune_process()
-x = np.random.default_rng(0).standard_normal((64, 96, 128)).astype(np.float32)
-w = np.random.default_rng(1).standard_normal((80, 128)).astype(np.float32)
-error = float(np.abs(tg.kernels.matmul(x, w.T) - (x @ w.T)).max())
-blas = tg.kernels.threads._blas()[1]()
-print(json.dumps([done["one_pool"], done["omp_spin_count"], blas, error]))
-"""
-
-
-def test_tune_process_puts_the_gemms_on_numbas_pool_at_two_threads():
-    if threads.cblas_gemm() is None:
-        pytest.skip("numpy's OpenBLAS has no ILP64 cblas")
-    two = {"NUMBA_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}
-    pool, spin, blas, error = _fresh(ONE_POOL, **two)
-    assert pool is True and spin == kernels.POOL_SPIN_COUNT and blas == 1 and error < 1e-3
-    # One thread, or opted out: OpenBLAS as before, no spin.
-    assert _fresh(ONE_POOL, **dict(two, NUMBA_NUM_THREADS="1"))[:3] == [False, None, 2]
-    assert _fresh(ONE_POOL, **two, TINYGRAD_TF_ONE_POOL="0")[:3] == [False, None, 2]
 
 PARALLEL = """
 import json, sys, numpy as np, tinygrad_tf as tg

@@ -63,17 +63,11 @@ def _numba_threads():
     return numba.get_num_threads() if _jit.parallel_ok() else 1
 
 
-_spin_set = None  # the GOMP_SPINCOUNT tune_process() set for the one pool, if it did
-
-
 def _threads_sleep():
     """Whether OpenMP's threads sleep as soon as a parallel call ends (libgomp reads these when
-    Numba starts its pool): OMP_WAIT_POLICY=PASSIVE without a GOMP_SPINCOUNT of its own. The
-    one pool's short spin (tune_process) counts as sleeping here: the batched routing below was
-    measured without it, and with it in a noisy sitting (7 Dec, helper pool) not settled."""
-    spin = os.environ.get("GOMP_SPINCOUNT", "0")
+    Numba starts its pool): OMP_WAIT_POLICY=PASSIVE without a GOMP_SPINCOUNT of its own."""
     return (os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
-            and (spin == "0" or spin == _spin_set))
+            and os.environ.get("GOMP_SPINCOUNT", "0") == "0")
 
 
 def matmul_auto_path(a, b):
@@ -95,11 +89,10 @@ def matmul_auto(a, b):
     threads.adapt()  # fewer threads while other processes hold cores (kernels/threads.py)
     if matmul_auto_path(a, b) == "numba":
         return _matmul.matmul_numba(a, b)
-    # OpenBLAS on its own workers, or on Numba's pool (threads.one_pool, in tuned processes)
-    gemm = _matmul.matmul_pool if threads.pool_on() else _matmul.matmul_numpy
     if b.ndim == 2 and a.ndim > 2:  # a linear layer: one big 2-D GEMM, not one per batch item
-        return gemm(a.reshape(-1, a.shape[-1]), b).reshape(a.shape[:-1] + (b.shape[-1],))
-    return gemm(a, b)
+        return _matmul.matmul_numpy(a.reshape(-1, a.shape[-1]), b).reshape(
+            a.shape[:-1] + (b.shape[-1],))
+    return _matmul.matmul_numpy(a, b)
 
 
 # ---------------------------------------------------------------------------- the registry
@@ -147,7 +140,7 @@ def register(name, numpy, numba, auto=None, compiled=()):
 # One line (or two) per kernel. A new family: a module beside these with the numpy twins, the
 # Numba kernels (LazyKernel) and the wrappers, then its register(...) lines here.
 matmul = register("matmul", _matmul.matmul_numpy, _matmul.matmul_numba, auto=matmul_auto,
-                  compiled=[_matmul.gemm, _matmul.batched_gemm, _matmul.pool_gemm])
+                  compiled=[_matmul.gemm, _matmul.batched_gemm])
 softmax = register("softmax", _softmax.softmax_numpy, _softmax.softmax_numba,
                    compiled=[_softmax.softmax_rows])
 softmax_backward = register("softmax_backward", _softmax.softmax_backward_numpy,
@@ -224,13 +217,6 @@ rnn_backward = register("rnn_backward", _recurrent.rnn_backward_numpy,
 ACTIVATIONS = _elementwise.ACTIVATIONS  # what bias_activation accepts
 
 
-# With one_pool, the OpenMP threads spin this many rounds (~0.14 ms here) before they sleep
-# (GOMP_SPINCOUNT): nothing else in the process wants their core then. In the small step, in one
-# process: 10^4 0.87-0.93x, 2-3 x 10^4 0.90-0.96x, 10^5 0.93-0.97x, none 1.04-1.10x (the GEMMs'
-# wake-ups); more spin is more CPU time (bench/RESULTS.md, helper pool).
-POOL_SPIN_COUNT = "10000"
-
-
 def tune_process():
     """Opt in to this process's tuning for training (measured in docs/kernels.md); returns what
     it did. Call it early, before the first kernel runs:
@@ -244,33 +230,20 @@ def tune_process():
     - OpenBLAS's idle workers sleep ~20 us after each GEMM instead of spinning ~0.1 s and taking
       the core from Numba's next parallel kernel (threads.quiet_blas_workers; small step at 2
       threads 57-64 -> 50-53 ms); an OPENBLAS_THREAD_TIMEOUT of your own is kept.
-    - at two or more threads, one thread pool (`threads.one_pool`): OpenBLAS on one thread,
-      numpy's products split across Numba's threads by `matmul.matmul_pool`, and those threads
-      spinning ~0.14 ms before they sleep (GOMP_SPINCOUNT=POOL_SPIN_COUNT, unless set): the
-      small step at two threads 0.87-0.93x, the others level. TINYGRAD_TF_ONE_POOL=0 opts out;
-      your own numpy products in this process then run on one OpenBLAS thread.
     - adaptive threads (`threads.py`), unless TINYGRAD_TF_ADAPT_THREADS=0; they never override
       thread counts you set yourself.
     - our kernels may use more than one thread. A process that is neither tuned nor started
       with OMP_WAIT_POLICY=PASSIVE runs them on the calling thread (`_jit.parallel_allowed`):
       there, spinning OpenMP and OpenBLAS workers made the small step 250 ms, not 99.
     """
-    global _spin_set
     policy = os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     _jit.parallel_allowed = True  # tuned, even with a policy of the user's own
     blas_timeout = threads.quiet_blas_workers()
-    blas_count = threads._counts()[1]  # OPENBLAS_NUM_THREADS=1 of the user's: no pool
-    pool = (threads.max_threads() > 1 and (blas_count or 0) > 1
-            and os.environ.get("TINYGRAD_TF_ONE_POOL", "1") != "0" and threads.one_pool())
-    spin = os.environ.get("GOMP_SPINCOUNT")
-    if pool and spin is None and policy.upper() == "PASSIVE":
-        spin = _spin_set = os.environ["GOMP_SPINCOUNT"] = POOL_SPIN_COUNT
     adapt = os.environ.get("TINYGRAD_TF_ADAPT_THREADS", "1") != "0"
     if adapt:
         threads.enable(True)
-    return {"omp_wait_policy": policy, "omp_spin_count": spin, "one_pool": pool,
-            "blas_thread_timeout": blas_timeout, "malloc": keep_freed_memory(),
-            "adaptive_threads": threads.state()}
+    return {"omp_wait_policy": policy, "blas_thread_timeout": blas_timeout,
+            "malloc": keep_freed_memory(), "adaptive_threads": threads.state()}
 
 
 def compiled_kernels():
@@ -364,7 +337,6 @@ def info():
     return {
         "active": _active,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-        "omp_spin_count": os.environ.get("GOMP_SPINCOUNT"),
         "malloc": keep_freed_memory(apply=False),
         "adaptive_threads": threads.state(),
         "available": available(),

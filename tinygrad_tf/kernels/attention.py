@@ -29,7 +29,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import LazyKernel
-from .matmul import MR, NR, _strips_times_panel, matmul_blas
+from .matmul import MR, NR, _strips_times_panel
 from .softmax import (_exp, softmax_backward_numba, softmax_backward_numpy, softmax_numba,
                       softmax_numpy)
 
@@ -48,9 +48,9 @@ def _dropped(weights, keep, drop_scale):
 
 
 def attention_forward_numpy(q, k, v, fill, scale, additive=None, keep=None, drop_scale=1.0,
-                            softmax=softmax_numpy, matmul=np.matmul):
+                            softmax=softmax_numpy):
     """(out (B, L, h, Ev), weights (B, h, L, S)) = the composed formula on np.matmul."""
-    scores = matmul(_heads_first(q), _heads_first(k).transpose(0, 1, 3, 2))  # (B, h, L, S)
+    scores = np.matmul(_heads_first(q), _heads_first(k).transpose(0, 1, 3, 2))  # (B, h, L, S)
     scores *= scale
     if additive is not None:
         scores += additive
@@ -58,41 +58,38 @@ def attention_forward_numpy(q, k, v, fill, scale, additive=None, keep=None, drop
         np.copyto(scores, -np.inf, where=np.broadcast_to(fill, scores.shape))
     weights = softmax(scores, -1)
     out = np.empty(q.shape[:3] + (v.shape[3],), q.dtype)
-    _heads_first(out)[...] = matmul(_dropped(weights, keep, drop_scale), _heads_first(v))
+    _heads_first(out)[...] = np.matmul(_dropped(weights, keep, drop_scale), _heads_first(v))
     return out, weights
 
 
 def attention_backward_numpy(q, k, v, weights, grad_out, scale, grad_q, grad_k, grad_v,
                              keep=None, drop_scale=1.0, grad_scores=None,
-                             softmax_backward=softmax_backward_numpy, matmul=np.matmul):
+                             softmax_backward=softmax_backward_numpy):
     """Write dL/dq, dL/dk, dL/dv (same layouts as q, k, v) into grad_q, grad_k, grad_v, and
     dL/d(scaled scores) (B, h, L, S), an additive mask's gradient, into grad_scores if given."""
     qh, kh, vh, gh = (_heads_first(x) for x in (q, k, v, grad_out))
-    _heads_first(grad_v)[...] = matmul(
+    _heads_first(grad_v)[...] = np.matmul(
         _dropped(weights, keep, drop_scale).transpose(0, 1, 3, 2), gh)
-    grad_weights = _dropped(matmul(gh, vh.transpose(0, 1, 3, 2)), keep, drop_scale)
+    grad_weights = _dropped(np.matmul(gh, vh.transpose(0, 1, 3, 2)), keep, drop_scale)
     scores_grad = softmax_backward(weights, grad_weights, -1)
     if grad_scores is not None:
         grad_scores[...] = scores_grad
     scores_grad *= scale
-    _heads_first(grad_q)[...] = matmul(scores_grad, kh)
-    _heads_first(grad_k)[...] = matmul(scores_grad.transpose(0, 1, 3, 2), qh)
+    _heads_first(grad_q)[...] = np.matmul(scores_grad, kh)
+    _heads_first(grad_k)[...] = np.matmul(scores_grad.transpose(0, 1, 3, 2), qh)
 
 
 def attention_forward_mixed(q, k, v, fill, scale, additive=None, keep=None, drop_scale=1.0):
-    """attention_forward_numpy with the Numba softmax kernel (and the products on Numba's pool
-    when threads.one_pool() is on)."""
+    """attention_forward_numpy with the Numba softmax kernel."""
     return attention_forward_numpy(q, k, v, fill, scale, additive, keep, drop_scale,
-                                   softmax=softmax_numba, matmul=matmul_blas)
+                                   softmax=softmax_numba)
 
 
 def attention_backward_mixed(q, k, v, weights, grad_out, scale, grad_q, grad_k, grad_v,
                              keep=None, drop_scale=1.0, grad_scores=None):
-    """attention_backward_numpy with the Numba softmax-backward kernel (and the products on
-    Numba's pool when threads.one_pool() is on)."""
+    """attention_backward_numpy with the Numba softmax-backward kernel."""
     attention_backward_numpy(q, k, v, weights, grad_out, scale, grad_q, grad_k, grad_v, keep,
-                             drop_scale, grad_scores, softmax_backward=softmax_backward_numba,
-                             matmul=matmul_blas)
+                             drop_scale, grad_scores, softmax_backward=softmax_backward_numba)
 
 
 # ---------------------------------------------------------------------------- the fused kernel

@@ -12,22 +12,13 @@ and is slower.)
 
 Parallelism: one `prange` over (batch item, B panel, chunk of row strips) jobs, so both a big 2-D
 product and a batch of small attention matrices keep every core busy.
-
-`matmul_pool` is the third way, for 2-D products (a linear layer's): OpenBLAS's kernel on our
-threads. It splits the product into one block of rows (or columns) per Numba thread and has
-each thread call OpenBLAS's one-threaded cblas GEMM on its block, so the GEMMs run on the same
-OpenMP pool as every other parallel kernel of the step instead of on OpenBLAS's own workers
-(kernels/threads.py, `one_pool`).
 """
 import math
 
 import numba
 import numpy as np
-from llvmlite import ir
-from numba import prange, types
-from numba.core.extending import intrinsic
+from numba import prange
 
-from . import _jit, threads
 from ._jit import LazyKernel
 
 MR, NR = 4, 16           # micro-tile: 4 x 16 float32 accumulators = 8 AVX2 registers
@@ -280,135 +271,6 @@ def matmul_numba(a, b):
     out = np.empty(a4.shape[:2] + (m, n), dtype=a.dtype)
     gemm(a4, b4, out, work=out.size * kdim)
     return _unbatch(out.reshape(batch + (m, n)), a.ndim, b.ndim)
-
-
-# ---------------------------------------------------------------------------- OpenBLAS on our pool
-
-ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112  # cblas's enum values
-POOL_ALIGN = 16  # block edges on multiples of 16 rows / columns: whole SIMD tiles in each block
-# Batches of smaller items stay on numpy's loop (one OpenBLAS call per item, on one thread, as
-# OpenBLAS itself runs products below about this many multiply-adds): (128, 32, 32) products
-# were no faster split across the pool in a noisy sitting, and the per-call cost is the pool's.
-POOL_MIN_ITEM = 1 << 18
-
-
-@intrinsic
-def _cblas_gemm(typingctx, address, double, trans_a, trans_b, m, n, kdim, a, lda, b, ldb, c,
-                ldc):
-    """Call the cblas_?gemm at `address` (an ILP64 build: 64-bit dims) for the row-major
-    c = a @ b (alpha 1, beta 0): cblas_dgemm's signature when `double`, else cblas_sgemm's.
-    a, b, c are addresses. An intrinsic, not a ctypes call: the address is an argument, so
-    the compiled kernel holds no pointer of this process and caches on disk like the others."""
-    signature = types.void(types.int64, types.boolean, *(types.int64,) * 11)
-
-    def codegen(context, builder, sig, args):
-        int32, int64, pointer = ir.IntType(32), ir.IntType(64), ir.IntType(8).as_pointer()
-        (address_, double_, trans_a_, trans_b_, m_, n_, k_, a_, lda_, b_, ldb_, c_, ldc_) = args
-
-        def call(real):
-            function = ir.FunctionType(ir.VoidType(), [int32, int32, int32, int64, int64, int64,
-                                                       real, pointer, int64, pointer, int64,
-                                                       real, pointer, int64])
-            builder.call(builder.inttoptr(address_, function.as_pointer()), [
-                ir.Constant(int32, ROW_MAJOR), builder.trunc(trans_a_, int32),
-                builder.trunc(trans_b_, int32), m_, n_, k_, ir.Constant(real, 1.0),
-                builder.inttoptr(a_, pointer), lda_, builder.inttoptr(b_, pointer), ldb_,
-                ir.Constant(real, 0.0), builder.inttoptr(c_, pointer), ldc_])
-        with builder.if_else(builder.trunc(double_, ir.IntType(1))) as (then, otherwise):
-            with then:
-                call(ir.DoubleType())
-            with otherwise:
-                call(ir.FloatType())
-        return context.get_dummy_value()
-    return signature, codegen
-
-
-def _pool_gemm(address, double, trans_a, trans_b, m, n, kdim, a, lda, b, ldb, c, ldc, itemsize,
-               blocks, by_rows, batch2, count, strides):
-    """c[t] = a[t] @ b[t] for `count` items (addresses and cblas flags; item t = (t // batch2,
-    t % batch2), at byte offsets strides[0 or 1] * that pair for a, [2, 3] for b, [4, 5] for c),
-    each as `blocks` cblas calls, all in one prange: block i of an item computes its rows
-    (by_rows) or columns [start_i, stop_i), edges on POOL_ALIGN."""
-    size = m if by_rows else n
-    for job in prange(count * blocks):
-        item, block = job // blocks, job % blocks
-        i1, i2 = item // batch2, item % batch2
-        a_t = a + i1 * strides[0] + i2 * strides[1]
-        b_t = b + i1 * strides[2] + i2 * strides[3]
-        c_t = c + i1 * strides[4] + i2 * strides[5]
-        start = (size * block // blocks) // POOL_ALIGN * POOL_ALIGN
-        stop = size if block == blocks - 1 else \
-            (size * (block + 1) // blocks) // POOL_ALIGN * POOL_ALIGN
-        if stop > start:
-            if by_rows:  # row i of a is at i * lda (or, transposed, column i of its storage)
-                a_start = a_t + start * (lda if trans_a == NO_TRANS else 1) * itemsize
-                _cblas_gemm(address, double, trans_a, trans_b, stop - start, n, kdim, a_start,
-                            lda, b_t, ldb, c_t + start * ldc * itemsize, ldc)
-            else:
-                b_start = b_t + start * (1 if trans_b == NO_TRANS else ldb) * itemsize
-                _cblas_gemm(address, double, trans_a, trans_b, m, stop - start, kdim, a_t, lda,
-                            b_start, ldb, c_t + start * itemsize, ldc)
-
-
-# One signature for every dtype (the operands are addresses; `double` picks the routine): one
-# compile. LazyKernel picks signatures by its first argument's dtype, here the int64 address.
-pool_gemm = LazyKernel(_pool_gemm, {"int64": "void(int64, boolean, " + "int64, " * 12
-                                    + "int64, boolean, int64, int64, Array(int64, 1, 'C'))"},
-                       parallel=True)
-
-
-def _cblas_layout(x):
-    """(cblas flag, leading dimension) of the matrices in x's last two dims, or None: row-major
-    (unit stride along a row) as it is, a transposed view (unit stride down a column) with the
-    transpose flag; the rows (columns) may lie further apart than the matrix is wide (high)."""
-    (rows, cols), (row_stride, col_stride), size = x.shape[-2:], x.strides[-2:], x.itemsize
-    if col_stride == size and row_stride % size == 0 and row_stride >= max(1, cols) * size:
-        return NO_TRANS, row_stride // size
-    if row_stride == size and col_stride % size == 0 and col_stride >= max(1, rows) * size:
-        return TRANS, col_stride // size
-    return None
-
-
-def matmul_pool(a, b, threads_count=None):
-    """a @ b for float32/float64 operands of two or more dims (numpy's batch broadcasting) as
-    one-threaded OpenBLAS calls spread over `threads_count` (default: Numba's count) threads of
-    Numba's pool: one block of rows (or columns) per thread for a 2-D product or a small batch,
-    whole items for a batch of at least that many (see the module's docstring). np.matmul itself
-    on one thread, for small products and other operands, or without numpy's ILP64 OpenBLAS."""
-    threads_count = numba.get_num_threads() if threads_count is None else threads_count
-    gemms = threads.cblas_gemm()
-    if (threads_count < 2 or gemms is None or a.ndim < 2 or b.ndim < 2 or a.dtype != b.dtype
-            or a.dtype not in GEMM_DTYPES or a.shape[-1] != b.shape[-2]):
-        return matmul_numpy(a, b)  # numpy raises its own error on a mismatch
-    (m, kdim), n = a.shape[-2:], b.shape[-1]
-    batch = batch_shape(a, b)
-    count = math.prod(batch)
-    if (count * m * n * kdim < _jit.SERIAL_BELOW or 0 in (m, n, kdim)
-            or count > 1 and m * n * kdim < POOL_MIN_ITEM):
-        return matmul_numpy(a, b)
-    a4, b4 = _as_4d(a, batch, m, kdim), _as_4d(b, batch, kdim, n)
-    layout_a, layout_b = _cblas_layout(a4), _cblas_layout(b4)
-    if layout_a is None:
-        a4 = np.ascontiguousarray(a4)
-        layout_a = _cblas_layout(a4)
-    if layout_b is None:
-        b4 = np.ascontiguousarray(b4)
-        layout_b = _cblas_layout(b4)
-    out = np.empty(a4.shape[:2] + (m, n), dtype=a.dtype)
-    blocks = max(1, threads_count // count)
-    double = a.dtype == np.float64
-    strides = np.array(a4.strides[:2] + b4.strides[:2] + out.strides[:2], dtype=np.int64)
-    pool_gemm(np.int64(gemms[1] if double else gemms[0]), double, layout_a[0], layout_b[0], m, n,
-              kdim, a4.ctypes.data, layout_a[1], b4.ctypes.data, layout_b[1], out.ctypes.data,
-              max(1, n), a.itemsize, blocks, m >= n, a4.shape[1], count, strides,
-              work=count * m * n * kdim)
-    return out.reshape(batch + (m, n))
-
-
-def matmul_blas(a, b):
-    """np.matmul, on Numba's pool when threads.one_pool() is on (matmul_pool): for the numpy
-    twins that the "auto" set runs (long-sequence attention, the recurrent layers' steps)."""
-    return matmul_pool(a, b) if threads.pool_on() else np.matmul(a, b)
 
 
 def _unbatch(out, a_ndim, b_ndim):

@@ -26,7 +26,6 @@ import numba
 import numpy as np
 
 from ._jit import LazyKernel
-from .matmul import matmul_blas
 
 KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 MODES = {"RNN_TANH": 0, "RNN_RELU": 1, "LSTM": 2, "GRU": 3}
@@ -364,7 +363,7 @@ def rnn_forward_numpy(mode, xw, w_hh, b_hh, h0, c0, active, reverse):
         h_prev[t] = h
         if c is not None:
             c_prev[t] = c
-        hh = matmul_blas(h, w_hh_t)  # np.matmul (on Numba's pool with threads.one_pool)
+        hh = np.matmul(h, w_hh_t)
         if b_hh is not None:
             hh += b_hh
         step_active = None if active is None else active[t]
@@ -392,7 +391,7 @@ def rnn_backward_numpy(mode, grad, w_hh, h_prev, c_prev, saved, active, reverse)
         d_xw[t], d_hh[t], dh_direct, dc = cell_backward_numpy(
             mode, dh, dc, h_prev[t], None if c_prev is None else c_prev[t], saved[t],
             None if active is None else active[t])
-        dh = matmul_blas(d_hh[t], w_hh)
+        dh = np.matmul(d_hh[t], w_hh)
         if dh_direct is not None:
             dh += dh_direct
     return d_xw, d_hh, dh, dc

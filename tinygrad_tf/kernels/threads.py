@@ -36,8 +36,6 @@ _expected = None  # (numba, blas) thread counts as we left them: anything else i
 _baseline = None  # (numba, blas) counts when enable() began adapting
 _blas_set = None
 _blas_get = None
-_pool = False  # one_pool() is on: OpenBLAS on one thread, products split over Numba's threads
-_cblas = None  # (sgemm, dgemm) addresses, or False when numpy's OpenBLAS has no ILP64 cblas
 
 
 def _machine_busy_seconds():
@@ -116,47 +114,6 @@ def _find_blas_functions():
     return (lambda threads: None), (lambda: None)
 
 
-def cblas_gemm():
-    """The addresses of numpy's OpenBLAS's cblas_sgemm and cblas_dgemm (its ILP64 build, the
-    one numpy's wheels ship: 64-bit dims), or None."""
-    global _cblas
-    if _cblas is None:
-        _cblas = False
-        for lib in _openblas_libraries():
-            for prefix in ("scipy_cblas_", "cblas_"):
-                names = (f"{prefix}sgemm64_", f"{prefix}dgemm64_")
-                if all(hasattr(lib, name) for name in names):
-                    _cblas = tuple(ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
-                                   for name in names)
-                    break
-            if _cblas:
-                break
-    return _cblas or None
-
-
-def one_pool(on=True):
-    """One thread pool for the whole step: OpenBLAS runs on one thread and kernels.matmul splits
-    numpy's products across Numba's threads itself (kernels/matmul.py, matmul_pool), so every
-    parallel region runs on Numba's OpenMP pool and OpenBLAS's own workers never start. Two
-    pools on two cores each woke the other's sleeping thread at every switch, or, spinning,
-    took the core the other needed (docs/kernels.md). Returns whether it is on (it needs
-    numpy's ILP64 OpenBLAS)."""
-    global _pool, _expected
-    on = bool(on) and cblas_gemm() is not None
-    if on != _pool:
-        _pool = on
-        # Off: OpenBLAS takes the count the GEMMs had through the pool, Numba's.
-        _blas()[0](1 if on else numba.get_num_threads())
-        if _expected is not None:  # our own change: not the user's choice (user_choice())
-            _expected = (_expected[0], _blas()[1]())
-    return _pool
-
-
-def pool_on():
-    """Whether one_pool() is on."""
-    return _pool
-
-
 def _blas():
     global _blas_set, _blas_get
     if _blas_set is None or _blas_get is None:
@@ -214,7 +171,7 @@ def set_threads(threads):
     global _current, _expected
     blas_set, blas_get = _blas()
     numba.set_num_threads(threads)
-    blas_set(1 if _pool else threads)  # one_pool: the GEMMs' threads are Numba's
+    blas_set(threads)
     _current = threads
     _expected = (threads, blas_get())
 
@@ -279,6 +236,5 @@ def current():
 
 def state():
     """For kernels.info(): on or off, the count set, and why adapting stopped if it did."""
-    return {"enabled": _enabled, "current": _current, "user_choice": user_choice(),
-            "one_pool": _pool}
+    return {"enabled": _enabled, "current": _current, "user_choice": user_choice()}
 
