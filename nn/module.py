@@ -163,18 +163,19 @@ class Module:
 
     def get_parameter(self, target):
         """The Parameter at a dotted path ('encoder.layers.0.linear.weight')."""
-        path, _, name = target.rpartition(".")
-        module = self.get_submodule(path)
-        if name not in module._parameters:
-            raise AttributeError(f"{type(module).__name__} has no parameter {name!r}")
-        return module._parameters[name]
+        return self._get_entry(target, "_parameters", "parameter")
 
     def get_buffer(self, target):
+        """The buffer at a dotted path ('norm.running_mean')."""
+        return self._get_entry(target, "_buffers", "buffer")
+
+    def _get_entry(self, target, table, kind):
         path, _, name = target.rpartition(".")
         module = self.get_submodule(path)
-        if name not in module._buffers:
-            raise AttributeError(f"{type(module).__name__} has no buffer {name!r}")
-        return module._buffers[name]
+        entries = getattr(module, table)
+        if name not in entries:
+            raise AttributeError(f"{type(module).__name__} has no {kind} {name!r}")
+        return entries[name]
 
     # ------------------------------------------------------------------ calling
 
