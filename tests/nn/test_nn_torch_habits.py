@@ -193,7 +193,8 @@ def _module_story(nn, L):
              type(model.get_submodule("0")).__name__, tuple(model.get_parameter("2.bias").shape),
              sorted(model.state_dict(prefix="net.").keys()),
              model.state_dict(keep_vars=True)["0.weight"] is shared.weight,
-             str(model.load_state_dict(model.state_dict()))]
+             str(model.load_state_dict(model.state_dict())),
+             nn.Sequential(nn.BatchNorm1d(3)).get_buffer("0.running_var").tolist()]
     weight = L.full((2, 2), 3.0)
     model.load_state_dict({"0.weight": weight, "0.bias": L.zeros(2)}, strict=False, assign=True)
     story += [type(shared.weight).__name__, shared.weight.requires_grad,
@@ -209,7 +210,7 @@ def test_module_lookups_state_dict_arguments_and_assign():
     # before: TypeError or AttributeError for each (and load_state_dict printed as a tuple)
     expected = [["0.weight", "0.bias", "2.weight", "2.bias"], "Linear", (2,),
                 ["net.0.bias", "net.0.weight", "net.2.bias", "net.2.weight"], True,
-                "<All keys matched successfully>",
+                "<All keys matched successfully>", [1.0, 1.0, 1.0],
                 "Parameter", True, [[3.0, 3.0], [3.0, 3.0]], [[36.0, 36.0]], "ReLU", ["b"], 0]
     assert _module_story(tg.nn, tg) == expected
     if torch is not None:
