@@ -139,12 +139,34 @@ def test_detach_cuts_the_graph_and_shares_data():
 
 
 def test_requires_grad_rules():
-    with pytest.raises(TypeError, match="float"):
+    # As torch, RuntimeError for an integer tensor (TypeError before)
+    with pytest.raises(RuntimeError, match="float"):
         Tensor([1, 2], requires_grad=True)
     x = leaf(1.0)
     assert Tensor([1.0]).requires_grad_().requires_grad
     with pytest.raises(RuntimeError, match="detach"):
         (x * 2).requires_grad_(False)
+    assert (x * 2).requires_grad_(True).requires_grad  # no change: allowed, as torch
+
+
+def test_the_requires_grad_attribute_is_set_as_torch_sets_it():
+    # Before, `y.requires_grad = False` on a computed y cut it from the graph silently, an int
+    # flag was stored as it came and an integer tensor took True; torch refuses all three
+    x = leaf(1.0)
+    for flag in (False, True):
+        with pytest.raises(RuntimeError, match="leaf"):
+            (x * 2).requires_grad = flag
+    with pytest.raises(RuntimeError, match="bool"):
+        Tensor([1.0]).requires_grad = 1
+    with pytest.raises(RuntimeError, match="float"):
+        Tensor([1, 2]).requires_grad = True
+    with pytest.raises(TypeError, match="bool"):
+        Tensor([1.0]).requires_grad_(1)
+    frozen = leaf(1.0)
+    frozen.requires_grad = False  # a leaf may be frozen and thawed
+    assert not (frozen * 2).requires_grad
+    frozen.requires_grad = True
+    assert (frozen * 2).requires_grad
     assert not (x > 0).requires_grad and not x.long().requires_grad
     assert not x.argmax().requires_grad
 

@@ -230,3 +230,15 @@ def test_register_hook_observes_and_replaces_gradients():
         y = leaf(1.0)
         y.register_hook(lambda g: Tensor.zeros(5))
         (y * 1).sum().backward()
+
+
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_a_hook_may_not_change_the_gradients_dtype_or_shape(create_graph):
+    # As torch ("hook has changed the type of value"): before, the plain walk cast a float64
+    # result back to float32 and the create_graph walk took any result, of any shape
+    for change in (lambda g: g.float(), lambda g: g[:1]):  # (leaf() is float64)
+        y = leaf(1.0, 2.0)
+        z = y * 1
+        z.register_hook(change)
+        with pytest.raises(RuntimeError, match="hook returned"):
+            z.sum().backward(create_graph=create_graph)

@@ -140,13 +140,13 @@ class ArrayFunction(GraphNode):
         try:
             if len(inputs) == 2 and not kwargs:
                 a, b = inputs
-                ctx.needs_input_grad = needs = (a.requires_grad, b.requires_grad)
+                ctx.needs_input_grad = needs = (a._requires_grad, b._requires_grad)
                 out = cls.forward(ctx, a.array, b.array)
             elif len(inputs) == 1 and not kwargs:
-                ctx.needs_input_grad = needs = (inputs[0].requires_grad,)
+                ctx.needs_input_grad = needs = (inputs[0]._requires_grad,)
                 out = cls.forward(ctx, inputs[0].array)
             else:
-                ctx.needs_input_grad = needs = tuple([t.requires_grad for t in inputs])
+                ctx.needs_input_grad = needs = tuple([t._requires_grad for t in inputs])
                 out = cls.forward(ctx, *[t.array for t in inputs], **kwargs)
         except AttributeError:
             if all(isinstance(t, _Tensor) for t in inputs):
@@ -162,10 +162,10 @@ class ArrayFunction(GraphNode):
         tensor._retains_grad = False
         if True in needs and _GradMode.enabled:
             ctx.parents = inputs
-            tensor.requires_grad = True
+            tensor._requires_grad = True
             tensor._ctx = ctx
         else:
-            tensor.requires_grad = False
+            tensor._requires_grad = False
             tensor._ctx = None
         return tensor
 
@@ -231,7 +231,7 @@ def _topological_order(roots, stop=()):
                 "freed by the first backward; pass retain_graph=True (or create_graph=True) to "
                 "the first call")
         for parent in ctx.parents:
-            if parent.requires_grad and id(parent) not in visited:
+            if parent._requires_grad and id(parent) not in visited:
                 stack.append((parent, False))
     return order
 
@@ -247,7 +247,7 @@ def _wrap_array(array):
         array = np.asarray(array)
     tensor = _new_object(_Tensor)
     tensor.array, tensor._grad, tensor._ctx = array, None, None
-    tensor.requires_grad = tensor._retains_grad = False
+    tensor._requires_grad = tensor._retains_grad = False
     return tensor
 
 
@@ -333,7 +333,7 @@ def backward(root, grad, retain_graph=False, capture=None):
             raise RuntimeError(f"{type(ctx).__name__}.backward returned {len(input_grads)} "
                                f"gradients for {len(parents)} inputs")
         for parent, parent_grad in zip(parents, input_grads):
-            if parent_grad is None or not parent.requires_grad:
+            if parent_grad is None or not parent._requires_grad:
                 continue
             data, made = parent.array, False
             if parent_grad.__class__ is not np.ndarray:
@@ -404,13 +404,18 @@ def _run_hooks(tensor, grad):
     for hook in _live_hooks(_hooks, tensor):
         result = hook(_wrap_array(grad))
         if result is not None:
-            new = result.array if isinstance(result, _Tensor) else result
-            if not isinstance(new, np.ndarray) or new.shape != grad.shape:
-                raise RuntimeError(f"register_hook: a hook returned {type(result).__name__} of "
-                                   f"shape {np.shape(new)}; expected a Tensor of shape "
-                                   f"{grad.shape}")
-            grad = new
+            grad = hook_result(result, grad)
     return grad
+
+
+def hook_result(result, grad):
+    """A hook's replacement for the array `grad`, as an array: as torch, same shape and dtype."""
+    new = result.array if isinstance(result, _Tensor) else result
+    if not isinstance(new, np.ndarray) or new.shape != grad.shape or new.dtype != grad.dtype:
+        raise RuntimeError(f"register_hook: a hook returned {type(result).__name__} of shape "
+                           f"{np.shape(new)}, dtype {getattr(new, 'dtype', None)}; expected a "
+                           f"Tensor of shape {grad.shape}, dtype {grad.dtype}")
+    return new
 
 
 # Hooks that run once a leaf's .grad holds its new sum (torch's post-accumulate-grad hooks: an

@@ -312,11 +312,11 @@ def _rebase_dirty(cls, ctx, args, outputs):
             raise RuntimeError(f"{cls.__name__}: a tensor given to ctx.mark_dirty must be "
                                "returned as an output")
         stand_in = _wrap_array(a.array)
-        stand_in.requires_grad, stand_in._ctx = a.requires_grad, a._ctx
+        stand_in._requires_grad, stand_in._ctx = a.requires_grad, a._ctx
         args[i] = stand_in
     return tuple(args)
 
 
 def _attach(tensor, ctx):
-    tensor.requires_grad = True
+    tensor._requires_grad = True
     tensor._ctx = ctx

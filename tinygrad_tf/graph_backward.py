@@ -71,8 +71,9 @@ def _op_grads(ctx, output, grad):
 def _run_hooks(tensor, grad):
     for hook in _autograd._live_hooks(_autograd._hooks, tensor):
         result = hook(grad)
-        if result is not None:
-            grad = result
+        if result is not None:  # checked as on the plain walk; a Tensor keeps its graph
+            new = _autograd.hook_result(result, grad.array)
+            grad = result if isinstance(result, type(grad)) else grad._wrap(new)
     return grad
 
 

@@ -7,7 +7,7 @@ names and semantics, are mixed in from files each readable in one sitting:
 (views: reshape, permute, expand; indexing, gather/scatter, splitting, `where`/`cat`/`stack`),
 `tensor_reduce.py` (reductions, max/min, softmax, sorting), `inplace.py` (in-place ops and
 version counters) and `tensor_torch.py` (the rest of torch's surface: `.data`, `item`, `len`,
-`repr`, `float()`, `new_zeros`...); `factories.py` makes tensors.
+`repr`, `to()`, `float()`, `new_zeros`...); `factories.py` makes tensors.
 """
 import numbers
 
@@ -21,10 +21,10 @@ from .dtypes import DEFAULT_FLOAT as _DEFAULT_FLOAT, INDEX as _INDEX
 from .dtypes import category as _category, scalar_category as _scalar_category
 from .inplace import InplaceOps
 from .tensor_elementwise import ElementwiseOps, IntegerDivisionByZero  # noqa: F401 (re-exported)
+from .tensor_elementwise import integer_power as _integer_power
 from .tensor_index import IndexOps, cat, stack, where  # noqa: F401 (re-exported)
 from .tensor_reduce import ReduceOps
 from .tensor_torch import TorchMethods
-from .device import to_args as _to_args
 
 
 def _as_array(data, dtype=None):
@@ -54,22 +54,10 @@ _BOOL_SUB = ("sub: subtraction, the `-` operator, with a bool tensor or a bool i
              "(as in torch); to invert a mask use `~` or logical_not(), for two masks `^`")
 
 
-def _integer_power(base, exponent):
-    """base ** exponent in integers, as torch: a negative exponent gives 0 (1 / base**k
-    truncated) except for bases 1 and -1; numpy refuses negative integer exponents."""
-    exponent = np.asarray(exponent)
-    if not (exponent < 0).any():
-        return np.asarray(np.power(base, exponent))
-    negative = exponent < 0
-    out = np.asarray(np.power(base, np.where(negative, 0, exponent)))
-    unit = np.where(exponent % 2 == 0, 1, np.asarray(base))  # (-1) ** odd is -1
-    return np.where(negative, np.where(np.abs(base) == 1, unit, 0), out).astype(out.dtype)
-
-
 class Tensor(ReduceOps, IndexOps, InplaceOps, ElementwiseOps, TorchMethods):
     """An n-dimensional array that can record the ops applied to it and differentiate them."""
 
-    __slots__ = ("array", "_grad", "requires_grad", "_ctx", "_retains_grad", "__weakref__")
+    __slots__ = ("array", "_grad", "_requires_grad", "_ctx", "_retains_grad", "__weakref__")
     __array_ufunc__ = None  # so `numpy_array + tensor` calls Tensor.__radd__ instead of looping
 
     def __init__(self, data, dtype=None, requires_grad=False):
@@ -85,8 +73,7 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, ElementwiseOps, TorchMethods):
         self.array = array
         self._grad = None
         self._ctx = None
-        self._retains_grad = False
-        self.requires_grad = False
+        self._retains_grad = self._requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
 
@@ -137,12 +124,29 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, ElementwiseOps, TorchMethods):
     def grad(self):
         self._grad = None
 
+    @property
+    def requires_grad(self):
+        """Whether ops on this tensor are recorded for backward (set on leaves only, as torch)."""
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, flag):
+        if flag.__class__ is not bool:
+            raise RuntimeError(f"requires_grad must be a bool, not {type(flag).__name__}")
+        if self._ctx is not None:  # a computed tensor's flag follows its inputs
+            raise RuntimeError("requires_grad can only be set on a leaf tensor; use detach() to "
+                               "cut a computed tensor from the graph")
+        self.requires_grad_(flag)
+
     def requires_grad_(self, requires_grad=True):
+        if requires_grad.__class__ is not bool:
+            raise TypeError(f"requires_grad_: expected a bool, not {type(requires_grad).__name__}")
         if requires_grad and self.dtype.kind != "f":
-            raise TypeError(f"requires_grad_: only float tensors can require grad, not {self.dtype}")
+            raise RuntimeError(f"requires_grad_: only float tensors can require grad, not "
+                               f"{self.dtype}")
         if not requires_grad and self._ctx is not None:
             raise RuntimeError("requires_grad_(False) on a non-leaf tensor; use detach()")
-        self.requires_grad = requires_grad
+        self._requires_grad = requires_grad
         return self
 
     def retain_grad(self):
@@ -192,22 +196,6 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, ElementwiseOps, TorchMethods):
             _autograd.run_backward(self, gradient, retain_graph, create_graph, inputs)
         else:
             _autograd.backward(self, gradient, retain_graph)
-
-    # ------------------------------------------------------------------ dtype
-
-    def to(self, *args, **kwargs):
-        """torch's `to(dtype)`, `to(device)`, `to(device, dtype)`, `to(other)`: this tensor as
-        `dtype` (itself if nothing changes, a copy with copy=True). The device can only be the
-        CPU. Only a float result keeps the graph: an int or bool tensor has no gradient."""
-        if len(args) == 1 and not kwargs and isinstance(args[0], (np.dtype, type)):
-            dtype, copy = np.dtype(args[0]), False  # the common to(dtype): skip the parsing
-        else:
-            dtype, copy = _to_args(args, kwargs)
-        if dtype is None or dtype == self.dtype:
-            return self.clone() if copy else self
-        if dtype.kind != "f":
-            return Tensor._wrap(self.array.astype(dtype))
-        return F.Cast.apply(self, dtype=dtype)
 
     # ------------------------------------------------------------------ arithmetic
 

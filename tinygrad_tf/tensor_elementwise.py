@@ -25,6 +25,18 @@ def _broadcasting(fn, a, b, op, **kwargs):
         raise ValueError(f"{op}: shapes {a.shape} and {b.shape} do not broadcast") from error
 
 
+def integer_power(base, exponent):
+    """base ** exponent in integers, as torch: a negative exponent gives 0 (1 / base**k
+    truncated) except for bases 1 and -1; numpy refuses negative integer exponents."""
+    exponent = np.asarray(exponent)
+    if not (exponent < 0).any():
+        return np.asarray(np.power(base, exponent))
+    negative = exponent < 0
+    out = np.asarray(np.power(base, np.where(negative, 0, exponent)))
+    unit = np.where(exponent % 2 == 0, 1, np.asarray(base))  # (-1) ** odd is -1
+    return np.where(negative, np.where(np.abs(base) == 1, unit, 0), out).astype(out.dtype)
+
+
 class IntegerDivisionByZero(ZeroDivisionError, RuntimeError):
     """torch raises RuntimeError("ZeroDivisionError") here; both `except`s catch this one."""
 

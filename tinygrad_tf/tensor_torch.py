@@ -9,6 +9,7 @@ import numpy as np
 
 from . import autograd as _autograd
 from . import device as _device
+from . import function as _function
 from . import factories as _factories
 from . import xp as _xp
 from .args import index_tensor as _index_tensor, normalize_dim as _normalize_dim
@@ -203,6 +204,20 @@ class TorchMethods(TorchExtras):
         elif self.requires_grad:
             extras += ", requires_grad=True"
         return f"tensor({format_scalar(self.array.item(), self.dtype)}{extras})"
+
+    def to(self, *args, **kwargs):
+        """torch's `to(dtype)`, `to(device)`, `to(device, dtype)`, `to(other)`: this tensor as
+        `dtype` (itself if nothing changes, a copy with copy=True). The device can only be the
+        CPU. Only a float result keeps the graph: an int or bool tensor has no gradient."""
+        if len(args) == 1 and not kwargs and isinstance(args[0], (np.dtype, type)):
+            dtype, copy = np.dtype(args[0]), False  # the common to(dtype): skip the parsing
+        else:
+            dtype, copy = _device.to_args(args, kwargs)
+        if dtype is None or dtype == self.dtype:
+            return self.clone() if copy else self
+        if dtype.kind != "f":
+            return self._wrap(self.array.astype(dtype))
+        return _function.Cast.apply(self, dtype=dtype)
 
     def astype(self, dtype):
         return self.to(np.dtype(dtype))

@@ -254,7 +254,7 @@ class TorchExtras:
     def detach_(self):
         """Detach in place: the tensor becomes a leaf that does not require grad."""
         self._ctx = None
-        self.requires_grad = False
+        self._requires_grad = False
         return self
 
     # ------------------------------------------------------------------ shapes
