@@ -171,6 +171,38 @@ def test_the_requires_grad_attribute_is_set_as_torch_sets_it():
     assert not x.argmax().requires_grad
 
 
+def _autograd_backward_story(L):
+    def fresh():
+        return L.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    story = []
+    z = fresh()
+    L.autograd.backward([(z * 2).sum(), (z * z).sum()])  # several roots, one walk
+    story.append(z.grad.tolist())
+    z = fresh()
+    L.autograd.backward([z * 2, (z ** 2).sum()], [L.tensor([1.0, 0.0, 2.0]), None])
+    story.append(z.grad.tolist())
+    z, w = fresh(), fresh()
+    L.autograd.backward((z * w).sum(), inputs=[w])
+    story.append([z.grad is None, w.grad.tolist()])
+    backward = L.autograd.backward
+    for wrong in (lambda t: backward(t * 2),  # not one element, no grad_tensors
+                  lambda t: backward([t * 2], [L.ones(2)]),  # a misshapen grad
+                  lambda t: backward([(t * 2).sum(), t.sum()], [L.tensor(1.0)]),  # one short
+                  lambda t: backward(t.detach())):  # needs no grad
+        with pytest.raises(RuntimeError):
+            wrong(fresh())
+    return story
+
+
+def test_autograd_backward_as_torch():
+    # before: tg.autograd.backward was the engine's walk, backward(root, grad): a TypeError
+    # for torch's autograd.backward(loss), and no checks for grad_tensors
+    expected = [[4.0, 6.0, 8.0], [4.0, 4.0, 10.0], [True, [1.0, 2.0, 3.0]]]
+    assert _autograd_backward_story(tg) == expected
+    torch = pytest.importorskip("torch")
+    assert _autograd_backward_story(torch) == expected
+
+
 def test_retain_grad_keeps_a_non_leaf_gradient():
     x = leaf(1.0, 2.0)
     y = (x * 3).retain_grad()

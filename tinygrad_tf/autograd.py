@@ -1,9 +1,10 @@
 """The autograd machinery: grad mode, the `ArrayFunction` base class of every op, and the
 backward graph walk. (torch's `autograd.Function`, on Tensors, is autograd_function.py;
-`autograd.grad` and backward's `inputs=`/`create_graph=` are autograd_grad.py.)
+`autograd.grad`, `autograd.backward` and backward's `inputs=`/`create_graph=` are
+autograd_grad.py.)
 
 Every op records an `ArrayFunction` instance (the "ctx") on the tensor it produces. The ctx
-holds the op's input tensors (`parents`) and whatever arrays its backward needs. `backward()`
+holds the op's input tensors (`parents`) and whatever arrays its backward needs. `walk()`
 orders the recorded graph topologically, then calls each op's `backward` from the output
 towards the leaves.
 """
@@ -277,7 +278,7 @@ def _accumulate_grad(tensor, grad):
         _run_post_accumulate_hooks(tensor)
 
 
-def backward(root, grad, retain_graph=False, capture=None):
+def walk(root, grad, retain_graph=False, capture=None):
     """Accumulate d(root)/d(leaf) * grad into `.grad` of every leaf that requires grad.
 
     `root` and `grad` may be lists (several outputs). With `capture` (a dict keyed by the ids of
@@ -439,8 +440,9 @@ def _run_post_accumulate_hooks(tensor):
 
 increment_version = _versions.increment_version
 
-# torch's autograd.grad, and backward's inputs= and create_graph= (autograd_grad.py): imported last.
-from .autograd_grad import grad, run_backward  # noqa: E402,F401
+# torch's autograd.grad and autograd.backward, and Tensor.backward's inputs= and create_graph=
+# (autograd_grad.py): imported last.
+from .autograd_grad import backward, grad, run_backward  # noqa: E402,F401
 
 # torch's autograd.Function (Tensors in and out), built on ArrayFunction: imported last.
 from .autograd_function import Function, FunctionCtx, once_differentiable  # noqa: E402

@@ -1,7 +1,8 @@
-"""torch's `autograd.grad`, and `Tensor.backward`'s options `inputs=` and `create_graph=`: front
-ends that check their arguments, then run one of the two walks, `autograd.backward` (on arrays)
-or `graph_backward.run` (on Tensors, recording a graph: create_graph=True). `autograd.py`
-re-exports `grad`; `Tensor.backward` calls `run_backward` when an option is given.
+"""torch's `autograd.grad` and `autograd.backward`, and `Tensor.backward`'s options `inputs=` and
+`create_graph=`: front ends that check their arguments, then run one of the two walks,
+`autograd.walk` (on arrays) or `graph_backward.run` (on Tensors, recording a graph:
+create_graph=True). `autograd.py` re-exports `grad` and `backward`; `Tensor.backward` calls
+`run_backward` when an option is given.
 """
 import numpy as np
 
@@ -17,7 +18,7 @@ def _walk(outputs, seeds, retain_graph, create_graph, capture):
         seeds = [s if isinstance(s, Tensor) else _autograd._wrap_array(s) for s in seeds]
         graph_backward.run(outputs, seeds, retain_graph, capture=capture)
     else:
-        _autograd.backward(outputs, seeds, retain_graph, capture=capture)
+        _autograd.walk(outputs, seeds, retain_graph, capture=capture)
 
 
 def run_backward(outputs, grads, retain_graph, create_graph=False, inputs=None):
@@ -46,6 +47,36 @@ def run_backward(outputs, grads, retain_graph, create_graph=False, inputs=None):
                 _autograd._run_post_accumulate_hooks(t)
         else:
             _autograd._accumulate_grad(t, g)
+
+
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
+    """torch.autograd.backward: `Tensor.backward` for several outputs in one walk, each with its
+    upstream gradient (grad_tensors: a Tensor or None each; None only for a one-element output).
+    The leaves' `.grad` accumulate the sum over the outputs."""
+    Tensor = _autograd._Tensor
+    tensors = [tensors] if isinstance(tensors, Tensor) else list(tensors)
+    if grad_tensors is None or isinstance(grad_tensors, Tensor):
+        grad_tensors = [grad_tensors] * (1 if grad_tensors is not None else len(tensors))
+    grad_tensors = list(grad_tensors)
+    if len(grad_tensors) != len(tensors):
+        raise RuntimeError(f"autograd.backward: got {len(grad_tensors)} grad_tensors for "
+                           f"{len(tensors)} tensors; expected one each")
+    seeds = []
+    for i, (t, g) in enumerate(zip(tensors, grad_tensors)):
+        if not t.requires_grad:
+            raise RuntimeError(f"autograd.backward: element {i} of tensors does not require grad")
+        if g is None:
+            if t.array.size != 1:
+                raise RuntimeError(f"autograd.backward: element {i} has shape {t.shape}; only a "
+                                   "one-element output may omit its grad_tensors entry")
+            g = Tensor._wrap(np.ones_like(t.array))
+        elif not isinstance(g, Tensor) or g.shape != t.shape:
+            raise RuntimeError(f"autograd.backward: grad_tensors[{i}] must be a Tensor of shape "
+                               f"{t.shape}, not {type(g).__name__} {getattr(g, 'shape', '')}")
+        seeds.append(g if create_graph else g.array.astype(t.dtype, copy=False))
+    if retain_graph is None:
+        retain_graph = create_graph
+    run_backward(tensors, seeds, retain_graph, create_graph, inputs)
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,

@@ -195,7 +195,7 @@ class Tensor(ReduceOps, IndexOps, InplaceOps, ElementwiseOps, TorchMethods):
         if create_graph or inputs is not None:  # torch's options: autograd_grad.py
             _autograd.run_backward(self, gradient, retain_graph, create_graph, inputs)
         else:
-            _autograd.backward(self, gradient, retain_graph)
+            _autograd.walk(self, gradient, retain_graph)
 
     # ------------------------------------------------------------------ arithmetic
 
