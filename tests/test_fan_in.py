@@ -1,5 +1,5 @@
 """Fan-in: a tensor used by several ops gets the sum of their gradients. The engine adds in place
-only into an array it made itself in the same walk (autograd.backward); each test below hands it
+only into an array it made itself in the same walk (autograd.walk); each test below hands it
 an array that must not be written: a grad_output returned to two parents, a saved array, a hook's
 return, a read-only broadcast view. A wrong in-place add changes what the user or the graph still
 holds, so each test checks those arrays as well as the gradients (torch 2.13 is the oracle where

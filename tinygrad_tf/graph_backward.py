@@ -1,4 +1,4 @@
-"""Backward with create_graph=True: the same graph walk as autograd.backward, on Tensors.
+"""Backward with create_graph=True: the same graph walk as autograd.walk, on Tensors.
 
 Each op's backward runs with `ctx.xp = tensor_ops` (xp.py), its gradient and its saved arrays
 as Tensors: a saved array that is one of the op's inputs, or its output, becomes that very
