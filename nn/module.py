@@ -60,6 +60,13 @@ def _unwrap(value, key):
                     "Tensor or a numpy array")
 
 
+class _WithKwargs:
+    """A forward hook registered with with_kwargs=True: it is also given the keyword arguments."""
+
+    def __init__(self, hook):
+        self.hook = hook
+
+
 class Module:
     """Base class of every layer and model: subclass it, assign layers in __init__, write forward."""
 
@@ -191,6 +198,14 @@ class Module:
         if not self._hooked:
             return self.forward(*args, **kwargs)
         for hook in list(self._forward_pre_hooks or ()):
+            if hook.__class__ is _WithKwargs:
+                result = hook.hook(self, args, kwargs)
+                if result is not None:
+                    if not (isinstance(result, tuple) and len(result) == 2):
+                        raise RuntimeError("forward pre-hook must return None or a tuple of "
+                                           f"(new_args, new_kwargs), but got {result!r}")
+                    args, kwargs = result
+                continue
             result = hook(self, args)
             if result is not None:
                 args = result if isinstance(result, tuple) else (result,)
@@ -199,42 +214,53 @@ class Module:
             args = backward_hooks.wrap_inputs()
         output = self.forward(*args, **kwargs)
         for hook in list(self._forward_hooks or ()):
-            result = hook(self, args, output)
+            if hook.__class__ is _WithKwargs:
+                result = hook.hook(self, args, kwargs, output)
+            else:
+                result = hook(self, args, output)
             if result is not None:
                 output = result
         if backward_hooks is not None:
             output = backward_hooks.wrap_outputs(output)
         return output
 
-    def register_forward_pre_hook(self, hook):
+    def register_forward_pre_hook(self, hook, *, prepend=False, with_kwargs=False):
         """Call hook(module, args) before each forward (args: the positional arguments, a
-        tuple); a value it returns replaces them. Returns a handle whose remove() unregisters it."""
-        return self._add_hook("_forward_pre_hooks", hook)
+        tuple); a value it returns replaces them. with_kwargs=True: hook(module, args, kwargs),
+        returning None or (new_args, new_kwargs). prepend=True: before the hooks already there.
+        Returns a handle whose remove() unregisters it."""
+        return self._add_hook("_forward_pre_hooks", _WithKwargs(hook) if with_kwargs else hook,
+                              prepend)
 
-    def register_forward_hook(self, hook):
-        """Call hook(module, args, output) after each forward; a value it returns replaces the
-        output. Returns a handle whose remove() unregisters it."""
-        return self._add_hook("_forward_hooks", hook)
+    def register_forward_hook(self, hook, *, prepend=False, with_kwargs=False):
+        """Call hook(module, args, output) after each forward (with_kwargs=True: hook(module,
+        args, kwargs, output)); a value it returns replaces the output. prepend=True: before the
+        hooks already there. Returns a handle whose remove() unregisters it."""
+        return self._add_hook("_forward_hooks", _WithKwargs(hook) if with_kwargs else hook,
+                              prepend)
 
-    def register_full_backward_pre_hook(self, hook):
+    def register_full_backward_pre_hook(self, hook, prepend=False):
         """Call hook(module, grad_output) when the gradients of this call's outputs are known
         (a tuple, None for an output no gradient reached); a tuple it returns replaces them.
         Returns a handle whose remove() unregisters it. (nn/hooks.py)"""
-        return self._add_hook("_backward_pre_hooks", hook)
+        return self._add_hook("_backward_pre_hooks", hook, prepend)
 
-    def register_full_backward_hook(self, hook):
+    def register_full_backward_hook(self, hook, prepend=False):
         """Call hook(module, grad_input, grad_output) when the gradients of this call's
         positional inputs are known; a tuple it returns replaces grad_input. Returns a handle
         whose remove() unregisters it. (nn/hooks.py)"""
-        return self._add_hook("_backward_hooks", hook)
+        return self._add_hook("_backward_hooks", hook, prepend)
 
-    def _add_hook(self, kind, hook):
+    def _add_hook(self, kind, hook, prepend=False):
         hooks = self.__dict__.get(kind)
         if hooks is None:
             hooks = []
             object.__setattr__(self, kind, hooks)
             object.__setattr__(self, "_hooked", True)
-        hooks.append(hook)
+        if prepend:
+            hooks.insert(0, hook)
+        else:
+            hooks.append(hook)
         return RemovableHandle(hooks, hook)
 
     # ------------------------------------------------------------------ traversal

@@ -136,6 +136,33 @@ def test_forward_hooks_see_replace_and_remove_as_torch():
         np.testing.assert_allclose(ours, expected, rtol=1e-6)
 
 
+def _kwargs_hook_story(lib, nn_):
+    class Scale(nn_.Module):
+        def forward(self, x, factor=1.0):
+            return x * factor
+
+    module, order = Scale(), []
+    module.register_forward_pre_hook(lambda m, args, kwargs: (args, {"factor": 3.0}),
+                                     with_kwargs=True)
+    module.register_forward_hook(lambda m, args, kwargs, out: order.append(("kw", kwargs)) or
+                                 out + 1, with_kwargs=True)
+    module.register_forward_hook(lambda m, args, out: order.append("first"), prepend=True)
+    out = module(lib.ones(2), factor=2.0)
+    bad = Scale()
+    bad.register_forward_pre_hook(lambda m, args, kwargs: args, with_kwargs=True)
+    with pytest.raises(RuntimeError, match="new_args, new_kwargs"):
+        bad(lib.ones(2))
+    return out.tolist(), order
+
+
+def test_forward_hooks_with_kwargs_and_prepend_as_torch():
+    # before: TypeError (no with_kwargs= or prepend= keyword)
+    expected = ([4.0, 4.0], ["first", ("kw", {"factor": 3.0})])
+    assert _kwargs_hook_story(tg, nn) == expected
+    torch = pytest.importorskip("torch")
+    assert _kwargs_hook_story(torch, torch.nn) == expected
+
+
 def test_repr_shows_the_tree():
     text = repr(nn.Sequential(nn.Linear(2, 8), nn.GELU(), nn.ModuleList([nn.Dropout(0.1)])))
     assert text == ("Sequential(\n"
