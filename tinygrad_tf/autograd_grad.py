@@ -49,31 +49,44 @@ def run_backward(outputs, grads, retain_graph, create_graph=False, inputs=None):
             _autograd._accumulate_grad(t, g)
 
 
+def _seeds(op, outputs, grad_outputs, create_graph):
+    """The upstream gradient of each output, checked as torch checks them: one per output (None
+    only for a one-element output: ones), of its shape. Arrays of the output's dtype, or Tensors
+    under create_graph."""
+    Tensor = _autograd._Tensor
+    if grad_outputs is None:
+        grad_outputs = [None] * len(outputs)
+    elif isinstance(grad_outputs, (Tensor, np.ndarray)):
+        grad_outputs = [grad_outputs]
+    if len(grad_outputs) != len(outputs):
+        raise RuntimeError(f"{op}: {len(grad_outputs)} gradients for {len(outputs)} outputs; "
+                           "expected one each")
+    seeds = []
+    for out, seed in zip(outputs, grad_outputs):
+        if not out.requires_grad:
+            raise RuntimeError(f"{op}: an output of shape {out.shape} does not require grad")
+        if seed is None:
+            if out.array.size != 1:
+                raise RuntimeError(f"{op}: an output of shape {out.shape} needs a gradient; "
+                                   "only a one-element output's defaults to 1")
+            seed = np.ones_like(out.array)
+        if create_graph and isinstance(seed, Tensor):
+            seed = seed if seed.dtype == out.dtype else seed.to(out.dtype)
+        else:
+            seed = np.asarray(seed.array if isinstance(seed, Tensor) else seed, dtype=out.dtype)
+        if seed.shape != out.shape:
+            raise RuntimeError(f"{op}: a gradient of shape {seed.shape} for an output of shape "
+                               f"{out.shape}")
+        seeds.append(seed)
+    return seeds
+
+
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
     """torch.autograd.backward: `Tensor.backward` for several outputs in one walk, each with its
     upstream gradient (grad_tensors: a Tensor or None each; None only for a one-element output).
     The leaves' `.grad` accumulate the sum over the outputs."""
-    Tensor = _autograd._Tensor
-    tensors = [tensors] if isinstance(tensors, Tensor) else list(tensors)
-    if grad_tensors is None or isinstance(grad_tensors, Tensor):
-        grad_tensors = [grad_tensors] * (1 if grad_tensors is not None else len(tensors))
-    grad_tensors = list(grad_tensors)
-    if len(grad_tensors) != len(tensors):
-        raise RuntimeError(f"autograd.backward: got {len(grad_tensors)} grad_tensors for "
-                           f"{len(tensors)} tensors; expected one each")
-    seeds = []
-    for i, (t, g) in enumerate(zip(tensors, grad_tensors)):
-        if not t.requires_grad:
-            raise RuntimeError(f"autograd.backward: element {i} of tensors does not require grad")
-        if g is None:
-            if t.array.size != 1:
-                raise RuntimeError(f"autograd.backward: element {i} has shape {t.shape}; only a "
-                                   "one-element output may omit its grad_tensors entry")
-            g = Tensor._wrap(np.ones_like(t.array))
-        elif not isinstance(g, Tensor) or g.shape != t.shape:
-            raise RuntimeError(f"autograd.backward: grad_tensors[{i}] must be a Tensor of shape "
-                               f"{t.shape}, not {type(g).__name__} {getattr(g, 'shape', '')}")
-        seeds.append(g if create_graph else g.array.astype(t.dtype, copy=False))
+    tensors = [tensors] if isinstance(tensors, _autograd._Tensor) else list(tensors)
+    seeds = _seeds("autograd.backward", tensors, grad_tensors, create_graph)
     if retain_graph is None:
         retain_graph = create_graph
     run_backward(tensors, seeds, retain_graph, create_graph, inputs)
@@ -102,29 +115,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     inputs = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
     if retain_graph is None:
         retain_graph = create_graph
-    if grad_outputs is None:
-        grad_outputs = [None] * len(outputs)
-    elif isinstance(grad_outputs, Tensor) or isinstance(grad_outputs, np.ndarray):
-        grad_outputs = [grad_outputs]
-    if len(grad_outputs) != len(outputs):
-        raise ValueError(f"grad: {len(grad_outputs)} grad_outputs for {len(outputs)} outputs")
-    seeds = []
-    for out, seed in zip(outputs, grad_outputs):
-        if not out.requires_grad:
-            raise RuntimeError(f"grad: an output of shape {out.shape} does not require grad")
-        if seed is None:
-            if out.array.size != 1:
-                raise RuntimeError(f"grad: an output of shape {out.shape} needs a grad_output; "
-                                   "only a one-element output's defaults to 1")
-            seed = np.ones_like(out.array)
-        if create_graph and isinstance(seed, Tensor):
-            seed = seed if seed.dtype == out.dtype else seed.to(out.dtype)
-        else:
-            seed = np.asarray(seed.array if isinstance(seed, Tensor) else seed, dtype=out.dtype)
-        if seed.shape != out.shape:
-            raise ValueError(f"grad: grad_output of shape {seed.shape} for an output of shape "
-                             f"{out.shape}")
-        seeds.append(seed)
+    seeds = _seeds("grad", outputs, grad_outputs, create_graph)
     for t in inputs:
         if not t.requires_grad:
             raise RuntimeError(f"grad: an input of shape {t.shape} does not require grad")
