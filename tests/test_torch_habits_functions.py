@@ -251,6 +251,38 @@ def test_index_writes_take_and_where_alone():
         x.index_add_(0, index, s.detach())
 
 
+def _index_put_story(L):
+    weights = L.tensor([1.0, 2.0, 3.0, 4.0])
+    story = []
+    for accumulate in (False, True):
+        for index in (L.tensor([0, 2, 0]), L.tensor([True, False, True, False])):
+            x = L.tensor([1.0, 2.0, 3.0, 4.0], requires_grad=True)
+            v = L.tensor([10.0, 20.0, 30.0][:3 if index.dtype != L.bool else 2], requires_grad=True)
+            y = x.index_put((index,), v, accumulate=accumulate)
+            (y * weights).sum().backward()
+            story.append([y.tolist(), x.grad.tolist(), v.grad.tolist()])
+    return story
+
+
+def test_index_put_out_of_place_is_differentiable():
+    # before: index_put was clone().index_put_(), which refused values that require grad
+    # ("use the out-of-place op"); with a repeated position torch keeps the last value and
+    # gives every value grad[indices]
+    expected = [[[30.0, 2.0, 20.0, 4.0], [0.0, 2.0, 0.0, 4.0], [1.0, 3.0, 1.0]],
+                [[10.0, 2.0, 20.0, 4.0], [0.0, 2.0, 0.0, 4.0], [1.0, 3.0]],
+                [[41.0, 2.0, 23.0, 4.0], [1.0, 2.0, 3.0, 4.0], [1.0, 3.0, 1.0]],
+                [[11.0, 2.0, 23.0, 4.0], [1.0, 2.0, 3.0, 4.0], [1.0, 3.0]]]
+    assert _index_put_story(tg) == expected
+    if torch is not None:
+        assert _index_put_story(torch) == expected
+    x = Tensor(np.random.default_rng(6).standard_normal((3, 2)), requires_grad=True)
+    v = Tensor(np.random.default_rng(7).standard_normal((2, 2)), requires_grad=True)
+    rows = Tensor([2, 0])
+    assert tg.gradcheck(lambda a, b: a.index_put((rows,), b), x, v)
+    assert tg.gradcheck(lambda a, b: a.index_put((rows,), b, accumulate=True), x, v)
+    assert tg.gradcheck(lambda a, b: a.index_put((rows, Tensor([1, 1])), b[0]), x, v)
+
+
 def test_trunc_frac_fmod():
     ours, theirs = both(lambda L: (
         L.tensor([-2.5, 2.5, -0.5]).trunc(), L.tensor([-2.5, 2.5, -0.5]).frac(),

@@ -12,8 +12,9 @@ import numpy as np
 
 from . import autograd as _autograd
 from . import dtypes as _dtypes
+from . import function as _function
 from . import random as _random
-from .args import accept_numpy_names as _accept_numpy_names
+from .args import accept_numpy_names as _accept_numpy_names, index_arg as _index_arg
 from .args import normalize_dim as _normalize_dim, normalize_dims as _normalize_dims
 from .tensor_index import cat as _cat
 
@@ -45,6 +46,15 @@ def _inplace_form(name):
     method.__name__ = method.__qualname__ = f"{name}_"
     method.__doc__ = f"In place: self = self.{name}(...), under torch's in-place rules."
     return method
+
+
+def _identity(reduce, dtype):
+    """x with `reduce` (prod, amax or amin) leaves x unchanged: 1, the lowest or the highest."""
+    if reduce == "prod":
+        return 1
+    lowest, highest = (-np.inf, np.inf) if dtype.kind == "f" else (np.iinfo(dtype).min,
+                                                                   np.iinfo(dtype).max)
+    return lowest if reduce == "amax" else highest
 
 
 class TorchExtras:
@@ -125,9 +135,7 @@ class TorchExtras:
         ufunc = {"prod": np.multiply, "amax": np.maximum, "amin": np.minimum}[reduce]
         out = self.array.copy()
         if not include_self:  # start from the reduction's identity where something lands
-            out[hit] = {"prod": 1, "amax": -np.inf, "amin": np.inf}[reduce] if \
-                out.dtype.kind == "f" or reduce == "prod" else \
-                (np.iinfo(out.dtype).min if reduce == "amax" else np.iinfo(out.dtype).max)
+            out[hit] = _identity(reduce, out.dtype)
         ufunc.at(out, target, values)
         result = _autograd._wrap_array(out)
         if not (_autograd.is_grad_enabled() and (self.requires_grad or src.requires_grad)):
@@ -168,7 +176,28 @@ class TorchExtras:
         return self._write_array("index_put_", values, edit)
 
     def index_put(self, indices, values, accumulate=False):
-        return self.clone().index_put_(indices, values, accumulate)
+        """A copy with `values` written at `indices` (a tuple of index tensors, as in
+        self[indices]), or added with accumulate=True (repeats adding up); differentiable in
+        self and values. Without accumulate a repeated position keeps the last write."""
+        index, advanced = _index_arg(tuple(indices), "index_put")
+        Tensor = _autograd._Tensor
+        values = values if isinstance(values, Tensor) else Tensor(values, dtype=self.dtype)
+        target = self.array[index].shape
+        values = values.to(self.dtype).expand(*target)
+        placed = _function.AddAt.apply(values, index=index, shape=self.shape, advanced=advanced)
+        if accumulate:
+            return self + placed
+        order = np.full(self.shape, -1)  # which value lands at each position: the last write
+        order[index] = np.arange(values.numel()).reshape(target)
+        base = self.masked_fill(Tensor(order >= 0), 0)
+        landed = np.zeros(values.numel(), bool)
+        landed[order[order >= 0]] = True
+        if landed.all():
+            return base + placed
+        # a repeated position: its last value, but every value gets grad[indices] (as torch)
+        kept = _function.AddAt.apply(values.masked_fill(Tensor(~landed.reshape(target)), 0),
+                                     index=index, shape=self.shape, advanced=advanced)
+        return base + kept.detach() + (placed - placed.detach())
 
     def masked_scatter_(self, mask, source):
         """Fill the positions where `mask` (broadcast) is True with source's elements in order."""
