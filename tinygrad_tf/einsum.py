@@ -43,10 +43,8 @@ def _diagonal(t, term):
     while len(set(term)) < len(term):
         letter = next(c for c in term if term.count(c) > 1)
         first, second = [i for i, c in enumerate(term) if c == letter][:2]
-        t = t.movedim((first, second), (0, 1))
-        rest = "".join(c for i, c in enumerate(term) if i not in (first, second))
-        positions = Tensor(np.arange(t.shape[0]))
-        t, term = t[positions, positions], letter + rest
+        t = t.diagonal(0, first, second)  # the diagonal becomes the last dim
+        term = "".join(c for i, c in enumerate(term) if i not in (first, second)) + letter
     return t, term
 
 
